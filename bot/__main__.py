@@ -1,0 +1,66 @@
+"""Command line: `python -m bot serve | worker | dev` (also installed as `shokai`)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from aiohttp import web
+
+from bot.config import ConfigError, Settings
+from rewards.rules import RulesError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shokai", description="Shokai: a LINE referral and rewards bot")
+    commands = parser.add_subparsers(dest="command", required=True)
+    default_port = int(os.environ.get("PORT") or 8000)
+    serve = commands.add_parser("serve", help="the webhook, pages and admin API (and the worker, unless --no-worker)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=default_port)
+    serve.add_argument("--no-worker", action="store_true", help="run the web side only (workers run apart)")
+    commands.add_parser("worker", help="an event worker alone (needs REDIS_URL)")
+    dev = commands.add_parser("dev", help="local mode: embedded Redis, the bot and the LINE simulator console")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=default_port)
+    dev.add_argument("--console-port", type=int, default=int(os.environ.get("CONSOLE_PORT") or 8080))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "dev":
+            from bot.dev import run_dev
+
+            logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+                                format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            asyncio.run(run_dev(args.host, args.port, args.console_port))
+            return 0
+        settings = Settings.from_env()
+        logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.command == "serve":
+            from bot.app import create_app
+
+            app = create_app(settings, run_worker=not args.no_worker)
+            web.run_app(app, host=args.host, port=args.port, access_log=None,
+                        print=lambda _: print(f"Shokai listening on http://{args.host}:{args.port}", flush=True))
+        elif args.command == "worker":
+            if settings.redis_url is None:
+                raise ConfigError("REDIS_URL is not set: a worker on its own needs the shared Redis "
+                                  "(the embedded one lives inside `serve`)")
+            from bot.app import run_worker_alone
+
+            asyncio.run(run_worker_alone(settings))
+    except (ConfigError, RulesError) as exc:
+        print(f"shokai: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The admin API (/api/v1/*): bearer ADMIN_TOKEN, JSON in and out, errors as {"error": {"code", "message"}}."""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from bot.dispatcher import Services
+from bot.line_client import LineRejected, retry_key
+from bot import broadcasts
+from rewards.program import ProgramError
+
+log = logging.getLogger(__name__)
+
+USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+ORDER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
+MAX_AMOUNT_YEN = 100_000_000
+
+
+class BadRequest(Exception):
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def auth_middleware(services_key: web.AppKey[Services]) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                         ) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not header[7:].strip():
+            return error(401, "UNAUTHENTICATED", "send Authorization: Bearer <ADMIN_TOKEN>")
+        expected = request.app[services_key].settings.admin_token
+        if not expected:
+            return error(403, "ADMIN_API_DISABLED", "ADMIN_TOKEN is not set, so the admin API refuses every call")
+        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+            log.warning("admin API call with a wrong token from %s: %s %s", request.remote, request.method,
+                        request.path)
+            return error(403, "FORBIDDEN", "the bearer token is wrong")
+        try:
+            return await handler(request)
+        except BadRequest as exc:
+            log.info("admin API refused %s %s: %s", request.method, request.path, exc.message)
+            return error(exc.status, exc.code, exc.message)
+        except ProgramError as exc:
+            status = 404 if exc.code.startswith("UNKNOWN_") else 409
+            log.info("admin API refused %s %s: %s", request.method, request.path, exc.code)
+            return error(status, exc.code, exc.message)
+
+    return middleware
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest("INVALID_JSON", "the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("INVALID_BODY", "the body must be a JSON object")
+    return body
+
+
+def _field(body: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if value is None:
+        raise BadRequest("MISSING_FIELD", f"{name} is required")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadRequest("INVALID_FIELD", f"{name} must be {'an integer' if kind is int else 'a string'}")
+    return value
+
+
+def _user_id(value: str) -> str:
+    if not USER_ID.match(value):
+        raise BadRequest("INVALID_USER_ID", "user_id must be a LINE user id: U followed by 32 hex digits")
+    return value
+
+
+def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
+    def services(request: web.Request) -> Services:
+        return request.app[services_key]
+
+    async def conversions(request: web.Request) -> web.Response:
+        body = await _body(request)
+        order_id = _field(body, "order_id", str)
+        if not ORDER_ID.match(order_id):
+            raise BadRequest("INVALID_ORDER_ID", "order_id must be 1 to 128 printable ASCII characters")
+        user_id = _user_id(_field(body, "user_id", str))
+        amount = _field(body, "amount", int)
+        if not 0 <= amount <= MAX_AMOUNT_YEN:
+            raise BadRequest("INVALID_AMOUNT", f"amount must be yen between 0 and {MAX_AMOUNT_YEN}")
+        occurred = _field(body, "occurred_at", str, required=False)
+        at_ms = None
+        if occurred is not None:
+            try:
+                at_ms = int(datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp() * 1000)
+            except ValueError as exc:
+                raise BadRequest("INVALID_OCCURRED_AT", "occurred_at must be an ISO 8601 date-time") from exc
+        s = services(request)
+        purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms)
+        if purchase.completed_referral_of:
+            await _tell_referrer(s, purchase.completed_referral_of, user_id)
+        answer = purchase.answer
+        referral = answer.get("referral") or None
+        return web.json_response({
+            "order_id": answer["order_id"], "points_awarded": answer["points_awarded"],
+            "referral": {"status": referral["status"]} if referral else None})
+
+    async def refund(request: web.Request) -> web.Response:
+        order_id = request.match_info["order_id"]
+        outcome, reversed_points = await services(request).program.refund(order_id)
+        return web.json_response({"order_id": order_id, "refunded": outcome == "OK",
+                                  "already_refunded": outcome == "ALREADY_REFUNDED",
+                                  "points_reversed": reversed_points})
+
+    async def member(request: web.Request) -> web.Response:
+        user_id = _user_id(request.match_info["user_id"])
+        view = await services(request).program.member(user_id)
+        if view is None:
+            return error(404, "UNKNOWN_MEMBER", "no member with that user id")
+        return web.json_response({
+            "user_id": view.user_id, "points": view.points, "pending_points": view.pending_points,
+            "tier": view.tier, "lifetime_points": view.lifetime_points, "blocked": view.blocked,
+            "referrals": {"invited": view.referrals.invited, "pending": view.referrals.pending,
+                          "completed": view.referrals.completed}})
+
+    async def adjust(request: web.Request) -> web.Response:
+        user_id = _user_id(request.match_info["user_id"])
+        body = await _body(request)
+        points = _field(body, "points", int)
+        reason = _field(body, "reason", str).strip()
+        if points == 0 or abs(points) > 10_000_000:
+            raise BadRequest("INVALID_POINTS", "points must be a non-zero integer (negative to take points away)")
+        if not 1 <= len(reason) <= 500:
+            raise BadRequest("INVALID_REASON", "reason must be 1 to 500 characters")
+        op = request.headers.get("Idempotency-Key") or body.get("operation_id") or uuid.uuid4().hex
+        if not isinstance(op, str) or not 1 <= len(op) <= 128:
+            raise BadRequest("INVALID_OPERATION_ID", "operation_id must be 1 to 128 characters")
+        s = services(request)
+        before = await s.program.member(user_id)
+        written, balance = await s.program.adjust(user_id, points, reason, "admin-api", f"adjust:{op}")
+        if written:
+            await s.program.audit("admin-api", "adjust_points", user_id,
+                                  before=before.points if before else 0, after=balance, reason=reason, op=op)
+        return web.json_response({"user_id": user_id, "points": balance, "applied": written, "operation_id": op})
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(await services(request).program.stats())
+
+    app.router.add_post("/api/v1/conversions", conversions)
+    app.router.add_post("/api/v1/conversions/{order_id}/refund", refund)
+    app.router.add_get("/api/v1/members/{user_id}", member)
+    app.router.add_post("/api/v1/members/{user_id}/adjustments", adjust)
+    app.router.add_get("/api/v1/stats", stats)
+    broadcasts.setup_api(app, services_key, _body, BadRequest)
+
+
+async def _tell_referrer(s: Services, referrer: str, friend: str) -> None:
+    """A push: the referral completed and the points are in. Keyed by the friend, so it goes out once."""
+    view = await s.program.member(referrer)
+    if view is None or view.blocked:
+        return
+    lang = s.texts.lang_for(view.lang)
+    body = s.texts.get(lang, "referral_completed_referrer", points=s.program.rules.referrer_points,
+                       balance=f"{view.points:,}")
+    try:
+        await s.line.push(referrer, [{"type": "text", "text": body}], retry_key("referral-completed", friend))
+    except (LineRejected, RuntimeError) as exc:
+        log.warning("could not tell %s about their completed referral: %s", referrer, exc)
+
+
+__all__ = ["setup", "auth_middleware", "error", "time"]

@@ -1,0 +1,127 @@
+"""The app factory: every resource is opened in a cleanup context and closed there."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from linebot.v3.webhook import SignatureValidator
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from bot import admin_api, pages, webhook
+from bot.broadcasts import BroadcastRunner
+from bot.config import ASSETS, Settings
+from bot.dispatcher import Services
+from bot.i18n import Texts
+from bot.intake import Intake
+from bot.line_client import LineClient
+from bot.metrics import Metrics
+from bot.redis_conn import EmbeddedRedis, connect
+from bot.worker import Worker
+from handlers import build_router
+from rewards.program import Program
+from rewards.rules import Rules, load_rules
+
+log = logging.getLogger(__name__)
+
+SERVICES = web.AppKey("services", Services)
+INTAKE = web.AppKey("intake", Intake)
+METRICS = web.AppKey("metrics", Metrics)
+WORKER = web.AppKey("worker", Worker)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings, metrics: Metrics, rules: Rules, texts: Texts
+                        ) -> AsyncIterator[Services]:
+    """Redis (given or embedded), the LINE client and the program, closed in reverse order."""
+    embedded = None
+    url = settings.redis_url
+    if url is None:
+        embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / "redis").start)
+        url = embedded.url
+    redis = connect(url, settings.redis_cluster)
+    line = LineClient(settings, metrics)
+    try:
+        yield Services(settings=settings, program=Program(redis, rules), line=line, texts=texts, redis=redis)
+    finally:
+        await line.close()
+        await redis.aclose()
+        if embedded:
+            await asyncio.to_thread(embedded.stop)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(services: Services, metrics: Metrics) -> AsyncIterator[Worker]:
+    worker = Worker(services, build_router(), metrics)
+    broadcasts = BroadcastRunner(services, worker.name)
+    stopping = asyncio.Event()
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(broadcasts.run(stopping))]
+    try:
+        yield worker
+    finally:
+        await worker.stop()
+        stopping.set()
+        done, pending = await asyncio.wait(tasks, timeout=10)
+        for task in pending:
+            task.cancel()
+
+
+def create_app(settings: Settings, *, run_worker: bool = True) -> web.Application:
+    """The web app: webhook, pages, admin API, health and metrics; the worker too unless run_worker=False.
+
+    The rules and texts are read here, so a broken rules file stops start-up with one clear line.
+    """
+    rules = load_rules(settings.rewards_config)
+    texts = Texts(ASSETS / "locales")
+    metrics = Metrics()
+    app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[admin_api.auth_middleware(SERVICES)])
+    app[METRICS] = metrics
+
+    async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with open_services(settings, metrics, rules, texts) as services:
+            app[SERVICES] = services
+            app[INTAKE] = Intake(services.redis, settings.stream_partitions)
+            if run_worker:
+                async with running_worker(services, metrics) as worker:
+                    app[WORKER] = worker
+                    yield
+            else:
+                yield
+
+    app.cleanup_ctx.append(services_ctx)
+    app.router.add_post("/callback", webhook.make_handler(SignatureValidator(settings.channel_secret), INTAKE, METRICS))
+
+    async def healthz(request: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(request.app[SERVICES].redis.ping(), 1.0)
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            return web.json_response({"status": "unavailable", "redis": str(exc) or "timeout"}, status=503)
+        return web.json_response({"status": "ok", "redis": "ok"})
+
+    async def prometheus(request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
+    pages.setup(app, SERVICES)
+    admin_api.setup(app, SERVICES)
+    return app
+
+
+async def run_worker_alone(settings: Settings) -> None:
+    """`python -m bot worker`: the worker without the web server, until SIGTERM/SIGINT."""
+    metrics = Metrics()
+    async with open_services(settings, metrics, load_rules(settings.rewards_config), Texts(ASSETS / "locales")
+                             ) as services:
+        async with running_worker(services, metrics):
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            import signal
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()

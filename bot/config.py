@@ -1,0 +1,84 @@
+"""Settings: the one place that reads the environment."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+
+class ConfigError(Exception):
+    """A missing or malformed variable: start-up stops with this one line."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    channel_secret: str
+    channel_access_token: str
+    public_base_url: str
+    line_api_base_url: str = "https://api.line.me"
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    data_dir: Path = Path("./var")
+    line_basic_id: str | None = None
+    admin_token: str | None = None
+    staff_user_ids: frozenset[str] = field(default_factory=frozenset)
+    rewards_config: Path = ASSETS / "rules.toml"
+    log_level: str = "INFO"
+    # plumbing knobs (not part of the contract; tests shorten them)
+    stream_partitions: int = 8
+    lease_ms: int = 15_000
+    line_timeout_seconds: float = 10.0
+    line_retry_attempts: int = 5
+    line_retry_base_seconds: float = 0.5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if env is None else env
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ConfigError(f"{name} is not set")
+            return value
+
+        def url(name: str, value: str, schemes: tuple[str, ...]) -> str:
+            parsed = urlparse(value)
+            if parsed.scheme not in schemes or not parsed.netloc:
+                raise ConfigError(f"{name} must be a {' or '.join(schemes)} URL, got {value!r}")
+            return value.rstrip("/")
+
+        values: dict[str, object] = {
+            "channel_secret": required("LINE_CHANNEL_SECRET"),
+            "channel_access_token": required("LINE_CHANNEL_ACCESS_TOKEN"),
+            "public_base_url": url("PUBLIC_BASE_URL", required("PUBLIC_BASE_URL"), ("https", "http")),
+            "line_api_base_url": url("LINE_API_BASE_URL", env.get("LINE_API_BASE_URL") or "https://api.line.me",
+                                     ("https", "http")),
+            "data_dir": Path(env.get("DATA_DIR") or "./var"),
+            "log_level": (env.get("LOG_LEVEL") or "INFO").upper(),
+            "admin_token": env.get("ADMIN_TOKEN") or None,
+            "staff_user_ids": frozenset(u.strip() for u in env.get("STAFF_USER_IDS", "").split(",") if u.strip()),
+        }
+        if env.get("REDIS_URL"):
+            redis_url = url("REDIS_URL", env["REDIS_URL"], ("redis", "rediss", "unix"))
+            values["redis_url"] = redis_url
+            values["redis_cluster"] = "cluster=true" in redis_url or env.get("REDIS_CLUSTER") == "1"
+        if env.get("LINE_BASIC_ID"):
+            basic_id = env["LINE_BASIC_ID"].strip()
+            if not basic_id.startswith("@") or len(basic_id) < 2:
+                raise ConfigError(f"LINE_BASIC_ID must start with @, got {basic_id!r}")
+            values["line_basic_id"] = basic_id
+        if env.get("REWARDS_CONFIG"):
+            path = Path(env["REWARDS_CONFIG"])
+            if not path.is_file():
+                raise ConfigError(f"REWARDS_CONFIG names no readable file: {path}")
+            values["rewards_config"] = path
+        if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
+        for bad in [u for u in values["staff_user_ids"] if not (u.startswith("U") and len(u) == 33)]:  # type: ignore[attr-defined]
+            raise ConfigError(f"STAFF_USER_IDS holds something that is not a LINE user id: {bad!r}")
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

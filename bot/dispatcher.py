@@ -1,0 +1,188 @@
+"""Routing in the spirit of aiogram: filters decide (and may hand parsed data to the handler), handlers act.
+
+A `Router` per handler module; `handlers.build_router()` includes them in one place, in order. The first
+route whose event type and filters all match handles the event.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from linebot.v3.webhooks import Event, FollowEvent, MessageEvent, PostbackEvent, TextMessageContent, UnfollowEvent
+
+from bot import keys
+from bot.config import Settings
+from bot.i18n import Texts
+from bot.line_client import LineClient, retry_key
+from rewards import codes
+from rewards.program import Program
+
+log = logging.getLogger(__name__)
+
+REPLY_TOKEN_FRESH_SECONDS = 50  # LINE: usable for about a minute after we received the webhook
+REDELIVERED_TOKEN_MAX_SECONDS = 20 * 60  # LINE: a redelivered event's token dies 20 min after the event
+SENT_MARKER_TTL = 86_400
+
+
+@dataclass
+class Services:
+    """What handlers may use; built once by the app."""
+
+    settings: Settings
+    program: Program
+    line: LineClient
+    texts: Texts
+    redis: Any
+
+
+@dataclass
+class Ctx:
+    """One event on its way through the handlers."""
+
+    event: Event
+    user_id: str
+    event_id: str
+    received_at_ms: int
+    services: Services
+    lang: str = "ja"
+    member_is_new: bool = False
+    _sends: int = field(default=0, repr=False)
+
+    @property
+    def program(self) -> Program:
+        return self.services.program
+
+    @property
+    def standby(self) -> bool:
+        return str(getattr(self.event, "mode", "active")) in ("standby", "EventMode.STANDBY")
+
+    def t(self, key: str, **values: Any) -> str:
+        return self.services.texts.get(self.lang, key, **values)
+
+    def _reply_token_fresh(self) -> bool:
+        now_ms = time.time() * 1000
+        return (now_ms - self.received_at_ms < REPLY_TOKEN_FRESH_SECONDS * 1000
+                and now_ms - self.event.timestamp < REDELIVERED_TOKEN_MAX_SECONDS * 1000)
+
+    async def answer(self, *messages: dict) -> None:
+        """Answer the user: reply while the token is fresh, else push with a retry key. Once per event.
+
+        Each send of an event has a number; a marker per number makes a re-run of the event (a crash,
+        a reclaimed entry) skip what already went out.
+        """
+        if self.standby:
+            log.info("standby: not answering event %s", self.event_id)
+            return
+        n = self._sends
+        self._sends += 1
+        redis = self.services.redis
+        marker = keys.sent(self.event_id, n)
+        state = await redis.get(marker)
+        if state == b"done":
+            return
+        token = getattr(self.event, "reply_token", None)
+        if token and self._reply_token_fresh():
+            await redis.set(marker, "trying", ex=SENT_MARKER_TTL)
+            if await self.services.line.reply(token, list(messages)):
+                await redis.set(marker, "done", ex=SENT_MARKER_TTL)
+                return
+            if state == b"trying":  # an earlier run used this token: the reply went out then
+                await redis.set(marker, "done", ex=SENT_MARKER_TTL)
+                return
+        await self.services.line.push(self.user_id, list(messages), retry_key(self.event_id, n))
+        await redis.set(marker, "done", ex=SENT_MARKER_TTL)
+
+    async def notify(self, user_id: str, *messages: dict) -> None:
+        """Tell someone else (a push): the retry key is tied to this event, so a re-run sends nothing new."""
+        n = self._sends
+        self._sends += 1
+        await self.services.line.push(user_id, list(messages), retry_key(self.event_id, n, user_id))
+
+
+Filter = Callable[[Ctx], Any]
+Handler = Callable[..., Awaitable[None]]
+
+
+@dataclass
+class Route:
+    event_type: type
+    filters: tuple[Filter, ...]
+    handler: Handler
+
+
+class Router:
+    def __init__(self, name: str):
+        self.name = name
+        self.routes: list[Route] = []
+
+    def on(self, event_type: type, *filters: Filter) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(event_type, filters, handler))
+            return handler
+
+        return register
+
+    def include(self, *routers: Router) -> None:
+        for router in routers:
+            self.routes.extend(router.routes)
+
+    async def dispatch(self, ctx: Ctx) -> str | None:
+        """Run the first matching handler; returns its name, or None when nothing matched."""
+        for route in self.routes:
+            if not isinstance(ctx.event, route.event_type):
+                continue
+            data: dict[str, Any] = {}
+            for check in route.filters:
+                result = check(ctx)
+                if not result:
+                    break
+                if isinstance(result, dict):
+                    data.update(result)
+            else:
+                await route.handler(ctx, **data)
+                return route.handler.__module__ + "." + route.handler.__name__
+        return None
+
+
+# ---- filters ---------------------------------------------------------------------------
+def text_of(ctx: Ctx) -> str | None:
+    if isinstance(ctx.event, MessageEvent) and isinstance(ctx.event.message, TextMessageContent):
+        return str(ctx.event.message.text)
+    return None
+
+
+def words(*choices: str) -> Filter:
+    """The text is one of the words, in any width or case, with surrounding spaces or punctuation ignored."""
+    normal = {codes.normalise(w) for w in choices}
+
+    def check(ctx: Ctx) -> bool:
+        text = text_of(ctx)
+        return text is not None and codes.normalise(text).strip(" 　!！?？。.、,") in normal
+
+    return check
+
+
+def carries_code(ctx: Ctx) -> dict[str, str] | None:
+    text = text_of(ctx)
+    code = codes.find_code(text) if text else None
+    return {"code": code} if code else None
+
+
+def is_text(ctx: Ctx) -> bool:
+    return text_of(ctx) is not None
+
+
+def postback(prefix: str) -> Filter:
+    def check(ctx: Ctx) -> dict[str, str] | None:
+        if isinstance(ctx.event, PostbackEvent) and ctx.event.postback.data.startswith(prefix):
+            return {"data": ctx.event.postback.data[len(prefix):]}
+        return None
+
+    return check
+
+
+__all__ = ["Ctx", "Router", "Services", "words", "carries_code", "is_text", "postback", "text_of",
+           "FollowEvent", "UnfollowEvent", "MessageEvent", "PostbackEvent"]

@@ -1,0 +1,20 @@
+"""Prometheus counters, owned by the app (no module-level registry)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhooks = Counter("shokai_webhook_requests", "Webhook requests by HTTP status", ["status"],
+                                registry=self.registry)
+        self.events = Counter("shokai_webhook_events", "Webhook events by intake outcome", ["outcome"],
+                              registry=self.registry)
+        self.handled = Counter("shokai_events_handled", "Events handled by the worker", ["outcome"],
+                               registry=self.registry)
+        self.line_calls = Counter("shokai_line_api_calls", "Messaging API calls", ["endpoint", "status"],
+                                  registry=self.registry)
+        self.ack_seconds = Histogram("shokai_webhook_ack_seconds", "Time from request to 200",
+                                     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 2),
+                                     registry=self.registry)

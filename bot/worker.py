@@ -1,0 +1,189 @@
+"""The event worker: reads the intake streams, runs the handlers, acknowledges.
+
+Each partition is owned by one worker at a time through a lease in Redis, so one user's events are
+handled in order even with many worker processes. A worker that takes over a partition first claims
+every entry the group still has pending (a dead owner's), then reads new ones. A handler error leaves
+the entry pending to be tried again; after MAX_ATTEMPTS it goes to a dead-letter stream.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from linebot.v3.webhooks import Event, FollowEvent, UnfollowEvent
+from redis.exceptions import RedisError, ResponseError
+
+from bot import keys
+from bot.dispatcher import Ctx, Router, Services
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_LUA = Path(__file__).resolve().parent / "lua"
+BATCH = 100
+DONE_TTL_SECONDS = 7 * 86_400
+MAX_ATTEMPTS = 5
+RETRY_IDLE_MS = 2_000  # a failed entry is tried again once it has been pending this long
+SETTLE_EVERY_SECONDS = 30
+
+
+def _sighting(event: Event) -> str:
+    if isinstance(event, FollowEvent):
+        return "unblock" if event.follow.is_unblocked else "follow"
+    if isinstance(event, UnfollowEvent):
+        return "unfollow"
+    return str(event.type)
+
+
+class Worker:
+    def __init__(self, services: Services, router: Router, metrics: Metrics, name: str | None = None):
+        self.services = services
+        self.redis = services.redis
+        self.router = router
+        self.metrics = metrics
+        self.settings = services.settings
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._lease = self.redis.register_script((_LUA / "lease.lua").read_text())
+        self._release = self.redis.register_script((_LUA / "release.lua").read_text())
+        self._finish = self.redis.register_script((_LUA / "finish.lua").read_text())
+        self._stopping = asyncio.Event()
+        self.handled = 0  # events finished by this worker (tests and logs)
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def run(self) -> None:
+        log.info("worker %s starting on %d partitions", self.name, self.settings.stream_partitions)
+        tasks = [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
+        tasks.append(asyncio.create_task(self._settle_loop()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _settle_loop(self) -> None:
+        """Finish referrals that a crash left half done (the referrer's side of a completed referral)."""
+        while not self._stopping.is_set():
+            try:
+                await self.services.program.settle_all()
+            except RedisError as exc:
+                log.warning("settle sweep failed: %s", exc)
+            await self._pause(SETTLE_EVERY_SECONDS)
+
+    # ---- one partition -----------------------------------------------------------------
+    async def _ensure_group(self, stream: str) -> None:
+        try:
+            await self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _partition(self, p: int) -> None:
+        stream, lease = keys.stream(p), keys.lease(p)
+        holding = False
+        last_reclaim = 0.0
+        while not self._stopping.is_set():
+            try:
+                if not await self._lease(keys=[lease], args=[self.name, self.settings.lease_ms]):
+                    holding = False
+                    await self._pause(self.settings.lease_ms / 3000)
+                    continue
+                if not holding:  # just took the partition: whatever is pending is ours to finish
+                    await self._ensure_group(stream)
+                    holding, last_reclaim = True, 0.0
+                entries: list[Any] = []
+                if time.monotonic() - last_reclaim > RETRY_IDLE_MS / 1000:
+                    idle = 0 if last_reclaim == 0.0 else RETRY_IDLE_MS
+                    _, entries, *_ = await self.redis.xautoclaim(stream, keys.GROUP, self.name, idle,
+                                                                 start_id="0-0", count=BATCH)
+                    last_reclaim = time.monotonic()
+                if not entries:
+                    block = max(100, min(1000, self.settings.lease_ms // 3))
+                    got = await self.redis.xreadgroup(keys.GROUP, self.name, {stream: ">"}, count=BATCH, block=block)
+                    entries = got[0][1] if got else []
+                if entries:
+                    await self._batch(p, entries)
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                log.warning("partition %d: redis error %s; retrying", p, exc)
+                holding = False
+                await self._pause(1.0)
+        try:
+            await self._release(keys=[lease], args=[self.name])
+        except RedisError:
+            pass
+
+    async def _batch(self, p: int, entries: list[Any]) -> None:
+        """Users side by side, each user's events one after another (by the time they happened)."""
+        per_user: dict[str, list[tuple[bytes, dict, int]]] = defaultdict(list)
+        for entry_id, fields in entries:
+            if not fields:  # deleted meanwhile (finished by an earlier owner)
+                await self.redis.xack(keys.stream(p), keys.GROUP, entry_id)
+                continue
+            raw = json.loads(fields[b"e"])
+            per_user[raw["source"]["userId"]].append((entry_id, raw, int(fields[b"r"])))
+        await asyncio.gather(*(self._user(p, items) for items in per_user.values()))
+
+    async def _user(self, p: int, items: list[tuple[bytes, dict, int]]) -> None:
+        for entry_id, raw, received in sorted(items, key=lambda item: item[1].get("timestamp", 0)):
+            if not await self._one(p, entry_id, raw, received):
+                break  # keep this user's later events pending, so they stay in order
+
+    async def _one(self, p: int, entry_id: bytes, raw: dict, received_at_ms: int) -> bool:
+        event_id = raw["webhookEventId"]
+        stream = keys.stream(p)
+        if await self.redis.exists(keys.done(p, event_id)):
+            await self._finish(keys=[stream, keys.done(p, event_id)], args=[keys.GROUP, entry_id, DONE_TTL_SECONDS])
+            return True
+        try:
+            outcome = await self.handle(raw, received_at_ms)
+        except Exception:
+            log.exception("handler failed for event %s (user %s)", event_id, raw["source"].get("userId"))
+            self.metrics.handled.labels("error").inc()
+            attempts = await self.redis.hincrby(stream + ":attempts", event_id, 1)
+            if attempts < MAX_ATTEMPTS:
+                return False
+            log.error("event %s failed %d times: moved to the dead-letter stream", event_id, attempts)
+            await self.redis.xadd(stream + ":dead", {"e": json.dumps(raw), "r": received_at_ms})
+            outcome = "dead"
+        await self._finish(keys=[stream, keys.done(p, event_id)], args=[keys.GROUP, entry_id, DONE_TTL_SECONDS])
+        self.metrics.handled.labels(outcome).inc()
+        self.handled += 1
+        return True
+
+    async def handle(self, raw: dict, received_at_ms: int) -> str:
+        """One event through sighting, routing and its handler; returns what happened."""
+        try:
+            event = Event.from_dict(raw)
+        except (ValueError, TypeError) as exc:
+            # the SDK's WebhookParser would silently turn this into an UnknownEvent: say it loudly
+            log.warning("event %s does not match LINE's schema, skipped: %s", raw.get("webhookEventId"), exc)
+            return "unparseable"
+        user_id = raw["source"]["userId"]
+        ctx = Ctx(event=event, user_id=user_id, event_id=raw["webhookEventId"], received_at_ms=received_at_ms,
+                  services=self.services)
+        if ctx.standby and not isinstance(event, FollowEvent | UnfollowEvent):
+            return "standby"
+        program = self.services.program
+        ctx.member_is_new = await program.see(user_id, _sighting(event), event.timestamp)
+        ctx.lang = self.services.texts.lang_for(await program.language(user_id))
+        handler = await self.router.dispatch(ctx)
+        return "handled" if handler else "unrouted"

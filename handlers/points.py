@@ -1,0 +1,26 @@
+"""ポイント / points: the balance, the tier and the latest ledger lines."""
+from datetime import datetime, timedelta, timezone
+
+from bot.dispatcher import Ctx, MessageEvent, Router, words
+from handlers.common import text
+
+router = Router("points")
+JST = timezone(timedelta(hours=9))
+
+
+@router.on(MessageEvent, words("ポイント", "ぽいんと", "ポイント確認", "points", "point", "pt", "pts"))
+async def on_points(ctx: Ctx) -> None:
+    member = await ctx.program.member(ctx.user_id)
+    if member is None:  # cannot happen after a sighting, but never answer with nothing
+        return
+    next_tier = (ctx.t("points_next_tier", points=f"{member.points_to_next_tier:,}", tier=member.next_tier)
+                 if member.next_tier else "")
+    lines = [ctx.t("points", points=f"{member.points:,}", tier=member.tier, next_tier=next_tier), "",
+             ctx.t("points_history_title")]
+    history = await ctx.program.recent_ledger(ctx.user_id, 5)
+    for entry in history:
+        when = datetime.fromtimestamp(entry.at_ms / 1000, JST).strftime("%m/%d")
+        lines.append(ctx.t("points_line", date=when, delta=f"{entry.delta:+,}", kind=ctx.t(f"kind_{entry.kind}")))
+    if not history:
+        lines.append(ctx.t("points_history_empty"))
+    await ctx.answer(text(ctx, "\n".join(lines)))

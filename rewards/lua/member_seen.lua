@@ -1,0 +1,18 @@
+-- KEYS: member. ARGV: user id, via (follow|unblock|unfollow|message|postback), at (ms), language
+-- The first sighting is kept forever: how someone was first seen decides whether they can be referred.
+-- Returns 1 when this call created the member.
+local m = KEYS[1]
+local via, at = ARGV[2], ARGV[3]
+local created = 0
+if redis.call('EXISTS', m) == 0 then
+  redis.call('HSET', m, 'user_id', ARGV[1], 'first_seen_at', at, 'first_seen_via', via, 'points', 0, 'lifetime', 0)
+  if via == 'follow' then redis.call('HSET', m, 'followed_at', at) end
+  created = 1
+end
+if via == 'follow' or via == 'unblock' then
+  redis.call('HSET', m, 'blocked', 0, 'last_follow_at', at)
+elseif via == 'unfollow' then
+  redis.call('HSET', m, 'blocked', 1, 'blocked_at', at)
+end
+if ARGV[4] ~= '' then redis.call('HSETNX', m, 'lang', ARGV[4]) end
+return created

@@ -1,0 +1,135 @@
+"""Fixtures: a real Redis (embedded, or REDIS_URL), the LINE stand-in, and the bot served on loopback."""
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import redis as sync_redis
+from aiohttp import ClientSession, web
+
+from bot.app import SERVICES, WORKER, create_app
+from bot.config import Settings
+from bot.dispatcher import Services
+from bot.linesim.platform import Platform, new_user_id
+from bot.redis_conn import EmbeddedRedis
+
+SECRET = "test-channel-secret"
+TOKEN = "test-access-token"
+BASIC_ID = "@shokai-test"
+PUBLIC = "https://shop.example.test"
+ADMIN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with tempfile.TemporaryDirectory(prefix="shokai-test-redis-") as data:
+        server = EmbeddedRedis(Path(data)).start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> str:
+    client = sync_redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    return redis_url
+
+
+def make_settings(redis_url: str, platform: Platform, **overrides: object) -> Settings:
+    values: dict[str, object] = dict(
+        channel_secret=SECRET, channel_access_token=TOKEN, public_base_url=PUBLIC,
+        line_api_base_url=platform.api_url, redis_url=redis_url, line_basic_id=BASIC_ID, admin_token=ADMIN,
+        stream_partitions=4, lease_ms=1000, line_retry_base_seconds=0.01, line_timeout_seconds=5.0)
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture
+async def platform() -> AsyncIterator[Platform]:
+    p = Platform(secret=SECRET, token=TOKEN, basic_id=BASIC_ID)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@dataclass
+class Bot:
+    url: str
+    app: web.Application
+    runner: web.AppRunner
+    platform: Platform
+    http: ClientSession
+
+    @property
+    def services(self) -> Services:
+        return self.app[SERVICES]
+
+    async def admin(self, method: str, path: str, json: object = None, token: str | None = ADMIN,
+                    headers: dict | None = None) -> tuple[int, object]:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        async with self.http.request(method, self.url + path, json=json, headers=sent) as r:
+            try:
+                return r.status, await r.json(content_type=None)
+            except ValueError:
+                return r.status, await r.text()
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until the worker has finished everything queued."""
+        redis = self.services.redis
+        settings = self.services.settings
+        from bot import keys
+
+        end = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < end:
+            lengths = [await redis.xlen(keys.stream(p)) for p in range(settings.stream_partitions)]
+            if not any(lengths):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"the worker did not finish in {timeout}s: stream lengths {lengths}")
+
+
+async def start_bot(settings: Settings, platform: Platform, run_worker: bool = True) -> Bot:
+    app = create_app(settings, run_worker=run_worker)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}"
+    platform.bot_url = url + "/callback"
+    return Bot(url=url, app=app, runner=runner, platform=platform, http=ClientSession())
+
+
+@pytest_asyncio.fixture
+async def bot(clean_redis: str, platform: Platform) -> AsyncIterator[Bot]:
+    b = await start_bot(make_settings(clean_redis, platform), platform)
+    yield b
+    await b.http.close()
+    await b.runner.cleanup()
+    assert platform.violations == [], f"LINE protocol violations: {platform.violations}"
+
+
+async def converse(platform: Platform, uid: str, event: dict, timeout: float = 10.0) -> list[dict]:
+    """Send one event from a user; return what reached that user because of it."""
+    mark = len(platform.calls)
+    assert await platform.send(event) == 200
+    await platform.wait_for(lambda: platform.said_to(uid, mark), timeout)
+    await asyncio.sleep(0.1)  # a second message of the same answer
+    return platform.said_to(uid, mark)
+
+
+__all__ = ["Bot", "converse", "new_user_id", "make_settings", "start_bot", "WORKER", "PUBLIC", "ADMIN", "SECRET"]
