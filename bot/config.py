@@ -76,6 +76,11 @@ class Settings:
             if not path.is_file():
                 raise ConfigError(f"REWARDS_CONFIG names no readable file: {path}")
             values["rewards_config"] = path
+        if env.get("WORKER_LEASE_MS"):
+            lease = env["WORKER_LEASE_MS"]
+            if not lease.isdigit() or int(lease) < 500:
+                raise ConfigError(f"WORKER_LEASE_MS must be a whole number of milliseconds ≥ 500, got {lease!r}")
+            values["lease_ms"] = int(lease)
         if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
         for bad in [u for u in values["staff_user_ids"] if not (u.startswith("U") and len(u) == 33)]:  # type: ignore[attr-defined]

@@ -198,8 +198,10 @@ class Program:
         if referrer is None:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(guess_key)
-                pipe.expire(guess_key, self.rules.guess_per_minutes * 60, nx=True)
-                await pipe.execute()
+                pipe.ttl(guess_key)
+                _, ttl = await pipe.execute()
+            if ttl < 0:  # the window starts with the first failure (EXPIRE NX needs Redis 7)
+                await self.redis.expire(guess_key, self.rules.guess_per_minutes * 60)
             return await self._refused(UNKNOWN_CODE)
         if referrer == friend:
             return await self._refused(SELF_REFERRAL)

@@ -1,0 +1,45 @@
+# Shokai: `make run` plays it locally, `make test` proves it. Both build .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint browser clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Shokai needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.run-installed
+
+## run: embedded Redis + the bot + the LINE simulator console on http://127.0.0.1:8080/
+run: $(VENV)/.run-installed
+	$(BIN)/python -m bot dev
+
+## browser: Debian's Chromium for the console tests (skipped with a reason where it cannot be installed)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Chromium for the browser tests…"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	      || echo "Chromium could not be installed: the browser tests will be skipped"; \
+	  else echo "no Chromium and no root apt-get: the browser tests will be skipped"; fi; }
+
+## lint: ruff and mypy
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check bot handlers rewards tests
+	$(BIN)/mypy
+
+## test: the whole suite against a real Redis (embedded, or REDIS_URL)
+test: $(VENV)/.test-installed browser
+	$(BIN)/ruff check bot handlers rewards tests
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
