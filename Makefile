@@ -39,6 +39,7 @@ lint: $(VENV)/.test-installed
 ## test: the whole suite against a real Redis (embedded, or REDIS_URL)
 test: $(VENV)/.test-installed browser
 	$(BIN)/ruff check bot handlers rewards tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:

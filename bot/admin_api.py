@@ -5,7 +5,6 @@ import hmac
 import json
 import logging
 import re
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -13,9 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
+from bot import broadcasts
 from bot.dispatcher import Services
 from bot.line_client import LineRejected, retry_key
-from bot import broadcasts
 from rewards.program import ProgramError
 
 log = logging.getLogger(__name__)
@@ -184,4 +183,3 @@ async def _tell_referrer(s: Services, referrer: str, friend: str) -> None:
         log.warning("could not tell %s about their completed referral: %s", referrer, exc)
 
 
-__all__ = ["setup", "auth_middleware", "error", "time"]

@@ -11,7 +11,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from linebot.v3.webhooks import Event, FollowEvent, MessageEvent, PostbackEvent, TextMessageContent, UnfollowEvent
+from linebot.v3.webhooks import (
+    Event,
+    FollowEvent,
+    MessageEvent,
+    PostbackEvent,
+    TextMessageContent,
+    UnfollowEvent,
+)
 
 from bot import keys
 from bot.config import Settings

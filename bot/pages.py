@@ -5,7 +5,6 @@ import functools
 import html
 import io
 import re
-from pathlib import Path
 from string import Template
 
 import qrcode

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from linebot.v3.webhook import SignatureValidator
@@ -22,7 +23,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 def make_handler(validator: SignatureValidator, intake_key: web.AppKey[Intake],
-                 metrics_key: web.AppKey[Metrics]) -> web.RequestHandler:
+                 metrics_key: web.AppKey[Metrics]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def callback(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         metrics = request.app[metrics_key]

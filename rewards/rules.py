@@ -36,7 +36,11 @@ class Rules:
         if amount_yen < self.purchase_minimum_order:
             return 0
         exact = amount_yen / self.yen_per_point
-        return {"floor": math.floor, "ceil": math.ceil, "round": round}[self.rounding](exact)
+        if self.rounding == "ceil":
+            return math.ceil(exact)
+        if self.rounding == "round":
+            return math.floor(exact + 0.5)  # half up, as shops expect (Python's round() is half-even)
+        return math.floor(exact)
 
     def tier_for(self, lifetime_points: int) -> Tier:
         reached = [t for t in self.tiers if lifetime_points >= t.min_lifetime_points]
