@@ -1,0 +1,93 @@
+"""The LINE side misbehaving: stale reply tokens, 500s and 429s, 409 for a retry key already accepted."""
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from bot.line_client import retry_key
+from bot.linesim.platform import new_user_id, text_of
+from bot.redis_conn import EmbeddedRedis
+from tests.conftest import Bot, converse, make_settings, start_bot
+
+
+async def test_a_token_too_old_to_use_falls_back_to_a_push_with_a_retry_key(bot: Bot) -> None:
+    platform = bot.platform
+    a = new_user_id()
+    event = platform.follow(a)
+    event["timestamp"] -= 21 * 60 * 1000  # a redelivery of an event from 21 minutes ago: its token is dead
+    event["deliveryContext"]["isRedelivery"] = True
+    said = await converse(platform, a, event)
+    assert said
+    [call] = [c for c in platform.calls if a in c.to]
+    assert call.endpoint == "push"
+    assert call.headers["X-Line-Retry-Key"] == retry_key(event["webhookEventId"], 0)
+
+
+async def test_a_token_line_refuses_falls_back_to_a_push(bot: Bot) -> None:
+    platform = bot.platform
+    a = new_user_id()
+    event = platform.follow(a)
+    platform.reply_tokens.pop(event["replyToken"])  # LINE says "Invalid reply token"
+    assert await converse(platform, a, event)
+    assert [c.endpoint for c in platform.calls if a in c.to] == ["push"]
+
+
+async def test_500s_and_429s_are_retried_and_deliver_once(bot: Bot) -> None:
+    platform = bot.platform
+    a, b = new_user_id(), new_user_id()
+    await converse(platform, a, platform.follow(a))
+    platform.fail_next = 2  # the reply: 500, 500, then it goes through
+    said = await converse(platform, a, platform.text(a, "ヘルプ"))
+    assert len(said) == 1 and "招待" in text_of(said)
+
+    event = platform.follow(b)
+    platform.reply_tokens.pop(event["replyToken"])
+    platform.throttle_next = 1  # the push after the dead token: 429, then 500, then fine
+    platform.fail_next = 0
+    assert await platform.send(event) == 200
+    await platform.wait_for(lambda: platform.said_to(b))
+    await bot.idle()
+    pushes = [c for c in platform.calls if c.endpoint == "push" and c.body.get("to") == b]
+    assert [c.status for c in pushes] == [429, 200]
+    assert len({c.headers["X-Line-Retry-Key"] for c in pushes}) == 1, "a retry must reuse the retry key"
+    assert len(platform.said_to(b)) == 1
+
+
+async def test_409_means_an_earlier_attempt_landed(bot: Bot) -> None:
+    platform = bot.platform
+    a = new_user_id()
+    event = platform.follow(a)
+    platform.reply_tokens.pop(event["replyToken"])
+    platform.retry_keys.add(retry_key(event["webhookEventId"], 0))  # as if a crashed run had pushed it
+    assert await platform.send(event) == 200
+    await bot.idle()
+    statuses = [c.status for c in platform.calls if c.endpoint == "push"]
+    assert statuses == [409]
+    _, stats = await bot.admin("GET", "/api/v1/members/" + a)
+    assert stats["points"] == 100
+
+
+async def test_redis_down_means_503_and_recovery_needs_no_restart(platform) -> None:
+    with tempfile.TemporaryDirectory() as data:
+        server = EmbeddedRedis(Path(data)).start()
+        restarted = EmbeddedRedis(Path(data), port=server.port)
+        bot = await start_bot(make_settings(server.url, platform), platform)
+        try:
+            a = new_user_id()
+            server.stop()
+            assert await platform.send(platform.follow(a)) == 503
+            async with bot.http.get(bot.url + "/healthz") as r:
+                assert r.status == 503
+            restarted.start()
+            end = time.monotonic() + 15
+            while time.monotonic() < end:
+                async with bot.http.get(bot.url + "/healthz") as r:
+                    if r.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert r.status == 200
+            assert await converse(platform, a, platform.follow(a)), "no answer after Redis came back"
+        finally:
+            await bot.http.close()
+            await bot.runner.cleanup()
+            restarted.stop()
