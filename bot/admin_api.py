@@ -1,6 +1,7 @@
 """The admin API (/api/v1/*): bearer ADMIN_TOKEN, JSON in and out, errors as {"error": {"code", "message"}}."""
 from __future__ import annotations
 
+import calendar
 import hmac
 import json
 import logging
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 ORDER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
 MAX_AMOUNT_YEN = 100_000_000
+BIRTHDAY = re.compile(r"^(?:\d{4}-)?(\d{2})-(\d{2})$")
 
 
 class BadRequest(Exception):
@@ -134,7 +136,9 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
             return error(404, "UNKNOWN_MEMBER", "no member with that user id")
         return web.json_response({
             "user_id": view.user_id, "points": view.points, "pending_points": view.pending_points,
-            "tier": view.tier, "lifetime_points": view.lifetime_points, "blocked": view.blocked,
+            "tier": view.tier, "next_tier": view.next_tier, "to_next_tier": view.to_next_tier,
+            "lifetime_points": view.lifetime_points, "debt": view.debt, "blocked": view.blocked,
+            "birthday": view.birthday, "gift_referral_reward": view.gift,
             "referrals": {"invited": view.referrals.invited, "pending": view.referrals.pending,
                           "completed": view.referrals.completed}})
 
@@ -158,6 +162,40 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                                   before=before.points if before else 0, after=balance, reason=reason, op=op)
         return web.json_response({"user_id": user_id, "points": balance, "applied": written, "operation_id": op})
 
+    async def profile(request: web.Request) -> web.Response:
+        """PATCH a member: birthday ("MM-DD" or "YYYY-MM-DD", once) and gift_referral_reward (相手に譲る)."""
+        user_id = _user_id(request.match_info["user_id"])
+        body = await _body(request)
+        s = services(request)
+        if not await s.program.exists(user_id):
+            return error(404, "UNKNOWN_MEMBER", "no member with that user id")
+        if "birthday" in body:
+            match = BIRTHDAY.match(str(body["birthday"]))
+            month, day = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+            if not match or not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(2024, month)[1]:
+                raise BadRequest("INVALID_BIRTHDAY", "birthday must be MM-DD or YYYY-MM-DD")
+            if not await s.program.set_birthday(user_id, month, day):
+                raise BadRequest("BIRTHDAY_ALREADY_SET", "a birthday can be set once", status=409)
+        if "gift_referral_reward" in body:
+            gift = body["gift_referral_reward"]
+            if not isinstance(gift, bool):
+                raise BadRequest("INVALID_FIELD", "gift_referral_reward must be true or false")
+            await s.program.set_gift(user_id, gift)
+        await s.program.audit("admin-api", "profile", user_id, changes=json.dumps(body, ensure_ascii=False))
+        return await member(request)
+
+    async def custom_event(request: web.Request) -> web.Response:
+        """POST /api/v1/events {user_id, name, event_id}: a review, a share… as the rules name them."""
+        body = await _body(request)
+        user_id = _user_id(_field(body, "user_id", str))
+        name = _field(body, "name", str)
+        event_id = _field(body, "event_id", str)
+        if not ORDER_ID.match(event_id):
+            raise BadRequest("INVALID_EVENT_ID", "event_id must be 1 to 128 printable ASCII characters")
+        applied, points = await services(request).program.custom_event(user_id, name, event_id)
+        return web.json_response({"user_id": user_id, "name": name, "event_id": event_id, "applied": applied,
+                                  "points_awarded": points})
+
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(await services(request).program.stats())
 
@@ -165,6 +203,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     app.router.add_post("/api/v1/conversions/{order_id}/refund", refund)
     app.router.add_get("/api/v1/members/{user_id}", member)
     app.router.add_post("/api/v1/members/{user_id}/adjustments", adjust)
+    app.router.add_patch("/api/v1/members/{user_id}", profile)
+    app.router.add_post("/api/v1/events", custom_event)
     app.router.add_get("/api/v1/stats", stats)
     broadcasts.setup_api(app, services_key, _body, BadRequest)
 

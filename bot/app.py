@@ -12,7 +12,7 @@ from linebot.v3.webhook import SignatureValidator
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from bot import admin_api, pages, webhook
+from bot import admin_api, admin_rewards, coupon_pages, pages, webhook
 from bot.broadcasts import BroadcastRunner
 from bot.config import ASSETS, Settings
 from bot.dispatcher import Services
@@ -23,6 +23,7 @@ from bot.metrics import Metrics
 from bot.redis_conn import EmbeddedRedis, connect
 from bot.worker import Worker
 from handlers import build_router
+from rewards.catalog import Catalog
 from rewards.program import Program
 from rewards.rules import Rules, load_rules
 
@@ -46,7 +47,9 @@ async def open_services(settings: Settings, metrics: Metrics, rules: Rules, text
     redis = connect(url, settings.redis_cluster)
     line = LineClient(settings, metrics)
     try:
-        yield Services(settings=settings, program=Program(redis, rules), line=line, texts=texts, redis=redis)
+        program = Program(redis, rules)
+        yield Services(settings=settings, program=program, line=line, texts=texts, redis=redis,
+                       catalog=Catalog(redis, program, rules))
     finally:
         await line.close()
         await redis.aclose()
@@ -109,6 +112,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     app.router.add_get("/metrics", prometheus)
     pages.setup(app, SERVICES)
     admin_api.setup(app, SERVICES)
+    admin_rewards.setup(app, SERVICES)
+    coupon_pages.setup(app, SERVICES)
     return app
 
 

@@ -25,6 +25,7 @@ from bot.config import Settings
 from bot.i18n import Texts
 from bot.line_client import LineClient, retry_key
 from rewards import codes
+from rewards.catalog import Catalog
 from rewards.program import Program
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Services:
     line: LineClient
     texts: Texts
     redis: Any
+    catalog: Catalog
 
 
 @dataclass

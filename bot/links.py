@@ -19,3 +19,11 @@ def oa_message_link(basic_id: str, text: str) -> str:
 
 def add_friend_link(basic_id: str) -> str:
     return f"https://line.me/R/ti/p/{quote(basic_id, safe='')}"
+
+
+def coupon_link(settings: Settings, token: str) -> str:
+    return f"{settings.public_base_url}/c/{token}"
+
+
+def coupon_qr_url(settings: Settings, token: str) -> str:
+    return f"{settings.public_base_url}/c/{token}.png"

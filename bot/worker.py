@@ -23,7 +23,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from bot import keys
 from bot.dispatcher import Ctx, Router, Services
+from bot.line_client import LineRejected, retry_key
 from bot.metrics import Metrics
+from rewards import engine
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ BATCH = 100
 DONE_TTL_SECONDS = 7 * 86_400
 MAX_ATTEMPTS = 5
 RETRY_IDLE_MS = 2_000  # a failed entry is tried again once it has been pending this long
-SETTLE_EVERY_SECONDS = 30
+CLOCK_SECONDS = 30
 
 
 def _sighting(event: Event) -> str:
@@ -61,7 +63,7 @@ class Worker:
     async def run(self) -> None:
         log.info("worker %s starting on %d partitions", self.name, self.settings.stream_partitions)
         tasks = [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
-        tasks.append(asyncio.create_task(self._settle_loop()))
+        tasks.append(asyncio.create_task(self._clock_loop()))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -78,14 +80,42 @@ class Worker:
         except asyncio.TimeoutError:
             pass
 
-    async def _settle_loop(self) -> None:
-        """Finish referrals that a crash left half done (the referrer's side of a completed referral)."""
+    async def _clock_loop(self) -> None:
+        """Work the clock drives, by one worker at a time (a lease): finish half-done referrals, release
+        held points, expire old ones, warn before they expire, pay birthday points. Each step is idempotent."""
+        lease = keys.CLOCK_LEASE
         while not self._stopping.is_set():
             try:
-                await self.services.program.settle_all()
+                if await self._lease(keys=[lease], args=[self.name, CLOCK_SECONDS * 3000]):
+                    await self.tick()
             except RedisError as exc:
-                log.warning("settle sweep failed: %s", exc)
-            await self._pause(SETTLE_EVERY_SECONDS)
+                log.warning("clock work failed: %s", exc)
+            await self._pause(CLOCK_SECONDS)
+
+    async def tick(self, now_ms: int | None = None) -> None:
+        program = self.services.program
+        await program.settle_all()
+        await program.maintain_due(now_ms)
+        for uid, points, when in await program.expiring_soon(now_ms):
+            await self._warn_expiry(uid, points, when)
+        await program.birthdays_due(now_ms)
+        await self.services.catalog.release_stale(now_ms)
+
+    async def _warn_expiry(self, uid: str, points: int, when_ms: int) -> None:
+        view = await self.services.program.member(uid)
+        if view is None or view.blocked or points <= 0:
+            await self.services.program.mark_warned(uid, when_ms)
+            return
+        texts = self.services.texts
+        lang = texts.lang_for(view.lang)
+        day = engine.shop_time(self.services.program.rules, when_ms).strftime("%Y/%m/%d")
+        body = texts.get(lang, "expiry_warning", points=f"{points:,}", date=day)
+        try:
+            await self.services.line.push(uid, [{"type": "text", "text": body}], retry_key("expiry", uid, when_ms))
+        except (LineRejected, RuntimeError) as exc:
+            log.warning("expiry warning to %s not sent: %s", uid, exc)
+            return
+        await self.services.program.mark_warned(uid, when_ms)
 
     # ---- one partition -----------------------------------------------------------------
     async def _ensure_group(self, stream: str) -> None:

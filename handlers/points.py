@@ -15,8 +15,12 @@ async def on_points(ctx: Ctx) -> None:
         return
     next_tier = (ctx.t("points_next_tier", points=f"{member.points_to_next_tier:,}", tier=member.next_tier)
                  if member.next_tier else "")
-    lines = [ctx.t("points", points=f"{member.points:,}", tier=member.tier, next_tier=next_tier), "",
-             ctx.t("points_history_title")]
+    summary = ctx.t("points", points=f"{member.points:,}", tier=member.tier, next_tier=next_tier)
+    if member.pending_points:
+        summary += ctx.t("points_pending", points=f"{member.pending_points:,}")
+    if member.debt:
+        summary += ctx.t("points_debt", points=f"{member.debt:,}")
+    lines = [summary, "", ctx.t("points_history_title")]
     history = await ctx.program.recent_ledger(ctx.user_id, 5)
     for entry in history:
         when = datetime.fromtimestamp(entry.at_ms / 1000, JST).strftime("%m/%d")

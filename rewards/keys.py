@@ -17,6 +17,27 @@ def ops(uid: str) -> str:
     return f"{PREFIX}:m:{{{uid}}}:ops"  # hash: operation id -> ledger entry id
 
 
+def lots(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:lots"  # hash: lot (entry id) -> "remaining|expires_at|hold_until"
+
+
+def lot_queue(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:lotq"  # zset: spendable lots with points left, by expiry
+
+
+def hold_queue(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:holdq"  # zset: lots on hold, by release time
+
+
+def caps(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:caps"  # hash: points earned per rule per day/month/lifetime
+
+
+def ledger_keys(uid: str) -> list[str]:
+    """The seven keys every ledger script takes, in the order ledger.lua's K() reads them."""
+    return [member(uid), ledger(uid), ops(uid), lots(uid), lot_queue(uid), hold_queue(uid), caps(uid)]
+
+
 def orders(uid: str) -> str:
     return f"{PREFIX}:m:{{{uid}}}:orders"  # hash: order id -> the first answer (JSON)
 
@@ -41,7 +62,60 @@ def order_owner(order_id: str) -> str:
     return f"{PREFIX}:order:{order_id}"  # string: the buyer of an order
 
 
+def birthdays(month: int) -> str:
+    return f"{PREFIX}:birthdays:{month:02d}"  # set: members whose birthday is in that month
+
+
+DUE = f"{PREFIX}:due"  # zset: member -> the next time their points change by themselves (expiry, release)
+WARNED = f"{PREFIX}:warned"  # hash: member -> the expiry time they were last warned about
 MEMBERS = f"{PREFIX}:members"  # set of every member id
 SETTLE = f"{PREFIX}:settle"  # set of friends whose referral still has a referrer-side step to do
 STATS = f"{PREFIX}:stats"  # hash of program counters
 AUDIT = f"{PREFIX}:audit"  # stream: every staff action
+
+
+# ---- reward catalog, claims and coupons (rewards/catalog.py) ------------------------------
+# A reward's stock, its reservations and its code pool share the hash tag {r:<reward id>}, so each
+# catalog script runs in one slot; a member's claims and coupons live in the member's own slot.
+def reward_stock(reward_id: str) -> str:
+    return f"{PREFIX}:reward:{{r:{reward_id}}}"  # hash: taken (held + issued), claimed (issued), added (by staff)
+
+
+def reward_reservation(reward_id: str, claim_id: str) -> str:
+    return f"{PREFIX}:reward:{{r:{reward_id}}}:res:{claim_id}"  # hash: member, at, state, code (pool)
+
+
+def reward_held(reward_id: str) -> str:
+    return f"{PREFIX}:reward:{{r:{reward_id}}}:held"  # zset: claim id -> reserved at (ms), not yet issued
+
+
+def reward_pool(reward_id: str) -> str:
+    return f"{PREFIX}:reward:{{r:{reward_id}}}:pool"  # list: uploaded codes not yet given out
+
+
+def reward_pool_seen(reward_id: str) -> str:
+    return f"{PREFIX}:reward:{{r:{reward_id}}}:pool:seen"  # set: every code ever uploaded (no code twice)
+
+
+def claim(uid: str, claim_id: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:claim:{claim_id}"  # hash: reward, token, code, state, reason, expires_at
+
+
+def claimed(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:claimed"  # hash: reward id -> claims made (under way or issued)
+
+
+def coupons(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:coupons"  # hash: coupon token -> the coupon (JSON)
+
+
+def coupon_order(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:coupons:order"  # zset: coupon token -> issued at (ms)
+
+
+def coupons_used(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:coupons:used"  # hash: coupon token -> used at (ms), written once
+
+
+def coupon(token: str) -> str:
+    return f"{PREFIX}:coupon:{token}"  # string: the member who holds the coupon with this token

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewards import codes, keys
-from rewards.rules import Rules
+from rewards import codes, engine, keys
+from rewards.engine import Award
+from rewards.rules import Rules, Tier
 
 _LUA = Path(__file__).resolve().parent / "lua"
 
@@ -55,16 +56,23 @@ class Referrals:
 @dataclass(frozen=True)
 class MemberView:
     user_id: str
-    points: int
-    pending_points: int
+    points: int  # spendable now (below zero while a debt is open)
+    pending_points: int  # on hold
     lifetime_points: int
     tier: str
     next_tier: str | None
-    points_to_next_tier: int | None
+    to_next_tier: int | None  # points (or yen, by the rules' basis) still needed for the next tier
     referrals: Referrals
     code: str | None
     blocked: bool
     lang: str | None
+    debt: int = 0
+    birthday: str | None = None  # MM-DD
+    gift: bool = False  # gives their referral reward to the friend
+
+    @property
+    def points_to_next_tier(self) -> int | None:
+        return self.to_next_tier
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class LedgerLine:
     rule: str
     at_ms: int
     balance: int
+    state: str = "available"
 
 
 @dataclass(frozen=True)
@@ -95,13 +104,46 @@ class Program:
         self.clock = clock
         self._seen = redis.register_script(_load("member_seen"))
         self._apply = redis.register_script(_load("apply_points", with_ledger=True))
-        self._attribute = redis.register_script(_load("attribute"))
+        self._attribute = redis.register_script(_load("attribute", with_ledger=True))
         self._purchase = redis.register_script(_load("purchase", with_ledger=True))
         self._refund = redis.register_script(_load("refund", with_ledger=True))
-        self._referrer_step = redis.register_script(_load("referrer_step", with_ledger=True))
+        self._referrer_step_script = redis.register_script(_load("referrer_step", with_ledger=True))
+        self._void_referral = redis.register_script(_load("void_referral", with_ledger=True))
+        self._maintain = redis.register_script(_load("maintain", with_ledger=True))
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
+
+    @property
+    def _write_off(self) -> bool:
+        """What a refund cannot take back is forgiven (no debt) unless the rules block claims in debt."""
+        return not self.rules.block_claims_in_debt
+
+    @property
+    def _inactivity_ms(self) -> int:
+        return self.rules.expire_after_months * 30 * 86_400_000
+
+    def _award(self, rule: str, base: int, at_ms: int, op: str, kind: str, *, tier: Tier | None = None,
+               hold_days: int = 0, note: str = "") -> Award:
+        earn_rule = self.rules.earn.get(rule)
+        caps = self.rules.purchase_caps if rule == "purchase" else (earn_rule.caps if earn_rule else None)
+        return engine.award(self.rules, rule, base, at_ms, op, kind, tier=tier, hold_days=hold_days, caps=caps,
+                            note=note)
+
+    async def earn(self, uid: str, award: Award) -> tuple[int, int]:
+        """Write an award to the ledger: (1 written | 0 already done, balance)."""
+        written, balance = await self._apply(keys=keys.ledger_keys(uid),
+                                             args=[json.dumps({"mode": "earn", **award.spec(self.rules)})])
+        await self._schedule(uid, award)
+        return int(written), int(balance)
+
+    async def _schedule(self, uid: str, award: Award) -> None:
+        """Remember when this member's points next change by themselves (expiry, end of a hold)."""
+        due = [t for t in (award.expires_ms, award.hold_until_ms) if t]
+        if self.rules.expiry == "inactivity":
+            due.append(award.at_ms + self._inactivity_ms)
+        if due:
+            await self.redis.zadd(keys.DUE, {uid: min(due)}, lt=True)
 
     # ---- members ---------------------------------------------------------------------
     async def see(self, uid: str, via: str, at_ms: int, lang: str = "") -> bool:
@@ -109,22 +151,38 @@ class Program:
         created = await self._seen(keys=[keys.member(uid)], args=[uid, via, at_ms, lang])
         if created:
             await self.redis.sadd(keys.MEMBERS, uid)
+        if via == "unfollow":
+            await self._friend_blocked(uid, at_ms)
         return bool(created)
 
     async def welcome_points(self, uid: str, at_ms: int) -> int:
         """Signup points, once per member whatever happens later (op id `signup`)."""
         if self.rules.signup_points <= 0:
             return 0
-        written, _ = await self.apply(uid, "signup", self.rules.signup_points, "signup", "signup", at_ms)
-        return self.rules.signup_points if written == 1 else 0
+        award = self._award("signup", self.rules.signup_points, at_ms, "signup", "signup")
+        written, _ = await self.earn(uid, award)
+        return award.amount if written == 1 else 0
 
     async def apply(self, uid: str, op: str, delta: int, kind: str, rule: str, at_ms: int,
                     note: str = "", allow_negative: bool = False) -> tuple[int, int]:
-        """One ledger entry with its operation id: (1 written | 0 already done | -1 refused, balance)."""
-        written, balance = await self._apply(
-            keys=[keys.member(uid), keys.ledger(uid), keys.ops(uid)],
-            args=[op, delta, kind, rule, at_ms, note, "1" if allow_negative else "0"])
+        """One ledger entry with its operation id: (1 written | 0 already done | -1 refused, balance).
+
+        Positive: an earning (a new lot). Negative: a spend (refused without enough spendable points),
+        or with allow_negative a deduction that may leave a debt.
+        """
+        mode = "earn" if delta > 0 else ("deduct" if allow_negative else "spend")
+        if mode == "earn":
+            return await self.earn(uid, engine.Award(op=op, rule=rule, kind=kind, amount=delta, at_ms=at_ms,
+                                                         note=note, expires_ms=self._award(rule, 0, at_ms, op,
+                                                                                           kind).expires_ms))
+        spec = {"mode": mode, "op": op, "amount": -delta, "kind": kind, "rule": rule, "at": at_ms, "note": note,
+                "write_off": self._write_off}
+        written, balance = await self._apply(keys=keys.ledger_keys(uid), args=[json.dumps(spec)])
         return int(written), int(balance)
+
+    async def spend(self, uid: str, op: str, points: int, rule: str, note: str = "") -> tuple[int, int]:
+        """Spend points (a claim): (1 spent | 0 already done | -1 not enough spendable points, balance)."""
+        return await self.apply(uid, op, -points, "claim", rule, self._now_ms(), note)
 
     async def exists(self, uid: str) -> bool:
         return bool(await self.redis.exists(keys.member(uid)))
@@ -135,29 +193,111 @@ class Program:
 
     async def set_language(self, uid: str, lang: str) -> None:
         await self.redis.hset(keys.member(uid), "lang", lang)
+        await self._profile_completed(uid)
+
+    async def set_birthday(self, uid: str, month: int, day: int) -> bool:
+        """Once: the birthday can be set but not changed (so it cannot be moved to earn twice)."""
+        if not await self.redis.hsetnx(keys.member(uid), "birthday", f"{month:02d}-{day:02d}"):
+            return False
+        await self.redis.sadd(keys.birthdays(month), uid)
+        await self._profile_completed(uid)
+        now = self._now_ms()
+        if engine.shop_time(self.rules, now).month == month:  # set during the birthday month: pay this year
+            await self.birthday_points(uid, now)
+        return True
+
+    async def set_gift(self, uid: str, gift: bool) -> None:
+        """相手に譲る: the member's future referral rewards go to the friend they invited."""
+        if gift and not self.rules.allow_gift:
+            raise ProgramError("GIFT_NOT_ALLOWED", "this shop's rules do not let referrers give their reward away")
+        await self.redis.hset(keys.member(uid), "gift", 1 if gift else 0)
+
+    async def _profile_completed(self, uid: str) -> None:
+        fields = await self.redis.hmget(keys.member(uid), ["birthday", "lang"])
+        rule = self.rules.earn.get("profile")
+        if rule and rule.points and all(fields):
+            await self.earn(uid, self._award("profile", rule.points, self._now_ms(), "profile", "profile"))
+
+    async def birthday_points(self, uid: str, at_ms: int) -> int:
+        rule = self.rules.earn.get("birthday")
+        if not rule or not rule.points:
+            return 0
+        year = engine.shop_time(self.rules, at_ms).year
+        award = self._award("birthday", rule.points, at_ms, f"birthday:{year}", "birthday",
+                            tier=await self._tier_of(uid))
+        written, _ = await self.earn(uid, award)
+        return award.amount if written == 1 else 0
+
+    async def custom_event(self, uid: str, name: str, event_id: str, at_ms: int | None = None) -> tuple[bool, int]:
+        """An event the shop reports (review, share…): (written now, points) — once per event id."""
+        rule = self.rules.earn.get(f"events.{name}")
+        if rule is None:
+            raise ProgramError("UNKNOWN_EVENT", f"the rules name no event {name!r}")
+        if not await self.exists(uid):
+            raise ProgramError("UNKNOWN_MEMBER", "no member with that user id")
+        award = self._award(rule.name, rule.points, at_ms or self._now_ms(), f"event:{name}:{event_id}", "event",
+                            tier=await self._tier_of(uid))
+        written, _ = await self.earn(uid, award)
+        entry = await self._entry(uid, award.op)
+        return written == 1, int(entry["delta"]) if entry else 0
+
+    async def _entry(self, uid: str, op: str) -> dict | None:
+        entry_id = await self.redis.hget(keys.ops(uid), op)
+        if entry_id is None:
+            return None
+        return dict(json.loads(await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1)))
+
+    async def _tier_of(self, uid: str) -> Tier:
+        fields = await self.redis.hgetall(keys.member(uid))
+        return self._tier({k.decode(): v.decode() for k, v in fields.items()})[0]
+
+    def _tier(self, m: dict[str, str]) -> tuple[Tier, int]:
+        """The member's tier and the measure it is judged on (points earned or yen spent, per the rules)."""
+        prefix = "earned:" if self.rules.tier_basis == "points" else "spent:"
+        if self.rules.tier_window == "lifetime":
+            measure = int(m.get("lifetime" if prefix == "earned:" else "spent", 0))
+        else:
+            now = engine.shop_time(self.rules, self._now_ms())
+            months = {engine.add_months(now.replace(day=1), -i).strftime("%Y-%m") for i in range(12)}
+            measure = sum(int(m.get(prefix + month, 0)) for month in months)
+        tier = self.rules.tier_for(measure)
+        if self.rules.tier_downgrade == "never":
+            peak = m.get("tier_peak")
+            ranks = [t.name for t in self.rules.tiers]
+            if peak in ranks and ranks.index(peak) > ranks.index(tier.name):
+                tier = self.rules.tiers[ranks.index(peak)]
+        return tier, measure
 
     async def member(self, uid: str) -> MemberView | None:
         fields = await self.redis.hgetall(keys.member(uid))
         if not fields:
             return None
         m = {k.decode(): v.decode() for k, v in fields.items()}
-        made = [s.decode() for s in await self.redis.hvals(keys.referrals_made(uid))]
-        lifetime = int(m.get("lifetime", 0))
-        tier = self.rules.tier_for(lifetime)
-        higher = [t for t in self.rules.tiers if t.min_lifetime_points > lifetime]
+        made = [s.decode() for s in await self.redis.hvals(keys.referrals_made(uid))
+                if s.decode() in ("pending", "completed", "voided")]
+        tier, measure = self._tier(m)
+        if self.rules.tier_downgrade == "never" and m.get("tier_peak") != tier.name:
+            await self.redis.hset(keys.member(uid), "tier_peak", tier.name)
+        higher = [t for t in self.rules.tiers if t.threshold > max(measure, tier.threshold)]
         return MemberView(
             user_id=uid, points=int(m.get("points", 0)), pending_points=int(m.get("pending_points", 0)),
-            lifetime_points=lifetime, tier=tier.name,
+            lifetime_points=int(m.get("lifetime", 0)), tier=tier.name,
             next_tier=higher[0].name if higher else None,
-            points_to_next_tier=higher[0].min_lifetime_points - lifetime if higher else None,
-            referrals=Referrals(invited=len(made), pending=made.count("pending"),
-                                completed=made.count("completed")),
-            code=m.get("code"), blocked=m.get("blocked") == "1", lang=m.get("lang"))
+            to_next_tier=higher[0].threshold - measure if higher else None,
+            referrals=Referrals(invited=len(made), pending=made.count("pending"), completed=made.count("completed")),
+            code=m.get("code"), blocked=m.get("blocked") == "1", lang=m.get("lang"), debt=int(m.get("debt", 0)),
+            birthday=m.get("birthday"), gift=m.get("gift") == "1")
 
     async def recent_ledger(self, uid: str, count: int = 5) -> list[LedgerLine]:
-        raw = await self.redis.lrange(keys.ledger(uid), -count, -1)
+        raw = await self.redis.lrange(keys.ledger(uid), -count * 2, -1)
         lines = [json.loads(r) for r in reversed(raw)]
-        return [LedgerLine(e["delta"], e["kind"], e["rule"], e["at"], e["balance"]) for e in lines]
+        shown = [e for e in lines if e["kind"] != "release"][:count]  # a release moves points, it earns none
+        return [LedgerLine(e["delta"], e["kind"], e["rule"], e["at"], e["balance"], e.get("state", "done"))
+                for e in shown]
+
+    async def ledger(self, uid: str) -> list[dict[str, Any]]:
+        """Every entry, oldest first: what the member's balance is rebuilt from."""
+        return [json.loads(r) for r in await self.redis.lrange(keys.ledger(uid), 0, -1)]
 
     async def adjust(self, uid: str, points: int, reason: str, staff: str, op: str) -> tuple[bool, int]:
         """A manual adjustment by staff; may take the balance below zero (a correction is a correction)."""
@@ -166,6 +306,65 @@ class Program:
         written, balance = await self.apply(uid, op, points, "adjustment", f"staff:{staff}", self._now_ms(),
                                             note=reason, allow_negative=True)
         return written == 1, balance
+
+    async def maintain(self, uid: str, now_ms: int | None = None) -> tuple[int, int]:
+        """Release held points whose time came and expire old ones: (released, expired). Idempotent."""
+        now = now_ms if now_ms is not None else self._now_ms()
+        inactivity_ms = self._inactivity_ms
+        released, expired, due = await self._maintain(keys=keys.ledger_keys(uid),
+                                                      args=[now, self.rules.expiry, inactivity_ms])
+        if self.rules.expiry == "inactivity" and int((await self.redis.hget(keys.member(uid), "points")) or 0) > 0:
+            last = int((await self.redis.hget(keys.member(uid), "last_activity")) or now)
+            due = min(int(due) or 2**62, last + inactivity_ms)
+        if int(due):
+            await self.redis.zadd(keys.DUE, {uid: int(due)})
+        else:
+            await self.redis.zrem(keys.DUE, uid)
+        if expired:
+            await self.count("points_expired", int(expired))
+        return int(released), int(expired)
+
+    async def maintain_due(self, now_ms: int | None = None, limit: int = 1000) -> int:
+        """The clock job: every member with something due by now. Returns how many were looked at."""
+        now = now_ms if now_ms is not None else self._now_ms()
+        due = [u.decode() for u in await self.redis.zrangebyscore(keys.DUE, "-inf", now, start=0, num=limit)]
+        for uid in due:
+            await self.maintain(uid, now)
+        return len(due)
+
+    async def expiring_soon(self, now_ms: int | None = None) -> list[tuple[str, int, int]]:
+        """Members to warn: (member, points expiring, when), once per expiry date."""
+        if not self.rules.warning_days or self.rules.expiry == "never":
+            return []
+        now = now_ms if now_ms is not None else self._now_ms()
+        horizon = now + self.rules.warning_days * 86_400_000
+        out = []
+        for raw in await self.redis.zrangebyscore(keys.DUE, now, horizon):
+            uid = raw.decode()
+            soonest = await self.redis.zrange(keys.lot_queue(uid), 0, 0, withscores=True)
+            if not soonest or soonest[0][1] > horizon:
+                continue
+            when = int(soonest[0][1])
+            if int(await self.redis.hget(keys.WARNED, uid) or 0) == when:
+                continue
+            expiring = 0
+            for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
+                lot = await self.redis.hget(keys.lots(uid), lot_id)
+                expiring += int(lot.decode().split("|")[0]) if lot else 0
+            out.append((uid, expiring, when))
+        return out
+
+    async def mark_warned(self, uid: str, when_ms: int) -> None:
+        await self.redis.hset(keys.WARNED, uid, when_ms)
+
+    async def birthdays_due(self, now_ms: int | None = None) -> int:
+        """The yearly birthday points for everyone whose birthday month it is (op `birthday:{year}`)."""
+        now = now_ms if now_ms is not None else self._now_ms()
+        month = engine.shop_time(self.rules, now).month
+        paid = 0
+        for raw in await self.redis.smembers(keys.birthdays(month)):
+            paid += 1 if await self.birthday_points(raw.decode(), now) else 0
+        return paid
 
     # ---- invite codes ----------------------------------------------------------------
     async def invite_code(self, uid: str) -> str:
@@ -188,6 +387,10 @@ class Program:
         return owner.decode() if owner else None
 
     # ---- referrals -------------------------------------------------------------------
+    def _friend_award(self, at_ms: int, note: str) -> dict[str, Any]:
+        return self._award("referral.friend", self.rules.friend_points, at_ms, "referral:friend", "referral",
+                           hold_days=self.rules.referral_hold_days, note=note).spec(self.rules)
+
     async def attribute(self, friend: str, code: str, op: str) -> Attribution:
         """A code message from `friend`: attribute them to the code's owner, or say why not."""
         guess_key = keys.guesses(friend)
@@ -205,25 +408,46 @@ class Program:
             return await self._refused(UNKNOWN_CODE)
         if referrer == friend:
             return await self._refused(SELF_REFERRAL)
+        now = self._now_ms()
+        on_join = self.rules.referral_trigger == "join"
+        if on_join:
+            await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
         outcome, recorded_referrer, replay = await self._attribute(
-            keys=[keys.member(friend), keys.referral(friend)],
-            args=[referrer, code, op, self._now_ms(), self.rules.referral_window_ms])
+            keys=[*keys.ledger_keys(friend), keys.referral(friend)],
+            args=[json.dumps({"referrer": referrer, "code": code, "op": op, "now": now,
+                              "window": self.rules.referral_window_ms, "complete_on_join": on_join,
+                              "friend_award": self._friend_award(now, "join")})])
         outcome = outcome.decode()
         if outcome != "OK":
             return await self._refused(outcome)
         # The referrer's half; on a replay it is simply written again.
-        await self._referrer_step(keys=self._referrer_keys(referrer),
-                                  args=[friend, "pending", f"referral-pending:{friend}", 0, self._now_ms()])
+        await self._referrer_step(referrer, friend, "pending")
+        if on_join:
+            await self.settle(friend)
         if not replay:
-            await self.redis.hincrby(keys.STATS, "referrals_pending", 1)
+            await self.count("referrals_pending")
         return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay))
 
     async def _refused(self, reason: str) -> Attribution:
-        await self.redis.hincrby(keys.STATS, f"refused:{reason}", 1)
+        await self.count(f"refused:{reason}")
         return Attribution(ok=False, reason=reason)
 
-    def _referrer_keys(self, referrer: str) -> list[str]:
-        return [keys.member(referrer), keys.ledger(referrer), keys.ops(referrer), keys.referrals_made(referrer)]
+    async def _referrer_step(self, referrer: str, friend: str, status: str, award: dict | None = None,
+                             at_ms: int = 0) -> tuple[int, int]:
+        at = at_ms or self._now_ms()
+        milestones = [{"count": m.count, "award": self._award("referral.milestone", m.points, at,
+                                                              f"milestone:{m.count}", "milestone").spec(self.rules)}
+                      for m in self.rules.milestones]
+        month = engine.shop_time(self.rules, at).strftime("%Y-%m")
+        written, milestone = await self._referrer_step_script(
+            keys=[*keys.ledger_keys(referrer), keys.referrals_made(referrer)],
+            args=[json.dumps({"friend": friend, "status": status, "award": award, "milestones": milestones,
+                              "monthly_cap": self.rules.referral_monthly_cap, "month": month, "at": at,
+                              "write_off": self._write_off})])
+        if award:
+            await self.redis.zadd(keys.DUE, {referrer: min(t for t in (award["expires"], award["hold_until"],
+                                                                       2**62) if t)}, lt=True)
+        return int(written), int(milestone)
 
     async def settle(self, friend: str) -> str | None:
         """Finish the referrer's side of the friend's referral; returns the referrer when it paid just now.
@@ -234,20 +458,35 @@ class Program:
         status, referrer = ref.get("status"), ref.get("referrer")
         paid_now = None
         if referrer and status == "completed" and not ref.get("referrer_paid"):
-            written = await self._referrer_step(
-                keys=self._referrer_keys(referrer),
-                args=[friend, "completed", f"referral:{friend}", self.rules.referrer_points, self._now_ms()])
-            await self.redis.hset(keys.referral(friend), mapping={"referrer_paid": self.rules.referrer_points})
-            if written == 1:
-                await self.redis.hincrby(keys.STATS, "referrals_completed", 1)
+            at = int(ref.get("completed_at") or self._now_ms())
+            hold = self.rules.referral_hold_days
+            gift = self.rules.allow_gift and (await self.redis.hget(keys.member(referrer), "gift")) == b"1"
+            points = self.rules.referrer_points
+            if gift:  # 相手に譲る: the friend gets the referrer's reward too
+                await self.earn(friend, self._award("referral.referrer", points, at, "referral:gift", "referral",
+                                                       hold_days=hold, note=referrer))
+            award = None if gift else self._award("referral.referrer", points, at, f"referral:{friend}",
+                                                  "referral", hold_days=hold, note=friend).spec(self.rules)
+            written, _ = await self._referrer_step(referrer, friend, "completed", award, at)
+            await self.redis.hset(keys.referral(friend), mapping={"referrer_paid": 1, "gift": int(gift)})
+            if written == 1 or gift:
+                await self.count("referrals_completed")
                 paid_now = referrer
         elif referrer and status == "voided" and ref.get("referrer_paid") and not ref.get("referrer_reversed"):
-            await self._referrer_step(
-                keys=self._referrer_keys(referrer),
-                args=[friend, "voided", f"refund:referral:{friend}", -int(ref["referrer_paid"]), self._now_ms()])
+            if ref.get("gift") == "1":
+                await self._reverse(friend, "referral:gift", "void:referral:gift")
+            await self._referrer_step(referrer, friend, "voided")
             await self.redis.hset(keys.referral(friend), mapping={"referrer_reversed": 1})
+            await self.count("referrals_voided")
         await self.redis.srem(keys.SETTLE, friend)
         return paid_now
+
+    async def _reverse(self, uid: str, op: str, new_op: str) -> None:
+        entry = await self._entry(uid, op)
+        if entry and entry["delta"] > 0:
+            await self._apply(keys=keys.ledger_keys(uid), args=[json.dumps(
+                {"mode": "deduct", "op": new_op, "amount": entry["delta"], "kind": "void", "rule": entry["rule"],
+                 "at": self._now_ms(), "write_off": self._write_off})])
 
     async def settle_all(self) -> int:
         """Finish every referral a crash left half done (run by the worker now and then)."""
@@ -255,6 +494,15 @@ class Program:
         for friend in friends:
             await self.settle(friend)
         return len(friends)
+
+    async def _friend_blocked(self, friend: str, at_ms: int) -> None:
+        """A friend who blocks while their referral's points are on hold voids it, on both sides."""
+        if not self.rules.referral_hold_days:
+            return
+        await self.redis.sadd(keys.SETTLE, friend)
+        await self._void_referral(keys=[*keys.ledger_keys(friend), keys.referral(friend)],
+                                  args=["BLOCKED", at_ms, int(self._write_off)])
+        await self.settle(friend)
 
     # ---- orders ----------------------------------------------------------------------
     async def record_purchase(self, order_id: str, uid: str, amount: int, at_ms: int | None = None) -> Purchase:
@@ -266,16 +514,33 @@ class Program:
                 raise ProgramError("ORDER_CONFLICT", "this order_id was already reported for another member")
         at = at_ms if at_ms is not None else self._now_ms()
         await self.see(uid, "purchase", at)
+        tier = await self._tier_of(uid)
+        awards = [self._award("purchase", self.rules.purchase_points(amount), at, f"order:{order_id}", "purchase",
+                              tier=tier, note=order_id)]
+        first = self.rules.earn.get("first_purchase")
+        first_awards = [self._award("first_purchase", first.points, at, "first_purchase", "purchase", tier=tier,
+                                    note=order_id)] if first and first.points else []
         await self.redis.sadd(keys.SETTLE, uid)  # the intent, written before the step it guards
         new, raw = await self._purchase(
-            keys=[keys.member(uid), keys.ledger(uid), keys.ops(uid), keys.orders(uid), keys.referral(uid)],
-            args=[order_id, amount, self.rules.purchase_points(amount), at, self.rules.friend_points,
-                  self.rules.referral_minimum_order])
+            keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
+            args=[json.dumps({"order": order_id, "amount": amount, "at": at,
+                              "month": engine.shop_time(self.rules, at).strftime("%Y-%m"),
+                              "awards": [a.spec(self.rules) for a in awards if a.amount > 0],
+                              "first_awards": [a.spec(self.rules) for a in first_awards],
+                              "referral_min": self.rules.referral_minimum_order,
+                              "friend_award": self._friend_award(at, order_id)})])
         answer = json.loads(raw)
+        for award in [*awards, *first_awards]:
+            await self._schedule(uid, award)
+        if self.rules.referral_hold_days:
+            await self._schedule(uid, self._award("referral.friend", 1, at, "-", "-",
+                                                  hold_days=self.rules.referral_hold_days))
         paid_referrer = await self.settle(uid)
         if new:
-            await self.redis.hincrby(keys.STATS, "orders", 1)
-            await self.redis.hincrby(keys.STATS, "revenue_yen", amount)
+            await self.count("orders")
+            await self.count("revenue_yen", amount)
+            if answer.get("referral"):
+                await self.count("referred_revenue_yen", amount)
         return Purchase(answer=answer, new=bool(new), completed_referral_of=paid_referrer)
 
     async def refund(self, order_id: str) -> tuple[str, int]:
@@ -286,14 +551,15 @@ class Program:
         uid = owner.decode()
         await self.redis.sadd(keys.SETTLE, uid)
         outcome, reversed_points = await self._refund(
-            keys=[keys.member(uid), keys.ledger(uid), keys.ops(uid), keys.orders(uid), keys.referral(uid)],
-            args=[order_id, self._now_ms()])
+            keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
+            args=[order_id, self._now_ms(), int(self._write_off)])
         await self.settle(uid)
         outcome = outcome.decode()
         if outcome == "UNKNOWN_ORDER":  # the owner key landed but the order never did: a crash mid-report
             raise ProgramError("UNKNOWN_ORDER", "no order with that order_id was recorded")
         return outcome, int(reversed_points)
 
+    # ---- staff and numbers -----------------------------------------------------------
     async def audit(self, who: str, what: str, member: str, **details: Any) -> None:
         """Append-only record of a staff action: who, what, when, before/after."""
         entry = {"who": who, "what": what, "member": member, "at": self._now_ms(), **details}

@@ -1,11 +1,17 @@
-"""The rules file (TOML) a shop edits: read and checked once at start-up."""
+"""The rules file (TOML) a shop edits: read and checked once at start-up.
+
+Every mistake is reported with the line it is on, so a shop can fix its own file.
+"""
 from __future__ import annotations
 
 import math
+import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class RulesError(Exception):
@@ -13,24 +19,96 @@ class RulesError(Exception):
 
 
 @dataclass(frozen=True)
+class Caps:
+    per_day: int = 0
+    per_month: int = 0
+    lifetime: int = 0
+
+
+@dataclass(frozen=True)
+class EarnRule:
+    name: str  # signup, profile, birthday, first_purchase, events.<name>
+    points: int
+    caps: Caps = Caps()
+
+
+@dataclass(frozen=True)
+class Milestone:
+    count: int
+    points: int
+
+
+@dataclass(frozen=True)
 class Tier:
     name: str
-    min_lifetime_points: int
+    threshold: int
+    multiplier: float = 1.0
+
+
+@dataclass(frozen=True)
+class Campaign:
+    name: str
+    starts: datetime
+    ends: datetime
+    rules: frozenset[str]
+    multiplier: float = 1.0
+    bonus: int = 0
+    stackable: bool = False
+
+    def active(self, at: datetime, rule: str) -> bool:
+        return rule in self.rules and self.starts <= at < self.ends
+
+
+@dataclass(frozen=True)
+class Reward:
+    id: str
+    cost: int
+    name: dict[str, str]
+    description: dict[str, str]
+    issue: str = "generated"  # generated | pool | manual
+    stock: int | None = None  # None: no limit
+    per_member: int | None = None
+    tier: str | None = None
+    available_from: datetime | None = None
+    available_until: datetime | None = None
+    valid_days: int | None = None
+    image: str | None = None
 
 
 @dataclass(frozen=True)
 class Rules:
-    signup_points: int
+    timezone: ZoneInfo
+    expiry: str  # earned | inactivity | never
+    expire_after_months: int
+    warning_days: int
+    block_claims_in_debt: bool
+    earn: dict[str, EarnRule]
     yen_per_point: int
     rounding: str
     purchase_minimum_order: int
+    purchase_caps: Caps
     referrer_points: int
     friend_points: int
+    referral_trigger: str  # first_purchase | join
     referral_minimum_order: int
+    referral_hold_days: int
     referral_window_days: int
+    referral_monthly_cap: int
+    allow_gift: bool
+    milestones: tuple[Milestone, ...]
     guess_max_failures: int
     guess_per_minutes: int
+    tier_basis: str  # points | yen
+    tier_window: str  # lifetime | rolling_12_months
+    tier_downgrade: str  # never | window
     tiers: tuple[Tier, ...]
+    campaigns: tuple[Campaign, ...] = ()
+    rewards: tuple[Reward, ...] = field(default_factory=tuple)
+
+    @property
+    def signup_points(self) -> int:
+        rule = self.earn.get("signup")
+        return rule.points if rule else 0
 
     def purchase_points(self, amount_yen: int) -> int:
         if amount_yen < self.purchase_minimum_order:
@@ -42,53 +120,244 @@ class Rules:
             return math.floor(exact + 0.5)  # half up, as shops expect (Python's round() is half-even)
         return math.floor(exact)
 
-    def tier_for(self, lifetime_points: int) -> Tier:
-        reached = [t for t in self.tiers if lifetime_points >= t.min_lifetime_points]
+    def tier_for(self, measure: int) -> Tier:
+        reached = [t for t in self.tiers if measure >= t.threshold]
         return reached[-1] if reached else self.tiers[0]
 
     @property
     def referral_window_ms(self) -> int:
         return self.referral_window_days * 86_400_000
 
+    def reward(self, reward_id: str) -> Reward | None:
+        return next((r for r in self.rewards if r.id == reward_id), None)
 
-def _int(table: dict[str, Any], section: str, key: str, *, minimum: int = 0) -> int:
-    value = table.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise RulesError(f"[{section}] {key} must be a whole number of at least {minimum}, got {value!r}")
-    return value
+
+# ---- reading the file ------------------------------------------------------------------
+_TABLE = re.compile(r"^\s*\[(\[)?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_.\-\"]+)\s*=")
+
+
+def _line_index(text: str) -> dict[str, int]:
+    """Where each setting sits: "referral.milestones[1].points" -> its line number (1-based)."""
+    lines: dict[str, int] = {}
+    table = ""
+    counts: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TABLE.match(line)
+        if header:
+            name = header.group(2).replace('"', "")
+            if header.group(1):  # [[array.of.tables]]
+                counts[name] = counts.get(name, -1) + 1
+                table = f"{name}[{counts[name]}]"
+            else:
+                table = name
+            lines.setdefault(table, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            path = f"{table}.{key.group(1)}" if table else key.group(1)
+            lines.setdefault(path, number)
+    return lines
+
+
+class _Reader:
+    """Reads values out of the parsed file and raises RulesError naming the line of a bad one."""
+
+    def __init__(self, path: Path, lines: dict[str, int]):
+        self.path = path
+        self.lines = lines
+
+    def fail(self, where: str, message: str) -> RulesError:
+        parts = where.split(".")
+        line = None
+        while parts and line is None:  # the setting's own line, else its table's
+            line = self.lines.get(".".join(parts))
+            parts.pop()
+        at = f"line {line}" if line else "the file"
+        return RulesError(f"{self.path}, {at} ({where}): {message}")
+
+    def table(self, data: dict[str, Any], where: str, name: str, required: bool = False) -> dict[str, Any]:
+        value = data.get(name)
+        if value is None:
+            if required:
+                raise self.fail(where or name, f"the [{f'{where}.' if where else ''}{name}] section is missing")
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(f"{where}.{name}".strip("."), "must be a table")
+        return value
+
+    def whole(self, table: dict[str, Any], where: str, key: str, default: int | None = None, minimum: int = 0) -> int:
+        value = table.get(key, default)
+        if value is None:
+            raise self.fail(f"{where}.{key}", "is required")
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.fail(f"{where}.{key}", f"must be a whole number of at least {minimum}, not {value!r}")
+        return value
+
+    def number(self, table: dict[str, Any], where: str, key: str, default: float) -> float:
+        value = table.get(key, default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise self.fail(f"{where}.{key}", f"must be a number above 0, not {value!r}")
+        return float(value)
+
+    def choice(self, table: dict[str, Any], where: str, key: str, choices: tuple[str, ...]) -> str:
+        value = table.get(key, choices[0])
+        if value not in choices:
+            raise self.fail(f"{where}.{key}", f"must be one of {', '.join(choices)}, not {value!r}")
+        return str(value)
+
+    def flag(self, table: dict[str, Any], where: str, key: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{where}.{key}", f"must be true or false, not {value!r}")
+        return value
+
+    def caps(self, table: dict[str, Any], where: str) -> Caps:
+        caps = table.get("caps", {})
+        if not isinstance(caps, dict) or set(caps) - {"per_day", "per_month", "lifetime"}:
+            raise self.fail(f"{where}.caps", "caps takes per_day, per_month and lifetime")
+        return Caps(*(self.whole(caps, f"{where}.caps", k, 0) for k in ("per_day", "per_month", "lifetime")))
+
+    def time(self, table: dict[str, Any], where: str, key: str, zone: ZoneInfo, required: bool = True
+             ) -> datetime | None:
+        value = table.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, datetime):
+            raise self.fail(f"{where}.{key}", "must be a date-time such as 2027-03-25T00:00:00+09:00")
+        return value if value.tzinfo else value.replace(tzinfo=zone)
+
+    def texts(self, table: dict[str, Any], where: str, key: str) -> dict[str, str]:
+        value = table.get(key)
+        if not isinstance(value, dict) or "ja" not in value or not all(isinstance(v, str) for v in value.values()):
+            raise self.fail(f"{where}.{key}", 'needs a text per language, at least ja: { ja = "…", en = "…" }')
+        return dict(value)
 
 
 def load_rules(path: Path) -> Rules:
+    """Read and check the rules file; any mistake is a RulesError with one line to show the shop."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return _load_rules(path)
+    except UnicodeDecodeError as exc:
+        raise RulesError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
+    except (AttributeError, TypeError, IndexError, KeyError) as exc:
+        # a value of the wrong shape where the checks above did not look: a table where a list belongs…
+        raise RulesError(f"{path}: a section or list has the wrong shape ({exc})") from exc
+
+
+def _load_rules(path: Path) -> Rules:
+    try:
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesError(f"cannot read rules file {path}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RulesError(f"{path}: {exc}") from exc  # tomllib names the line and column
+    r = _Reader(path, _line_index(text))
+
+    program = r.table(data, "", "program")
     try:
-        sections = {name: data[name] for name in ("signup", "purchase", "referral", "code_guessing")}
-    except KeyError as exc:
-        raise RulesError(f"{path}: the [{exc.args[0]}] section is missing") from exc
-    purchase, referral = sections["purchase"], sections["referral"]
-    rounding = purchase.get("rounding", "floor")
-    if rounding not in ("floor", "round", "ceil"):
-        raise RulesError(f"{path}: [purchase] rounding must be floor, round or ceil, got {rounding!r}")
-    if referral.get("trigger", "first_purchase") != "first_purchase":
-        raise RulesError(f"{path}: [referral] trigger: only first_purchase is supported")
-    tiers = tuple(Tier(str(t.get("name", "")), _int(t, "tiers", "min_lifetime_points"))
-                  for t in data.get("tiers", [{"name": "member", "min_lifetime_points": 0}]))
-    if any(not t.name for t in tiers) or list(tiers) != sorted(tiers, key=lambda t: t.min_lifetime_points):
-        raise RulesError(f"{path}: every [[tiers]] needs a name, listed from the lowest threshold up")
+        zone = ZoneInfo(program.get("timezone", "Asia/Tokyo"))
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise r.fail("program.timezone", f"unknown time zone {program.get('timezone')!r}") from exc
+
+    points = r.table(data, "", "points")
+    earn_table = r.table(data, "", "earn", required=True)
+    earn: dict[str, EarnRule] = {}
+    for name in ("signup", "profile", "birthday", "first_purchase"):
+        if name in earn_table:
+            t = r.table(earn_table, "earn", name)
+            earn[name] = EarnRule(name, r.whole(t, f"earn.{name}", "points"), r.caps(t, f"earn.{name}"))
+    for name, t in r.table(earn_table, "earn", "events").items():
+        if not isinstance(t, dict) or not re.fullmatch(r"[a-z0-9_\-]{1,40}", name):
+            raise r.fail(f"earn.events.{name}", "an event is a table named with a-z, 0-9, _ or -")
+        earn[f"events.{name}"] = EarnRule(f"events.{name}", r.whole(t, f"earn.events.{name}", "points"),
+                                          r.caps(t, f"earn.events.{name}"))
+    purchase = r.table(earn_table, "earn", "purchase", required=True)
+
+    referral = r.table(data, "", "referral", required=True)
+    milestones = []
+    for i, m in enumerate(referral.get("milestones", [])):
+        where = f"referral.milestones[{i}]"
+        milestones.append(Milestone(r.whole(m, where, "count", minimum=1), r.whole(m, where, "points")))
+    if len({m.count for m in milestones}) != len(milestones):
+        raise r.fail("referral.milestones", "two milestones have the same count")
+
+    guessing = r.table(data, "", "code_guessing")
+    tiers_table = r.table(data, "", "tiers")
+    levels = tiers_table.get("levels") or [{"name": "member", "threshold": 0}]
+    tiers = []
+    for i, t in enumerate(levels):
+        where = f"tiers.levels[{i}]"
+        if not isinstance(t.get("name"), str) or not t["name"]:
+            raise r.fail(where, "every tier needs a name")
+        tiers.append(Tier(t["name"], r.whole(t, where, "threshold"), r.number(t, where, "multiplier", 1.0)))
+    if [t.threshold for t in tiers] != sorted(t.threshold for t in tiers) or tiers[0].threshold != 0:
+        raise r.fail("tiers.levels[0]", "list tiers from the lowest up; the first starts at threshold 0")
+    tier_names = {t.name for t in tiers}
+
+    known_rules = {"signup", "profile", "birthday", "purchase", "first_purchase", "referral.referrer",
+                   "referral.friend", *(n for n in earn if n.startswith("events."))}
+    campaigns = []
+    for i, c in enumerate(data.get("campaigns", [])):
+        where = f"campaigns[{i}]"
+        rules = c.get("rules")
+        if not isinstance(rules, list) or not rules or set(rules) - known_rules:
+            raise r.fail(f"{where}.rules", f"name rules from: {', '.join(sorted(known_rules))}")
+        starts, ends = r.time(c, where, "starts", zone), r.time(c, where, "ends", zone)
+        assert starts and ends
+        if ends <= starts:
+            raise r.fail(f"{where}.ends", "a campaign must end after it starts")
+        campaigns.append(Campaign(str(c.get("name", f"campaign {i + 1}")), starts, ends, frozenset(rules),
+                                  r.number(c, where, "multiplier", 1.0), r.whole(c, where, "bonus", 0),
+                                  r.flag(c, where, "stackable", False)))
+
+    rewards: list[Reward] = []
+    for i, w in enumerate(data.get("rewards", [])):
+        where = f"rewards[{i}]"
+        reward_id = w.get("id")
+        if not isinstance(reward_id, str) or not re.fullmatch(r"[a-z0-9_\-]{1,32}", reward_id):
+            raise r.fail(f"{where}.id", "every reward needs an id of 1-32 characters a-z, 0-9, _ or -")
+        if any(other.id == reward_id for other in rewards):
+            raise r.fail(f"{where}.id", f"another reward already has the id {reward_id!r}")
+        tier = w.get("tier")
+        if tier is not None and tier not in tier_names:
+            raise r.fail(f"{where}.tier", f"no tier named {tier!r}")
+        rewards.append(Reward(
+            id=reward_id, cost=r.whole(w, where, "cost", minimum=1), name=r.texts(w, where, "name"),
+            description=r.texts(w, where, "description") if "description" in w else {"ja": ""},
+            issue=r.choice(w, where, "issue", ("generated", "pool", "manual")),
+            stock=r.whole(w, where, "stock") if "stock" in w else None,
+            per_member=r.whole(w, where, "per_member", minimum=1) if "per_member" in w else None,
+            tier=tier, available_from=r.time(w, where, "available_from", zone, required=False),
+            available_until=r.time(w, where, "available_until", zone, required=False),
+            valid_days=r.whole(w, where, "valid_days", minimum=1) if "valid_days" in w else None,
+            image=w.get("image")))
+
     return Rules(
-        signup_points=_int(sections["signup"], "signup", "points"),
-        yen_per_point=_int(purchase, "purchase", "yen_per_point", minimum=1),
-        rounding=rounding,
-        purchase_minimum_order=_int(purchase, "purchase", "minimum_order"),
-        referrer_points=_int(referral, "referral", "referrer_points"),
-        friend_points=_int(referral, "referral", "friend_points"),
-        referral_minimum_order=_int(referral, "referral", "minimum_order"),
-        referral_window_days=_int(referral, "referral", "window_days", minimum=1),
-        guess_max_failures=_int(sections["code_guessing"], "code_guessing", "max_failures", minimum=1),
-        guess_per_minutes=_int(sections["code_guessing"], "code_guessing", "per_minutes", minimum=1),
-        tiers=tiers,
-    )
+        timezone=zone,
+        expiry=r.choice(points, "points", "expiry", ("never", "earned", "inactivity")),
+        expire_after_months=r.whole(points, "points", "expire_after_months", 12, minimum=1),
+        warning_days=r.whole(points, "points", "warning_days", 0),
+        block_claims_in_debt=r.flag(points, "points", "block_claims_in_debt", True),
+        earn=earn,
+        yen_per_point=r.whole(purchase, "earn.purchase", "yen_per_point", minimum=1),
+        rounding=r.choice(purchase, "earn.purchase", "rounding", ("floor", "round", "ceil")),
+        purchase_minimum_order=r.whole(purchase, "earn.purchase", "minimum_order", 0),
+        purchase_caps=r.caps(purchase, "earn.purchase"),
+        referrer_points=r.whole(referral, "referral", "referrer_points"),
+        friend_points=r.whole(referral, "referral", "friend_points"),
+        referral_trigger=r.choice(referral, "referral", "trigger", ("first_purchase", "join")),
+        referral_minimum_order=r.whole(referral, "referral", "minimum_order", 0),
+        referral_hold_days=r.whole(referral, "referral", "hold_days", 0),
+        referral_window_days=r.whole(referral, "referral", "window_days", 7, minimum=1),
+        referral_monthly_cap=r.whole(referral, "referral", "monthly_cap", 0),
+        allow_gift=r.flag(referral, "referral", "allow_gift", False),
+        milestones=tuple(sorted(milestones, key=lambda m: m.count)),
+        guess_max_failures=r.whole(guessing, "code_guessing", "max_failures", 5, minimum=1),
+        guess_per_minutes=r.whole(guessing, "code_guessing", "per_minutes", 60, minimum=1),
+        tier_basis=r.choice(tiers_table, "tiers", "basis", ("points", "yen")),
+        tier_window=r.choice(tiers_table, "tiers", "window", ("lifetime", "rolling_12_months")),
+        tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
+        tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards))

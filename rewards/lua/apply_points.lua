@@ -1,5 +1,13 @@
--- KEYS: member, ledger, ops. ARGV: op, delta, kind, rule, at, note, allow_negative (0/1)
--- Returns {written (1 new, 0 replay, -1 refused), balance}
-local written, points = apply(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4],
-                              tonumber(ARGV[5]), ARGV[6], ARGV[7] == '1')
-return {written, points}
+-- KEYS: the member's 7 ledger keys. ARGV[1]: JSON {mode: earn|spend|deduct, op, amount, kind, rule, at, note,
+-- expires, hold_until, month, day, caps}. Returns {written (1 new, 0 known op, -1 refused), balance}
+local k = K(KEYS)
+local c = cjson.decode(ARGV[1])
+local written
+if c.mode == 'earn' then
+  written = earn(k, c)
+elseif c.mode == 'spend' then
+  written = spend(k, c)
+else
+  written = deduct(k, c, nil)
+end
+return {written, num(k.member, 'points')}

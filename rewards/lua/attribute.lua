@@ -1,17 +1,24 @@
--- KEYS: friend member, friend referral. ARGV: referrer, code, op (event id), now (ms), window (ms)
--- Decides whether the friend may still be referred and, if so, records the referral as pending.
+-- KEYS: the friend's 7 ledger keys, then the friend's referral hash.
+-- ARGV[1]: JSON {referrer, code, op, now, window, complete_on_join, friend_award (earn spec or null)}
+-- Decides whether the friend may still be referred and, if so, records the referral: pending, or
+-- completed at once (with the friend's side paid) when the rules pay on joining.
 -- Returns {outcome, referrer, replay}: outcome OK or a refusal reason code.
-local m, ref = KEYS[1], KEYS[2]
-local op, now, window = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local k = K(KEYS)
+local ref = KEYS[8]
+local c = cjson.decode(ARGV[1])
 local prior_op = redis.call('HGET', ref, 'op')
 if prior_op then
-  if prior_op == op then return {'OK', redis.call('HGET', ref, 'referrer'), 1} end
+  if prior_op == c.op then return {'OK', redis.call('HGET', ref, 'referrer'), 1} end
   return {'ALREADY_REFERRED', redis.call('HGET', ref, 'referrer'), 0}
 end
-if redis.call('HGET', m, 'first_order') then return {'EXISTING_CUSTOMER', '', 0} end
-if redis.call('HGET', m, 'first_seen_via') ~= 'follow' then return {'EXISTING_MEMBER', '', 0} end
-local followed = tonumber(redis.call('HGET', m, 'followed_at'))
-if now - followed > window then return {'EXPIRED', '', 0} end
-redis.call('HSET', ref, 'referrer', ARGV[1], 'code', ARGV[2], 'op', op, 'status', 'pending', 'created_at', now)
-redis.call('HSET', m, 'referred_by', ARGV[1])
-return {'OK', ARGV[1], 0}
+if redis.call('HGET', k.member, 'first_order') then return {'EXISTING_CUSTOMER', '', 0} end
+if redis.call('HGET', k.member, 'first_seen_via') ~= 'follow' then return {'EXISTING_MEMBER', '', 0} end
+local followed = tonumber(redis.call('HGET', k.member, 'followed_at'))
+if c.now - followed > c.window then return {'EXPIRED', '', 0} end
+redis.call('HSET', ref, 'referrer', c.referrer, 'code', c.code, 'op', c.op, 'status', 'pending', 'created_at', c.now)
+redis.call('HSET', k.member, 'referred_by', c.referrer)
+if c.complete_on_join then
+  redis.call('HSET', ref, 'status', 'completed', 'completed_at', c.now, 'hold_until', c.friend_award.hold_until or 0)
+  earn(k, c.friend_award)
+end
+return {'OK', c.referrer, 0}

@@ -1,16 +1,222 @@
--- Shared prelude, prepended to every script that writes points.
--- apply(): one ledger entry and its operation id, written together; a known op id is a no-op.
--- member: hash with points/lifetime/ledger_seq; ledger: list of JSON entries; ops: hash op id -> entry id.
-local function apply(member, ledger, ops, op, delta, kind, rule, at, note, allow_negative)
-  local prior = redis.call('HGET', ops, op)
-  local points = tonumber(redis.call('HGET', member, 'points') or '0')
-  if prior then return 0, points end
-  if delta < 0 and not allow_negative and points + delta < 0 then return -1, points end
-  local seq = redis.call('HINCRBY', member, 'ledger_seq', 1)
-  points = redis.call('HINCRBY', member, 'points', delta)
-  if delta > 0 then redis.call('HINCRBY', member, 'lifetime', delta) end
-  redis.call('RPUSH', ledger, cjson.encode({id = seq, delta = delta, kind = kind, rule = rule, op = op,
-                                             at = at, note = note, balance = points}))
-  redis.call('HSET', ops, op, seq)
-  return 1, points
+-- The ledger, prepended to every script that changes points. All keys belong to one member ({uid}).
+--
+-- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, ledger_seq, earned:YYYY-MM…),
+--    ledger list (append-only JSON entries; entry id n sits at index n-1),
+--    ops hash (operation id -> entry id: an op id is written once, with its entry),
+--    lots hash (entry id -> "remaining|expires_at|hold_until"; every earning is a lot),
+--    lotq zset (spendable lots with points left, by expiry: spending and expiry go oldest first),
+--    holdq zset (lots on hold, by the time they become spendable),
+--    caps hash (points earned per rule per day/month/lifetime, for caps).
+-- Invariant: points == sum(remaining of spendable lots) - debt; pending_points == sum(remaining of held lots).
+local NEVER = 32503680000000 -- year 3000, in ms: a lot that does not expire
+
+local function K(ks)
+  return {member = ks[1], ledger = ks[2], ops = ks[3], lots = ks[4], lotq = ks[5], holdq = ks[6], caps = ks[7]}
+end
+
+local function num(key, field)
+  return tonumber(redis.call('HGET', key, field) or '0')
+end
+
+-- HINCRBY by n; skipped for zero, because Lua writes -0 as "-0", which Redis refuses as an integer
+local function incr(key, field, n)
+  if n == 0 then return num(key, field) end
+  return redis.call('HINCRBY', key, field, n)
+end
+
+local function lot_get(k, id)
+  local raw = redis.call('HGET', k.lots, id)
+  if not raw then return nil end
+  local rem, exp, hold = string.match(raw, '^(-?%d+)|(%d+)|(%d+)$')
+  return {rem = tonumber(rem), exp = tonumber(exp), hold = tonumber(hold)}
+end
+
+local function lot_set(k, id, lot)
+  redis.call('HSET', k.lots, id, lot.rem .. '|' .. lot.exp .. '|' .. lot.hold)
+end
+
+-- one ledger entry; e.avail and e.pend say how it moved the spendable and held balances
+local function write(k, e)
+  e.id = incr(k.member, 'ledger_seq', 1)
+  e.balance = num(k.member, 'points')
+  e.pending = num(k.member, 'pending_points')
+  redis.call('RPUSH', k.ledger, cjson.encode(e))
+  if e.op then redis.call('HSET', k.ops, e.op, e.id) end
+  return e.id
+end
+
+local function entry_of(k, op)
+  local id = redis.call('HGET', k.ops, op)
+  if not id then return nil end
+  return cjson.decode(redis.call('LINDEX', k.ledger, tonumber(id) - 1))
+end
+
+-- take `amount` from spendable lots, the given one first, then oldest expiry first; returns what it took
+local function take(k, amount, first)
+  local taken = 0
+  local function from(id)
+    local lot = lot_get(k, id)
+    if lot and lot.rem > 0 and lot.hold == 0 then
+      local t = math.min(lot.rem, amount - taken)
+      lot.rem = lot.rem - t
+      lot_set(k, id, lot)
+      if lot.rem == 0 then redis.call('ZREM', k.lotq, id) end
+      taken = taken + t
+    end
+  end
+  if first then from(first) end
+  while taken < amount do
+    local ids = redis.call('ZRANGE', k.lotq, 0, 0)
+    if #ids == 0 then break end
+    from(ids[1])
+  end
+  return taken
+end
+
+-- points into the spendable balance: they pay off any debt first
+local function credit(k, id, lot, amount)
+  local debt = num(k.member, 'debt')
+  local repay = math.min(debt, amount)
+  if repay > 0 then incr(k.member, 'debt', -repay) end
+  lot.rem, lot.hold = amount - repay, 0
+  lot_set(k, id, lot)
+  if lot.rem > 0 then redis.call('ZADD', k.lotq, lot.exp, id) end
+  incr(k.member, 'points', amount)
+end
+
+-- Earn: a new lot. c = {op, amount, kind, rule, at, note, expires (ms or 0), hold_until (ms or 0), month, day,
+-- caps = {day, month, life} (0 = none)}. Returns written (1, or 0 when the op is known), amount actually earned.
+local function earn(k, c)
+  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0, 0 end
+  local amount = c.amount
+  local caps = c.caps or {}
+  local counters = {{'d:' .. c.day, caps.day or 0}, {'m:' .. c.month, caps.month or 0}, {'l', caps.life or 0}}
+  for _, cap in ipairs(counters) do
+    if cap[2] > 0 then
+      amount = math.max(0, math.min(amount, cap[2] - num(k.caps, c.rule .. '|' .. cap[1])))
+    end
+  end
+  for _, cap in ipairs(counters) do
+    if cap[2] > 0 then incr(k.caps, c.rule .. '|' .. cap[1], amount) end
+  end
+  local exp = (c.expires and c.expires > 0) and c.expires or NEVER
+  local held = c.hold_until and c.hold_until > c.at
+  local e = {op = c.op, kind = c.kind, rule = c.rule, at = c.at, note = c.note or '', delta = amount,
+             avail = held and 0 or amount, pend = held and amount or 0, expires_at = exp,
+             state = held and 'pending' or 'available', capped = (amount < c.amount) and c.amount or nil}
+  -- the entry id is the lot id: write the lot's balance move first so the entry shows the result
+  local id = redis.call('HGET', k.member, 'ledger_seq')
+  id = tonumber(id or '0') + 1
+  if held then
+    lot_set(k, id, {rem = amount, exp = exp, hold = c.hold_until})
+    redis.call('ZADD', k.holdq, c.hold_until, id)
+    incr(k.member, 'pending_points', amount)
+  else
+    credit(k, id, {rem = 0, exp = exp, hold = 0}, amount)
+  end
+  incr(k.member, 'lifetime', amount)
+  incr(k.member, 'earned:' .. c.month, amount)
+  redis.call('HSET', k.member, 'last_activity', c.at)
+  write(k, e)
+  return 1, amount
+end
+
+-- Spend: refused (-1) when fewer spendable points than asked (a debt makes the balance negative); 1 spent;
+-- 0 the op is known.
+local function spend(k, c)
+  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0 end
+  if num(k.member, 'points') < c.amount then return -1 end
+  take(k, c.amount, nil)
+  incr(k.member, 'points', -c.amount)
+  redis.call('HSET', k.member, 'last_activity', c.at)
+  write(k, {op = c.op, kind = c.kind, rule = c.rule, at = c.at, note = c.note or '', delta = -c.amount,
+            avail = -c.amount, pend = 0, state = 'done'})
+  return 1
+end
+
+-- Take points away without the owner's say (refund, void, staff correction): from the named lot first,
+-- then oldest first; what no lot covers becomes debt (the balance goes below zero and the next earnings
+-- pay it back), or with c.write_off is forgiven. Returns written, points taken.
+local function deduct(k, c, lot_id)
+  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0, 0 end
+  local lot = lot_id and lot_get(k, lot_id)
+  local pend = 0
+  if lot and lot.hold > 0 then -- still on hold: it simply never becomes spendable
+    pend = math.min(lot.rem, c.amount)
+    lot.rem = lot.rem - pend
+    lot_set(k, lot_id, lot)
+    if lot.rem == 0 then redis.call('ZREM', k.holdq, lot_id) end
+    incr(k.member, 'pending_points', -pend)
+  end
+  local avail = c.amount - pend
+  local written_off = nil
+  if avail > 0 then
+    local taken = take(k, avail, lot_id)
+    if taken < avail then
+      if c.write_off then -- the shop's rules: what the balance cannot cover is forgiven, never a debt
+        written_off, avail = avail - taken, taken
+      else
+        incr(k.member, 'debt', avail - taken)
+      end
+    end
+    incr(k.member, 'points', -avail)
+  end
+  write(k, {op = c.op, kind = c.kind, rule = c.rule, at = c.at, note = c.note or '', delta = -(avail + pend),
+            avail = -avail, pend = -pend, state = 'done', reverses = c.reverses, written_off = written_off})
+  return 1, avail + pend
+end
+
+-- Reverse exactly what an earlier op earned (as much of it as is left to reverse).
+local function reverse(k, original_op, c)
+  local e = entry_of(k, original_op)
+  if not e or e.delta <= 0 then return 0, 0 end
+  c.amount, c.reverses = e.delta, original_op
+  return deduct(k, c, e.id)
+end
+
+-- Held lots whose time has come become spendable. Returns points released.
+local function release(k, now)
+  local released = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.holdq, '-inf', now)) do
+    local lot = lot_get(k, id)
+    redis.call('ZREM', k.holdq, id)
+    if lot and lot.rem > 0 then
+      local amount = lot.rem
+      incr(k.member, 'pending_points', -amount)
+      credit(k, id, lot, amount)
+      write(k, {op = 'release:' .. id, kind = 'release', rule = 'hold', at = now, delta = 0, avail = amount,
+                pend = -amount, state = 'done', lot = tonumber(id)})
+      released = released + amount
+    end
+  end
+  return released
+end
+
+-- Spendable lots past their expiry lose what is left. Returns points expired.
+local function expire(k, now)
+  local expired = 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.lotq, '-inf', now)) do
+    local lot = lot_get(k, id)
+    redis.call('ZREM', k.lotq, id)
+    if lot and lot.rem > 0 then
+      local amount = lot.rem
+      lot.rem = 0
+      lot_set(k, id, lot)
+      incr(k.member, 'points', -amount)
+      write(k, {op = 'expire:' .. id, kind = 'expire', rule = 'expiry', at = now, delta = -amount, avail = -amount,
+                pend = 0, state = 'done', lot = tonumber(id)})
+      expired = expired + amount
+    end
+  end
+  return expired
+end
+
+-- the earliest time anything of this member's changes by itself (expiry or release), or false
+local function next_due(k)
+  local e = redis.call('ZRANGE', k.lotq, 0, 0, 'WITHSCORES')
+  local h = redis.call('ZRANGE', k.holdq, 0, 0, 'WITHSCORES')
+  local due = false
+  if #e > 0 and tonumber(e[2]) < NEVER then due = tonumber(e[2]) end
+  if #h > 0 and (not due or tonumber(h[2]) < due) then due = tonumber(h[2]) end
+  return due
 end

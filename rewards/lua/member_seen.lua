@@ -1,11 +1,11 @@
--- KEYS: member. ARGV: user id, via (follow|unblock|unfollow|message|postback), at (ms), language
+-- KEYS: member. ARGV: user id, via (follow|unblock|unfollow|message|postback|purchase), at (ms), language
 -- The first sighting is kept forever: how someone was first seen decides whether they can be referred.
 -- Returns 1 when this call created the member.
 local m = KEYS[1]
 local via, at = ARGV[2], ARGV[3]
 local created = 0
-if redis.call('EXISTS', m) == 0 then
-  redis.call('HSET', m, 'user_id', ARGV[1], 'first_seen_at', at, 'first_seen_via', via, 'points', 0, 'lifetime', 0)
+if redis.call('HEXISTS', m, 'first_seen_via') == 0 then
+  redis.call('HSET', m, 'user_id', ARGV[1], 'first_seen_at', at, 'first_seen_via', via)
   if via == 'follow' then redis.call('HSET', m, 'followed_at', at) end
   created = 1
 end

@@ -1,35 +1,44 @@
--- KEYS: buyer member, ledger, ops, orders, referral.
--- ARGV: order id, amount (yen), purchase points, at (ms), friend referral points, referral minimum amount
--- Records an order once: purchase points, and for the buyer's first order a pending referral becomes
--- completed with the friend's side paid here (the referrer's side is a separate single-member step).
+-- KEYS: the buyer's 7 ledger keys, orders hash, referral hash.
+-- ARGV[1]: JSON {order, amount, at, month, awards: [earn specs], first_awards: [earn specs for a first
+-- purchase], referral_min, friend_award (earn spec)}
+-- Records an order once: its awards, and for the buyer's first order a pending referral completes with the
+-- friend's side paid here (the referrer's side is a separate single-member step). Every op the order
+-- earned is kept with its answer, so a refund can reverse exactly those.
 -- Returns {new (1/0), answer JSON}
-local m, ledger, ops, orders, ref = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local order, amount, points, at = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local prior = redis.call('HGET', orders, order)
+local k = K(KEYS)
+local orders, ref = KEYS[8], KEYS[9]
+local c = cjson.decode(ARGV[1])
+local prior = redis.call('HGET', orders, c.order)
 if prior then return {0, prior} end
-local first = not redis.call('HGET', m, 'first_order')
-if first then redis.call('HSET', m, 'first_order', order) end
-redis.call('HINCRBY', m, 'orders', 1)
-redis.call('HINCRBY', m, 'spent', amount)
-local awarded = 0
-if points > 0 then
-  apply(m, ledger, ops, 'order:' .. order, points, 'purchase', 'purchase', at, order, false)
-  awarded = points
+local first = not redis.call('HGET', k.member, 'first_order')
+if first then redis.call('HSET', k.member, 'first_order', c.order) end
+incr(k.member, 'orders', 1)
+incr(k.member, 'spent', c.amount)
+incr(k.member, 'spent:' .. c.month, c.amount)
+local awarded, purchase_points, ops = 0, 0, {}
+local function award(spec)
+  local written, amount = earn(k, spec)
+  if written == 1 then
+    awarded = awarded + amount
+    table.insert(ops, spec.op)
+  end
+  return amount
+end
+for _, spec in ipairs(c.awards) do purchase_points = purchase_points + award(spec) end
+if first then
+  for _, spec in ipairs(c.first_awards) do award(spec) end
 end
 local referral = cjson.null
 local status = redis.call('HGET', ref, 'status')
-if status == 'pending' and first and amount >= tonumber(ARGV[6]) then
-  local friend_points = tonumber(ARGV[5])
-  redis.call('HSET', ref, 'status', 'completed', 'completed_at', at, 'order', order, 'friend_points', friend_points)
-  if friend_points > 0 then
-    apply(m, ledger, ops, 'referral:friend', friend_points, 'referral', 'referral.friend', at, order, false)
-    awarded = awarded + friend_points
-  end
-  referral = {status = 'completed', referrer = redis.call('HGET', ref, 'referrer'), friend_points = friend_points}
+if status == 'pending' and first and c.amount >= c.referral_min then
+  redis.call('HSET', ref, 'status', 'completed', 'completed_at', c.at, 'order', c.order,
+             'hold_until', c.friend_award.hold_until or 0)
+  award(c.friend_award)
+  referral = {status = 'completed', referrer = redis.call('HGET', ref, 'referrer')}
 elseif status then
   referral = {status = status, referrer = redis.call('HGET', ref, 'referrer')}
 end
-local answer = cjson.encode({order_id = order, purchase_points = points, points_awarded = awarded,
-                             referral = referral})
-redis.call('HSET', orders, order, answer)
+local answer = cjson.encode({order_id = c.order, purchase_points = purchase_points, points_awarded = awarded,
+                             referral = referral, ops = ops, amount = c.amount, month = c.month})
+redis.call('HSET', orders, c.order, answer)
 return {1, answer}

@@ -1,22 +1,24 @@
--- KEYS: buyer member, ledger, ops, orders, referral. ARGV: order id, at (ms)
--- Reverses exactly what the order awarded, once; a referral the order completed becomes voided.
--- The balance may go negative when the points were already spent.
+-- KEYS: the buyer's 7 ledger keys, orders hash, referral hash. ARGV: order id, at (ms), write off (0/1)
+-- Reverses exactly what the order earned (every op kept with its answer), once; a referral the order
+-- completed becomes voided. The balance may go below zero when the points were already spent.
 -- Returns {outcome (OK|ALREADY_REFUNDED|UNKNOWN_ORDER), points reversed}
-local m, ledger, ops, orders, ref = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local k = K(KEYS)
+local orders, ref = KEYS[8], KEYS[9]
 local order, at = ARGV[1], tonumber(ARGV[2])
-local answer = redis.call('HGET', orders, order)
-if not answer then return {'UNKNOWN_ORDER', 0} end
-if redis.call('HGET', ops, 'refund:' .. order) then return {'ALREADY_REFUNDED', 0} end
+local raw = redis.call('HGET', orders, order)
+if not raw then return {'UNKNOWN_ORDER', 0} end
+if redis.call('HGET', k.member, 'refunded:' .. order) then return {'ALREADY_REFUNDED', 0} end
+redis.call('HSET', k.member, 'refunded:' .. order, at)
+local answer = cjson.decode(raw)
+incr(k.member, 'spent', -answer.amount)
+incr(k.member, 'spent:' .. answer.month, -answer.amount)
 local reversed = 0
-local purchase = tonumber(cjson.decode(answer).purchase_points)
-apply(m, ledger, ops, 'refund:' .. order, -purchase, 'refund', 'purchase', at, order, true)
-reversed = purchase
+for _, op in ipairs(answer.ops) do
+  local _, amount = reverse(k, op, {op = 'refund:' .. op, kind = 'refund', rule = 'refund', at = at, note = order,
+                                    write_off = ARGV[3] == '1'})
+  reversed = reversed + amount
+end
 if redis.call('HGET', ref, 'order') == order and redis.call('HGET', ref, 'status') == 'completed' then
-  local friend_points = tonumber(redis.call('HGET', ref, 'friend_points') or '0')
   redis.call('HSET', ref, 'status', 'voided', 'void_reason', 'REFUNDED', 'voided_at', at)
-  if friend_points > 0 then
-    apply(m, ledger, ops, 'refund:referral:friend', -friend_points, 'refund', 'referral.friend', at, order, true)
-    reversed = reversed + friend_points
-  end
 end
 return {'OK', reversed}

@@ -1,0 +1,32 @@
+"""相手に譲る / gift: a referrer chooses whether their referral reward goes to the friend instead."""
+from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
+from handlers.common import text
+
+router = Router("gift")
+
+
+def _choice(ctx: Ctx, on: bool) -> dict:
+    label = ctx.t("gift_turn_on" if on else "gift_turn_off")
+    return {"type": "action", "action": {"type": "postback", "label": label, "data": f"gift:{'on' if on else 'off'}",
+                                         "displayText": label}}
+
+
+@router.on(MessageEvent, words("相手に譲る", "譲る", "ゆずる", "gift", "give to friend"))
+async def on_gift_word(ctx: Ctx) -> None:
+    rules = ctx.program.rules
+    if not rules.allow_gift:
+        await ctx.answer(text(ctx, ctx.t("gift_not_offered")))
+        return
+    member = await ctx.program.member(ctx.user_id)
+    gifting = bool(member and member.gift)
+    status = ctx.t("gift_status_on" if gifting else "gift_status_off", points=rules.referrer_points)
+    await ctx.answer(text(ctx, status, _choice(ctx, not gifting)))
+
+
+@router.on(PostbackEvent, postback("gift:"))
+async def on_gift_choice(ctx: Ctx, data: str) -> None:
+    if not ctx.program.rules.allow_gift or data not in ("on", "off"):
+        await ctx.answer(text(ctx, ctx.t("gift_not_offered")))
+        return
+    await ctx.program.set_gift(ctx.user_id, data == "on")
+    await ctx.answer(text(ctx, ctx.t("gift_set_on" if data == "on" else "gift_set_off")))

@@ -1,0 +1,52 @@
+"""Rules variants for tests: the shipped file with a few settings changed, and a Program on a clean Redis."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from bot.config import ASSETS
+from rewards.program import Program
+from rewards.rules import Rules, load_rules
+
+DEFAULT = (ASSETS / "rules.toml").read_text(encoding="utf-8")
+
+
+def variant(tmp: Path, extra: str = "", **settings: object) -> Path:
+    """The default rules with `section__key=value` settings replaced (values in TOML syntax) and `extra` appended."""
+    text = DEFAULT
+    for name, value in settings.items():
+        section, key = name.rsplit("__", 1)
+        header = re.search(rf"^\[{re.escape(section.replace('__', '.'))}\]\s*$", text, re.M)
+        assert header, f"no [{section}] in the default rules"
+        line = re.compile(rf"^{re.escape(key)} = .*$", re.M).search(text, header.end())
+        assert line, f"no {key} in [{section}]"
+        text = text[:line.start()] + f"{key} = {value}" + text[line.end():]
+    path = tmp / f"rules-{time.monotonic_ns()}.toml"
+    path.write_text(text + "\n" + extra, encoding="utf-8")
+    return path
+
+
+class Clock:
+    """A clock the test moves: the program's notion of now."""
+
+    def __init__(self, start: float | None = None):
+        self.now = start if start is not None else time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, days: float = 0, hours: float = 0) -> None:
+        self.now += days * 86_400 + hours * 3_600
+
+    @property
+    def ms(self) -> int:
+        return int(self.now * 1000)
+
+
+async def program_for(redis_url: str, rules: Rules | Path, clock: Clock) -> Program:
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushdb()
+    return Program(client, rules if isinstance(rules, Rules) else load_rules(rules), clock=clock)
