@@ -59,6 +59,17 @@ def _int(table: dict[str, Any], section: str, key: str, *, minimum: int = 0) -> 
 
 
 def load_rules(path: Path) -> Rules:
+    """Read and check the rules file; any mistake is a RulesError with one line to show the shop."""
+    try:
+        return _load_rules(path)
+    except UnicodeDecodeError as exc:
+        raise RulesError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
+    except (AttributeError, TypeError, IndexError, KeyError) as exc:
+        # a value of the wrong shape where the checks above did not look: a table where a list belongs…
+        raise RulesError(f"{path}: a section or list has the wrong shape ({exc})") from exc
+
+
+def _load_rules(path: Path) -> Rules:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -77,6 +88,8 @@ def load_rules(path: Path) -> Rules:
         raise RulesError(f"{path}: [referral] trigger: only first_purchase is supported")
     tiers = tuple(Tier(str(t.get("name", "")), _int(t, "tiers", "min_lifetime_points"))
                   for t in data.get("tiers", [{"name": "member", "min_lifetime_points": 0}]))
+    if not tiers:
+        raise RulesError(f"{path}: [[tiers]] is empty: list at least one tier")
     if any(not t.name for t in tiers) or list(tiers) != sorted(tiers, key=lambda t: t.min_lifetime_points):
         raise RulesError(f"{path}: every [[tiers]] needs a name, listed from the lowest threshold up")
     return Rules(
