@@ -87,7 +87,7 @@ def _field(body: dict[str, Any], name: str, kind: type, *, required: bool = True
 
 
 def _user_id(value: str) -> str:
-    if not USER_ID.match(value):
+    if not USER_ID.fullmatch(value):
         raise BadRequest("INVALID_USER_ID", "user_id must be a LINE user id: U followed by 32 hex digits")
     return value
 
@@ -99,7 +99,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     async def conversions(request: web.Request) -> web.Response:
         body = await _body(request)
         order_id = _field(body, "order_id", str)
-        if not ORDER_ID.match(order_id):
+        if not ORDER_ID.fullmatch(order_id):
             raise BadRequest("INVALID_ORDER_ID", "order_id must be 1 to 128 printable ASCII characters")
         user_id = _user_id(_field(body, "user_id", str))
         amount = _field(body, "amount", int)

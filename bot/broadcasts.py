@@ -40,7 +40,7 @@ def _messages(body: dict[str, Any], bad_request: Any) -> list[dict]:
     for i, message in enumerate(messages):
         try:
             Message.from_dict(message)
-        except (ValueError, TypeError, AttributeError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise bad_request("INVALID_MESSAGES", f"messages[{i}] is not a LINE message object: {exc}") from exc
     return messages
 

@@ -25,6 +25,8 @@ def classify(event: Any) -> tuple[str | None, str]:
     """(user id, "") for an event we queue; (None, why) for one we skip."""
     if not isinstance(event, dict) or not isinstance(event.get("webhookEventId"), str):
         return None, "malformed"
+    if not isinstance(event.get("timestamp"), int) or isinstance(event.get("timestamp"), bool):
+        return None, "malformed"  # the worker orders a user's events by it
     source = event.get("source")
     if not isinstance(source, dict) or source.get("type") != "user" or not isinstance(source.get("userId"), str):
         return None, "not_a_user_chat"  # groups and rooms: this bot talks 1:1 only

@@ -199,8 +199,25 @@ class Worker:
         self.handled += 1
         return True
 
+    async def _standby(self, raw: dict) -> str:
+        """Another channel holds the chat: say nothing, but keep who follows and blocks (and signup points).
+
+        Read from the raw event: LINE sends a standby follow without a replyToken, which the SDK's model
+        requires, so the SDK would refuse it."""
+        kind, user_id, at = raw.get("type"), raw["source"]["userId"], raw["timestamp"]
+        if kind == "follow":
+            unblocked = bool((raw.get("follow") or {}).get("isUnblocked"))
+            await self.services.program.see(user_id, "unblock" if unblocked else "follow", at)
+            if not unblocked:
+                await self.services.program.welcome_points(user_id, at)
+        elif kind == "unfollow":
+            await self.services.program.see(user_id, "unfollow", at)
+        return "standby"
+
     async def handle(self, raw: dict, received_at_ms: int) -> str:
         """One event through sighting, routing and its handler; returns what happened."""
+        if raw.get("mode") == "standby":
+            return await self._standby(raw)
         try:
             event = Event.from_dict(raw)
         except (ValueError, TypeError) as exc:
@@ -210,8 +227,6 @@ class Worker:
         user_id = raw["source"]["userId"]
         ctx = Ctx(event=event, user_id=user_id, event_id=raw["webhookEventId"], received_at_ms=received_at_ms,
                   services=self.services)
-        if ctx.standby and not isinstance(event, FollowEvent | UnfollowEvent):
-            return "standby"
         program = self.services.program
         ctx.member_is_new = await program.see(user_id, _sighting(event), event.timestamp)
         ctx.lang = self.services.texts.lang_for(await program.language(user_id))

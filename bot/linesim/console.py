@@ -1,0 +1,636 @@
+"""The simulator console: a web page standing in for the LINE app on customers' phones.
+
+It drives the `Platform` (the only fake in the project) from a browser: virtual customers
+follow, block, type and tap; every message the bot sends reaches their transcript through
+`platform.listeners` and is streamed to the page as Server-Sent Events. Everything the console
+does to the bot goes over real HTTP: signed webhooks (through the Platform), page fetches for
+the in-console "phone browser", and the admin API for purchases.
+
+Pages and images the bot links to live under `public_base_url` (what phones would use); the
+console maps that prefix to `bot_url` (where the bot listens locally) whenever it fetches them.
+
+    app = console_app(platform, bot_url="http://127.0.0.1:8000",
+                      public_base_url="http://127.0.0.1:8000", admin_token="...")
+
+The Platform must be started (`await platform.start()`) before the console sends anything.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from .platform import Call, Platform, new_user_id
+
+STATIC = Path(__file__).resolve().parent / "static"
+LANGUAGES = ("ja", "en")
+ACCEPT_LANGUAGE = {"ja": "ja-JP,ja;q=0.9,en;q=0.5", "en": "en-US,en;q=0.9,ja;q=0.3"}
+# LINE's in-app browser announces itself with " Line/<version>"; pages may look for it.
+PHONE_USER_AGENT = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+                    "(KHTML, like Gecko) Mobile/15E148 Safari Line/14.9.0")
+MESSAGE_ENDPOINTS = ("reply", "push", "multicast", "broadcast")
+DISPLAY_NAME_MAX = 20
+LOG_MAX = 500
+REDIRECTS_MAX = 5
+VIOLATION_POLL_SECONDS = 0.3
+SSE_KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass
+class Customer:
+    """One virtual customer: a phone with LINE on it."""
+    uid: str
+    name: str
+    language: str
+    state: str = "new"  # new (never added the account) | friend | blocked
+    transcript: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"uid": self.uid, "name": self.name, "language": self.language, "state": self.state}
+
+
+class ConsoleError(Exception):
+    """A request the console refuses; becomes a JSON error answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---- links ------------------------------------------------------------------------------
+def under(url: str, base: str) -> bool:
+    """Whether url is base itself or a path/query below it."""
+    return bool(base) and (url == base or url.startswith((base + "/", base + "?")))
+
+
+def classify_uri(uri: str) -> dict:
+    """What tapping a LINE URL scheme link does on a phone with LINE installed (the kinds the
+    console simulates); anything else is {"kind": "other"}."""
+    parts = urlsplit(uri)
+    if parts.scheme == "https" and parts.netloc in ("line.me", "www.line.me"):
+        path = parts.path
+        if path.startswith("/R/oaMessage/"):
+            # https://line.me/R/oaMessage/{LINE ID}/?{percent-encoded text}
+            account = unquote(path[len("/R/oaMessage/"):].strip("/"))
+            return {"kind": "oaMessage", "account": account, "text": unquote(parts.query)}
+        if path.startswith(("/R/ti/p/", "/ti/p/")):
+            return {"kind": "addFriend", "account": unquote(path.split("/ti/p/", 1)[1].strip("/"))}
+        if path.rstrip("/") == "/R/share":
+            return {"kind": "share", "text": parse_qs(parts.query).get("text", [""])[0]}
+        if path.startswith("/R/msg/text/"):  # the older share scheme
+            return {"kind": "share", "text": unquote(parts.query)}
+    return {"kind": "other"}
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__  # a timeout's message is empty
+
+
+# ---- the phone browser ------------------------------------------------------------------
+# Injected into every page shown in the sandboxed iframe: a tap on a link is handed to the
+# console (which knows which customer is browsing) instead of navigating the frame.
+_TAP_SCRIPT = """<script>
+document.addEventListener("click", function (event) {
+  var link = event.target instanceof Element ? event.target.closest("a[href]") : null;
+  if (!link) { return; }
+  event.preventDefault();
+  parent.postMessage({shokaiTap: link.href}, "*");
+}, true);
+</script>"""
+_RESOURCE_TAG = re.compile(r"<(?:img|script|link|source|video|audio|input)\b[^>]*>", re.IGNORECASE)
+_RESOURCE_ATTR = re.compile(r"""(\s(?:src|href|poster)\s*=\s*)("[^"]*"|'[^']*'|[^\s>"']+)""", re.IGNORECASE)
+_HEAD_OPEN = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
+
+
+def page_document(body: str, *, base: str, rewrite_resource: Callable[[str], str]) -> str:
+    """Prepare a page of the bot's for the phone browser's srcdoc iframe.
+
+    Links stay as they are and resolve against the page's public URL (an injected <base>),
+    so a tap reports the same URL a phone would open. Resources (images, styles, scripts)
+    are pointed at the console's proxy because the public origin may not be reachable from
+    here. Regular expressions are enough: the page is the bot's own simple HTML."""
+    def fix_tag(tag: re.Match[str]) -> str:
+        def fix_attr(attr: re.Match[str]) -> str:
+            raw = attr.group(2).strip("\"'")
+            target = rewrite_resource(urljoin(base, html.unescape(raw)))
+            return attr.group(1) + '"' + html.escape(target, quote=True) + '"'
+        return _RESOURCE_ATTR.sub(fix_attr, tag.group(0))
+
+    body = _RESOURCE_TAG.sub(fix_tag, body)
+    inject = f'<base href="{html.escape(base, quote=True)}">{_TAP_SCRIPT}'
+    head = _HEAD_OPEN.search(body)
+    if head:
+        return body[:head.end()] + inject + body[head.end():]
+    return inject + body
+
+
+def plain_document(title: str, content: str) -> str:
+    """A page of the console's own (errors, plain text answers); everything is escaped."""
+    return ("<!doctype html><meta charset='utf-8'><body style='font:14px sans-serif;padding:12px'>"
+            f"<h3>{html.escape(title)}</h3><pre style='white-space:pre-wrap'>{html.escape(content)}</pre>")
+
+
+def image_document(src: str) -> str:
+    return ("<!doctype html><meta charset='utf-8'><body style='margin:0;background:#222'>"
+            f"<img src=\"{html.escape(src, quote=True)}\" style='display:block;max-width:100%;margin:auto'>")
+
+
+# ---- QR decoding (optional) -------------------------------------------------------------
+def decode_qr(png: bytes) -> str | None:
+    """The text of a QR code in an image, or None. Uses OpenCV when it is installed (the test
+    extras have it); the console falls back to pairing the image with the link next to it."""
+    try:
+        import cv2  # type: ignore[import-not-found]
+        import numpy  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    image = cv2.imdecode(numpy.frombuffer(png, numpy.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    text, _, _ = cv2.QRCodeDetector().detectAndDecode(image)
+    return text or None
+
+
+# ---- the console ------------------------------------------------------------------------
+class Console:
+    """State and behaviour behind the console's HTTP API (kept apart from routing so tests can
+    reach it as `app[CONSOLE_KEY]`)."""
+
+    def __init__(self, platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str) -> None:
+        self.platform = platform
+        self.bot_url = bot_url.rstrip("/")
+        self.public_base_url = public_base_url.rstrip("/")
+        self.admin_token = admin_token
+        self.customers: dict[str, Customer] = {}
+        self.log: list[dict] = []  # protocol violations and failed Messaging API calls
+        self._seq = 0
+        self._violations_seen = 0
+        self._subscribers: set[asyncio.Queue[str | None]] = set()
+        self._session: ClientSession | None = None
+        if not platform.bot_url:
+            platform.bot_url = self.bot_url + "/callback"
+
+    # -- lifecycle
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        self._session = ClientSession(timeout=ClientTimeout(total=30))
+        self.platform.listeners.append(self.on_call)
+        watcher = asyncio.create_task(self._watch_violations())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            with contextlib.suppress(ValueError):
+                self.platform.listeners.remove(self.on_call)
+            await self._session.close()
+
+    async def close_streams(self, app: web.Application) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(None)
+
+    @property
+    def session(self) -> ClientSession:
+        if self._session is None:
+            raise RuntimeError("the console app is not running")
+        return self._session
+
+    # -- the live feed
+    def state(self) -> dict:
+        return {
+            "config": {"public_base_url": self.public_base_url, "bot_url": self.bot_url,
+                       "basic_id": self.platform.basic_id, "languages": list(LANGUAGES)},
+            "customers": [dict(c.summary(), transcript=c.transcript) for c in self.customers.values()],
+            "log": self.log,
+        }
+
+    def subscribe(self) -> asyncio.Queue[str | None]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[str | None]) -> None:
+        self._subscribers.discard(queue)
+
+    def publish(self, event: dict) -> None:
+        data = json.dumps(event, ensure_ascii=False)
+        for queue in self._subscribers:
+            queue.put_nowait(data)
+
+    def add_entry(self, customer: Customer, kind: str, **data: Any) -> dict:
+        self._seq += 1
+        entry = {"seq": self._seq, "at": int(time.time() * 1000), "kind": kind, **data}
+        customer.transcript.append(entry)
+        self.publish({"type": "entry", "uid": customer.uid, "entry": entry})
+        return entry
+
+    def add_log(self, kind: str, text: str) -> None:
+        item = {"at": int(time.time() * 1000), "kind": kind, "text": text}
+        self.log.append(item)
+        del self.log[:-LOG_MAX]
+        self.publish({"type": "log", "item": item})
+
+    def customer_changed(self, customer: Customer) -> None:
+        self.publish({"type": "customer", "customer": customer.summary()})
+
+    def on_call(self, call: Call) -> None:
+        """Platform listener: every Messaging API call the bot made, as LINE recorded it."""
+        if call.endpoint in MESSAGE_ENDPOINTS:
+            if call.status == 200:
+                for uid in call.to:
+                    customer = self.customers.get(uid)
+                    if customer is not None:
+                        self.add_entry(customer, "bot", endpoint=call.endpoint,
+                                       messages=call.body.get("messages", []))
+            else:
+                to = call.body.get("to")
+                self.add_log("call", f"{call.endpoint} → HTTP {call.status}" + (f" (to {to})" if to else ""))
+        elif call.endpoint == "loading" and call.status == 202:
+            uid = call.body.get("chatId", "")
+            if uid in self.customers:
+                self.publish({"type": "typing", "uid": uid, "seconds": call.body.get("loadingSeconds", 5)})
+        self._check_violations()
+
+    def _check_violations(self) -> None:
+        violations = self.platform.violations
+        for text in violations[self._violations_seen:]:
+            self.add_log("violation", text)
+        self._violations_seen = len(violations)
+
+    async def _watch_violations(self) -> None:
+        # some violations (bad token, unknown endpoint) record no call, so also poll
+        while True:
+            await asyncio.sleep(VIOLATION_POLL_SECONDS)
+            self._check_violations()
+
+    # -- customers
+    def customer(self, uid: str) -> Customer:
+        customer = self.customers.get(uid)
+        if customer is None:
+            raise ConsoleError(404, f"no such customer: {uid}")
+        return customer
+
+    def add_customer(self, name: str, language: str) -> Customer:
+        name = name.strip()
+        if not 1 <= len(name) <= DISPLAY_NAME_MAX:
+            raise ConsoleError(400, f"display name needs 1 to {DISPLAY_NAME_MAX} characters")
+        if language not in LANGUAGES:
+            raise ConsoleError(400, f"language must be one of {', '.join(LANGUAGES)}")
+        uid = new_user_id()
+        customer = Customer(uid, name, language)
+        self.customers[uid] = customer
+        self.platform.profiles[uid] = {"userId": uid, "displayName": name, "language": language}
+        self.customer_changed(customer)
+        return customer
+
+    async def _deliver(self, customer: Customer, event: dict) -> int:
+        """Sign and POST one event to the bot; a failure shows in the transcript and the log."""
+        try:
+            status = await self.platform.send(event)
+        except (ClientError, TimeoutError) as exc:
+            self.add_entry(customer, "system", text=f"ボットに届きません bot unreachable: {_why(exc)}")
+            self.add_log("webhook", f"{event['type']} for {customer.name}: bot unreachable ({_why(exc)})")
+            raise ConsoleError(502, f"the bot did not answer the webhook: {_why(exc)}") from exc
+        if status != 200:
+            self.add_entry(customer, "system", text=f"webhook → HTTP {status}")
+            self.add_log("webhook", f"{event['type']} for {customer.name}: bot answered HTTP {status}")
+        return status
+
+    async def follow(self, customer: Customer) -> dict:
+        """Add the account as a friend (or unblock it); a no-op for a friend, as in LINE."""
+        if customer.state == "friend":
+            return {"effect": "already_friend", "webhook_status": None}
+        unblocked = customer.state == "blocked"
+        event = self.platform.follow(customer.uid, unblocked=unblocked, language=customer.language)
+        customer.state = "friend"
+        self.customer_changed(customer)
+        self.add_entry(customer, "system", text="ブロック解除しました unblocked" if unblocked
+                       else "友だち追加しました added as a friend")
+        return {"effect": "followed", "unblocked": unblocked, "webhook_status": await self._deliver(customer, event)}
+
+    async def block(self, customer: Customer) -> dict:
+        if customer.state != "friend":
+            raise ConsoleError(409, "only a friend can block the account")
+        event = self.platform.unfollow(customer.uid)
+        customer.state = "blocked"
+        self.customer_changed(customer)
+        self.add_entry(customer, "system", text="ブロックしました blocked")
+        return {"effect": "blocked", "webhook_status": await self._deliver(customer, event)}
+
+    async def unblock(self, customer: Customer) -> dict:
+        if customer.state != "blocked":
+            raise ConsoleError(409, "the account is not blocked")
+        return await self.follow(customer)
+
+    def _can_talk(self, customer: Customer) -> None:
+        # LINE lets anyone who has not blocked the account (friends or not) send it messages
+        if customer.state == "blocked":
+            raise ConsoleError(409, "this customer has blocked the account; unblock it first")
+
+    async def say(self, customer: Customer, text: str) -> dict:
+        if not text.strip():
+            raise ConsoleError(400, "empty message")
+        self._can_talk(customer)
+        self.add_entry(customer, "me", text=text)
+        return {"effect": "sent", "webhook_status": await self._deliver(customer, self.platform.text(customer.uid, text))}
+
+    async def postback(self, customer: Customer, data: str, display_text: str | None) -> dict:
+        self._can_talk(customer)
+        self.add_entry(customer, "postback", data=data, displayText=display_text)
+        event = self.platform.postback(customer.uid, data)
+        return {"effect": "sent", "webhook_status": await self._deliver(customer, event)}
+
+    async def tap(self, customer: Customer, action: dict, origin: str) -> dict:
+        """A tap on a quick reply, a button or any other action object."""
+        kind = action.get("type")
+        if kind == "message":
+            return await self.say(customer, str(action.get("text", "")))
+        if kind == "postback":
+            display = action.get("displayText")
+            return await self.postback(customer, str(action.get("data", "")), str(display) if display else None)
+        if kind == "uri":
+            return await self.open_uri(customer, str(action.get("uri", "")), origin)
+        if kind == "clipboard":
+            return {"effect": "clipboard", "text": action.get("clipboardText", "")}
+        return {"effect": "unsupported", "message": f"the console does not simulate {kind!r} actions"}
+
+    async def open_uri(self, customer: Customer, uri: str, origin: str) -> dict:
+        """What the phone does with a link the customer taps (in the chat or in a page)."""
+        found = classify_uri(uri)
+        warning = None
+        if found["kind"] in ("oaMessage", "addFriend") and found["account"] != self.platform.basic_id:
+            # on a phone this link would open another account; the console carries on (so the
+            # story can go on) but says so loudly
+            warning = f"{found['kind']} link for {found['account']!r}, but this account is {self.platform.basic_id!r}"
+            self.add_log("link", warning)
+        if found["kind"] == "oaMessage":
+            answer = {"effect": "prefill", "text": found["text"], "account": found["account"]}
+        elif found["kind"] == "addFriend":
+            answer = await self.follow(customer)
+        elif found["kind"] == "share":
+            return {"effect": "share", "text": found["text"]}
+        elif self.bot_target(uri) is not None:
+            return await self.browse(customer, uri, origin)
+        elif urlsplit(uri).scheme in ("http", "https"):
+            return {"effect": "external", "url": uri}
+        else:
+            return {"effect": "unsupported", "message": f"the console cannot open {uri[:80]!r}"}
+        if warning:
+            answer["warning"] = warning
+        return answer
+
+    def share(self, sender: Customer, to: Customer, text: str) -> dict:
+        """The share sheet: `text` arrives in another customer's chat with `sender`."""
+        self.add_entry(to, "note", sender=sender.name, text=text)
+        return {"effect": "shared", "to": to.uid}
+
+    # -- the phone browser
+    def bot_target(self, url: str) -> str | None:
+        """The local URL for a public link of the bot's (the prefix public_base_url -> bot_url)."""
+        for base in (self.public_base_url, self.bot_url):
+            if under(url, base):
+                return self.bot_url + url[len(base):]
+        return None
+
+    def proxied(self, url: str, origin: str) -> str:
+        """A URL the console's page (and its iframe) can load: bot resources via /bot/."""
+        for base in (self.public_base_url, self.bot_url):
+            if under(url, base):
+                return origin + "/bot" + (url[len(base):] or "/")
+        return url
+
+    async def browse(self, customer: Customer, url: str, origin: str, hops: int = 0) -> dict:
+        """Fetch a page of the bot's as this customer's phone would (their language, LINE's
+        in-app browser) and return it ready for the sandboxed iframe. Redirects are followed
+        here so one that ends on a LINE URL scheme link acts like a tap on it."""
+        target = self.bot_target(url)
+        if target is None:
+            return await self.open_uri(customer, url, origin)
+        headers = {"Accept-Language": ACCEPT_LANGUAGE[customer.language], "User-Agent": PHONE_USER_AGENT}
+        try:
+            async with self.session.get(target, headers=headers, allow_redirects=False) as response:
+                body = await response.read()
+                status, content_type = response.status, response.content_type
+                charset = response.charset or "utf-8"
+                location = response.headers.get("Location")
+        except (ClientError, TimeoutError) as exc:
+            return {"effect": "browser", "url": url, "status": 0,
+                    "html": plain_document("ページを開けません could not open the page", f"{url}\n{_why(exc)}")}
+        if 300 <= status < 400 and location:
+            if hops >= REDIRECTS_MAX:
+                return {"effect": "browser", "url": url, "status": status,
+                        "html": plain_document("リダイレクトが多すぎます too many redirects", url)}
+            next_url = urljoin(url, location)
+            if self.bot_target(next_url) is not None:
+                return await self.browse(customer, next_url, origin, hops + 1)
+            return await self.open_uri(customer, next_url, origin)
+        if content_type == "text/html":
+            document = page_document(body.decode(charset, errors="replace"), base=url,
+                                     rewrite_resource=lambda u: self.proxied(u, origin))
+        elif content_type.startswith("image/"):
+            document = image_document(self.proxied(url, origin))
+        else:
+            document = plain_document(f"HTTP {status} {content_type}", body.decode(charset, errors="replace"))
+        return {"effect": "browser", "url": url, "status": status, "html": document}
+
+    async def scan(self, customer: Customer, image_url: str, links: list[str], origin: str) -> dict:
+        """Scan a QR image with LINE's reader: decode it when OpenCV is there, otherwise take the
+        public link sent together with the image (the bot sends the QR next to its link)."""
+        decoded: str | None = None
+        target = self.bot_target(image_url)
+        if target is not None:
+            try:
+                async with self.session.get(target) as response:
+                    if response.status == 200:
+                        decoded = await asyncio.to_thread(decode_qr, await response.read())
+            except (ClientError, TimeoutError):
+                decoded = None
+        link = decoded or next((u for u in links if self.bot_target(u) is not None), None)
+        if link is None:
+            raise ConsoleError(422, "no QR code found in the image and no link sent with it")
+        answer = await self.open_uri(customer, link, origin)
+        answer["scanned"] = {"url": link, "how": "decoded" if decoded else "paired"}
+        return answer
+
+    async def proxy(self, path_qs: str) -> web.Response:
+        try:
+            async with self.session.get(self.bot_url + path_qs, allow_redirects=False) as response:
+                body = await response.read()
+                headers = {k: v for k, v in response.headers.items()
+                           if k.lower() in ("content-type", "cache-control", "location")}
+                return web.Response(status=response.status, body=body, headers=headers)
+        except (ClientError, TimeoutError) as exc:
+            return web.Response(status=502, text=f"bot unreachable: {_why(exc)}")
+
+    # -- purchases through the admin API
+    async def purchase(self, customer: Customer, amount: int) -> dict:
+        order_id = "sim-" + secrets.token_hex(8)
+        payload = {"order_id": order_id, "user_id": customer.uid, "amount": amount}
+        try:
+            async with self.session.post(self.bot_url + "/api/v1/conversions", json=payload,
+                                         headers={"Authorization": f"Bearer {self.admin_token}"}) as response:
+                status = response.status
+                text = await response.text()
+        except (ClientError, TimeoutError) as exc:
+            self.add_entry(customer, "system", text=f"購入の報告に失敗 purchase not reported: {_why(exc)}")
+            raise ConsoleError(502, f"the bot did not answer: {_why(exc)}") from exc
+        try:
+            answer: Any = json.loads(text)
+        except json.JSONDecodeError:
+            answer = text
+        self.add_entry(customer, "system", text=f"購入を報告 purchase ¥{amount:,} (order {order_id}) → HTTP {status}",
+                       json=answer)
+        return {"order_id": order_id, "status": status, "answer": answer}
+
+
+CONSOLE_KEY = web.AppKey("console", Console)
+
+
+# ---- routes -----------------------------------------------------------------------------
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def _json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except json.JSONDecodeError as exc:
+        raise ConsoleError(400, "the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ConsoleError(400, "the body must be a JSON object")
+    return body
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ConsoleError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
+
+
+def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str) -> web.Application:
+    """The console as an aiohttp app; serve it on its own port next to the bot."""
+    console = Console(platform, bot_url=bot_url, public_base_url=public_base_url, admin_token=admin_token)
+    app = web.Application(middlewares=[_errors])
+    app[CONSOLE_KEY] = console
+    app.cleanup_ctx.append(console.lifecycle)
+    app.on_shutdown.append(console.close_streams)
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "console.html", headers={"Cache-Control": "no-store"})
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response(console.state())
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        # snapshot and subscription in one step (no await between): nothing lost, nothing twice
+        snapshot = json.dumps({"type": "snapshot", **console.state()}, ensure_ascii=False)
+        queue = console.subscribe()
+        try:
+            await response.write(f"data: {snapshot}\n\n".encode())
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if item is None:
+                    break
+                await response.write(f"data: {item}\n\n".encode())
+        except ConnectionResetError:
+            pass  # the page went away
+        finally:
+            console.unsubscribe(queue)
+        return response
+
+    async def add_customer(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        customer = console.add_customer(str(body.get("name", "")), str(body.get("language", "ja")))
+        return web.json_response(customer.summary(), status=201)
+
+    def target(request: web.Request) -> Customer:
+        return console.customer(request.match_info["uid"])
+
+    async def transcript(request: web.Request) -> web.Response:
+        return web.json_response(target(request).transcript)
+
+    async def follow(request: web.Request) -> web.Response:
+        return web.json_response(await console.follow(target(request)))
+
+    async def block(request: web.Request) -> web.Response:
+        return web.json_response(await console.block(target(request)))
+
+    async def unblock(request: web.Request) -> web.Response:
+        return web.json_response(await console.unblock(target(request)))
+
+    async def text(request: web.Request) -> web.Response:
+        customer = target(request)
+        return web.json_response(await console.say(customer, str((await _json_body(request)).get("text", ""))))
+
+    async def tap(request: web.Request) -> web.Response:
+        customer = target(request)
+        action = (await _json_body(request)).get("action")
+        if not isinstance(action, dict):
+            raise ConsoleError(400, "action must be a LINE action object")
+        return web.json_response(await console.tap(customer, action, _origin(request)))
+
+    async def open_link(request: web.Request) -> web.Response:
+        customer = target(request)
+        url = str((await _json_body(request)).get("url", ""))
+        return web.json_response(await console.open_uri(customer, url, _origin(request)))
+
+    async def scan(request: web.Request) -> web.Response:
+        customer = target(request)
+        body = await _json_body(request)
+        links = [str(u) for u in body.get("links", []) if isinstance(u, str)]
+        return web.json_response(await console.scan(customer, str(body.get("image_url", "")), links, _origin(request)))
+
+    async def share(request: web.Request) -> web.Response:
+        sender = target(request)
+        body = await _json_body(request)
+        return web.json_response(console.share(sender, console.customer(str(body.get("to", ""))), str(body.get("text", ""))))
+
+    async def purchase(request: web.Request) -> web.Response:
+        customer = target(request)
+        amount = (await _json_body(request)).get("amount", 3000)
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= 100_000_000:
+            raise ConsoleError(400, "amount must be a whole number of yen from 1 to 100,000,000")
+        return web.json_response(await console.purchase(customer, amount))
+
+    async def proxy(request: web.Request) -> web.Response:
+        # the raw (still percent-encoded) path, so the bot sees exactly what a phone would ask for
+        return await console.proxy(request.rel_url.raw_path_qs[len("/bot"):])
+
+    r = app.router
+    r.add_get("/", index)
+    r.add_static("/static/", STATIC)
+    r.add_get("/api/state", state)
+    r.add_get("/api/events", events)
+    r.add_post("/api/customers", add_customer)
+    r.add_get("/api/customers/{uid}/transcript", transcript)
+    r.add_post("/api/customers/{uid}/follow", follow)
+    r.add_post("/api/customers/{uid}/block", block)
+    r.add_post("/api/customers/{uid}/unblock", unblock)
+    r.add_post("/api/customers/{uid}/text", text)
+    r.add_post("/api/customers/{uid}/tap", tap)
+    r.add_post("/api/customers/{uid}/open", open_link)
+    r.add_post("/api/customers/{uid}/scan", scan)
+    r.add_post("/api/customers/{uid}/share", share)
+    r.add_post("/api/customers/{uid}/purchase", purchase)
+    r.add_get("/bot/{tail:.*}", proxy)
+    return app

@@ -1,0 +1,734 @@
+// Shokai LINE simulator console: renders what the bot sends each virtual customer as LINE would,
+// and turns taps into webhooks through the console's /api. Every string that comes from the bot
+// reaches the page through textContent or a validated attribute, never as markup.
+"use strict";
+
+const S = {
+  config: { public_base_url: "", bot_url: "", basic_id: "" },
+  customers: new Map(), // uid -> {summary fields, transcript, lastSeq, el}
+  logCount: 0,
+  browserUid: null,
+  browserUrl: null,
+};
+
+// ---- small helpers ------------------------------------------------------------------------
+const $ = (selector, root = document) => root.querySelector(selector);
+
+/** Build an element; children may be nodes or strings (always inserted as text). */
+function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "style") Object.assign(el.style, value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const bi = (ja, en) => [ja, " ", h("small", {}, en)]; // Japanese label with English in small text
+
+function isHttp(url) {
+  return typeof url === "string" && /^https?:\/\//i.test(url);
+}
+
+function under(url, base) {
+  return typeof url === "string" && !!base && (url === base || url.startsWith(base + "/") || url.startsWith(base + "?"));
+}
+
+/** A link of the bot's own (an invite page, a QR image): opened in the phone browser. */
+function isPublic(url) {
+  return typeof url === "string" && (under(url, S.config.public_base_url) || under(url, S.config.bot_url));
+}
+
+/** A URL the console page can load: the bot's resources through the console's /bot proxy. */
+function mediaUrl(url) {
+  for (const base of [S.config.public_base_url, S.config.bot_url]) {
+    if (under(url, base)) return "/bot" + (url.slice(base.length) || "/");
+  }
+  return isHttp(url) ? url : "";
+}
+
+function shortUrl(url) {
+  for (const base of [S.config.public_base_url, S.config.bot_url]) {
+    if (under(url, base)) return url.slice(base.length) || "/";
+  }
+  return url;
+}
+
+function hhmm(ms) {
+  const d = new Date(ms);
+  return String(d.getHours()).padStart(2, "0") + ":" + String(d.getMinutes()).padStart(2, "0");
+}
+
+function toast(text, kind = "info") {
+  const el = h("div", { class: "toast " + kind }, text);
+  $("#toasts").append(el);
+  setTimeout(() => el.remove(), 4500);
+}
+
+async function api(path, body) {
+  const options = body === undefined ? {} : {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  };
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (err) {
+    toast("コンソールに接続できません console unreachable: " + err, "error");
+    return { ok: false, status: 0, data: null };
+  }
+  let data = null;
+  try { data = await response.json(); } catch (_) { /* not JSON */ }
+  if (!response.ok) toast((data && data.error) || `HTTP ${response.status}`, "error");
+  return { ok: response.ok, status: response.status, data };
+}
+
+const customerPath = (uid, what) => `/api/customers/${encodeURIComponent(uid)}/${what}`;
+
+// ---- customers ------------------------------------------------------------------------------
+const STATE_LABEL = {
+  new: ["未追加", "not a friend"],
+  friend: ["友だち", "friend"],
+  blocked: ["ブロック中", "blocked"],
+};
+
+function buildPhone(c) {
+  const el = {};
+  el.name = h("span", { class: "name" }, c.name);
+  el.state = h("span", { class: "state" });
+  el.follow = h("button", { type: "button", class: "act-follow", onclick: () => act(c.uid, "follow") },
+    bi("友だち追加", "follow"));
+  el.block = h("button", { type: "button", class: "act-block", onclick: () => act(c.uid, "block") },
+    bi("ブロック", "block"));
+  el.unblock = h("button", { type: "button", class: "act-unblock", onclick: () => act(c.uid, "unblock") },
+    bi("ブロック解除", "unblock"));
+  el.amount = h("input", { type: "number", class: "amount", min: "1", step: "1", value: "3000", "aria-label": "amount (yen)" });
+  el.purchase = h("button", { type: "button", class: "act-purchase", onclick: () => purchase(c.uid) },
+    bi("購入を報告", "report purchase"));
+  el.chat = h("div", { class: "chat" });
+  el.typing = h("div", { class: "typing", hidden: true }, h("span", {}, "●"), h("span", {}, "●"), h("span", {}, "●"));
+  el.quick = h("div", { class: "quick-replies" });
+  el.draft = h("input", { class: "draft", type: "text", placeholder: "メッセージを入力 (message)", "aria-label": "message" });
+  el.send = h("button", { type: "submit", class: "send" }, "送信");
+  el.root = h("section", { class: "phone", dataset: { uid: c.uid, name: c.name } },
+    h("header", { class: "phone-head" },
+      h("div", { class: "who" }, el.name, h("span", { class: "lang" }, c.language), el.state,
+        h("span", { class: "uid", title: c.uid }, c.uid.slice(0, 9) + "…")),
+      h("div", { class: "controls" }, el.follow, el.block, el.unblock),
+      h("div", { class: "controls" }, h("label", { class: "yen" }, "¥", el.amount), el.purchase)),
+    el.chat,
+    el.quick,
+    h("form", { class: "composer", onsubmit: (ev) => { ev.preventDefault(); send(c.uid); } }, el.draft, el.send));
+  el.chat.append(el.typing);
+  return el;
+}
+
+function upsertCustomer(given) {
+  const { transcript: _ignored, ...summary } = given; // entries arrive through appendEntry only
+  let c = S.customers.get(summary.uid);
+  if (!c) {
+    c = { ...summary, transcript: [], lastSeq: 0 };
+    c.el = buildPhone(c);
+    S.customers.set(c.uid, c);
+    $("#phones").append(c.el.root);
+    $("#empty-hint").hidden = true;
+  }
+  Object.assign(c, summary);
+  const [ja, en] = STATE_LABEL[c.state] || [c.state, ""];
+  c.el.state.replaceChildren(...bi(ja, en));
+  c.el.root.dataset.state = c.state;
+  c.el.follow.disabled = c.state !== "new";
+  c.el.block.disabled = c.state !== "friend";
+  c.el.unblock.disabled = c.state !== "blocked";
+  c.el.send.disabled = c.state === "blocked";
+  c.el.draft.placeholder = c.state === "blocked" ? "ブロック中 (blocked)" : "メッセージを入力 (message)";
+  return c;
+}
+
+async function act(uid, what) {
+  const { data } = await api(customerPath(uid, what), {});
+  if (data) handleEffect(uid, data);
+}
+
+async function send(uid) {
+  const c = S.customers.get(uid);
+  const text = c.el.draft.value;
+  if (!text.trim()) return;
+  c.el.draft.value = "";
+  const { ok } = await api(customerPath(uid, "text"), { text });
+  if (!ok) c.el.draft.value = text; // keep what the customer typed
+}
+
+async function purchase(uid) {
+  const c = S.customers.get(uid);
+  const amount = parseInt(c.el.amount.value, 10);
+  if (!Number.isFinite(amount) || amount < 1) { toast("金額を入力してください enter an amount", "error"); return; }
+  await api(customerPath(uid, "purchase"), { amount });
+}
+
+function setDraft(uid, text) {
+  const c = S.customers.get(uid);
+  if (!c) return;
+  c.el.draft.value = text;
+  c.el.draft.focus();
+  c.el.draft.classList.remove("flash");
+  void c.el.draft.offsetWidth; // restart the highlight animation
+  c.el.draft.classList.add("flash");
+}
+
+// ---- taps -----------------------------------------------------------------------------------
+async function tap(uid, action) {
+  if (!action || typeof action !== "object") return;
+  const { data } = await api(customerPath(uid, "tap"), { action });
+  if (data) handleEffect(uid, data);
+}
+
+const tapUri = (uid, uri) => tap(uid, { type: "uri", uri });
+
+async function openAs(uid, url) {
+  const { data } = await api(customerPath(uid, "open"), { url });
+  if (data) handleEffect(uid, data);
+}
+
+async function scanAs(uid, imageUrl, links) {
+  const { data } = await api(customerPath(uid, "scan"), { image_url: imageUrl, links });
+  if (!data) return;
+  if (data.scanned) {
+    toast(`QR → ${shortUrl(data.scanned.url)} (${data.scanned.how === "decoded" ? "読み取り decoded" : "リンクと対応 paired with link"})`);
+  }
+  handleEffect(uid, data);
+}
+
+/** Carry out what the console says the phone does after a tap. */
+function handleEffect(uid, res) {
+  const c = S.customers.get(uid);
+  const name = c ? c.name : uid;
+  if (res.warning) toast("⚠ " + res.warning, "error");
+  switch (res.effect) {
+    case "prefill":
+      setDraft(uid, res.text);
+      closeBrowser(); // LINE switches from the browser to the chat with the text in the box
+      toast(`${name}: 入力欄に入りました — 送信してください (pre-filled; tap send)`);
+      break;
+    case "followed":
+      toast(res.unblocked ? `${name} がブロック解除しました (unblocked)` : `${name} が友だち追加しました (followed)`);
+      break;
+    case "already_friend":
+      toast(`${name} はすでに友だちです (already a friend)`);
+      break;
+    case "blocked":
+      toast(`${name} がブロックしました (blocked)`);
+      break;
+    case "share":
+      showShare(uid, res.text);
+      break;
+    case "browser":
+      showBrowser(uid, res);
+      break;
+    case "external":
+      if (isHttp(res.url)) window.open(res.url, "_blank", "noopener");
+      break;
+    case "clipboard":
+      if (navigator.clipboard) navigator.clipboard.writeText(String(res.text)).catch(() => {});
+      toast("コピーしました copied: " + res.text);
+      break;
+    case "unsupported":
+      toast(res.message || "unsupported", "error");
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- the chooser (which customer opens / scans this) -------------------------------------------
+function choose(anchor, title, onPick) {
+  const box = $("#chooser");
+  $("#chooser-title").replaceChildren(title);
+  const items = [...S.customers.values()].map((c) =>
+    h("button", { type: "button", dataset: { uid: c.uid, name: c.name },
+      onclick: (ev) => { ev.stopPropagation(); box.hidden = true; onPick(c.uid); } }, c.name));
+  $("#chooser-items").replaceChildren(...items);
+  const r = anchor.getBoundingClientRect();
+  box.style.left = Math.min(r.left + window.scrollX, window.scrollX + document.documentElement.clientWidth - 200) + "px";
+  box.style.top = (r.bottom + window.scrollY + 4) + "px";
+  box.hidden = false;
+}
+
+document.addEventListener("click", (ev) => {
+  const box = $("#chooser");
+  if (!box.hidden && !box.contains(ev.target) && !ev.target.closest(".open-as, .scan")) box.hidden = true;
+});
+
+function openAsControl(url) {
+  return h("button", { type: "button", class: "open-as", dataset: { link: url }, title: "open as another customer",
+    onclick: (ev) => { ev.stopPropagation(); choose(ev.currentTarget, bi("誰として開く？", "open as…"), (uid) => openAs(uid, url)); } },
+  "開く… ", h("small", {}, "open as"));
+}
+
+// ---- the phone browser and the share sheet -------------------------------------------------------
+function showBrowser(uid, res) {
+  const c = S.customers.get(uid);
+  S.browserUid = uid;
+  S.browserUrl = res.url;
+  $("#browser").dataset.uid = uid;
+  $("#browser-who").replaceChildren(`📱 ${c ? c.name : uid} のブラウザ`);
+  $("#browser-url").replaceChildren(shortUrl(res.url) + (res.status && res.status !== 200 ? `  (HTTP ${res.status})` : ""));
+  $("#browser-url").title = res.url;
+  $("#browser-frame").srcdoc = res.html; // sandboxed (scripts only, opaque origin): the bot's page as is
+  $("#browser").hidden = false;
+}
+
+function closeBrowser() {
+  $("#browser").hidden = true;
+  $("#browser-frame").srcdoc = "";
+  S.browserUid = null;
+}
+
+// a tap inside the phone browser: the injected script hands us the link
+window.addEventListener("message", (ev) => {
+  if (ev.source !== $("#browser-frame").contentWindow) return;
+  const href = ev.data && ev.data.shokaiTap;
+  if (typeof href === "string" && S.browserUid) tapUri(S.browserUid, href);
+});
+
+function showShare(fromUid, text) {
+  const from = S.customers.get(fromUid);
+  $("#share-text").textContent = text;
+  const targets = [...S.customers.values()].filter((c) => c.uid !== fromUid).map((c) =>
+    h("button", { type: "button", dataset: { uid: c.uid, name: c.name }, onclick: async () => {
+      $("#share").hidden = true;
+      const { ok } = await api(customerPath(fromUid, "share"), { to: c.uid, text });
+      if (ok) toast(`${from ? from.name : ""} → ${c.name} に送りました (shared)`);
+    } }, `${c.name} に送る`));
+  if (!targets.length) targets.push(h("p", {}, ...bi("送れる相手がいません。", "add another customer first.")));
+  $("#share-targets").replaceChildren(...targets);
+  $("#share").hidden = false;
+}
+
+// ---- rendering: text with links -----------------------------------------------------------------
+const URL_RE = /https?:\/\/[^\s<>"'「」（）、。]+/g;
+
+/** Text with clickable links; the bot's own links also get an "open as…" control. */
+function linkified(uid, text, ctx) {
+  const out = [];
+  let last = 0;
+  for (const match of String(text).matchAll(URL_RE)) {
+    const url = match[0].replace(/[.,!?)]+$/, "");
+    out.push(text.slice(last, match.index));
+    out.push(h("a", { class: "link", href: url, dataset: { link: url }, target: "_blank", rel: "noopener",
+      onclick: (ev) => { ev.preventDefault(); tapUri(uid, url); } }, url));
+    if (isPublic(url)) {
+      out.push(openAsControl(url));
+      if (ctx) ctx.inline.add(url);
+    }
+    last = match.index + url.length;
+  }
+  out.push(String(text).slice(last));
+  return out;
+}
+
+// ---- rendering: Flex -------------------------------------------------------------------------------
+const SPACING = { none: 0, xs: 2, sm: 4, md: 8, lg: 12, xl: 16, xxl: 20 };
+const TEXT_SIZE = { xxs: 11, xs: 12, sm: 13, md: 15, lg: 17, xl: 20, xxl: 24, "3xl": 30, "4xl": 40, "5xl": 56 };
+const IMAGE_SIZE = { xxs: 40, xs: 60, sm: 80, md: 100, lg: 120, xl: 140, xxl: 160, "3xl": 180, "4xl": 200, "5xl": 220 };
+const ICON_SIZE = { xxs: 11, xs: 12, sm: 13, md: 15, lg: 17, xl: 20, xxl: 24, "3xl": 30, "4xl": 40, "5xl": 56 };
+const BUBBLE_WIDTH = { nano: 120, micro: 160, deca: 220, hecto: 241, kilo: 260, mega: 300, giga: 386 };
+
+function length(value, table) {
+  if (value === undefined || value === null) return undefined;
+  if (table && Object.prototype.hasOwnProperty.call(table, value)) return table[value] + "px";
+  return /^-?\d+(\.\d+)?(px|%)$/.test(String(value)) ? String(value) : undefined;
+}
+
+function color(value) {
+  return /^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$/.test(String(value)) ? String(value) : undefined;
+}
+
+function flexValue(comp, parentLayout) {
+  const grow = comp.flex !== undefined ? Number(comp.flex) : (parentLayout === "vertical" ? 0 : 1);
+  return grow > 0 ? `${grow} 1 0` : "0 0 auto";
+}
+
+/** Layout properties shared by every component. */
+function common(el, comp, parentLayout, isFirst, parentSpacing) {
+  el.style.flex = flexValue(comp, parentLayout);
+  const margin = length(comp.margin, SPACING) ?? (isFirst ? undefined : parentSpacing);
+  if (margin) el.style[parentLayout === "vertical" ? "marginTop" : "marginLeft"] = margin;
+  if (comp.position === "absolute") el.style.position = "absolute";
+  for (const [key, css] of [["offsetTop", "top"], ["offsetBottom", "bottom"], ["offsetStart", "left"], ["offsetEnd", "right"]]) {
+    const v = length(comp[key], SPACING);
+    if (v) { el.style[css] = v; if (comp.position !== "absolute") el.style.position = "relative"; }
+  }
+  if (comp.gravity === "center") el.style.alignSelf = "center";
+  else if (comp.gravity === "bottom") el.style.alignSelf = "flex-end";
+  return el;
+}
+
+function tappable(el, uid, action) {
+  if (!action) return el;
+  el.classList.add("tappable");
+  el.title = action.label || action.uri || action.data || action.text || "";
+  el.addEventListener("click", (ev) => { ev.stopPropagation(); tap(uid, action); });
+  return el;
+}
+
+function renderComponent(comp, uid, ctx, parentLayout = "vertical", isFirst = true, parentSpacing) {
+  if (!comp || typeof comp !== "object") return h("span");
+  const type = comp.type;
+  if (type === "box") return renderBox(comp, uid, ctx, parentLayout, isFirst, parentSpacing);
+  if (type === "text") return renderFlexText(comp, uid, ctx, parentLayout, isFirst, parentSpacing);
+  if (type === "button") {
+    const style = comp.style || "link";
+    const btn = h("button", { type: "button", class: `fx-button ${style} ${comp.height === "sm" ? "sm" : ""}` },
+      (comp.action && comp.action.label) || "");
+    const c = color(comp.color);
+    if (c) { if (style === "link") btn.style.color = c; else btn.style.background = c; }
+    if (comp.action && comp.action.type === "uri") btn.dataset.uri = comp.action.uri;
+    btn.addEventListener("click", (ev) => { ev.stopPropagation(); tap(uid, comp.action); });
+    return common(btn, comp, parentLayout, isFirst, parentSpacing);
+  }
+  if (type === "image") {
+    const wrap = h("div", { class: "fx-image" });
+    const src = mediaUrl(comp.url);
+    const img = h("img", { alt: "image", loading: "lazy", class: "msg-image" });
+    if (src) { img.src = src; img.dataset.src = comp.url; }
+    const width = comp.size === "full" ? "100%" : (length(comp.size, IMAGE_SIZE) || "100px");
+    wrap.style.width = width;
+    wrap.style.maxWidth = "100%";
+    const [w, hgt] = String(comp.aspectRatio || "1:1").split(":").map(Number);
+    if (w > 0 && hgt > 0) wrap.style.aspectRatio = `${w} / ${hgt}`;
+    img.style.objectFit = comp.aspectMode === "cover" ? "cover" : "contain";
+    const bg = color(comp.backgroundColor);
+    if (bg) wrap.style.background = bg;
+    wrap.append(img);
+    if (comp.align === "start") wrap.style.alignSelf = "flex-start";
+    else if (comp.align === "end") wrap.style.alignSelf = "flex-end";
+    else wrap.style.alignSelf = "center";
+    if (comp.url) ctx.images.push(comp.url);
+    return tappable(common(wrap, comp, parentLayout, isFirst, parentSpacing), uid, comp.action);
+  }
+  if (type === "separator") {
+    const sep = h("div", { class: "fx-separator " + (parentLayout === "vertical" ? "h" : "v") });
+    const c = color(comp.color);
+    if (c) sep.style.background = c;
+    const margin = length(comp.margin, SPACING);
+    if (margin) sep.style[parentLayout === "vertical" ? "marginTop" : "marginLeft"] = margin;
+    return sep;
+  }
+  if (type === "filler") return h("div", { class: "fx-filler", style: { flex: comp.flex !== undefined ? `${Number(comp.flex)} 1 0` : "1 1 0" } });
+  if (type === "spacer") return h("div", { class: "fx-filler", style: { flex: `0 0 ${length(comp.size, SPACING) || "8px"}` } });
+  if (type === "icon") {
+    const img = h("img", { class: "fx-icon", alt: "" });
+    const src = mediaUrl(comp.url);
+    if (src) img.src = src;
+    img.style.height = img.style.width = length(comp.size, ICON_SIZE) || "15px";
+    return common(img, comp, parentLayout, isFirst, parentSpacing);
+  }
+  return common(h("div", { class: "fx-unknown" }, `[${String(type)}]`), comp, parentLayout, isFirst, parentSpacing);
+}
+
+function renderBox(comp, uid, ctx, parentLayout, isFirst, parentSpacing) {
+  const layout = comp.layout || "vertical";
+  const box = h("div", { class: `fx-box ${layout}` });
+  const spacing = length(comp.spacing, SPACING);
+  (comp.contents || []).forEach((child, i) =>
+    box.append(renderComponent(child, uid, ctx, layout, i === 0, spacing)));
+  const bg = color(comp.backgroundColor) || (comp.background && color(comp.background.startColor));
+  if (bg) box.style.background = bg;
+  const border = color(comp.borderColor);
+  if (border) box.style.border = `${length(comp.borderWidth, { none: 0, light: 0.5, normal: 1, medium: 2, "semi-bold": 3, bold: 4 }) || "1px"} solid ${border}`;
+  const radius = length(comp.cornerRadius, SPACING);
+  if (radius) box.style.borderRadius = radius;
+  for (const [key, css] of [["paddingAll", "padding"], ["paddingTop", "paddingTop"], ["paddingBottom", "paddingBottom"],
+    ["paddingStart", "paddingLeft"], ["paddingEnd", "paddingRight"]]) {
+    const v = length(comp[key], SPACING);
+    if (v) box.style[css] = v;
+  }
+  for (const key of ["width", "maxWidth", "height", "maxHeight"]) {
+    const v = length(comp[key]);
+    if (v) box.style[key] = v;
+  }
+  const JUSTIFY = { "flex-start": "flex-start", center: "center", "flex-end": "flex-end", "space-between": "space-between", "space-around": "space-around", "space-evenly": "space-evenly" };
+  if (JUSTIFY[comp.justifyContent]) box.style.justifyContent = JUSTIFY[comp.justifyContent];
+  if (JUSTIFY[comp.alignItems]) box.style.alignItems = JUSTIFY[comp.alignItems];
+  return tappable(common(box, comp, parentLayout, isFirst, parentSpacing), uid, comp.action);
+}
+
+function styleText(el, comp) {
+  const size = length(comp.size, TEXT_SIZE);
+  if (size) el.style.fontSize = size;
+  if (comp.weight === "bold") el.style.fontWeight = "bold";
+  if (comp.style === "italic") el.style.fontStyle = "italic";
+  if (comp.decoration === "underline" || comp.decoration === "line-through") el.style.textDecoration = comp.decoration;
+  const c = color(comp.color);
+  if (c) el.style.color = c;
+}
+
+function renderFlexText(comp, uid, ctx, parentLayout, isFirst, parentSpacing) {
+  const el = h("div", { class: "fx-text" + (comp.wrap ? " wrap" : "") });
+  if (Array.isArray(comp.contents) && comp.contents.length) {
+    for (const span of comp.contents) {
+      const s = h("span", {}, span.text || "");
+      styleText(s, span);
+      el.append(s);
+    }
+  } else {
+    el.append(...linkified(uid, comp.text || "", ctx));
+  }
+  styleText(el, comp);
+  if (["start", "center", "end"].includes(comp.align)) el.style.textAlign = comp.align === "end" ? "right" : comp.align === "start" ? "left" : "center";
+  if (comp.maxLines > 0 && comp.wrap) { el.classList.add("clamp"); el.style.webkitLineClamp = String(comp.maxLines); }
+  const lineSpacing = length(comp.lineSpacing);
+  if (lineSpacing) el.style.lineHeight = `calc(1.4em + ${lineSpacing})`;
+  return tappable(common(el, comp, parentLayout, isFirst, parentSpacing), uid, comp.action);
+}
+
+function renderBubble(bubble, uid, ctx) {
+  const el = h("div", { class: "fx-bubble" });
+  el.style.width = (BUBBLE_WIDTH[bubble.size] || BUBBLE_WIDTH.mega) + "px";
+  const styles = bubble.styles || {};
+  for (const part of ["header", "hero", "body", "footer"]) {
+    const comp = bubble[part];
+    if (!comp) continue;
+    const section = h("div", { class: "fx-" + part });
+    section.append(renderComponent(comp, uid, ctx, "vertical", true));
+    const st = styles[part] || {};
+    const bg = color(st.backgroundColor);
+    if (bg) section.style.background = bg;
+    if (st.separator && part !== "header") section.style.borderTop = `1px solid ${color(st.separatorColor) || "#e0e0e0"}`;
+    el.append(section);
+  }
+  return tappable(el, uid, bubble.action);
+}
+
+function renderFlex(message, uid, ctx) {
+  const contents = message.contents || {};
+  if (contents.type === "carousel") {
+    return h("div", { class: "carousel" }, (contents.contents || []).map((b) => renderBubble(b, uid, ctx)));
+  }
+  if (contents.type === "bubble") return renderBubble(contents, uid, ctx);
+  return h("div", { class: "bubble bot unknown" }, `[flex: ${String(contents.type)}]`);
+}
+
+// ---- rendering: templates -----------------------------------------------------------------------------
+function actionButton(action, uid) {
+  const btn = h("button", { type: "button", class: "tpl-action" }, (action && action.label) || "");
+  if (action && action.type === "uri") btn.dataset.uri = action.uri;
+  btn.addEventListener("click", () => tap(uid, action));
+  return btn;
+}
+
+function templateCard(col, uid, ctx, opts = {}) {
+  const card = h("div", { class: "tpl-card" });
+  const thumb = col.thumbnailImageUrl || col.imageUrl;
+  if (thumb) {
+    const img = h("img", { class: "tpl-thumb msg-image", alt: "image" });
+    const src = mediaUrl(thumb);
+    if (src) { img.src = src; img.dataset.src = thumb; }
+    if (opts.square) img.classList.add("square");
+        card.append(img);
+  }
+  if (col.title) card.append(h("div", { class: "tpl-title" }, col.title));
+  if (col.text) card.append(h("div", { class: "tpl-text" }, ...linkified(uid, col.text, ctx)));
+  const actions = col.actions || (col.action ? [col.action] : []);
+  card.append(h("div", { class: "tpl-actions" + (opts.row ? " row" : "") }, actions.map((a) => actionButton(a, uid))));
+  return tappable(card, uid, col.defaultAction);
+}
+
+function renderTemplate(message, uid, ctx) {
+  const t = message.template || {};
+  const square = t.imageAspectRatio === "square";
+  if (t.type === "buttons") return templateCard(t, uid, ctx, { square });
+  if (t.type === "confirm") return templateCard(t, uid, ctx, { row: true });
+  if (t.type === "carousel") return h("div", { class: "carousel" }, (t.columns || []).map((col) => templateCard(col, uid, ctx, { square })));
+  if (t.type === "image_carousel") {
+    return h("div", { class: "carousel" }, (t.columns || []).map((col) => {
+      const img = h("img", { class: "tpl-thumb square msg-image", alt: "image" });
+      const src = mediaUrl(col.imageUrl);
+      if (src) { img.src = src; img.dataset.src = col.imageUrl; }
+      return tappable(h("div", { class: "tpl-card" }, img, col.action && col.action.label ? h("div", { class: "tpl-text" }, col.action.label) : null), uid, col.action);
+    }));
+  }
+  return h("div", { class: "bubble bot unknown" }, `[template: ${String(t.type)}]`);
+}
+
+// ---- rendering: one message, one entry ---------------------------------------------------------------
+function renderMessage(message, uid, ctx) {
+  switch (message.type) {
+    case "text":
+      return h("div", { class: "bubble bot" }, ...linkified(uid, message.text || "", ctx));
+    case "image": {
+      const url = message.originalContentUrl || message.previewImageUrl;
+      const img = h("img", { class: "msg-image", alt: "image" });
+      const src = mediaUrl(message.previewImageUrl || url);
+      if (src) { img.src = src; img.dataset.src = url; }
+      ctx.images.push(url);
+      return h("div", { class: "image-message" }, img);
+    }
+    case "flex":
+      return h("div", { class: "flex-message", title: message.altText || "" }, renderFlex(message, uid, ctx));
+    case "template":
+      return h("div", { class: "template-message", title: message.altText || "" }, renderTemplate(message, uid, ctx));
+    case "sticker":
+      return h("div", { class: "sticker" }, "🧸", h("small", {}, ` sticker ${message.packageId}/${message.stickerId}`));
+    default:
+      return h("div", { class: "bubble bot unknown" }, `[${String(message.type)} message]`);
+  }
+}
+
+/** Every uri an entry's actions point to (buttons, quick replies, default actions). */
+function actionUris(node, found = []) {
+  if (Array.isArray(node)) node.forEach((n) => actionUris(n, found));
+  else if (node && typeof node === "object") {
+    if (node.type === "uri" && typeof node.uri === "string") found.push(node.uri);
+    Object.values(node).forEach((v) => actionUris(v, found));
+  }
+  return found;
+}
+
+function scanControl(imageUrl, links) {
+  return h("button", { type: "button", class: "scan", dataset: { image: imageUrl },
+    onclick: (ev) => { ev.stopPropagation(); choose(ev.currentTarget, bi("誰が読み取る？", "scan as…"), (who) => scanAs(who, imageUrl, links)); } },
+  "📷 QRを読み取る ", h("small", {}, "scan"));
+}
+
+function renderEntry(entry, uid) {
+  const time = h("span", { class: "time" }, hhmm(entry.at));
+  switch (entry.kind) {
+    case "bot": {
+      const ctx = { inline: new Set(), images: [] };
+      const messages = (entry.messages || []).map((m) => renderMessage(m, uid, ctx));
+      const links = [...new Set([...actionUris(entry.messages), ...ctx.inline])].filter(isPublic);
+      // links only reachable through a button still get an "open as…" control
+      const extra = links.filter((u) => !ctx.inline.has(u)).map((u) =>
+        h("div", { class: "entry-link" }, "🔗 ", h("span", { class: "path", title: u }, shortUrl(u)), " ", openAsControl(u)));
+      // images of the bot's own that may be a QR code (image messages, Flex images), once each
+      const scans = [...new Set(ctx.images)].filter(isPublic).map((u) => scanControl(u, links));
+      return h("div", { class: "entry bot", dataset: { seq: entry.seq, kind: "bot", endpoint: entry.endpoint } },
+        h("div", { class: "avatar" }, "S"),
+        h("div", { class: "stack" }, messages, extra, scans,
+          h("div", { class: "meta" }, time, h("span", { class: "via" }, entry.endpoint))));
+    }
+    case "me":
+      return h("div", { class: "entry me", dataset: { seq: entry.seq, kind: "me" } },
+        h("div", { class: "meta" }, h("span", { class: "read" }, "既読"), time),
+        h("div", { class: "bubble me" }, entry.text));
+    case "postback":
+      if (entry.displayText) {
+        return h("div", { class: "entry me", dataset: { seq: entry.seq, kind: "postback" } },
+          h("div", { class: "meta" }, time), h("div", { class: "bubble me", title: "postback: " + entry.data }, entry.displayText));
+      }
+      return h("div", { class: "entry system", dataset: { seq: entry.seq, kind: "postback" } },
+        h("span", { class: "pill" }, "postback: ", h("code", {}, entry.data)));
+    case "note": // something another customer shared into this chat
+      return h("div", { class: "entry bot note", dataset: { seq: entry.seq, kind: "note" } },
+        h("div", { class: "avatar friend" }, (entry.sender || "?").slice(0, 1)),
+        h("div", { class: "stack" },
+          h("div", { class: "sender" }, `${entry.sender} さんから `, h("small", {}, "shared with you")),
+          h("div", { class: "bubble friend" }, ...linkified(uid, entry.text || "", null)),
+          h("div", { class: "meta" }, time)));
+    case "system":
+    default:
+      return h("div", { class: "entry system", dataset: { seq: entry.seq, kind: entry.kind } },
+        h("span", { class: "pill" }, entry.text || ""),
+        entry.json !== undefined ? h("pre", { class: "json" }, JSON.stringify(entry.json, null, 2)) : null);
+  }
+}
+
+/** LINE shows the quick reply of the last message, until the customer sends something. */
+function updateQuickReplies(c) {
+  const last = [...c.transcript].reverse().find((e) => e.kind !== "system");
+  const messages = last && last.kind === "bot" ? last.messages || [] : [];
+  const quick = messages.length ? messages[messages.length - 1].quickReply : null;
+  const items = (quick && quick.items) || [];
+  c.el.quick.replaceChildren(...items.map((item) => {
+    const action = item.action || {};
+    const chip = h("button", { type: "button", class: "chip", dataset: { type: action.type || "" } });
+    const icon = mediaUrl(item.imageUrl);
+    if (icon) chip.append(h("img", { src: icon, alt: "" }));
+    chip.append(action.label || action.text || "");
+    if (action.type === "uri") chip.dataset.uri = action.uri;
+    chip.addEventListener("click", () => tap(c.uid, action));
+    return chip;
+  }));
+}
+
+function appendEntry(c, entry) {
+  if (entry.seq <= c.lastSeq) return; // already shown (the snapshot raced the feed)
+  c.lastSeq = entry.seq;
+  c.transcript.push(entry);
+  if (entry.kind === "bot") c.el.typing.hidden = true;
+  c.el.chat.insertBefore(renderEntry(entry, c.uid), c.el.typing);
+  updateQuickReplies(c);
+  c.el.chat.scrollTop = c.el.chat.scrollHeight;
+}
+
+// ---- the log pane ----------------------------------------------------------------------------------
+function appendLog(item) {
+  S.logCount += 1;
+  $("#log-count").textContent = String(S.logCount);
+  $("#log-count").classList.add("hot");
+  $("#log-items").append(h("li", { class: "log-" + item.kind },
+    h("span", { class: "time" }, hhmm(item.at)), h("span", { class: "kind" }, item.kind), item.text));
+}
+
+// ---- the live feed -----------------------------------------------------------------------------------
+function applySnapshot(snapshot) {
+  S.config = snapshot.config;
+  const drafts = new Map([...S.customers.values()].map((c) => [c.uid, c.el.draft.value]));
+  for (const c of S.customers.values()) c.el.root.remove();
+  S.customers.clear();
+  for (const summary of snapshot.customers) {
+    const c = upsertCustomer(summary);
+    c.el.draft.value = drafts.get(c.uid) || "";
+    for (const entry of summary.transcript) appendEntry(c, entry);
+  }
+  $("#empty-hint").hidden = S.customers.size > 0;
+  S.logCount = 0;
+  $("#log-items").replaceChildren();
+  snapshot.log.forEach(appendLog);
+}
+
+function connect() {
+  const source = new EventSource("/api/events");
+  const status = $("#connection");
+  source.onopen = () => { status.replaceChildren(...bi("接続済み", "live")); status.className = "connection live"; };
+  source.onerror = () => { status.replaceChildren(...bi("再接続中…", "reconnecting")); status.className = "connection down"; };
+  source.onmessage = (ev) => {
+    const event = JSON.parse(ev.data);
+    if (event.type === "snapshot") applySnapshot(event);
+    else if (event.type === "customer") upsertCustomer(event.customer);
+    else if (event.type === "entry") {
+      const c = S.customers.get(event.uid);
+      if (c) appendEntry(c, event.entry);
+    } else if (event.type === "log") appendLog(event.item);
+    else if (event.type === "typing") {
+      const c = S.customers.get(event.uid);
+      if (!c) return;
+      c.el.typing.hidden = false;
+      c.el.chat.scrollTop = c.el.chat.scrollHeight;
+      clearTimeout(c.typingTimer);
+      c.typingTimer = setTimeout(() => { c.el.typing.hidden = true; }, Math.min(Number(event.seconds) || 5, 60) * 1000);
+    }
+  };
+}
+
+// ---- wiring -------------------------------------------------------------------------------------------
+$("#add-customer").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const name = $("#new-name").value.trim();
+  if (!name) return;
+  const { ok, data } = await api("/api/customers", { name, language: $("#new-language").value });
+  if (ok) { upsertCustomer(data); $("#new-name").value = ""; }
+});
+$("#browser-close").addEventListener("click", closeBrowser);
+$("#browser-reload").addEventListener("click", () => { if (S.browserUid) openAs(S.browserUid, S.browserUrl); });
+$("#share-cancel").addEventListener("click", () => { $("#share").hidden = true; });
+connect();
