@@ -1,6 +1,7 @@
 """Table tests of the small pure pieces: invite codes, the rules file, settings from the environment,
 start-up failure output, and the locale files.
 """
+import dataclasses
 import os
 import string
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from bot.config import ASSETS, ConfigError, Settings
 from bot.i18n import DEFAULT, Texts
 from rewards import codes
-from rewards.rules import Rules, RulesError, Tier, load_rules
+from rewards.rules import Rules, RulesError, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES = (ASSETS / "rules.toml").read_text(encoding="utf-8")
@@ -92,11 +93,12 @@ def test_the_invite_page_prefill_carries_the_code(lang: str) -> None:
 
 
 # ---- rules: purchase points ----------------------------------------------------------------
+SHIPPED = load_rules(ASSETS / "rules.toml")
+
+
 def rules(rounding: str = "floor", yen_per_point: int = 100, minimum_order: int = 0) -> Rules:
-    return Rules(signup_points=100, yen_per_point=yen_per_point, rounding=rounding,
-                 purchase_minimum_order=minimum_order, referrer_points=500, friend_points=300,
-                 referral_minimum_order=0, referral_window_days=7, guess_max_failures=5, guess_per_minutes=60,
-                 tiers=(Tier("bronze", 0),))
+    return dataclasses.replace(SHIPPED, rounding=rounding, yen_per_point=yen_per_point,
+                               purchase_minimum_order=minimum_order)
 
 
 @pytest.mark.parametrize(("rounding", "amount", "points"), [
@@ -125,10 +127,11 @@ def test_purchase_yen_per_point(yen_per_point: int, amount: int, points: int) ->
 
 # ---- rules: the file -----------------------------------------------------------------------
 def test_the_shipped_rules_load() -> None:
-    loaded = load_rules(ASSETS / "rules.toml")
-    assert (loaded.signup_points, loaded.referrer_points, loaded.friend_points) == (100, 500, 300)
-    assert loaded.purchase_points(3050) == 30
-    assert [t.name for t in loaded.tiers] == ["bronze", "silver", "gold", "platinum"]
+    assert (SHIPPED.signup_points, SHIPPED.referrer_points, SHIPPED.friend_points) == (100, 500, 300)
+    assert SHIPPED.purchase_points(3050) == 30
+    assert [t.name for t in SHIPPED.tiers] == ["bronze", "silver", "gold", "platinum"]
+    assert (SHIPPED.referral_trigger, SHIPPED.referral_minimum_order, SHIPPED.referral_hold_days) == \
+        ("first_purchase", 0, 0), "the contract's defaults: any first purchase, no hold"
 
 
 def edited(old: str, new: str) -> str:
@@ -146,30 +149,29 @@ def without_section(name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-TIERS_START = DEFAULT_RULES.index("# Tiers")
+TIERS_START = DEFAULT_RULES.index("# ---- Tiers")
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    (edited("points = 100 ", "points = \n"), "line 5"),
-    (edited("[purchase]", "[purchase"), "line 7"),
-    (edited('rounding = "floor"', "rounding = floor"), "line 9"),
-    (without_section("referral"), "[referral] section is missing"),
-    (without_section("signup"), "[signup] section is missing"),
-    (without_section("code_guessing"), "[code_guessing] section is missing"),
-    (edited("points = 100 ", "points = -5 "), "[signup] points"),
-    (edited("points = 100 ", "points = 1.5 "), "[signup] points"),
-    (edited("points = 100 ", 'points = "100" '), "[signup] points"),
-    (edited("referrer_points = 500", "referrer_points = -500"), "[referral] referrer_points"),
-    (edited("friend_points = 300", "friend_points = true"), "[referral] friend_points"),
-    (edited("yen_per_point = 100", "yen_per_point = 0"), "[purchase] yen_per_point"),
-    (edited("window_days = 7", "window_days = 0"), "[referral] window_days"),
-    (edited("max_failures = 5", "max_failures = 0"), "[code_guessing] max_failures"),
-    (edited('rounding = "floor"', 'rounding = "up"'), "rounding must be floor, round or ceil"),
-    (edited('trigger = "first_purchase"', 'trigger = "signup"'), "[referral] trigger"),
-    (edited("min_lifetime_points = 1000", "min_lifetime_points = 100000"), "[[tiers]]"),
-    (edited('name = "gold"', 'name = ""'), "[[tiers]]"),
-    (edited("min_lifetime_points = 0", "min_lifetime_points = -1"), "[tiers] min_lifetime_points"),
-], ids=["empty-value", "unclosed-header", "bare-word", "no-referral", "no-signup", "no-code-guessing",
+    (edited("points = 100 ", "points = "), "line "),
+    (edited("[earn.purchase]", "[earn.purchase"), "line "),
+    (edited('rounding = "floor"', "rounding = floor"), "line "),
+    (without_section("referral"), "(referral.referrer_points): is required"),
+    (without_section("earn.purchase"), "[earn.purchase] section is missing"),
+    (edited("points = 100 ", "points = -5 "), "(earn.signup.points)"),
+    (edited("points = 100 ", "points = 1.5 "), "(earn.signup.points)"),
+    (edited("points = 100 ", 'points = "100" '), "(earn.signup.points)"),
+    (edited("referrer_points = 500", "referrer_points = -500"), "(referral.referrer_points)"),
+    (edited("friend_points = 300", "friend_points = true"), "(referral.friend_points)"),
+    (edited("yen_per_point = 100", "yen_per_point = 0"), "(earn.purchase.yen_per_point)"),
+    (edited("window_days = 7", "window_days = 0"), "(referral.window_days)"),
+    (edited("max_failures = 5", "max_failures = 0"), "(code_guessing.max_failures)"),
+    (edited('rounding = "floor"', 'rounding = "up"'), "(earn.purchase.rounding)"),
+    (edited('trigger = "first_purchase"', 'trigger = "signup"'), "(referral.trigger)"),
+    (edited("threshold = 1000", "threshold = 100000"), "(tiers.levels[0])"),
+    (edited('name = "gold"', 'name = ""'), "(tiers.levels[2])"),
+    (edited("threshold = 0 ", "threshold = -1 "), "(tiers.levels[0].threshold)"),
+], ids=["empty-value", "unclosed-header", "bare-word", "no-referral", "no-purchase",
         "negative-points", "float-points", "string-points", "negative-referrer", "bool-friend", "zero-yen-per-point",
         "zero-window", "zero-guesses", "bad-rounding", "bad-trigger", "unsorted-tiers", "unnamed-tier",
         "negative-tier"])
@@ -179,7 +181,8 @@ def test_broken_rules_file_names_the_problem(tmp_path: Path, text: str, expected
     with pytest.raises(RulesError) as raised:
         load_rules(path)
     message = str(raised.value)
-    assert expected in message
+    assert expected in message, message
+    assert "line " in message or "missing" in message or "required" in message, "it says where"
     assert "\n" not in message
 
 
@@ -189,12 +192,13 @@ def test_missing_rules_file_is_a_rules_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    edited("[signup]\npoints = 100", "signup = 100\n[signup_x]\npoints = 100"),
+    edited("[earn.signup]\npoints = 100", "[earn]\nsignup = 100\n[earn.x]\npoints = 100"),
     "tiers = 5\n" + DEFAULT_RULES[:TIERS_START],
     "tiers = [\"gold\"]\n" + DEFAULT_RULES[:TIERS_START],
     "tiers = []\n" + DEFAULT_RULES[:TIERS_START],
+    DEFAULT_RULES[:TIERS_START] + "[tiers]\nlevels = [\"gold\"]\n",
     DEFAULT_RULES.encode("utf-8").replace(b"# Shokai", b"# \xff Shokai", 1),
-], ids=["section-not-a-table", "tiers-int", "tiers-strings", "tiers-empty", "not-utf8"])
+], ids=["section-not-a-table", "tiers-int", "tiers-strings", "tiers-empty", "levels-strings", "not-utf8"])
 def test_oddly_shaped_rules_file_is_a_rules_error(tmp_path: Path, text: str | bytes) -> None:
     path = tmp_path / "rules.toml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
@@ -290,7 +294,8 @@ def test_serve_with_a_broken_rules_file_says_so_in_one_line(tmp_path: Path) -> N
     rules_file.write_text(edited('rounding = "floor"', "rounding = floor"), encoding="utf-8")
     env = serve_env(tmp_path, LINE_CHANNEL_SECRET="secret", REWARDS_CONFIG=str(rules_file))
     output = serve_fails_in_one_line(env)
-    assert str(rules_file) in output and "line 9" in output
+    line = next(n for n, text in enumerate(DEFAULT_RULES.splitlines(), 1) if text.startswith('rounding = "floor"'))
+    assert str(rules_file) in output and f"line {line}" in output
 
 
 # ---- locales -------------------------------------------------------------------------------
