@@ -33,14 +33,19 @@ browser:
 
 ## lint: ruff and mypy
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check bot handlers rewards tests
+	$(BIN)/ruff check bot handlers rewards tests benchmarks
 	$(BIN)/mypy
 
 ## test: the whole suite against a real Redis (embedded, or REDIS_URL)
 test: $(VENV)/.test-installed browser
-	$(BIN)/ruff check bot handlers rewards tests
+	$(BIN)/ruff check bot handlers rewards tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## bench: the benchmarks (the ledger's throughput and memory per member) against a real Redis (embedded, or REDIS_URL: an empty database, which they flush); results in benchmarks/results/
+.PHONY: bench
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m benchmarks.ledger

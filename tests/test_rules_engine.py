@@ -451,3 +451,21 @@ async def test_a_referrer_turns_gifting_on_in_chat_and_sees_pending_points(clean
         await bot.http.close()
         await bot.runner.cleanup()
     assert platform.violations == []
+
+
+async def test_a_lot_with_nothing_left_in_the_queue_cannot_hang_a_spend(make) -> None:
+    """Found by the ledger benchmark: take() looped for ever inside Redis on such a lot."""
+    import asyncio
+
+    from rewards import keys
+
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    await program.adjust(uid, 100, "a", "test", "a")
+    await program.adjust(uid, 100, "b", "test", "b")
+    first = min((await program.redis.hgetall(keys.lots(uid))).items())
+    remaining, expires, hold = first[1].decode().split("|")
+    await program.redis.hset(keys.lots(uid), first[0], f"0|{expires}|{hold}")  # emptied, still queued
+    written, _ = await asyncio.wait_for(program.spend(uid, "claim-1", 50, "reward:x"), 10)
+    assert written == 1
+    assert await program.redis.zscore(keys.lot_queue(uid), first[0]) is None

@@ -62,6 +62,8 @@ local function take(k, amount, first)
       lot_set(k, id, lot)
       if lot.rem == 0 then redis.call('ZREM', k.lotq, id) end
       taken = taken + t
+    else -- a lot with nothing to give has no place in the queue; dropping it also keeps the loop below finite
+      redis.call('ZREM', k.lotq, id)
     end
   end
   if first then from(first) end

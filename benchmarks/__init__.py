@@ -1,0 +1,1 @@
+"""Benchmarks against a real Redis: `make bench`, or `python -m benchmarks.<name>`."""
