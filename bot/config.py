@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +52,17 @@ class Settings:
                 raise ConfigError(f"{name} must be a {' or '.join(schemes)} URL, got {value!r}")
             return value.rstrip("/")
 
+        def origin(name: str, value: str) -> str:
+            parsed = urlparse(value)
+            if parsed.query or parsed.fragment or parsed.params:
+                raise ConfigError(f"{name} must be an origin (and optional path) without ? or #, got {value!r}")
+            return value
+
         values: dict[str, object] = {
             "channel_secret": required("LINE_CHANNEL_SECRET"),
             "channel_access_token": required("LINE_CHANNEL_ACCESS_TOKEN"),
-            "public_base_url": url("PUBLIC_BASE_URL", required("PUBLIC_BASE_URL"), ("https", "http")),
+            "public_base_url": origin("PUBLIC_BASE_URL", url("PUBLIC_BASE_URL", required("PUBLIC_BASE_URL"),
+                                                             ("https", "http"))),
             "line_api_base_url": url("LINE_API_BASE_URL", env.get("LINE_API_BASE_URL") or "https://api.line.me",
                                      ("https", "http")),
             "data_dir": Path(env.get("DATA_DIR") or "./var"),
@@ -63,7 +71,7 @@ class Settings:
             "staff_user_ids": frozenset(u.strip() for u in env.get("STAFF_USER_IDS", "").split(",") if u.strip()),
         }
         if env.get("REDIS_URL"):
-            redis_url = url("REDIS_URL", env["REDIS_URL"], ("redis", "rediss", "unix"))
+            redis_url = url("REDIS_URL", env["REDIS_URL"], ("redis", "rediss"))
             values["redis_url"] = redis_url
             values["redis_cluster"] = "cluster=true" in redis_url or env.get("REDIS_CLUSTER") == "1"
         if env.get("LINE_BASIC_ID"):
@@ -82,8 +90,8 @@ class Settings:
                 raise ConfigError(f"WORKER_LEASE_MS must be a whole number of milliseconds ≥ 500, got {lease!r}")
             values["lease_ms"] = int(lease)
         if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {values['log_level']!r}")
-        for bad in [u for u in values["staff_user_ids"] if not (u.startswith("U") and len(u) == 33)]:  # type: ignore[attr-defined]
+            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {values['log_level']!r}")
+        for bad in [u for u in values["staff_user_ids"] if not re.fullmatch(r"U[0-9a-f]{32}", u)]:  # type: ignore[attr-defined]
             raise ConfigError(f"STAFF_USER_IDS holds something that is not a LINE user id: {bad!r}")
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

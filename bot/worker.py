@@ -156,6 +156,10 @@ class Worker:
                 log.warning("partition %d: redis error %s; retrying", p, exc)
                 holding = False
                 await self._pause(1.0)
+            except Exception:  # never let one bad batch stop a partition for good
+                log.exception("partition %d: unexpected error; carrying on", p)
+                self.metrics.handled.labels("worker_error").inc()
+                await self._pause(1.0)
         try:
             await self._release(keys=[lease], args=[self.name])
         except RedisError:

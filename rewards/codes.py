@@ -12,7 +12,9 @@ _DIGITS = set("23456789")
 
 # A code inside a message: 8 code characters, optionally split 4-4 by a space or hyphen.
 _CANDIDATE = re.compile(r"(?<![0-9A-Z])([2-9A-HJ-NP-Z]{4})[ \-]?([2-9A-HJ-NP-Z]{4})(?![0-9A-Z])")
-_KEYWORDS = ("招待コード", "紹介コード", "コード", "CODE")
+# A keyword right before a code lets an all-letter code count too ("招待コード: ABCDEFGH", "code ABCDEFGH").
+_AFTER_KEYWORD = re.compile(r"(?:招待コード|紹介コード|コード|(?<![A-Z])CODE(?![A-Z]))\s*[:：は]?\s*"
+                            r"([2-9A-HJ-NP-Z]{4})[ \-]?([2-9A-HJ-NP-Z]{4})(?![0-9A-Z])")
 
 
 def new_code() -> str:
@@ -32,13 +34,15 @@ def find_code(text: str) -> str | None:
     """The invite code a message carries, if it looks like it carries one.
 
     A bare 8-character token counts only when it mixes digits and letters (so "REFERRAL" is not a code);
-    after a keyword such as 招待コード any 8 code characters count.
+    right after a keyword such as 招待コード or "code", any 8 code characters count.
     """
     normal = normalise(text)
-    keyworded = any(k in normal for k in _KEYWORDS)
+    after = _AFTER_KEYWORD.search(normal)
+    if after:
+        return after.group(1) + after.group(2)
     for match in _CANDIDATE.finditer(normal):
         code = match.group(1) + match.group(2)
-        if keyworded or (_DIGITS & set(code) and set(code) - _DIGITS):
+        if _DIGITS & set(code) and set(code) - _DIGITS:
             return code
     return None
 

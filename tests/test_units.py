@@ -324,3 +324,27 @@ def test_every_template_has_the_same_placeholders_as_japanese(lang: str) -> None
                  for key, template in TEXTS.locales[lang].items()
                  if key in ja and placeholders(ja[key]) != placeholders(template)}
     assert differing == {}
+
+
+@pytest.mark.parametrize(("text", "code"), [
+    ("DECODE HELPDESK", None),  # a keyword inside a word, and two words, are not a code
+    ("code please TAKE THAT", None),
+    ("招待コード: ABCDEFGH", "ABCDEFGH"),
+    ("my code is ABCD EFGH", None),
+    ("code ABCD-EFGH", "ABCDEFGH"),
+    ("コードはABCDEFGHです", "ABCDEFGH"),
+])
+def test_a_keyword_only_counts_right_before_the_code(text: str, code: str | None) -> None:
+    assert codes.find_code(text) == code
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("PUBLIC_BASE_URL", "https://shop.example/?utm=x"),
+    ("REDIS_URL", "unix:///tmp/redis.sock"),
+    ("STAFF_USER_IDS", "U" + "AB" * 16),
+])
+def test_more_malformed_settings(name: str, value: str) -> None:
+    env = {"LINE_CHANNEL_SECRET": "s", "LINE_CHANNEL_ACCESS_TOKEN": "t", "PUBLIC_BASE_URL": "https://shop.example",
+           name: value}
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env(env)
