@@ -14,6 +14,6 @@ async def on_follow(ctx: Ctx) -> None:
             ctx.lang = ctx.services.texts.lang_for(language)
     points = 0
     if not ctx.event.follow.is_unblocked:  # signup's op id makes it once per member, ever
-        points = await ctx.program.welcome_points(ctx.user_id, ctx.event.timestamp)
+        points = await ctx.program.welcome_points(ctx.user_id, ctx.event.timestamp, ctx.event_id)
     body = ctx.t("welcome_new", points=points) if points else ctx.t("welcome_back")
     await ctx.answer(text(ctx, body))

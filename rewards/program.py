@@ -155,13 +155,20 @@ class Program:
             await self._friend_blocked(uid, at_ms)
         return bool(created)
 
-    async def welcome_points(self, uid: str, at_ms: int) -> int:
-        """Signup points, once per member whatever happens later (op id `signup`)."""
+    async def welcome_points(self, uid: str, at_ms: int, event_id: str = "") -> int:
+        """Signup points, once per member whatever happens later (op id `signup`).
+
+        Returns what this event earned: the same answer when the event is handled again after a crash
+        (the entry remembers the event), 0 for any other follow.
+        """
         if self.rules.signup_points <= 0:
             return 0
-        award = self._award("signup", self.rules.signup_points, at_ms, "signup", "signup")
+        award = self._award("signup", self.rules.signup_points, at_ms, "signup", "signup", note=event_id)
         written, _ = await self.earn(uid, award)
-        return award.amount if written == 1 else 0
+        if written == 1:
+            return award.amount
+        entry = await self._entry(uid, "signup")
+        return int(entry["delta"]) if event_id and entry and entry.get("note") == event_id else 0
 
     async def apply(self, uid: str, op: str, delta: int, kind: str, rule: str, at_ms: int,
                     note: str = "", allow_negative: bool = False) -> tuple[int, int]:
