@@ -38,8 +38,8 @@ class Clock:
     def __call__(self) -> float:
         return self.now
 
-    def advance(self, days: float = 0, hours: float = 0) -> None:
-        self.now += days * 86_400 + hours * 3_600
+    def advance(self, days: float = 0, hours: float = 0, minutes: float = 0) -> None:
+        self.now += days * 86_400 + hours * 3_600 + minutes * 60
 
     @property
     def ms(self) -> int:

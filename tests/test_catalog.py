@@ -23,6 +23,7 @@ from rewards.catalog import Catalog, ClaimResult
 from rewards.program import Program
 from rewards.rules import load_rules
 from tests.conftest import PUBLIC, Bot, converse, make_settings, start_bot
+from tests.rules_helpers import Clock
 
 REWARDS = """
 [[rewards]]
@@ -89,21 +90,6 @@ def write_rules(tmp: Path) -> Path:
     path = tmp / "rules-catalog.toml"
     path.write_text((ASSETS / "rules.toml").read_text(encoding="utf-8") + "\n" + REWARDS, encoding="utf-8")
     return path
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, days: float = 0, minutes: float = 0) -> None:
-        self.now += days * 86_400 + minutes * 60
-
-    @property
-    def ms(self) -> int:
-        return int(self.now * 1000)
 
 
 @dataclass
