@@ -15,10 +15,6 @@ def seen(partition: int, event_id: str) -> str:
     return f"{PREFIX}:events:{{p{partition}}}:seen:{event_id}"  # intake dedupe, expires
 
 
-def done(partition: int, event_id: str) -> str:
-    return f"{PREFIX}:events:{{p{partition}}}:done:{event_id}"  # handled, expires
-
-
 def lease(partition: int) -> str:
     return f"{PREFIX}:events:{{p{partition}}}:lease"  # which worker owns the partition now
 

@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 _LUA = Path(__file__).resolve().parent / "lua"
 BATCH = 100
-DONE_TTL_SECONDS = 7 * 86_400
 MAX_ATTEMPTS = 5
 RETRY_IDLE_MS = 2_000  # a failed entry is tried again once it has been pending this long
 CLOCK_SECONDS = 30
@@ -184,9 +183,6 @@ class Worker:
     async def _one(self, p: int, entry_id: bytes, raw: dict, received_at_ms: int) -> bool:
         event_id = raw["webhookEventId"]
         stream = keys.stream(p)
-        if await self.redis.exists(keys.done(p, event_id)):
-            await self._finish(keys=[stream, keys.done(p, event_id)], args=[keys.GROUP, entry_id, DONE_TTL_SECONDS])
-            return True
         try:
             outcome = await self.handle(raw, received_at_ms)
         except Exception:
@@ -198,7 +194,7 @@ class Worker:
             log.error("event %s failed %d times: moved to the dead-letter stream", event_id, attempts)
             await self.redis.xadd(stream + ":dead", {"e": json.dumps(raw), "r": received_at_ms})
             outcome = "dead"
-        await self._finish(keys=[stream, keys.done(p, event_id)], args=[keys.GROUP, entry_id, DONE_TTL_SECONDS])
+        await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
         self.metrics.handled.labels(outcome).inc()
         self.handled += 1
         return True

@@ -13,7 +13,7 @@ async def on_points(ctx: Ctx) -> None:
     member = await ctx.program.member(ctx.user_id)
     if member is None:  # cannot happen after a sighting, but never answer with nothing
         return
-    next_tier = (ctx.t("points_next_tier", points=f"{member.points_to_next_tier:,}", tier=member.next_tier)
+    next_tier = (ctx.t("points_next_tier", points=f"{member.to_next_tier:,}", tier=member.next_tier)
                  if member.next_tier else "")
     summary = ctx.t("points", points=f"{member.points:,}", tier=member.tier, next_tier=next_tier)
     if member.pending_points:

@@ -61,6 +61,13 @@ def campaign_effect(campaigns: tuple[Campaign, ...], rule: str, at: datetime) ->
     return multiplier, bonus
 
 
+def expires_ms(rules: Rules, at: datetime) -> int:
+    """When points earned at `at` expire on their own (0: they do not; inactivity expiry is per member)."""
+    if rules.expiry != "earned":
+        return 0
+    return int(add_months(at, rules.expire_after_months).timestamp() * 1000)
+
+
 def award(rules: Rules, rule: str, base: int, at_ms: int, op: str, kind: str, *, tier: Tier | None = None,
           hold_days: int = 0, caps: Caps | None = None, note: str = "") -> Award:
     at = shop_time(rules, at_ms)
@@ -68,9 +75,7 @@ def award(rules: Rules, rule: str, base: int, at_ms: int, op: str, kind: str, *,
     if tier is not None and (rule in TIER_MULTIPLIED or rule.startswith("events.")):
         multiplier *= tier.multiplier
     amount = math.floor(base * multiplier + 1e-9) + (bonus if base > 0 else 0)
-    expires = 0
-    if rules.expiry == "earned":
-        expires = int(add_months(at, rules.expire_after_months).timestamp() * 1000)
+    expires = expires_ms(rules, at)
     hold = int((at + timedelta(days=hold_days)).timestamp() * 1000) if hold_days else 0
     return Award(op=op, rule=rule, kind=kind, amount=amount, at_ms=at_ms, expires_ms=expires, hold_until_ms=hold,
                  caps=caps or Caps(), note=note)

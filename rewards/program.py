@@ -70,10 +70,6 @@ class MemberView:
     birthday: str | None = None  # MM-DD
     gift: bool = False  # gives their referral reward to the friend
 
-    @property
-    def points_to_next_tier(self) -> int | None:
-        return self.to_next_tier
-
 
 @dataclass(frozen=True)
 class LedgerLine:
@@ -132,16 +128,18 @@ class Program:
 
     async def earn(self, uid: str, award: Award) -> tuple[int, int]:
         """Write an award to the ledger: (1 written | 0 already done, balance)."""
-        written, balance = await self._apply(keys=keys.ledger_keys(uid),
-                                             args=[json.dumps({"mode": "earn", **award.spec(self.rules)})])
-        await self._schedule(uid, award)
+        spec = award.spec(self.rules)
+        written, balance = await self._apply(keys=keys.ledger_keys(uid), args=[json.dumps({"mode": "earn", **spec})])
+        await self._schedule(uid, spec)
         return int(written), int(balance)
 
-    async def _schedule(self, uid: str, award: Award) -> None:
-        """Remember when this member's points next change by themselves (expiry, end of a hold)."""
-        due = [t for t in (award.expires_ms, award.hold_until_ms) if t]
+    async def _schedule(self, uid: str, *specs: dict[str, Any]) -> None:
+        """Remember when this member's points next change by themselves (expiry, end of a hold).
+
+        Early is harmless: maintain() looks and schedules the real next time."""
+        due = [t for spec in specs for t in (spec["expires"], spec["hold_until"]) if t]
         if self.rules.expiry == "inactivity":
-            due.append(award.at_ms + self._inactivity_ms)
+            due += [spec["at"] + self._inactivity_ms for spec in specs]
         if due:
             await self.redis.zadd(keys.DUE, {uid: min(due)}, lt=True)
 
@@ -179,9 +177,9 @@ class Program:
         """
         mode = "earn" if delta > 0 else ("deduct" if allow_negative else "spend")
         if mode == "earn":
+            expires = engine.expires_ms(self.rules, engine.shop_time(self.rules, at_ms))
             return await self.earn(uid, engine.Award(op=op, rule=rule, kind=kind, amount=delta, at_ms=at_ms,
-                                                         note=note, expires_ms=self._award(rule, 0, at_ms, op,
-                                                                                           kind).expires_ms))
+                                                     note=note, expires_ms=expires))
         spec = {"mode": mode, "op": op, "amount": -delta, "kind": kind, "rule": rule, "at": at_ms, "note": note,
                 "write_off": self._write_off}
         written, balance = await self._apply(keys=keys.ledger_keys(uid), args=[json.dumps(spec)])
@@ -452,8 +450,7 @@ class Program:
                               "monthly_cap": self.rules.referral_monthly_cap, "month": month, "at": at,
                               "write_off": self._write_off})])
         if award:
-            await self.redis.zadd(keys.DUE, {referrer: min(t for t in (award["expires"], award["hold_until"],
-                                                                       2**62) if t)}, lt=True)
+            await self._schedule(referrer, award)
         return int(written), int(milestone)
 
     async def settle(self, friend: str) -> str | None:
@@ -527,21 +524,18 @@ class Program:
         first = self.rules.earn.get("first_purchase")
         first_awards = [self._award("first_purchase", first.points, at, "first_purchase", "purchase", tier=tier,
                                     note=order_id)] if first and first.points else []
+        specs = [a.spec(self.rules) for a in awards if a.amount > 0]
+        first_specs = [a.spec(self.rules) for a in first_awards]
+        friend_spec = self._friend_award(at, order_id)
         await self.redis.sadd(keys.SETTLE, uid)  # the intent, written before the step it guards
         new, raw = await self._purchase(
             keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
             args=[json.dumps({"order": order_id, "amount": amount, "at": at,
                               "month": engine.shop_time(self.rules, at).strftime("%Y-%m"),
-                              "awards": [a.spec(self.rules) for a in awards if a.amount > 0],
-                              "first_awards": [a.spec(self.rules) for a in first_awards],
-                              "referral_min": self.rules.referral_minimum_order,
-                              "friend_award": self._friend_award(at, order_id)})])
+                              "awards": specs, "first_awards": first_specs,
+                              "referral_min": self.rules.referral_minimum_order, "friend_award": friend_spec})])
         answer = json.loads(raw)
-        for award in [*awards, *first_awards]:
-            await self._schedule(uid, award)
-        if self.rules.referral_hold_days:
-            await self._schedule(uid, self._award("referral.friend", 1, at, "-", "-",
-                                                  hold_days=self.rules.referral_hold_days))
+        await self._schedule(uid, *specs, *first_specs, friend_spec)
         paid_referrer = await self.settle(uid)
         if new:
             await self.count("orders")
