@@ -24,6 +24,7 @@ from bot import keys
 from bot.config import Settings
 from bot.i18n import Texts
 from bot.line_client import LineClient, retry_key
+from bot.postback import PostbackData, TamperedData, key_for
 from rewards import codes
 from rewards.catalog import Catalog
 from rewards.program import Program
@@ -45,6 +46,10 @@ class Services:
     texts: Texts
     redis: Any
     catalog: Catalog
+
+    @property
+    def postback_key(self) -> bytes:
+        return key_for(self.settings.channel_secret)
 
 
 @dataclass
@@ -68,8 +73,14 @@ class Ctx:
     def standby(self) -> bool:
         return str(getattr(self.event, "mode", "active")) in ("standby", "EventMode.STANDBY")
 
+    tampered: bool = False  # set when postback data carried our prefix but a wrong mac
+
     def t(self, key: str, **values: Any) -> str:
         return self.services.texts.get(self.lang, key, **values)
+
+    def pack(self, data: PostbackData) -> str:
+        """Postback data for a button, tamper-checked when it comes back."""
+        return data.pack(self.services.postback_key)
 
     def _reply_token_fresh(self) -> bool:
         now_ms = time.time() * 1000
@@ -184,11 +195,19 @@ def is_text(ctx: Ctx) -> bool:
     return text_of(ctx) is not None
 
 
-def postback(prefix: str) -> Filter:
-    def check(ctx: Ctx) -> dict[str, str] | None:
-        if isinstance(ctx.event, PostbackEvent) and ctx.event.postback.data.startswith(prefix):
-            return {"data": ctx.event.postback.data[len(prefix):]}
-        return None
+def postback(kind: type[PostbackData]) -> Filter:
+    """The postback's data unpacked as `kind` (handed to the handler as `data`). Data with kind's prefix
+    but a wrong mac is refused here, logged and left to the fallback's kind answer."""
+    def check(ctx: Ctx) -> dict[str, PostbackData] | None:
+        if not isinstance(ctx.event, PostbackEvent):
+            return None
+        try:
+            data = kind.unpack(ctx.services.postback_key, ctx.event.postback.data)
+        except TamperedData as refused:
+            log.warning("refused tampered postback from %s: %s", ctx.user_id, refused)
+            ctx.tampered = True
+            return None
+        return {"data": data} if data is not None else None
 
     return check
 

@@ -1,4 +1,5 @@
-"""Message texts per locale, from assets/locales/*.toml. Japanese first, English second."""
+"""Message texts per locale, from assets/locales/{lang}.toml and {lang}.{part}.toml (one file per feature area,
+merged; a key defined twice is an error). Japanese first, English second; every key must exist in every locale."""
 from __future__ import annotations
 
 import tomllib
@@ -10,9 +11,17 @@ DEFAULT = "ja"
 
 class Texts:
     def __init__(self, directory: Path):
-        self.locales: dict[str, dict[str, str]] = {
-            path.stem: tomllib.loads(path.read_text(encoding="utf-8")) for path in sorted(directory.glob("*.toml"))}
-        missing = {lang: sorted(set(self.locales[DEFAULT]) - set(table)) for lang, table in self.locales.items()}
+        self.locales: dict[str, dict[str, str]] = {}
+        for path in sorted(directory.glob("*.toml")):
+            lang = path.name.split(".")[0]
+            table = self.locales.setdefault(lang, {})
+            loaded = tomllib.loads(path.read_text(encoding="utf-8"))
+            twice = sorted(set(table) & set(loaded))
+            if twice:
+                raise ValueError(f"locale keys defined twice for {lang} ({path.name}): {twice}")
+            table.update(loaded)
+        every = set().union(*self.locales.values())
+        missing = {lang: sorted(every - set(table)) for lang, table in self.locales.items()}
         if any(missing.values()):
             raise ValueError(f"locale keys missing: {missing}")
 

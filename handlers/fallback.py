@@ -17,4 +17,5 @@ async def on_other_message(ctx: Ctx) -> None:
 
 @router.on(PostbackEvent)
 async def on_unknown_postback(ctx: Ctx) -> None:
-    await ctx.answer(text(ctx, ctx.t("fallback")))
+    """A button from an old message, or data someone edited: nothing is done, the main actions are offered."""
+    await ctx.answer(text(ctx, ctx.t("button_not_valid")))

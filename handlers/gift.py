@@ -1,13 +1,22 @@
 """相手に譲る / gift: a referrer chooses whether their referral reward goes to the friend instead."""
+from dataclasses import dataclass
+
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
+from bot.postback import PostbackData
 from handlers.common import text
 
 router = Router("gift")
 
 
+@dataclass(frozen=True)
+class GiftChoice(PostbackData):
+    prefix = "gift"
+    on: bool
+
+
 def _choice(ctx: Ctx, on: bool) -> dict:
     label = ctx.t("gift_turn_on" if on else "gift_turn_off")
-    return {"type": "action", "action": {"type": "postback", "label": label, "data": f"gift:{'on' if on else 'off'}",
+    return {"type": "action", "action": {"type": "postback", "label": label, "data": ctx.pack(GiftChoice(on)),
                                          "displayText": label}}
 
 
@@ -23,10 +32,10 @@ async def on_gift_word(ctx: Ctx) -> None:
     await ctx.answer(text(ctx, status, _choice(ctx, not gifting)))
 
 
-@router.on(PostbackEvent, postback("gift:"))
-async def on_gift_choice(ctx: Ctx, data: str) -> None:
-    if not ctx.program.rules.allow_gift or data not in ("on", "off"):
+@router.on(PostbackEvent, postback(GiftChoice))
+async def on_gift_choice(ctx: Ctx, data: GiftChoice) -> None:
+    if not ctx.program.rules.allow_gift:
         await ctx.answer(text(ctx, ctx.t("gift_not_offered")))
         return
-    await ctx.program.set_gift(ctx.user_id, data == "on")
-    await ctx.answer(text(ctx, ctx.t("gift_set_on" if data == "on" else "gift_set_off")))
+    await ctx.program.set_gift(ctx.user_id, data.on)
+    await ctx.answer(text(ctx, ctx.t("gift_set_on" if data.on else "gift_set_off")))

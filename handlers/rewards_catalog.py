@@ -2,19 +2,37 @@
 the confirm issues the coupon (once, however often it is tapped) or says kindly why not."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
 from bot.links import coupon_link
+from bot.postback import PostbackData
 from handlers.common import text
 from rewards.catalog import ClaimResult, Coupon, Stock
 from rewards.rules import Reward
 
 router = Router("rewards_catalog")
 
-SHOW = "reward:show:"
-CONFIRM = "reward:confirm:"
-CANCEL = "reward:cancel"
+
+
+@dataclass(frozen=True)
+class ShowReward(PostbackData):
+    prefix = "rw.show"
+    reward_id: str
+
+
+@dataclass(frozen=True)
+class ConfirmClaim(PostbackData):
+    prefix = "rw.ok"
+    claim_id: str
+
+
+@dataclass(frozen=True)
+class CancelClaim(PostbackData):
+    prefix = "rw.no"
+
+
 MAX_REWARD_BUTTONS = 8  # 13 quick replies at most: the rewards, "coupons" and the four main actions
 LABEL_MAX = 20
 
@@ -56,7 +74,7 @@ async def on_rewards(ctx: Ctx) -> None:
         lines.append(ctx.t("rewards_line", name=name_of(ctx, item.reward), cost=f"{item.reward.cost:,}",
                            notes=ctx.t("rewards_notes", notes=ctx.t("rewards_note_sep").join(notes)) if notes else ""))
     # a button per reward, the claimable ones first (LINE shows at most 13 quick replies)
-    buttons = [postback_button(name_of(ctx, item.reward), SHOW + item.reward.id, name_of(ctx, item.reward))
+    buttons = [postback_button(name_of(ctx, item.reward), ctx.pack(ShowReward(item.reward.id)), name_of(ctx, item.reward))
                for item in sorted(listings, key=lambda item: item.refusal is not None)[:MAX_REWARD_BUTTONS]]
     if not listings:
         lines = [ctx.t("rewards_none", points=f"{member.points if member else 0:,}")]
@@ -65,9 +83,9 @@ async def on_rewards(ctx: Ctx) -> None:
     await ctx.answer(text(ctx, "\n".join(lines), *buttons, coupons_button(ctx)))
 
 
-@router.on(PostbackEvent, postback(SHOW))
-async def on_show(ctx: Ctx, data: str) -> None:
-    offer = await ctx.services.catalog.show(ctx.user_id, data)
+@router.on(PostbackEvent, postback(ShowReward))
+async def on_show(ctx: Ctx, data: ShowReward) -> None:
+    offer = await ctx.services.catalog.show(ctx.user_id, data.reward_id)
     if offer is None:
         await ctx.answer(text(ctx, ctx.t("claim_refused_NOT_AVAILABLE")))
         return
@@ -95,15 +113,15 @@ async def on_show(ctx: Ctx, data: str) -> None:
         await ctx.answer(text(ctx, "\n".join(details), coupons_button(ctx)))
         return
     details.append(ctx.t("reward_confirm_question", cost=f"{reward.cost:,}"))
-    confirm = postback_button(ctx.t("reward_confirm_label", cost=f"{reward.cost:,}"), CONFIRM + offer.claim_id,
+    confirm = postback_button(ctx.t("reward_confirm_label", cost=f"{reward.cost:,}"), ctx.pack(ConfirmClaim(offer.claim_id)),
                               ctx.t("reward_confirm_display", name=name_of(ctx, reward)))
-    cancel = postback_button(ctx.t("reward_cancel_label"), CANCEL, ctx.t("reward_cancel_label"))
+    cancel = postback_button(ctx.t("reward_cancel_label"), ctx.pack(CancelClaim()), ctx.t("reward_cancel_label"))
     await ctx.answer(text(ctx, "\n".join(details), confirm, cancel))
 
 
-@router.on(PostbackEvent, postback(CONFIRM))
-async def on_confirm(ctx: Ctx, data: str) -> None:
-    result = await ctx.services.catalog.confirm(ctx.user_id, data)
+@router.on(PostbackEvent, postback(ConfirmClaim))
+async def on_confirm(ctx: Ctx, data: ConfirmClaim) -> None:
+    result = await ctx.services.catalog.confirm(ctx.user_id, data.claim_id)
     if not result.ok:
         member = await ctx.program.member(ctx.user_id)
         points = member.points if member else 0
@@ -113,8 +131,8 @@ async def on_confirm(ctx: Ctx, data: str) -> None:
     await ctx.answer(text(ctx, claimed_text(ctx, result), coupons_button(ctx)))
 
 
-@router.on(PostbackEvent, postback(CANCEL))
-async def on_cancel(ctx: Ctx, data: str) -> None:
+@router.on(PostbackEvent, postback(CancelClaim))
+async def on_cancel(ctx: Ctx, data: CancelClaim) -> None:
     await ctx.answer(text(ctx, ctx.t("reward_cancelled")))
 
 

@@ -132,4 +132,10 @@ async def converse(platform: Platform, uid: str, event: dict, timeout: float = 1
     return platform.said_to(uid, mark)
 
 
-__all__ = ["Bot", "converse", "new_user_id", "make_settings", "start_bot", "WORKER", "PUBLIC", "ADMIN", "SECRET"]
+def pack(data: object) -> str:
+    """Postback data as the bot would have packed it for a button (signed with the test secret)."""
+    from bot.postback import key_for
+    return data.pack(key_for(SECRET))  # type: ignore[attr-defined]
+
+
+__all__ = ["pack", "Bot", "converse", "new_user_id", "make_settings", "start_bot", "WORKER", "PUBLIC", "ADMIN", "SECRET"]

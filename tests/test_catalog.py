@@ -17,12 +17,13 @@ import redis.asyncio as aioredis
 
 from bot.config import ASSETS
 from bot.linesim.platform import Platform, new_user_id, text_of
+from handlers.rewards_catalog import ConfirmClaim, ShowReward
 from rewards import catalog as cat
 from rewards import keys
 from rewards.catalog import Catalog, ClaimResult
 from rewards.program import Program
 from rewards.rules import load_rules
-from tests.conftest import PUBLIC, Bot, converse, make_settings, start_bot
+from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
 from tests.rules_helpers import Clock
 
 REWARDS = """
@@ -404,12 +405,12 @@ async def test_a_claim_in_chat_from_catalog_to_the_counter(shop_bot: Bot) -> Non
     assert "1,100 pt" in shown and "コーヒー1杯無料" in shown and "残り 500" in shown
     assert "終わった特典" not in shown and "これからの特典" not in shown, "outside their window"
     buttons = postbacks(listing)
-    assert buttons["コーヒー1杯無料"] == "reward:show:coffee"
+    assert buttons["コーヒー1杯無料"] == pack(ShowReward("coffee"))
     assert all(len(label) <= 20 for label in buttons)
 
     details = await converse(platform, uid, platform.postback(uid, buttons["コーヒー1杯無料"]))
     assert "300 pt" in text_of(details)
-    confirm = next(data for data in postbacks(details).values() if data.startswith("reward:confirm:"))
+    confirm = next(data for data in postbacks(details).values() if data.startswith(ConfirmClaim.prefix + "|"))
     assert len(confirm) <= 300 and uid not in confirm
 
     answer = await converse(platform, uid, platform.postback(uid, confirm))
@@ -468,14 +469,14 @@ async def test_refusals_in_chat_are_kind_and_offer_no_confirm(shop_bot: Bot) -> 
     platform = shop_bot.platform
     uid = new_user_id()
     await converse(platform, uid, platform.follow(uid, language="en"))
-    details = await converse(platform, uid, platform.postback(uid, "reward:show:pricey"))
+    details = await converse(platform, uid, platform.postback(uid, pack(ShowReward("pricey"))))
     assert "100,000 pt" in text_of(details) and "99,900 pt to go" in text_of(details)
-    assert not any(d.startswith("reward:confirm:") for d in postbacks(details).values())
-    gold = await converse(platform, uid, platform.postback(uid, "reward:show:gold_only"))
+    assert not any(d.startswith(ConfirmClaim.prefix + "|") for d in postbacks(details).values())
+    gold = await converse(platform, uid, platform.postback(uid, pack(ShowReward("gold_only"))))
     assert "gold members and up" in text_of(gold)
-    stale = await converse(platform, uid, platform.postback(uid, "reward:confirm:" + "Z" * 16))
+    stale = await converse(platform, uid, platform.postback(uid, pack(ConfirmClaim("Z" * 16))))
     assert "expired" in text_of(stale)
-    unknown = await converse(platform, uid, platform.postback(uid, "reward:show:no-such-reward"))
+    unknown = await converse(platform, uid, platform.postback(uid, pack(ShowReward("no-such-reward"))))
     assert "can't be claimed right now" in text_of(unknown)
     empty = await converse(platform, uid, platform.text(uid, "coupons"))
     assert "No coupons yet" in text_of(empty)
@@ -485,8 +486,8 @@ async def test_fifty_taps_on_one_confirm_through_the_webhook(shop_bot: Bot) -> N
     bot, platform = shop_bot, shop_bot.platform
     uid = new_user_id()
     await converse(platform, uid, platform.follow(uid))
-    details = await converse(platform, uid, platform.postback(uid, "reward:show:sticker"))
-    confirm = next(data for data in postbacks(details).values() if data.startswith("reward:confirm:"))
+    details = await converse(platform, uid, platform.postback(uid, pack(ShowReward("sticker"))))
+    confirm = next(data for data in postbacks(details).values() if data.startswith(ConfirmClaim.prefix + "|"))
 
     mark = len(platform.calls)
     statuses = await asyncio.gather(*(platform.send(platform.postback(uid, confirm)) for _ in range(50)))
@@ -501,3 +502,25 @@ async def test_fifty_taps_on_one_confirm_through_the_webhook(shop_bot: Bot) -> N
     entries = [e for e in await bot.services.program.ledger(uid) if e["kind"] == "claim"]
     assert len(entries) == 1
     assert len(await bot.services.catalog.coupons(uid)) == 1
+
+
+async def test_tampered_or_forged_postback_data_is_refused_and_changes_nothing(shop_bot: Bot) -> None:
+    bot, platform = shop_bot, shop_bot.platform
+    uid = new_user_id()
+    await converse(platform, uid, platform.follow(uid))
+    details = await converse(platform, uid, platform.postback(uid, pack(ShowReward("sticker"))))
+    confirm = next(data for data in postbacks(details).values() if data.startswith(ConfirmClaim.prefix + "|"))
+    body, mac = confirm.rsplit("|", 1)
+    forged = [
+        body + "|" + ("A" if mac[0] != "A" else "B") + mac[1:],  # the mac edited
+        body.replace(body.split("|")[1], "X" * 16) + "|" + mac,  # the claim id edited
+        body + "|extra|" + mac,  # a field added
+        ConfirmClaim.prefix + "|" + "Z" * 16,  # no mac at all
+        ShowReward("sticker").pack(b"another channel's key"),  # signed with another key
+    ]
+    for data in forged:
+        said = await converse(platform, uid, platform.postback(uid, data))
+        assert "使えなくなりました" in text_of(said), data
+    status, member = await bot.admin("GET", f"/api/v1/members/{uid}")
+    assert member["points"] == 100, "nothing was spent"
+    assert not platform.violations

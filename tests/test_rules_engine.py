@@ -430,7 +430,8 @@ async def test_adjustments_are_in_the_ledger_with_the_reason_and_staff(make) -> 
 
 # ---- in chat ---------------------------------------------------------------------------
 async def test_a_referrer_turns_gifting_on_in_chat_and_sees_pending_points(clean_redis, platform, tmp_path) -> None:
-    from tests.conftest import converse, make_settings, start_bot
+    from handlers.gift import GiftChoice
+    from tests.conftest import converse, make_settings, pack, start_bot
 
     rules = variant(tmp_path, referral__hold_days=7)
     bot = await start_bot(make_settings(clean_redis, platform, rewards_config=rules), platform)
@@ -439,7 +440,7 @@ async def test_a_referrer_turns_gifting_on_in_chat_and_sees_pending_points(clean
         await converse(platform, a, platform.follow(a))
         said = await converse(platform, a, platform.text(a, "相手に譲る"))
         [choice] = [q["action"] for q in said[-1]["quickReply"]["items"] if q["action"]["type"] == "postback"]
-        assert choice["data"] == "gift:on"
+        assert choice["data"] == pack(GiftChoice(True))
         said = await converse(platform, a, platform.postback(a, choice["data"]))
         assert "友だちに譲ります" in said[-1]["text"]
         status, member = await bot.admin("GET", f"/api/v1/members/{a}")
