@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
+from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, keyword, postback
 from bot.links import coupon_link
 from bot.postback import PostbackData
-from handlers.common import text
+from handlers.common import show_loading, text
 from rewards.catalog import ClaimResult, Coupon, Stock
 from rewards.rules import Reward
 
@@ -62,8 +62,9 @@ def stock_note(ctx: Ctx, stock: Stock) -> str | None:
     return ctx.t("rewards_sold_out") if stock.left == 0 else ctx.t("rewards_left", left=f"{stock.left:,}")
 
 
-@router.on(MessageEvent, words("特典", "とくてん", "rewards", "reward", "特典カタログ", "交換", "catalog"))
+@router.on(MessageEvent, keyword("rewards"))
 async def on_rewards(ctx: Ctx) -> None:
+    await show_loading(ctx)
     catalog = ctx.services.catalog
     listings = await catalog.catalog(ctx.user_id)
     member = await ctx.program.member(ctx.user_id)
