@@ -9,7 +9,7 @@ from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, keyword, po
 from bot.links import coupon_link
 from bot.postback import PostbackData
 from handlers.common import show_loading, text
-from rewards.catalog import ClaimResult, Coupon, Stock
+from rewards.catalog import OUT_OF_STOCK, ClaimResult, Coupon, Stock
 from rewards.rules import Reward
 
 router = Router("rewards_catalog")
@@ -110,6 +110,8 @@ async def on_show(ctx: Ctx, data: ShowReward) -> None:
         details.append(ctx.t("reward_valid_days", days=reward.valid_days))
     details.append("")
     if offer.refusal:
+        if offer.refusal == OUT_OF_STOCK:  # told once when staff add stock (bot/notices.py)
+            await ctx.services.catalog.wait_for_stock(ctx.user_id, reward.id)
         details.append(refusal_text(ctx, offer.refusal, reward, offer.points))
         await ctx.answer(text(ctx, "\n".join(details), coupons_button(ctx)))
         return
@@ -124,6 +126,8 @@ async def on_show(ctx: Ctx, data: ShowReward) -> None:
 async def on_confirm(ctx: Ctx, data: ConfirmClaim) -> None:
     result = await ctx.services.catalog.confirm(ctx.user_id, data.claim_id)
     if not result.ok:
+        if result.reason == OUT_OF_STOCK and result.reward is not None:
+            await ctx.services.catalog.wait_for_stock(ctx.user_id, result.reward.id)
         member = await ctx.program.member(ctx.user_id)
         points = member.points if member else 0
         await ctx.answer(text(ctx, refusal_text(ctx, result.reason or "UNKNOWN_CLAIM", result.reward, points),

@@ -331,6 +331,34 @@ class Program:
             nickname=m.get("nickname"), nickname_consent=m.get("nickname_consent") == "1",
             language_chosen="lang_pref" in m)
 
+    async def tier_rise(self, uid: str) -> str | None:
+        """The tier the member has risen to since the last rise was marked told, or None.
+
+        A fall (tiers that follow a window down) is marked silently, so the next rise is news again."""
+        fields = await self.redis.hgetall(keys.member(uid))
+        if not fields:
+            return None
+        m = {k.decode(): v.decode() for k, v in fields.items()}
+        tier, _ = self._tier(m)
+        ranks = [t.name for t in self.rules.tiers]
+        told = m.get("tier_told")
+        told_rank = ranks.index(told) if told in ranks else 0
+        if ranks.index(tier.name) > told_rank:
+            return tier.name
+        if ranks.index(tier.name) < told_rank:
+            await self.redis.hset(keys.member(uid), "tier_told", tier.name)
+        return None
+
+    async def mark_tier_told(self, uid: str, tier: str) -> None:
+        await self.redis.hset(keys.member(uid), "tier_told", tier)
+
+    async def milestone_reached(self, referrer: str, friend: str) -> int | None:
+        """The milestone count this friend's completed referral reached for the referrer, if it reached one."""
+        op = await self.redis.hget(keys.referrals_made(referrer), f"{friend}|milestone")
+        if not op or await self.redis.hget(keys.referrals_made(referrer), friend) != b"completed":
+            return None
+        return int(op.decode().split(":")[1])
+
     async def recent_ledger(self, uid: str, count: int = 5) -> list[LedgerLine]:
         raw = await self.redis.lrange(keys.ledger(uid), -count * 2, -1)
         lines = [json.loads(r) for r in reversed(raw)]
