@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import broadcasts
+from bot import broadcasts, notices
 from bot.dispatcher import Services
-from bot.line_client import LineRejected, retry_key
+from bot.line_client import retry_key
 from rewards.program import ProgramError
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,9 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms)
         if purchase.completed_referral_of:
             await _tell_referrer(s, purchase.completed_referral_of, user_id)
+            await notices.milestone_check(s, purchase.completed_referral_of, user_id)
+            await notices.tier_check(s, purchase.completed_referral_of, f"referral:{user_id}")
+        await notices.tier_check(s, user_id, f"order:{order_id}")
         answer = purchase.answer
         referral = answer.get("referral") or None
         return web.json_response({
@@ -193,6 +196,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         if not ORDER_ID.match(event_id):
             raise BadRequest("INVALID_EVENT_ID", "event_id must be 1 to 128 printable ASCII characters")
         applied, points = await services(request).program.custom_event(user_id, name, event_id)
+        await notices.tier_check(services(request), user_id, f"event:{name}:{event_id}")
         return web.json_response({"user_id": user_id, "name": name, "event_id": event_id, "applied": applied,
                                   "points_awarded": points})
 
@@ -212,14 +216,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 async def _tell_referrer(s: Services, referrer: str, friend: str) -> None:
     """A push: the referral completed and the points are in. Keyed by the friend, so it goes out once."""
     view = await s.program.member(referrer)
-    if view is None or view.blocked:
-        return
-    lang = s.texts.lang_for(view.lang)
-    body = s.texts.get(lang, "referral_completed_referrer", points=s.program.rules.referrer_points,
-                       balance=f"{view.points:,}")
-    try:
-        await s.line.push(referrer, [{"type": "text", "text": body}], retry_key("referral-completed", friend))
-    except (LineRejected, RuntimeError) as exc:
-        log.warning("could not tell %s about their completed referral: %s", referrer, exc)
+    await notices.notify(s, "referral_completed", referrer, "referral_completed_referrer",
+                         retry_key("referral-completed", friend), points=s.program.rules.referrer_points,
+                         balance=f"{view.points if view else 0:,}")
 
 

@@ -5,6 +5,7 @@ route whose event type and filters all match handles the event.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
-from bot import keys
+from bot import keys, keywords
 from bot.config import Settings
 from bot.i18n import Texts
 from bot.line_client import LineClient, retry_key
@@ -81,6 +82,9 @@ class Ctx:
     def pack(self, data: PostbackData) -> str:
         """Postback data for a button, tamper-checked when it comes back."""
         return data.pack(self.services.postback_key)
+
+    def reply_token_fresh(self) -> bool:
+        return self._reply_token_fresh()
 
     def _reply_token_fresh(self) -> bool:
         now_ms = time.time() * 1000
@@ -157,6 +161,8 @@ class Router:
             data: dict[str, Any] = {}
             for check in route.filters:
                 result = check(ctx)
+                if inspect.isawaitable(result):  # a filter may ask Redis (a pending conversation step)
+                    result = await result
                 if not result:
                     break
                 if isinstance(result, dict):
@@ -175,19 +181,30 @@ def text_of(ctx: Ctx) -> str | None:
 
 
 def words(*choices: str) -> Filter:
-    """The text is one of the words, in any width or case, with surrounding spaces or punctuation ignored."""
-    normal = {codes.normalise(w) for w in choices}
+    """The text is one of the words, in any width or case, kana, spacing or trailing punctuation."""
+    normal = {keywords.fold(w) for w in choices}
 
     def check(ctx: Ctx) -> bool:
         text = text_of(ctx)
-        return text is not None and codes.normalise(text).strip(" 　!！?？。.、,") in normal
+        return text is not None and keywords.fold(text) in normal
+
+    return check
+
+
+def keyword(intent: str) -> Filter:
+    """The text names this intent of the word table (assets/words.toml), forgivingly (bot/keywords.py)."""
+    keywords.table().means("", intent)  # an intent missing from the table fails at start-up, not at the first text
+
+    def check(ctx: Ctx) -> bool:
+        text = text_of(ctx)
+        return text is not None and keywords.table().means(text, intent)
 
     return check
 
 
 def carries_code(ctx: Ctx) -> dict[str, str] | None:
     text = text_of(ctx)
-    code = codes.find_code(text) if text else None
+    code = codes.find_code(text[:keywords.MAX_MATCH_CHARS]) if text else None
     return {"code": code} if code else None
 
 
@@ -212,5 +229,5 @@ def postback(kind: type[PostbackData]) -> Filter:
     return check
 
 
-__all__ = ["Ctx", "Router", "Services", "words", "carries_code", "is_text", "postback", "text_of",
+__all__ = ["Ctx", "Router", "Services", "words", "keyword", "carries_code", "is_text", "postback", "text_of",
            "FollowEvent", "UnfollowEvent", "MessageEvent", "PostbackEvent"]

@@ -37,3 +37,12 @@ def broadcast_recipients(job_id: str) -> str:
 
 def broadcast_lease(job_id: str) -> str:
     return f"{PREFIX}:broadcast:{{{job_id}}}:lease"
+
+
+def conversation_step(user_id: str) -> str:
+    return f"{PREFIX}:conv:{{{user_id}}}"  # string: the one step a member's chat is waiting on (expires)
+
+
+# Deferred notices (bot/notices.py): one hash tag, so the due zset and the bodies change together.
+NOTICES_DUE = f"{PREFIX}:notices:{{n}}:due"  # zset: notice id (its retry key) -> when it may be sent (ms)
+NOTICES_BODY = f"{PREFIX}:notices:{{n}}:body"  # hash: notice id -> {"to", "messages", "kind"} (JSON)

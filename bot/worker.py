@@ -21,9 +21,9 @@ from typing import Any
 from linebot.v3.webhooks import Event, FollowEvent, UnfollowEvent
 from redis.exceptions import RedisError, ResponseError
 
-from bot import keys
+from bot import keys, notices
 from bot.dispatcher import Ctx, Router, Services
-from bot.line_client import LineRejected, retry_key
+from bot.line_client import retry_key
 from bot.metrics import Metrics
 from rewards import engine
 
@@ -99,21 +99,17 @@ class Worker:
             await self._warn_expiry(uid, points, when)
         await program.birthdays_due(now_ms)
         await self.services.catalog.release_stale(now_ms)
+        await notices.send_due(self.services, now_ms)  # notices kept through quiet hours or a LINE outage
 
     async def _warn_expiry(self, uid: str, points: int, when_ms: int) -> None:
         view = await self.services.program.member(uid)
         if view is None or view.blocked or points <= 0:
             await self.services.program.mark_warned(uid, when_ms)
             return
-        texts = self.services.texts
-        lang = texts.lang_for(view.lang)
         day = engine.shop_time(self.services.program.rules, when_ms).strftime("%Y/%m/%d")
-        body = texts.get(lang, "expiry_warning", points=f"{points:,}", date=day)
-        try:
-            await self.services.line.push(uid, [{"type": "text", "text": body}], retry_key("expiry", uid, when_ms))
-        except (LineRejected, RuntimeError) as exc:
-            log.warning("expiry warning to %s not sent: %s", uid, exc)
-            return
+        # sent, kept for after quiet hours or a LINE outage, or switched off: warned either way
+        await notices.notify(self.services, "points_expiring", uid, "expiry_warning",
+                             retry_key("expiry", uid, when_ms), points=f"{points:,}", date=day)
         await self.services.program.mark_warned(uid, when_ms)
 
     # ---- one partition -----------------------------------------------------------------

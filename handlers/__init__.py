@@ -8,6 +8,7 @@ from handlers import (
     help,
     invite,
     points,
+    profile,
     referral_code,
     rewards_catalog,
     unfollow,
@@ -16,6 +17,6 @@ from handlers import (
 
 def build_router() -> Router:
     root = Router("root")
-    root.include(follow.router, unfollow.router, help.router, invite.router, points.router,
+    root.include(follow.router, unfollow.router, profile.router, help.router, invite.router, points.router,
                  rewards_catalog.router, coupons.router, gift.router, referral_code.router, fallback.router)
     return root

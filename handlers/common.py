@@ -1,9 +1,15 @@
 """Message building shared by the handlers: every answer ends with quick replies."""
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from bot.dispatcher import Ctx
+
+log = logging.getLogger(__name__)
+LOADING_SECONDS = 5  # LINE: 5-60, a multiple of 5; the animation stops by itself when our answer arrives
+LOADING_WAIT_SECONDS = 2.0  # never hold an answer back long for a cosmetic call
 
 
 def quick_replies(ctx: Ctx, *extra: dict[str, Any]) -> dict[str, Any]:
@@ -23,3 +29,17 @@ def text(ctx: Ctx, body: str, *extra_quick: dict[str, Any]) -> dict[str, Any]:
 
 def plain(body: str) -> dict[str, Any]:
     return {"type": "text", "text": body[:5000]}
+
+
+async def show_loading(ctx: Ctx) -> None:
+    """The typing dots before a slower answer: best effort, only in a one-to-one chat and only when the
+    answer will be a reply (a push after a dead token arrives later, and the dots would hang on)."""
+    source = getattr(ctx.event, "source", None)
+    if ctx.standby or getattr(source, "type", None) != "user" or not getattr(ctx.event, "reply_token", None):
+        return
+    if not ctx.reply_token_fresh():
+        return
+    try:
+        await asyncio.wait_for(ctx.services.line.show_loading(ctx.user_id, LOADING_SECONDS), LOADING_WAIT_SECONDS)
+    except Exception as exc:  # noqa: BLE001 - purely cosmetic, it must never fail the event
+        log.debug("loading animation skipped: %s", exc)

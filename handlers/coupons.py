@@ -1,7 +1,7 @@
 """クーポン / coupons: the member's coupons, newest first, each with its code, state and page link."""
 from __future__ import annotations
 
-from bot.dispatcher import Ctx, MessageEvent, Router, words
+from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from bot.links import coupon_link
 from handlers.common import text
 from handlers.rewards_catalog import coupon_lines
@@ -10,7 +10,7 @@ router = Router("coupons")
 SHOWN = 10
 
 
-@router.on(MessageEvent, words("クーポン", "くーぽん", "coupons", "coupon", "マイクーポン", "my coupons"))
+@router.on(MessageEvent, keyword("coupons"))
 async def on_coupons(ctx: Ctx) -> None:
     catalog = ctx.services.catalog
     coupons = await catalog.coupons(ctx.user_id, SHOWN)

@@ -1,8 +1,25 @@
 """Anything else: never silence. Text we do not understand gets short help; stickers and images a kind word."""
+from linebot.v3.webhooks import TextMessageContent
+
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, is_text
+from bot.keywords import is_emoji_only
 from handlers.common import text
 
 router = Router("fallback")
+
+
+def emoji_only(ctx: Ctx) -> bool:
+    message = getattr(ctx.event, "message", None)
+    if not isinstance(message, TextMessageContent):
+        return False
+    spans = [(e.index, e.length) for e in message.emojis or []]
+    return is_emoji_only(message.text, spans)
+
+
+@router.on(MessageEvent, emoji_only)
+async def on_emoji(ctx: Ctx) -> None:
+    """Emoji alone say hello or thanks, like a sticker: a kind word, not "I did not understand"."""
+    await ctx.answer(text(ctx, ctx.t("not_text")))
 
 
 @router.on(MessageEvent, is_text)

@@ -10,7 +10,7 @@ async def on_follow(ctx: Ctx) -> None:
     if ctx.member_is_new:
         language = await ctx.services.line.profile_language(ctx.user_id)
         if language:
-            await ctx.program.set_language(ctx.user_id, language)
+            await ctx.program.set_line_language(ctx.user_id, language)
             ctx.lang = ctx.services.texts.lang_for(language)
     points = 0
     if not ctx.event.follow.is_unblocked:  # signup's op id makes it once per member, ever

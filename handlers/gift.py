@@ -1,7 +1,7 @@
 """相手に譲る / gift: a referrer chooses whether their referral reward goes to the friend instead."""
 from dataclasses import dataclass
 
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
+from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, keyword, postback
 from bot.postback import PostbackData
 from handlers.common import text
 
@@ -20,7 +20,7 @@ def _choice(ctx: Ctx, on: bool) -> dict:
                                          "displayText": label}}
 
 
-@router.on(MessageEvent, words("相手に譲る", "譲る", "ゆずる", "gift", "give to friend"))
+@router.on(MessageEvent, keyword("gift"))
 async def on_gift_word(ctx: Ctx) -> None:
     rules = ctx.program.rules
     if not rules.allow_gift:

@@ -1,10 +1,10 @@
 """ヘルプ / help: what the bot can do."""
-from bot.dispatcher import Ctx, MessageEvent, Router, words
+from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from handlers.common import text
 
 router = Router("help")
 
 
-@router.on(MessageEvent, words("ヘルプ", "へるぷ", "help", "使い方", "?", "？", "メニュー", "menu"))
+@router.on(MessageEvent, keyword("help"))
 async def on_help(ctx: Ctx) -> None:
     await ctx.answer(text(ctx, ctx.t("help")))

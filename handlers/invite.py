@@ -1,14 +1,14 @@
 """招待 / invite: the member's invite link, its QR code and a ready-to-forward caption."""
 from urllib.parse import quote
 
-from bot.dispatcher import Ctx, MessageEvent, Router, words
+from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from bot.links import invite_link, qr_image_url
 from handlers.common import text
 
 router = Router("invite")
 
 
-@router.on(MessageEvent, words("招待", "招待する", "しょうたい", "紹介", "invite", "invitation", "招待リンク"))
+@router.on(MessageEvent, keyword("invite"))
 async def on_invite(ctx: Ctx) -> None:
     code = await ctx.program.invite_code(ctx.user_id)
     settings, rules = ctx.services.settings, ctx.program.rules

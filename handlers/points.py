@@ -1,15 +1,16 @@
 """ポイント / points: the balance, the tier and the latest ledger lines."""
 from datetime import datetime, timedelta, timezone
 
-from bot.dispatcher import Ctx, MessageEvent, Router, words
-from handlers.common import text
+from bot.dispatcher import Ctx, MessageEvent, Router, keyword
+from handlers.common import show_loading, text
 
 router = Router("points")
 JST = timezone(timedelta(hours=9))
 
 
-@router.on(MessageEvent, words("ポイント", "ぽいんと", "ポイント確認", "points", "point", "pt", "pts"))
+@router.on(MessageEvent, keyword("points"))
 async def on_points(ctx: Ctx) -> None:
+    await show_loading(ctx)
     member = await ctx.program.member(ctx.user_id)
     if member is None:  # cannot happen after a sighting, but never answer with nothing
         return

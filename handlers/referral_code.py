@@ -1,8 +1,10 @@
 """A message carrying an invite code: attribute the sender to the code's owner, or say kindly why not."""
 import logging
 
+from bot import notices
 from bot.dispatcher import Ctx, MessageEvent, Router, carries_code
-from handlers.common import plain, text
+from bot.line_client import retry_key
+from handlers.common import text
 
 router = Router("referral_code")
 log = logging.getLogger(__name__)
@@ -18,6 +20,9 @@ async def on_code(ctx: Ctx, code: str) -> None:
         return
     await ctx.answer(text(ctx, ctx.t("referral_ok", friend_points=rules.friend_points)))
     assert outcome.referrer is not None
-    referrer_lang = ctx.services.texts.lang_for(await ctx.program.language(outcome.referrer))
-    await ctx.notify(outcome.referrer, plain(ctx.services.texts.get(
-        referrer_lang, "referral_ok_referrer", referrer_points=rules.referrer_points)))
+    # keyed by this event, so handling it again after a crash tells the referrer nothing new
+    await notices.notify(ctx.services, "friend_joined", outcome.referrer, "referral_ok_referrer",
+                         retry_key(ctx.event_id, "friend_joined", outcome.referrer),
+                         referrer_points=rules.referrer_points)
+    if rules.referral_trigger == "join":  # joining completed the referral: a milestone may be reached
+        await notices.milestone_check(ctx.services, outcome.referrer, ctx.user_id)

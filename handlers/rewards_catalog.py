@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
+from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, keyword, postback
 from bot.links import coupon_link
 from bot.postback import PostbackData
-from handlers.common import text
-from rewards.catalog import ClaimResult, Coupon, Stock
+from handlers.common import show_loading, text
+from rewards.catalog import OUT_OF_STOCK, ClaimResult, Coupon, Stock
 from rewards.rules import Reward
 
 router = Router("rewards_catalog")
@@ -62,8 +62,9 @@ def stock_note(ctx: Ctx, stock: Stock) -> str | None:
     return ctx.t("rewards_sold_out") if stock.left == 0 else ctx.t("rewards_left", left=f"{stock.left:,}")
 
 
-@router.on(MessageEvent, words("特典", "とくてん", "rewards", "reward", "特典カタログ", "交換", "catalog"))
+@router.on(MessageEvent, keyword("rewards"))
 async def on_rewards(ctx: Ctx) -> None:
+    await show_loading(ctx)
     catalog = ctx.services.catalog
     listings = await catalog.catalog(ctx.user_id)
     member = await ctx.program.member(ctx.user_id)
@@ -109,6 +110,8 @@ async def on_show(ctx: Ctx, data: ShowReward) -> None:
         details.append(ctx.t("reward_valid_days", days=reward.valid_days))
     details.append("")
     if offer.refusal:
+        if offer.refusal == OUT_OF_STOCK:  # told once when staff add stock (bot/notices.py)
+            await ctx.services.catalog.wait_for_stock(ctx.user_id, reward.id)
         details.append(refusal_text(ctx, offer.refusal, reward, offer.points))
         await ctx.answer(text(ctx, "\n".join(details), coupons_button(ctx)))
         return
@@ -123,6 +126,8 @@ async def on_show(ctx: Ctx, data: ShowReward) -> None:
 async def on_confirm(ctx: Ctx, data: ConfirmClaim) -> None:
     result = await ctx.services.catalog.confirm(ctx.user_id, data.claim_id)
     if not result.ok:
+        if result.reason == OUT_OF_STOCK and result.reward is not None:
+            await ctx.services.catalog.wait_for_stock(ctx.user_id, result.reward.id)
         member = await ctx.program.member(ctx.user_id)
         points = member.points if member else 0
         await ctx.answer(text(ctx, refusal_text(ctx, result.reason or "UNKNOWN_CLAIM", result.reward, points),

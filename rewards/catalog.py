@@ -507,3 +507,14 @@ class Catalog:
                                             args=batch)
             added += int(n)
         return added, int(size)
+
+
+    # ---- members waiting for stock (told once when it is back) ------------------------------
+    async def wait_for_stock(self, uid: str, reward_id: str) -> None:
+        await self.redis.sadd(keys.reward_waiting(reward_id), uid)
+
+    async def waiting_for_stock(self, reward_id: str) -> list[str]:
+        return sorted(m.decode() for m in await self.redis.smembers(keys.reward_waiting(reward_id)))
+
+    async def stop_waiting(self, reward_id: str, uid: str) -> None:
+        await self.redis.srem(keys.reward_waiting(reward_id), uid)

@@ -97,6 +97,10 @@ def reward_pool_seen(reward_id: str) -> str:
     return f"{PREFIX}:reward:{{r:{reward_id}}}:pool:seen"  # set: every code ever uploaded (no code twice)
 
 
+def reward_waiting(reward_id: str) -> str:
+    return f"{PREFIX}:reward:{{r:{reward_id}}}:waiting"  # set: members refused it as sold out, to tell on restock
+
+
 def claim(uid: str, claim_id: str) -> str:
     return f"{PREFIX}:m:{{{uid}}}:claim:{claim_id}"  # hash: reward, token, code, state, reason, expires_at
 

@@ -69,6 +69,14 @@ class MemberView:
     debt: int = 0
     birthday: str | None = None  # MM-DD
     gift: bool = False  # gives their referral reward to the friend
+    nickname: str | None = None  # shown on the leaderboard only with nickname_consent
+    nickname_consent: bool = False
+    language_chosen: bool = False  # the member picked `lang` themselves (it then wins over LINE's)
+
+    @property
+    def language(self) -> str | None:
+        """The language to speak to the member in: their own choice, else their LINE app's."""
+        return self.lang
 
 
 @dataclass(frozen=True)
@@ -193,12 +201,35 @@ class Program:
         return bool(await self.redis.exists(keys.member(uid)))
 
     async def language(self, uid: str) -> str | None:
-        lang = await self.redis.hget(keys.member(uid), "lang")
+        """The member's own choice of language, else the one their LINE app reported."""
+        chosen, line = await self.redis.hmget(keys.member(uid), ["lang_pref", "lang"])
+        lang = chosen or line
         return lang.decode() if lang else None
 
-    async def set_language(self, uid: str, lang: str) -> None:
+    async def set_line_language(self, uid: str, lang: str) -> None:
+        """The LINE app's language (read from the profile on follow): a default, not the member's choice."""
         await self.redis.hset(keys.member(uid), "lang", lang)
-        await self._profile_completed(uid)
+
+    async def set_language(self, uid: str, lang: str) -> int:
+        """The member's own choice of language; it wins over the LINE app's. Returns profile points paid now."""
+        await self.redis.hset(keys.member(uid), "lang_pref", lang)
+        return await self._profile_completed(uid)
+
+    async def set_nickname(self, uid: str, nickname: str | None, consent: bool) -> None:
+        """The leaderboard nickname (None keeps the current one) and whether it may be shown.
+
+        The nickname arrives already checked (bot side); consent without a nickname is refused."""
+        if consent and nickname is None and not await self.redis.hexists(keys.member(uid), "nickname"):
+            raise ProgramError("NO_NICKNAME", "set a nickname before agreeing to show it")
+        fields: dict[str, str | int] = {"nickname_consent": 1 if consent else 0}
+        if nickname is not None:
+            fields["nickname"] = nickname
+        await self.redis.hset(keys.member(uid), mapping=fields)
+
+    async def profile_points_paid(self, uid: str) -> int:
+        """The profile-completion points this member got (0 before completion, or with the rule off)."""
+        entry = await self._entry(uid, "profile")
+        return int(entry["delta"]) if entry else 0
 
     async def set_birthday(self, uid: str, month: int, day: int) -> bool:
         """Once: the birthday can be set but not changed (so it cannot be moved to earn twice)."""
@@ -217,11 +248,16 @@ class Program:
             raise ProgramError("GIFT_NOT_ALLOWED", "this shop's rules do not let referrers give their reward away")
         await self.redis.hset(keys.member(uid), "gift", 1 if gift else 0)
 
-    async def _profile_completed(self, uid: str) -> None:
-        fields = await self.redis.hmget(keys.member(uid), ["birthday", "lang"])
+    async def _profile_completed(self, uid: str) -> int:
+        """Profile completion = a birthday and a language the member chose (LINE's own does not count);
+        pays once (op `profile`). Returns the points paid by this call."""
+        fields = await self.redis.hmget(keys.member(uid), ["birthday", "lang_pref"])
         rule = self.rules.earn.get("profile")
         if rule and rule.points and all(fields):
-            await self.earn(uid, self._award("profile", rule.points, self._now_ms(), "profile", "profile"))
+            award = self._award("profile", rule.points, self._now_ms(), "profile", "profile")
+            written, _ = await self.earn(uid, award)
+            return award.amount if written == 1 else 0
+        return 0
 
     async def birthday_points(self, uid: str, at_ms: int) -> int:
         rule = self.rules.earn.get("birthday")
@@ -290,8 +326,38 @@ class Program:
             next_tier=higher[0].name if higher else None,
             to_next_tier=higher[0].threshold - measure if higher else None,
             referrals=Referrals(invited=len(made), pending=made.count("pending"), completed=made.count("completed")),
-            code=m.get("code"), blocked=m.get("blocked") == "1", lang=m.get("lang"), debt=int(m.get("debt", 0)),
-            birthday=m.get("birthday"), gift=m.get("gift") == "1")
+            code=m.get("code"), blocked=m.get("blocked") == "1", lang=m.get("lang_pref") or m.get("lang"),
+            debt=int(m.get("debt", 0)), birthday=m.get("birthday"), gift=m.get("gift") == "1",
+            nickname=m.get("nickname"), nickname_consent=m.get("nickname_consent") == "1",
+            language_chosen="lang_pref" in m)
+
+    async def tier_rise(self, uid: str) -> str | None:
+        """The tier the member has risen to since the last rise was marked told, or None.
+
+        A fall (tiers that follow a window down) is marked silently, so the next rise is news again."""
+        fields = await self.redis.hgetall(keys.member(uid))
+        if not fields:
+            return None
+        m = {k.decode(): v.decode() for k, v in fields.items()}
+        tier, _ = self._tier(m)
+        ranks = [t.name for t in self.rules.tiers]
+        told = m.get("tier_told")
+        told_rank = ranks.index(told) if told in ranks else 0
+        if ranks.index(tier.name) > told_rank:
+            return tier.name
+        if ranks.index(tier.name) < told_rank:
+            await self.redis.hset(keys.member(uid), "tier_told", tier.name)
+        return None
+
+    async def mark_tier_told(self, uid: str, tier: str) -> None:
+        await self.redis.hset(keys.member(uid), "tier_told", tier)
+
+    async def milestone_reached(self, referrer: str, friend: str) -> int | None:
+        """The milestone count this friend's completed referral reached for the referrer, if it reached one."""
+        op = await self.redis.hget(keys.referrals_made(referrer), f"{friend}|milestone")
+        if not op or await self.redis.hget(keys.referrals_made(referrer), friend) != b"completed":
+            return None
+        return int(op.decode().split(":")[1])
 
     async def recent_ledger(self, uid: str, count: int = 5) -> list[LedgerLine]:
         raw = await self.redis.lrange(keys.ledger(uid), -count * 2, -1)

@@ -75,6 +75,26 @@ class Reward:
     image: str | None = None
 
 
+NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back")
+
+
+@dataclass(frozen=True)
+class Notifications:
+    """Which push notices go out, and the quiet hours (minutes after midnight, shop time) they wait out."""
+
+    enabled: frozenset[str] = frozenset(NOTICE_KINDS)
+    quiet_start: int | None = 21 * 60  # None: no quiet hours
+    quiet_end: int | None = 9 * 60
+    ignore_quiet_hours: frozenset[str] = frozenset({"friend_joined", "referral_completed"})
+
+    def quiet_at(self, minute_of_day: int) -> bool:
+        if self.quiet_start is None or self.quiet_end is None or self.quiet_start == self.quiet_end:
+            return False
+        if self.quiet_start < self.quiet_end:
+            return self.quiet_start <= minute_of_day < self.quiet_end
+        return minute_of_day >= self.quiet_start or minute_of_day < self.quiet_end  # across midnight
+
+
 @dataclass(frozen=True)
 class Rules:
     timezone: ZoneInfo
@@ -104,6 +124,7 @@ class Rules:
     tiers: tuple[Tier, ...]
     campaigns: tuple[Campaign, ...] = ()
     rewards: tuple[Reward, ...] = field(default_factory=tuple)
+    notifications: Notifications = Notifications()
 
     @property
     def signup_points(self) -> int:
@@ -335,6 +356,8 @@ def _load_rules(path: Path) -> Rules:
             valid_days=r.whole(w, where, "valid_days", minimum=1) if "valid_days" in w else None,
             image=w.get("image")))
 
+    notifications = _notifications(r, r.table(data, "", "notifications"))
+
     return Rules(
         timezone=zone,
         expiry=r.choice(points, "points", "expiry", ("never", "earned", "inactivity")),
@@ -360,4 +383,28 @@ def _load_rules(path: Path) -> Rules:
         tier_basis=r.choice(tiers_table, "tiers", "basis", ("points", "yen")),
         tier_window=r.choice(tiers_table, "tiers", "window", ("lifetime", "rolling_12_months")),
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
-        tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards))
+        tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications)
+
+
+_QUIET = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
+
+
+def _notifications(r: _Reader, table: dict[str, Any]) -> Notifications:
+    """[notifications]: a true/false per notice, the quiet hours and the notices that ignore them."""
+    where = "notifications"
+    unknown = set(table) - {*NOTICE_KINDS, "quiet_hours", "ignore_quiet_hours"}
+    if unknown:
+        raise r.fail(f"{where}.{sorted(unknown)[0]}", f"unknown setting; notices are {', '.join(NOTICE_KINDS)}")
+    enabled = frozenset(kind for kind in NOTICE_KINDS if r.flag(table, where, kind, True))
+    quiet = table.get("quiet_hours", "21:00-09:00")
+    start = end = None
+    if quiet != "":
+        match = _QUIET.match(quiet) if isinstance(quiet, str) else None
+        hours = [int(g) for g in match.groups()] if match else []
+        if not match or hours[0] > 23 or hours[2] > 23 or hours[1] > 59 or hours[3] > 59:
+            raise r.fail(f"{where}.quiet_hours", f'must be "HH:MM-HH:MM" (e.g. "21:00-09:00") or "", not {quiet!r}')
+        start, end = hours[0] * 60 + hours[1], hours[2] * 60 + hours[3]
+    ignore = table.get("ignore_quiet_hours", ["friend_joined", "referral_completed"])
+    if not isinstance(ignore, list) or set(ignore) - set(NOTICE_KINDS):
+        raise r.fail(f"{where}.ignore_quiet_hours", f"name notices from: {', '.join(NOTICE_KINDS)}")
+    return Notifications(enabled, start, end, frozenset(ignore))

@@ -256,6 +256,16 @@ async def test_tapping_message_and_postback_actions(stack: Stack) -> None:
     await stack.post(tap, {"action": "nonsense"}, status=400)
 
 
+async def test_tapping_a_date_picker_sends_the_picked_date(stack: Stack) -> None:
+    uid = await stack.customer()
+    picker = {"type": "datetimepicker", "label": "誕生日を設定", "data": "pf.bd|x", "mode": "date",
+              "initial": "1990-01-01", "min": "1900-01-01", "max": "2026-01-01"}
+    await stack.post(f"/api/customers/{uid}/tap", {"action": {**picker, "chosen": "1990-04-12"}})
+    await stack.post(f"/api/customers/{uid}/tap", {"action": picker})
+    assert [e["postback"]["params"] for e in stack.bot.events("postback")] == [{"date": "1990-04-12"},
+                                                                               {"date": "1990-01-01"}]
+
+
 async def test_oa_message_link_prefills_the_input_without_sending(stack: Stack) -> None:
     uid = await stack.customer()
     answer = await stack.post(f"/api/customers/{uid}/tap",

@@ -360,6 +360,13 @@ class Console:
         if kind == "postback":
             display = action.get("displayText")
             return await self.postback(customer, str(action.get("data", "")), str(display) if display else None)
+        if kind == "datetimepicker":  # the value the customer picked (the console's prompt), else the initial
+            mode = str(action.get("mode") or "datetime")
+            value = str(action.get("chosen") or action.get("initial") or "")
+            self._can_talk(customer)
+            self.add_entry(customer, "postback", data=str(action.get("data", "")), displayText=value)
+            event = self.platform.postback(customer.uid, str(action.get("data", "")), {mode: value})
+            return {"effect": "sent", "webhook_status": await self._deliver(customer, event)}
         if kind == "uri":
             return await self.open_uri(customer, str(action.get("uri", "")), origin)
         if kind == "clipboard":

@@ -353,8 +353,16 @@ class Platform:
                    "contentProvider": {"type": "line"}}
         return self.event("message", user_id, message=message)
 
-    def postback(self, user_id: str, data: str) -> dict:
-        return self.event("postback", user_id, postback={"data": data})
+    def postback(self, user_id: str, data: str, params: dict[str, str] | None = None) -> dict:
+        """A tap on a postback button; `params` as a datetime picker sends them ({"date": "1990-04-12"})."""
+        postback: dict[str, Any] = {"data": data}
+        if params is not None:
+            postback["params"] = params
+        return self.event("postback", user_id, postback=postback)
+
+    def pick_date(self, user_id: str, data: str, day: str) -> dict:
+        """The datetime picker (mode "date") answered with a day, YYYY-MM-DD."""
+        return self.postback(user_id, data, {"date": day})
 
     def payload(self, *events: dict) -> bytes:
         return json.dumps({"destination": BOT_USER_ID, "events": list(events)}, ensure_ascii=False).encode()

@@ -186,6 +186,11 @@ function setDraft(uid, text) {
 // ---- taps -----------------------------------------------------------------------------------
 async function tap(uid, action) {
   if (!action || typeof action !== "object") return;
+  if (action.type === "datetimepicker") {  // LINE shows a picker; the console asks for the value
+    const chosen = window.prompt(action.label || "date", action.initial || "");
+    if (chosen === null) return;
+    action = { ...action, chosen };
+  }
   const { data } = await api(customerPath(uid, "tap"), { action });
   if (data) handleEffect(uid, data);
 }

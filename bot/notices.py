@@ -1,0 +1,168 @@
+"""Push notices on behalf of the domain, in one place: each kind switchable in the rules' [notifications], and
+quiet hours (shop time) that defer a notice rather than drop it.
+
+A deferred notice is kept durably in Redis: a zset of notice ids by due time and a hash of bodies, under one
+hash tag so both change in one MULTI. The notice id *is* its X-Line-Retry-Key, fixed when the notice is made
+(tied to the event or operation that caused it), so however often it is sent — a re-run event, a tick after a
+crash between the push and the bookkeeping — LINE delivers it once and answers 409 to the rest.
+A push that fails for a while (5xx, timeouts) is kept the same way and tried again by the clock.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot import keys
+from bot.dispatcher import Services
+from bot.line_client import LineRejected, retry_key
+from rewards import engine
+from rewards.rules import NOTICE_KINDS, Notifications
+
+log = logging.getLogger(__name__)
+
+RETRY_LATER_MS = 60_000  # a push LINE would not take now is tried again after this
+SEND_BATCH = 200  # deferred notices sent per clock tick at most
+
+
+def quiet_until(rules_notifications: Notifications, local: datetime) -> datetime | None:
+    """When the quiet hours around `local` (shop time) end, or None when it is not quiet."""
+    n = rules_notifications
+    if n.quiet_end is None or not n.quiet_at(local.hour * 60 + local.minute):
+        return None
+    end = local.replace(hour=n.quiet_end // 60, minute=n.quiet_end % 60, second=0, microsecond=0)
+    return end if end > local else end + timedelta(days=1)
+
+
+async def notify(services: Services, kind: str, to: str, text_key: str, key: str, **values: Any) -> str:
+    """Tell member `to` something, in their language: "off" (switched off), "blocked", "sent", "deferred"
+    (quiet hours), "retrying" (LINE failing: kept for the clock) or "rejected" (LINE refused it for good).
+
+    `key` is the notice's retry key: the same cause must always give the same key."""
+    assert kind in NOTICE_KINDS, kind
+    program = services.program
+    rules = program.rules.notifications
+    if kind not in rules.enabled:
+        log.info("notice %s to %s not sent: switched off in the rules", kind, to)
+        return "off"
+    view = await program.member(to)
+    if view is None or view.blocked:
+        return "blocked"
+    lang = services.texts.lang_for(view.language)
+    messages = [{"type": "text", "text": services.texts.get(lang, text_key, **values)[:5000]}]
+    now_ms = int(program.clock() * 1000)
+    if kind not in rules.ignore_quiet_hours:
+        until = quiet_until(rules, engine.shop_time(program.rules, now_ms))
+        if until is not None:
+            await _keep(services, key, kind, to, messages, int(until.timestamp() * 1000))
+            log.info("notice %s to %s deferred to %s (quiet hours)", kind, to, until.isoformat())
+            return "deferred"
+    return await _push(services, key, kind, to, messages, now_ms, kept=False)
+
+
+async def _keep(services: Services, key: str, kind: str, to: str, messages: list[dict], due_ms: int) -> None:
+    """Store a notice to send later; a notice already kept keeps its first due time and body."""
+    body = json.dumps({"kind": kind, "to": to, "messages": messages}, ensure_ascii=False)
+    async with services.redis.pipeline(transaction=True) as pipe:
+        pipe.hsetnx(keys.NOTICES_BODY, key, body)
+        pipe.zadd(keys.NOTICES_DUE, {key: due_ms}, nx=True)
+        await pipe.execute()
+
+
+async def _forget(services: Services, key: str) -> None:
+    async with services.redis.pipeline(transaction=True) as pipe:
+        pipe.zrem(keys.NOTICES_DUE, key)
+        pipe.hdel(keys.NOTICES_BODY, key)
+        await pipe.execute()
+
+
+async def _push(services: Services, key: str, kind: str, to: str, messages: list[dict], now_ms: int,
+                kept: bool) -> str:
+    try:
+        await services.line.push(to, messages, key)
+    except LineRejected as exc:  # a 4xx (or the monthly quota): trying again cannot help
+        log.warning("notice %s to %s refused by LINE: %s", kind, to, exc)
+        if kept:
+            await _forget(services, key)
+        return "rejected"
+    except RuntimeError as exc:  # still failing after the client's own retries: the clock tries again
+        log.warning("notice %s to %s not sent yet (%s); kept for a later try", kind, to, exc)
+        if kept:
+            await services.redis.zadd(keys.NOTICES_DUE, {key: now_ms + RETRY_LATER_MS}, xx=True)
+        else:
+            await _keep(services, key, kind, to, messages, now_ms + RETRY_LATER_MS)
+        return "retrying"
+    if kept:
+        await _forget(services, key)
+    return "sent"
+
+
+async def send_due(services: Services, now_ms: int | None = None) -> int:
+    """The clock's part: send the kept notices whose time has come. Returns how many were sent."""
+    now = now_ms if now_ms is not None else int(services.program.clock() * 1000)
+    due = await services.redis.zrangebyscore(keys.NOTICES_DUE, "-inf", now, start=0, num=SEND_BATCH)
+    sent = 0
+    for raw_key in due:
+        key = raw_key.decode()
+        raw = await services.redis.hget(keys.NOTICES_BODY, key)
+        if raw is None:  # forgotten meanwhile by another sender
+            await services.redis.zrem(keys.NOTICES_DUE, key)
+            continue
+        notice = json.loads(raw)
+        if notice["kind"] not in services.program.rules.notifications.enabled:
+            await _forget(services, key)  # switched off since it was kept
+            continue
+        view = await services.program.member(notice["to"])
+        if view is None or view.blocked:
+            await _forget(services, key)
+            continue
+        if await _push(services, key, notice["kind"], notice["to"], notice["messages"], now, kept=True) == "sent":
+            sent += 1
+    return sent
+
+
+async def pending(services: Services) -> int:
+    """How many notices are kept for later (tests, metrics)."""
+    return int(await services.redis.zcard(keys.NOTICES_DUE))
+
+
+# ---- the notices the domain's outcomes call for ------------------------------------------------
+async def tier_check(services: Services, uid: str, op: str) -> str | None:
+    """After an award: a tier up is told once (retry key tied to the tier and the operation that raised it)."""
+    program = services.program
+    risen = await program.tier_rise(uid)
+    if risen is None:
+        return None
+    await notify(services, "tier_up", uid, "notice_tier_up", retry_key("tier-up", uid, risen, op), tier=risen)
+    await program.mark_tier_told(uid, risen)  # told, or switched off: either way it is not news later
+    return risen
+
+
+async def milestone_check(services: Services, referrer: str, friend: str) -> int | None:
+    """After a referral completed: the milestone it reached, if any, told once (keyed by referrer and count)."""
+    count = await services.program.milestone_reached(referrer, friend)
+    if count is None:
+        return None
+    points = next((m.points for m in services.program.rules.milestones if m.count == count), 0)
+    await notify(services, "milestone", referrer, "notice_milestone", retry_key("milestone", referrer, count),
+                 count=count, points=f"{points:,}")
+    return count
+
+
+async def stock_back(services: Services, reward_id: str, restock: str) -> int:
+    """Stock added to a reward: tell each member who was refused it as sold out, once; `restock` names this
+    addition (the stock after it), so a crash before a member is crossed off sends nothing new."""
+    reward = services.program.rules.reward(reward_id)
+    if reward is None:
+        return 0
+    told = 0
+    for uid in await services.catalog.waiting_for_stock(reward_id):
+        view = await services.program.member(uid)
+        lang = services.texts.lang_for(view.language if view else None)
+        name = reward.name.get(lang) or reward.name["ja"]
+        status = await notify(services, "stock_back", uid, "notice_stock_back",
+                              retry_key("stock-back", reward_id, uid, restock), name=name)
+        told += status in ("sent", "deferred", "retrying")
+        await services.catalog.stop_waiting(reward_id, uid)
+    return told
