@@ -5,6 +5,7 @@ route whose event type and filters all match handles the event.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -157,6 +158,8 @@ class Router:
             data: dict[str, Any] = {}
             for check in route.filters:
                 result = check(ctx)
+                if inspect.isawaitable(result):  # a filter that asks Redis (is_staff)
+                    result = await result
                 if not result:
                     break
                 if isinstance(result, dict):

@@ -37,3 +37,14 @@ def broadcast_recipients(job_id: str) -> str:
 
 def broadcast_lease(job_id: str) -> str:
     return f"{PREFIX}:broadcast:{{{job_id}}}:lease"
+
+
+STAFF = f"{PREFIX}:staff"  # set: staff user ids added through the admin API (STAFF_USER_IDS come from config)
+
+
+def staff_state(user_id: str) -> str:
+    return f"{PREFIX}:staff:{{{user_id}}}:state"  # hash: a staff member's conversation step and its draft, expiring
+
+
+def staff_draft_done(draft_id: str) -> str:
+    return f"{PREFIX}:staff:draft:{draft_id}"  # string: the broadcast a confirmed draft created (confirm once)
