@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
 from bot.postback import PostbackData
 from bot.staff import is_staff
+from handlers.common import plain
 from handlers.staff_common import WORD_REVIEW, postback_button, staff_text
 from rewards import codes
 from rewards.program import ProgramError
@@ -62,8 +63,20 @@ async def decide(ctx: Ctx, friend: str, approve: bool) -> None:
         await ctx.program.audit(ctx.user_id, "approve_referral" if approve else "void_referral", friend,
                                 referrer=decision.referrer, before=(before or {}).get("status", ""),
                                 after=decision.status)
+        if approve and decision.referrer:
+            await tell_referrer(ctx, decision.referrer)
     key = "staff_review_approved" if approve else "staff_review_voided"
     await ctx.answer(staff_text(ctx, ctx.t(key, friend=friend)))
+
+
+async def tell_referrer(ctx: Ctx, referrer: str) -> None:
+    """As when an order completes a referral: the referrer hears their points are in (once per event)."""
+    view = await ctx.program.member(referrer)
+    if view is None or view.blocked:
+        return
+    texts = ctx.services.texts
+    await ctx.notify(referrer, plain(texts.get(texts.lang_for(view.lang), "referral_completed_referrer",
+                                               points=ctx.program.rules.referrer_points, balance=f"{view.points:,}")))
 
 
 @router.on(PostbackEvent, postback(ApproveReferral), is_staff)

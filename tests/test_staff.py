@@ -191,12 +191,15 @@ async def test_staff_approve_a_reviewed_referral_in_chat_once(staff_bot: Bot) ->
     assert b in body(listed)
     approve, void = postbacks(listed)
     assert approve["label"] == "1 承認" and void["label"] == "1 無効"
+    mark = len(bot.platform.calls)
     assert body(await tap(bot, STAFF, approve["data"])) == ja(bot, "staff_review_approved", friend=b)
     await tap(bot, STAFF, approve["data"])
     await bot.idle()
     rules = bot.services.program.rules
     assert await points_of(bot, a) == a_before + rules.referrer_points
     assert await points_of(bot, b) == b_before + rules.friend_points
+    told = [c for c in bot.platform.calls[mark:] if c.endpoint == "push" and c.body["to"] == a]
+    assert len(told) == 1 and told[0].body["messages"][0]["text"].startswith("お友だちが初めて")  # told once
     [entry] = [e for e in await audit(bot) if e["what"] == "approve_referral"]
     assert entry["who"] == STAFF and entry["member"] == b and (entry["before"], entry["after"]) == ("review",
                                                                                                    "completed")
