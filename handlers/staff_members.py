@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 
 from bot.dispatcher import Ctx, MessageEvent, Router, text_of, words
 from bot.member_lookup import find_member
@@ -24,7 +25,7 @@ MAX_ADJUST = 1_000_000
 
 def adjust_command(ctx: Ctx) -> dict[str, str] | None:
     text = text_of(ctx)
-    match = ADJUST.match(codes.normalise(text).strip()) if text else None
+    match = ADJUST.match(unicodedata.normalize("NFKC", text).strip()) if text else None  # keeps the reason's case
     if not match:
         return None
     return {"who": match.group(1), "points": match.group(2), "reason": match.group(3).strip()}
@@ -32,7 +33,7 @@ def adjust_command(ctx: Ctx) -> dict[str, str] | None:
 
 def lookup_command(ctx: Ctx) -> dict[str, str] | None:
     text = text_of(ctx)
-    match = LOOKUP.match(codes.normalise(text).strip()) if text else None
+    match = LOOKUP.match(unicodedata.normalize("NFKC", text).strip()) if text else None
     return {"query": match.group(1)} if match else None
 
 

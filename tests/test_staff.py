@@ -142,11 +142,13 @@ async def test_staff_look_up_and_adjust_points_with_a_reason(staff_bot: Bot) -> 
     assert "見つかりませんでした" in body(await say(bot, STAFF, "会員 ZZZZ9999"))
 
     done = body(await say(bot, STAFF, f"調整 {code} +100 来店サービス"))
+    assert "Sorry" in body(await say(bot, STAFF, f"adjust {code.lower()} -10 Sorry, typo"))
     assert "+100" in done and "来店サービス" in done
-    assert await points_of(bot, customer) == before + 100
+    assert await points_of(bot, customer) == before + 90
     assert ja(bot, "staff_adjust_bad_points", max="1,000,000") == body(await say(bot, STAFF, f"調整 {code} 0 x"))
-    assert await points_of(bot, customer) == before + 100
-    [entry] = [e for e in await audit(bot) if e["what"] == "adjust_points"]
+    assert await points_of(bot, customer) == before + 90
+    entry, second = [e for e in await audit(bot) if e["what"] == "adjust_points"]
+    assert second["reason"] == "Sorry, typo" and int(second["points"]) == -10
     assert entry["who"] == STAFF and entry["member"] == customer and entry["reason"] == "来店サービス"
     assert (int(entry["before"]), int(entry["after"])) == (before, before + 100)
 
