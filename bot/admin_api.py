@@ -16,6 +16,7 @@ from aiohttp import web
 from bot import broadcasts, notices
 from bot.dispatcher import Services
 from bot.line_client import retry_key
+from rewards import stats as stats_report
 from rewards.program import ProgramError
 
 log = logging.getLogger(__name__)
@@ -112,8 +113,12 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                 at_ms = int(datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp() * 1000)
             except ValueError as exc:
                 raise BadRequest("INVALID_OCCURRED_AT", "occurred_at must be an ISO 8601 date-time") from exc
+        fingerprint = _field(body, "fingerprint", str, required=False)
+        if fingerprint is not None and not ORDER_ID.fullmatch(fingerprint):
+            raise BadRequest("INVALID_FINGERPRINT", "fingerprint must be 1 to 128 printable ASCII characters "
+                                                    "(send a hash, never the address or card itself)")
         s = services(request)
-        purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms)
+        purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms, fingerprint)
         if purchase.completed_referral_of:
             await _tell_referrer(s, purchase.completed_referral_of, user_id)
             await notices.milestone_check(s, purchase.completed_referral_of, user_id)
@@ -201,7 +206,12 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                                   "points_awarded": points})
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(await services(request).program.stats())
+        """The running totals, and under "report" the numbers of the last `days` days (1 to 90) by day."""
+        raw = request.query.get("days", "30")
+        if not raw.isdigit() or not 1 <= int(raw) <= stats_report.MAX_DAYS:
+            raise BadRequest("INVALID_DAYS", f"days must be a whole number from 1 to {stats_report.MAX_DAYS}")
+        program = services(request).program
+        return web.json_response(await program.stats() | {"report": await stats_report.report(program, int(raw))})
 
     app.router.add_post("/api/v1/conversions", conversions)
     app.router.add_post("/api/v1/conversions/{order_id}/refund", refund)

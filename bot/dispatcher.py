@@ -161,7 +161,7 @@ class Router:
             data: dict[str, Any] = {}
             for check in route.filters:
                 result = check(ctx)
-                if inspect.isawaitable(result):  # a filter may ask Redis (a pending conversation step)
+                if inspect.isawaitable(result):  # a filter may ask Redis (is_staff, a pending step)
                     result = await result
                 if not result:
                     break

@@ -46,3 +46,14 @@ def conversation_step(user_id: str) -> str:
 # Deferred notices (bot/notices.py): one hash tag, so the due zset and the bodies change together.
 NOTICES_DUE = f"{PREFIX}:notices:{{n}}:due"  # zset: notice id (its retry key) -> when it may be sent (ms)
 NOTICES_BODY = f"{PREFIX}:notices:{{n}}:body"  # hash: notice id -> {"to", "messages", "kind"} (JSON)
+
+
+STAFF = f"{PREFIX}:staff"  # set: staff user ids added through the admin API (STAFF_USER_IDS come from config)
+
+
+def staff_state(user_id: str) -> str:
+    return f"{PREFIX}:staff:{{{user_id}}}:state"  # hash: a staff member's conversation step and its draft, expiring
+
+
+def staff_draft_done(draft_id: str) -> str:
+    return f"{PREFIX}:staff:draft:{draft_id}"  # string: the broadcast a confirmed draft created (confirm once)

@@ -11,12 +11,22 @@ from handlers import (
     profile,
     referral_code,
     rewards_catalog,
+    staff_broadcast,
+    staff_common,
+    staff_coupons,
+    staff_members,
+    staff_numbers,
+    staff_review,
     unfollow,
 )
 
 
 def build_router() -> Router:
     root = Router("root")
+    # staff first (every staff route has the is_staff filter): cancel, the commands, then a step's typed input
+    root.include(staff_common.router, staff_broadcast.router, staff_numbers.router, staff_members.router,
+                 staff_coupons.router, staff_review.router, staff_broadcast.inputs, staff_members.inputs,
+                 staff_coupons.inputs)
     root.include(follow.router, unfollow.router, profile.router, help.router, invite.router, points.router,
                  rewards_catalog.router, coupons.router, gift.router, referral_code.router, fallback.router)
     return root

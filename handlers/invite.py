@@ -11,6 +11,7 @@ router = Router("invite")
 @router.on(MessageEvent, keyword("invite"))
 async def on_invite(ctx: Ctx) -> None:
     code = await ctx.program.invite_code(ctx.user_id)
+    await ctx.program.count("invites_shown")
     settings, rules = ctx.services.settings, ctx.program.rules
     link = invite_link(settings, code)
     caption = ctx.t("invite_caption", shop=ctx.t("shop_name"), friend_points=rules.friend_points, link=link)

@@ -74,6 +74,19 @@ STATS = f"{PREFIX}:stats"  # hash of program counters
 AUDIT = f"{PREFIX}:audit"  # stream: every staff action
 
 
+def fingerprints(uid: str) -> str:
+    return f"{PREFIX}:m:{{{uid}}}:fp"  # set: order fingerprints (hashed by the shop) seen on this member's orders
+
+
+# ---- the program's numbers (rewards/stats.py): global keys, each written by a separate command ----------
+def stats_day(day: str) -> str:
+    return f"{PREFIX}:stats:day:{day}"  # hash: the counters of one shop-time day (YYYY-MM-DD)
+
+
+TOP_REFERRERS = f"{PREFIX}:stats:referrers"  # zset: referrer -> referrals completed (paid)
+CYCLES = f"{PREFIX}:stats:cycles"  # hash: referrer -> "joined_ms|first_completed_ms" (written once)
+
+
 # ---- reward catalog, claims and coupons (rewards/catalog.py) ------------------------------
 # A reward's stock, its reservations and its code pool share the hash tag {r:<reward id>}, so each
 # catalog script runs in one slot; a member's claims and coupons live in the member's own slot.

@@ -7,6 +7,7 @@ steps driven by the friend's referral record, so it finishes after a crash and n
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from rewards.engine import Award
 from rewards.rules import Rules, Tier
 
 _LUA = Path(__file__).resolve().parent / "lua"
+log = logging.getLogger(__name__)
 
 # Refusal reasons for a code message, in the order they are checked.
 SELF_REFERRAL = "SELF_REFERRAL"
@@ -139,6 +141,8 @@ class Program:
         spec = award.spec(self.rules)
         written, balance = await self._apply(keys=keys.ledger_keys(uid), args=[json.dumps({"mode": "earn", **spec})])
         await self._schedule(uid, spec)
+        if int(written) == 1:
+            await self.count("points_issued", award.amount)
         return int(written), int(balance)
 
     async def _schedule(self, uid: str, *specs: dict[str, Any]) -> None:
@@ -195,7 +199,10 @@ class Program:
 
     async def spend(self, uid: str, op: str, points: int, rule: str, note: str = "") -> tuple[int, int]:
         """Spend points (a claim): (1 spent | 0 already done | -1 not enough spendable points, balance)."""
-        return await self.apply(uid, op, -points, "claim", rule, self._now_ms(), note)
+        written, balance = await self.apply(uid, op, -points, "claim", rule, self._now_ms(), note)
+        if written == 1:
+            await self.count("points_spent", points)
+        return written, balance
 
     async def exists(self, uid: str) -> bool:
         return bool(await self.redis.exists(keys.member(uid)))
@@ -464,6 +471,7 @@ class Program:
 
     async def attribute(self, friend: str, code: str, op: str) -> Attribution:
         """A code message from `friend`: attribute them to the code's owner, or say why not."""
+        await self.count("codes_sent")
         guess_key = keys.guesses(friend)
         failures = int(await self.redis.get(guess_key) or 0)
         if failures >= self.rules.guess_max_failures:
@@ -497,6 +505,8 @@ class Program:
             await self.settle(friend)
         if not replay:
             await self.count("referrals_pending")
+            if on_join:
+                await self.count("points_issued", self.rules.friend_points)
         return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay))
 
     async def _refused(self, reason: str) -> Attribution:
@@ -517,6 +527,10 @@ class Program:
                               "write_off": self._write_off})])
         if award:
             await self._schedule(referrer, award)
+        if award and int(written) == 1:
+            await self.count("points_issued", int(award["amount"]))
+        if int(milestone):
+            await self.count("points_issued", sum(m.points for m in self.rules.milestones if m.count == int(milestone)))
         return int(written), int(milestone)
 
     async def settle(self, friend: str) -> str | None:
@@ -541,6 +555,7 @@ class Program:
             await self.redis.hset(keys.referral(friend), mapping={"referrer_paid": 1, "gift": int(gift)})
             if written == 1 or gift:
                 await self.count("referrals_completed")
+                await self._count_completed(referrer, at)
                 paid_now = referrer
         elif referrer and status == "voided" and ref.get("referrer_paid") and not ref.get("referrer_reversed"):
             if ref.get("gift") == "1":
@@ -548,8 +563,22 @@ class Program:
             await self._referrer_step(referrer, friend, "voided")
             await self.redis.hset(keys.referral(friend), mapping={"referrer_reversed": 1})
             await self.count("referrals_voided")
+            await self.redis.zincrby(keys.TOP_REFERRERS, -1, referrer)
+        elif referrer and status == "voided" and not ref.get("referrer_paid") and not ref.get("referrer_reversed"):
+            # voided before it paid anyone (staff voided a pending or reviewed referral, or its order was
+            # refunded while in review): the referrer's record says so, nothing to take back
+            await self._referrer_step(referrer, friend, "voided")
+            await self.redis.hset(keys.referral(friend), mapping={"referrer_reversed": 1})
+            await self.count("referrals_voided")
         await self.redis.srem(keys.SETTLE, friend)
         return paid_now
+
+    async def _count_completed(self, referrer: str, completed_at: int) -> None:
+        """Top referrers, and the referrer's first completed referral for the viral cycle time (kept once)."""
+        await self.redis.zincrby(keys.TOP_REFERRERS, 1, referrer)
+        joined = await self.redis.hget(keys.member(referrer), "first_seen_at")
+        if joined is not None:
+            await self.redis.hsetnx(keys.CYCLES, referrer, f"{int(joined)}|{completed_at}")
 
     async def _reverse(self, uid: str, op: str, new_op: str) -> None:
         entry = await self._entry(uid, op)
@@ -575,8 +604,13 @@ class Program:
         await self.settle(friend)
 
     # ---- orders ----------------------------------------------------------------------
-    async def record_purchase(self, order_id: str, uid: str, amount: int, at_ms: int | None = None) -> Purchase:
-        """An order reported by the shop: purchase points, and a pending referral completes on the first."""
+    async def record_purchase(self, order_id: str, uid: str, amount: int, at_ms: int | None = None,
+                              fingerprint: str | None = None) -> Purchase:
+        """An order reported by the shop: purchase points, and a pending referral completes on the first.
+
+        `fingerprint` (the shop's hash of e.g. the delivery address or payment token): when a referred
+        friend's order carries one already seen on their referrer's orders, the referral waits for staff
+        (status "review") instead of completing: likely the referrer buying for themselves."""
         owner_key = keys.order_owner(order_id)
         if not await self.redis.set(owner_key, uid, nx=True):
             owner = (await self.redis.get(owner_key)).decode()
@@ -593,14 +627,18 @@ class Program:
         specs = [a.spec(self.rules) for a in awards if a.amount > 0]
         first_specs = [a.spec(self.rules) for a in first_awards]
         friend_spec = self._friend_award(at, order_id)
+        review = await self._looks_like_self_referral(uid, fingerprint) if fingerprint else False
         await self.redis.sadd(keys.SETTLE, uid)  # the intent, written before the step it guards
         new, raw = await self._purchase(
             keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
             args=[json.dumps({"order": order_id, "amount": amount, "at": at,
                               "month": engine.shop_time(self.rules, at).strftime("%Y-%m"),
                               "awards": specs, "first_awards": first_specs,
-                              "referral_min": self.rules.referral_minimum_order, "friend_award": friend_spec})])
+                              "referral_min": self.rules.referral_minimum_order, "friend_award": friend_spec,
+                              "review": review})])
         answer = json.loads(raw)
+        if fingerprint:
+            await self.redis.sadd(keys.fingerprints(uid), fingerprint)
         await self._schedule(uid, *specs, *first_specs, friend_spec)
         paid_referrer = await self.settle(uid)
         if new:
@@ -608,7 +646,18 @@ class Program:
             await self.count("revenue_yen", amount)
             if answer.get("referral"):
                 await self.count("referred_revenue_yen", amount)
+            await self.count("points_issued", int(answer.get("points_awarded", 0)))
+            if (answer.get("referral") or {}).get("status") == "review":
+                log.warning("referral of %s held for review: order %s carries a fingerprint of the referrer", uid,
+                            order_id)
+                await self.count("referrals_review")
         return Purchase(answer=answer, new=bool(new), completed_referral_of=paid_referrer)
+
+    async def _looks_like_self_referral(self, friend: str, fingerprint: str) -> bool:
+        ref = await self.redis.hmget(keys.referral(friend), ["status", "referrer"])
+        if ref[0] != b"pending" or not ref[1]:
+            return False
+        return bool(await self.redis.sismember(keys.fingerprints(ref[1].decode()), fingerprint))
 
     async def refund(self, order_id: str) -> tuple[str, int]:
         """Reverse what an order awarded, once: ("OK" | "ALREADY_REFUNDED", points reversed)."""
@@ -642,7 +691,13 @@ class Program:
         return sorted(uid for uid, b in zip(members, blocked, strict=True) if b != b"1")
 
     async def count(self, name: str, by: int = 1) -> None:
-        await self.redis.hincrby(keys.STATS, name, by)
+        """A program counter: the running total and the shop-time day's (kept 400 days, for the stats)."""
+        day = keys.stats_day(engine.shop_time(self.rules, self._now_ms()).strftime("%Y-%m-%d"))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(keys.STATS, name, by)
+            pipe.hincrby(day, name, by)
+            pipe.expire(day, 400 * 86_400)
+            await pipe.execute()
 
     async def stats(self) -> dict[str, int]:
         raw = await self.redis.hgetall(keys.STATS)

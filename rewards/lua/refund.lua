@@ -18,7 +18,13 @@ for _, op in ipairs(answer.ops) do
                                     write_off = ARGV[3] == '1'})
   reversed = reversed + amount
 end
-if redis.call('HGET', ref, 'order') == order and redis.call('HGET', ref, 'status') == 'completed' then
+local ref_status = redis.call('HGET', ref, 'status')
+if redis.call('HGET', ref, 'order') == order and (ref_status == 'completed' or ref_status == 'review') then
   redis.call('HSET', ref, 'status', 'voided', 'void_reason', 'REFUNDED', 'voided_at', at)
+  -- a referral staff approved after review paid the friend outside the order's ops: take that back too
+  -- (a no-op when the loop above already did, since the op id is the same)
+  local _, amount = reverse(k, 'referral:friend', {op = 'refund:referral:friend', kind = 'refund', rule = 'refund',
+                                                   at = at, note = order, write_off = ARGV[3] == '1'})
+  reversed = reversed + amount
 end
 return {'OK', reversed}

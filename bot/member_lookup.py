@@ -1,0 +1,36 @@
+"""Finding a member from what staff typed or pasted: a LINE user id, an invite code (or its link).
+
+Hook: another part adds a member QR token (shown to the customer, scanned by staff). When it lands, add its
+lookup in `member_from_token` and every staff lookup (chat and API) accepts it.
+"""
+from __future__ import annotations
+
+import re
+
+from bot.dispatcher import Services
+from rewards import codes
+
+USER_ID = re.compile(r"U[0-9a-f]{32}")
+
+
+async def member_from_token(services: Services, text: str) -> str | None:
+    """The member a member-QR token names. None until the member QR exists (see the module's note)."""
+    return None
+
+
+async def find_member(services: Services, text: str) -> str | None:
+    """A member's user id from a user id, a member token, an invite code or an invite link; None: no one."""
+    text = text.strip()
+    if USER_ID.fullmatch(text):
+        return text if await services.program.exists(text) else None
+    by_token = await member_from_token(services, text)
+    if by_token:
+        return by_token
+    code = codes.find_code(text) or _bare_code(text)
+    return await services.program.owner_of(code) if code else None
+
+
+def _bare_code(text: str) -> str | None:
+    """An all-letter code typed alone (find_code wants a digit unless a keyword comes first)."""
+    tail = codes.normalise(text).rstrip("/").rsplit("/", 1)[-1].replace("-", "").replace(" ", "")
+    return tail if len(tail) == codes.LENGTH and set(tail) <= set(codes.ALPHABET) else None

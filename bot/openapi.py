@@ -1,0 +1,133 @@
+"""The OpenAPI 3.1 description of /api/v1, served at GET /api/v1/openapi.json.
+
+Built from the small tables below. A test checks that every /api/v1 route of the app is described here
+and nothing else is, and that the document is valid OpenAPI 3.1. Add an endpoint: add a line to PATHS.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+USER_ID = {"type": "string", "pattern": "^U[0-9a-f]{32}$"}
+ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}
+OBJECT = {"type": "object"}
+
+
+def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema or {"type": "string"}}
+
+
+def _query(name: str, schema: dict[str, Any], required: bool = False, description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "in": "query", "required": required, "schema": schema}
+    if description:
+        out["description"] = description
+    return out
+
+
+PAGE = [_query("offset", {"type": "integer", "minimum": 0}), _query("limit", {"type": "integer", "minimum": 1,
+                                                                              "maximum": 500})]
+CONVERSION = _obj(["order_id", "user_id", "amount"], order_id={"type": "string", "maxLength": 128}, user_id=USER_ID,
+                  amount={"type": "integer", "minimum": 0}, occurred_at={"type": "string", "format": "date-time"},
+                  fingerprint={"type": "string", "maxLength": 128,
+                               "description": "a hash the shop derives from e.g. the delivery address or payment "
+                                              "token (never the raw value); a referred friend's order carrying one "
+                                              "of the referrer's sends the referral to review"})
+BROADCAST = {"type": "object", "properties": {
+    "text": {"type": "string", "maxLength": 5000},
+    "messages": {"type": "array", "minItems": 1, "maxItems": 5, "items": OBJECT},
+    "segment": {"description": "absent: every member who has not blocked the account"}}}
+REASON = _obj([], reason={"type": "string", "maxLength": 500})
+
+# (method, path, summary, path params, query params, request body schema or None, success status)
+PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
+    ("post", "/api/v1/conversions", "Report a purchase (idempotent by order_id)", [], [], CONVERSION, 200),
+    ("post", "/api/v1/conversions/{order_id}/refund", "Reverse what an order awarded, once",
+     [_path_param("order_id")], [], None, 200),
+    ("get", "/api/v1/members", "Find a member by invite code (or link, or user id)", [],
+     [_query("code", {"type": "string"}, required=True)], None, 200),
+    ("get", "/api/v1/members/{user_id}", "A member's points, tier and referrals", [_path_param("user_id", USER_ID)],
+     [], None, 200),
+    ("patch", "/api/v1/members/{user_id}", "Set the birthday (once) and gift_referral_reward",
+     [_path_param("user_id", USER_ID)], [], _obj([], birthday={"type": "string"},
+                                                 gift_referral_reward={"type": "boolean"}), 200),
+    ("get", "/api/v1/members/{user_id}/ledger", "A member's ledger entries, newest first",
+     [_path_param("user_id", USER_ID)], PAGE, None, 200),
+    ("post", "/api/v1/members/{user_id}/adjustments", "A manual points adjustment (Idempotency-Key header)",
+     [_path_param("user_id", USER_ID)], [], _obj(["points", "reason"], points={"type": "integer"},
+                                                 reason={"type": "string", "maxLength": 500},
+                                                 operation_id={"type": "string", "maxLength": 128}), 200),
+    ("post", "/api/v1/events", "A custom event the rules name (review, share…), once per event_id", [], [],
+     _obj(["user_id", "name", "event_id"], user_id=USER_ID, name={"type": "string"}, event_id={"type": "string"}),
+     200),
+    ("get", "/api/v1/referrals", "Referrals by status (refused = voided)", [],
+     [_query("status", {"type": "string", "enum": ["pending", "review", "completed", "voided", "refused"]},
+             required=True), *PAGE], None, 200),
+    ("post", "/api/v1/referrals/{friend_id}/approve", "Approve a referral held for review (pays both once)",
+     [_path_param("friend_id", USER_ID)], [], REASON, 200),
+    ("post", "/api/v1/referrals/{friend_id}/void", "Void a pending or reviewed referral",
+     [_path_param("friend_id", USER_ID)], [], REASON, 200),
+    ("get", "/api/v1/rewards", "The reward catalog with stock", [], [], None, 200),
+    ("post", "/api/v1/rewards/{reward_id}/stock", "Add (or remove) stock", [_path_param("reward_id")], [],
+     _obj(["add"], add={"type": "integer"}), 200),
+    ("post", "/api/v1/rewards/{reward_id}/codes", "Upload codes to a reward's pool", [_path_param("reward_id")], [],
+     _obj(["codes"], codes={"type": "array", "items": {"type": "string"}, "maxItems": 10000}), 200),
+    ("get", "/api/v1/coupons/{token}", "Look up a scanned coupon", [_path_param("token")], [], None, 200),
+    ("post", "/api/v1/coupons/{token}/use", "Mark a coupon used (once; 409 after)", [_path_param("token")], [], None,
+     200),
+    ("post", "/api/v1/broadcasts", "Queue a broadcast", [], [], BROADCAST, 202),
+    ("get", "/api/v1/broadcasts/{job_id}", "A broadcast's progress", [_path_param("job_id")], [], None, 200),
+    ("get", "/api/v1/stats", "Running totals and the numbers by day (report)", [],
+     [_query("days", {"type": "integer", "minimum": 1, "maximum": 90})], None, 200),
+    ("get", "/api/v1/audit", "The audit log, oldest first, paged by cursor", [],
+     [_query("after", {"type": "string"}, description="the `next` of the previous page"),
+      _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})], None, 200),
+    ("get", "/api/v1/exports/members.csv", "Every member as CSV (streamed)", [], [], None, 200),
+    ("get", "/api/v1/exports/ledger.csv", "Every ledger entry as CSV (streamed)", [], [], None, 200),
+    ("get", "/api/v1/staff", "Staff: from STAFF_USER_IDS and added here", [], [], None, 200),
+    ("post", "/api/v1/staff/{user_id}", "Make a user staff", [_path_param("user_id", USER_ID)], [], None, 200),
+    ("delete", "/api/v1/staff/{user_id}", "Remove a staff member added here", [_path_param("user_id", USER_ID)], [],
+     None, 200),
+    ("get", "/api/v1/openapi.json", "This document", [], [], None, 200),
+]
+
+
+def _responses(success: int, path: str) -> dict[str, Any]:
+    content = ({"text/csv": {"schema": {"type": "string"}}} if path.endswith(".csv")
+               else {"application/json": {"schema": OBJECT}})
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {str(success): {"description": "OK", "content": content},
+            "400": {"description": "the request is malformed", **error},
+            "401": {"description": "no bearer token", **error},
+            "403": {"description": "wrong bearer token, or ADMIN_TOKEN unset", **error},
+            "404": {"description": "not found", **error},
+            "409": {"description": "conflicts with the current state", **error}}
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, path_params, query, body, success in PATHS:
+        operation: dict[str, Any] = {"summary": summary, "operationId": f"{method}_{path}".replace("/api/v1/", "")
+                                     .replace("/", "_").replace("{", "").replace("}", "").replace(".", "_"),
+                                     "responses": _responses(success, path)}
+        if path_params or query:
+            operation["parameters"] = copy.deepcopy(path_params + query)
+        if body is not None:
+            operation["requestBody"] = {"required": body is not REASON,  # approve/void take an optional reason
+                                        "content": {"application/json": {"schema": copy.deepcopy(body)}}}
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Shokai admin API", "version": "1",
+                 "description": "Every call needs Authorization: Bearer $ADMIN_TOKEN. Errors are "
+                                "{\"error\": {\"code\", \"message\"}} with a 4xx status."},
+        "paths": paths,
+        "components": {"schemas": {"Error": ERROR},
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,90 @@
+"""Staff: who they are (STAFF_USER_IDS plus ones added through the admin API), the `is_staff` filter, and
+a staff member's conversation step (a multi-step command such as composing a broadcast) kept in Redis
+with a TTL, so an abandoned flow simply expires.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from bot import keys
+from bot.dispatcher import Ctx, Services
+
+STATE_TTL_SECONDS = 15 * 60
+DRAFT_DONE_TTL_SECONDS = 7 * 86_400
+
+
+async def is_staff_user(services: Services, user_id: str) -> bool:
+    if user_id in services.settings.staff_user_ids:
+        return True
+    return bool(await services.redis.sismember(keys.STAFF, user_id))
+
+
+async def is_staff(ctx: Ctx) -> bool:
+    """Filter: the sender is staff. Placed on every staff route, so for anyone else those routes do not
+    exist and the customer handlers (or the fallback) answer as if the staff words meant nothing."""
+    cached = ctx.__dict__.get("_is_staff")  # asked once per event, however many staff routes look
+    if cached is None:
+        cached = ctx.__dict__["_is_staff"] = await is_staff_user(ctx.services, ctx.user_id)
+    return bool(cached)
+
+
+async def add_staff(services: Services, user_id: str) -> bool:
+    return bool(await services.redis.sadd(keys.STAFF, user_id))
+
+
+async def remove_staff(services: Services, user_id: str) -> bool:
+    return bool(await services.redis.srem(keys.STAFF, user_id))
+
+
+async def staff_list(services: Services) -> tuple[list[str], list[str]]:
+    """(from STAFF_USER_IDS, added through the API)."""
+    added = sorted(u.decode() for u in await services.redis.smembers(keys.STAFF))
+    return sorted(services.settings.staff_user_ids), added
+
+
+# ---- conversation steps ---------------------------------------------------------------------
+async def step_of(services: Services, user_id: str) -> dict[str, str]:
+    raw = await services.redis.hgetall(keys.staff_state(user_id))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def set_step(services: Services, user_id: str, step: str, **data: str) -> None:
+    state_key = keys.staff_state(user_id)
+    async with services.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(state_key)
+        pipe.hset(state_key, mapping={"step": step, **data})
+        pipe.expire(state_key, STATE_TTL_SECONDS)
+        await pipe.execute()
+
+
+async def clear_step(services: Services, user_id: str) -> bool:
+    return bool(await services.redis.delete(keys.staff_state(user_id)))
+
+
+def in_step(*steps: str) -> Any:
+    """Filter: the staff member is in one of these steps; hands the state to the handler as `state`."""
+    async def check(ctx: Ctx) -> dict[str, Any] | None:
+        state = await step_of(ctx.services, ctx.user_id)
+        return {"state": state} if state.get("step") in steps else None
+
+    return check
+
+
+async def claim_draft(services: Services, draft_id: str) -> bool:
+    """A draft is confirmed once, however often its button is tapped."""
+    return bool(await services.redis.set(keys.staff_draft_done(draft_id), "1", nx=True, ex=DRAFT_DONE_TTL_SECONDS))
+
+
+# ---- broadcasts: today's engine (bot/broadcasts.py) knows one segment, everyone -------------------
+async def queue_broadcast(services: Services, messages: list[dict], who: str) -> str:
+    """A job for the current broadcast runner, written as its API does. After the broadcast engine lands,
+    handlers/staff_broadcast.create_job should call the engine's own function instead."""
+    job_id = uuid.uuid4().hex
+    await services.redis.hset(keys.broadcast(job_id), mapping={
+        "status": "queued", "messages": json.dumps(messages, ensure_ascii=False), "total": 0, "sent": 0,
+        "next_batch": 0, "created_at": int(time.time() * 1000)})
+    await services.redis.rpush(keys.BROADCAST_QUEUE, job_id)
+    return job_id

@@ -1,0 +1,106 @@
+"""配信する / broadcast: staff compose a broadcast in chat — the text, then a segment from quick replies
+(with its recipient count), then confirm: a broadcast job is created, once per draft.
+
+The broadcast engine is reached only through `SEGMENTS`, `audience_size` and `create_job` below, so
+pointing this flow at a richer engine (more segments) is a change here alone.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, text_of, words
+from bot.postback import PostbackData
+from bot.staff import claim_draft, clear_step, in_step, is_staff, queue_broadcast, set_step, step_of
+from handlers.staff_common import WORD_BROADCAST, cancel_button, postback_button, staff_text
+
+router = Router("staff_broadcast")
+inputs = Router("staff_broadcast_inputs")
+
+MAX_TEXT = 5000  # LINE's text message limit
+SEGMENTS = ("all",)  # what today's engine (bot/broadcasts.py) can send to: every member not blocked
+
+
+# ---- the adapter: the only code that knows the broadcast engine --------------------------
+async def audience_size(ctx: Ctx, segment: str) -> int:
+    return len(await ctx.program.active_members())
+
+
+async def create_job(ctx: Ctx, text: str, segment: str) -> str:
+    return await queue_broadcast(ctx.services, [{"type": "text", "text": text}], ctx.user_id)
+
+
+# ---- the flow -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PickSegment(PostbackData):
+    prefix = "staff.seg"
+    draft: str
+    segment: str
+
+
+@dataclass(frozen=True)
+class ConfirmBroadcast(PostbackData):
+    prefix = "staff.send"
+    draft: str
+    segment: str
+
+
+@router.on(MessageEvent, words(*WORD_BROADCAST), is_staff)
+async def on_broadcast(ctx: Ctx) -> None:
+    await set_step(ctx.services, ctx.user_id, "broadcast_text")
+    await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_ask"), cancel_button(ctx)))
+
+
+@inputs.on(MessageEvent, is_staff, in_step("broadcast_text"))
+async def on_text(ctx: Ctx, state: dict[str, str]) -> None:
+    text = (text_of(ctx) or "").strip()
+    if not text or len(text) > MAX_TEXT:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_bad_text", max=f"{MAX_TEXT:,}"), cancel_button(ctx)))
+        return
+    draft = uuid.uuid4().hex[:16]
+    await set_step(ctx.services, ctx.user_id, "broadcast_segment", draft=draft, text=text)
+    buttons = []
+    for segment in SEGMENTS:
+        name = ctx.t(f"staff_segment_{segment}", count=f"{await audience_size(ctx, segment):,}")
+        buttons.append(postback_button(name, ctx.pack(PickSegment(draft, segment)), name))
+    preview = text if len(text) <= 200 else text[:199] + "…"
+    await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_pick", preview=preview), *buttons, cancel_button(ctx)))
+
+
+async def draft_of(ctx: Ctx, draft: str) -> dict[str, str] | None:
+    state = await step_of(ctx.services, ctx.user_id)
+    return state if state.get("draft") == draft and state.get("step", "").startswith("broadcast_") else None
+
+
+@router.on(PostbackEvent, postback(PickSegment), is_staff)
+async def on_segment(ctx: Ctx, data: PickSegment) -> None:
+    state = await draft_of(ctx, data.draft)
+    if state is None or data.segment not in SEGMENTS:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_stale")))
+        return
+    count = await audience_size(ctx, data.segment)
+    await set_step(ctx.services, ctx.user_id, "broadcast_confirm", draft=data.draft, text=state["text"],
+                   segment=data.segment)
+    confirm = postback_button(ctx.t("staff_broadcast_confirm_label", count=f"{count:,}"),
+                              ctx.pack(ConfirmBroadcast(data.draft, data.segment)),
+                              ctx.t("staff_broadcast_confirm_label", count=f"{count:,}"))
+    await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_confirm", count=f"{count:,}",
+                                           segment=ctx.t(f"staff_segment_{data.segment}", count=f"{count:,}")),
+                                confirm, cancel_button(ctx)))
+
+
+@router.on(PostbackEvent, postback(ConfirmBroadcast), is_staff)
+async def on_confirm(ctx: Ctx, data: ConfirmBroadcast) -> None:
+    state = await draft_of(ctx, data.draft)
+    if state is None or state.get("segment") != data.segment:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_stale")))
+        return
+    if not await claim_draft(ctx.services, data.draft):  # a second tap of the same confirm button
+        await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_already")))
+        return
+    count = await audience_size(ctx, data.segment)
+    job_id = await create_job(ctx, state["text"], data.segment)
+    await clear_step(ctx.services, ctx.user_id)
+    await ctx.program.audit(ctx.user_id, "broadcast", "*", job=job_id, segment=data.segment, recipients=count,
+                            before="", after="queued")
+    await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_created", count=f"{count:,}", job=job_id[:8])))

@@ -1,0 +1,59 @@
+"""Shared by the staff handlers: the staff quick replies, and キャンセル / cancel for any staff step.
+
+Every staff route carries the `is_staff` filter, so for anyone else these words mean nothing here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from bot.dispatcher import Ctx, MessageEvent, Router, words
+from bot.staff import clear_step, in_step, is_staff
+
+router = Router("staff_common")
+
+# the staff rich menu sends the Japanese words; the English ones are accepted too
+WORD_BROADCAST = ("配信する", "配信", "broadcast")
+WORD_NUMBERS = ("今日の数字", "数字", "today", "numbers", "stats")
+WORD_MEMBER = ("会員を探す", "会員検索", "member", "find member")
+WORD_COUPON = ("クーポン使用", "coupon", "use coupon")
+WORD_REVIEW = ("審査待ち", "審査", "review")
+WORD_CANCEL = ("キャンセル", "やめる", "cancel")
+LABEL_MAX = 20
+
+
+def label(value: str) -> str:
+    return value if len(value) <= LABEL_MAX else value[:LABEL_MAX - 1] + "…"
+
+
+def staff_quick_replies(ctx: Ctx, *extra: dict[str, Any]) -> dict[str, Any]:
+    def say(key: str) -> dict[str, Any]:
+        word = ctx.t(key)
+        return {"type": "action", "action": {"type": "message", "label": label(word), "text": word}}
+
+    items = [*extra, say("staff_word_broadcast"), say("staff_word_numbers"), say("staff_word_member"),
+             say("staff_word_coupon"), say("staff_word_review")]
+    return {"items": items[:13]}
+
+
+def staff_text(ctx: Ctx, body: str, *extra_quick: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "text", "text": body[:5000], "quickReply": staff_quick_replies(ctx, *extra_quick)}
+
+
+def cancel_button(ctx: Ctx) -> dict[str, Any]:
+    word = ctx.t("staff_word_cancel")
+    return {"type": "action", "action": {"type": "message", "label": label(word), "text": word}}
+
+
+def postback_button(button_label: str, data: str, display: str) -> dict[str, Any]:
+    return {"type": "action", "action": {"type": "postback", "label": label(button_label), "data": data,
+                                         "displayText": display[:300]}}
+
+
+def in_any_step(ctx: Ctx) -> Any:
+    return in_step("broadcast_text", "broadcast_segment", "broadcast_confirm", "member", "coupon")(ctx)
+
+
+@router.on(MessageEvent, words(*WORD_CANCEL), is_staff, in_any_step)
+async def on_cancel(ctx: Ctx, state: dict[str, str]) -> None:
+    await clear_step(ctx.services, ctx.user_id)
+    await ctx.answer(staff_text(ctx, ctx.t("staff_cancelled")))

@@ -1,0 +1,61 @@
+"""クーポン使用 / coupon: staff mark a customer's coupon used. The coupon QR encodes its page link
+(PUBLIC_BASE_URL/c/{token}); staff scan it with LINE's QR reader and paste, or type the token."""
+from __future__ import annotations
+
+import logging
+import re
+
+from bot.dispatcher import Ctx, MessageEvent, Router, text_of, words
+from bot.staff import clear_step, in_step, is_staff, set_step
+from handlers.staff_common import WORD_COUPON, cancel_button, staff_text
+from rewards.program import ProgramError
+
+router = Router("staff_coupons")
+inputs = Router("staff_coupons_inputs")
+log = logging.getLogger(__name__)
+
+TYPED = re.compile(r"^(?:クーポン使用|use coupon|coupon)\s+(\S+)$", re.IGNORECASE)
+
+
+def token_of(text: str) -> str:
+    """The token from a pasted coupon link (…/c/{token}, query or slash after it ignored) or the token itself."""
+    text = text.strip().split("?", 1)[0].rstrip("/")
+    return text.rsplit("/c/", 1)[-1] if "/c/" in text else text
+
+
+def typed_coupon(ctx: Ctx) -> dict[str, str] | None:
+    text = text_of(ctx)
+    match = TYPED.match(text.strip()) if text else None
+    return {"token": token_of(match.group(1))} if match else None
+
+
+async def use(ctx: Ctx, token: str) -> None:
+    catalog = ctx.services.catalog
+    try:
+        uid, coupon = await catalog.use_coupon(token)
+    except ProgramError as refused:
+        log.info("staff %s could not use coupon: %s", ctx.user_id, refused.code)
+        await ctx.answer(staff_text(ctx, ctx.t(f"staff_coupon_{refused.code}"), cancel_button(ctx)))
+        return
+    await clear_step(ctx.services, ctx.user_id)
+    await ctx.program.audit(ctx.user_id, "use_coupon", uid, token=token, reward=coupon.reward_id, code=coupon.code,
+                            claim=coupon.claim_id, before="unused", after="used")
+    reward = ctx.program.rules.reward(coupon.reward_id)
+    name = (reward.name.get(ctx.lang) or reward.name["ja"]) if reward else coupon.reward_id
+    await ctx.answer(staff_text(ctx, ctx.t("staff_coupon_used", name=name, code=coupon.code or "-")))
+
+
+@router.on(MessageEvent, words(*WORD_COUPON), is_staff)
+async def on_coupon(ctx: Ctx) -> None:
+    await set_step(ctx.services, ctx.user_id, "coupon")
+    await ctx.answer(staff_text(ctx, ctx.t("staff_coupon_ask"), cancel_button(ctx)))
+
+
+@router.on(MessageEvent, typed_coupon, is_staff)
+async def on_coupon_typed(ctx: Ctx, token: str) -> None:
+    await use(ctx, token)
+
+
+@inputs.on(MessageEvent, is_staff, in_step("coupon"))
+async def on_coupon_token(ctx: Ctx, state: dict[str, str]) -> None:
+    await use(ctx, token_of(text_of(ctx) or ""))

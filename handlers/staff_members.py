@@ -1,0 +1,100 @@
+"""会員を探す / member: look a member up by invite code, link or user id (a member QR token later); and
+調整 / adjust <code> <+/-points> <reason>: a points adjustment through Program.adjust, audit-logged."""
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+
+from bot.dispatcher import Ctx, MessageEvent, Router, text_of, words
+from bot.member_lookup import find_member
+from bot.staff import clear_step, in_step, is_staff, set_step
+from handlers.staff_common import WORD_MEMBER, cancel_button, staff_text
+from rewards import codes
+from rewards.program import ProgramError
+
+router = Router("staff_members")
+inputs = Router("staff_members_inputs")
+log = logging.getLogger(__name__)
+
+# 調整 ABCD2345 +100 来店サービス  /  adjust ABCD2345 -50 mistake
+ADJUST = re.compile(r"^(?:調整|adjust)\s+(\S+)\s+([+\-]?\d{1,7})\s+(.{1,500})$", re.IGNORECASE | re.DOTALL)
+LOOKUP = re.compile(r"^(?:会員|member)\s+(\S+)$", re.IGNORECASE)
+MAX_ADJUST = 1_000_000
+
+
+def adjust_command(ctx: Ctx) -> dict[str, str] | None:
+    text = text_of(ctx)
+    match = ADJUST.match(unicodedata.normalize("NFKC", text).strip()) if text else None  # keeps the reason's case
+    if not match:
+        return None
+    return {"who": match.group(1), "points": match.group(2), "reason": match.group(3).strip()}
+
+
+def lookup_command(ctx: Ctx) -> dict[str, str] | None:
+    text = text_of(ctx)
+    match = LOOKUP.match(unicodedata.normalize("NFKC", text).strip()) if text else None
+    return {"query": match.group(1)} if match else None
+
+
+async def member_card(ctx: Ctx, uid: str) -> str:
+    view = await ctx.program.member(uid)
+    assert view is not None
+    lines = await ctx.program.recent_ledger(uid, 3)
+    recent = "\n".join(ctx.t("staff_member_ledger_line", delta=f"{line.delta:+,}", kind=line.kind) for line in lines)
+    return ctx.t("staff_member_card", code=codes.display(view.code) if view.code else "-", user_id=uid,
+                 points=f"{view.points:,}", pending=f"{view.pending_points:,}", tier=view.tier,
+                 invited=view.referrals.invited, completed=view.referrals.completed,
+                 blocked=ctx.t("staff_yes") if view.blocked else ctx.t("staff_no"),
+                 recent=recent or "-", example=ctx.t("staff_adjust_example",
+                                                      code=view.code or uid))
+
+
+async def show_member(ctx: Ctx, query: str) -> None:
+    uid = await find_member(ctx.services, query)
+    if uid is None:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_member_not_found", query=query[:40]), cancel_button(ctx)))
+        return
+    await clear_step(ctx.services, ctx.user_id)
+    await ctx.answer(staff_text(ctx, await member_card(ctx, uid)))
+
+
+@router.on(MessageEvent, words(*WORD_MEMBER), is_staff)
+async def on_member(ctx: Ctx) -> None:
+    await set_step(ctx.services, ctx.user_id, "member")
+    await ctx.answer(staff_text(ctx, ctx.t("staff_member_ask"), cancel_button(ctx)))
+
+
+@router.on(MessageEvent, lookup_command, is_staff)
+async def on_member_typed(ctx: Ctx, query: str) -> None:
+    await show_member(ctx, query)
+
+
+@router.on(MessageEvent, adjust_command, is_staff)
+async def on_adjust(ctx: Ctx, who: str, points: str, reason: str) -> None:
+    delta = int(points)
+    if delta == 0 or abs(delta) > MAX_ADJUST:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_adjust_bad_points", max=f"{MAX_ADJUST:,}")))
+        return
+    uid = await find_member(ctx.services, who)
+    if uid is None:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_member_not_found", query=who[:40])))
+        return
+    before = await ctx.program.member(uid)
+    try:
+        # the event id is the operation id: a redelivered or re-run event adjusts once
+        written, balance = await ctx.program.adjust(uid, delta, reason, ctx.user_id, f"adjust:chat:{ctx.event_id}")
+    except ProgramError as refused:
+        log.info("staff %s adjust refused: %s", ctx.user_id, refused.code)
+        await ctx.answer(staff_text(ctx, ctx.t("staff_member_not_found", query=who[:40])))
+        return
+    if written:
+        await ctx.program.audit(ctx.user_id, "adjust_points", uid, before=before.points if before else 0,
+                                after=balance, points=delta, reason=reason, op=f"chat:{ctx.event_id}")
+    await ctx.answer(staff_text(ctx, ctx.t("staff_adjust_done", points=f"{delta:+,}", reason=reason,
+                                           balance=f"{balance:,}", code=before.code if before and before.code else uid)))
+
+
+@inputs.on(MessageEvent, is_staff, in_step("member"))
+async def on_member_query(ctx: Ctx, state: dict[str, str]) -> None:
+    await show_member(ctx, text_of(ctx) or "")

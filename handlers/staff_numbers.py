@@ -1,0 +1,28 @@
+"""今日の数字 / today: a short card of today's numbers for staff."""
+from __future__ import annotations
+
+from bot.dispatcher import Ctx, MessageEvent, Router, words
+from bot.staff import is_staff
+from handlers.staff_common import WORD_NUMBERS, staff_text
+from rewards.stats import report
+
+router = Router("staff_numbers")
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+@router.on(MessageEvent, words(*WORD_NUMBERS), is_staff)
+async def on_numbers(ctx: Ctx) -> None:
+    today = await report(ctx.program, days=1)
+    month = await report(ctx.program, days=30)
+    refs = today["referrals"]
+    body = ctx.t("staff_numbers", day=today["to"], members=f"{today['members']:,}",
+                 shown=f"{today['invites_shown']:,}", opened=f"{today['invite_pages_opened']:,}",
+                 codes=f"{today['codes_sent']:,}", pending=refs["pending"], completed=refs["completed"],
+                 review=refs["review"], refused=sum(refs["refused"].values()),
+                 revenue=f"{today['referred_revenue_yen']:,}", issued=f"{today['points']['issued']:,}",
+                 spent=f"{today['points']['spent']:,}", claimed=today["rewards_claimed"],
+                 conversion30=percent(month["conversion_rate"]), k30=month["k_factor"] or 0)
+    await ctx.answer(staff_text(ctx, body))

@@ -1,0 +1,90 @@
+"""審査待ち / review: referrals held for review (the friend's order carried a fingerprint of the referrer's)
+with approve / void buttons; pending referrals can be voided from the API."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot import notices
+from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
+from bot.line_client import retry_key
+from bot.postback import PostbackData
+from bot.staff import is_staff
+from handlers.staff_common import WORD_REVIEW, postback_button, staff_text
+from rewards import codes
+from rewards.program import ProgramError
+from rewards.review import ReferralReview
+
+router = Router("staff_review")
+SHOWN = 5  # two buttons each, within LINE's 13 quick replies next to the staff ones
+
+
+@dataclass(frozen=True)
+class ApproveReferral(PostbackData):
+    prefix = "staff.ok"
+    friend: str
+
+
+@dataclass(frozen=True)
+class VoidReferral(PostbackData):
+    prefix = "staff.void"
+    friend: str
+
+
+async def code_of(ctx: Ctx, uid: str) -> str:
+    view = await ctx.program.member(uid)
+    return codes.display(view.code) if view and view.code else uid[:9] + "…"
+
+
+@router.on(MessageEvent, words(*WORD_REVIEW), is_staff)
+async def on_review(ctx: Ctx) -> None:
+    waiting = await ReferralReview(ctx.program).referrals("review")
+    if not waiting:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_review_none")))
+        return
+    lines, buttons = [ctx.t("staff_review_title", count=len(waiting))], []
+    for n, ref in enumerate(waiting[:SHOWN], start=1):
+        lines.append(ctx.t("staff_review_line", n=n, friend=ref["friend"], referrer=await code_of(ctx, ref["referrer"]),
+                           order=ref.get("order", "-")))
+        buttons += [postback_button(ctx.t("staff_review_approve_label", n=n), ctx.pack(ApproveReferral(ref["friend"])),
+                                    ctx.t("staff_review_approve_label", n=n)),
+                    postback_button(ctx.t("staff_review_void_label", n=n), ctx.pack(VoidReferral(ref["friend"])),
+                                    ctx.t("staff_review_void_label", n=n))]
+    await ctx.answer({"type": "text", "text": "\n".join(lines)[:5000], "quickReply": {"items": buttons}})
+
+
+async def decide(ctx: Ctx, friend: str, approve: bool) -> None:
+    review = ReferralReview(ctx.program)
+    before = await review.referral(friend)
+    try:
+        decision = await (review.approve(friend, ctx.user_id) if approve else review.void(friend, ctx.user_id))
+    except ProgramError as refused:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_review_refused", status=refused.message)))
+        return
+    if decision.changed:
+        await ctx.program.audit(ctx.user_id, "approve_referral" if approve else "void_referral", friend,
+                                referrer=decision.referrer, before=(before or {}).get("status", ""),
+                                after=decision.status)
+        if approve and decision.referrer:
+            await tell_referrer(ctx, decision.referrer, friend)
+    key = "staff_review_approved" if approve else "staff_review_voided"
+    await ctx.answer(staff_text(ctx, ctx.t(key, friend=friend)))
+
+
+async def tell_referrer(ctx: Ctx, referrer: str, friend: str) -> None:
+    """As when an order completes a referral: the referrer hears their points are in, through the notices
+    (switchable, quiet hours), keyed by the friend like the order path so it goes out once."""
+    view = await ctx.program.member(referrer)
+    await notices.notify(ctx.services, "referral_completed", referrer, "referral_completed_referrer",
+                         retry_key("referral-completed", friend), points=ctx.program.rules.referrer_points,
+                         balance=f"{view.points if view else 0:,}")
+    await notices.milestone_check(ctx.services, referrer, friend)
+
+
+@router.on(PostbackEvent, postback(ApproveReferral), is_staff)
+async def on_approve(ctx: Ctx, data: ApproveReferral) -> None:
+    await decide(ctx, data.friend, approve=True)
+
+
+@router.on(PostbackEvent, postback(VoidReferral), is_staff)
+async def on_void(ctx: Ctx, data: VoidReferral) -> None:
+    await decide(ctx, data.friend, approve=False)

@@ -1,0 +1,85 @@
+"""Referrals staff look at: the list by status, and the decision on one held for review.
+
+A referral goes to "review" when the friend's qualifying order carries a fingerprint already seen on the
+referrer's orders (Program.record_purchase). Staff approve it (it completes: both sides are paid, each once,
+by the usual single-member steps) or void it (nobody is paid). Pending referrals may be voided too.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rewards import keys
+from rewards.program import Program, ProgramError, _load
+
+STATUSES = ("pending", "review", "completed", "voided", "refused")
+SCAN_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Decision:
+    friend: str
+    referrer: str
+    status: str  # the referral's status now
+    changed: bool  # False: the same decision was already taken
+
+
+class ReferralReview:
+    def __init__(self, program: Program):
+        self.program = program
+        self.redis = program.redis
+        self._decide = self.redis.register_script(_load("review_decide", with_ledger=True))
+
+    async def referral(self, friend: str) -> dict[str, str] | None:
+        raw = await self.redis.hgetall(keys.referral(friend))
+        if not raw:
+            return None
+        return {"friend": friend} | {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def referrals(self, status: str) -> list[dict[str, str]]:
+        """Every referral with that status, newest first. "refused" means voided (by staff, a refund or a
+        block). Reads each member's own record (the source of truth), so it costs one round trip per
+        SCAN_CHUNK members."""
+        wanted = "voided" if status == "refused" else status
+        members = sorted(m.decode() for m in await self.redis.smembers(keys.MEMBERS))
+        found = []
+        for start in range(0, len(members), SCAN_CHUNK):
+            chunk = members[start:start + SCAN_CHUNK]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for uid in chunk:
+                    pipe.hgetall(keys.referral(uid))
+                records = await pipe.execute()
+            for uid, raw in zip(chunk, records, strict=True):
+                record = {k.decode(): v.decode() for k, v in raw.items()}
+                if record.get("status") == wanted:
+                    found.append({"friend": uid} | record)
+        return sorted(found, key=lambda r: int(r.get("created_at", 0)), reverse=True)
+
+    async def approve(self, friend: str, by: str) -> Decision:
+        return await self._take("approve", friend, by)
+
+    async def void(self, friend: str, by: str) -> Decision:
+        return await self._take("void", friend, by)
+
+    async def _take(self, decision: str, friend: str, by: str) -> Decision:
+        program = self.program
+        now = program._now_ms()
+        spec: dict[str, Any] = program._friend_award(now, "review")
+        await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
+        outcome, status = await self._decide(keys=[*keys.ledger_keys(friend), keys.referral(friend)],
+                                             args=[json.dumps({"decision": decision, "at": now, "by": by,
+                                                               "friend_award": spec})])
+        outcome, status = outcome.decode(), status.decode()
+        if outcome not in ("OK", "ALREADY"):
+            await self.redis.srem(keys.SETTLE, friend)
+            messages = {"UNKNOWN_REFERRAL": "that member was never referred",
+                        "NOT_IN_REVIEW": f"only a referral in review can be approved (this one is {status})",
+                        "NOT_VOIDABLE": f"only a pending or reviewed referral can be voided (this one is {status})"}
+            raise ProgramError(outcome, messages[outcome])
+        if outcome == "OK" and decision == "approve":
+            await program.count("points_issued", int(spec["amount"]))
+            await program.count("referrals_approved")
+        await program.settle(friend)  # pays (or records the void on) the referrer's side, once
+        referrer = (await self.redis.hget(keys.referral(friend), "referrer") or b"").decode()
+        return Decision(friend=friend, referrer=referrer, status=status, changed=outcome == "OK")

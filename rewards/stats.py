@@ -1,0 +1,87 @@
+"""The program's numbers over the last N days, from the per-day counters Program.count keeps.
+
+Definitions (also in the README):
+- conversion rate: referrals completed ÷ invite pages opened, over the period.
+- K-factor: referrals completed in the period ÷ members (per day: that day's completed ÷ members).
+- referrals per referrer: completed referrals ÷ members with at least one (all time).
+- viral cycle time: median time from a member's first sighting to their first completed referral, over the
+  members whose first completed referral falls in the period.
+"""
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+from typing import Any
+
+from rewards import engine, keys
+from rewards.program import Program
+
+MAX_DAYS = 90
+TOP = 10
+DAY_MS = 86_400_000
+
+# The per-day counters shown for every day (missing ones read 0).
+DAILY = ("invites_shown", "invite_pages_opened", "codes_sent", "referrals_pending", "referrals_completed",
+         "referrals_review", "referrals_voided", "orders", "revenue_yen", "referred_revenue_yen", "points_issued",
+         "points_spent", "points_expired", "rewards_claimed")
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+async def report(program: Program, days: int = 30) -> dict[str, Any]:
+    redis = program.redis
+    today = engine.shop_time(program.rules, program._now_ms()).date()
+    dates = [(today - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for day in dates:
+            pipe.hgetall(keys.stats_day(day))
+        raw_days = await pipe.execute()
+    by_day: list[dict[str, Any]] = []
+    totals: dict[str, int] = dict.fromkeys(DAILY, 0)
+    refused: dict[str, int] = {}
+    for day, raw in zip(dates, raw_days, strict=True):
+        counters = {k.decode(): int(v) for k, v in raw.items()}
+        row: dict[str, Any] = {"day": day} | {name: counters.get(name, 0) for name in DAILY}
+        by_day.append(row)
+        for name in DAILY:
+            totals[name] += counters.get(name, 0)
+        for name, value in counters.items():
+            if name.startswith("refused:"):
+                refused[name.split(":", 1)[1]] = refused.get(name.split(":", 1)[1], 0) + value
+    members = int(await redis.scard(keys.MEMBERS))
+    for row in by_day:
+        row["k_factor"] = _ratio(int(row["referrals_completed"]), members)
+    top = await redis.zrevrangebyscore(keys.TOP_REFERRERS, "+inf", 1, start=0, num=TOP, withscores=True)
+    referrers = int(await redis.zcount(keys.TOP_REFERRERS, 1, "+inf"))
+    completed_ever = sum(int(score) for _, score in
+                         await redis.zrangebyscore(keys.TOP_REFERRERS, 1, "+inf", withscores=True))
+    start_ms = int(engine.shop_time(program.rules, program._now_ms()).replace(
+        hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000) - (days - 1) * DAY_MS
+    cycles = []
+    for raw in (await redis.hgetall(keys.CYCLES)).values():
+        joined, first = (int(x) for x in raw.decode().split("|"))
+        if first >= start_ms:
+            cycles.append(first - joined)
+    median_ms = int(statistics.median(cycles)) if cycles else None
+    return {
+        "days": days, "from": dates[0], "to": dates[-1], "members": members,
+        "invites_shown": totals["invites_shown"], "invite_pages_opened": totals["invite_pages_opened"],
+        "codes_sent": totals["codes_sent"],
+        "referrals": {"pending": totals["referrals_pending"], "completed": totals["referrals_completed"],
+                      "review": totals["referrals_review"], "voided": totals["referrals_voided"],
+                      "refused": dict(sorted(refused.items()))},
+        "conversion_rate": _ratio(totals["referrals_completed"], totals["invite_pages_opened"]),
+        "k_factor": _ratio(totals["referrals_completed"], members),
+        "referrals_per_referrer": _ratio(completed_ever, referrers),
+        "viral_cycle_time_ms": median_ms,
+        "viral_cycle_time_days": round(median_ms / DAY_MS, 2) if median_ms is not None else None,
+        "orders": totals["orders"], "revenue_yen": totals["revenue_yen"],
+        "referred_revenue_yen": totals["referred_revenue_yen"],
+        "points": {"issued": totals["points_issued"], "spent": totals["points_spent"],
+                   "expired": totals["points_expired"]},
+        "rewards_claimed": totals["rewards_claimed"],
+        "top_referrers": [{"user_id": uid.decode(), "completed": int(score)} for uid, score in top],
+        "by_day": by_day,
+    }
