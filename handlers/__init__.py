@@ -7,8 +7,10 @@ from handlers import (
     gift,
     help,
     invite,
+    leaderboard,
     points,
     referral_code,
+    referral_status,
     rewards_catalog,
     unfollow,
 )
@@ -17,5 +19,6 @@ from handlers import (
 def build_router() -> Router:
     root = Router("root")
     root.include(follow.router, unfollow.router, help.router, invite.router, points.router,
-                 rewards_catalog.router, coupons.router, gift.router, referral_code.router, fallback.router)
+                 rewards_catalog.router, coupons.router, referral_status.router,
+                 leaderboard.router, gift.router, referral_code.router, fallback.router)
     return root

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot import flex
 from bot.dispatcher import Ctx
 
 
@@ -23,3 +24,21 @@ def text(ctx: Ctx, body: str, *extra_quick: dict[str, Any]) -> dict[str, Any]:
 
 def plain(body: str) -> dict[str, Any]:
     return {"type": "text", "text": body[:5000]}
+
+
+def card(ctx: Ctx, alt_text: str, contents: dict[str, Any], *extra_quick: dict[str, Any]) -> dict[str, Any]:
+    """A Flex card with the quick replies; `contents` from bot.flex.render (or a carousel of them)."""
+    return flex.message(alt_text, contents, quick_replies(ctx, *extra_quick))
+
+
+def render(ctx: Ctx, template: str, /, **values: Any) -> dict[str, Any]:
+    """A Flex template filled with the member's locale texts."""
+    return flex.render(template, ctx.t, **values)
+
+
+def row(ctx: Ctx, label: str, value: str) -> dict[str, Any]:
+    return render(ctx, "_row", label=label, value=value)
+
+
+def note(ctx: Ctx, body: str) -> dict[str, Any]:
+    return render(ctx, "_note", text=body)
