@@ -151,6 +151,14 @@ class Platform:
                 size = len(json.dumps(m.get("contents"), ensure_ascii=False).encode())
                 if size > (50_000 if m["contents"].get("type") == "carousel" else 30_000):
                     return f"flex container too large: {size} bytes"
+                if m["contents"].get("type") == "carousel":
+                    bubbles = m["contents"].get("contents", [])
+                    if not 1 <= len(bubbles) <= 12:
+                        return f"a flex carousel holds 1 to 12 bubbles, not {len(bubbles)}"
+                    if len({b.get("size", "mega") for b in bubbles}) > 1:
+                        return "the bubbles of a flex carousel must all have the same size"
+                    if any(len(json.dumps(b, ensure_ascii=False).encode()) > 30_000 for b in bubbles):
+                        return "a bubble in a flex carousel is larger than 30 KB"
             if t == "image":
                 for k in ("originalContentUrl", "previewImageUrl"):
                     url = m.get(k, "")
