@@ -516,21 +516,22 @@ class Program:
         if award:
             await self._schedule(referrer, award)
         if status in ("completed", "voided"):
-            await self._rank(referrer, friend)
+            await self._rank(referrer, friend, only_up=status == "completed")
         return int(written), int(milestone)
 
-    async def _rank(self, referrer: str, friend: str) -> None:
+    async def _rank(self, referrer: str, friend: str, only_up: bool) -> None:
         """Copy the referrer's count for the month the referral completed into that month's board.
 
         The count itself moved once, in referrer_step.lua; this only copies it, so a re-run writes the
-        same number again and never counts twice."""
+        same number again and never counts twice. A completion only raises the score (GT), so two of the
+        referrer's referrals completing side by side cannot leave the older, lower count last."""
         month = await self.redis.hget(keys.referrals_made(referrer), f"{friend}|month")
         if not month:
             return
         month = month.decode()
         count = int(await self.redis.hget(keys.member(referrer), f"ranked:{month}") or 0)
         if count > 0:
-            await self.redis.zadd(keys.leaderboard(month), {referrer: count})
+            await self.redis.zadd(keys.leaderboard(month), {referrer: count}, gt=only_up)
         else:
             await self.redis.zrem(keys.leaderboard(month), referrer)
 
