@@ -308,3 +308,18 @@ def test_message_refuses_what_line_would() -> None:
     with pytest.raises(flex.CardError):
         flex.carousel([{"type": "bubble"}] * 13)
     assert len(flex.message("a" * 5000, {"type": "bubble"})["altText"]) <= 1500
+
+
+def test_the_line_stand_in_flags_flex_over_lines_limits() -> None:
+    platform = Platform(secret="s", token="t", basic_id="@x")
+
+    def flex_of(contents: dict) -> list[dict]:
+        return [{"type": "flex", "altText": "a", "contents": contents}]
+
+    bubble = {"type": "bubble"}
+    assert platform._limits(flex_of({"type": "carousel", "contents": [bubble] * 12})) is None
+    assert "12 bubbles" in str(platform._limits(flex_of({"type": "carousel", "contents": [bubble] * 13})))
+    mixed = [bubble, {"type": "bubble", "size": "kilo"}]
+    assert "same size" in str(platform._limits(flex_of({"type": "carousel", "contents": mixed})))
+    plain_http = {"type": "bubble", "hero": {"type": "image", "url": "http://example.test/q.png"}}
+    assert "https" in str(platform._limits(flex_of(plain_http)))

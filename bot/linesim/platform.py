@@ -159,6 +159,9 @@ class Platform:
                         return "the bubbles of a flex carousel must all have the same size"
                     if any(len(json.dumps(b, ensure_ascii=False).encode()) > 30_000 for b in bubbles):
                         return "a bubble in a flex carousel is larger than 30 KB"
+                for url in _flex_image_urls(m["contents"]):
+                    if len(url) > 2000 or (self.strict_media and not url.startswith("https://")):
+                        return f"flex image url must be https and at most 2000 characters: {url[:80]}"
             if t == "image":
                 for k in ("originalContentUrl", "previewImageUrl"):
                     url = m.get(k, "")
@@ -393,6 +396,16 @@ class Platform:
                 return got
             await asyncio.sleep(0.02)
         return predicate()
+
+
+def _flex_image_urls(node: Any) -> list[str]:
+    """The url of every image component in a Flex container."""
+    if isinstance(node, dict):
+        own = [node["url"]] if node.get("type") == "image" and isinstance(node.get("url"), str) else []
+        return own + [u for value in node.values() for u in _flex_image_urls(value)]
+    if isinstance(node, list):
+        return [u for value in node for u in _flex_image_urls(value)]
+    return []
 
 
 def _actions(node: Any) -> list[dict]:
