@@ -12,7 +12,7 @@ from linebot.v3.webhook import SignatureValidator
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from bot import admin_api, admin_rewards, admin_staff, coupon_pages, pages, webhook
+from bot import admin_api, admin_rewards, admin_staff, coupon_pages, member_pages, pages, webhook
 from bot.broadcasts import BroadcastRunner
 from bot.config import ASSETS, Settings
 from bot.dispatcher import Services
@@ -115,6 +115,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     admin_rewards.setup(app, SERVICES)
     admin_staff.setup(app, SERVICES)
     coupon_pages.setup(app, SERVICES)
+    member_pages.setup(app, SERVICES)
     return app
 
 

@@ -27,3 +27,7 @@ def coupon_link(settings: Settings, token: str) -> str:
 
 def coupon_qr_url(settings: Settings, token: str) -> str:
     return f"{settings.public_base_url}/c/{token}.png"
+
+
+def member_qr_url(settings: Settings, token: str) -> str:
+    return f"{settings.public_base_url}/m/{token}.png"

@@ -7,9 +7,11 @@ from handlers import (
     gift,
     help,
     invite,
+    leaderboard,
     points,
     profile,
     referral_code,
+    referral_status,
     rewards_catalog,
     staff_broadcast,
     staff_common,
@@ -28,5 +30,5 @@ def build_router() -> Router:
                  staff_coupons.router, staff_review.router, staff_broadcast.inputs, staff_members.inputs,
                  staff_coupons.inputs)
     root.include(follow.router, unfollow.router, profile.router, help.router, invite.router, points.router,
-                 rewards_catalog.router, coupons.router, gift.router, referral_code.router, fallback.router)
+                 rewards_catalog.router, coupons.router, referral_status.router, leaderboard.router, gift.router, referral_code.router, fallback.router)
     return root

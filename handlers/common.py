@@ -5,6 +5,7 @@ import asyncio
 import logging
 from typing import Any
 
+from bot import flex
 from bot.dispatcher import Ctx
 
 log = logging.getLogger(__name__)
@@ -43,3 +44,21 @@ async def show_loading(ctx: Ctx) -> None:
         await asyncio.wait_for(ctx.services.line.show_loading(ctx.user_id, LOADING_SECONDS), LOADING_WAIT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - purely cosmetic, it must never fail the event
         log.debug("loading animation skipped: %s", exc)
+
+
+def card(ctx: Ctx, alt_text: str, contents: dict[str, Any], *extra_quick: dict[str, Any]) -> dict[str, Any]:
+    """A Flex card with the quick replies; `contents` from bot.flex.render (or a carousel of them)."""
+    return flex.message(alt_text, contents, quick_replies(ctx, *extra_quick))
+
+
+def render(ctx: Ctx, template: str, /, **values: Any) -> dict[str, Any]:
+    """A Flex template filled with the member's locale texts."""
+    return flex.render(template, ctx.t, **values)
+
+
+def row(ctx: Ctx, label: str, value: str) -> dict[str, Any]:
+    return render(ctx, "_row", label=label, value=value)
+
+
+def note(ctx: Ctx, body: str) -> dict[str, Any]:
+    return render(ctx, "_note", text=body)

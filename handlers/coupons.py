@@ -1,13 +1,15 @@
-"""クーポン / coupons: the member's coupons, newest first, each with its code, state and page link."""
+"""クーポン / coupons: the member's coupons, newest first, as a carousel of coupon cards."""
 from __future__ import annotations
 
+from bot import flex
 from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from bot.links import coupon_link
-from handlers.common import text
-from handlers.rewards_catalog import coupon_lines
+from bot.flex import cut
+from handlers.common import card, text
+from handlers.rewards_catalog import NAME_MAX, coupon_card
 
 router = Router("coupons")
 SHOWN = 10
+STATE_COLORS = {"valid": "#06C755", "used": "#8E8E8E", "expired": "#B0B0B0"}
 
 
 @router.on(MessageEvent, keyword("coupons"))
@@ -17,17 +19,17 @@ async def on_coupons(ctx: Ctx) -> None:
     if not coupons:
         await ctx.answer(text(ctx, ctx.t("coupons_empty")))
         return
-    lines = [ctx.t("coupons_title")]
     now_ms = catalog.now_ms()
+    bubbles = []
     for coupon in coupons:
         reward = ctx.program.rules.reward(coupon.reward_id)
-        name = (reward.name.get(ctx.lang) or reward.name["ja"]) if reward else coupon.reward_id
+        name = cut((reward.name.get(ctx.lang) or reward.name["ja"]) if reward else coupon.reward_id, NAME_MAX)
         if coupon.used:
-            state = ctx.t("coupon_state_used", date=catalog.day_of(coupon.used_at_ms).strftime("%Y/%m/%d"))
+            state = "used"
+            headline = ctx.t("coupon_state_used", date=catalog.day_of(coupon.used_at_ms).strftime("%Y/%m/%d"))
         elif coupon.expired(now_ms):
-            state = ctx.t("coupon_state_expired")
+            state, headline = "expired", ctx.t("coupon_state_expired")
         else:
-            state = ctx.t("coupon_state_valid")
-        lines += ["", ctx.t("coupons_line", name=name, state=state, lines=coupon_lines(ctx, coupon),
-                            link=coupon_link(ctx.services.settings, coupon.token))]
-    await ctx.answer(text(ctx, "\n".join(lines)))
+            state, headline = "valid", ctx.t("coupon_state_valid")
+        bubbles.append(coupon_card(ctx, coupon, name, headline, STATE_COLORS[state]))
+    await ctx.answer(card(ctx, ctx.t("flex_coupons_alt", count=len(coupons)), flex.carousel(bubbles)))

@@ -1,10 +1,10 @@
-"""ヘルプ / help: what the bot can do."""
+"""ヘルプ / help: the main actions as buttons."""
 from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from handlers.common import text
+from handlers.common import card, render
 
 router = Router("help")
 
 
 @router.on(MessageEvent, keyword("help"))
 async def on_help(ctx: Ctx) -> None:
-    await ctx.answer(text(ctx, ctx.t("help")))
+    await ctx.answer(card(ctx, ctx.t("help"), render(ctx, "help")))

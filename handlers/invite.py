@@ -1,9 +1,9 @@
-"""招待 / invite: the member's invite link, its QR code and a ready-to-forward caption."""
+"""招待 / invite: the invite card — the offer for both sides, the QR code, a "share in LINE" button and the link."""
 from urllib.parse import quote
 
 from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from bot.links import invite_link, qr_image_url
-from handlers.common import text
+from handlers.common import card, render, row
 
 router = Router("invite")
 
@@ -15,11 +15,9 @@ async def on_invite(ctx: Ctx) -> None:
     settings, rules = ctx.services.settings, ctx.program.rules
     link = invite_link(settings, code)
     caption = ctx.t("invite_caption", shop=ctx.t("shop_name"), friend_points=rules.friend_points, link=link)
-    share = {"type": "action", "action": {"type": "uri", "label": ctx.t("qr_share"),
-                                          "uri": "https://line.me/R/share?text=" + quote(caption)}}
-    qr = qr_image_url(settings, code)
-    await ctx.answer(
-        {"type": "image", "originalContentUrl": qr, "previewImageUrl": qr},
-        text(ctx, ctx.t("invite", link=link, referrer_points=rules.referrer_points,
-                        friend_points=rules.friend_points), share),
-    )
+    rows = [row(ctx, ctx.t("flex_invite_you"), ctx.t("flex_invite_points", points=f"{rules.referrer_points:,}")),
+            row(ctx, ctx.t("flex_invite_friend"), ctx.t("flex_invite_points", points=f"{rules.friend_points:,}")),
+            row(ctx, ctx.t("flex_invite_code"), code)]
+    contents = render(ctx, "invite", qr_url=qr_image_url(settings, code), link=link, rows=rows,
+                      share_uri="https://line.me/R/share?text=" + quote(caption))
+    await ctx.answer(card(ctx, ctx.t("flex_invite_alt", link=link), contents))

@@ -1,31 +1,54 @@
-"""ポイント / points: the balance, the tier and the latest ledger lines."""
+"""ポイント / points: the member card — tier, balance, pending points, debt, progress to the next tier,
+points expiring soon, the latest ledger lines and the member QR for the counter."""
 from datetime import datetime, timedelta, timezone
 
 from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from handlers.common import show_loading, text
+from bot.flex import cut
+from bot.links import member_qr_url
+from handlers.common import card, note, render, row, show_loading
 
 router = Router("points")
 JST = timezone(timedelta(hours=9))
+HISTORY_LINES = 5
+NAME_MAX = 40
 
 
 @router.on(MessageEvent, keyword("points"))
 async def on_points(ctx: Ctx) -> None:
     await show_loading(ctx)
-    member = await ctx.program.member(ctx.user_id)
+    program = ctx.program
+    member = await program.member(ctx.user_id)
     if member is None:  # cannot happen after a sighting, but never answer with nothing
         return
-    next_tier = (ctx.t("points_next_tier", points=f"{member.to_next_tier:,}", tier=member.next_tier)
-                 if member.next_tier else "")
-    summary = ctx.t("points", points=f"{member.points:,}", tier=member.tier, next_tier=next_tier)
+    rows = []
     if member.pending_points:
-        summary += ctx.t("points_pending", points=f"{member.pending_points:,}")
+        rows.append(row(ctx, ctx.t("flex_member_pending"),
+                        ctx.t("flex_member_points_value", points=f"{member.pending_points:,}")))
     if member.debt:
-        summary += ctx.t("points_debt", points=f"{member.debt:,}")
-    lines = [summary, "", ctx.t("points_history_title")]
-    history = await ctx.program.recent_ledger(ctx.user_id, 5)
-    for entry in history:
-        when = datetime.fromtimestamp(entry.at_ms / 1000, JST).strftime("%m/%d")
-        lines.append(ctx.t("points_line", date=when, delta=f"{entry.delta:+,}", kind=ctx.t(f"kind_{entry.kind}")))
-    if not history:
-        lines.append(ctx.t("points_history_empty"))
-    await ctx.answer(text(ctx, "\n".join(lines)))
+        rows.append(row(ctx, ctx.t("flex_member_debt"), ctx.t("flex_member_points_value", points=f"{member.debt:,}")))
+    expiring = await program.expiring(ctx.user_id)
+    if expiring:
+        when = datetime.fromtimestamp(expiring[1] / 1000, JST).strftime("%Y/%m/%d")
+        rows.append(row(ctx, ctx.t("flex_member_expiring"),
+                        ctx.t("flex_member_expiring_value", points=f"{expiring[0]:,}", date=when)))
+    if member.next_tier and member.to_next_tier is not None:
+        reached = next((t.threshold for t in program.rules.tiers if t.name == member.tier), 0)
+        goal = next((t.threshold for t in program.rules.tiers if t.name == member.next_tier), 0)
+        span = max(goal - reached, 1)
+        percent = max(0, min(100, round(100 * (span - member.to_next_tier) / span)))
+        progress = render(ctx, "_progress", percent=percent, points=f"{member.to_next_tier:,}", tier=member.next_tier)
+    else:
+        progress = note(ctx, ctx.t("flex_member_top"))
+    history = [row(ctx, ctx.t("flex_member_history_label",
+                              date=datetime.fromtimestamp(entry.at_ms / 1000, JST).strftime("%m/%d"),
+                              kind=ctx.t(f"kind_{entry.kind}")),
+                   ctx.t("flex_member_points_value", points=f"{entry.delta:+,}"))
+               for entry in await program.recent_ledger(ctx.user_id, HISTORY_LINES)]
+    token = await program.member_token(ctx.user_id)
+    nickname = await program.nickname(ctx.user_id)
+    display_name = cut(nickname, NAME_MAX) if nickname else ctx.t("shop_name")
+    contents = render(ctx, "membership", shop=ctx.t("shop_name"), display_name=display_name, tier=member.tier,
+                      points=f"{member.points:,}", rows=rows, progress=progress,
+                      history=history or [note(ctx, ctx.t("flex_member_history_empty"))],
+                      qr_url=member_qr_url(ctx.services.settings, token))
+    await ctx.answer(card(ctx, ctx.t("flex_member_alt", points=f"{member.points:,}", tier=member.tier), contents))

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot import flex
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, keyword, postback
+from bot.flex import cut
 from bot.links import coupon_link
 from bot.postback import PostbackData
-from handlers.common import show_loading, text
-from rewards.catalog import OUT_OF_STOCK, ClaimResult, Coupon, Stock
+from handlers.common import card, note, render, show_loading, text
+from rewards.catalog import OUT_OF_STOCK, Coupon, Stock
 from rewards.rules import Reward
 
 router = Router("rewards_catalog")
@@ -62,26 +64,67 @@ def stock_note(ctx: Ctx, stock: Stock) -> str | None:
     return ctx.t("rewards_sold_out") if stock.left == 0 else ctx.t("rewards_left", left=f"{stock.left:,}")
 
 
+@dataclass(frozen=True)
+class RewardsPage(PostbackData):
+    prefix = "rw.page"
+    page: int
+
+
+PAGE_SIZE = 10  # a head bubble, ten rewards and a "more" bubble: LINE's 12 at most
+NAME_MAX = 60
+
+
+def uri_button(ctx: Ctx, button_label: str, uri: str, style: str = "secondary") -> dict[str, Any]:
+    return render(ctx, "_button", style=style, action={"type": "uri", "label": cut(button_label, 40), "uri": uri})
+
+
+def flex_postback(ctx: Ctx, button_label: str, data: str, display: str, style: str = "secondary") -> dict[str, Any]:
+    return render(ctx, "_button", style=style, action={"type": "postback", "label": cut(button_label, 40),
+                                                       "data": data, "displayText": display[:300]})
+
+
 @router.on(MessageEvent, keyword("rewards"))
 async def on_rewards(ctx: Ctx) -> None:
     await show_loading(ctx)
+    await show_catalog(ctx, 0)
+
+
+@router.on(PostbackEvent, postback(RewardsPage))
+async def on_rewards_page(ctx: Ctx, data: RewardsPage) -> None:
+    await show_catalog(ctx, max(0, data.page))
+
+
+async def show_catalog(ctx: Ctx, page: int) -> None:
+    """A carousel: the balance, up to ten rewards (the claimable ones first) and a "more" bubble."""
     catalog = ctx.services.catalog
-    listings = await catalog.catalog(ctx.user_id)
+    listings = sorted(await catalog.catalog(ctx.user_id), key=lambda item: item.refusal is not None)
     member = await ctx.program.member(ctx.user_id)
-    lines = [ctx.t("rewards_title", points=f"{member.points if member else 0:,}"), ""]
-    for item in listings:
+    points = f"{member.points if member else 0:,}"
+    if not listings:
+        await ctx.answer(text(ctx, ctx.t("rewards_none", points=points), coupons_button(ctx)))
+        return
+    shown = listings[page * PAGE_SIZE:(page + 1) * PAGE_SIZE] or listings[:PAGE_SIZE]
+    bubbles = [render(ctx, "catalog_head", points=points)]
+    for item in shown:
         notes = [n for n in (ctx.t("rewards_tier", tier=item.reward.tier) if item.reward.tier else None,
                              stock_note(ctx, item.stock)) if n]
-        lines.append(ctx.t("rewards_line", name=name_of(ctx, item.reward), cost=f"{item.reward.cost:,}",
-                           notes=ctx.t("rewards_notes", notes=ctx.t("rewards_note_sep").join(notes)) if notes else ""))
-    # a button per reward, the claimable ones first (LINE shows at most 13 quick replies)
+        name = cut(name_of(ctx, item.reward), NAME_MAX)
+        bubbles.append(render(ctx, "reward", name=name, cost=f"{item.reward.cost:,}",
+                              notes=[note(ctx, ctx.t("rewards_note_sep").join(notes))] if notes else None,
+                              style="primary" if item.refusal is None else "secondary",
+                              action={"type": "postback", "label": ctx.t("flex_reward_details"),
+                                      "data": ctx.pack(ShowReward(item.reward.id)), "displayText": name[:300]}))
+    left = len(listings) - (page + 1) * PAGE_SIZE
+    if left > 0:
+        bubbles.append(render(ctx, "reward_more", left=left,
+                              action={"type": "postback", "label": ctx.t("flex_catalog_more_button"),
+                                      "data": ctx.pack(RewardsPage(page + 1)),
+                                      "displayText": ctx.t("flex_catalog_more_button")}))
+    # a quick reply per reward as well, for those who would rather tap below (13 at most)
     buttons = [postback_button(name_of(ctx, item.reward), ctx.pack(ShowReward(item.reward.id)), name_of(ctx, item.reward))
-               for item in sorted(listings, key=lambda item: item.refusal is not None)[:MAX_REWARD_BUTTONS]]
-    if not listings:
-        lines = [ctx.t("rewards_none", points=f"{member.points if member else 0:,}")]
-    else:
-        lines += ["", ctx.t("rewards_pick")]
-    await ctx.answer(text(ctx, "\n".join(lines), *buttons, coupons_button(ctx)))
+               for item in listings[:MAX_REWARD_BUTTONS]]
+    await ctx.answer(card(ctx, ctx.t("flex_catalog_alt", points=points), flex.carousel(bubbles),
+                          *buttons, coupons_button(ctx)))
 
 
 @router.on(PostbackEvent, postback(ShowReward))
@@ -91,14 +134,12 @@ async def on_show(ctx: Ctx, data: ShowReward) -> None:
         await ctx.answer(text(ctx, ctx.t("claim_refused_NOT_AVAILABLE")))
         return
     reward = offer.reward
-    details = [name_of(ctx, reward)]
+    name = cut(name_of(ctx, reward), NAME_MAX)
     description = reward.description.get(ctx.lang) or reward.description.get("ja", "")
-    if description:
-        details.append(description)
-    details += ["", ctx.t("reward_cost", cost=f"{reward.cost:,}", points=f"{offer.points:,}")]
-    note = stock_note(ctx, offer.stock)
-    if note:
-        details.append(ctx.t("reward_stock", stock=note))
+    details = [ctx.t("reward_cost", cost=f"{reward.cost:,}", points=f"{offer.points:,}")]
+    stock = stock_note(ctx, offer.stock)
+    if stock:
+        details.append(ctx.t("reward_stock", stock=stock))
     if reward.tier:
         details.append(ctx.t("reward_tier", tier=reward.tier))
     if reward.per_member:
@@ -108,18 +149,25 @@ async def on_show(ctx: Ctx, data: ShowReward) -> None:
         details.append(ctx.t("reward_until", date=until.strftime("%Y/%m/%d %H:%M")))
     if reward.valid_days:
         details.append(ctx.t("reward_valid_days", days=reward.valid_days))
-    details.append("")
+    alt = ctx.t("flex_detail_alt", name=name, cost=f"{reward.cost:,}")
     if offer.refusal:
         if offer.refusal == OUT_OF_STOCK:  # told once when staff add stock (bot/notices.py)
             await ctx.services.catalog.wait_for_stock(ctx.user_id, reward.id)
-        details.append(refusal_text(ctx, offer.refusal, reward, offer.points))
-        await ctx.answer(text(ctx, "\n".join(details), coupons_button(ctx)))
+        contents = render(ctx, "reward_detail", name=name, description=note(ctx, description) if description else None,
+                          rows=[note(ctx, line) for line in details],
+                          note=note(ctx, refusal_text(ctx, offer.refusal, reward, offer.points)),
+                          buttons=[render(ctx, "_button", style="secondary", action=coupons_button(ctx)["action"])])
+        await ctx.answer(card(ctx, alt, contents, coupons_button(ctx)))
         return
-    details.append(ctx.t("reward_confirm_question", cost=f"{reward.cost:,}"))
-    confirm = postback_button(ctx.t("reward_confirm_label", cost=f"{reward.cost:,}"), ctx.pack(ConfirmClaim(offer.claim_id)),
-                              ctx.t("reward_confirm_display", name=name_of(ctx, reward)))
-    cancel = postback_button(ctx.t("reward_cancel_label"), ctx.pack(CancelClaim()), ctx.t("reward_cancel_label"))
-    await ctx.answer(text(ctx, "\n".join(details), confirm, cancel))
+    confirm = flex_postback(ctx, ctx.t("reward_confirm_label", cost=f"{reward.cost:,}"),
+                            ctx.pack(ConfirmClaim(offer.claim_id)), ctx.t("reward_confirm_display", name=name),
+                            style="primary")
+    cancel = flex_postback(ctx, ctx.t("reward_cancel_label"), ctx.pack(CancelClaim()), ctx.t("reward_cancel_label"))
+    contents = render(ctx, "reward_detail", name=name, description=note(ctx, description) if description else None,
+                      rows=[note(ctx, line) for line in details],
+                      note=note(ctx, ctx.t("reward_confirm_question", cost=f"{reward.cost:,}")),
+                      buttons=[confirm, cancel])
+    await ctx.answer(card(ctx, alt, contents))
 
 
 @router.on(PostbackEvent, postback(ConfirmClaim))
@@ -133,7 +181,23 @@ async def on_confirm(ctx: Ctx, data: ConfirmClaim) -> None:
         await ctx.answer(text(ctx, refusal_text(ctx, result.reason or "UNKNOWN_CLAIM", result.reward, points),
                               coupons_button(ctx)))
         return
-    await ctx.answer(text(ctx, claimed_text(ctx, result), coupons_button(ctx)))
+    assert result.coupon is not None
+    name = cut(name_of(ctx, result.reward) if result.reward else result.coupon.reward_id, NAME_MAX)
+    contents = coupon_card(ctx, result.coupon, name, ctx.t("flex_coupon_issued"), "#06C755",
+                           balance=ctx.t("flex_coupon_balance", points=f"{result.balance or 0:,}"))
+    await ctx.answer(card(ctx, ctx.t("flex_coupon_alt", name=name), contents, coupons_button(ctx)))
+
+
+def coupon_card(ctx: Ctx, coupon: Coupon, name: str, headline: str, color: str, balance: str | None = None
+                ) -> dict[str, Any]:
+    """A coupon as a bubble: the code (when there is one to show), the last day, a button to its page."""
+    last = ctx.services.catalog.last_day(coupon)
+    lines = [ctx.t("coupon_code_line", code=coupon.code) if coupon.issue != "manual" else ctx.t("coupon_manual_line"),
+             ctx.t("coupon_expires", date=last.strftime("%Y/%m/%d")) if last else ctx.t("coupon_no_expiry")]
+    if balance:
+        lines.append(balance)
+    return render(ctx, "coupon", headline=headline, color=color, name=name, rows=[note(ctx, line) for line in lines],
+                  note=note(ctx, ctx.t("flex_coupon_show")), link=coupon_link(ctx.services.settings, coupon.token))
 
 
 @router.on(PostbackEvent, postback(CancelClaim))
@@ -149,20 +213,3 @@ def refusal_text(ctx: Ctx, reason: str, reward: Reward | None, points: int) -> s
     else:
         values.update(cost="-", short="-", tier="", limit=0, name="")
     return ctx.t(f"claim_refused_{reason}", **values)
-
-
-def coupon_lines(ctx: Ctx, coupon: Coupon) -> str:
-    """The code (when there is one to show) and the coupon's last day."""
-    last = ctx.services.catalog.last_day(coupon)
-    expires = ctx.t("coupon_expires", date=last.strftime("%Y/%m/%d")) if last else ctx.t("coupon_no_expiry")
-    code = ctx.t("coupon_code_line", code=coupon.code) if coupon.issue != "manual" else ctx.t("coupon_manual_line")
-    return ctx.t("coupon_lines", code=code, expires=expires)
-
-
-def claimed_text(ctx: Ctx, result: ClaimResult) -> str:
-    assert result.coupon is not None
-    coupon = result.coupon
-    name = name_of(ctx, result.reward) if result.reward else coupon.reward_id  # a reward since taken out of the rules
-    return ctx.t("claim_ok", name=name, lines=coupon_lines(ctx, coupon),
-                 link=coupon_link(ctx.services.settings, coupon.token),
-                 points=f"{result.balance or 0:,}")

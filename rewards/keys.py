@@ -136,3 +136,12 @@ def coupons_used(uid: str) -> str:
 
 def coupon(token: str) -> str:
     return f"{PREFIX}:coupon:{token}"  # string: the member who holds the coupon with this token
+
+
+# ---- member cards and the referrers' board (rewards/program.py) ----------------------------
+def member_token(token: str) -> str:
+    return f"{PREFIX}:mtoken:{token}"  # string: the member whose counter QR carries this token
+
+
+def leaderboard(month: str) -> str:
+    return f"{PREFIX}:board:{month}"  # zset: referrer -> referrals completed in that month (YYYY-MM)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from rewards import codes, engine, keys
 from rewards.engine import Award
-from rewards.rules import Rules, Tier
+from rewards.rules import Milestone, Rules, Tier
 
 _LUA = Path(__file__).resolve().parent / "lua"
 log = logging.getLogger(__name__)
@@ -89,6 +90,31 @@ class LedgerLine:
     at_ms: int
     balance: int
     state: str = "available"
+
+
+@dataclass(frozen=True)
+class FriendReferral:
+    code_hint: str | None  # the first characters of the friend's own invite code, if they have one
+    status: str  # pending | completed | voided
+    needs: str | None  # what a pending referral still waits for: FIRST_PURCHASE | HOLD
+    minimum_order: int  # with FIRST_PURCHASE: the yen the first order must reach (0: any)
+    at_ms: int  # when the friend sent the code
+
+
+@dataclass(frozen=True)
+class ReferralStatus:
+    referrals: Referrals
+    friends: list[FriendReferral]  # newest first
+    next_milestone: Milestone | None
+    to_next_milestone: int | None  # completed referrals still needed for it
+
+
+@dataclass(frozen=True)
+class Ranked:
+    user_id: str
+    completed: int
+    nickname: str | None  # only when the member consented to show it
+    code: str | None  # the member's invite code, for an anonymous label
 
 
 @dataclass(frozen=True)
@@ -432,6 +458,21 @@ class Program:
             out.append((uid, expiring, when))
         return out
 
+    async def expiring(self, uid: str) -> tuple[int, int] | None:
+        """Read only: (points, when) of the member's soonest expiry within the warning window, or None."""
+        if self.rules.expiry == "never":
+            return None
+        horizon = self._now_ms() + max(self.rules.warning_days, 30) * 86_400_000
+        soonest = await self.redis.zrange(keys.lot_queue(uid), 0, 0, withscores=True)
+        if not soonest or soonest[0][1] > horizon:
+            return None
+        when = int(soonest[0][1])
+        points = 0
+        for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
+            lot = await self.redis.hget(keys.lots(uid), lot_id)
+            points += int(lot.decode().split("|")[0]) if lot else 0
+        return (points, when) if points > 0 else None
+
     async def mark_warned(self, uid: str, when_ms: int) -> None:
         await self.redis.hset(keys.WARNED, uid, when_ms)
 
@@ -459,6 +500,29 @@ class Program:
         if await self.redis.hsetnx(keys.member(uid), "code", candidate):
             return candidate
         return str((await self.redis.hget(keys.member(uid), "code")).decode())
+
+    async def member_token(self, uid: str) -> str:
+        """The unguessable token the member's counter QR carries (never the user id), minted on first use."""
+        current = await self.redis.hget(keys.member(uid), "member_token")
+        if current:
+            return str(current.decode())
+        candidate = secrets.token_urlsafe(16)
+        await self.redis.set(keys.member_token(candidate), uid, nx=True)
+        if await self.redis.hsetnx(keys.member(uid), "member_token", candidate):
+            return candidate
+        return str((await self.redis.hget(keys.member(uid), "member_token")).decode())
+
+    async def nickname(self, uid: str) -> str | None:
+        """The nickname the member gave (their own card shows it; others see it only with consent)."""
+        raw = await self.redis.hget(keys.member(uid), "nickname")
+        return raw.decode() if raw else None
+
+    async def member_by_token(self, token: str) -> str | None:
+        """Who a scanned member QR belongs to (for staff tools); None for an unknown token."""
+        if not token or len(token) > 64:
+            return None
+        owner = await self.redis.get(keys.member_token(token))
+        return owner.decode() if owner else None
 
     async def owner_of(self, code: str) -> str | None:
         owner = await self.redis.get(keys.code(codes.normalise(code)))
@@ -531,7 +595,25 @@ class Program:
             await self.count("points_issued", int(award["amount"]))
         if int(milestone):
             await self.count("points_issued", sum(m.points for m in self.rules.milestones if m.count == int(milestone)))
+        if status in ("completed", "voided"):
+            await self._rank(referrer, friend, only_up=status == "completed")
         return int(written), int(milestone)
+
+    async def _rank(self, referrer: str, friend: str, only_up: bool) -> None:
+        """Copy the referrer's count for the month the referral completed into that month's board.
+
+        The count itself moved once, in referrer_step.lua; this only copies it, so a re-run writes the
+        same number again and never counts twice. A completion only raises the score (GT), so two of the
+        referrer's referrals completing side by side cannot leave the older, lower count last."""
+        month = await self.redis.hget(keys.referrals_made(referrer), f"{friend}|month")
+        if not month:
+            return
+        month = month.decode()
+        count = int(await self.redis.hget(keys.member(referrer), f"ranked:{month}") or 0)
+        if count > 0:
+            await self.redis.zadd(keys.leaderboard(month), {referrer: count}, gt=only_up)
+        else:
+            await self.redis.zrem(keys.leaderboard(month), referrer)
 
     async def settle(self, friend: str) -> str | None:
         """Finish the referrer's side of the friend's referral; returns the referrer when it paid just now.
@@ -602,6 +684,52 @@ class Program:
         await self._void_referral(keys=[*keys.ledger_keys(friend), keys.referral(friend)],
                                   args=["BLOCKED", at_ms, int(self._write_off)])
         await self.settle(friend)
+
+    async def referral_status(self, uid: str, shown: int = 5) -> ReferralStatus:
+        """Read only: the member's referrals, the newest few in detail, and the next milestone."""
+        made = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(keys.referrals_made(uid))).items()}
+        statuses = {friend: status for friend, status in made.items()
+                    if "|" not in friend and status in ("pending", "review", "completed", "voided")}
+        counts = list(statuses.values())
+        referrals = Referrals(invited=len(counts), pending=counts.count("pending") + counts.count("review"),
+                              completed=counts.count("completed"))
+        friends = []
+        now = self._now_ms()
+        for friend, status in statuses.items():
+            ref = await self.redis.hmget(keys.referral(friend), ["created_at", "hold_until"])
+            code = await self.redis.hget(keys.member(friend), "code")
+            created, hold_until = int(ref[0] or 0), int(ref[1] or 0)
+            needs = None
+            if status == "pending":
+                needs = "FIRST_PURCHASE"
+            elif status == "review":  # the shop checks the order first (rewards/review.py)
+                needs = "REVIEW"
+            elif status == "completed" and hold_until > now:
+                needs = "HOLD"
+            friends.append(FriendReferral(code_hint=code.decode()[:4] if code else None, status=status,
+                                          needs=needs, minimum_order=self.rules.referral_minimum_order,
+                                          at_ms=created))
+        friends.sort(key=lambda f: f.at_ms, reverse=True)
+        ahead = [m for m in self.rules.milestones if m.count > referrals.completed]
+        return ReferralStatus(referrals=referrals, friends=friends[:shown],
+                              next_milestone=ahead[0] if ahead else None,
+                              to_next_milestone=ahead[0].count - referrals.completed if ahead else None)
+
+    def month_of(self, at_ms: int | None = None) -> str:
+        """YYYY-MM in the shop's time zone."""
+        return engine.shop_time(self.rules, at_ms if at_ms is not None else self._now_ms()).strftime("%Y-%m")
+
+    async def leaderboard(self, month: str | None = None, top: int = 10) -> list[Ranked]:
+        """Read only: the month's top referrers by completed referrals, with what may be shown of them."""
+        board = await self.redis.zrevrange(keys.leaderboard(month or self.month_of()), 0, top - 1, withscores=True)
+        out = []
+        for raw, score in board:
+            uid = raw.decode()
+            nickname, consent, code = await self.redis.hmget(keys.member(uid), ["nickname", "nickname_consent", "code"])
+            out.append(Ranked(user_id=uid, completed=int(score),
+                              nickname=nickname.decode() if nickname and consent == b"1" else None,
+                              code=code.decode() if code else None))
+        return out
 
     # ---- orders ----------------------------------------------------------------------
     async def record_purchase(self, order_id: str, uid: str, amount: int, at_ms: int | None = None,

@@ -16,7 +16,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from bot.config import ASSETS
-from bot.linesim.platform import Platform, new_user_id, text_of
+from bot.linesim.platform import Platform, _actions, new_user_id, text_of
 from handlers.rewards_catalog import ConfirmClaim, ShowReward
 from rewards import catalog as cat
 from rewards import keys
@@ -383,9 +383,8 @@ async def test_stock_can_be_added_by_staff(shop_bot: Bot) -> None:
 
 # ---- in chat, end to end ---------------------------------------------------------------------
 def postbacks(messages: list[dict]) -> dict[str, str]:
-    """label -> data of the postback quick replies under the last message."""
-    items = (messages[-1].get("quickReply") or {}).get("items", [])
-    return {i["action"]["label"]: i["action"]["data"] for i in items if i["action"]["type"] == "postback"}
+    """label -> data of the postback buttons in the last message: its Flex card and its quick replies."""
+    return {a["label"]: a["data"] for a in _actions(messages[-1]) if a["type"] == "postback"}
 
 
 def local(bot: Bot, url: str) -> str:

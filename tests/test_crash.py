@@ -91,7 +91,7 @@ async def test_sigkill_of_a_worker_process_loses_and_repeats_nothing(clean_redis
         for uid in users:
             said = platform.said_to(uid)
             welcomes = [m for m in said if "友だち追加ありがとう" in m.get("text", "")]
-            invites = [m for m in said if re.search(r"/i/[A-Z0-9]{8}", m.get("text", ""))]
+            invites = [m for m in said if re.search(r"/i/[A-Z0-9]{8}", text_of([m]))]  # the invite card
             assert len(welcomes) == 1 and len(invites) == 1, f"{uid}: {said}"
             _, member = await bot.admin("GET", f"/api/v1/members/{uid}")
             assert member["points"] == 100

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
-from bot.linesim.platform import new_user_id
+from bot.linesim.platform import new_user_id, text_of
 from rewards.program import Program
 from tests.rules_helpers import Clock, program_for, variant
 
@@ -447,7 +447,7 @@ async def test_a_referrer_turns_gifting_on_in_chat_and_sees_pending_points(clean
         assert member["gift_referral_reward"] is True
         await bot.admin("POST", "/api/v1/conversions", {"order_id": "o-a", "user_id": a, "amount": 1000})
         said = await converse(platform, a, platform.text(a, "ポイント"))
-        assert "現在のポイント：110 pt" in said[-1]["text"]
+        assert "現在のポイント：110 pt" in text_of(said)  # the member card's altText
     finally:
         await bot.http.close()
         await bot.runner.cleanup()

@@ -36,8 +36,8 @@ async def test_the_referral_story(bot: Bot) -> None:
     assert link, text_of(invite)
     code = link.group(1)
     assert a not in text_of(invite)
-    image = next(m for m in invite if m["type"] == "image")
-    async with bot.http.get(local(bot, image["originalContentUrl"])) as r:
+    card = next(m for m in invite if m["type"] == "flex")
+    async with bot.http.get(local(bot, card["contents"]["hero"]["url"])) as r:  # the QR on the invite card
         assert r.status == 200 and r.content_type == "image/png"
         png = await r.read()
     decoded, *_ = cv2.QRCodeDetector().detectAndDecode(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR))

@@ -151,6 +151,17 @@ class Platform:
                 size = len(json.dumps(m.get("contents"), ensure_ascii=False).encode())
                 if size > (50_000 if m["contents"].get("type") == "carousel" else 30_000):
                     return f"flex container too large: {size} bytes"
+                if m["contents"].get("type") == "carousel":
+                    bubbles = m["contents"].get("contents", [])
+                    if not 1 <= len(bubbles) <= 12:
+                        return f"a flex carousel holds 1 to 12 bubbles, not {len(bubbles)}"
+                    if len({b.get("size", "mega") for b in bubbles}) > 1:
+                        return "the bubbles of a flex carousel must all have the same size"
+                    if any(len(json.dumps(b, ensure_ascii=False).encode()) > 30_000 for b in bubbles):
+                        return "a bubble in a flex carousel is larger than 30 KB"
+                for url in _flex_image_urls(m["contents"]):
+                    if len(url) > 2000 or (self.strict_media and not url.startswith("https://")):
+                        return f"flex image url must be https and at most 2000 characters: {url[:80]}"
             if t == "image":
                 for k in ("originalContentUrl", "previewImageUrl"):
                     url = m.get(k, "")
@@ -393,6 +404,16 @@ class Platform:
                 return got
             await asyncio.sleep(0.02)
         return predicate()
+
+
+def _flex_image_urls(node: Any) -> list[str]:
+    """The url of every image component in a Flex container."""
+    if isinstance(node, dict):
+        own = [node["url"]] if node.get("type") == "image" and isinstance(node.get("url"), str) else []
+        return own + [u for value in node.values() for u in _flex_image_urls(value)]
+    if isinstance(node, list):
+        return [u for value in node for u in _flex_image_urls(value)]
+    return []
 
 
 def _actions(node: Any) -> list[dict]:

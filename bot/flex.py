@@ -1,0 +1,118 @@
+"""Flex cards from JSON templates in assets/flex/ (one template for every locale).
+
+A template is ordinary Flex JSON with two kinds of placeholder in its strings:
+- `[[key]]` — a locale text (assets/locales/*.flex.toml), formatted with the card's values;
+- `{{name}}` — a value. A string that is exactly `{{name}}` becomes the value itself (a number, a list of
+  components spliced into the surrounding list, a dict; None drops the element or the key), otherwise
+  the value is written into the string.
+
+Values go into the parsed tree, never into JSON text, so a nickname with quotes, braces or newlines stays
+data. Texts from people (reward names, nicknames) are cut with `cut()`.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from bot.config import ASSETS
+
+FLEX_DIR = ASSETS / "flex"
+ALT_TEXT_MAX = 400  # LINE allows 1,500; notifications and the chat list show far less
+BUBBLE_MAX_BYTES = 30_000
+CAROUSEL_MAX_BYTES = 50_000
+CAROUSEL_MAX_BUBBLES = 12
+BUTTON_LABEL_MAX = 40
+
+_TEXT_KEY = re.compile(r"\[\[([a-z0-9_]+)\]\]")
+_VALUE = re.compile(r"\{\{([a-z0-9_]+)\}\}")
+_ANY = re.compile(_TEXT_KEY.pattern + "|" + _VALUE.pattern)
+_DROP = object()
+
+
+class CardError(ValueError):
+    """A template or its values do not make a valid card (a bug, caught by the tests)."""
+
+
+def cut(value: str, limit: int) -> str:
+    """At most `limit` characters, on one line, with an ellipsis when cut."""
+    flat = " ".join(str(value).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+
+
+@functools.cache
+def _load(name: str) -> Any:
+    return json.loads((FLEX_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def template_names() -> list[str]:
+    return sorted(p.stem for p in FLEX_DIR.glob("*.json"))
+
+
+def text_keys(name: str) -> set[str]:
+    """Every locale key a template uses (a test checks each exists in every locale)."""
+    return set(_TEXT_KEY.findall(json.dumps(_load(name), ensure_ascii=False)))
+
+
+def render(name: str, t: Callable[..., str], /, **values: Any) -> dict[str, Any]:
+    """The template filled: `t(key, **values)` gives locale texts."""
+    def fill_string(s: str) -> Any:
+        whole = _VALUE.fullmatch(s)
+        if whole:
+            value = values[whole.group(1)]
+            return _DROP if value is None else value
+        # one pass, so a value that looks like a placeholder is never filled again
+        return _ANY.sub(lambda m: t(m.group(1), **values) if m.group(1) else str(values[m.group(2)]), s)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return fill_string(node)
+        if isinstance(node, dict):
+            out = {}
+            for key, child in node.items():
+                filled = walk(child)
+                if filled is not _DROP:
+                    out[key] = filled
+            return out
+        if isinstance(node, list):
+            items: list[Any] = []
+            for child in node:
+                filled = walk(child)
+                if filled is _DROP:
+                    continue
+                if isinstance(filled, list) and isinstance(child, str):  # a list value is spliced in
+                    items.extend(filled)
+                else:
+                    items.append(filled)
+            return items
+        return node
+
+    try:
+        return dict(walk(copy.deepcopy(_load(name))))
+    except KeyError as missing:
+        raise CardError(f"flex template {name}: no value for {missing}") from missing
+
+
+def carousel(bubbles: list[dict[str, Any]]) -> dict[str, Any]:
+    if not 1 <= len(bubbles) <= CAROUSEL_MAX_BUBBLES:
+        raise CardError(f"a carousel holds 1 to {CAROUSEL_MAX_BUBBLES} bubbles, not {len(bubbles)}")
+    return {"type": "carousel", "contents": bubbles}
+
+
+def size_of(contents: dict[str, Any]) -> int:
+    return len(json.dumps(contents, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def message(alt_text: str, contents: dict[str, Any], quick_reply: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Flex message within LINE's limits (checked here so a bad card fails loudly, not at LINE)."""
+    limit = CAROUSEL_MAX_BYTES if contents.get("type") == "carousel" else BUBBLE_MAX_BYTES
+    if size_of(contents) > limit:
+        raise CardError(f"flex {contents.get('type')} of {size_of(contents)} bytes (LINE allows {limit})")
+    alt = alt_text.strip()[:ALT_TEXT_MAX] or "…"
+    out: dict[str, Any] = {"type": "flex", "altText": alt, "contents": contents}
+    if quick_reply:
+        out["quickReply"] = quick_reply
+    return out
