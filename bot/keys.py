@@ -37,3 +37,13 @@ def broadcast_recipients(job_id: str) -> str:
 
 def broadcast_lease(job_id: str) -> str:
     return f"{PREFIX}:broadcast:{{{job_id}}}:lease"
+
+
+# rich menus (bot/richmenu.py): LINE keeps the menus; we keep their ids and LINE's hourly limits
+RICHMENU_IDS = f"{PREFIX}:richmenu:ids"  # hash: menu alias → the rich menu id it points at now
+RICHMENU_STAFF_LINKED = f"{PREFIX}:richmenu:staff"  # set: users linked to the staff menu (relinked on change)
+RICHMENU_LOCK = f"{PREFIX}:richmenu:lock"  # one `python -m bot richmenu` at a time
+
+
+def richmenu_calls(endpoint: str) -> str:
+    return f"{PREFIX}:richmenu:calls:{endpoint}"  # zset: calls to a 100/hour endpoint in the last hour
