@@ -10,6 +10,7 @@ from handlers import (
     points,
     referral_code,
     rewards_catalog,
+    richmenu_switch,
     unfollow,
 )
 
@@ -17,5 +18,6 @@ from handlers import (
 def build_router() -> Router:
     root = Router("root")
     root.include(follow.router, unfollow.router, help.router, invite.router, points.router,
-                 rewards_catalog.router, coupons.router, gift.router, referral_code.router, fallback.router)
+                 rewards_catalog.router, coupons.router, gift.router, referral_code.router, richmenu_switch.router,
+                 fallback.router)
     return root

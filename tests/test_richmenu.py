@@ -20,7 +20,7 @@ from bot.linesim.platform import Platform
 from bot.metrics import Metrics
 from bot.redis_conn import connect
 from bot.richmenu import MENUS, RichMenuError, RichMenus, TooManyCalls, load_menu, load_menus, sync
-from tests.conftest import TOKEN, Bot, make_settings, new_user_id
+from tests.conftest import TOKEN, Bot, converse, make_settings, new_user_id
 
 CUSTOMER_TEXTS = ["招待", "ポイント", "特典", "紹介状況", "クーポン", "ヘルプ"]
 STAFF_TEXTS = ["配信する", "今日の数字", "会員を探す", "クーポン使用", "審査待ち"]
@@ -299,3 +299,37 @@ def test_staff_menu_sends_the_staff_words() -> None:
     staff = next(m for m in load_menus() if m.alias == richmenu.STAFF_ALIAS)
     assert [a.text for a in staff.areas if a.text] == STAFF_TEXTS
     assert [a.switch for a in staff.areas if a.switch] == [richmenu.CUSTOMER_ALIAS]
+
+
+async def test_staff_switch_to_the_customer_view_and_back(bot: Bot) -> None:
+    platform = bot.platform
+    services = bot.services
+    staff = new_user_id()
+    await platform.send(platform.follow(staff))
+    await bot.idle()
+    applied = {a.alias: a.rich_menu_id for a in await sync(services.line, services.redis)}
+    assert await richmenu.link_staff_menu(services.line, services.redis, staff)
+    menus = platform.richmenus
+    switch_at = [a["action"]["type"] for a in menus.menu_for(staff)["areas"]].index("richmenuswitch")
+    said = await converse(platform, staff, menus.tap(staff, switch_at))
+    assert menus.menu_for(staff)["richMenuId"] == applied["shokai-customer"]
+    assert "お客さまと同じメニュー" in said[-1]["text"]
+    back = said[-1]["quickReply"]["items"][0]["action"]
+    assert back["label"] == "スタッフメニューへ"
+    said = await converse(platform, staff, platform.postback(staff, back["data"]))
+    assert said[-1]["text"].startswith("スタッフメニューに戻しました")
+    assert menus.menu_for(staff)["richMenuId"] == applied["shokai-staff"]
+    # a customer tapping the same (forged or stale) button back gets no staff menu
+    customer = new_user_id()
+    await platform.send(platform.follow(customer))
+    said = await converse(platform, customer, platform.postback(customer, back["data"]))
+    assert "スタッフ" not in said[-1]["text"] and customer not in menus.links
+
+
+async def test_a_customer_tap_on_the_menu_gets_its_answer(bot: Bot) -> None:
+    platform = bot.platform
+    await sync(bot.services.line, bot.services.redis)
+    uid = new_user_id()
+    await converse(platform, uid, platform.follow(uid))
+    said = await converse(platform, uid, platform.richmenus.tap(uid, 1))  # ポイント
+    assert said and said[-1]["type"] == "text" and "ポイント" in said[-1]["text"]

@@ -66,6 +66,27 @@ class RichMenuStore:
         menu_id = self.links.get(user_id) or self.default_id
         return self.menus.get(menu_id) if menu_id else None
 
+    def tap(self, user_id: str, index: int) -> dict:
+        """The webhook event LINE sends when this user taps area `index` of the menu they see.
+        A richmenuswitch first shows the alias's menu, as the LINE app does."""
+        menu = self.menu_for(user_id)
+        if menu is None:
+            raise LookupError(f"{user_id} sees no rich menu")
+        action = menu["areas"][index]["action"]
+        if action["type"] == "message":
+            return self.platform.text(user_id, action["text"])
+        if action["type"] == "richmenuswitch":
+            alias = action["richMenuAliasId"]
+            found = alias in self.aliases
+            if found:
+                self.links[user_id] = self.aliases[alias]
+            return self.platform.event("postback", user_id, postback={
+                "data": action["data"],
+                "params": {"newRichMenuAliasId": alias, "status": "SUCCESS" if found else "RICHMENU_ALIAS_ID_NOTFOUND"}})
+        if action["type"] == "postback":
+            return self.platform.postback(user_id, action["data"])
+        raise ValueError(f"a {action['type']} area sends no webhook event")
+
     def calls(self, endpoint: str) -> int:
         return sum(1 for c in self.platform.calls if c.endpoint == f"richmenu.{endpoint}" and c.status == 200)
 
