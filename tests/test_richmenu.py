@@ -333,3 +333,39 @@ async def test_a_customer_tap_on_the_menu_gets_its_answer(bot: Bot) -> None:
     await converse(platform, uid, platform.follow(uid))
     said = await converse(platform, uid, platform.richmenus.tap(uid, 1))  # ポイント
     assert said and said[-1]["type"] == "text" and "ポイント" in said[-1]["text"]
+
+
+async def test_the_console_shows_the_menu_and_a_tap_sends_its_text(bot: Bot) -> None:
+    from aiohttp import web
+
+    from bot.linesim.console import console_app
+
+    platform = bot.platform
+    await sync(bot.services.line, bot.services.redis)
+    runner = web.AppRunner(console_app(platform, bot_url=bot.url, public_base_url=bot.url, admin_token="x"))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    console = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with ClientSession() as http:
+            async with http.post(console + "/api/customers", json={"name": "佐藤"}) as r:
+                uid = (await r.json())["uid"]
+            async with http.get(f"{console}/api/customers/{uid}/richmenu") as r:
+                assert (await r.json())["menu"] is None  # not a friend yet: no menu
+            async with http.post(f"{console}/api/customers/{uid}/follow") as r:
+                assert r.status == 200
+            async with http.get(f"{console}/api/customers/{uid}/richmenu") as r:
+                menu = (await r.json())["menu"]
+            assert menu["chatBarText"] == "メニュー" and [a["label"] for a in menu["areas"]][:2] == ["招待する", "ポイント"]
+            async with http.get(console + menu["image"]) as r:
+                assert r.content_type == "image/png" and (await r.read()).startswith(b"\x89PNG")
+            mark = len(platform.calls)
+            async with http.post(f"{console}/api/customers/{uid}/richmenu/1") as r:
+                assert (await r.json())["effect"] == "sent"
+            said = await platform.wait_for(lambda: platform.said_to(uid, mark))
+            assert "ポイント" in said[-1]["text"]
+            async with http.post(f"{console}/api/customers/{uid}/richmenu/99") as r:
+                assert r.status == 409 and "no area 99" in (await r.json())["error"]
+    finally:
+        await runner.cleanup()

@@ -72,6 +72,8 @@ class RichMenuStore:
         menu = self.menu_for(user_id)
         if menu is None:
             raise LookupError(f"{user_id} sees no rich menu")
+        if not 0 <= index < len(menu["areas"]):
+            raise LookupError(f"the menu has no area {index}")
         action = menu["areas"][index]["action"]
         if action["type"] == "message":
             return self.platform.text(user_id, action["text"])
