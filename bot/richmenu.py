@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from linebot.v3.messaging import (
     ApiException,
     AsyncApiClient,
@@ -97,6 +98,7 @@ class Area:
 class Menu:
     alias: str
     default: bool
+    selected: bool  # shown open when the chat is opened
     chat_bar_text: str
     width: int
     height: int
@@ -115,7 +117,7 @@ class Menu:
             else:
                 action = {"type": "message", "label": area.ja, "text": area.text or area.ja}
             areas.append({"bounds": {"x": x, "y": y, "width": w, "height": h}, "action": action})
-        return {"size": {"width": self.width, "height": self.height}, "selected": self.default,
+        return {"size": {"width": self.width, "height": self.height}, "selected": self.selected,
                 "chatBarText": self.chat_bar_text, "areas": areas}
 
 
@@ -174,7 +176,8 @@ def load_menu(path: Path) -> Menu:
             raise bad(f"{where}.bounds {[x, y, w, h]} do not fit in {width}×{height}")
         areas.append(Area(ja=ja, en=en, bounds=(x, y, w, h), text=text,
                           switch=str(raw["switch"]) if "switch" in raw else None))
-    menu = Menu(alias=alias, default=bool(data.get("default", False)), chat_bar_text=chat_bar, width=width,
+    menu = Menu(alias=alias, default=bool(data.get("default", False)), selected=bool(data.get("selected", True)),
+                chat_bar_text=chat_bar, width=width,
                 height=height, colour=colour, areas=tuple(areas), source=path)
     try:  # the SDK's model is generated from LINE's OpenAPI spec: what it refuses, LINE refuses
         RichMenuRequest.from_dict({**menu.request(b"check"), "name": alias})
@@ -471,6 +474,8 @@ async def sync(line: LineClient, redis: Any, directory: Path = MENUS, *, now_ms:
         return applied
     except ApiException as exc:
         raise RichMenuError(f"LINE answered {exc.status}: {(exc.body or exc.reason or '')[:300]}") from exc
+    except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise RichMenuError(f"LINE could not be reached ({exc!r}); nothing half-done is kept, run it again") from exc
     finally:
         await menus_api.close()
         await redis.delete(keys.RICHMENU_LOCK)
@@ -484,7 +489,9 @@ async def run(settings: Settings) -> int:
     embedded = None
     url = settings.redis_url
     if url is None:
-        embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / "redis").start)
+        # never the server's data directory: a second redis-server on the same append-only file (with
+        # `serve` running) would corrupt it. Without a shared Redis the counter and ids are kept apart.
+        embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / "richmenu").start)
         url = embedded.url
     redis = connect(url, settings.redis_cluster)
     line = LineClient(settings, Metrics())

@@ -13,7 +13,7 @@ from aiohttp import ClientSession
 from linebot.v3.webhooks import Event
 from PIL import Image
 
-from bot import richmenu
+from bot import keys, richmenu
 from bot.__main__ import main
 from bot.line_client import LineClient
 from bot.linesim.platform import Platform
@@ -369,3 +369,15 @@ async def test_the_console_shows_the_menu_and_a_tap_sends_its_text(bot: Bot) -> 
                 assert r.status == 409 and "no area 99" in (await r.json())["error"]
     finally:
         await runner.cleanup()
+
+
+async def test_line_out_of_reach_is_one_clear_line(clean_redis: str, platform: Platform) -> None:
+    settings = make_settings(clean_redis, platform, line_api_base_url="http://127.0.0.1:9", line_timeout_seconds=2.0)
+    client, redis = LineClient(settings, Metrics()), connect(clean_redis, False)
+    try:
+        with pytest.raises(RichMenuError, match="LINE could not be reached"):
+            await sync(client, redis)
+        assert await redis.get(keys.RICHMENU_LOCK) is None  # the next run is not blocked
+    finally:
+        await client.close()
+        await redis.aclose()
