@@ -1,4 +1,4 @@
-"""Command line: `python -m bot serve | worker | dev` (also installed as `shokai`)."""
+"""Command line: `python -m bot serve | worker | dev | richmenu` (also installed as `shokai`)."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=default_port)
     dev.add_argument("--console-port", type=int, default=int(os.environ.get("CONSOLE_PORT") or 8080))
+    commands.add_parser("richmenu", help="create or update the rich menus from assets/richmenu (idempotent)")
     return parser
 
 
@@ -54,6 +55,14 @@ def main(argv: list[str] | None = None) -> int:
             from bot.app import run_worker_alone
 
             asyncio.run(run_worker_alone(settings))
+        elif args.command == "richmenu":
+            from bot.richmenu import RichMenuError, run
+
+            try:
+                return asyncio.run(run(settings))
+            except RichMenuError as exc:
+                print(f"shokai richmenu: {exc}", file=sys.stderr)
+                return 2
     except (ConfigError, RulesError) as exc:
         print(f"shokai: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import staff
+from bot import richmenu, staff
 from bot.admin_api import BadRequest, _tell_referrer, _user_id
 from bot.dispatcher import Services
 from bot.member_lookup import find_member
@@ -248,6 +248,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         added = await staff.add_staff(s, user_id)
         if added:
             await s.program.audit(WHO, "add_staff", user_id, before="customer", after="staff")
+        await richmenu.link_staff_menu(s.line, s.redis, user_id)  # best effort: logged when LINE refuses
         return web.json_response({"user_id": user_id, "staff": True, "changed": added})
 
     async def remove_staff(request: web.Request) -> web.Response:
@@ -259,6 +260,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         removed = await staff.remove_staff(s, user_id)
         if removed:
             await s.program.audit(WHO, "remove_staff", user_id, before="staff", after="customer")
+        await richmenu.unlink_staff_menu(s.line, s.redis, user_id)
         return web.json_response({"user_id": user_id, "staff": False, "changed": removed})
 
     async def openapi(request: web.Request) -> web.Response:

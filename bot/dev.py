@@ -17,6 +17,18 @@ DEV_ADMIN_TOKEN = "shokai-dev-admin-token"
 DEV_BASIC_ID = "@shokai-dev"
 
 
+async def _rich_menus(app: web.Application) -> None:
+    """Put the rich menus on the simulator, as `python -m bot richmenu` does on LINE."""
+    from bot.app import SERVICES
+    from bot.richmenu import RichMenuError, sync
+
+    services = app[SERVICES]
+    try:
+        await sync(services.line, services.redis)
+    except RichMenuError as exc:
+        print(f"  rich menus not set up: {exc}", flush=True)
+
+
 async def run_dev(host: str, port: int, console_port: int) -> None:
     from bot.linesim.console import console_app  # the console's page and API
 
@@ -35,6 +47,7 @@ async def run_dev(host: str, port: int, console_port: int) -> None:
         await bot_runner.setup()
         runners.append(bot_runner)
         await web.TCPSite(bot_runner, host, port).start()
+        await _rich_menus(bot_runner.app)
         console_runner = web.AppRunner(
             console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token),
             access_log=None)

@@ -1,7 +1,5 @@
-"""Finding a member from what staff typed or pasted: a LINE user id, an invite code (or its link).
-
-Hook: another part adds a member QR token (shown to the customer, scanned by staff). When it lands, add its
-lookup in `member_from_token` and every staff lookup (chat and API) accepts it.
+"""Finding a member from what staff typed or pasted: a LINE user id, the member QR's token (shown on the
+customer's points card, scanned by staff), an invite code (or its link).
 """
 from __future__ import annotations
 
@@ -14,8 +12,8 @@ USER_ID = re.compile(r"U[0-9a-f]{32}")
 
 
 async def member_from_token(services: Services, text: str) -> str | None:
-    """The member a member-QR token names. None until the member QR exists (see the module's note)."""
-    return None
+    """The member a member-QR token names (the QR on the points card carries just the token)."""
+    return await services.program.member_by_token(text)
 
 
 async def find_member(services: Services, text: str) -> str | None:

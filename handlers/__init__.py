@@ -13,6 +13,7 @@ from handlers import (
     referral_code,
     referral_status,
     rewards_catalog,
+    richmenu_switch,
     staff_broadcast,
     staff_common,
     staff_coupons,
@@ -30,5 +31,6 @@ def build_router() -> Router:
                  staff_coupons.router, staff_review.router, staff_broadcast.inputs, staff_members.inputs,
                  staff_coupons.inputs)
     root.include(follow.router, unfollow.router, profile.router, help.router, invite.router, points.router,
-                 rewards_catalog.router, coupons.router, referral_status.router, leaderboard.router, gift.router, referral_code.router, fallback.router)
+                 rewards_catalog.router, coupons.router, referral_status.router, leaderboard.router, gift.router,
+                 referral_code.router, richmenu_switch.router, fallback.router)
     return root

@@ -373,6 +373,28 @@ class Console:
             return {"effect": "clipboard", "text": action.get("clipboardText", "")}
         return {"effect": "unsupported", "message": f"the console does not simulate {kind!r} actions"}
 
+    def richmenu(self, customer: Customer) -> dict | None:
+        """The rich menu this customer sees (their link, else the default), as the phone draws it."""
+        menu = self.platform.richmenus.menu_for(customer.uid)
+        if menu is None or customer.state != "friend":
+            return None
+        return {"id": menu["richMenuId"], "chatBarText": menu["chatBarText"], "size": menu["size"],
+                "image": f"/api/richmenus/{menu['richMenuId']}.img",
+                "areas": [{"bounds": a["bounds"], "label": a["action"].get("label", "")} for a in menu["areas"]]}
+
+    async def tap_richmenu(self, customer: Customer, index: int) -> dict:
+        """A tap on area `index` of the customer's rich menu: LINE sends its message or postback."""
+        self._can_talk(customer)
+        try:
+            event = self.platform.richmenus.tap(customer.uid, index)
+        except (LookupError, ValueError) as exc:
+            raise ConsoleError(409, str(exc)) from exc
+        if event["type"] == "message":
+            self.add_entry(customer, "me", text=event["message"]["text"])
+        else:
+            self.add_entry(customer, "postback", data=event["postback"]["data"], displayText=None)
+        return {"effect": "sent", "webhook_status": await self._deliver(customer, event)}
+
     async def open_uri(self, customer: Customer, uri: str, origin: str) -> dict:
         """What the phone does with a link the customer taps (in the chat or in a page)."""
         found = classify_uri(uri)
@@ -619,6 +641,23 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
             raise ConsoleError(400, "amount must be a whole number of yen from 1 to 100,000,000")
         return web.json_response(await console.purchase(customer, amount))
 
+    async def richmenu(request: web.Request) -> web.Response:
+        return web.json_response({"menu": console.richmenu(target(request))})
+
+    async def tap_richmenu(request: web.Request) -> web.Response:
+        customer = target(request)
+        try:
+            index = int(request.match_info["index"])
+        except ValueError as exc:
+            raise ConsoleError(400, "the area is a number") from exc
+        return web.json_response(await console.tap_richmenu(customer, index))
+
+    async def richmenu_image(request: web.Request) -> web.Response:
+        found = platform.richmenus.images.get(request.match_info["id"])
+        if found is None:
+            raise ConsoleError(404, "no image for that rich menu")
+        return web.Response(body=found[0], content_type=found[1], headers={"Cache-Control": "max-age=3600"})
+
     async def proxy(request: web.Request) -> web.Response:
         # the raw (still percent-encoded) path, so the bot sees exactly what a phone would ask for
         return await console.proxy(request.rel_url.raw_path_qs[len("/bot"):])
@@ -639,5 +678,8 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
     r.add_post("/api/customers/{uid}/scan", scan)
     r.add_post("/api/customers/{uid}/share", share)
     r.add_post("/api/customers/{uid}/purchase", purchase)
+    r.add_get("/api/customers/{uid}/richmenu", richmenu)
+    r.add_post("/api/customers/{uid}/richmenu/{index}", tap_richmenu)
+    r.add_get("/api/richmenus/{id}.img", richmenu_image)
     r.add_get("/bot/{tail:.*}", proxy)
     return app

@@ -32,6 +32,8 @@ from linebot.v3.messaging import (
     ShowLoadingAnimationRequest,
 )
 
+from bot.linesim.richmenus import RichMenuStore
+
 BOT_USER_ID = "U" + "b0" * 16
 REPLY_TOKEN_SECONDS = 60
 QUICK_REPLY_LABEL_MAX = 20
@@ -83,6 +85,10 @@ class Platform:
     reply_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     retry_keys: set[str] = field(default_factory=set)
     listeners: list[Callable[[Call], None]] = field(default_factory=list)
+    richmenus: RichMenuStore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.richmenus = RichMenuStore(self)  # menus, images, default, aliases, per-user links
 
     # ---- lifecycle --------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -97,8 +103,7 @@ class Platform:
         r.add_post("/v2/bot/chat/loading/start", self._loading)
         r.add_get("/v2/bot/message/quota", self._quota)
         r.add_get("/v2/bot/message/quota/consumption", self._consumption)
-        r.add_route("*", "/v2/bot/richmenu{tail:.*}", self._richmenu)
-        r.add_route("*", "/v2/bot/user/{user_id}/richmenu{tail:.*}", self._richmenu)
+        self.richmenus.add_routes(r)
         r.add_route("*", "/{tail:.*}", self._unknown)
         return app
 
@@ -304,17 +309,6 @@ class Platform:
     async def _consumption(self, request: web.Request) -> web.Response:
         used = sum(len(c.to) for c in self.calls if c.status == 200 and c.endpoint in ("push", "multicast", "broadcast"))
         return web.json_response({"totalUsage": used})
-
-    async def _richmenu(self, request: web.Request) -> web.Response:
-        _, error = await self._authorized_json(request, "richmenu")
-        if error:
-            return error
-        self._record(Call("richmenu", {"path": request.path, "method": request.method}, {}, 200, self.clock()))
-        if request.method == "POST" and request.path == "/v2/bot/richmenu":
-            return web.json_response({"richMenuId": "richmenu-" + secrets.token_hex(16)})
-        if request.path.endswith("/list"):
-            return web.json_response({"richmenus": []})
-        return web.json_response({})
 
     async def _unknown(self, request: web.Request) -> web.Response:
         self._violation(f"unknown endpoint {request.method} {request.path}")

@@ -117,6 +117,10 @@ function buildPhone(c) {
   el.quick = h("div", { class: "quick-replies" });
   el.draft = h("input", { class: "draft", type: "text", placeholder: "メッセージを入力 (message)", "aria-label": "message" });
   el.send = h("button", { type: "submit", class: "send" }, "送信");
+  // the rich menu under the chat, opened and closed by its chat bar, as in LINE
+  el.menu = h("div", { class: "richmenu", hidden: true });
+  el.menuBar = h("button", { type: "button", class: "richmenu-bar", hidden: true,
+    onclick: () => { c.menuOpen = !c.menuOpen; el.menu.hidden = !c.menuOpen; } });
   el.root = h("section", { class: "phone", dataset: { uid: c.uid, name: c.name } },
     h("header", { class: "phone-head" },
       h("div", { class: "who" }, el.name, h("span", { class: "lang" }, c.language), el.state,
@@ -125,9 +129,38 @@ function buildPhone(c) {
       h("div", { class: "controls" }, h("label", { class: "yen" }, "¥", el.amount), el.purchase)),
     el.chat,
     el.quick,
-    h("form", { class: "composer", onsubmit: (ev) => { ev.preventDefault(); send(c.uid); } }, el.draft, el.send));
+    h("form", { class: "composer", onsubmit: (ev) => { ev.preventDefault(); send(c.uid); } }, el.draft, el.send),
+    el.menuBar,
+    el.menu);
   el.chat.append(el.typing);
   return el;
+}
+
+/** Ask which rich menu the customer sees now (the default, or one linked to them) and draw it. */
+async function refreshRichMenu(c) {
+  let data = null;
+  try {
+    const response = await fetch(customerPath(c.uid, "richmenu"));
+    if (response.ok) data = (await response.json()).menu;
+  } catch (_) { return; }
+  const shown = c.el.menu.dataset.id || "";
+  if ((data ? data.id : "") === shown) return;
+  c.el.menu.dataset.id = data ? data.id : "";
+  c.el.menuBar.hidden = !data;
+  if (!data) { c.el.menu.hidden = true; c.el.menu.replaceChildren(); return; }
+  if (c.menuOpen === undefined) c.menuOpen = true;
+  c.el.menu.hidden = !c.menuOpen;
+  c.el.menuBar.replaceChildren(data.chatBarText + " ▾");
+  const { width, height } = data.size;
+  c.el.menu.style.aspectRatio = `${width} / ${height}`;
+  c.el.menu.replaceChildren(h("img", { src: data.image, alt: "" }), ...data.areas.map((area, index) => {
+    const b = area.bounds;
+    const spot = h("button", { type: "button", class: "richmenu-area", title: area.label, "aria-label": area.label,
+      onclick: async () => { await api(customerPath(c.uid, `richmenu/${index}`), {}); refreshRichMenu(c); } });
+    Object.assign(spot.style, { left: `${(100 * b.x) / width}%`, top: `${(100 * b.y) / height}%`,
+      width: `${(100 * b.width) / width}%`, height: `${(100 * b.height) / height}%` });
+    return spot;
+  }));
 }
 
 function upsertCustomer(given) {
@@ -149,6 +182,7 @@ function upsertCustomer(given) {
   c.el.unblock.disabled = c.state !== "blocked";
   c.el.send.disabled = c.state === "blocked";
   c.el.draft.placeholder = c.state === "blocked" ? "ブロック中 (blocked)" : "メッセージを入力 (message)";
+  refreshRichMenu(c);
   return c;
 }
 
@@ -672,6 +706,7 @@ function appendEntry(c, entry) {
   if (entry.kind === "bot") c.el.typing.hidden = true;
   c.el.chat.insertBefore(renderEntry(entry, c.uid), c.el.typing);
   updateQuickReplies(c);
+  if (entry.kind === "bot") refreshRichMenu(c); // an answer may come with a menu linked or unlinked
   c.el.chat.scrollTop = c.el.chat.scrollHeight;
 }
 
