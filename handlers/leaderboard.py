@@ -1,6 +1,6 @@
 """ランキング / leaderboard: this month's top referrers by completed referrals. A nickname shows only when
 its member consented; everyone else is "会員 A3F9" (the start of their invite code) or "会員 #n"."""
-from bot.dispatcher import Ctx, MessageEvent, Router, words
+from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from bot.flex import cut
 from handlers.common import card, note, render
 from rewards.program import Ranked
@@ -19,7 +19,7 @@ def shown_name(ctx: Ctx, ranked: Ranked, rank: int) -> str:
     return ctx.t("flex_board_member_n", n=rank)
 
 
-@router.on(MessageEvent, words("ランキング", "らんきんぐ", "紹介ランキング", "leaderboard", "ranking", "top referrers"))
+@router.on(MessageEvent, keyword("leaderboard"))
 async def on_leaderboard(ctx: Ctx) -> None:
     month = ctx.program.month_of()
     board = await ctx.program.leaderboard(month, TOP)

@@ -1,6 +1,6 @@
 """紹介状況 / referrals: how many friends were invited, are still waiting (and for what), completed; the
 newest few; and how many friends away the next milestone bonus is."""
-from bot.dispatcher import Ctx, MessageEvent, Router, words
+from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from handlers.common import card, note, render, row
 from rewards.program import FriendReferral
 
@@ -15,8 +15,7 @@ def state_of(ctx: Ctx, friend: FriendReferral) -> str:
     return ctx.t(f"flex_refs_state_{friend.status}")
 
 
-@router.on(MessageEvent, words("紹介状況", "しょうかい状況", "しょうかいじょうきょう", "referrals", "referral status",
-                               "my referrals"))
+@router.on(MessageEvent, keyword("referral_status"))
 async def on_referral_status(ctx: Ctx) -> None:
     status = await ctx.program.referral_status(ctx.user_id)
     counts = status.referrals
