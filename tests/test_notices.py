@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from bot import notices
-from bot.linesim.platform import Call, Platform, new_user_id
+from bot.linesim.platform import Call, Platform, new_user_id, text_of
 from handlers.rewards_catalog import ShowReward
 from rewards.rules import NOTICE_KINDS, Notifications, RulesError, load_rules
 from tests.conftest import WORKER, Bot, converse, make_settings, pack, start_bot
@@ -58,7 +58,7 @@ async def every_notice_happens(bot: Bot) -> None:
                                    {"order_id": "o-1", "user_id": friend, "amount": 100_000})
     assert status == 200 and body["referral"]["status"] == "completed", body
     sold_out = await converse(platform, friend, platform.postback(friend, pack(ShowReward("mug"))))
-    assert "マグカップ" in sold_out[0]["text"]
+    assert "マグカップ" in text_of(sold_out)
     assert (await bot.admin("POST", "/api/v1/rewards/mug/stock", {"add": 1}))[0] == 200
     await bot.app[WORKER].tick(int(bot.services.program.clock() * 1000) + 360 * 86_400_000)
 

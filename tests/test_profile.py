@@ -166,7 +166,7 @@ async def test_the_chosen_language_wins_over_the_line_profile(bot: Bot) -> None:
     english = await tap(platform, uid, card, "English")
     assert "English" in text_of(english) and "Birthday" in text_of(english)
     help_text = await converse(platform, uid, platform.text(uid, "ヘルプ"))  # typed in Japanese, answered in English
-    assert "what I can do" in help_text[0]["text"], help_text[0]["text"]
+    assert "what I can do" in text_of(help_text), text_of(help_text)
     member = await bot.services.program.member(uid)
     assert member.language == "en" and member.language_chosen
 
