@@ -14,5 +14,6 @@ if via == 'follow' or via == 'unblock' then
 elseif via == 'unfollow' then
   redis.call('HSET', m, 'blocked', 1, 'blocked_at', at)
 end
+redis.call('HSET', m, 'last_seen_at', at)  -- for "last active" segments
 if ARGV[4] ~= '' then redis.call('HSETNX', m, 'lang', ARGV[4]) end
 return created
