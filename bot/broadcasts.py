@@ -233,7 +233,7 @@ class Broadcasts:
         api, timeout = self.services.line.api, self.services.settings.line_timeout_seconds
         try:
             quota = await api.get_message_quota(_request_timeout=timeout)
-            if str(quota.type) != "limited" or quota.value is None:
+            if getattr(quota.type, "value", quota.type) != "limited" or quota.value is None:
                 return []
             used = (await api.get_message_quota_consumption(_request_timeout=timeout)).total_usage
         except (ApiException, asyncio.TimeoutError, OSError, ValueError) as exc:
@@ -276,7 +276,7 @@ class Broadcasts:
             "status": status, "messages": json.dumps(messages, ensure_ascii=False),
             "segment": json.dumps(segment.spec, ensure_ascii=False), "by": by, "created_at": now,
             "scheduled_at": scheduled or 0, "total": total, "sent": 0, "failed": 0, "batches": 0, "next_batch": 0})
-        await self.redis.zadd(keys.BROADCASTS, {job_id: now})
+        await self.redis.zadd(keys.BROADCASTS, {job_id: await self.redis.incr(keys.BROADCAST_SEQ)})
         await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, scheduled or 0)})
         await self.program.audit(by, "broadcast", "*", job=job_id, total=total, status=status)
         answer: dict[str, Any] = {"id": job_id, "status": status, "total": total}

@@ -25,7 +25,8 @@ def sent(event_id: str, n: int) -> str:
 
 CLOCK_LEASE = f"{PREFIX}:clock:lease"  # the worker that runs the clock work (expiry, holds, birthdays)
 BROADCAST_QUEUE = f"{PREFIX}:broadcasts:queue"  # zset: job id -> when it is due (ms); queued, scheduled, retrying
-BROADCASTS = f"{PREFIX}:broadcasts"  # zset: every job id -> created at (ms), for the newest-first list
+BROADCASTS = f"{PREFIX}:broadcasts"  # zset: every job id -> its number (BROADCAST_SEQ), for the newest-first list
+BROADCAST_SEQ = f"{PREFIX}:broadcasts:seq"  # counter numbering jobs (two created in one millisecond keep order)
 
 
 def broadcast(job_id: str) -> str:

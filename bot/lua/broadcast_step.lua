@@ -23,6 +23,7 @@ elseif op == 'advance' then
     redis.call('HINCRBY', job, 'sent', ARGV[4])
     redis.call('HINCRBY', job, 'failed', ARGV[5])
     redis.call('HSET', job, 'next_batch', batch + 1)
+    if before == 'running' then redis.call('HSET', job, 'reason', '') end  -- e.g. a retry after LINE was down
     if before == 'running' and batch + 1 >= tonumber(redis.call('HGET', job, 'batches') or '0') then
       local sent = tonumber(redis.call('HGET', job, 'sent'))
       local failed = tonumber(redis.call('HGET', job, 'failed'))
