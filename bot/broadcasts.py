@@ -107,6 +107,14 @@ def _iso(ms: str | None) -> str | None:
     return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
+class BatchRefused(Exception):
+    """LINE refused a batch for good (a 4xx other than 409/429): its recipients count as failed."""
+
+    def __init__(self, recipients: int, why: str):
+        super().__init__(why)
+        self.recipients = recipients
+
+
 class Broadcasts:
     """The broadcast service staff tools call (see the module docstring)."""
 
@@ -465,51 +473,62 @@ class BroadcastRunner:
         job_key = keys.broadcast(job_id)
         if not await self.redis.hget(job_key, "snapshot"):
             await self._snapshot(job_id)
+        first, count = (int(v) for v in await self.redis.hmget(job_key, ["next_batch", "batches"]))
+        if count == 0:
+            return (await self._step_(job_id, "advance", 0, 0, 0))[0]
         variants: dict[str, list[dict]] = {}
-        while not lost.is_set():
-            fields = await self.redis.hmget(job_key, ["status", "next_batch", "batches"])
-            status, first, count = fields[0].decode(), int(fields[1]), int(fields[2])
-            if status != "running":
-                return status
-            if count == 0:
-                return (await self._step_(job_id, "advance", 0, 0, 0))[0]
-            window = list(range(first, min(first + self.settings.broadcast_concurrency, count)))
-            if not window:
-                return status
-            retry = keys.broadcast_retry_keys(job_id)
-            async with self.redis.pipeline(transaction=False) as pipe:  # each batch's key, written before it goes
-                for i in window:
-                    pipe.hsetnx(retry, str(i), str(uuid.uuid4()))
-                pipe.hmget(retry, [str(i) for i in window])
-                pipe.lrange(keys.broadcast_batches(job_id), window[0], window[-1])
-                *_, retry_keys, raw_batches = await pipe.execute()
-            batches = [json.loads(b) for b in raw_batches]
-            for b in batches:
-                if b["v"] not in variants:
-                    variants[b["v"]] = json.loads(await self.redis.hget(keys.broadcast_variants(job_id), b["v"]))
-            outcomes = await asyncio.gather(*(self._send(b["to"], variants[b["v"]], k.decode())
-                                              for b, k in zip(batches, retry_keys, strict=True)),
-                                            return_exceptions=True)
-            for i, b, outcome in zip(window, batches, outcomes, strict=True):
+        in_flight: dict[int, asyncio.Task[int]] = {}
+        upcoming = first
+        try:
+            for i in range(first, count):
+                # keep up to `concurrency` batches going; progress still moves strictly in batch order
+                while upcoming < count and len(in_flight) < self.settings.broadcast_concurrency \
+                        and not lost.is_set() and await self.redis.hget(job_key, "status") == b"running":
+                    in_flight[upcoming] = asyncio.create_task(self._batch(job_id, upcoming, variants))
+                    upcoming += 1
+                if i not in in_flight:  # cancelled, paused or the lease lost: nothing more starts
+                    break
+                outcome = (await asyncio.gather(in_flight.pop(i), return_exceptions=True))[0]
                 if isinstance(outcome, MonthlyLimitReached):
                     log.warning("broadcast %s paused at batch %d: LINE's monthly limit", job_id, i)
                     return (await self._step_(job_id, "pause", "MONTHLY_LIMIT: LINE's monthly message quota is "
                             "used up; resume (POST /api/v1/broadcasts/{id}/resume) once the quota allows"))[0]
-                if isinstance(outcome, LineRejected):  # this batch can never go: count it and carry on
+                if isinstance(outcome, BatchRefused):  # this batch can never go: count it and carry on
                     log.error("broadcast %s batch %d refused by LINE: %s", job_id, i, outcome)
-                    status, _ = await self._step_(job_id, "advance", i, 0, len(b["to"]))
+                    status, _ = await self._step_(job_id, "advance", i, 0, outcome.recipients)
                 elif isinstance(outcome, BaseException):
                     log.warning("broadcast %s batch %d: LINE kept failing (%s); trying again later", job_id, i, outcome)
                     await self.redis.hset(job_key, "reason", f"LINE_UNAVAILABLE: retrying after {outcome}"[:300])
                     await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms() + RETRY_LATER_MS})
                     return "running"
                 else:
-                    status, _ = await self._step_(job_id, "advance", i, len(b["to"]), 0)
-        return "running"  # the lease was lost: whoever holds it now carries on
+                    status, _ = await self._step_(job_id, "advance", i, outcome, 0)
+        finally:
+            # batches started but not counted: a later run sends them again with the same keys (409 if landed)
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+        return (await self.redis.hget(job_key, "status")).decode()
 
-    async def _send(self, to: list[str], messages: list[dict], key: str) -> None:
+    async def _batch(self, job_id: str, i: int, variants: dict[str, list[dict]]) -> int:
+        """Send batch i: its retry key is written (once) before the request; returns how many it reached."""
+        retry = keys.broadcast_retry_keys(job_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(retry, str(i), str(uuid.uuid4()))
+            pipe.hget(retry, str(i))
+            pipe.lindex(keys.broadcast_batches(job_id), i)
+            _, key, raw = await pipe.execute()
+        batch = json.loads(raw)
+        if batch["v"] not in variants:
+            variants[batch["v"]] = json.loads(await self.redis.hget(keys.broadcast_variants(job_id), batch["v"]))
         await self.pacer.wait()
-        await self.services.line.multicast(to, messages, key)
+        try:
+            await self.services.line.multicast(batch["to"], variants[batch["v"]], key.decode())
+        except MonthlyLimitReached:
+            raise
+        except LineRejected as exc:
+            raise BatchRefused(len(batch["to"]), str(exc)) from exc
+        return len(batch["to"])
 
     async def _snapshot(self, job_id: str) -> None:
         """Fix the recipients: batches of ≤ 500 with identical messages, written in one step with the count."""
