@@ -256,9 +256,14 @@ async def test_sigkill_mid_broadcast_then_restart_reaches_everyone_once(clean_re
         got = received(platform, "crash")
         assert set(got) == intended and set(got.values()) == {1}
         assert (job["total"], job["sent"]) == (len(intended), len(intended))
-        # the restarted worker re-sent what it could not know had landed, with the same keys: LINE said 409
-        resent = [c for c in multicasts(platform) if c.status == 409]
-        assert kill_after <= accepted_before <= len(resent) <= 4
+        # what the dead worker had sent but not counted went again with the same key, and LINE said 409
+        def key(c: Call) -> str:
+            return next(v for k, v in c.headers.items() if k.lower() == "x-line-retry-key")
+
+        accepted = [key(c) for c in multicasts(platform) if c.status == 200]
+        resent = [key(c) for c in multicasts(platform) if c.status == 409]
+        assert len(accepted) == len(set(accepted)) == 4 and set(resent) <= set(accepted)
+        assert accepted_before >= kill_after
         assert not platform.violations
     finally:
         for proc in workers:
@@ -448,3 +453,27 @@ async def test_a_job_leaves_the_queue_when_done(api_only: Bot) -> None:
     assert await api_only.services.redis.zscore(keys.BROADCAST_QUEUE, job_id) is not None
     await BroadcastRunner(api_only.services, "q").run_due()
     assert await api_only.services.redis.zscore(keys.BROADCAST_QUEUE, job_id) is None
+
+
+async def test_a_batch_sent_but_not_counted_goes_again_with_its_key_and_409_counts_as_sent(api_only: Bot) -> None:
+    bot, platform = api_only, api_only.platform
+    uids = await seed(bot, 1200, blocked=lambda i: False)
+    job_id = await create(bot, {"text": "once"})
+    first = asyncio.create_task(BroadcastRunner(bot.services, "dies").run_due())
+
+    def die_once_line_took_it(call: Call) -> None:  # LINE accepted batch 0; the runner dies before counting it
+        if call.endpoint == "multicast" and call.status == 200:
+            platform.listeners.clear()
+            first.cancel()
+
+    platform.listeners.append(die_once_line_took_it)
+    await asyncio.gather(first, return_exceptions=True)
+    assert (await wait_status(bot, job_id, "running"))["sent"] == 0
+    await bot.services.redis.delete(keys.broadcast_lease(job_id))  # as if its lease ran out
+    await BroadcastRunner(bot.services, "next").run_due()
+    job = await wait_status(bot, job_id, "done")
+    got = received(platform, "once")
+    assert set(got) == set(uids) and set(got.values()) == {1}
+    assert [c.status for c in multicasts(platform)] == [200, 409, 200, 200]
+    assert job["sent"] == 1200
+    assert not platform.violations
