@@ -79,6 +79,7 @@ LINE_NAME_MAX = 20  # LINE display names are at most 20 characters
 ACTIVE = ("queued", "scheduled", "running", "paused")
 _STEP = (Path(__file__).resolve().parent / "lua" / "broadcast_step.lua").read_text()
 _LEASE = (Path(__file__).resolve().parent / "lua" / "lease.lua").read_text()
+_RELEASE = (Path(__file__).resolve().parent / "lua" / "release.lua").read_text()
 
 
 class BroadcastError(Exception):
@@ -421,6 +422,7 @@ class BroadcastRunner:
         self.broadcasts = Broadcasts(services, clock)
         self._lease = self.redis.register_script(_LEASE)
         self._step = self.redis.register_script(_STEP)
+        self._release = self.redis.register_script(_RELEASE)
         self.pacer = Pacer(self.settings.broadcast_rate)
 
     def _now_ms(self) -> int:
@@ -432,6 +434,8 @@ class BroadcastRunner:
                 await self.run_due()
             except RedisError as exc:
                 log.warning("broadcast runner: %s", exc)
+            except Exception:  # never let one bad job stop broadcasts for good
+                log.exception("broadcast runner: unexpected error; carrying on")
             try:
                 await asyncio.wait_for(stopping.wait(), self.settings.broadcast_poll_seconds)
             except asyncio.TimeoutError:
@@ -469,8 +473,12 @@ class BroadcastRunner:
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
+            await self._release(keys=[keys.broadcast_lease(job_id)], args=[self.name])
         if status not in ("running", "queued", "scheduled"):  # finished, paused or cancelled: off the queue
             await self.redis.zrem(keys.BROADCAST_QUEUE, job_id)
+            # remove, then look again: a resume that landed in between must not be left off the queue
+            if (await self.redis.hget(keys.broadcast(job_id), "status")) in (b"queued", b"running"):
+                await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms()})
 
     async def _run(self, job_id: str, lost: asyncio.Event) -> str:
         status, _ = await self._step_(job_id, "start")
@@ -478,7 +486,11 @@ class BroadcastRunner:
             return status
         job_key = keys.broadcast(job_id)
         if not await self.redis.hget(job_key, "snapshot"):
-            await self._snapshot(job_id)
+            try:
+                await self._snapshot(job_id)
+            except SegmentError as exc:  # valid when created, not under today's rules (a tier renamed)
+                log.error("broadcast %s cannot start: %s", job_id, exc)
+                return (await self._step_(job_id, "fail", f"INVALID_SEGMENT: {exc}"[:300]))[0]
         first, count = (int(v) for v in await self.redis.hmget(job_key, ["next_batch", "batches"]))
         if count == 0:
             return (await self._step_(job_id, "advance", 0, 0, 0))[0]

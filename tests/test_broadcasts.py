@@ -477,3 +477,16 @@ async def test_a_batch_sent_but_not_counted_goes_again_with_its_key_and_409_coun
     assert [c.status for c in multicasts(platform)] == [200, 409, 200, 200]
     assert job["sent"] == 1200
     assert not platform.violations
+
+
+async def test_a_segment_the_rules_no_longer_allow_fails_the_job_with_a_reason(api_only: Bot) -> None:
+    bot = api_only
+    await seed(bot, 3, blocked=lambda i: False)
+    job_id = await create(bot, {"text": "gone", "segment": {"tier": ["bronze"]}})
+    # as if the shop renamed the tier in its rules between creating and starting the job
+    await bot.services.redis.hset(keys.broadcast(job_id), "segment", '{"tier": ["renamed-away"]}')
+    await BroadcastRunner(bot.services, "r").run_due()
+    job = await wait_status(bot, job_id, "failed")
+    assert job["reason"].startswith("INVALID_SEGMENT") and job["sent"] == 0
+    assert multicasts(bot.platform) == []
+    assert await bot.services.redis.zscore(keys.BROADCAST_QUEUE, job_id) is None

@@ -5,6 +5,7 @@
 --   pause    reason               running -> paused
 --   resume                        paused -> queued
 --   cancel   reason               queued|scheduled|paused|running -> cancelled (a runner stops between batches)
+--   fail     reason               queued|scheduled|paused|running -> failed (it cannot start, e.g. its segment)
 -- Returns {status after, status before, next_batch}. Status and progress change only here, so a cancel
 -- racing a batch's progress can neither be overwritten nor lose the count of a batch already sent.
 local job, op, now = KEYS[1], ARGV[1], ARGV[2]
@@ -41,9 +42,9 @@ elseif op == 'resume' then
     status = 'queued'
     redis.call('HSET', job, 'status', status, 'reason', '')
   end
-elseif op == 'cancel' then
+elseif op == 'cancel' or op == 'fail' then
   if before == 'queued' or before == 'scheduled' or before == 'paused' or before == 'running' then
-    status = 'cancelled'
+    status = (op == 'cancel') and 'cancelled' or 'failed'
     redis.call('HSET', job, 'status', status, 'reason', ARGV[3], 'finished_at', now)
   end
 end
