@@ -590,7 +590,7 @@ class Program:
             if not fields:
                 continue  # not a member (an id from a user_ids segment we never saw)
             m = {k.decode(): v.decode() for k, v in fields.items()}
-            made = [s.decode() for s in made_raw]
+            made = [s.decode() for s in made_raw if s.decode() in ("pending", "completed", "voided")]
             joined = int(m.get("first_seen_at", 0))
             facts.append(MemberFacts(
                 user_id=uid, blocked=m.get("blocked") == "1", tier=self._tier(m)[0].name,

@@ -19,6 +19,7 @@ from bot import keys
 from bot.broadcasts import BroadcastRunner
 from bot.config import ASSETS
 from bot.linesim.platform import Call, Platform, new_user_id
+from rewards import keys as keys_domain
 from rewards import segments
 from rewards.keys import PREFIX
 from rewards.rules import load_rules
@@ -490,3 +491,31 @@ async def test_a_segment_the_rules_no_longer_allow_fails_the_job_with_a_reason(a
     assert job["reason"].startswith("INVALID_SEGMENT") and job["sent"] == 0
     assert multicasts(bot.platform) == []
     assert await bot.services.redis.zscore(keys.BROADCAST_QUEUE, job_id) is None
+
+
+async def test_member_facts_read_referrals_expiry_and_activity_from_redis(clean_redis: str) -> None:
+    from tests.rules_helpers import program_for
+
+    clock = Clock()
+    program = await program_for(clean_redis, RULES, clock)
+    try:
+        referrer, friend, blocked = new_user_id(), new_user_id(), new_user_id()
+        for uid in (referrer, friend, blocked):
+            await program.see(uid, "follow", clock.ms)
+            await program.welcome_points(uid, clock.ms)
+        await program.see(blocked, "unfollow", clock.ms)
+        assert (await program.attribute(friend, await program.invite_code(referrer), "op-1")).ok
+        clock.advance(days=1)
+        await program.see(referrer, "message", clock.ms)
+        facts = {f.user_id: f for f in await program.member_facts([referrer, friend, blocked, new_user_id()])}
+        assert set(facts) == {referrer, friend, blocked}  # an id never seen is no member
+        assert facts[referrer].referrals_pending == 1 and facts[referrer].referrals_invited == 1
+        assert facts[friend].referrals_invited == 0 and facts[blocked].blocked
+        assert facts[referrer].last_active_ms == clock.ms > facts[friend].last_active_ms
+        assert facts[referrer].points == RULES.signup_points
+        seg = segments.parse({"has_pending_referrals": True}, RULES, clock.ms)
+        assert [u for u, f in facts.items() if seg.matches(f)] == [referrer]
+        lots = await program.redis.zrange(keys_domain.lot_queue(referrer), 0, 0, withscores=True)
+        assert facts[referrer].next_expiry_ms == (int(lots[0][1]) if lots else None)
+    finally:
+        await program.redis.aclose()
