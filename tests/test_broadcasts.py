@@ -519,3 +519,17 @@ async def test_member_facts_read_referrals_expiry_and_activity_from_redis(clean_
         assert facts[referrer].next_expiry_ms == (int(lots[0][1]) if lots else None)
     finally:
         await program.redis.aclose()
+
+
+@pytest.mark.parametrize(("value", "ok"), [("50", True), ("200", True), ("0", False), ("250", False),
+                                           ("fast", False), ("nan", False)])
+def test_broadcast_rate_comes_from_the_environment_within_lines_limit(value: str, ok: bool) -> None:
+    from bot.config import ConfigError, Settings
+
+    env = {"LINE_CHANNEL_SECRET": "s", "LINE_CHANNEL_ACCESS_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.test",
+           "BROADCAST_RATE": value}
+    if ok:
+        assert Settings.from_env(env).broadcast_rate == float(value)
+    else:
+        with pytest.raises(ConfigError, match="BROADCAST_RATE"):
+            Settings.from_env(env)
