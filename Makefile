@@ -49,3 +49,8 @@ clean:
 .PHONY: bench
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.ledger
+
+## bench-broadcast: one broadcast to 100,000 members through the LINE stand-in at a set rate (about 1½ minutes); results in benchmarks/results/
+.PHONY: bench-broadcast
+bench-broadcast: $(VENV)/.test-installed
+	$(BIN)/python -m benchmarks.broadcast

@@ -35,6 +35,9 @@ class Settings:
     line_timeout_seconds: float = 10.0
     line_retry_attempts: int = 5
     line_retry_base_seconds: float = 0.5
+    broadcast_rate: float = 100.0  # multicast requests per second (LINE allows 200)
+    broadcast_concurrency: int = 4  # multicast requests in flight at once, paced by broadcast_rate
+    broadcast_poll_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -89,6 +92,15 @@ class Settings:
             if not lease.isdigit() or int(lease) < 500:
                 raise ConfigError(f"WORKER_LEASE_MS must be a whole number of milliseconds ≥ 500, got {lease!r}")
             values["lease_ms"] = int(lease)
+        if env.get("BROADCAST_RATE"):
+            rate = env["BROADCAST_RATE"]
+            try:
+                values["broadcast_rate"] = float(rate)
+            except ValueError:
+                values["broadcast_rate"] = 0.0
+            if not 0 < values["broadcast_rate"] <= 200:  # type: ignore[operator]
+                raise ConfigError(f"BROADCAST_RATE must be multicast requests per second, above 0 and at most "
+                                  f"LINE's 200, got {rate!r}")
         if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {values['log_level']!r}")
         for bad in [u for u in values["staff_user_ids"] if not re.fullmatch(r"U[0-9a-f]{32}", u)]:  # type: ignore[attr-defined]

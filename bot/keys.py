@@ -24,19 +24,29 @@ def sent(event_id: str, n: int) -> str:
 
 
 CLOCK_LEASE = f"{PREFIX}:clock:lease"  # the worker that runs the clock work (expiry, holds, birthdays)
-BROADCAST_QUEUE = f"{PREFIX}:broadcasts:queue"  # list of broadcast ids waiting or running
+BROADCAST_QUEUE = f"{PREFIX}:broadcasts:queue"  # zset: job id -> when it is due (ms); queued, scheduled, retrying
+BROADCASTS = f"{PREFIX}:broadcasts"  # zset: every job id -> its number (BROADCAST_SEQ), for the newest-first list
+BROADCAST_SEQ = f"{PREFIX}:broadcasts:seq"  # counter numbering jobs (two created in one millisecond keep order)
 
 
 def broadcast(job_id: str) -> str:
-    return f"{PREFIX}:broadcast:{{{job_id}}}"  # hash: status, messages, total, sent, next_batch
+    return f"{PREFIX}:broadcast:{{{job_id}}}"  # hash: status, spec, segment, counts, next_batch, times, reason
 
 
-def broadcast_recipients(job_id: str) -> str:
-    return f"{PREFIX}:broadcast:{{{job_id}}}:to"  # list: the recipients, fixed when the job starts
+def broadcast_batches(job_id: str) -> str:
+    return f"{PREFIX}:broadcast:{{{job_id}}}:batches"  # list of {"v": variant, "to": [...]}, fixed at start
+
+
+def broadcast_variants(job_id: str) -> str:
+    return f"{PREFIX}:broadcast:{{{job_id}}}:variants"  # hash: variant -> the rendered messages (JSON)
+
+
+def broadcast_retry_keys(job_id: str) -> str:
+    return f"{PREFIX}:broadcast:{{{job_id}}}:keys"  # hash: batch -> X-Line-Retry-Key, written before it is sent
 
 
 def broadcast_lease(job_id: str) -> str:
-    return f"{PREFIX}:broadcast:{{{job_id}}}:lease"
+    return f"{PREFIX}:broadcast:{{{job_id}}}:lease"  # the worker running the job now
 
 
 def conversation_step(user_id: str) -> str:

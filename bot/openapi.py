@@ -41,7 +41,10 @@ CONVERSION = _obj(["order_id", "user_id", "amount"], order_id={"type": "string",
 BROADCAST = {"type": "object", "properties": {
     "text": {"type": "string", "maxLength": 5000},
     "messages": {"type": "array", "minItems": 1, "maxItems": 5, "items": OBJECT},
-    "segment": {"description": "absent: every member who has not blocked the account"}}}
+    "segment": {"description": "absent: every member who has not blocked the account; otherwise segment JSON "
+                               "combining all / any / not over conditions (README, rewards/segments.py)"},
+    "scheduled_at": {"type": "string", "format": "date-time", "description": "send once due"},
+    "dry_run": {"type": "boolean", "description": "answer the count and a preview; store nothing"}}}
 REASON = _obj([], reason={"type": "string", "maxLength": 500})
 
 # (method, path, summary, path params, query params, request body schema or None, success status)
@@ -80,8 +83,15 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
     ("get", "/api/v1/coupons/{token}", "Look up a scanned coupon", [_path_param("token")], [], None, 200),
     ("post", "/api/v1/coupons/{token}/use", "Mark a coupon used (once; 409 after)", [_path_param("token")], [], None,
      200),
-    ("post", "/api/v1/broadcasts", "Queue a broadcast", [], [], BROADCAST, 202),
+    ("post", "/api/v1/broadcasts", "Queue a broadcast (dry_run: 200 with count and preview)", [], [], BROADCAST,
+     202),
+    ("get", "/api/v1/broadcasts", "The latest broadcasts, newest first", [],
+     [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500})], None, 200),
     ("get", "/api/v1/broadcasts/{job_id}", "A broadcast's progress", [_path_param("job_id")], [], None, 200),
+    ("post", "/api/v1/broadcasts/{job_id}/cancel", "Stop a broadcast between batches (409 when finished)",
+     [_path_param("job_id")], [], None, 200),
+    ("post", "/api/v1/broadcasts/{job_id}/resume", "Carry on a paused broadcast (409 when not paused)",
+     [_path_param("job_id")], [], None, 200),
     ("get", "/api/v1/stats", "Running totals and the numbers by day (report)", [],
      [_query("days", {"type": "integer", "minimum": 1, "maximum": 90})], None, 200),
     ("get", "/api/v1/audit", "The audit log, oldest first, paged by cursor", [],

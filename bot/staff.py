@@ -4,9 +4,6 @@ with a TTL, so an abandoned flow simply expires.
 """
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from typing import Any
 
 from bot import keys
@@ -79,12 +76,3 @@ async def claim_draft(services: Services, draft_id: str) -> bool:
 
 
 # ---- broadcasts: today's engine (bot/broadcasts.py) knows one segment, everyone -------------------
-async def queue_broadcast(services: Services, messages: list[dict], who: str) -> str:
-    """A job for the current broadcast runner, written as its API does. After the broadcast engine lands,
-    handlers/staff_broadcast.create_job should call the engine's own function instead."""
-    job_id = uuid.uuid4().hex
-    await services.redis.hset(keys.broadcast(job_id), mapping={
-        "status": "queued", "messages": json.dumps(messages, ensure_ascii=False), "total": 0, "sent": 0,
-        "next_batch": 0, "created_at": int(time.time() * 1000)})
-    await services.redis.rpush(keys.BROADCAST_QUEUE, job_id)
-    return job_id

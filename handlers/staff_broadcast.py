@@ -1,33 +1,49 @@
 """配信する / broadcast: staff compose a broadcast in chat — the text, then a segment from quick replies
 (with its recipient count), then confirm: a broadcast job is created, once per draft.
 
-The broadcast engine is reached only through `SEGMENTS`, `audience_size` and `create_job` below, so
-pointing this flow at a richer engine (more segments) is a change here alone.
+The segments offered in chat are named shortcuts to the engine's segment JSON (bot/broadcasts.py,
+rewards/segments.py); the admin API takes any segment.
 """
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 
+from bot.broadcasts import BroadcastError, Broadcasts
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, text_of, words
 from bot.postback import PostbackData
-from bot.staff import claim_draft, clear_step, in_step, is_staff, queue_broadcast, set_step, step_of
+from bot.staff import claim_draft, clear_step, in_step, is_staff, set_step, step_of
 from handlers.staff_common import WORD_BROADCAST, cancel_button, postback_button, staff_text
 
 router = Router("staff_broadcast")
 inputs = Router("staff_broadcast_inputs")
 
 MAX_TEXT = 5000  # LINE's text message limit
-SEGMENTS = ("all",)  # what today's engine (bot/broadcasts.py) can send to: every member not blocked
+# what staff pick from in chat (quick replies, so at most a handful): a name → the segment JSON
+SEGMENTS: dict[str, dict | None] = {
+    "all": None,  # every member who has not blocked the account
+    "never_referred": {"never_referred": True},
+    "pending": {"has_pending_referrals": True},
+    "milestone": {"milestone_within_one": True},
+    "expiring": {"points_expiring_within_days": 14},
+    "birthday": {"birthday_this_month": True},
+}
 
 
-# ---- the adapter: the only code that knows the broadcast engine --------------------------
+def body_for(segment: str, text: str | None = None) -> dict:
+    body: dict = {"text": text} if text is not None else {}
+    if SEGMENTS[segment] is not None:
+        body["segment"] = SEGMENTS[segment]
+    return body
+
+
 async def audience_size(ctx: Ctx, segment: str) -> int:
-    return len(await ctx.program.active_members())
+    return await Broadcasts(ctx.services).count(SEGMENTS[segment])
 
 
 async def create_job(ctx: Ctx, text: str, segment: str) -> str:
-    return await queue_broadcast(ctx.services, [{"type": "text", "text": text}], ctx.user_id)
+    job = await Broadcasts(ctx.services).create(body_for(segment, text), by=ctx.user_id)  # audited there
+    return str(job["id"])
 
 
 # ---- the flow -----------------------------------------------------------------------------
@@ -56,6 +72,11 @@ async def on_text(ctx: Ctx, state: dict[str, str]) -> None:
     text = (text_of(ctx) or "").strip()
     if not text or len(text) > MAX_TEXT:
         await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_bad_text", max=f"{MAX_TEXT:,}"), cancel_button(ctx)))
+        return
+    try:  # checked as the engine will check it (placeholders, LINE's limits), before any segment is chosen
+        Broadcasts(ctx.services).messages({"text": text})
+    except BroadcastError as refused:
+        await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_refused", reason=refused.message), cancel_button(ctx)))
         return
     draft = uuid.uuid4().hex[:16]
     await set_step(ctx.services, ctx.user_id, "broadcast_segment", draft=draft, text=text)
@@ -101,6 +122,4 @@ async def on_confirm(ctx: Ctx, data: ConfirmBroadcast) -> None:
     count = await audience_size(ctx, data.segment)
     job_id = await create_job(ctx, state["text"], data.segment)
     await clear_step(ctx.services, ctx.user_id)
-    await ctx.program.audit(ctx.user_id, "broadcast", "*", job=job_id, segment=data.segment, recipients=count,
-                            before="", after="queued")
     await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_created", count=f"{count:,}", job=job_id[:8])))

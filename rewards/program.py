@@ -18,6 +18,7 @@ from typing import Any
 from rewards import codes, engine, keys
 from rewards.engine import Award
 from rewards.rules import Milestone, Rules, Tier
+from rewards.segments import MemberFacts
 
 _LUA = Path(__file__).resolve().parent / "lua"
 log = logging.getLogger(__name__)
@@ -817,6 +818,35 @@ class Program:
                 pipe.hget(keys.member(uid), "blocked")
             blocked = await pipe.execute()
         return sorted(uid for uid, b in zip(members, blocked, strict=True) if b != b"1")
+
+    async def member_facts(self, uids: list[str]) -> list[MemberFacts]:
+        """What broadcast segments look at, for many members in one round trip (read-only)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for uid in uids:
+                pipe.hgetall(keys.member(uid))
+                pipe.hvals(keys.referrals_made(uid))
+                pipe.zrange(keys.lot_queue(uid), 0, 0, withscores=True)
+            raw = await pipe.execute()
+        facts = []
+        for i, uid in enumerate(uids):
+            fields, made_raw, soonest = raw[3 * i:3 * i + 3]
+            if not fields:
+                continue  # not a member (an id from a user_ids segment we never saw)
+            m = {k.decode(): v.decode() for k, v in fields.items()}
+            made = [s.decode() for s in made_raw if s.decode() in ("pending", "review", "completed", "voided")]
+            joined = int(m.get("first_seen_at", 0))
+            facts.append(MemberFacts(
+                user_id=uid, blocked=m.get("blocked") == "1", tier=self._tier(m)[0].name,
+                points=int(m.get("points", 0)), referrals_invited=len(made),
+                referrals_pending=made.count("pending") + made.count("review"),
+                referrals_completed=made.count("completed"), lang=m.get("lang_pref") or m.get("lang"), birthday=m.get("birthday"), joined_at_ms=joined,
+                last_active_ms=max(joined, int(m.get("last_seen_at", 0)), int(m.get("last_activity", 0))),
+                next_expiry_ms=int(soonest[0][1]) if soonest and soonest[0][1] > 0 else None))
+        return facts
+
+    async def member_ids(self) -> list[str]:
+        """Every member ever seen, blocked or not, in a stable order."""
+        return sorted(m.decode() for m in await self.redis.smembers(keys.MEMBERS))
 
     async def count(self, name: str, by: int = 1) -> None:
         """A program counter: the running total and the shop-time day's (kept 400 days, for the stats)."""

@@ -436,8 +436,8 @@ async def test_broadcast_of_line_message_objects(bot: Bot) -> None:
     ({"messages": [{"type": "text"}]}, "INVALID_MESSAGES"),
     ({"messages": ["hi"]}, "INVALID_MESSAGES"),
     ({"messages": [None]}, "INVALID_MESSAGES"),
-    ({"text": "hi", "segment": {"type": "tier", "tier": "gold"}}, "SEGMENT_NOT_SUPPORTED"),
-    ({"text": "hi", "segment": "gold"}, "SEGMENT_NOT_SUPPORTED"),
+    ({"text": "hi", "segment": {"type": "tier", "tier": "gold"}}, "INVALID_SEGMENT"),
+    ({"text": "hi", "segment": "gold"}, "INVALID_SEGMENT"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 async def test_invalid_broadcast_is_400_and_nothing_is_queued(bot: Bot, body: dict, code: str) -> None:
     status, answer = await bot.admin("POST", "/api/v1/broadcasts", body)

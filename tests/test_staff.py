@@ -95,7 +95,7 @@ async def test_staff_compose_a_broadcast_and_confirm_once(staff_bot: Bot) -> Non
     assert ja(bot, "staff_broadcast_ask") in body(await say(bot, STAFF, "配信する"))
     picked = await say(bot, STAFF, "週末セール開催中!")
     assert "週末セール開催中!" in body(picked)
-    [segment] = postbacks(picked)
+    [segment] = [p for p in postbacks(picked) if p["label"].startswith(("全員", "Everyone"))]
     assert segment["label"] == "全員(3人)"  # the two customers and the staff member
     confirm = await tap(bot, STAFF, segment["data"])
     [send] = postbacks(confirm)
@@ -104,7 +104,7 @@ async def test_staff_compose_a_broadcast_and_confirm_once(staff_bot: Bot) -> Non
     assert "配信を受け付けました" in body(done)
     assert ja(bot, "staff_broadcast_stale") in body(await tap(bot, STAFF, send["data"]))  # the draft is spent
     [entry] = [e for e in await audit(bot) if e["what"] == "broadcast"]
-    assert entry["who"] == STAFF and entry["recipients"] == "3" and entry["segment"] == "all"
+    assert entry["who"] == STAFF and entry["total"] == "3" and entry["status"] == "queued"
     job = await wait_for_broadcast(bot, entry["job"])
     assert job["status"] == "done" and job["sent"] == 3
     multicasts = [c for c in bot.platform.calls if c.endpoint == "multicast"]
@@ -114,7 +114,7 @@ async def test_staff_compose_a_broadcast_and_confirm_once(staff_bot: Bot) -> Non
 async def test_a_second_tap_on_confirm_creates_no_second_job(staff_bot: Bot) -> None:
     bot = staff_bot
     await say(bot, STAFF, "broadcast")
-    [segment] = postbacks(await say(bot, STAFF, "Sale!"))
+    [segment] = [p for p in postbacks(await say(bot, STAFF, "Sale!")) if p["label"].startswith(("全員", "Everyone"))]
     [send] = postbacks(await tap(bot, STAFF, segment["data"]))
     # two taps arrive together, before the first one's answer
     mark = len(bot.platform.calls)
@@ -222,3 +222,17 @@ async def test_staff_added_through_the_api_get_the_commands_until_removed(staff_
     assert (await bot.admin("DELETE", f"/api/v1/staff/{helper}"))[0] == 200
     await asyncio.sleep(0)
     assert body(await say(bot, helper, word)) == ja(bot, "fallback")
+
+
+async def test_staff_broadcast_offers_segments_and_refuses_an_unknown_placeholder(staff_bot: Bot) -> None:
+    bot = staff_bot
+    staff_id = next(iter(bot.services.settings.staff_user_ids))
+    await say(bot, staff_id, "配信する")
+    refused = await say(bot, staff_id, "こんにちは {nickname} さん")
+    assert "送れません" in body(refused) and "nickname" in body(refused)
+    picked = await say(bot, staff_id, "春のキャンペーンです")
+    labels = [i["action"]["label"] for i in picked[-1]["quickReply"]["items"]]
+    assert any(label.startswith("全員") for label in labels) and any(label.startswith("未紹介") for label in labels)
+    assert all(len(label) <= 20 for label in labels)
+    await bot.idle()
+    assert not bot.platform.violations

@@ -32,12 +32,13 @@ from linebot.v3.messaging import (
     ShowLoadingAnimationRequest,
 )
 
+from bot import line_limits
 from bot.linesim.richmenus import RichMenuStore
 
 BOT_USER_ID = "U" + "b0" * 16
 REPLY_TOKEN_SECONDS = 60
-QUICK_REPLY_LABEL_MAX = 20
-BUTTON_LABEL_MAX = 40
+QUICK_REPLY_LABEL_MAX = line_limits.QUICK_REPLY_LABEL_MAX
+BUTTON_LABEL_MAX = line_limits.BUTTON_LABEL_MAX
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -85,6 +86,11 @@ class Platform:
     reply_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     retry_keys: set[str] = field(default_factory=set)
     listeners: list[Callable[[Call], None]] = field(default_factory=list)
+    # LINE's per-endpoint rate limits (requests in any 1 s, on this stand-in's clock): over it, a 429 and a
+    # violation. Every message call's arrival time is kept per endpoint in request_times.
+    rate_limits: dict[str, float] = field(default_factory=lambda: {"multicast": 200.0, "push": 2000.0})
+    request_times: dict[str, list[float]] = field(default_factory=dict)
+    monthly_quota: int | None = 30000  # None: unlimited ("none" plan type)
     richmenus: RichMenuStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -146,50 +152,16 @@ class Platform:
 
     def _limits(self, messages: list[dict]) -> str | None:
         """LINE's documented limits that its OpenAPI spec (and so the SDK's models) leave out."""
-        for m in messages:
-            t = m.get("type")
-            if t == "text" and len(m.get("text", "").encode("utf-16-le")) // 2 > 5000:
-                return "text is longer than 5000 characters"
-            if t == "flex":
-                if not 1 <= len(m.get("altText", "")) <= 1500:
-                    return "flex altText needs 1 to 1500 characters"
-                size = len(json.dumps(m.get("contents"), ensure_ascii=False).encode())
-                if size > (50_000 if m["contents"].get("type") == "carousel" else 30_000):
-                    return f"flex container too large: {size} bytes"
-                if m["contents"].get("type") == "carousel":
-                    bubbles = m["contents"].get("contents", [])
-                    if not 1 <= len(bubbles) <= 12:
-                        return f"a flex carousel holds 1 to 12 bubbles, not {len(bubbles)}"
-                    if len({b.get("size", "mega") for b in bubbles}) > 1:
-                        return "the bubbles of a flex carousel must all have the same size"
-                    if any(len(json.dumps(b, ensure_ascii=False).encode()) > 30_000 for b in bubbles):
-                        return "a bubble in a flex carousel is larger than 30 KB"
-                for url in _flex_image_urls(m["contents"]):
-                    if len(url) > 2000 or (self.strict_media and not url.startswith("https://")):
-                        return f"flex image url must be https and at most 2000 characters: {url[:80]}"
-            if t == "image":
-                for k in ("originalContentUrl", "previewImageUrl"):
-                    url = m.get(k, "")
-                    if len(url) > 2000 or (self.strict_media and not url.startswith("https://")):
-                        return f"image {k} must be an https URL of at most 2000 characters: {url[:80]}"
-            for item in (m.get("quickReply") or {}).get("items", []):
-                label = item.get("action", {}).get("label", "")
-                if len(label) > QUICK_REPLY_LABEL_MAX:
-                    return f"quick reply label longer than {QUICK_REPLY_LABEL_MAX}: {label!r}"
-            for action in _actions(m):
-                if len(action.get("label", "")) > BUTTON_LABEL_MAX:
-                    return f"action label longer than {BUTTON_LABEL_MAX}: {action['label']!r}"
-                if len(action.get("data", "")) > 300:
-                    return "postback data longer than 300 characters"
-                if len(action.get("uri", "")) > 1000:
-                    return "uri longer than 1000 characters"
-        return None
+        return line_limits.problem(messages, self.strict_media)
 
     async def _message_call(self, request: web.Request, endpoint: str, model: Any,
                             recipients: Callable[[dict], list[str] | str]) -> web.Response:
         body, error = await self._authorized_json(request, endpoint)
         if error:
             return error
+        if self._over_rate(endpoint):
+            self._violation(f"{endpoint}: more than {self.rate_limits[endpoint]:g} requests in one second")
+            return self._answer(endpoint, body, request, 429, "Too Many Requests")
         if self.delay_seconds:
             await asyncio.sleep(self.delay_seconds)
         key = request.headers.get("X-Line-Retry-Key")
@@ -232,6 +204,29 @@ class Platform:
         return web.json_response({"sentMessages": [{"id": str(secrets.randbits(60)), "quoteToken": secrets.token_hex(8)}
                                                    for _ in body["messages"]]})
 
+    def _over_rate(self, endpoint: str) -> bool:
+        now = self.clock()
+        times = self.request_times.setdefault(endpoint, [])
+        times.append(now)
+        limit = self.rate_limits.get(endpoint)
+        if limit is None:
+            return False
+        in_window = 0
+        for t in reversed(times):
+            if t <= now - 1.0:
+                break
+            in_window += 1
+        return in_window > limit
+
+    def max_rate(self, endpoint: str) -> int:
+        """The most requests to an endpoint that arrived within any one second (this stand-in's clock)."""
+        times, most, start = self.request_times.get(endpoint, []), 0, 0
+        for end, t in enumerate(times):
+            while times[start] <= t - 1.0:
+                start += 1
+            most = max(most, end - start + 1)
+        return most
+
     def _answer(self, endpoint: str, body: dict, request: web.Request, status: int, message: str,
                 headers: dict | None = None) -> web.Response:
         self._record(Call(endpoint, body, dict(request.headers), status, self.clock()))
@@ -266,9 +261,12 @@ class Platform:
     async def _multicast(self, request: web.Request) -> web.Response:
         def recipients(body: dict) -> list[str] | str:
             to = body.get("to", [])
+            if len(to) > 500:
+                return f"multicast 'to' has {len(to)} user IDs; LINE takes at most 500"
             if len(set(to)) != len(to):
                 return "multicast 'to' repeats a user ID"
-            return [u for u in to if u in self.followers]
+            followers = set(self.followers)  # a set: fan-out benchmarks send to 100,000 followers
+            return [u for u in to if u in followers]
 
         return await self._message_call(request, "multicast", MulticastRequest, recipients)
 
@@ -304,7 +302,9 @@ class Platform:
                                   "chatMode": "bot", "markAsReadMode": "auto"})
 
     async def _quota(self, request: web.Request) -> web.Response:
-        return web.json_response({"type": "limited", "value": 30000})
+        if self.monthly_quota is None:
+            return web.json_response({"type": "none"})
+        return web.json_response({"type": "limited", "value": self.monthly_quota})
 
     async def _consumption(self, request: web.Request) -> web.Response:
         used = sum(len(c.to) for c in self.calls if c.status == 200 and c.endpoint in ("push", "multicast", "broadcast"))
@@ -398,31 +398,6 @@ class Platform:
                 return got
             await asyncio.sleep(0.02)
         return predicate()
-
-
-def _flex_image_urls(node: Any) -> list[str]:
-    """The url of every image component in a Flex container."""
-    if isinstance(node, dict):
-        own = [node["url"]] if node.get("type") == "image" and isinstance(node.get("url"), str) else []
-        return own + [u for value in node.values() for u in _flex_image_urls(value)]
-    if isinstance(node, list):
-        return [u for value in node for u in _flex_image_urls(value)]
-    return []
-
-
-def _actions(node: Any) -> list[dict]:
-    """Every action object inside a message (Flex buttons, templates, quick replies)."""
-    found: list[dict] = []
-    if isinstance(node, dict):
-        action = node.get("action")
-        if isinstance(action, dict) and "type" in action:
-            found.append(action)
-        for value in node.values():
-            found.extend(_actions(value))
-    elif isinstance(node, list):
-        for value in node:
-            found.extend(_actions(value))
-    return found
 
 
 def text_of(messages: list[dict]) -> str:

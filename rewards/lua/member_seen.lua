@@ -14,5 +14,7 @@ if via == 'follow' or via == 'unblock' then
 elseif via == 'unfollow' then
   redis.call('HSET', m, 'blocked', 1, 'blocked_at', at)
 end
+-- for "last active" segments; a purchase shows in the ledger's last_activity, and its replay changes nothing
+if via ~= 'purchase' then redis.call('HSET', m, 'last_seen_at', at) end
 if ARGV[4] ~= '' then redis.call('HSETNX', m, 'lang', ARGV[4]) end
 return created
