@@ -49,3 +49,8 @@ clean:
 .PHONY: bench
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.ledger
+
+## screens: pictures of the main cards as the simulator console draws them, ja and en, into docs/screens/ (needs Chromium: `make browser`)
+.PHONY: screens
+screens: $(VENV)/.test-installed browser
+	$(BIN)/python -m bot.screens
