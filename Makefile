@@ -54,3 +54,8 @@ bench: $(VENV)/.test-installed
 .PHONY: bench-broadcast
 bench-broadcast: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.broadcast
+
+## screens: pictures of the main cards as the simulator console draws them, ja and en, into docs/screens/ (needs Chromium: `make browser`)
+.PHONY: screens
+screens: $(VENV)/.test-installed browser
+	$(BIN)/python -m bot.screens

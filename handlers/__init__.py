@@ -30,7 +30,9 @@ def build_router() -> Router:
     root.include(staff_common.router, staff_broadcast.router, staff_numbers.router, staff_members.router,
                  staff_coupons.router, staff_review.router, staff_broadcast.inputs, staff_members.inputs,
                  staff_coupons.inputs)
-    root.include(follow.router, unfollow.router, profile.router, help.router, invite.router, points.router,
-                 rewards_catalog.router, coupons.router, referral_status.router, leaderboard.router, gift.router,
+    # referral status before invite: its exact words ("referrals") would otherwise be taken, as a typo
+    # forgiven, for the invite word "referral"
+    root.include(follow.router, unfollow.router, profile.router, help.router, referral_status.router,
+                 invite.router, points.router, rewards_catalog.router, coupons.router, leaderboard.router, gift.router,
                  referral_code.router, richmenu_switch.router, fallback.router)
     return root

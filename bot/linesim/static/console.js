@@ -537,7 +537,10 @@ function renderBubble(bubble, uid, ctx) {
     const comp = bubble[part];
     if (!comp) continue;
     const section = h("div", { class: "fx-" + part });
-    section.append(renderComponent(comp, uid, ctx, "vertical", true));
+    const root = renderComponent(comp, uid, ctx, "vertical", true);
+    // as in LINE, a block's padding belongs to its root box: that box's background fills the block
+    if (comp.type === "box") root.classList.add("fx-root");
+    section.append(root);
     const st = styles[part] || {};
     const bg = color(st.backgroundColor);
     if (bg) section.style.background = bg;
