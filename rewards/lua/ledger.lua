@@ -1,7 +1,7 @@
 -- The ledger, prepended to every script that changes points. All keys belong to one member ({uid}).
 --
 -- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, ledger_seq, earned:YYYY-MM…),
---    ledger list (append-only JSON entries; entry id n sits at index n-1),
+--    ledger list (append-only compact entries, see encode(); entry id n sits at index n-1),
 --    ops hash (operation id -> entry id: an op id is written once, with its entry),
 --    lots hash (entry id -> "remaining|expires_at|hold_until"; every earning is a lot),
 --    lotq zset (spendable lots with points left, by expiry: spending and expiry go oldest first),
@@ -35,12 +35,40 @@ local function lot_set(k, id, lot)
   redis.call('HSET', k.lots, id, lot.rem .. '|' .. lot.exp .. '|' .. lot.hold)
 end
 
+-- An entry is stored as a JSON array in a fixed order (rewards/ledger_codec.py reads the same):
+--   [op, kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare fields}?]
+-- No field names, no id (entry n sits at index n-1), state as one letter, and the rare fields (capped,
+-- reverses, written_off, lot) only when present: about 80 bytes instead of about 210 as a JSON object.
+-- An earning's expiry is not repeated here: it is its lot's (lots hash, lot id = entry id).
+local STATE_CODE = {available = 'a', pending = 'p', done = 'd'}
+local STATE_NAME = {a = 'available', p = 'pending', d = 'done'}
+local RARE = {'capped', 'reverses', 'written_off', 'lot'}
+
+local function encode(e)
+  local rare, any = {}, false
+  for _, f in ipairs(RARE) do
+    if e[f] ~= nil then rare[f] = e[f]; any = true end
+  end
+  local row = {e.op or '', e.kind, e.rule, e.at, e.delta, e.avail, e.pend, e.balance, e.pending,
+               STATE_CODE[e.state] or e.state, e.note or ''}
+  if any then row[12] = rare end
+  return cjson.encode(row)
+end
+
+local function decode(id, raw)
+  local r = cjson.decode(raw)
+  local e = {id = id, op = r[1], kind = r[2], rule = r[3], at = r[4], delta = r[5], avail = r[6], pend = r[7],
+             balance = r[8], pending = r[9], state = STATE_NAME[r[10]] or r[10], note = r[11]}
+  for f, v in pairs(r[12] or {}) do e[f] = v end
+  return e
+end
+
 -- one ledger entry; e.avail and e.pend say how it moved the spendable and held balances
 local function write(k, e)
   e.id = incr(k.member, 'ledger_seq', 1)
   e.balance = num(k.member, 'points')
   e.pending = num(k.member, 'pending_points')
-  redis.call('RPUSH', k.ledger, cjson.encode(e))
+  redis.call('RPUSH', k.ledger, encode(e))
   if e.op then redis.call('HSET', k.ops, e.op, e.id) end
   return e.id
 end
@@ -48,7 +76,8 @@ end
 local function entry_of(k, op)
   local id = redis.call('HGET', k.ops, op)
   if not id then return nil end
-  return cjson.decode(redis.call('LINDEX', k.ledger, tonumber(id) - 1))
+  id = tonumber(id)
+  return decode(id, redis.call('LINDEX', k.ledger, id - 1))
 end
 
 -- take `amount` from spendable lots, the given one first, then oldest expiry first; returns what it took
@@ -104,7 +133,7 @@ local function earn(k, c)
   local exp = (c.expires and c.expires > 0) and c.expires or NEVER
   local held = c.hold_until and c.hold_until > c.at
   local e = {op = c.op, kind = c.kind, rule = c.rule, at = c.at, note = c.note or '', delta = amount,
-             avail = held and 0 or amount, pend = held and amount or 0, expires_at = exp,
+             avail = held and 0 or amount, pend = held and amount or 0,
              state = held and 'pending' or 'available', capped = (amount < c.amount) and c.amount or nil}
   -- the entry id is the lot id: write the lot's balance move first so the entry shows the result
   local id = redis.call('HGET', k.member, 'ledger_seq')
