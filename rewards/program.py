@@ -250,7 +250,7 @@ class Program:
         entry_id = await self.redis.hget(keys.ops(uid), op)
         if entry_id is None:
             return None
-        return ledger_codec.decode(int(entry_id), await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1))
+        return ledger_codec.decode(int(entry_id), await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1), op)
 
     async def _tier_of(self, uid: str) -> Tier:
         fields = await self.redis.hgetall(keys.member(uid))
@@ -309,8 +309,10 @@ class Program:
         async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
             pipe.lrange(keys.ledger(uid), 0, -1)
             pipe.hgetall(keys.lots(uid))
-            raw, lots = await pipe.execute()
-        entries = [ledger_codec.decode(i + 1, r) for i, r in enumerate(raw)]
+            pipe.hgetall(keys.ops(uid))
+            raw, lots, ops = await pipe.execute()
+        op_of = {int(entry_id): op.decode() for op, entry_id in ops.items()}
+        entries = [ledger_codec.decode(i + 1, r, op_of.get(i + 1)) for i, r in enumerate(raw)]
         for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
             lot = lots.get(str(e["id"]).encode())
             if lot is not None:
