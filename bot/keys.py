@@ -23,6 +23,7 @@ def sent(event_id: str, n: int) -> str:
     return f"{PREFIX}:sent:{event_id}:{n}"  # the n-th message of an event's answer went out
 
 
+WORKERS = f"{PREFIX}:workers"  # zset: live worker name -> last heartbeat (ms), for sharing the partitions
 CLOCK_LEASE = f"{PREFIX}:clock:lease"  # the worker that runs the clock work (expiry, holds, birthdays)
 BROADCAST_QUEUE = f"{PREFIX}:broadcasts:queue"  # list of broadcast ids waiting or running
 
