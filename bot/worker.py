@@ -68,6 +68,7 @@ class Worker:
     # ---- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
         log.info("worker %s starting on %d partitions", self.name, self.settings.stream_partitions)
+        await self._beat()  # count the others before taking partitions
         tasks = [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
         tasks.append(asyncio.create_task(self._clock_loop()))
         tasks.append(asyncio.create_task(self._heartbeat_loop()))
@@ -96,16 +97,19 @@ class Worker:
 
         Without it the first worker to start keeps every partition (it renews its leases for ever) and a
         second process has nothing to do (docs/benchmarks.md, the scale run)."""
-        ttl = self.settings.lease_ms  # as long as a lease: a worker silent that long is gone
         while not self._stopping.is_set():
-            try:
-                now = int(time.time() * 1000)
-                await self.redis.zadd(keys.WORKERS, {self.name: now})
-                await self.redis.zremrangebyscore(keys.WORKERS, "-inf", now - ttl)
-                self._live_workers = max(1, int(await self.redis.zcard(keys.WORKERS)))
-            except RedisError as exc:
-                log.warning("worker heartbeat failed: %s", exc)
             await self._pause(self.settings.lease_ms / 3000)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        ttl = self.settings.lease_ms  # as long as a lease: a worker silent that long is gone
+        try:
+            now = int(time.time() * 1000)
+            await self.redis.zadd(keys.WORKERS, {self.name: now})
+            await self.redis.zremrangebyscore(keys.WORKERS, "-inf", now - ttl)
+            self._live_workers = max(1, int(await self.redis.zcard(keys.WORKERS)))
+        except RedisError as exc:
+            log.warning("worker heartbeat failed: %s", exc)
 
     def _fair_share(self) -> int:
         return -(-self.settings.stream_partitions // self._live_workers)
