@@ -34,10 +34,11 @@ BATCH = 100
 MAX_ATTEMPTS = 5
 RETRY_IDLE_MS = 2_000  # a failed entry is tried again once it has been pending this long
 CLOCK_SECONDS = 30
-# Events handled at once by one process, over all its partitions. More does not go faster (one core, one
-# loop) but queues more callbacks ahead of the webhook's, which in `serve` shares this loop: its ack waits
-# behind them (docs/benchmarks.md).
-IN_FLIGHT = 16
+# Events handled at once by one process, over all its partitions (up to 8 × BATCH without it). Past what
+# keeps the core busy, more only queues callbacks ahead of the webhook's, which in `serve` shares this loop,
+# so its ack waits behind them. Most of an event's time is spent waiting on LINE (~100 ms a reply in
+# production), so 64 still allows ~600 events/s per process (docs/benchmarks.md).
+IN_FLIGHT = 64
 
 
 def _sighting(event: Event) -> str:
