@@ -69,11 +69,11 @@ class Worker:
     # ---- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
         log.info("worker %s starting on %d partitions", self.name, self.settings.stream_partitions)
-        await self._beat()  # count the others before taking partitions
-        tasks = [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
-        tasks.append(asyncio.create_task(self._clock_loop()))
-        tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        tasks = [asyncio.create_task(self._clock_loop())]  # first, as before: its first tick runs at start
         try:
+            await self._beat()  # count the others before taking partitions
+            tasks += [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
+            tasks.append(asyncio.create_task(self._heartbeat_loop()))
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
