@@ -45,10 +45,16 @@ test: $(VENV)/.test-installed browser
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
-## bench: the benchmarks (the ledger's throughput and memory per member) against a real Redis (embedded, or REDIS_URL: an empty database, which they flush); results in benchmarks/results/
-.PHONY: bench
-bench: $(VENV)/.test-installed
+## bench: the benchmarks (the ledger's throughput and memory per member, then the webhook against the SDK's echo) against a real Redis (embedded, or REDIS_URL: an empty database, which they flush); results in benchmarks/results/
+.PHONY: bench bench-ledger bench-webhook
+bench: bench-ledger bench-webhook
+
+bench-ledger: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.ledger
+
+## bench-webhook: signed events at rising rates into `python -m bot serve`, the SDK echo baseline, fsync always vs everysec, 1 vs 2 workers
+bench-webhook: $(VENV)/.test-installed
+	$(BIN)/python -m benchmarks.webhook
 
 ## bench-broadcast: one broadcast to 100,000 members through the LINE stand-in at a set rate (about 1½ minutes); results in benchmarks/results/
 .PHONY: bench-broadcast

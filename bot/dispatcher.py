@@ -104,18 +104,21 @@ class Ctx:
         self._sends += 1
         redis = self.services.redis
         marker = keys.sent(self.event_id, n)
-        state = await redis.get(marker)
-        if state == b"done":
-            return
         token = getattr(self.event, "reply_token", None)
         if token and self._reply_token_fresh():
-            await redis.set(marker, "trying", ex=SENT_MARKER_TTL)
+            # read the marker and set "trying" in one round trip (SET … GET, Redis 6.2+): the usual case
+            state = await redis.set(marker, "trying", ex=SENT_MARKER_TTL, get=True)
+            if state == b"done":  # a re-run: it went out before; put the marker back as it was
+                await redis.set(marker, "done", ex=SENT_MARKER_TTL)
+                return
             if await self.services.line.reply(token, list(messages)):
                 await redis.set(marker, "done", ex=SENT_MARKER_TTL)
                 return
             if state == b"trying":  # an earlier run used this token: the reply went out then
                 await redis.set(marker, "done", ex=SENT_MARKER_TTL)
                 return
+        elif await redis.get(marker) == b"done":
+            return
         await self.services.line.push(self.user_id, list(messages), retry_key(self.event_id, n))
         await redis.set(marker, "done", ex=SENT_MARKER_TTL)
 

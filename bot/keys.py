@@ -23,6 +23,7 @@ def sent(event_id: str, n: int) -> str:
     return f"{PREFIX}:sent:{event_id}:{n}"  # the n-th message of an event's answer went out
 
 
+WORKERS = f"{PREFIX}:workers"  # zset: live worker name -> last heartbeat (ms), for sharing the partitions
 CLOCK_LEASE = f"{PREFIX}:clock:lease"  # the worker that runs the clock work (expiry, holds, birthdays)
 BROADCAST_QUEUE = f"{PREFIX}:broadcasts:queue"  # zset: job id -> when it is due (ms); queued, scheduled, retrying
 BROADCASTS = f"{PREFIX}:broadcasts"  # zset: every job id -> its number (BROADCAST_SEQ), for the newest-first list

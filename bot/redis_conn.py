@@ -45,7 +45,11 @@ class EmbeddedRedis:
         self.proc = subprocess.Popen(
             [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
-             "--logfile", str(self.data_dir / "redis.log")],
+             "--logfile", str(self.data_dir / "redis.log"),
+             # a member's small hashes stay compact (ziplist/listpack) up to 512-byte values: an order's
+             # answer (~300 bytes) no longer turns the orders hash into a real hash table (docs/benchmarks.md;
+             # set the same on a production Redis: hash-max-listpack-value on 7.x)
+             "--hash-max-ziplist-value", "512"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -34,6 +34,11 @@ BATCH = 100
 MAX_ATTEMPTS = 5
 RETRY_IDLE_MS = 2_000  # a failed entry is tried again once it has been pending this long
 CLOCK_SECONDS = 30
+# Events handled at once by one process, over all its partitions (up to 8 × BATCH without it). Past what
+# keeps the core busy, more only queues callbacks ahead of the webhook's, which in `serve` shares this loop,
+# so its ack waits behind them. Most of an event's time is spent waiting on LINE (~100 ms a reply in
+# production), so 64 still allows ~600 events/s per process (docs/benchmarks.md).
+IN_FLIGHT = 64
 
 
 def _sighting(event: Event) -> str:
@@ -56,19 +61,28 @@ class Worker:
         self._release = self.redis.register_script((_LUA / "release.lua").read_text())
         self._finish = self.redis.register_script((_LUA / "finish.lua").read_text())
         self._stopping = asyncio.Event()
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
+        self._held: set[int] = set()  # partitions this worker holds now
+        self._live_workers = 1
         self.handled = 0  # events finished by this worker (tests and logs)
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
         log.info("worker %s starting on %d partitions", self.name, self.settings.stream_partitions)
-        tasks = [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
-        tasks.append(asyncio.create_task(self._clock_loop()))
+        tasks = [asyncio.create_task(self._clock_loop())]  # first, as before: its first tick runs at start
         try:
+            await self._beat()  # count the others before taking partitions
+            tasks += [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
+            tasks.append(asyncio.create_task(self._heartbeat_loop()))
             await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await self.redis.zrem(keys.WORKERS, self.name)
+            except RedisError:
+                pass
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -78,6 +92,28 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         except asyncio.TimeoutError:
             pass
+
+    async def _heartbeat_loop(self) -> None:
+        """Say we are alive and count who else is, so that each worker holds its fair share of partitions.
+
+        Without it the first worker to start keeps every partition (it renews its leases for ever) and a
+        second process has nothing to do (docs/benchmarks.md, the scale run)."""
+        while not self._stopping.is_set():
+            await self._pause(self.settings.lease_ms / 3000)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        ttl = self.settings.lease_ms  # as long as a lease: a worker silent that long is gone
+        try:
+            now = int(time.time() * 1000)
+            await self.redis.zadd(keys.WORKERS, {self.name: now})
+            await self.redis.zremrangebyscore(keys.WORKERS, "-inf", now - ttl)
+            self._live_workers = max(1, int(await self.redis.zcard(keys.WORKERS)))
+        except RedisError as exc:
+            log.warning("worker heartbeat failed: %s", exc)
+
+    def _fair_share(self) -> int:
+        return -(-self.settings.stream_partitions // self._live_workers)
 
     async def _clock_loop(self) -> None:
         """Work the clock drives, by one worker at a time (a lease): finish half-done referrals, release
@@ -126,10 +162,24 @@ class Worker:
         last_reclaim = 0.0
         while not self._stopping.is_set():
             try:
-                if not await self._lease(keys=[lease], args=[self.name, self.settings.lease_ms]):
+                share = self._fair_share()
+                if holding and len(self._held) > share and p == max(self._held):
+                    # more than our share: give the highest one back between batches (the next owner
+                    # reclaims anything still pending, so nothing is lost and order is kept)
+                    await self._release(keys=[lease], args=[self.name])
                     holding = False
+                    self._held.discard(p)
+                    await self._pause(self.settings.lease_ms / 1000)
+                    continue
+                if not holding and len(self._held) >= share:
                     await self._pause(self.settings.lease_ms / 3000)
                     continue
+                if not await self._lease(keys=[lease], args=[self.name, self.settings.lease_ms]):
+                    holding = False
+                    self._held.discard(p)
+                    await self._pause(self.settings.lease_ms / 3000)
+                    continue
+                self._held.add(p)
                 if not holding:  # just took the partition: whatever is pending is ours to finish
                     await self._ensure_group(stream)
                     holding, last_reclaim = True, 0.0
@@ -150,6 +200,7 @@ class Worker:
             except RedisError as exc:
                 log.warning("partition %d: redis error %s; retrying", p, exc)
                 holding = False
+                self._held.discard(p)
                 await self._pause(1.0)
             except Exception:  # never let one bad batch stop a partition for good
                 log.exception("partition %d: unexpected error; carrying on", p)
@@ -173,7 +224,9 @@ class Worker:
 
     async def _user(self, p: int, items: list[tuple[bytes, dict, int]]) -> None:
         for entry_id, raw, received in sorted(items, key=lambda item: item[1].get("timestamp", 0)):
-            if not await self._one(p, entry_id, raw, received):
+            async with self._in_flight:
+                done = await self._one(p, entry_id, raw, received)
+            if not done:
                 break  # keep this user's later events pending, so they stay in order
 
     async def _one(self, p: int, entry_id: bytes, raw: dict, received_at_ms: int) -> bool:

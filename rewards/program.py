@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rewards import codes, engine, keys
+from rewards import codes, engine, keys, ledger_codec
 from rewards.engine import Award
 from rewards.rules import Milestone, Rules, Tier
 from rewards.segments import MemberFacts
@@ -320,7 +320,7 @@ class Program:
         entry_id = await self.redis.hget(keys.ops(uid), op)
         if entry_id is None:
             return None
-        return dict(json.loads(await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1)))
+        return ledger_codec.decode(int(entry_id), await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1), op)
 
     async def _tier_of(self, uid: str) -> Tier:
         fields = await self.redis.hgetall(keys.member(uid))
@@ -394,15 +394,30 @@ class Program:
         return int(op.decode().split(":")[1])
 
     async def recent_ledger(self, uid: str, count: int = 5) -> list[LedgerLine]:
-        raw = await self.redis.lrange(keys.ledger(uid), -count * 2, -1)
-        lines = [json.loads(r) for r in reversed(raw)]
+        async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
+            pipe.llen(keys.ledger(uid))
+            pipe.lrange(keys.ledger(uid), -count * 2, -1)
+            length, raw = await pipe.execute()
+        first_id = int(length) - len(raw) + 1
+        lines = [ledger_codec.decode(first_id + i, r) for i, r in enumerate(raw)][::-1]
         shown = [e for e in lines if e["kind"] != "release"][:count]  # a release moves points, it earns none
         return [LedgerLine(e["delta"], e["kind"], e["rule"], e["at"], e["balance"], e.get("state", "done"))
                 for e in shown]
 
     async def ledger(self, uid: str) -> list[dict[str, Any]]:
         """Every entry, oldest first: what the member's balance is rebuilt from."""
-        return [json.loads(r) for r in await self.redis.lrange(keys.ledger(uid), 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
+            pipe.lrange(keys.ledger(uid), 0, -1)
+            pipe.hgetall(keys.lots(uid))
+            pipe.hgetall(keys.ops(uid))
+            raw, lots, ops = await pipe.execute()
+        op_of = {int(entry_id): op.decode() for op, entry_id in ops.items()}
+        entries = [ledger_codec.decode(i + 1, r, op_of.get(i + 1)) for i, r in enumerate(raw)]
+        for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
+            lot = lots.get(str(e["id"]).encode())
+            if lot is not None:
+                e["expires_at"] = int(lot.split(b"|")[1])
+        return entries
 
     async def adjust(self, uid: str, points: int, reason: str, staff: str, op: str) -> tuple[bool, int]:
         """A manual adjustment by staff; may take the balance below zero (a correction is a correction)."""

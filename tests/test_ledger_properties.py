@@ -6,7 +6,6 @@ written twice, and a spend never takes what is not spendable.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -40,7 +39,7 @@ async def check(program: Program, spent_ok: bool) -> None:
     member = {k.decode(): int(v) for k, v in (await r.hgetall(keys.member(UID))).items()
               if k.decode() in ("points", "pending_points", "debt")}
     points, pending, debt = (member.get(k, 0) for k in ("points", "pending_points", "debt"))
-    entries = [json.loads(e) for e in await r.lrange(keys.ledger(UID), 0, -1)]
+    entries = await program.ledger(UID)
     assert sum(e["avail"] for e in entries) == points
     assert sum(e["pend"] for e in entries) == pending
     lots = {k.decode(): v.decode().split("|") for k, v in (await r.hgetall(keys.lots(UID))).items()}

@@ -1,0 +1,529 @@
+"""Webhook benchmark: signed events at rising rates into a real `python -m bot serve`, against the SDK's echo.
+
+What runs (all on loopback):
+- an embedded redis-server started here (the bot's settings: append-only, fsync every second), or
+  REDIS_URL, which must name an EMPTY database because the benchmark flushes it;
+- the LINE stand-in (bot/linesim/platform.py) in THIS process: it builds and signs the webhooks, checks and
+  records every Messaging API call the bot makes, and so counts the replies;
+- the system under test as subprocesses: `python -m bot serve` (web + worker), and for the scale run
+  `python -m bot serve --no-worker` + N × `python -m bot worker`;
+- the baseline, also a subprocess: benchmarks/sdk_echo.py (line-bot-sdk's aiohttp echo example).
+
+The traffic: users side by side, each following a short script — follow, then (every other user) a message
+with another member's invite code, ポイント, 招待, 特典, a tap on a reward (a signed postback), ヘルプ.
+One event per webhook request, sent open-loop at a fixed rate per stage; the rate doubles each stage
+until the system stops keeping up (handled < 90 % of offered, or the replies do not drain).
+
+Reported per stage: offered events/s, acknowledged events/s (200s), handled events/s (a reply reached the
+stand-in), ack p50/p99 (request sent → 200) and event → reply p50/p99 (request sent → reply at the stand-in).
+Then one more stage at half the highest rate kept up with (the ack p99 target is measured there), and our
+best handled events/s as a ratio to the baseline's. `--fsync always` runs the bot's Redis with
+appendfsync always; `--fsync both` runs the ack stage under both and reports the two. `--scale` drains a
+backlog with 1 and then 2 worker processes and reports the ratio.
+
+Nothing here is a test: no assertion on time. The run does stop with an error if the stand-in saw a
+protocol violation or an event got two replies.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform as host_platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout, TCPConnector
+
+from bot.linesim.platform import Call, Platform, new_user_id, sign
+from bot.postback import key_for
+from bot.redis_conn import EmbeddedRedis, connect
+from handlers.rewards_catalog import ShowReward
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+SECRET = "bench-channel-secret"
+TOKEN = "bench-access-token"
+PUBLIC = "https://bench.example.test"
+CODE_IN_LINK = re.compile(PUBLIC.replace(".", r"\.") + r"/i/([A-Z0-9]{8})")
+KEEP_UP = 0.9  # a stage keeps up when it handles this share of what was offered
+ACK_P99_TARGET_MS = 20.0
+RATIO_TARGET = 2.0
+
+
+def log(text: str) -> None:
+    print(f"  … {text}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def until(done: Any, timeout: float) -> bool:
+    """Poll: the replies are counted by the stand-in's listener, a plain callback."""
+    end = time.monotonic() + timeout
+    while not done() and time.monotonic() < end:  # noqa: ASYNC110 (a counter, not an event)
+        await asyncio.sleep(0.02)
+    return bool(done())
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, 2)
+
+
+# ---- processes --------------------------------------------------------------------------
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGINT)  # aiohttp and the worker exit cleanly on SIGINT
+            try:
+                self.popen.wait(60)  # a worker finishes what it holds; pyinstrument then writes
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def spawn(name: str, args: list[str], env: dict[str, str], logs: Path, wrap: list[str] | None = None) -> Proc:
+    log_path = logs / f"{name}.log"
+    out = log_path.open("wb")
+    popen = subprocess.Popen([*(wrap or [sys.executable]), *args], env=env, cwd=ROOT, stdout=out,
+                             stderr=subprocess.STDOUT)
+    return Proc(name, popen, log_path)
+
+
+async def wait_http(http: ClientSession, url: str, proc: Proc, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.popen.poll() is not None:
+            raise SystemExit(f"{proc.name} exited at start-up; see {proc.log_path}:\n{proc.log_path.read_text()[-2000:]}")
+        try:
+            async with http.get(url) as r:
+                if r.status < 500:
+                    return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"{proc.name} did not answer {url} in {timeout}s; see {proc.log_path}")
+
+
+# ---- traffic ----------------------------------------------------------------------------
+@dataclass
+class Stage:
+    label: str
+    rate: float
+    sent: dict[str, float] = field(default_factory=dict)  # reply token -> when its webhook was sent
+    acks: list[float] = field(default_factory=list)
+    replies: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    started: float = 0.0
+    last_ack: float = 0.0
+    last_reply: float = 0.0
+    expect_replies: int = 0
+
+    def result(self, seconds: float) -> dict[str, Any]:
+        acked = self.statuses.get(200, 0)
+        ack_span = max(seconds, self.last_ack - self.started)
+        reply_span = max(seconds, self.last_reply - self.started)
+        return {"stage": self.label, "offered_per_s": round(self.rate), "events": len(self.sent) or len(self.acks),
+                "acked_per_s": round(acked / ack_span), "handled_per_s": round(len(self.replies) / reply_span),
+                "handled": len(self.replies), "expected_replies": self.expect_replies,
+                "ack_p50_ms": pct(self.acks, 50), "ack_p99_ms": pct(self.acks, 99),
+                "reply_p50_ms": pct(self.replies, 50), "reply_p99_ms": pct(self.replies, 99),
+                "non_200": {str(k): v for k, v in self.statuses.items() if k != 200}}
+
+
+class Traffic:
+    """Users side by side, each running a short script; every event is built and signed as it is sent."""
+
+    def __init__(self, platform: Platform, codes: list[str], side_by_side: int = 32):
+        self.platform = platform
+        self.codes = itertools.cycle(codes)
+        self.rw = ShowReward("coffee").pack(key_for(SECRET))
+        self.users = [self._script() for _ in range(side_by_side)]
+        self.turn = 0
+        self.count = 0
+
+    def _script(self) -> Iterator[tuple[dict, bool]]:
+        """(event, expects a reply from the echo baseline)"""
+        p, uid = self.platform, new_user_id()
+        self.count += 1
+        yield p.follow(uid), False
+        if self.count % 2:
+            yield p.text(uid, f"招待コード {next(self.codes)} で登録します"), True
+        for word in ("ポイント", "招待", "特典"):
+            yield p.text(uid, word), True
+        yield p.postback(uid, self.rw), False
+        yield p.text(uid, "ヘルプ"), True
+
+    def next(self) -> tuple[dict, bool]:
+        self.turn = (self.turn + 1) % len(self.users)
+        try:
+            return next(self.users[self.turn])
+        except StopIteration:
+            self.users[self.turn] = self._script()
+            return next(self.users[self.turn])
+
+
+class Bench:
+    def __init__(self, platform: Platform, http: ClientSession):
+        self.platform = platform
+        self.http = http
+        self.stage: Stage | None = None
+        self.replied_tokens: set[str] = set()
+        self.twice: list[str] = []
+        platform.listeners.append(self._on_call)
+
+    def _on_call(self, call: Call) -> None:
+        if call.endpoint != "reply" or call.status != 200 or self.stage is None:
+            return
+        token = call.body.get("replyToken", "")
+        if token in self.replied_tokens:
+            self.twice.append(token)
+        self.replied_tokens.add(token)
+        sent = self.stage.sent.get(token)
+        if sent is not None:
+            now = time.perf_counter()
+            self.stage.replies.append(now - sent)
+            self.stage.last_reply = now
+
+    async def _post(self, url: str, stage: Stage, event: dict) -> None:
+        body = self.platform.payload(event)
+        headers = {"Content-Type": "application/json", "X-Line-Signature": sign(body, SECRET)}
+        started = time.perf_counter()
+        if "replyToken" in event:
+            stage.sent[event["replyToken"]] = started
+        try:
+            async with self.http.post(url, data=body, headers=headers) as r:
+                await r.read()
+                status = r.status
+        except (OSError, asyncio.TimeoutError):
+            status = 0
+        done = time.perf_counter()
+        stage.statuses[status] = stage.statuses.get(status, 0) + 1
+        if status == 200:
+            stage.acks.append(done - started)
+            stage.last_ack = done
+
+    async def run_stage(self, url: str, traffic: Traffic, label: str, rate: float, seconds: float,
+                        echo: bool, drain: float) -> dict[str, Any]:
+        stage = Stage(label, rate)
+        self.stage = stage
+        n = max(1, int(rate * seconds))
+        tasks: list[asyncio.Task[None]] = []
+        stage.started = time.perf_counter()
+        for i in range(n):
+            delay = stage.started + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            event, echo_replies = traffic.next()
+            stage.expect_replies += echo_replies if echo else 1
+            tasks.append(asyncio.create_task(self._post(url, stage, event)))
+        await asyncio.gather(*tasks)
+        await until(lambda: len(stage.replies) >= stage.expect_replies, drain)
+        result = stage.result(seconds)
+        result["drained"] = len(stage.replies) >= stage.expect_replies
+        if echo:  # the echo does all its work before its 200 (and replies to texts only): acked = handled
+            result["replies_per_s"], result["handled_per_s"] = result["handled_per_s"], result["acked_per_s"]
+        result["keeps_up"] = result["drained"] and min(result["handled_per_s"], result["acked_per_s"]) >= KEEP_UP * rate
+        self.stage = None
+        log(f"{label}: offered {rate:.0f}/s → acked {result['acked_per_s']}/s, handled {result['handled_per_s']}/s, "
+            f"ack p99 {result['ack_p99_ms']} ms, reply p99 {result['reply_p99_ms']} ms"
+            + ("" if result["keeps_up"] else "  (does not keep up)"))
+        return result
+
+    async def ramp(self, url: str, traffic: Traffic, system: str, rates: list[float], seconds: float,
+                   echo: bool) -> list[dict[str, Any]]:
+        # not reported: gets every user side by side past their follow, and warms the server up
+        await self.run_stage(url, traffic, f"{system} warm-up", rates[0], 2.0, echo, drain=10)
+        stages = []
+        for rate in rates:
+            stages.append(await self.run_stage(url, traffic, f"{system} @ {rate:.0f}/s", rate, seconds, echo,
+                                               drain=max(10.0, seconds * 3)))
+            if not stages[-1]["keeps_up"]:
+                break
+            await asyncio.sleep(0.5)
+        return stages
+
+
+# ---- the systems ------------------------------------------------------------------------
+def base_env(platform: Platform, redis_url: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_CLUSTER")}
+    env.update(LINE_CHANNEL_SECRET=SECRET, LINE_CHANNEL_ACCESS_TOKEN=TOKEN, PUBLIC_BASE_URL=PUBLIC,
+               LINE_API_BASE_URL=platform.api_url, LINE_BASIC_ID=platform.basic_id, LOG_LEVEL="WARNING",
+               PYTHONUNBUFFERED="1")
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+async def invite_codes(bench: Bench, url: str, n: int) -> list[str]:
+    """n members with invite codes (follow, then 招待), whose codes the traffic's new friends send."""
+    platform = bench.platform
+    codes: list[str] = []
+    for _ in range(n):
+        uid = new_user_id()
+        mark = len(platform.calls)
+        for event in (platform.follow(uid), platform.text(uid, "招待")):
+            await platform.send_raw(platform.payload(event))
+
+        def found(mark: int = mark, uid: str = uid) -> list[str]:
+            return [m for c in platform.calls[mark:] if c.status == 200 and uid in c.to
+                    for m in CODE_IN_LINK.findall(json.dumps(c.body, ensure_ascii=False))]
+
+        got = await platform.wait_for(found, 15)
+        if not got:
+            raise SystemExit("the bot sent no invite link during warm-up; see its log")
+        codes.append(got[0])
+    return codes
+
+
+async def run_ours(bench: Bench, redis_url: str, logs: Path, args: argparse.Namespace,
+                   fsync: str) -> dict[str, Any]:
+    r = connect(redis_url)
+    await r.flushdb()
+    await r.config_set("appendfsync", fsync)
+    port = free_port()
+    env = base_env(bench.platform, redis_url)
+    wrap = None
+    if args.profile:
+        wrap = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o",
+                str(RESULTS / "webhook-profile.txt")]
+    proc = spawn("bot-serve", ["-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)], env, logs, wrap)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(bench.http, url + "/healthz", proc)
+        bench.platform.bot_url = url + "/callback"
+        codes = await invite_codes(bench, url, 20)
+        traffic = Traffic(bench.platform, codes)
+        stages = await bench.ramp(url + "/callback", traffic, f"shokai (fsync {fsync})", args.rates, args.seconds,
+                                  echo=False)
+        return {"fsync": fsync, "stages": stages}
+    finally:
+        proc.stop()
+        await r.aclose()
+
+
+async def half_rate_ack(bench: Bench, redis_url: str, logs: Path, args: argparse.Namespace, fsync: str,
+                        rate: float) -> dict[str, Any]:
+    r = connect(redis_url)
+    await r.config_set("appendfsync", fsync)
+    port = free_port()
+    proc = spawn("bot-serve-half", ["-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                 base_env(bench.platform, redis_url), logs)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(bench.http, url + "/healthz", proc)
+        bench.platform.bot_url = url + "/callback"
+        traffic = Traffic(bench.platform, await invite_codes(bench, url, 20))
+        return await bench.run_stage(url + "/callback", traffic, f"shokai half rate (fsync {fsync})", rate,
+                                     args.seconds * 2, echo=False, drain=30)
+    finally:
+        proc.stop()
+        await r.config_set("appendfsync", "everysec")
+        await r.aclose()
+
+
+async def run_echo(bench: Bench, logs: Path, args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    proc = spawn("sdk-echo", ["-m", "benchmarks.sdk_echo", "--port", str(port)], base_env(bench.platform, None), logs)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_http(bench.http, url + "/callback", proc)
+        traffic = Traffic(bench.platform, ["ABCDEFGH"])
+        return {"stages": await bench.ramp(url + "/callback", traffic, "sdk echo", args.rates, args.seconds, echo=True)}
+    finally:
+        proc.stop()
+
+
+async def run_scale(bench: Bench, redis_url: str, logs: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """A backlog queued by `serve --no-worker`, then drained by N `python -m bot worker` processes."""
+    r = connect(redis_url)
+    out: dict[str, Any] = {"backlog": args.backlog}
+    try:
+        for workers in (1, 2):
+            await r.flushdb()
+            port = free_port()
+            env = base_env(bench.platform, redis_url)
+            env["WORKER_LEASE_MS"] = "1000"  # the two workers share the partitions soon after start
+            web_proc = spawn(f"scale{workers}-web", ["-m", "bot", "serve", "--no-worker", "--host", "127.0.0.1",
+                                                     "--port", str(port)], env, logs)
+            procs = [web_proc]
+            try:
+                url = f"http://127.0.0.1:{port}"
+                await wait_http(bench.http, url + "/healthz", web_proc)
+                bench.platform.bot_url = url + "/callback"
+                warm = [spawn(f"scale{workers}-warm", ["-m", "bot", "worker"], env, logs)]
+                codes = await invite_codes(bench, url, 10)
+                warm[0].stop()
+                traffic = Traffic(bench.platform, codes)
+                stage = Stage(f"scale {workers}", 0)
+                bench.stage = stage
+                for _ in range(args.backlog):  # queue as fast as the web side takes them
+                    event, _echo = traffic.next()
+                    await bench._post(url + "/callback", stage, event)
+                stage.expect_replies = len(stage.sent)
+                procs += [spawn(f"scale{workers}-worker{i}", ["-m", "bot", "worker"], env, logs)
+                          for i in range(workers)]
+                await until(lambda: stage.replies, 60)  # noqa: B023
+                first = time.perf_counter()
+                await until(lambda: len(stage.replies) >= stage.expect_replies, 60)  # noqa: B023
+                span = stage.last_reply - first
+                rate = round((len(stage.replies) - 1) / span) if span > 0 else 0
+                out[f"workers_{workers}_handled_per_s"] = rate
+                out[f"workers_{workers}_handled"] = len(stage.replies)
+                log(f"{workers} worker process(es): {len(stage.replies)}/{stage.expect_replies} handled, {rate}/s")
+                bench.stage = None
+            finally:
+                for proc in reversed(procs):
+                    proc.stop()
+        out["ratio"] = round(out["workers_2_handled_per_s"] / max(1, out["workers_1_handled_per_s"]), 2)
+        return out
+    finally:
+        await r.aclose()
+
+
+# ---- report -----------------------------------------------------------------------------
+def best(stages: list[dict[str, Any]]) -> dict[str, Any]:
+    kept = [s for s in stages if s["keeps_up"]] or stages[:1]
+    return max(kept, key=lambda s: s["handled_per_s"])
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    out = [f"Webhook benchmark {result['date']}: {m['nproc']} × {m['cpu']}, Python {m['python']}; load average "
+           f"{m['load_average_at_start']:.2f} at start, {m['load_average_at_end']:.2f} at end. Load generator, "
+           "LINE stand-in, bot processes and Redis share these cores.", "",
+           "| stage | offered/s | acked/s | handled/s | ack p50 ms | ack p99 ms | event→reply p50 ms | p99 ms | keeps up |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|:-:|"]
+    every = [*result["echo"]["stages"], *(s for run in result["ours"] for s in run["stages"]), *result["half_rate"]]
+    for s in every:
+        out.append(f"| {s['stage']} | {s['offered_per_s']:,} | {s['acked_per_s']:,} | {s['handled_per_s']:,} | "
+                   f"{s['ack_p50_ms']} | {s['ack_p99_ms']} | {s['reply_p50_ms']} | {s['reply_p99_ms']} | "
+                   f"{'yes' if s['keeps_up'] else 'no'} |")
+    s = result["summary"]
+    out += ["", "| figure | value | target |", "|---|--:|--:|",
+            f"| baseline (SDK echo) best handled events/s | {s['echo_handled_per_s']:,} | |",
+            f"| Shokai best handled events/s (full work) | {s['ours_handled_per_s']:,} | |",
+            f"| **ratio to the baseline** | **{s['ratio']}×** | ≥ {RATIO_TARGET}× |"]
+    for h in result["half_rate"]:
+        out.append(f"| ack p99 at {h['offered_per_s']}/s (half the max), {h['stage'].split('(')[-1].rstrip(')')} | "
+                   f"{h['ack_p99_ms']} ms | ≤ {ACK_P99_TARGET_MS:.0f} ms |")
+    if result.get("scale"):
+        sc = result["scale"]
+        out += [f"| 1 worker process, backlog of {sc['backlog']:,} drained | {sc['workers_1_handled_per_s']:,}/s | |",
+                f"| 2 worker processes | {sc['workers_2_handled_per_s']:,}/s | |",
+                f"| scale ratio 2 : 1 | {sc['ratio']}× | |"]
+    return "\n".join(out)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    RESULTS.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="shokai-webhook-bench-") as tmp:
+        logs = Path(tmp)
+        server = None
+        url = os.environ.get("REDIS_URL")
+        if not url:
+            server = EmbeddedRedis(logs / "redis").start()
+            url = server.url
+        else:
+            probe = connect(url)
+            try:
+                if await probe.dbsize():
+                    raise SystemExit("REDIS_URL names a database that is not empty; the benchmark flushes it")
+            finally:
+                await probe.aclose()
+        platform = Platform(secret=SECRET, token=TOKEN, basic_id="@shokai-bench")
+        await platform.start()
+        http = ClientSession(connector=TCPConnector(limit=200), timeout=ClientTimeout(total=30))
+        await platform._session.close()
+        platform._session = http  # the stand-in's own sender shares the benchmark's connection pool
+        try:
+            bench = Bench(platform, http)
+            result: dict[str, Any] = {"date": date.today().isoformat(), "machine": machine(),
+                                      "config": {"rates": args.rates, "seconds": args.seconds, "fsync": args.fsync}}
+            result["echo"] = await run_echo(bench, logs, args) if args.baseline else {"stages": []}
+            fsyncs = ["everysec", "always"] if args.fsync == "both" else [args.fsync]
+            result["ours"] = [await run_ours(bench, url, logs, args, fsyncs[0])]
+            top = best(result["ours"][0]["stages"])
+            half = max(1.0, top["offered_per_s"] / 2)
+            result["half_rate"] = [await half_rate_ack(bench, url, logs, args, f, half) for f in fsyncs]
+            if args.scale:
+                result["scale"] = await run_scale(bench, url, logs, args)
+            echo_best = best(result["echo"]["stages"])["handled_per_s"] if args.baseline else 0
+            result["summary"] = {"echo_handled_per_s": echo_best, "ours_handled_per_s": top["handled_per_s"],
+                                 "ratio": round(top["handled_per_s"] / max(1, echo_best), 2),
+                                 "half_rate": half, "ack_p99_at_half_ms": result["half_rate"][0]["ack_p99_ms"]}
+            result["violations"] = platform.violations
+            result["replied_twice"] = len(bench.twice)
+            result["machine"]["load_average_at_end"] = os.getloadavg()[0]
+            if platform.violations or bench.twice:
+                print(json.dumps({"violations": platform.violations[:10], "twice": bench.twice[:10]}), file=sys.stderr)
+                raise SystemExit("the LINE stand-in saw protocol violations or a reply twice: figures not reported")
+            return result
+        finally:
+            await platform.stop()  # closes http too
+            if server:
+                server.stop()
+
+
+def machine() -> dict[str, Any]:
+    lines = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+               host_platform.processor())
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": host_platform.python_version(),
+            "load_average_at_start": os.getloadavg()[0]}
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.webhook", description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="50,100,200,400,800,1600",
+                        help="offered events/s per stage, rising; stops at the first stage not kept up")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each stage")
+    parser.add_argument("--fsync", choices=["everysec", "always", "both"], default="both",
+                        help="the bot's Redis appendfsync for the half-rate ack measurement")
+    parser.add_argument("--scale", action=argparse.BooleanOptionalAction, default=True,
+                        help="1 vs 2 worker processes draining a backlog")
+    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure the SDK echo baseline in the same run")
+    parser.add_argument("--backlog", type=int, default=2000, help="events queued for the scale run")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the bot under pyinstrument (install it in the venv first); "
+                             "report in benchmarks/results/webhook-profile.txt")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s stages, small backlog")
+    parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
+    args = parser.parse_args()
+    args.rates = [float(r) for r in args.rates.split(",")]
+    if args.quick:
+        args.seconds, args.backlog, args.rates = 1.0, 300, args.rates[:4]
+    result = asyncio.run(main(args))
+    print(markdown(result))
+    if not args.no_save:
+        path = RESULTS / f"webhook-{result['date']}.json"
+        path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        print(f"\nwritten to {path.relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,54 @@
+"""What the benchmark work changed: compact ledger entries read back whole, and workers sharing partitions."""
+import asyncio
+import json
+
+from bot import keys as bot_keys
+from bot.worker import Worker
+from handlers import build_router
+from rewards import keys
+from tests.conftest import WORKER, Bot, converse, new_user_id
+from tests.test_rules_engine import make, new_member  # noqa: F401 (make is a fixture)
+
+
+async def test_a_compact_entry_reads_back_with_every_field(make) -> None:  # noqa: F811
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    await program.apply(uid, "event:review:1", 40, "event", "events.review", clock.ms, note="thanks")
+    await program.spend(uid, "claim:c1", 15, "coffee")
+    earn, spend = await program.ledger(uid)
+    raw = await program.redis.lindex(keys.ledger(uid), 0)
+    assert isinstance(json.loads(raw), list) and b"event:review:1" not in raw  # positional, op not repeated
+    assert earn["id"] == 1 and earn["op"] == "event:review:1" and earn["note"] == "thanks"
+    assert earn["delta"] == earn["avail"] == 40 and earn["state"] == "available" and earn["balance"] == 40
+    assert earn["expires_at"] > clock.ms  # from its lot
+    assert spend["id"] == 2 and spend["op"] == "claim:c1" and spend["delta"] == -15 and spend["state"] == "done"
+    assert "expires_at" not in spend
+    [line, _] = await program.recent_ledger(uid, 2)
+    assert line.delta == -15 and line.balance == 25
+
+
+async def test_two_workers_share_the_partitions_and_handle_everything_once(bot: Bot) -> None:
+    platform, services = bot.platform, bot.services
+    first = bot.app[WORKER]
+    second = Worker(services, build_router(), first.metrics, name="second-worker")
+    task = asyncio.create_task(second.run())
+    try:
+        share = -(-services.settings.stream_partitions // 2)
+
+        def shared() -> bool:
+            return 0 < len(second._held) <= share and 0 < len(first._held) <= share
+        assert await platform.wait_for(shared, 15), (first._held, second._held)
+        assert await services.redis.zcard(bot_keys.WORKERS) == 2
+
+        users = [new_user_id() for _ in range(6)]
+        for uid in users:
+            assert await converse(platform, uid, platform.follow(uid))
+        await bot.idle()
+        replies = [c for c in platform.calls if c.endpoint == "reply" and c.status == 200]
+        assert len(replies) == len(users)  # one welcome each, whoever held the partition
+        assert first.handled + second.handled >= len(users)
+    finally:
+        await second.stop()
+        await asyncio.wait_for(task, 10)
+    assert await services.redis.zscore(bot_keys.WORKERS, "second-worker") is None  # gone on stop
+    assert not platform.violations
