@@ -16,7 +16,8 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from bot.config import ASSETS
-from bot.linesim.platform import Platform, _actions, new_user_id, text_of
+from bot.line_limits import actions as _actions
+from bot.linesim.platform import Platform, new_user_id, text_of
 from handlers.rewards_catalog import ConfirmClaim, ShowReward
 from rewards import catalog as cat
 from rewards import keys

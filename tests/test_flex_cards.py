@@ -15,7 +15,8 @@ from linebot.v3.messaging import FlexContainer, FlexMessage
 from bot import flex
 from bot.config import ASSETS
 from bot.i18n import Texts
-from bot.linesim.platform import Platform, _actions, new_user_id, text_of
+from bot.line_limits import actions as _actions
+from bot.linesim.platform import Platform, new_user_id, text_of
 from handlers.rewards_catalog import ConfirmClaim, RewardsPage, ShowReward
 from rewards import keys
 from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
