@@ -20,7 +20,7 @@ from bot.i18n import Texts
 from bot.intake import Intake
 from bot.line_client import LineClient
 from bot.metrics import Metrics
-from bot.redis_conn import EmbeddedRedis, connect
+from bot.redis_conn import EmbeddedRedis, connect, ready
 from bot.worker import Worker
 from handlers import build_router
 from rewards.catalog import Catalog
@@ -45,6 +45,7 @@ async def open_services(settings: Settings, metrics: Metrics, rules: Rules, text
         embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / "redis").start)
         url = embedded.url
     redis = connect(url, settings.redis_cluster)
+    await ready(redis)
     line = LineClient(settings, metrics)
     try:
         program = Program(redis, rules)

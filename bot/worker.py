@@ -89,6 +89,8 @@ class Worker:
                     await self.tick()
             except RedisError as exc:
                 log.warning("clock work failed: %s", exc)
+            except Exception:  # one bad run must not end the worker (run() gathers this with the partitions)
+                log.exception("clock work failed unexpectedly; trying again later")
             await self._pause(CLOCK_SECONDS)
 
     async def tick(self, now_ms: int | None = None) -> None:
