@@ -50,7 +50,7 @@ def sync_client(url: str) -> sync_redis.Redis | sync_redis.RedisCluster:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    if os.environ.get("REDIS_URL"):
+    if os.environ.get("REDIS_URL") and not CLUSTER:
         yield os.environ["REDIS_URL"]
         return
     if CLUSTER:
