@@ -18,6 +18,7 @@ from bot.config import ASSETS, Settings
 from bot.dispatcher import Services
 from bot.i18n import Texts
 from bot.intake import Intake
+from bot.limits import body_timeout_middleware
 from bot.line_client import LineClient
 from bot.metrics import Metrics
 from bot.redis_conn import EmbeddedRedis, connect, ready
@@ -82,7 +83,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     rules = load_rules(settings.rewards_config)
     texts = Texts(ASSETS / "locales")
     metrics = Metrics()
-    app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[admin_api.auth_middleware(SERVICES)])
+    app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[
+        admin_api.auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY)])
     app[METRICS] = metrics
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:

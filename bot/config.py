@@ -35,6 +35,7 @@ class Settings:
     line_timeout_seconds: float = 10.0
     line_retry_attempts: int = 5
     line_retry_base_seconds: float = 0.5
+    body_read_seconds: float = 10.0  # a request body must arrive within this (slowloris); LINE's arrive at once
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
