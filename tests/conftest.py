@@ -31,7 +31,7 @@ ADMIN = "test-admin-token"
 CLUSTER = os.environ.get("SHOKAI_TEST_CLUSTER") == "1"
 CLUSTER_MODULES = frozenset({
     "test_story", "test_referrals", "test_redelivery", "test_catalog", "test_rules_engine", "test_crash",
-    "test_admin_api", "test_line_faults", "test_cluster", "test_chaos", "test_ledger_properties",
+    "test_admin_api", "test_line_faults", "test_cluster", "test_ledger_properties",
 })
 
 
