@@ -135,7 +135,7 @@ async def test_duplicates_shuffles_killed_workers_and_a_redis_restart_lose_and_r
                 assert len(partition) == 1, f"acknowledged event {event_id} was lost"
             for p in range(PARTITIONS):
                 assert (await redis.xpending(keys.stream(p), keys.GROUP))["pending"] == 0
-                assert await redis.xlen(keys.stream(p) + ":dead") == 0
+                assert await redis.xlen(keys.dead(p)) == 0
             # balances add up, referrals paid exactly once on each side
             for uid in referrers + friends:
                 member = await program.member(uid)
