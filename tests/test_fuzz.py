@@ -157,6 +157,18 @@ def events(draw: st.DrawFn, platform: Platform) -> dict:
     return event
 
 
+def test_an_event_whose_type_is_a_list_or_object_is_skipped_not_a_500(running: Running, errors: list) -> None:
+    """Found by the fuzzer: `type` as a list or an object made the intake's set lookup raise (500)."""
+    for odd in ([], {"a": 1}):
+        event = running.platform.text(new_user_id(), "hi")
+        event["type"] = odd
+        body = running.platform.payload(event)
+        before = running.digest()
+        assert running.request("POST", "/callback", body, {"Content-Type": "application/json",
+                                                           "X-Line-Signature": sign(body, SECRET)}) == 200
+        assert running.digest() == before  # skipped: nothing queued
+
+
 @FUZZ
 @given(data=st.data())
 def test_validly_signed_events_of_every_kind(running: Running, errors: list, data: st.DataObject) -> None:
