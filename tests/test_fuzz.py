@@ -28,7 +28,7 @@ from handlers import build_router
 from handlers.gift import GiftChoice  # noqa: F401  (imported so its postback class is registered)
 from tests.conftest import ADMIN, BASIC_ID, SECRET, TOKEN, Bot, make_settings, pack, start_bot
 
-FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
