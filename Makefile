@@ -36,11 +36,13 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check bot handlers rewards tests benchmarks
 	$(BIN)/mypy
 
-## test: the whole suite against a real Redis (embedded, or REDIS_URL)
+## test: the whole suite against a real Redis (embedded, or REDIS_URL), then its cluster part on a real Redis Cluster
 test: $(VENV)/.test-installed browser
 	$(BIN)/ruff check bot handlers rewards tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+	@echo "the cluster-marked tests again, on a three-master Redis Cluster started for them:"
+	SHOKAI_TEST_CLUSTER=1 $(BIN)/python -m pytest -q -m cluster -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -18,9 +18,10 @@ from bot.config import ASSETS, Settings
 from bot.dispatcher import Services
 from bot.i18n import Texts
 from bot.intake import Intake
+from bot.limits import body_timeout_middleware
 from bot.line_client import LineClient
 from bot.metrics import Metrics
-from bot.redis_conn import EmbeddedRedis, connect
+from bot.redis_conn import EmbeddedRedis, connect, ready
 from bot.worker import Worker
 from handlers import build_router
 from rewards.catalog import Catalog
@@ -45,6 +46,7 @@ async def open_services(settings: Settings, metrics: Metrics, rules: Rules, text
         embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / "redis").start)
         url = embedded.url
     redis = connect(url, settings.redis_cluster)
+    await ready(redis)
     line = LineClient(settings, metrics)
     try:
         program = Program(redis, rules)
@@ -81,7 +83,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     rules = load_rules(settings.rewards_config)
     texts = Texts(ASSETS / "locales")
     metrics = Metrics()
-    app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[admin_api.auth_middleware(SERVICES)])
+    app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[
+        admin_api.auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY)])
     app[METRICS] = metrics
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:

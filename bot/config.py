@@ -38,6 +38,7 @@ class Settings:
     broadcast_rate: float = 100.0  # multicast requests per second (LINE allows 200)
     broadcast_concurrency: int = 4  # multicast requests in flight at once, paced by broadcast_rate
     broadcast_poll_seconds: float = 1.0
+    body_read_seconds: float = 10.0  # a request body must arrive within this (slowloris); LINE's arrive at once
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -30,7 +30,7 @@ def classify(event: Any) -> tuple[str | None, str]:
     source = event.get("source")
     if not isinstance(source, dict) or source.get("type") != "user" or not isinstance(source.get("userId"), str):
         return None, "not_a_user_chat"  # groups and rooms: this bot talks 1:1 only
-    if event.get("type") not in HANDLED_TYPES:
+    if not isinstance(event.get("type"), str) or event["type"] not in HANDLED_TYPES:  # a list would not hash
         return None, "unhandled_type"
     return source["userId"], ""
 

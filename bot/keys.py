@@ -19,6 +19,14 @@ def lease(partition: int) -> str:
     return f"{PREFIX}:events:{{p{partition}}}:lease"  # which worker owns the partition now
 
 
+def attempts(partition: int) -> str:
+    return f"{PREFIX}:events:{{p{partition}}}:attempts"  # hash: event id -> failed handling attempts
+
+
+def dead(partition: int) -> str:
+    return f"{PREFIX}:events:{{p{partition}}}:dead"  # stream: events that failed too often
+
+
 def sent(event_id: str, n: int) -> str:
     return f"{PREFIX}:sent:{event_id}:{n}"  # the n-th message of an event's answer went out
 

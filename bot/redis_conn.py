@@ -8,9 +8,11 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,33 @@ class EmbeddedRedis:
         self.proc = None
 
 
+def is_cluster_url(url: str) -> bool:
+    return "true" in parse_qs(urlsplit(url).query).get("cluster", [])
+
+
+def cluster_node_url(url: str) -> str:
+    """The URL of one cluster node as redis-py's RedisCluster takes it: no `cluster` flag, and no database
+    number (a cluster has only database 0, and RedisCluster refuses a `db` argument)."""
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("cluster", "db")])
+    return urlunsplit((parts.scheme, parts.netloc, "", query, ""))
+
+
+async def ready(client: Any) -> None:
+    """Learn a cluster's slot map before the worker's tasks share the client.
+
+    RedisCluster otherwise discovers the cluster lazily, in whichever command comes first; with a dozen
+    tasks starting at once that discovery races with commands already using connections. Redis being down
+    at start-up is not fatal: the client tries again on the next command, as a single-server client does."""
+    if isinstance(client, RedisCluster):
+        try:
+            await client.initialize()
+        except (RedisError, OSError) as exc:
+            log.warning("redis cluster not reachable at start-up (%s); retrying on first use", exc)
+
+
 def connect(url: str, cluster: bool = False) -> Any:
     """An asyncio client (single server or cluster); the caller owns and closes it."""
-    if cluster:
-        return RedisCluster.from_url(url.replace("?cluster=true", "").replace("&cluster=true", ""))
+    if cluster or is_cluster_url(url):
+        return RedisCluster.from_url(cluster_node_url(url))
     return aioredis.Redis.from_url(url, health_check_interval=30)

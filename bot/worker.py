@@ -125,6 +125,8 @@ class Worker:
                     await self.tick()
             except RedisError as exc:
                 log.warning("clock work failed: %s", exc)
+            except Exception:  # one bad run must not end the worker (run() gathers this with the partitions)
+                log.exception("clock work failed unexpectedly; trying again later")
             await self._pause(CLOCK_SECONDS)
 
     async def tick(self, now_ms: int | None = None) -> None:
@@ -237,11 +239,11 @@ class Worker:
         except Exception:
             log.exception("handler failed for event %s (user %s)", event_id, raw["source"].get("userId"))
             self.metrics.handled.labels("error").inc()
-            attempts = await self.redis.hincrby(stream + ":attempts", event_id, 1)
+            attempts = await self.redis.hincrby(keys.attempts(p), event_id, 1)
             if attempts < MAX_ATTEMPTS:
                 return False
             log.error("event %s failed %d times: moved to the dead-letter stream", event_id, attempts)
-            await self.redis.xadd(stream + ":dead", {"e": json.dumps(raw), "r": received_at_ms})
+            await self.redis.xadd(keys.dead(p), {"e": json.dumps(raw), "r": received_at_ms})
             outcome = "dead"
         await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
         self.metrics.handled.labels(outcome).inc()

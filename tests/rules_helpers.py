@@ -5,9 +5,8 @@ import re
 import time
 from pathlib import Path
 
-import redis.asyncio as aioredis
-
 from bot.config import ASSETS
+from bot.redis_conn import connect
 from rewards.program import Program
 from rewards.rules import Rules, load_rules
 
@@ -47,6 +46,6 @@ class Clock:
 
 
 async def program_for(redis_url: str, rules: Rules | Path, clock: Clock) -> Program:
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect(redis_url)
     await client.flushdb()
     return Program(client, rules if isinstance(rules, Rules) else load_rules(rules), clock=clock)

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from bot.config import ASSETS
 from bot.line_limits import actions as _actions
 from bot.linesim.platform import Platform, new_user_id, text_of
+from bot.redis_conn import connect
 from handlers.rewards_catalog import ConfirmClaim, ShowReward
 from rewards import catalog as cat
 from rewards import keys
@@ -125,7 +126,7 @@ class Shop:
 @pytest_asyncio.fixture
 async def shop(clean_redis: str, tmp_path: Path) -> AsyncIterator[Shop]:
     rules = load_rules(write_rules(tmp_path))
-    redis = aioredis.Redis.from_url(clean_redis)
+    redis = connect(clean_redis)
     clock = Clock()
     program = Program(redis, rules)
     yield Shop(redis, program, Catalog(redis, program, rules, clock=clock), clock)

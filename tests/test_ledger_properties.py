@@ -9,11 +9,11 @@ import asyncio
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import ASSETS
+from bot.redis_conn import connect
 from rewards import engine, keys
 from rewards.program import Program
 from rewards.rules import load_rules
@@ -54,7 +54,7 @@ async def check(program: Program, spent_ok: bool) -> None:
 
 
 async def run(url: str, steps: list[tuple]) -> None:
-    client = aioredis.Redis.from_url(url)
+    client = connect(url)
     await client.flushdb()
     clock = Clock(datetime(2026, 11, 20, 12, tzinfo=ZoneInfo("Asia/Tokyo")).timestamp())
     program = Program(client, RULES, clock=clock)

