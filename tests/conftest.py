@@ -32,6 +32,8 @@ CLUSTER = os.environ.get("SHOKAI_TEST_CLUSTER") == "1"
 CLUSTER_MODULES = frozenset({
     "test_story", "test_referrals", "test_redelivery", "test_catalog", "test_rules_engine", "test_crash",
     "test_admin_api", "test_line_faults", "test_cluster", "test_ledger_properties",
+    "test_admin_api_more", "test_staff", "test_stats", "test_broadcasts", "test_notices", "test_profile",
+    "test_flex_cards", "test_richmenu",
 })
 
 

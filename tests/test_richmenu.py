@@ -16,7 +16,7 @@ from PIL import Image
 from bot import keys, richmenu
 from bot.__main__ import main
 from bot.line_client import LineClient
-from bot.linesim.platform import Platform
+from bot.linesim.platform import Platform, text_of
 from bot.metrics import Metrics
 from bot.redis_conn import connect
 from bot.richmenu import MENUS, RichMenuError, RichMenus, TooManyCalls, load_menu, load_menus, sync
@@ -366,7 +366,7 @@ async def test_the_console_shows_the_menu_and_a_tap_sends_its_text(bot: Bot) -> 
             async with http.post(f"{console}/api/customers/{uid}/richmenu/1") as r:
                 assert (await r.json())["effect"] == "sent"
             said = await platform.wait_for(lambda: platform.said_to(uid, mark))
-            assert "ポイント" in said[-1]["text"]
+            assert "ポイント" in text_of(said)  # the member card
             async with http.post(f"{console}/api/customers/{uid}/richmenu/99") as r:
                 assert r.status == 409 and "no area 99" in (await r.json())["error"]
     finally:

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-import redis.asyncio as aredis
 
 from bot.config import ASSETS
 from bot.linesim.platform import new_user_id
+from bot.redis_conn import connect
 from rewards import stats
 from rewards.program import Program
 from rewards.rules import load_rules
@@ -19,7 +19,7 @@ DAY = 86_400_000
 
 @pytest.fixture
 async def scripted(clean_redis: str) -> Any:
-    client = aredis.Redis.from_url(clean_redis)
+    client = connect(clean_redis)  # a cluster client on the cluster run
     rules = load_rules(ASSETS / "rules.toml")
     start = int(datetime(2026, 3, 2, 10, 0, tzinfo=rules.timezone).timestamp() * 1000)
     now = [start]
