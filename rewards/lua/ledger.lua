@@ -35,32 +35,106 @@ local function lot_set(k, id, lot)
   redis.call('HSET', k.lots, id, lot.rem .. '|' .. lot.exp .. '|' .. lot.hold)
 end
 
--- An entry is stored as a JSON array in a fixed order (rewards/ledger_codec.py reads the same):
---   [kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare fields}?]
--- No field names, no id (entry n sits at index n-1), state as one letter, and the rare fields (capped,
--- reverses, written_off, lot) only when present: about 60 bytes instead of about 210 as a JSON object.
--- Nothing is stored twice: the op id is the ops hash's (op -> entry id, every entry has one), an
--- earning's expiry is its lot's (lots hash, lot id = entry id).
+-- An entry is stored as one delimited string (rewards/ledger_codec.py reads the same):
+--   kind|rule|at|delta|avail|pend|balance|pending|state|n|<n bytes of rare fields as JSON><note>
+-- rule: '' when it equals kind, '~' .. rest when it starts with kind ('events.review' under 'event' is
+-- '~s.review'), '!' .. rule when it would read as one of those, else as is. at: base 36 (ms). avail: ''
+-- when it is delta - pend; pend and pending: '' when 0. state: one letter. n: the length of the rare fields'
+-- JSON (capped, reverses, written_off, lot), '' when none; the note is the rest, so it may hold anything.
+-- No id (entry n sits at index n-1), no op (the ops hash), no earning's expiry (its lot): about 30 bytes.
+-- An entry the string cannot hold (a '|' in kind or rule, a fraction) is written as the JSON array that
+-- came before (a leading '['), which decode() still reads, so entries written before this format read too.
 local STATE_CODE = {available = 'a', pending = 'p', done = 'd'}
 local STATE_NAME = {a = 'available', p = 'pending', d = 'done'}
 local RARE = {'capped', 'reverses', 'written_off', 'lot'}
+local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
 
-local function encode(e)
-  local rare, any = {}, false
-  for _, f in ipairs(RARE) do
-    if e[f] ~= nil then rare[f] = e[f]; any = true end
+local function whole(x)
+  return type(x) == 'number' and x == math.floor(x) and x > -1e15 and x < 1e15
+end
+
+local function base36(n)
+  if n == 0 then return '0' end
+  local out = ''
+  while n > 0 do
+    local d = n % 36
+    out = string.sub(B36, d + 1, d + 1) .. out
+    n = (n - d) / 36
   end
+  return out
+end
+
+local function int_or_blank(n)
+  if n == 0 then return '' end
+  return string.format('%d', n)
+end
+
+local function short_rule(kind, rule)
+  if rule == kind then return '' end
+  if #rule > #kind and string.sub(rule, 1, #kind) == kind then return '~' .. string.sub(rule, #kind + 1) end
+  local c = string.sub(rule, 1, 1)
+  if rule == '' or c == '~' or c == '!' then return '!' .. rule end
+  return rule
+end
+
+local function encode_json(e, rare, any)
   local row = {e.kind, e.rule, e.at, e.delta, e.avail, e.pend, e.balance, e.pending,
                STATE_CODE[e.state] or e.state, e.note or ''}
   if any then row[11] = rare end
   return cjson.encode(row)
 end
 
+local function encode(e)
+  local rare, any = {}, false
+  for _, f in ipairs(RARE) do
+    if e[f] ~= nil then rare[f] = e[f]; any = true end
+  end
+  local kind, rule, state = e.kind, e.rule, STATE_CODE[e.state] or e.state
+  if type(kind) ~= 'string' or type(rule) ~= 'string' or type(state) ~= 'string'
+     or (e.note ~= nil and type(e.note) ~= 'string') then
+    return encode_json(e, rare, any)
+  end
+  local plain = not (string.find(kind, '|', 1, true) or string.find(rule, '|', 1, true)
+                     or string.find(state, '|', 1, true) or string.sub(kind, 1, 1) == '[')
+  for _, x in ipairs({e.at, e.delta, e.avail, e.pend, e.balance, e.pending}) do
+    if not whole(x) then plain = false end
+  end
+  if not plain or e.at < 0 then return encode_json(e, rare, any) end
+  local rare_json = any and cjson.encode(rare) or ''
+  local avail = (e.avail == e.delta - e.pend) and '' or string.format('%d', e.avail)
+  return table.concat({kind, short_rule(kind, rule), base36(e.at), string.format('%d', e.delta), avail,
+                       int_or_blank(e.pend), string.format('%d', e.balance), int_or_blank(e.pending), state,
+                       any and tostring(#rare_json) or '', rare_json .. (e.note or '')}, '|')
+end
+
 local function decode(id, op, raw)
-  local r = cjson.decode(raw)
-  local e = {id = id, op = op, kind = r[1], rule = r[2], at = r[3], delta = r[4], avail = r[5], pend = r[6],
-             balance = r[7], pending = r[8], state = STATE_NAME[r[9]] or r[9], note = r[10]}
-  for f, v in pairs(r[11] or {}) do e[f] = v end
+  if string.sub(raw, 1, 1) == '[' then
+    local r = cjson.decode(raw)
+    local e = {id = id, op = op, kind = r[1], rule = r[2], at = r[3], delta = r[4], avail = r[5], pend = r[6],
+               balance = r[7], pending = r[8], state = STATE_NAME[r[9]] or r[9], note = r[10]}
+    for f, v in pairs(r[11] or {}) do e[f] = v end
+    return e
+  end
+  local f, pos = {}, 1
+  for i = 1, 10 do
+    local bar = string.find(raw, '|', pos, true)
+    f[i] = string.sub(raw, pos, bar - 1)
+    pos = bar + 1
+  end
+  local kind, rule = f[1], f[2]
+  local c = string.sub(rule, 1, 1)
+  if rule == '' then rule = kind
+  elseif c == '~' then rule = kind .. string.sub(rule, 2)
+  elseif c == '!' then rule = string.sub(rule, 2) end
+  local delta, pend = tonumber(f[4]), tonumber(f[6]) or 0
+  local e = {id = id, op = op, kind = kind, rule = rule, at = tonumber(f[3], 36), delta = delta,
+             avail = tonumber(f[5]) or (delta - pend), pend = pend, balance = tonumber(f[7]),
+             pending = tonumber(f[8]) or 0, state = STATE_NAME[f[9]] or f[9]}
+  local n = tonumber(f[10]) or 0
+  if n > 0 then
+    for k, v in pairs(cjson.decode(string.sub(raw, pos, pos + n - 1))) do e[k] = v end
+  end
+  e.note = string.sub(raw, pos + n)
   return e
 end
 
