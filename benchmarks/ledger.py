@@ -269,9 +269,8 @@ def mass_insert(url: str, template: bytes, blocks: int) -> None:
 
 def member_keys(u: str, code: bytes | None) -> dict[str, str]:
     """kind of key -> key name, for everything one member owns."""
-    ks = {"member hash": keys.member(u), "ledger list": keys.ledger(u), "ops hash": keys.ops(u),
-          "lots hash": keys.lots(u), "lot zset": keys.lot_queue(u), "hold zset": keys.hold_queue(u),
-          "caps hash": keys.caps(u), "orders hash": keys.orders(u), "referral hash": keys.referral(u),
+    ks = {"member hash": keys.member(u), "ledger list": keys.ledger(u), "ops hash (with lots, caps)": keys.ops(u),
+          "lot zset": keys.lot_queue(u), "hold zset": keys.hold_queue(u), "orders hash": keys.orders(u), "referral hash": keys.referral(u),
           "referrals-made hash": keys.referrals_made(u), "order owner string": keys.order_owner(f"order-{u}")}
     if code:
         ks["invite code string"] = keys.code(code.decode())

@@ -8,6 +8,9 @@ letter; n is the length of the rare fields' JSON (capped, reverses, written_off,
 the rest. An entry starting with '[' is the older positional JSON array
 `[kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare}?]`, still read (see ledger.lua).
 
+The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at|
+hold_until") and caps ('#c…'); an op id that starts with '#' is stored with one more '#' (op_field).
+
 Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's position
 plus one, `op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields
 appear when set.
@@ -54,3 +57,28 @@ def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, 
     entry: dict[str, Any] = {"id": entry_id, "op": op, **fields}
     entry["state"] = STATES.get(entry["state"], entry["state"])
     return entry
+
+
+def op_field(op: str) -> str:
+    """The ops hash's field for an op id (ledger.lua opf)."""
+    return "#" + op if op.startswith("#") else op
+
+
+def lot_field(lot_id: int | str | bytes) -> str:
+    """The ops hash's field for a lot (ledger.lua lot_get)."""
+    return "#" + (lot_id.decode() if isinstance(lot_id, bytes) else str(lot_id))
+
+
+def split_ops(fields: dict[bytes, bytes]) -> tuple[dict[int, str], dict[int, bytes]]:
+    """An ops hash read whole -> (entry id -> op id, lot id -> "remaining|expires_at|hold_until")."""
+    op_of: dict[int, str] = {}
+    lots: dict[int, bytes] = {}
+    for field, value in fields.items():
+        name = field.decode()
+        if name.startswith("##"):
+            op_of[int(value)] = name[1:]
+        elif name[1:2].isdigit() and name.startswith("#"):
+            lots[int(name[1:])] = value
+        elif not name.startswith("#"):  # '#c…' is a cap
+            op_of[int(value)] = name
+    return op_of, lots

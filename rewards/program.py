@@ -317,7 +317,7 @@ class Program:
         return written == 1, int(entry["delta"]) if entry else 0
 
     async def _entry(self, uid: str, op: str) -> dict | None:
-        entry_id = await self.redis.hget(keys.ops(uid), op)
+        entry_id = await self.redis.hget(keys.ops(uid), ledger_codec.op_field(op))
         if entry_id is None:
             return None
         return ledger_codec.decode(int(entry_id), await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1), op)
@@ -408,13 +408,12 @@ class Program:
         """Every entry, oldest first: what the member's balance is rebuilt from."""
         async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
             pipe.lrange(keys.ledger(uid), 0, -1)
-            pipe.hgetall(keys.lots(uid))
-            pipe.hgetall(keys.ops(uid))
-            raw, lots, ops = await pipe.execute()
-        op_of = {int(entry_id): op.decode() for op, entry_id in ops.items()}
+            pipe.hgetall(keys.ops(uid))  # the op ids and the lots
+            raw, ops = await pipe.execute()
+        op_of, lots = ledger_codec.split_ops(ops)
         entries = [ledger_codec.decode(i + 1, r, op_of.get(i + 1)) for i, r in enumerate(raw)]
         for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
-            lot = lots.get(str(e["id"]).encode())
+            lot = lots.get(e["id"])
             if lot is not None:
                 e["expires_at"] = int(lot.split(b"|")[1])
         return entries
@@ -469,7 +468,7 @@ class Program:
                 continue
             expiring = 0
             for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
-                lot = await self.redis.hget(keys.lots(uid), lot_id)
+                lot = await self.redis.hget(keys.ops(uid), ledger_codec.lot_field(lot_id))
                 expiring += int(lot.decode().split("|")[0]) if lot else 0
             out.append((uid, expiring, when))
         return out
@@ -485,7 +484,7 @@ class Program:
         when = int(soonest[0][1])
         points = 0
         for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
-            lot = await self.redis.hget(keys.lots(uid), lot_id)
+            lot = await self.redis.hget(keys.ops(uid), ledger_codec.lot_field(lot_id))
             points += int(lot.decode().split("|")[0]) if lot else 0
         return (points, when) if points > 0 else None
 

@@ -63,3 +63,19 @@ async def test_an_entry_written_as_json_before_still_reads_and_reverses(make) ->
     assert (await program.refund("order-1"))[0] == "OK"  # the script reads the old entry to reverse it
     last = (await program.ledger(uid))[-1]
     assert last["kind"] == "refund" and last["reverses"] == earned and last["delta"] == -e["delta"]
+
+
+async def test_op_ids_that_look_like_lots_or_caps_stay_apart(make) -> None:  # noqa: F811
+    """The ops hash also holds the lots ('#<id>') and caps ('#c…'): op ids starting with '#' must not meet them."""
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    for op in ("#1", "#c", "##x", "1"):
+        assert (await program.apply(uid, op, 10, "event", "events.review", clock.ms))[0] == 1
+        assert (await program.apply(uid, op, 10, "event", "events.review", clock.ms))[0] == 0  # a replay
+    entries = await program.ledger(uid)
+    assert [e["op"] for e in entries] == ["#1", "#c", "##x", "1"]
+    assert all(e["expires_at"] > clock.ms for e in entries)  # every lot found under its own field
+    assert (await program.spend(uid, "#2", 35, "coffee"))[0] == 1
+    assert (await program.member(uid)).points == 5
+    fields = {f.decode() for f in await program.redis.hkeys(keys.ops(uid))}
+    assert {"##1", "##c", "###x", "1", "##2", "#1", "#2", "#3", "#4"} <= fields

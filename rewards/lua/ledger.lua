@@ -2,16 +2,27 @@
 --
 -- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, ledger_seq, earned:YYYY-MM…),
 --    ledger list (append-only compact entries, see encode(); entry id n sits at index n-1),
---    ops hash (operation id -> entry id: an op id is written once, with its entry),
---    lots hash (entry id -> "remaining|expires_at|hold_until"; every earning is a lot),
+--    ops hash, which is also the lots and the caps: one key instead of three, since each key costs ~100
+--    bytes before its contents (docs/benchmarks.md). Its fields:
+--      op id -> entry id (an op id is written once, with its entry; one starting with '#' gets another '#'),
+--      '#' .. lot id -> "remaining|expires_at|hold_until" (every earning is a lot, lot id = entry id),
+--      '#c' .. rule|period -> points earned per rule per day/month/lifetime, for caps,
 --    lotq zset (spendable lots with points left, by expiry: spending and expiry go oldest first),
---    holdq zset (lots on hold, by the time they become spendable),
---    caps hash (points earned per rule per day/month/lifetime, for caps).
+--    holdq zset (lots on hold, by the time they become spendable).
+--    K's lots and caps slots name the ops hash too (rewards/keys.py ledger_keys), so every script's KEYS
+--    keep their places.
 -- Invariant: points == sum(remaining of spendable lots) - debt; pending_points == sum(remaining of held lots).
 local NEVER = 32503680000000 -- year 3000, in ms: a lot that does not expire
 
 local function K(ks)
   return {member = ks[1], ledger = ks[2], ops = ks[3], lots = ks[4], lotq = ks[5], holdq = ks[6], caps = ks[7]}
+end
+
+-- the ops hash's field for an op id: '#' starts the lots' and caps' fields, so an op id starting with it
+-- gets one more (rewards/ledger_codec.py op_field)
+local function opf(op)
+  if string.sub(op, 1, 1) == '#' then return '#' .. op end
+  return op
 end
 
 local function num(key, field)
@@ -25,14 +36,14 @@ local function incr(key, field, n)
 end
 
 local function lot_get(k, id)
-  local raw = redis.call('HGET', k.lots, id)
+  local raw = redis.call('HGET', k.lots, '#' .. id)
   if not raw then return nil end
   local rem, exp, hold = string.match(raw, '^(-?%d+)|(%d+)|(%d+)$')
   return {rem = tonumber(rem), exp = tonumber(exp), hold = tonumber(hold)}
 end
 
 local function lot_set(k, id, lot)
-  redis.call('HSET', k.lots, id, lot.rem .. '|' .. lot.exp .. '|' .. lot.hold)
+  redis.call('HSET', k.lots, '#' .. id, lot.rem .. '|' .. lot.exp .. '|' .. lot.hold)
 end
 
 -- An entry is stored as one delimited string (rewards/ledger_codec.py reads the same):
@@ -144,12 +155,12 @@ local function write(k, e)
   e.balance = num(k.member, 'points')
   e.pending = num(k.member, 'pending_points')
   redis.call('RPUSH', k.ledger, encode(e))
-  if e.op then redis.call('HSET', k.ops, e.op, e.id) end
+  if e.op then redis.call('HSET', k.ops, opf(e.op), e.id) end
   return e.id
 end
 
 local function entry_of(k, op)
-  local id = redis.call('HGET', k.ops, op)
+  local id = redis.call('HGET', k.ops, opf(op))
   if not id then return nil end
   id = tonumber(id)
   return decode(id, op, redis.call('LINDEX', k.ledger, id - 1))
@@ -193,17 +204,17 @@ end
 -- Earn: a new lot. c = {op, amount, kind, rule, at, note, expires (ms or 0), hold_until (ms or 0), month, day,
 -- caps = {day, month, life} (0 = none)}. Returns written (1, or 0 when the op is known), amount actually earned.
 local function earn(k, c)
-  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0, 0 end
+  if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return 0, 0 end
   local amount = c.amount
   local caps = c.caps or {}
   local counters = {{'d:' .. c.day, caps.day or 0}, {'m:' .. c.month, caps.month or 0}, {'l', caps.life or 0}}
   for _, cap in ipairs(counters) do
     if cap[2] > 0 then
-      amount = math.max(0, math.min(amount, cap[2] - num(k.caps, c.rule .. '|' .. cap[1])))
+      amount = math.max(0, math.min(amount, cap[2] - num(k.caps, '#c' .. c.rule .. '|' .. cap[1])))
     end
   end
   for _, cap in ipairs(counters) do
-    if cap[2] > 0 then incr(k.caps, c.rule .. '|' .. cap[1], amount) end
+    if cap[2] > 0 then incr(k.caps, '#c' .. c.rule .. '|' .. cap[1], amount) end
   end
   local exp = (c.expires and c.expires > 0) and c.expires or NEVER
   local held = c.hold_until and c.hold_until > c.at
@@ -230,7 +241,7 @@ end
 -- Spend: refused (-1) when fewer spendable points than asked (a debt makes the balance negative); 1 spent;
 -- 0 the op is known.
 local function spend(k, c)
-  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0 end
+  if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return 0 end
   if num(k.member, 'points') < c.amount then return -1 end
   take(k, c.amount, nil)
   incr(k.member, 'points', -c.amount)
@@ -244,7 +255,7 @@ end
 -- then oldest first; what no lot covers becomes debt (the balance goes below zero and the next earnings
 -- pay it back), or with c.write_off is forgiven. Returns written, points taken.
 local function deduct(k, c, lot_id)
-  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0, 0 end
+  if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return 0, 0 end
   local lot = lot_id and lot_get(k, lot_id)
   local pend = 0
   if lot and lot.hold > 0 then -- still on hold: it simply never becomes spendable
