@@ -14,7 +14,8 @@ def ledger(uid: str) -> str:
 
 
 def ops(uid: str) -> str:
-    # hash: operation id -> ledger entry id; also the lots ("#<entry id>" -> "remaining|expires_at|hold_until")
+    # hash: operation id -> ledger entry id; also the lots ("#<entry id>" -> "remaining|expires_at|hold_until",
+    # times in base 36)
     # and the caps ("#c<rule>|<period>" -> points), see ledger.lua and ledger_codec.py: one key, not three
     return f"{PREFIX}:m:{{{uid}}}:ops"
 

@@ -9,7 +9,7 @@ the rest. An entry starting with '[' is the older positional JSON array
 `[kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare}?]`, still read (see ledger.lua).
 
 The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at|
-hold_until") and caps ('#c…'); an op id that starts with '#' is stored with one more '#' (op_field).
+hold_until", the times in base 36) and caps ('#c…'); an op id that starts with '#' is stored with one more '#' (op_field).
 
 Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's position
 plus one, `op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields

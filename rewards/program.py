@@ -415,7 +415,7 @@ class Program:
         for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
             lot = lots.get(e["id"])
             if lot is not None:
-                e["expires_at"] = int(lot.split(b"|")[1])
+                e["expires_at"] = int(lot.split(b"|")[1], 36)
         return entries
 
     async def adjust(self, uid: str, points: int, reason: str, staff: str, op: str) -> tuple[bool, int]:

@@ -5,7 +5,8 @@
 --    ops hash, which is also the lots and the caps: one key instead of three, since each key costs ~100
 --    bytes before its contents (docs/benchmarks.md). Its fields:
 --      op id -> entry id (an op id is written once, with its entry; one starting with '#' gets another '#'),
---      '#' .. lot id -> "remaining|expires_at|hold_until" (every earning is a lot, lot id = entry id),
+--      '#' .. lot id -> "remaining|expires_at|hold_until" (every earning is a lot, lot id = entry id; the
+--      times in base 36),
 --      '#c' .. rule|period -> points earned per rule per day/month/lifetime, for caps,
 --    lotq zset (spendable lots with points left, by expiry: spending and expiry go oldest first),
 --    holdq zset (lots on hold, by the time they become spendable).
@@ -35,15 +36,29 @@ local function incr(key, field, n)
   return redis.call('HINCRBY', key, field, n)
 end
 
+local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+
+local function base36(n)
+  if n == 0 then return '0' end
+  local out = ''
+  while n > 0 do
+    local d = n % 36
+    out = string.sub(B36, d + 1, d + 1) .. out
+    n = (n - d) / 36
+  end
+  return out
+end
+
+-- a lot is "remaining|expires_at|hold_until", the times in base 36 (ms): 8 characters instead of 13
 local function lot_get(k, id)
   local raw = redis.call('HGET', k.lots, '#' .. id)
   if not raw then return nil end
-  local rem, exp, hold = string.match(raw, '^(-?%d+)|(%d+)|(%d+)$')
-  return {rem = tonumber(rem), exp = tonumber(exp), hold = tonumber(hold)}
+  local rem, exp, hold = string.match(raw, '^(-?%d+)|(%w+)|(%w+)$')
+  return {rem = tonumber(rem), exp = tonumber(exp, 36), hold = tonumber(hold, 36)}
 end
 
 local function lot_set(k, id, lot)
-  redis.call('HSET', k.lots, '#' .. id, lot.rem .. '|' .. lot.exp .. '|' .. lot.hold)
+  redis.call('HSET', k.lots, '#' .. id, lot.rem .. '|' .. base36(lot.exp) .. '|' .. base36(lot.hold))
 end
 
 -- An entry is stored as one delimited string (rewards/ledger_codec.py reads the same):
@@ -58,21 +73,8 @@ end
 local STATE_CODE = {available = 'a', pending = 'p', done = 'd'}
 local STATE_NAME = {a = 'available', p = 'pending', d = 'done'}
 local RARE = {'capped', 'reverses', 'written_off', 'lot'}
-local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
-
 local function whole(x)
   return type(x) == 'number' and x == math.floor(x) and x > -1e15 and x < 1e15
-end
-
-local function base36(n)
-  if n == 0 then return '0' end
-  local out = ''
-  while n > 0 do
-    local d = n % 36
-    out = string.sub(B36, d + 1, d + 1) .. out
-    n = (n - d) / 36
-  end
-  return out
 end
 
 local function int_or_blank(n)
