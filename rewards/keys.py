@@ -50,8 +50,11 @@ def guesses(uid: str) -> str:
     return f"{PREFIX}:m:{{{uid}}}:guesses"  # counter of unknown codes sent, expiring
 
 
-def code(value: str) -> str:
-    return f"{PREFIX}:code:{value}"  # string: the member who owns the invite code
+def codes(value: str) -> str:
+    """hash: invite code -> the member who owns it, for every code starting with the same two characters.
+    A key per code cost ~100 bytes before its 33-byte value; 1,024 buckets (32 x 32) stay small listpacks
+    up to ~100 codes each at the default hash-max-listpack-entries (128), ~500 at 512 (docs/benchmarks.md)."""
+    return f"{PREFIX}:codes:{value[:2]}"
 
 
 def order_owner(order_id: str) -> str:

@@ -508,7 +508,7 @@ class Program:
             return str(current.decode())
         while True:
             candidate = codes.new_code()
-            if await self.redis.set(keys.code(candidate), uid, nx=True):
+            if await self.redis.hsetnx(keys.codes(candidate), candidate, uid):
                 break
         # Two racing calls may both mint a code; the first to land wins and the loser's code
         # still points at the same member, so a link already sent never breaks.
@@ -540,7 +540,8 @@ class Program:
         return owner.decode() if owner else None
 
     async def owner_of(self, code: str) -> str | None:
-        owner = await self.redis.get(keys.code(codes.normalise(code)))
+        normal = codes.normalise(code)
+        owner = await self.redis.hget(keys.codes(normal), normal) if normal else None
         return owner.decode() if owner else None
 
     # ---- referrals -------------------------------------------------------------------
