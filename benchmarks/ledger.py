@@ -61,7 +61,7 @@ TARGET = 1024  # bytes per member
 POOL = 1000  # members the throughput runs spread over
 SHAPE = "EESEEEESEE"  # a member's 10 entries after signup: E earn, S spend
 TAG0 = b"U00000000"  # how every organic user id starts; a copy's starts U<block, 8 hex>
-CODE_KEY = keys.code("").encode()
+CODES_KEY = keys.codes("").encode()  # every invite code bucket's name starts so
 ALPHABET = codes.ALPHABET.encode()
 
 
@@ -238,8 +238,9 @@ async def copy_members(r: Any, url: str, blocks: int) -> None:
 
     commands = []
     for name, t, value in zip(names, types, values, strict=True):
-        if name.startswith(CODE_KEY):
-            commands.append(resp(b"SET", CODE_KEY + code(name[len(CODE_KEY):]), value))
+        if name.startswith(CODES_KEY):  # each code again, in the bucket of its stand-in
+            for c, owner in value.items():
+                commands.append(resp(b"HSET", keys.codes(code(c).decode()).encode(), code(c), owner))
         elif t == "zset":  # a member's lots, or the shared schedule (it gains the copies)
             commands.append(resp(b"ZADD", name, *pairs((s, m) for m, s in value)))
         elif t == "set":  # the shared set of members
@@ -267,15 +268,12 @@ def mass_insert(url: str, template: bytes, blocks: int) -> None:
     expect(cli.returncode == 0 and b"errors: 0," in out, f"redis-cli --pipe wrote the copies: {out.decode()}")
 
 
-def member_keys(u: str, code: bytes | None) -> dict[str, str]:
-    """kind of key -> key name, for everything one member owns."""
-    ks = {"member hash": keys.member(u), "ledger list": keys.ledger(u), "ops hash": keys.ops(u),
-          "lots hash": keys.lots(u), "lot zset": keys.lot_queue(u), "hold zset": keys.hold_queue(u),
-          "caps hash": keys.caps(u), "orders hash": keys.orders(u), "referral hash": keys.referral(u),
-          "referrals-made hash": keys.referrals_made(u), "order owner string": keys.order_owner(f"order-{u}")}
-    if code:
-        ks["invite code string"] = keys.code(code.decode())
-    return ks
+def member_keys(u: str) -> dict[str, str]:
+    """kind of key -> key name, for everything one member owns (their invite code sits in a shared bucket)."""
+    return {"member hash": keys.member(u), "ledger list": keys.ledger(u), "ops hash (with lots, caps)": keys.ops(u),
+            "lot zset": keys.lot_queue(u), "hold zset": keys.hold_queue(u), "orders hash": keys.orders(u),
+            "referral hash": keys.referral(u), "referrals-made hash": keys.referrals_made(u),
+            "order owner string": keys.order_owner(f"order-{u}")}
 
 
 async def sizes(r: Any, names: list[str]) -> list[int]:
@@ -315,7 +313,7 @@ async def memory(program: Program, r: Any, url: str, members: int, organic: int)
     copies: list[str] = []
     for i in range(0, organic, max(1, organic // 200)):
         for u, out in ((uid(0, i), names), (uid(1, i), copies)):
-            out.extend(member_keys(u, await r.hget(keys.member(u), "code")).values())
+            out.extend(member_keys(u).values())
     expect(await shapes(r, names) == await shapes(r, copies),
            "every copied key has its original's type, encoding and element lengths")
     copy_ratio = sum(await sizes(r, copies)) / sum(await sizes(r, names))
@@ -327,11 +325,13 @@ async def memory(program: Program, r: Any, url: str, members: int, organic: int)
     sample = [uid(i // organic, i % organic) for i in range(0, members, step)]
     per_kind: Counter[str] = Counter()
     for u in sample:
-        ks = member_keys(u, await r.hget(keys.member(u), "code"))
+        ks = member_keys(u)
         per_kind.update(dict(zip(ks, await sizes(r, list(ks.values())), strict=True)))
     breakdown = {k: round(v / len(sample)) for k, v in per_kind.most_common() if v}
     for name, label in ((keys.MEMBERS, "members set (shared)"), (keys.DUE, "due zset (shared)")):
         breakdown[label] = round(int(await r.memory_usage(name, samples=0) or 0) / members)
+    buckets = [n async for n in r.scan_iter(match=keys.codes("") + "*", count=1000)]
+    breakdown["invite code buckets (shared)"] = round(sum(await sizes(r, buckets)) / members)
     entries = sum([await r.llen(keys.ledger(u)) for u in sample]) / len(sample)
     return {"members": members, "organic": organic, "organic_seconds": round(organic_s, 1),
             "organic_bytes_per_member": round(organic_bytes / organic), "used_memory_delta": used,

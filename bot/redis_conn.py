@@ -51,7 +51,10 @@ class EmbeddedRedis:
              # a member's small hashes stay compact (ziplist/listpack) up to 512-byte values: an order's
              # answer (~300 bytes) no longer turns the orders hash into a real hash table (docs/benchmarks.md;
              # set the same on a production Redis: hash-max-listpack-value on 7.x)
-             "--hash-max-ziplist-value", "512"],
+             "--hash-max-ziplist-value", "512",
+             # and up to 512 fields: a member's ops hash holds an op and a lot per earning, and an invite
+             # code bucket ~100 codes per 100,000 members (hash-max-listpack-entries on 7.x)
+             "--hash-max-ziplist-entries", "512"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rewards import codes, keys
+from rewards.ledger_codec import op_field
 from rewards.program import MemberView, Program, ProgramError
 from rewards.rules import Reward, Rules
 
@@ -335,7 +336,7 @@ class Catalog:
     async def _refuse(self, uid: str, claim_id: str, reward: Reward, reason: str) -> ClaimResult | None:
         """Refuse a pending claim for good and give its stock back; None when its points were spent after all."""
         outcome = _s(await self._refuse_script(keys=[keys.claim(uid, claim_id), keys.claimed(uid), keys.ops(uid)],
-                                               args=[reason, self._op(claim_id), self._now_ms()]))
+                                               args=[reason, op_field(self._op(claim_id)), self._now_ms()]))
         if outcome == "SPENT":
             return None
         if outcome == "DONE":
@@ -369,7 +370,7 @@ class Catalog:
         await self.redis.set(keys.coupon(token), uid)  # the page's way to the coupon; harmless if never issued
         outcome, *rest = await self._finish(
             keys=[keys.claim(uid, claim_id), keys.ops(uid), keys.coupons(uid), keys.coupon_order(uid)],
-            args=[self._op(claim_id), coupon.to_json(), now])
+            args=[op_field(self._op(claim_id)), coupon.to_json(), now])
         outcome = _s(outcome)
         if outcome in ("NEW", "DONE"):
             await self._commit(reward.id, claim_id)
@@ -422,7 +423,7 @@ class Catalog:
                     continue
                 outcome = _s(await self._refuse_script(
                     keys=[keys.claim(uid, claim_id), keys.claimed(uid), keys.ops(uid)],
-                    args=[UNKNOWN_CLAIM, self._op(claim_id), now]))
+                    args=[UNKNOWN_CLAIM, op_field(self._op(claim_id)), now]))
                 if outcome == "SPENT":
                     await self._complete(uid, claim_id, reward, res.get("code", ""))
                 elif outcome == "DONE":

@@ -14,11 +14,10 @@ def ledger(uid: str) -> str:
 
 
 def ops(uid: str) -> str:
-    return f"{PREFIX}:m:{{{uid}}}:ops"  # hash: operation id -> ledger entry id
-
-
-def lots(uid: str) -> str:
-    return f"{PREFIX}:m:{{{uid}}}:lots"  # hash: lot (entry id) -> "remaining|expires_at|hold_until"
+    # hash: operation id -> ledger entry id; also the lots ("#<entry id>" -> "remaining|expires_at|hold_until",
+    # times in base 36)
+    # and the caps ("#c<rule>|<period>" -> points), see ledger.lua and ledger_codec.py: one key, not three
+    return f"{PREFIX}:m:{{{uid}}}:ops"
 
 
 def lot_queue(uid: str) -> str:
@@ -29,13 +28,10 @@ def hold_queue(uid: str) -> str:
     return f"{PREFIX}:m:{{{uid}}}:holdq"  # zset: lots on hold, by release time
 
 
-def caps(uid: str) -> str:
-    return f"{PREFIX}:m:{{{uid}}}:caps"  # hash: points earned per rule per day/month/lifetime
-
-
 def ledger_keys(uid: str) -> list[str]:
-    """The seven keys every ledger script takes, in the order ledger.lua's K() reads them."""
-    return [member(uid), ledger(uid), ops(uid), lots(uid), lot_queue(uid), hold_queue(uid), caps(uid)]
+    """The seven keys every ledger script takes, in the order ledger.lua's K() reads them. The lots and caps
+    places name the ops hash, which holds them, so the scripts' other KEYS keep their places."""
+    return [member(uid), ledger(uid), ops(uid), ops(uid), lot_queue(uid), hold_queue(uid), ops(uid)]
 
 
 def orders(uid: str) -> str:
@@ -54,8 +50,11 @@ def guesses(uid: str) -> str:
     return f"{PREFIX}:m:{{{uid}}}:guesses"  # counter of unknown codes sent, expiring
 
 
-def code(value: str) -> str:
-    return f"{PREFIX}:code:{value}"  # string: the member who owns the invite code
+def codes(value: str) -> str:
+    """hash: invite code -> the member who owns it, for every code starting with the same two characters.
+    A key per code cost ~100 bytes before its 33-byte value; 1,024 buckets (32 x 32) stay small listpacks
+    up to ~100 codes each at the default hash-max-listpack-entries (128), ~500 at 512 (docs/benchmarks.md)."""
+    return f"{PREFIX}:codes:{value[:2]}"
 
 
 def order_owner(order_id: str) -> str:

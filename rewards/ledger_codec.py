@@ -1,10 +1,19 @@
-"""A ledger entry as stored: a JSON array in a fixed order, written by rewards/lua/ledger.lua (encode()).
+"""A ledger entry as stored, written by rewards/lua/ledger.lua (encode()): one delimited string,
 
-    [kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare fields}?]
+    kind|rule|at|delta|avail|pend|balance|pending|state|n|<n bytes: rare fields as JSON><note>
+
+rule is '' when it equals kind, '~' + rest when it starts with kind, '!' + rule when it would read as one of
+those; at is base 36 (ms); avail is '' when it is delta - pend; pend and pending are '' when 0; state is one
+letter; n is the length of the rare fields' JSON (capped, reverses, written_off, lot) or ''; the note is
+the rest. An entry starting with '[' is the older positional JSON array
+`[kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare}?]`, still read (see ledger.lua).
+
+The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at|
+hold_until", the times in base 36) and caps ('#c…'); an op id that starts with '#' is stored with one more '#' (op_field).
 
 Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's position
 plus one, `op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields
-(capped, reverses, written_off, lot) appear when set.
+appear when set.
 """
 from __future__ import annotations
 
@@ -15,10 +24,61 @@ FIELDS = ("kind", "rule", "at", "delta", "avail", "pend", "balance", "pending", 
 STATES = {"a": "available", "p": "pending", "d": "done"}
 
 
-def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, Any]:
+def _decode_json(raw: bytes | str) -> dict[str, Any]:
     row = json.loads(raw)
-    entry: dict[str, Any] = {"id": entry_id, "op": op, **dict(zip(FIELDS, row, strict=False))}
-    entry["state"] = STATES.get(entry["state"], entry["state"])
+    entry = dict(zip(FIELDS, row, strict=False))
     if len(row) > len(FIELDS):
         entry.update(row[len(FIELDS)])
     return entry
+
+
+def _rule(kind: str, short: str) -> str:
+    if short == "":
+        return kind
+    if short[0] == "~":
+        return kind + short[1:]
+    return short[1:] if short[0] == "!" else short
+
+
+def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, Any]:
+    data = raw if isinstance(raw, bytes) else raw.encode()
+    if data[:1] == b"[":
+        fields = _decode_json(data)
+    else:
+        parts = data.split(b"|", 10)
+        kind, short, at, delta, avail, pend, balance, pending, state, n = (p.decode() for p in parts[:10])
+        rest = parts[10]
+        pend_n, delta_n, rare_len = int(pend or 0), int(delta), int(n or 0)
+        fields = {"kind": kind, "rule": _rule(kind, short), "at": int(at, 36), "delta": delta_n,
+                  "avail": int(avail) if avail else delta_n - pend_n, "pend": pend_n, "balance": int(balance),
+                  "pending": int(pending or 0), "state": state, "note": rest[rare_len:].decode()}
+        if rare_len:
+            fields.update(json.loads(rest[:rare_len]))
+    entry: dict[str, Any] = {"id": entry_id, "op": op, **fields}
+    entry["state"] = STATES.get(entry["state"], entry["state"])
+    return entry
+
+
+def op_field(op: str) -> str:
+    """The ops hash's field for an op id (ledger.lua opf)."""
+    return "#" + op if op.startswith("#") else op
+
+
+def lot_field(lot_id: int | str | bytes) -> str:
+    """The ops hash's field for a lot (ledger.lua lot_get)."""
+    return "#" + (lot_id.decode() if isinstance(lot_id, bytes) else str(lot_id))
+
+
+def split_ops(fields: dict[bytes, bytes]) -> tuple[dict[int, str], dict[int, bytes]]:
+    """An ops hash read whole -> (entry id -> op id, lot id -> "remaining|expires_at|hold_until")."""
+    op_of: dict[int, str] = {}
+    lots: dict[int, bytes] = {}
+    for field, value in fields.items():
+        name = field.decode()
+        if name.startswith("##"):
+            op_of[int(value)] = name[1:]
+        elif name[1:2].isdigit() and name.startswith("#"):
+            lots[int(name[1:])] = value
+        elif not name.startswith("#"):  # '#c…' is a cap
+            op_of[int(value)] = name
+    return op_of, lots

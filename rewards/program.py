@@ -317,7 +317,7 @@ class Program:
         return written == 1, int(entry["delta"]) if entry else 0
 
     async def _entry(self, uid: str, op: str) -> dict | None:
-        entry_id = await self.redis.hget(keys.ops(uid), op)
+        entry_id = await self.redis.hget(keys.ops(uid), ledger_codec.op_field(op))
         if entry_id is None:
             return None
         return ledger_codec.decode(int(entry_id), await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1), op)
@@ -408,15 +408,14 @@ class Program:
         """Every entry, oldest first: what the member's balance is rebuilt from."""
         async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
             pipe.lrange(keys.ledger(uid), 0, -1)
-            pipe.hgetall(keys.lots(uid))
-            pipe.hgetall(keys.ops(uid))
-            raw, lots, ops = await pipe.execute()
-        op_of = {int(entry_id): op.decode() for op, entry_id in ops.items()}
+            pipe.hgetall(keys.ops(uid))  # the op ids and the lots
+            raw, ops = await pipe.execute()
+        op_of, lots = ledger_codec.split_ops(ops)
         entries = [ledger_codec.decode(i + 1, r, op_of.get(i + 1)) for i, r in enumerate(raw)]
         for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
-            lot = lots.get(str(e["id"]).encode())
+            lot = lots.get(e["id"])
             if lot is not None:
-                e["expires_at"] = int(lot.split(b"|")[1])
+                e["expires_at"] = int(lot.split(b"|")[1], 36)
         return entries
 
     async def adjust(self, uid: str, points: int, reason: str, staff: str, op: str) -> tuple[bool, int]:
@@ -469,7 +468,7 @@ class Program:
                 continue
             expiring = 0
             for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
-                lot = await self.redis.hget(keys.lots(uid), lot_id)
+                lot = await self.redis.hget(keys.ops(uid), ledger_codec.lot_field(lot_id))
                 expiring += int(lot.decode().split("|")[0]) if lot else 0
             out.append((uid, expiring, when))
         return out
@@ -485,7 +484,7 @@ class Program:
         when = int(soonest[0][1])
         points = 0
         for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
-            lot = await self.redis.hget(keys.lots(uid), lot_id)
+            lot = await self.redis.hget(keys.ops(uid), ledger_codec.lot_field(lot_id))
             points += int(lot.decode().split("|")[0]) if lot else 0
         return (points, when) if points > 0 else None
 
@@ -509,7 +508,7 @@ class Program:
             return str(current.decode())
         while True:
             candidate = codes.new_code()
-            if await self.redis.set(keys.code(candidate), uid, nx=True):
+            if await self.redis.hsetnx(keys.codes(candidate), candidate, uid):
                 break
         # Two racing calls may both mint a code; the first to land wins and the loser's code
         # still points at the same member, so a link already sent never breaks.
@@ -541,7 +540,8 @@ class Program:
         return owner.decode() if owner else None
 
     async def owner_of(self, code: str) -> str | None:
-        owner = await self.redis.get(keys.code(codes.normalise(code)))
+        normal = codes.normalise(code)
+        owner = await self.redis.hget(keys.codes(normal), normal) if normal else None
         return owner.decode() if owner else None
 
     # ---- referrals -------------------------------------------------------------------

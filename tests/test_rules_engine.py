@@ -458,15 +458,15 @@ async def test_a_lot_with_nothing_left_in_the_queue_cannot_hang_a_spend(make) ->
     """Found by the ledger benchmark: take() looped for ever inside Redis on such a lot."""
     import asyncio
 
-    from rewards import keys
+    from rewards import keys, ledger_codec
 
     program, clock = await make()
     uid = await new_member(program, clock)
     await program.adjust(uid, 100, "a", "test", "a")
     await program.adjust(uid, 100, "b", "test", "b")
-    first = min((await program.redis.hgetall(keys.lots(uid))).items())
-    remaining, expires, hold = first[1].decode().split("|")
-    await program.redis.hset(keys.lots(uid), first[0], f"0|{expires}|{hold}")  # emptied, still queued
+    lot_id, lot = min(ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid)))[1].items())
+    remaining, expires, hold = lot.decode().split("|")
+    await program.redis.hset(keys.ops(uid), ledger_codec.lot_field(lot_id), f"0|{expires}|{hold}")  # emptied, still queued
     written, _ = await asyncio.wait_for(program.spend(uid, "claim-1", 50, "reward:x"), 10)
     assert written == 1
-    assert await program.redis.zscore(keys.lot_queue(uid), first[0]) is None
+    assert await program.redis.zscore(keys.lot_queue(uid), lot_id) is None

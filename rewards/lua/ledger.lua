@@ -2,16 +2,28 @@
 --
 -- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, ledger_seq, earned:YYYY-MM…),
 --    ledger list (append-only compact entries, see encode(); entry id n sits at index n-1),
---    ops hash (operation id -> entry id: an op id is written once, with its entry),
---    lots hash (entry id -> "remaining|expires_at|hold_until"; every earning is a lot),
+--    ops hash, which is also the lots and the caps: one key instead of three, since each key costs ~100
+--    bytes before its contents (docs/benchmarks.md). Its fields:
+--      op id -> entry id (an op id is written once, with its entry; one starting with '#' gets another '#'),
+--      '#' .. lot id -> "remaining|expires_at|hold_until" (every earning is a lot, lot id = entry id; the
+--      times in base 36),
+--      '#c' .. rule|period -> points earned per rule per day/month/lifetime, for caps,
 --    lotq zset (spendable lots with points left, by expiry: spending and expiry go oldest first),
---    holdq zset (lots on hold, by the time they become spendable),
---    caps hash (points earned per rule per day/month/lifetime, for caps).
+--    holdq zset (lots on hold, by the time they become spendable).
+--    K's lots and caps slots name the ops hash too (rewards/keys.py ledger_keys), so every script's KEYS
+--    keep their places.
 -- Invariant: points == sum(remaining of spendable lots) - debt; pending_points == sum(remaining of held lots).
 local NEVER = 32503680000000 -- year 3000, in ms: a lot that does not expire
 
 local function K(ks)
   return {member = ks[1], ledger = ks[2], ops = ks[3], lots = ks[4], lotq = ks[5], holdq = ks[6], caps = ks[7]}
+end
+
+-- the ops hash's field for an op id: '#' starts the lots' and caps' fields, so an op id starting with it
+-- gets one more (rewards/ledger_codec.py op_field)
+local function opf(op)
+  if string.sub(op, 1, 1) == '#' then return '#' .. op end
+  return op
 end
 
 local function num(key, field)
@@ -24,43 +36,118 @@ local function incr(key, field, n)
   return redis.call('HINCRBY', key, field, n)
 end
 
+local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+
+local function base36(n)
+  if n == 0 then return '0' end
+  local out = ''
+  while n > 0 do
+    local d = n % 36
+    out = string.sub(B36, d + 1, d + 1) .. out
+    n = (n - d) / 36
+  end
+  return out
+end
+
+-- a lot is "remaining|expires_at|hold_until", the times in base 36 (ms): 8 characters instead of 13
 local function lot_get(k, id)
-  local raw = redis.call('HGET', k.lots, id)
+  local raw = redis.call('HGET', k.lots, '#' .. id)
   if not raw then return nil end
-  local rem, exp, hold = string.match(raw, '^(-?%d+)|(%d+)|(%d+)$')
-  return {rem = tonumber(rem), exp = tonumber(exp), hold = tonumber(hold)}
+  local rem, exp, hold = string.match(raw, '^(-?%d+)|(%w+)|(%w+)$')
+  return {rem = tonumber(rem), exp = tonumber(exp, 36), hold = tonumber(hold, 36)}
 end
 
 local function lot_set(k, id, lot)
-  redis.call('HSET', k.lots, id, lot.rem .. '|' .. lot.exp .. '|' .. lot.hold)
+  redis.call('HSET', k.lots, '#' .. id, lot.rem .. '|' .. base36(lot.exp) .. '|' .. base36(lot.hold))
 end
 
--- An entry is stored as a JSON array in a fixed order (rewards/ledger_codec.py reads the same):
---   [kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare fields}?]
--- No field names, no id (entry n sits at index n-1), state as one letter, and the rare fields (capped,
--- reverses, written_off, lot) only when present: about 60 bytes instead of about 210 as a JSON object.
--- Nothing is stored twice: the op id is the ops hash's (op -> entry id, every entry has one), an
--- earning's expiry is its lot's (lots hash, lot id = entry id).
+-- An entry is stored as one delimited string (rewards/ledger_codec.py reads the same):
+--   kind|rule|at|delta|avail|pend|balance|pending|state|n|<n bytes of rare fields as JSON><note>
+-- rule: '' when it equals kind, '~' .. rest when it starts with kind ('events.review' under 'event' is
+-- '~s.review'), '!' .. rule when it would read as one of those, else as is. at: base 36 (ms). avail: ''
+-- when it is delta - pend; pend and pending: '' when 0. state: one letter. n: the length of the rare fields'
+-- JSON (capped, reverses, written_off, lot), '' when none; the note is the rest, so it may hold anything.
+-- No id (entry n sits at index n-1), no op (the ops hash), no earning's expiry (its lot): about 30 bytes.
+-- An entry the string cannot hold (a '|' in kind or rule, a fraction) is written as the JSON array that
+-- came before (a leading '['), which decode() still reads, so entries written before this format read too.
 local STATE_CODE = {available = 'a', pending = 'p', done = 'd'}
 local STATE_NAME = {a = 'available', p = 'pending', d = 'done'}
 local RARE = {'capped', 'reverses', 'written_off', 'lot'}
+local function whole(x)
+  return type(x) == 'number' and x == math.floor(x) and x > -1e15 and x < 1e15
+end
 
-local function encode(e)
-  local rare, any = {}, false
-  for _, f in ipairs(RARE) do
-    if e[f] ~= nil then rare[f] = e[f]; any = true end
-  end
+local function int_or_blank(n)
+  if n == 0 then return '' end
+  return string.format('%d', n)
+end
+
+local function short_rule(kind, rule)
+  if rule == kind then return '' end
+  if #rule > #kind and string.sub(rule, 1, #kind) == kind then return '~' .. string.sub(rule, #kind + 1) end
+  local c = string.sub(rule, 1, 1)
+  if rule == '' or c == '~' or c == '!' then return '!' .. rule end
+  return rule
+end
+
+local function encode_json(e, rare, any)
   local row = {e.kind, e.rule, e.at, e.delta, e.avail, e.pend, e.balance, e.pending,
                STATE_CODE[e.state] or e.state, e.note or ''}
   if any then row[11] = rare end
   return cjson.encode(row)
 end
 
+local function encode(e)
+  local rare, any = {}, false
+  for _, f in ipairs(RARE) do
+    if e[f] ~= nil then rare[f] = e[f]; any = true end
+  end
+  local kind, rule, state = e.kind, e.rule, STATE_CODE[e.state] or e.state
+  if type(kind) ~= 'string' or type(rule) ~= 'string' or type(state) ~= 'string'
+     or (e.note ~= nil and type(e.note) ~= 'string') then
+    return encode_json(e, rare, any)
+  end
+  local plain = not (string.find(kind, '|', 1, true) or string.find(rule, '|', 1, true)
+                     or string.find(state, '|', 1, true) or string.sub(kind, 1, 1) == '[')
+  for _, x in ipairs({e.at, e.delta, e.avail, e.pend, e.balance, e.pending}) do
+    if not whole(x) then plain = false end
+  end
+  if not plain or e.at < 0 then return encode_json(e, rare, any) end
+  local rare_json = any and cjson.encode(rare) or ''
+  local avail = (e.avail == e.delta - e.pend) and '' or string.format('%d', e.avail)
+  return table.concat({kind, short_rule(kind, rule), base36(e.at), string.format('%d', e.delta), avail,
+                       int_or_blank(e.pend), string.format('%d', e.balance), int_or_blank(e.pending), state,
+                       any and tostring(#rare_json) or '', rare_json .. (e.note or '')}, '|')
+end
+
 local function decode(id, op, raw)
-  local r = cjson.decode(raw)
-  local e = {id = id, op = op, kind = r[1], rule = r[2], at = r[3], delta = r[4], avail = r[5], pend = r[6],
-             balance = r[7], pending = r[8], state = STATE_NAME[r[9]] or r[9], note = r[10]}
-  for f, v in pairs(r[11] or {}) do e[f] = v end
+  if string.sub(raw, 1, 1) == '[' then
+    local r = cjson.decode(raw)
+    local e = {id = id, op = op, kind = r[1], rule = r[2], at = r[3], delta = r[4], avail = r[5], pend = r[6],
+               balance = r[7], pending = r[8], state = STATE_NAME[r[9]] or r[9], note = r[10]}
+    for f, v in pairs(r[11] or {}) do e[f] = v end
+    return e
+  end
+  local f, pos = {}, 1
+  for i = 1, 10 do
+    local bar = string.find(raw, '|', pos, true)
+    f[i] = string.sub(raw, pos, bar - 1)
+    pos = bar + 1
+  end
+  local kind, rule = f[1], f[2]
+  local c = string.sub(rule, 1, 1)
+  if rule == '' then rule = kind
+  elseif c == '~' then rule = kind .. string.sub(rule, 2)
+  elseif c == '!' then rule = string.sub(rule, 2) end
+  local delta, pend = tonumber(f[4]), tonumber(f[6]) or 0
+  local e = {id = id, op = op, kind = kind, rule = rule, at = tonumber(f[3], 36), delta = delta,
+             avail = tonumber(f[5]) or (delta - pend), pend = pend, balance = tonumber(f[7]),
+             pending = tonumber(f[8]) or 0, state = STATE_NAME[f[9]] or f[9]}
+  local n = tonumber(f[10]) or 0
+  if n > 0 then
+    for k, v in pairs(cjson.decode(string.sub(raw, pos, pos + n - 1))) do e[k] = v end
+  end
+  e.note = string.sub(raw, pos + n)
   return e
 end
 
@@ -70,12 +157,12 @@ local function write(k, e)
   e.balance = num(k.member, 'points')
   e.pending = num(k.member, 'pending_points')
   redis.call('RPUSH', k.ledger, encode(e))
-  if e.op then redis.call('HSET', k.ops, e.op, e.id) end
+  if e.op then redis.call('HSET', k.ops, opf(e.op), e.id) end
   return e.id
 end
 
 local function entry_of(k, op)
-  local id = redis.call('HGET', k.ops, op)
+  local id = redis.call('HGET', k.ops, opf(op))
   if not id then return nil end
   id = tonumber(id)
   return decode(id, op, redis.call('LINDEX', k.ledger, id - 1))
@@ -119,17 +206,17 @@ end
 -- Earn: a new lot. c = {op, amount, kind, rule, at, note, expires (ms or 0), hold_until (ms or 0), month, day,
 -- caps = {day, month, life} (0 = none)}. Returns written (1, or 0 when the op is known), amount actually earned.
 local function earn(k, c)
-  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0, 0 end
+  if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return 0, 0 end
   local amount = c.amount
   local caps = c.caps or {}
   local counters = {{'d:' .. c.day, caps.day or 0}, {'m:' .. c.month, caps.month or 0}, {'l', caps.life or 0}}
   for _, cap in ipairs(counters) do
     if cap[2] > 0 then
-      amount = math.max(0, math.min(amount, cap[2] - num(k.caps, c.rule .. '|' .. cap[1])))
+      amount = math.max(0, math.min(amount, cap[2] - num(k.caps, '#c' .. c.rule .. '|' .. cap[1])))
     end
   end
   for _, cap in ipairs(counters) do
-    if cap[2] > 0 then incr(k.caps, c.rule .. '|' .. cap[1], amount) end
+    if cap[2] > 0 then incr(k.caps, '#c' .. c.rule .. '|' .. cap[1], amount) end
   end
   local exp = (c.expires and c.expires > 0) and c.expires or NEVER
   local held = c.hold_until and c.hold_until > c.at
@@ -156,7 +243,7 @@ end
 -- Spend: refused (-1) when fewer spendable points than asked (a debt makes the balance negative); 1 spent;
 -- 0 the op is known.
 local function spend(k, c)
-  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0 end
+  if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return 0 end
   if num(k.member, 'points') < c.amount then return -1 end
   take(k, c.amount, nil)
   incr(k.member, 'points', -c.amount)
@@ -170,7 +257,7 @@ end
 -- then oldest first; what no lot covers becomes debt (the balance goes below zero and the next earnings
 -- pay it back), or with c.write_off is forgiven. Returns written, points taken.
 local function deduct(k, c, lot_id)
-  if redis.call('HEXISTS', k.ops, c.op) == 1 then return 0, 0 end
+  if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return 0, 0 end
   local lot = lot_id and lot_get(k, lot_id)
   local pend = 0
   if lot and lot.hold > 0 then -- still on hold: it simply never becomes spendable

@@ -1,0 +1,81 @@
+"""The stored ledger entry (ledger.lua encode/decode, rewards/ledger_codec.py): both sides read every
+shape back whole, odd ones included, and entries written in the older JSON form still read."""
+import json
+from typing import Any
+
+import pytest
+
+from rewards import keys, ledger_codec
+from rewards.program import _load
+from tests.test_rules_engine import make, new_member  # noqa: F401 (make is a fixture)
+
+AT = 1795342805821
+
+ODD: list[dict[str, Any]] = [
+    {"kind": "event", "rule": "events.review", "note": ""},
+    {"kind": "signup", "rule": "signup", "note": "ようこそ | welcome"},  # a bar and Japanese in the note
+    {"kind": "claim", "rule": "coffee", "note": "", "state": "done", "delta": -50, "avail": -50},
+    {"kind": "adjustment", "rule": "~tilde", "note": "[not json"},  # reads like the kind shorthand
+    {"kind": "adjustment", "rule": "!bang", "note": ""},
+    {"kind": "x", "rule": "", "note": "empty rule"},
+    {"kind": "refund", "rule": "refund", "note": "o1", "reverses": "order:a|b", "written_off": 3},
+    {"kind": "event", "rule": "events.share", "note": "", "capped": 120, "delta": 0, "avail": 0},
+    {"kind": "release", "rule": "hold", "note": "", "lot": 12, "delta": 0, "avail": 40, "pend": -40},
+    {"kind": "a|b", "rule": "c", "note": ""},  # not representable: falls back to the JSON form
+    {"kind": "event", "rule": "events.review", "note": "", "pend": 25, "avail": 0, "state": "pending"},
+]
+
+
+def entry(**given: Any) -> dict[str, Any]:
+    e = {"at": AT, "delta": 40, "avail": 40, "pend": 0, "balance": 140, "pending": 0, "state": "available"}
+    return {**e, **given}
+
+
+ROUND_TRIP = """
+local e = cjson.decode(ARGV[1])
+local raw = encode(e)
+return {raw, cjson.encode(decode(7, 'op:7', raw))}
+"""
+
+
+@pytest.mark.parametrize("given", ODD, ids=lambda g: f"{g['kind']}/{g['rule']}")
+async def test_an_entry_reads_back_whole_in_lua_and_python(make, given: dict) -> None:  # noqa: F811
+    program, _ = await make()
+    want = entry(**given)
+    raw, from_lua = await program.redis.eval(_load("ledger") + ROUND_TRIP, 0, json.dumps(want))
+    assert len(raw) < len(json.dumps(list(want.values()))) or b"a|b" in raw  # smaller than the JSON it replaced
+    expected = {**want, "id": 7, "op": "op:7"}
+    assert ledger_codec.decode(7, raw, "op:7") == expected
+    assert json.loads(from_lua) == expected
+
+
+async def test_an_entry_written_as_json_before_still_reads_and_reverses(make) -> None:  # noqa: F811
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    purchase = await program.record_purchase("order-1", uid, 3000, at_ms=clock.ms)
+    [earned] = purchase.answer["ops"]
+    e = (await program.ledger(uid))[-1]
+    # rewrite it as the previous format wrote it
+    old = json.dumps([e["kind"], e["rule"], e["at"], e["delta"], e["avail"], 0, e["balance"], 0, "a", "thanks"])
+    await program.redis.lset(keys.ledger(uid), e["id"] - 1, old)
+    again = (await program.ledger(uid))[-1]
+    assert again == {**e, "note": "thanks"} and again["op"] == earned
+    assert (await program.refund("order-1"))[0] == "OK"  # the script reads the old entry to reverse it
+    last = (await program.ledger(uid))[-1]
+    assert last["kind"] == "refund" and last["reverses"] == earned and last["delta"] == -e["delta"]
+
+
+async def test_op_ids_that_look_like_lots_or_caps_stay_apart(make) -> None:  # noqa: F811
+    """The ops hash also holds the lots ('#<id>') and caps ('#c…'): op ids starting with '#' must not meet them."""
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    for op in ("#1", "#c", "##x", "1"):
+        assert (await program.apply(uid, op, 10, "event", "events.review", clock.ms))[0] == 1
+        assert (await program.apply(uid, op, 10, "event", "events.review", clock.ms))[0] == 0  # a replay
+    entries = await program.ledger(uid)
+    assert [e["op"] for e in entries] == ["#1", "#c", "##x", "1"]
+    assert all(e["expires_at"] > clock.ms for e in entries)  # every lot found under its own field
+    assert (await program.spend(uid, "#2", 35, "coffee"))[0] == 1
+    assert (await program.member(uid)).points == 5
+    fields = {f.decode() for f in await program.redis.hkeys(keys.ops(uid))}
+    assert {"##1", "##c", "###x", "1", "##2", "#1", "#2", "#3", "#4"} <= fields
