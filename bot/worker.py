@@ -277,7 +277,7 @@ class Worker:
         ctx = Ctx(event=event, user_id=user_id, event_id=raw["webhookEventId"], received_at_ms=received_at_ms,
                   services=self.services)
         program = self.services.program
-        ctx.member_is_new = await program.see(user_id, _sighting(event), event.timestamp)
-        ctx.lang = self.services.texts.lang_for(await program.language(user_id))
+        ctx.member_is_new, language = await program.sighting(user_id, _sighting(event), event.timestamp)
+        ctx.lang = self.services.texts.lang_for(language)
         handler = await self.router.dispatch(ctx)
         return "handled" if handler else "unrouted"
