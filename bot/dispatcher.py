@@ -64,6 +64,9 @@ class Ctx:
     services: Services
     lang: str = "ja"
     member_is_new: bool = False
+    # When the worker passes a list: sent markers still to be written "done", which it writes in the same
+    # round trip as the event's finish (or, if the handler fails, before the event is tried again).
+    done_marks: list[str] | None = field(default=None, repr=False)
     _sends: int = field(default=0, repr=False)
 
     @property
@@ -112,7 +115,10 @@ class Ctx:
                 await redis.set(marker, "done", ex=SENT_MARKER_TTL)
                 return
             if await self.services.line.reply(token, list(messages)):
-                await redis.set(marker, "done", ex=SENT_MARKER_TTL)
+                if self.done_marks is not None:  # the usual case: written with the event's finish
+                    self.done_marks.append(marker)
+                else:
+                    await redis.set(marker, "done", ex=SENT_MARKER_TTL)
                 return
             if state == b"trying":  # an earlier run used this token: the reply went out then
                 await redis.set(marker, "done", ex=SENT_MARKER_TTL)

@@ -7,14 +7,14 @@ import logging
 import random
 import uuid
 from typing import Any
+from urllib.parse import quote
 
-from aiohttp import ClientSession, ClientTimeout
+from aiohttp import ClientError, ClientSession, ClientTimeout
 from linebot.v3.messaging import (
     ApiException,
     AsyncApiClient,
     AsyncMessagingApi,
     Configuration,
-    ShowLoadingAnimationRequest,
 )
 
 from bot.config import Settings
@@ -140,23 +140,24 @@ class LineClient:
         await asyncio.sleep(base * (2 ** attempt) * (0.5 + random.random()))
 
     async def profile_language(self, user_id: str) -> str | None:
+        # on every follow: read straight from LINE's JSON, as the sends are (the SDK's models cost ~1 ms here)
         try:
-            profile = await self.api.get_profile(user_id, _request_timeout=self.settings.line_timeout_seconds)
-            self._count("profile", 200)
-            return profile.language
-        except ApiException as exc:
-            self._count("profile", exc.status)
-            return None  # not a friend, or no consent: we simply fall back to Japanese
-        except (asyncio.TimeoutError, OSError):
+            async with self._messages_session.get(
+                    f"{self.settings.line_api_base_url}/v2/bot/profile/{quote(user_id, safe='')}") as response:
+                self._count("profile", response.status)
+                if response.status != 200:
+                    return None  # not a friend, or no consent: we simply fall back to Japanese
+                language = (await response.json(content_type=None)).get("language")
+                return language if isinstance(language, str) else None
+        except (asyncio.TimeoutError, OSError, ClientError, ValueError, AttributeError):
             self._count("profile", "timeout")
             return None
 
     async def show_loading(self, user_id: str, seconds: int = 5) -> None:
+        # before the slower answers, so on many events: posted as JSON like the sends, without the SDK's models
         try:
-            await self.api.show_loading_animation(
-                ShowLoadingAnimationRequest.from_dict({"chatId": user_id, "loadingSeconds": seconds}),
-                _request_timeout=self.settings.line_timeout_seconds)
-        except (ApiException, asyncio.TimeoutError, OSError) as exc:
+            await self._send("v2/bot/chat/loading/start", {"chatId": user_id, "loadingSeconds": seconds})
+        except (ApiException, asyncio.TimeoutError, OSError, ClientError) as exc:
             log.debug("loading animation not shown: %s", exc)  # cosmetic only
 
     async def basic_id(self) -> str:

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from linebot.v3.webhooks import Event, FollowEvent, UnfollowEvent
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from bot import keys, notices
-from bot.dispatcher import Ctx, Router, Services
+from bot.dispatcher import SENT_MARKER_TTL, Ctx, Router, Services
 from bot.line_client import retry_key
 from bot.metrics import Metrics
 from rewards import engine
@@ -234,10 +234,12 @@ class Worker:
     async def _one(self, p: int, entry_id: bytes, raw: dict, received_at_ms: int) -> bool:
         event_id = raw["webhookEventId"]
         stream = keys.stream(p)
+        done_marks: list[str] = []
         try:
-            outcome = await self.handle(raw, received_at_ms)
+            outcome = await self.handle(raw, received_at_ms, done_marks)
         except Exception:
             log.exception("handler failed for event %s (user %s)", event_id, raw["source"].get("userId"))
+            await self._mark_done(done_marks)  # what went out must not go out again on the next try
             self.metrics.handled.labels("error").inc()
             attempts = await self.redis.hincrby(keys.attempts(p), event_id, 1)
             if attempts < MAX_ATTEMPTS:
@@ -245,10 +247,35 @@ class Worker:
             log.error("event %s failed %d times: moved to the dead-letter stream", event_id, attempts)
             await self.redis.xadd(keys.dead(p), {"e": json.dumps(raw), "r": received_at_ms})
             outcome = "dead"
-        await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
+        await self._finish_with_marks(stream, entry_id, done_marks)
         self.metrics.handled.labels(outcome).inc()
         self.handled += 1
         return True
+
+    async def _mark_done(self, done_marks: list[str]) -> None:
+        for marker in done_marks:
+            await self.redis.set(marker, "done", ex=SENT_MARKER_TTL)
+
+    async def _finish_with_marks(self, stream: str, entry_id: bytes, done_marks: list[str]) -> None:
+        """The event's sent markers and its finish in one round trip (a pipeline, not a transaction: the
+        marker and the stream are in different slots). The markers go first. Should the finish fail, the
+        entry stays pending and its re-run finds the markers "done"; a marker written without its finish
+        is harmless the same way."""
+        if not done_marks:
+            await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for marker in done_marks:
+                pipe.set(marker, "done", ex=SENT_MARKER_TTL)
+            pipe.evalsha(self._finish.sha, 1, stream, keys.GROUP, entry_id)
+            *marked, finished = await pipe.execute(raise_on_error=False)
+        for marker, result in zip(done_marks, marked, strict=True):
+            if isinstance(result, Exception):  # only a re-run reads it, and a finished event is not re-run
+                log.warning("sent marker %s not written: %s", marker, result)
+        if isinstance(finished, NoScriptError):  # Redis lost its scripts (a restart): the Script loads it again
+            await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
+        elif isinstance(finished, Exception):
+            raise finished
 
     async def _standby(self, raw: dict) -> str:
         """Another channel holds the chat: say nothing, but keep who follows and blocks (and signup points).
@@ -265,7 +292,7 @@ class Worker:
             await self.services.program.see(user_id, "unfollow", at)
         return "standby"
 
-    async def handle(self, raw: dict, received_at_ms: int) -> str:
+    async def handle(self, raw: dict, received_at_ms: int, done_marks: list[str] | None = None) -> str:
         """One event through sighting, routing and its handler; returns what happened."""
         if raw.get("mode") == "standby":
             return await self._standby(raw)
@@ -277,9 +304,9 @@ class Worker:
             return "unparseable"
         user_id = raw["source"]["userId"]
         ctx = Ctx(event=event, user_id=user_id, event_id=raw["webhookEventId"], received_at_ms=received_at_ms,
-                  services=self.services)
+                  services=self.services, done_marks=done_marks)
         program = self.services.program
-        ctx.member_is_new = await program.see(user_id, _sighting(event), event.timestamp)
-        ctx.lang = self.services.texts.lang_for(await program.language(user_id))
+        ctx.member_is_new, language = await program.sighting(user_id, _sighting(event), event.timestamp)
+        ctx.lang = self.services.texts.lang_for(language)
         handler = await self.router.dispatch(ctx)
         return "handled" if handler else "unrouted"

@@ -1,6 +1,7 @@
 -- KEYS: member. ARGV: user id, via (follow|unblock|unfollow|message|postback|purchase), at (ms), language
 -- The first sighting is kept forever: how someone was first seen decides whether they can be referred.
--- Returns 1 when this call created the member.
+-- Returns {1 when this call created the member else 0, the language to speak (own choice, else the LINE
+-- app's, else false)}: the worker needs both for every event, so one round trip gives both.
 local m = KEYS[1]
 local via, at = ARGV[2], ARGV[3]
 local created = 0
@@ -17,4 +18,5 @@ end
 -- for "last active" segments; a purchase shows in the ledger's last_activity, and its replay changes nothing
 if via ~= 'purchase' then redis.call('HSET', m, 'last_seen_at', at) end
 if ARGV[4] ~= '' then redis.call('HSETNX', m, 'lang', ARGV[4]) end
-return created
+local lang = redis.call('HMGET', m, 'lang_pref', 'lang')
+return {created, lang[1] or lang[2]}
