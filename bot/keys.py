@@ -74,10 +74,6 @@ def staff_state(user_id: str) -> str:
     return f"{PREFIX}:staff:{{{user_id}}}:state"  # hash: a staff member's conversation step and its draft, expiring
 
 
-def staff_draft_done(draft_id: str) -> str:
-    return f"{PREFIX}:staff:draft:{draft_id}"  # string: the broadcast a confirmed draft created (confirm once)
-
-
 # rich menus (bot/richmenu.py): LINE keeps the menus; we keep their ids and LINE's hourly limits
 RICHMENU_IDS = f"{PREFIX}:richmenu:ids"  # hash: menu alias → the rich menu id it points at now
 RICHMENU_STAFF_LINKED = f"{PREFIX}:richmenu:staff"  # set: users linked to the staff menu (relinked on change)

@@ -10,7 +10,6 @@ from bot import keys
 from bot.dispatcher import Ctx, Services
 
 STATE_TTL_SECONDS = 15 * 60
-DRAFT_DONE_TTL_SECONDS = 7 * 86_400
 
 
 async def is_staff_user(services: Services, user_id: str) -> bool:
@@ -68,11 +67,3 @@ def in_step(*steps: str) -> Any:
         return {"state": state} if state.get("step") in steps else None
 
     return check
-
-
-async def claim_draft(services: Services, draft_id: str) -> bool:
-    """A draft is confirmed once, however often its button is tapped."""
-    return bool(await services.redis.set(keys.staff_draft_done(draft_id), "1", nx=True, ex=DRAFT_DONE_TTL_SECONDS))
-
-
-# ---- broadcasts: today's engine (bot/broadcasts.py) knows one segment, everyone -------------------

@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from bot import keys
+from bot.broadcasts import Broadcasts
 from bot.linesim.platform import Platform, new_user_id
 from handlers.staff_broadcast import ConfirmBroadcast, PickSegment
 from handlers.staff_review import ApproveReferral, VoidReferral
@@ -121,6 +122,31 @@ async def test_a_second_tap_on_confirm_creates_no_second_job(staff_bot: Bot) -> 
     await bot.platform.send(bot.platform.postback(STAFF, send["data"]), bot.platform.postback(STAFF, send["data"]))
     await bot.platform.wait_for(lambda: len(bot.platform.said_to(STAFF, mark)) >= 2)
     await bot.idle()
+    assert len([e for e in await audit(bot) if e["what"] == "broadcast"]) == 1
+
+
+async def test_a_confirm_that_failed_once_makes_exactly_one_job_on_its_retry(
+        staff_bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job is stored, then the handler dies before answering: the worker's retry finds that job."""
+    bot = staff_bot
+    real_create = Broadcasts.create
+    calls: list[str] = []
+
+    async def create_then_fail_once(self: Broadcasts, *args: object, **kwargs: object) -> dict:
+        job = await real_create(self, *args, **kwargs)  # type: ignore[arg-type]
+        calls.append(job["id"])
+        if len(calls) == 1:
+            raise RuntimeError("crash after the job was stored")
+        return job
+
+    monkeypatch.setattr(Broadcasts, "create", create_then_fail_once)
+    await say(bot, STAFF, "broadcast")
+    [segment] = [p for p in postbacks(await say(bot, STAFF, "Sale!")) if p["label"].startswith(("全員", "Everyone"))]
+    [send] = postbacks(await tap(bot, STAFF, segment["data"]))
+    done = await tap(bot, STAFF, send["data"])  # answered by the retry
+    assert "配信を受け付けました" in body(done)
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert await bot.services.redis.zcard(keys.BROADCASTS) == 1
     assert len([e for e in await audit(bot) if e["what"] == "broadcast"]) == 1
 
 
