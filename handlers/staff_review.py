@@ -58,7 +58,7 @@ async def decide(ctx: Ctx, friend: str, approve: bool) -> None:
     try:
         decision = await (review.approve(friend, ctx.user_id) if approve else review.void(friend, ctx.user_id))
     except ProgramError as refused:
-        await ctx.answer(staff_text(ctx, ctx.t("staff_review_refused", status=refused.message)))
+        await ctx.answer(staff_text(ctx, ctx.t(f"staff_review_refused_{refused.code}")))
         return
     if decision.changed:
         await ctx.program.audit(ctx.user_id, "approve_referral" if approve else "void_referral", friend,

@@ -142,6 +142,7 @@ class Program:
         self._refund = redis.register_script(_load("refund", with_ledger=True))
         self._referrer_step_script = redis.register_script(_load("referrer_step", with_ledger=True))
         self._void_referral = redis.register_script(_load("void_referral", with_ledger=True))
+        self._review_decide = redis.register_script(_load("review_decide", with_ledger=True))
         self._maintain = redis.register_script(_load("maintain", with_ledger=True))
 
     def _now_ms(self) -> int:
@@ -588,6 +589,31 @@ class Program:
             if on_join:
                 await self.count("points_issued", self.rules.friend_points)
         return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay))
+
+    async def decide_referral(self, friend: str, decision: str, by: str) -> tuple[bool, str, str | None]:
+        """Staff's decision ("approve" | "void") on a reviewed (or, to void, pending) referral: (changed now,
+        the referral's status, the referrer when settle paid them just now). Taken again it changes nothing.
+
+        Raises ProgramError UNKNOWN_REFERRAL, NOT_IN_REVIEW or NOT_VOIDABLE with nothing changed."""
+        now = self._now_ms()
+        spec = self._friend_award(now, "review")
+        await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
+        outcome, status = await self._review_decide(keys=[*keys.ledger_keys(friend), keys.referral(friend)],
+                                                    args=[json.dumps({"decision": decision, "at": now, "by": by,
+                                                                      "friend_award": spec})])
+        outcome, status = outcome.decode(), status.decode()
+        if outcome not in ("OK", "ALREADY"):
+            await self.redis.srem(keys.SETTLE, friend)
+            messages = {"UNKNOWN_REFERRAL": "that member was never referred",
+                        "NOT_IN_REVIEW": f"only a referral in review can be approved (this one is {status})",
+                        "NOT_VOIDABLE": f"only a pending or reviewed referral can be voided (this one is {status})"}
+            raise ProgramError(outcome, messages[outcome])
+        if outcome == "OK" and decision == "approve":
+            await self._schedule(friend, spec)  # the friend's points may be held: release them on time
+            await self.count("points_issued", int(spec["amount"]))
+            await self.count("referrals_approved")
+        paid_referrer = await self.settle(friend)  # the referrer's side (or the void on it), once
+        return outcome == "OK", status, paid_referrer
 
     async def _refused(self, reason: str) -> Attribution:
         await self.count(f"refused:{reason}")
