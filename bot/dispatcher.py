@@ -122,11 +122,6 @@ class Ctx:
         await self.services.line.push(self.user_id, list(messages), retry_key(self.event_id, n))
         await redis.set(marker, "done", ex=SENT_MARKER_TTL)
 
-    async def notify(self, user_id: str, *messages: dict) -> None:
-        """Tell someone else (a push): the retry key is tied to this event, so a re-run sends nothing new."""
-        n = self._sends
-        self._sends += 1
-        await self.services.line.push(user_id, list(messages), retry_key(self.event_id, n, user_id))
 
 
 Filter = Callable[[Ctx], Any]

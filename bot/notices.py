@@ -150,6 +150,18 @@ async def milestone_check(services: Services, referrer: str, friend: str) -> int
     return count
 
 
+async def referral_completed(services: Services, referrer: str, friend: str) -> None:
+    """The referrer's side of a referral was just paid (an order, or staff approving a reviewed one): tell
+    them their points are in, then any milestone and tier it reached. Keyed by the friend, so however often
+    a retried event or request calls this, LINE delivers it once."""
+    view = await services.program.member(referrer)
+    await notify(services, "referral_completed", referrer, "referral_completed_referrer",
+                 retry_key("referral-completed", friend), points=services.program.rules.referrer_points,
+                 balance=f"{view.points if view else 0:,}")
+    await milestone_check(services, referrer, friend)
+    await tier_check(services, referrer, f"referral:{friend}")
+
+
 async def stock_back(services: Services, reward_id: str, restock: str) -> int:
     """Stock added to a reward: tell each member who was refused it as sold out, once; `restock` names this
     addition (the stock after it), so a crash before a member is crossed off sends nothing new."""
