@@ -639,7 +639,17 @@ class Program:
             await self.count("points_issued", sum(m.points for m in self.rules.milestones if m.count == int(milestone)))
         if status in ("completed", "voided"):
             await self._rank(referrer, friend, only_up=status == "completed")
+            await self._top(referrer, only_up=status == "completed")
         return int(written), int(milestone)
+
+    async def _top(self, referrer: str, only_up: bool) -> None:
+        """Copy the referrer's completed count (moved once, in referrer_step.lua) into the all-time board:
+        a re-run or a sweep racing an order writes the same number, never one more. GT as in _rank."""
+        count = int(await self.redis.hget(keys.member(referrer), "referrals_completed") or 0)
+        if count > 0:
+            await self.redis.zadd(keys.TOP_REFERRERS, {referrer: count}, gt=only_up)
+        else:
+            await self.redis.zrem(keys.TOP_REFERRERS, referrer)
 
     async def _rank(self, referrer: str, friend: str, only_up: bool) -> None:
         """Copy the referrer's count for the month the referral completed into that month's board.
@@ -687,7 +697,6 @@ class Program:
             await self._referrer_step(referrer, friend, "voided")
             await self.redis.hset(keys.referral(friend), mapping={"referrer_reversed": 1})
             await self.count("referrals_voided")
-            await self.redis.zincrby(keys.TOP_REFERRERS, -1, referrer)
         elif referrer and status == "voided" and not ref.get("referrer_paid") and not ref.get("referrer_reversed"):
             # voided before it paid anyone (staff voided a pending or reviewed referral, or its order was
             # refunded while in review): the referrer's record says so, nothing to take back
@@ -698,8 +707,7 @@ class Program:
         return paid_now
 
     async def _count_completed(self, referrer: str, completed_at: int) -> None:
-        """Top referrers, and the referrer's first completed referral for the viral cycle time (kept once)."""
-        await self.redis.zincrby(keys.TOP_REFERRERS, 1, referrer)
+        """The referrer's first completed referral, for the viral cycle time (kept once)."""
         joined = await self.redis.hget(keys.member(referrer), "first_seen_at")
         if joined is not None:
             await self.redis.hsetnx(keys.CYCLES, referrer, f"{int(joined)}|{completed_at}")
