@@ -130,6 +130,29 @@ def _load(name: str, with_ledger: bool = False) -> str:
     return ((_LUA / "ledger.lua").read_text() + "\n" + source) if with_ledger else source
 
 
+REFERRAL_STATUSES = ("pending", "review", "completed", "voided")
+
+
+def _friends_of(made: dict) -> dict[str, str]:
+    """friend -> status from a referrer's referrals hash (its other fields are "friend|what")."""
+    pairs = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in made.items()}
+    return {friend: status for friend, status in pairs.items() if "|" not in friend and status in REFERRAL_STATUSES}
+
+
+def _newer_status(made_status: str, own: bytes | str | None) -> str:
+    """The friend's own status when it is a known one, else what the referrer's record says."""
+    status = own.decode() if isinstance(own, bytes) else own
+    return status if status in REFERRAL_STATUSES else made_status
+
+
+def _referral_counts(statuses: dict[str, str]) -> Referrals:
+    """The counts members see: invited (every referral), pending (waiting for an order or for review), done."""
+    counts = list(statuses.values())
+    return Referrals(invited=len(counts), pending=counts.count("pending") + counts.count("review"),
+                     completed=counts.count("completed"))
+
+
 class Program:
     def __init__(self, redis: Any, rules: Rules, clock: Callable[[], float] = time.time):
         self.redis = redis
@@ -344,13 +367,27 @@ class Program:
                 tier = self.rules.tiers[ranks.index(peak)]
         return tier, measure
 
+    async def _referral_statuses(self, made_hashes: list[dict]) -> list[dict[str, str]]:
+        """Each member's referrals (friend -> status) from their referrals hashes, with the friend's own
+        status where the referrer's record lags: it says "pending" while the friend's is in review (or
+        already decided, before settle catches up). Only those are read: one pipelined round trip."""
+        made_all = [_friends_of(made) for made in made_hashes]
+        lagging = [(i, friend) for i, made in enumerate(made_all) for friend, st in made.items() if st == "pending"]
+        if lagging:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, friend in lagging:
+                    pipe.hget(keys.referral(friend), "status")
+                own = await pipe.execute()
+            for (i, friend), status in zip(lagging, own, strict=True):
+                made_all[i][friend] = _newer_status("pending", status)
+        return made_all
+
     async def member(self, uid: str) -> MemberView | None:
         fields = await self.redis.hgetall(keys.member(uid))
         if not fields:
             return None
         m = {k.decode(): v.decode() for k, v in fields.items()}
-        made = [s.decode() for s in await self.redis.hvals(keys.referrals_made(uid))
-                if s.decode() in ("pending", "completed", "voided")]
+        [made] = await self._referral_statuses([await self.redis.hgetall(keys.referrals_made(uid))])
         tier, measure = self._tier(m)
         if self.rules.tier_downgrade == "never" and m.get("tier_peak") != tier.name:
             await self.redis.hset(keys.member(uid), "tier_peak", tier.name)
@@ -360,7 +397,7 @@ class Program:
             lifetime_points=int(m.get("lifetime", 0)), tier=tier.name,
             next_tier=higher[0].name if higher else None,
             to_next_tier=higher[0].threshold - measure if higher else None,
-            referrals=Referrals(invited=len(made), pending=made.count("pending"), completed=made.count("completed")),
+            referrals=_referral_counts(made),
             code=m.get("code"), blocked=m.get("blocked") == "1", lang=m.get("lang_pref") or m.get("lang"),
             debt=int(m.get("debt", 0)), birthday=m.get("birthday"), gift=m.get("gift") == "1",
             nickname=m.get("nickname"), nickname_consent=m.get("nickname_consent") == "1",
@@ -737,18 +774,15 @@ class Program:
 
     async def referral_status(self, uid: str, shown: int = 5) -> ReferralStatus:
         """Read only: the member's referrals, the newest few in detail, and the next milestone."""
-        made = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(keys.referrals_made(uid))).items()}
-        statuses = {friend: status for friend, status in made.items()
-                    if "|" not in friend and status in ("pending", "review", "completed", "voided")}
-        counts = list(statuses.values())
-        referrals = Referrals(invited=len(counts), pending=counts.count("pending") + counts.count("review"),
-                              completed=counts.count("completed"))
+        statuses = _friends_of(await self.redis.hgetall(keys.referrals_made(uid)))
         friends = []
         now = self._now_ms()
-        for friend, status in statuses.items():
-            ref = await self.redis.hmget(keys.referral(friend), ["created_at", "hold_until"])
+        for friend, made_status in statuses.items():
+            ref = await self.redis.hmget(keys.referral(friend), ["status", "created_at", "hold_until"])
             code = await self.redis.hget(keys.member(friend), "code")
-            created, hold_until = int(ref[0] or 0), int(ref[1] or 0)
+            # the friend's own record leads (the referrer's says "pending" while staff review it)
+            status = statuses[friend] = _newer_status(made_status, ref[0])
+            created, hold_until = int(ref[1] or 0), int(ref[2] or 0)
             needs = None
             if status == "pending":
                 needs = "FIRST_PURCHASE"
@@ -760,6 +794,7 @@ class Program:
                                           needs=needs, minimum_order=self.rules.referral_minimum_order,
                                           at_ms=created))
         friends.sort(key=lambda f: f.at_ms, reverse=True)
+        referrals = _referral_counts(statuses)
         ahead = [m for m in self.rules.milestones if m.count > referrals.completed]
         return ReferralStatus(referrals=referrals, friends=friends[:shown],
                               next_milestone=ahead[0] if ahead else None,
@@ -873,22 +908,23 @@ class Program:
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid in uids:
                 pipe.hgetall(keys.member(uid))
-                pipe.hvals(keys.referrals_made(uid))
+                pipe.hgetall(keys.referrals_made(uid))
                 pipe.zrange(keys.lot_queue(uid), 0, 0, withscores=True)
             raw = await pipe.execute()
+        made_all = await self._referral_statuses([raw[3 * i + 1] for i in range(len(uids))])
         facts = []
         for i, uid in enumerate(uids):
-            fields, made_raw, soonest = raw[3 * i:3 * i + 3]
+            fields, _, soonest = raw[3 * i:3 * i + 3]
             if not fields:
                 continue  # not a member (an id from a user_ids segment we never saw)
             m = {k.decode(): v.decode() for k, v in fields.items()}
-            made = [s.decode() for s in made_raw if s.decode() in ("pending", "review", "completed", "voided")]
+            counts = _referral_counts(made_all[i])
             joined = int(m.get("first_seen_at", 0))
             facts.append(MemberFacts(
                 user_id=uid, blocked=m.get("blocked") == "1", tier=self._tier(m)[0].name,
-                points=int(m.get("points", 0)), referrals_invited=len(made),
-                referrals_pending=made.count("pending") + made.count("review"),
-                referrals_completed=made.count("completed"), lang=m.get("lang_pref") or m.get("lang"), birthday=m.get("birthday"), joined_at_ms=joined,
+                points=int(m.get("points", 0)), referrals_invited=counts.invited,
+                referrals_pending=counts.pending, referrals_completed=counts.completed,
+                lang=m.get("lang_pref") or m.get("lang"), birthday=m.get("birthday"), joined_at_ms=joined,
                 last_active_ms=max(joined, int(m.get("last_seen_at", 0)), int(m.get("last_activity", 0))),
                 next_expiry_ms=int(soonest[0][1]) if soonest and soonest[0][1] > 0 else None))
         return facts

@@ -2,6 +2,7 @@
 refusals carry a stable code, and the referrer paid just now is named (so they are told once)."""
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,9 @@ import pytest_asyncio
 
 from rewards.program import Program, ProgramError
 from rewards.review import ReferralReview
+from tests.conftest import Bot, converse
 from tests.rules_helpers import Clock, program_for, variant
+from tests.test_admin_api_more import review_referral
 from tests.test_rules_engine import new_member, points, refer
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -81,3 +84,22 @@ async def test_a_completed_referral_cannot_be_approved(make) -> None:
     with pytest.raises(ProgramError) as refused:
         await program.decide_referral(friend, "void", "staff")
     assert refused.value.code == "NOT_VOIDABLE"
+
+
+async def test_a_reviewed_referral_counts_as_pending_everywhere_and_says_review(make) -> None:
+    program, clock = await make()
+    referrer, _ = await in_review(program, clock)
+    status = await program.referral_status(referrer)
+    assert [f.needs for f in status.friends] == ["REVIEW"] and [f.status for f in status.friends] == ["review"]
+    assert (status.referrals.invited, status.referrals.pending, status.referrals.completed) == (1, 1, 0)
+    assert (await program.member(referrer)).referrals == status.referrals
+    [facts] = await program.member_facts([referrer])
+    assert (facts.referrals_invited, facts.referrals_pending, facts.referrals_completed) == (1, 1, 0)
+
+
+async def test_the_status_card_shows_a_referral_in_review(bot: Bot) -> None:
+    a, _ = await review_referral(bot)
+    card = json.dumps(await converse(bot.platform, a, bot.platform.text(a, "紹介状況")), ensure_ascii=False)
+    assert bot.services.texts.get("ja", "flex_refs_state_REVIEW") in card
+    assert bot.services.texts.get("ja", "flex_refs_state_FIRST_PURCHASE") not in card
+    assert not bot.platform.violations
