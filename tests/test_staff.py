@@ -15,6 +15,7 @@ from bot.linesim.platform import Platform, new_user_id
 from handlers.staff_broadcast import ConfirmBroadcast, PickSegment
 from handlers.staff_review import ApproveReferral, VoidReferral
 from rewards import keys as rkeys
+from rewards.program import ProgramError
 from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
 from tests.test_admin_api import follow, points_of, wait_for_broadcast
 from tests.test_admin_api_more import review_referral
@@ -148,6 +149,27 @@ async def test_a_confirm_that_failed_once_makes_exactly_one_job_on_its_retry(
     assert len(calls) == 2 and calls[0] == calls[1]
     assert await bot.services.redis.zcard(keys.BROADCASTS) == 1
     assert len([e for e in await audit(bot) if e["what"] == "broadcast"]) == 1
+
+
+@pytest.mark.parametrize(("code", "key"), [("UNKNOWN_MEMBER", "staff_adjust_refused_UNKNOWN_MEMBER"),
+                                           ("SOMETHING_NEW", "staff_adjust_refused")])
+async def test_a_refused_adjustment_is_answered_by_its_code(staff_bot: Bot, monkeypatch: pytest.MonkeyPatch,
+                                                            code: str, key: str) -> None:
+    bot = staff_bot
+    customer = new_user_id()
+    await follow(bot, customer)
+    member_code = await bot.services.program.invite_code(customer)
+    before = await points_of(bot, customer)
+
+    async def refuse(*args: object, **kwargs: object) -> tuple[bool, int]:
+        raise ProgramError(code, "refused")
+
+    monkeypatch.setattr(bot.services.program, "adjust", refuse)
+    answer = body(await say(bot, STAFF, f"調整 {member_code} +100 来店"))
+    assert answer == ja(bot, key, code=code)
+    assert ja(bot, "staff_member_not_found", query=member_code) not in answer
+    assert await points_of(bot, customer) == before
+    assert not [e for e in await audit(bot) if e["what"] == "adjust_points"]
 
 
 async def test_cancel_ends_a_flow_and_the_next_text_is_ordinary(staff_bot: Bot) -> None:
