@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot import keys
+from bot import conversation, keys
 from bot.broadcasts import Broadcasts
 from bot.linesim.platform import Platform, new_user_id
 from handlers.staff_broadcast import ConfirmBroadcast, PickSegment
@@ -86,7 +86,7 @@ async def test_non_staff_get_the_fallback_for_every_staff_word_and_button(staff_
     assert {u: await points_of(bot, u) for u in (a, b, customer)} == points
     assert await bot.services.redis.hget(rkeys.referral(b), "status") == b"review"
     assert await bot.services.redis.llen(keys.BROADCAST_QUEUE) == 0
-    assert not await bot.services.redis.exists(keys.staff_state(customer))
+    assert not await bot.services.redis.exists(keys.conversation_step(customer))
 
 
 async def test_staff_compose_a_broadcast_and_confirm_once(staff_bot: Bot) -> None:
@@ -124,6 +124,37 @@ async def test_a_second_tap_on_confirm_creates_no_second_job(staff_bot: Bot) -> 
     await bot.platform.wait_for(lambda: len(bot.platform.said_to(STAFF, mark)) >= 2)
     await bot.idle()
     assert len([e for e in await audit(bot) if e["what"] == "broadcast"]) == 1
+
+
+@pytest.mark.parametrize("word", ["stop", "中止", "やめる", "cancel"])
+async def test_any_cancel_word_in_the_broadcast_step_cancels_and_sends_nothing(staff_bot: Bot, word: str) -> None:
+    bot = staff_bot
+    await say(bot, STAFF, "配信する")
+    assert body(await say(bot, STAFF, word)) == ja(bot, "staff_cancelled")
+    assert await conversation.pending(bot.services.redis, STAFF) is None
+    assert "全員" not in body(await say(bot, STAFF, "週末セール"))  # ordinary text again, not a draft
+    assert await bot.services.redis.zcard(keys.BROADCASTS) == 0
+
+
+async def test_a_staff_step_and_a_profile_step_replace_and_cancel_each_other(staff_bot: Bot) -> None:
+    bot = staff_bot
+    redis = bot.services.redis
+    card = await say(bot, STAFF, "プロフィール")
+    [ask] = [a for a in postbacks(card) if a["label"] == ja(bot, "profile_set_nickname")]
+    await tap(bot, STAFF, ask["data"])
+    assert await conversation.pending(redis, STAFF) == "nickname"
+    await say(bot, STAFF, "配信する")  # the staff step replaces the nickname step
+    assert await conversation.pending(redis, STAFF) == "broadcast_text"
+    assert body(await say(bot, STAFF, "キャンセル")) == ja(bot, "staff_cancelled")
+    assert await conversation.pending(redis, STAFF) is None
+    assert (await bot.services.program.member(STAFF)).nickname is None
+
+    await say(bot, STAFF, "配信する")
+    await tap(bot, STAFF, ask["data"])  # the nickname step replaces the staff step
+    assert await conversation.pending(redis, STAFF) == "nickname"
+    assert body(await say(bot, STAFF, "stop")) == ja(bot, "nickname_cancelled")
+    assert await conversation.pending(redis, STAFF) is None
+    assert await redis.zcard(keys.BROADCASTS) == 0
 
 
 async def test_a_confirm_that_failed_once_makes_exactly_one_job_on_its_retry(
