@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 WHO = "api"
 MAX_PAGE = 500
-EXPORT_CHUNK = 200
 STREAM_ID = r"\d{1,20}-\d{1,20}"
 
 

@@ -74,7 +74,7 @@ class Ctx:
     def standby(self) -> bool:
         return str(getattr(self.event, "mode", "active")) in ("standby", "EventMode.STANDBY")
 
-    tampered: bool = False  # set when postback data carried our prefix but a wrong mac
+    tampered: bool = False  # set when postback data carried our prefix but a wrong mac (counted in metrics)
 
     def t(self, key: str, **values: Any) -> str:
         return self.services.texts.get(self.lang, key, **values)

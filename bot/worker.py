@@ -282,4 +282,6 @@ class Worker:
         ctx.member_is_new = await program.see(user_id, _sighting(event), event.timestamp)
         ctx.lang = self.services.texts.lang_for(await program.language(user_id))
         handler = await self.router.dispatch(ctx)
+        if ctx.tampered:  # counted once per event, however many routes looked at the data
+            self.metrics.postbacks_refused.inc()
         return "handled" if handler else "unrouted"
