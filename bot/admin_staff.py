@@ -204,12 +204,9 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         await response.write_eof()
         return response
 
-    async def member_ids(s: Services) -> list[str]:
-        return sorted(m.decode() for m in await s.redis.smembers(rkeys.MEMBERS))
-
     async def export_members(request: web.Request) -> web.StreamResponse:
         s = services(request)
-        ids = await member_ids(s)
+        ids = await s.program.member_ids()
 
         async def rows() -> Any:
             for uid in ids:
@@ -226,7 +223,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def export_ledger(request: web.Request) -> web.StreamResponse:
         s = services(request)
-        ids = await member_ids(s)
+        ids = await s.program.member_ids()
 
         async def rows() -> Any:
             for uid in ids:

@@ -40,7 +40,8 @@ async def notify(services: Services, kind: str, to: str, text_key: str, key: str
     (quiet hours), "retrying" (LINE failing: kept for the clock) or "rejected" (LINE refused it for good).
 
     `key` is the notice's retry key: the same cause must always give the same key."""
-    assert kind in NOTICE_KINDS, kind
+    if kind not in NOTICE_KINDS:  # a programming error: fail loudly, also under python -O
+        raise ValueError(f"unknown notice kind {kind!r}")
     program = services.program
     rules = program.rules.notifications
     if kind not in rules.enabled:

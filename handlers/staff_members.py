@@ -40,7 +40,8 @@ def lookup_command(ctx: Ctx) -> dict[str, str] | None:
 
 async def member_card(ctx: Ctx, uid: str) -> str:
     view = await ctx.program.member(uid)
-    assert view is not None
+    if view is None:  # the callers found this member a moment ago
+        raise ValueError(f"no member {uid}")
     lines = await ctx.program.recent_ledger(uid, 3)
     recent = "\n".join(ctx.t("staff_member_ledger_line", delta=f"{line.delta:+,}", kind=line.kind) for line in lines)
     return ctx.t("staff_member_card", code=codes.display(view.code) if view.code else "-", user_id=uid,

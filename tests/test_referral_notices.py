@@ -2,6 +2,9 @@
 also when a crash came between the decision and the payment — and exactly once."""
 from __future__ import annotations
 
+import pytest
+
+from bot import notices
 from bot.linesim.platform import text_of
 from rewards.program import Program
 from tests.conftest import Bot
@@ -34,3 +37,8 @@ async def test_an_approval_that_crashed_before_paying_still_tells_the_referrer_o
     await bot.idle()
     assert told_completed(bot, a, mark) == 1
     assert not bot.platform.violations
+
+
+async def test_an_unknown_notice_kind_is_a_value_error_even_under_python_o(bot: Bot) -> None:
+    with pytest.raises(ValueError, match="unknown notice kind"):
+        await notices.notify(bot.services, "no_such_kind", "U" + "0" * 32, "referral_completed_referrer", "key")
