@@ -15,7 +15,6 @@ from aiohttp import web
 
 from bot import broadcasts, notices
 from bot.dispatcher import Services
-from bot.line_client import retry_key
 from rewards import stats as stats_report
 from rewards.program import ProgramError
 
@@ -120,9 +119,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         s = services(request)
         purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms, fingerprint)
         if purchase.completed_referral_of:
-            await _tell_referrer(s, purchase.completed_referral_of, user_id)
-            await notices.milestone_check(s, purchase.completed_referral_of, user_id)
-            await notices.tier_check(s, purchase.completed_referral_of, f"referral:{user_id}")
+            await notices.referral_completed(s, purchase.completed_referral_of, user_id)
         await notices.tier_check(s, user_id, f"order:{order_id}")
         answer = purchase.answer
         referral = answer.get("referral") or None
@@ -221,13 +218,3 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     app.router.add_post("/api/v1/events", custom_event)
     app.router.add_get("/api/v1/stats", stats)
     broadcasts.setup_api(app, services_key, _body, BadRequest)
-
-
-async def _tell_referrer(s: Services, referrer: str, friend: str) -> None:
-    """A push: the referral completed and the points are in. Keyed by the friend, so it goes out once."""
-    view = await s.program.member(referrer)
-    await notices.notify(s, "referral_completed", referrer, "referral_completed_referrer",
-                         retry_key("referral-completed", friend), points=s.program.rules.referrer_points,
-                         balance=f"{view.points if view else 0:,}")
-
-

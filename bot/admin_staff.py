@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from bot import richmenu, staff
-from bot.admin_api import BadRequest, _tell_referrer, _user_id
+from bot import notices, richmenu, staff
+from bot.admin_api import BadRequest, _user_id
 from bot.dispatcher import Services
 from bot.member_lookup import find_member
 from bot.openapi import document
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 WHO = "api"
 MAX_PAGE = 500
-EXPORT_CHUNK = 200
 STREAM_ID = r"\d{1,20}-\d{1,20}"
 
 
@@ -163,8 +162,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
             await s.program.audit(WHO, "approve_referral" if approve else "void_referral", friend,
                                   referrer=decision.referrer, before=(before or {}).get("status", ""),
                                   after=decision.status, reason=reason)
-            if approve and decision.referrer:
-                await _tell_referrer(s, decision.referrer, friend)
+        if decision.paid_referrer:  # paid by this call, even when the decision itself was taken before a crash
+            await notices.referral_completed(s, decision.paid_referrer, friend)
         return web.json_response({"friend_id": friend, "referrer_id": decision.referrer, "status": decision.status,
                                   "changed": decision.changed})
 
@@ -205,12 +204,9 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         await response.write_eof()
         return response
 
-    async def member_ids(s: Services) -> list[str]:
-        return sorted(m.decode() for m in await s.redis.smembers(rkeys.MEMBERS))
-
     async def export_members(request: web.Request) -> web.StreamResponse:
         s = services(request)
-        ids = await member_ids(s)
+        ids = await s.program.member_ids()
 
         async def rows() -> Any:
             for uid in ids:
@@ -227,7 +223,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def export_ledger(request: web.Request) -> web.StreamResponse:
         s = services(request)
-        ids = await member_ids(s)
+        ids = await s.program.member_ids()
 
         async def rows() -> Any:
             for uid in ids:

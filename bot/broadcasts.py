@@ -76,10 +76,11 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = ("name", "points", "invite_link")
 SAMPLE_USER = "U" + "0" * 32
 LINE_NAME_MAX = 20  # LINE display names are at most 20 characters
-ACTIVE = ("queued", "scheduled", "running", "paused")
-_STEP = (Path(__file__).resolve().parent / "lua" / "broadcast_step.lua").read_text()
-_LEASE = (Path(__file__).resolve().parent / "lua" / "lease.lua").read_text()
-_RELEASE = (Path(__file__).resolve().parent / "lua" / "release.lua").read_text()
+_LUA = Path(__file__).resolve().parent / "lua"
+
+
+def _lua(name: str) -> str:
+    return (_LUA / f"{name}.lua").read_text()
 
 
 class BroadcastError(Exception):
@@ -124,7 +125,8 @@ class Broadcasts:
         self.redis = services.redis
         self.program = services.program
         self.clock = clock
-        self._step = self.redis.register_script(_STEP)
+        self._step = self.redis.register_script(_lua("broadcast_step"))
+        self._create = self.redis.register_script(_lua("broadcast_create"))
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -272,8 +274,11 @@ class Broadcasts:
             shown.append({"user_id": f.user_id, "messages": filled})
         return {"total": len(facts), "preview": shown, "warnings": await self._quota_warnings(len(facts))}
 
-    async def create(self, body: dict[str, Any], by: str) -> dict[str, Any]:
-        """Validate and store a job (or, dry_run, only answer the count and a preview)."""
+    async def create(self, body: dict[str, Any], by: str, job_id: str | None = None) -> dict[str, Any]:
+        """Validate and store a job (or, dry_run, only answer the count and a preview).
+
+        With a job_id (staff chat derives it from the draft) a retried create answers the job already stored,
+        marked "existing", instead of making a second one."""
         if not isinstance(body.get("dry_run", False), bool):
             raise BroadcastError("INVALID_DRY_RUN", "dry_run must be true or false")
         messages = self.messages(body)
@@ -285,13 +290,22 @@ class Broadcasts:
         total = len(await self.recipient_ids(segment, raw))
         warnings = await self._quota_warnings(total)
         now = self._now_ms()
-        job_id = uuid.uuid4().hex
+        job_id = job_id or uuid.uuid4().hex
         status = "scheduled" if scheduled and scheduled > now else "queued"
-        await self.redis.hset(keys.broadcast(job_id), mapping={
+        fields: dict[str, Any] = {
             "status": status, "messages": json.dumps(messages, ensure_ascii=False),
             "segment": json.dumps(segment.spec, ensure_ascii=False), "by": by, "created_at": now,
-            "scheduled_at": scheduled or 0, "total": total, "sent": 0, "failed": 0, "batches": 0, "next_batch": 0})
-        await self.redis.zadd(keys.BROADCASTS, {job_id: await self.redis.incr(keys.BROADCAST_SEQ)})
+            "scheduled_at": scheduled or 0, "total": total, "sent": 0, "failed": 0, "batches": 0, "next_batch": 0}
+        written = await self._create(keys=[keys.broadcast(job_id)], args=[x for kv in fields.items() for x in kv])
+        # listed and queued after the job is stored; a retry after a crash between the steps finishes them
+        if await self.redis.zscore(keys.BROADCASTS, job_id) is None:
+            await self.redis.zadd(keys.BROADCASTS, {job_id: await self.redis.incr(keys.BROADCAST_SEQ)}, nx=True)
+        if not written:
+            was, at, count = [(v or b"").decode() for v in await self.redis.hmget(
+                keys.broadcast(job_id), "status", "scheduled_at", "total")]
+            if was in ("queued", "scheduled"):
+                await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, int(at or 0))}, nx=True)
+            return {"id": job_id, "status": was, "total": int(count or 0), "existing": True}
         await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, scheduled or 0)})
         await self.program.audit(by, "broadcast", "*", job=job_id, total=total, status=status,
                                  segment=json.dumps(segment.spec, ensure_ascii=False))
@@ -421,9 +435,9 @@ class BroadcastRunner:
         self.name = name
         self.clock = clock
         self.broadcasts = Broadcasts(services, clock)
-        self._lease = self.redis.register_script(_LEASE)
-        self._step = self.redis.register_script(_STEP)
-        self._release = self.redis.register_script(_RELEASE)
+        self._lease = self.redis.register_script(_lua("lease"))
+        self._step = self.redis.register_script(_lua("broadcast_step"))
+        self._release = self.redis.register_script(_lua("release"))
         self.pacer = Pacer(self.settings.broadcast_rate)
 
     def _now_ms(self) -> int:

@@ -77,7 +77,7 @@ class Ctx:
     def standby(self) -> bool:
         return str(getattr(self.event, "mode", "active")) in ("standby", "EventMode.STANDBY")
 
-    tampered: bool = False  # set when postback data carried our prefix but a wrong mac
+    tampered: bool = False  # set when postback data carried our prefix but a wrong mac (counted in metrics)
 
     def t(self, key: str, **values: Any) -> str:
         return self.services.texts.get(self.lang, key, **values)
@@ -128,11 +128,6 @@ class Ctx:
         await self.services.line.push(self.user_id, list(messages), retry_key(self.event_id, n))
         await redis.set(marker, "done", ex=SENT_MARKER_TTL)
 
-    async def notify(self, user_id: str, *messages: dict) -> None:
-        """Tell someone else (a push): the retry key is tied to this event, so a re-run sends nothing new."""
-        n = self._sends
-        self._sends += 1
-        await self.services.line.push(user_id, list(messages), retry_key(self.event_id, n, user_id))
 
 
 Filter = Callable[[Ctx], Any]

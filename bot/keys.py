@@ -59,7 +59,8 @@ def broadcast_lease(job_id: str) -> str:
 
 
 def conversation_step(user_id: str) -> str:
-    return f"{PREFIX}:conv:{{{user_id}}}"  # string: the one step a member's chat is waiting on (expires)
+    # hash: the one step a user's chat is waiting on (a member's nickname, a staff draft) and its data, expiring
+    return f"{PREFIX}:conv:{{{user_id}}}:step"
 
 
 # Deferred notices (bot/notices.py): one hash tag, so the due zset and the bodies change together.
@@ -68,14 +69,6 @@ NOTICES_BODY = f"{PREFIX}:notices:{{n}}:body"  # hash: notice id -> {"to", "mess
 
 
 STAFF = f"{PREFIX}:staff"  # set: staff user ids added through the admin API (STAFF_USER_IDS come from config)
-
-
-def staff_state(user_id: str) -> str:
-    return f"{PREFIX}:staff:{{{user_id}}}:state"  # hash: a staff member's conversation step and its draft, expiring
-
-
-def staff_draft_done(draft_id: str) -> str:
-    return f"{PREFIX}:staff:draft:{draft_id}"  # string: the broadcast a confirmed draft created (confirm once)
 
 
 # rich menus (bot/richmenu.py): LINE keeps the menus; we keep their ids and LINE's hourly limits

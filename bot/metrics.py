@@ -15,6 +15,9 @@ class Metrics:
                                registry=self.registry)
         self.line_calls = Counter("shokai_line_api_calls", "Messaging API calls", ["endpoint", "status"],
                                   registry=self.registry)
+        self.postbacks_refused = Counter("shokai_postbacks_refused",
+                                         "Postbacks refused as tampered (our prefix, a wrong mac)",
+                                         registry=self.registry)
         self.ack_seconds = Histogram("shokai_webhook_ack_seconds", "Time from request to 200",
                                      buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 2),
                                      registry=self.registry)

@@ -40,7 +40,8 @@ async def notify(services: Services, kind: str, to: str, text_key: str, key: str
     (quiet hours), "retrying" (LINE failing: kept for the clock) or "rejected" (LINE refused it for good).
 
     `key` is the notice's retry key: the same cause must always give the same key."""
-    assert kind in NOTICE_KINDS, kind
+    if kind not in NOTICE_KINDS:  # a programming error: fail loudly, also under python -O
+        raise ValueError(f"unknown notice kind {kind!r}")
     program = services.program
     rules = program.rules.notifications
     if kind not in rules.enabled:
@@ -148,6 +149,18 @@ async def milestone_check(services: Services, referrer: str, friend: str) -> int
     await notify(services, "milestone", referrer, "notice_milestone", retry_key("milestone", referrer, count),
                  count=count, points=f"{points:,}")
     return count
+
+
+async def referral_completed(services: Services, referrer: str, friend: str) -> None:
+    """The referrer's side of a referral was just paid (an order, or staff approving a reviewed one): tell
+    them their points are in, then any milestone and tier it reached. Keyed by the friend, so however often
+    a retried event or request calls this, LINE delivers it once."""
+    view = await services.program.member(referrer)
+    await notify(services, "referral_completed", referrer, "referral_completed_referrer",
+                 retry_key("referral-completed", friend), points=services.program.rules.referrer_points,
+                 balance=f"{view.points if view else 0:,}")
+    await milestone_check(services, referrer, friend)
+    await tier_check(services, referrer, f"referral:{friend}")
 
 
 async def stock_back(services: Services, reward_id: str, restock: str) -> int:

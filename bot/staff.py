@@ -1,16 +1,15 @@
 """Staff: who they are (STAFF_USER_IDS plus ones added through the admin API), the `is_staff` filter, and
-a staff member's conversation step (a multi-step command such as composing a broadcast) kept in Redis
-with a TTL, so an abandoned flow simply expires.
+a staff member's conversation step (a multi-step command such as composing a broadcast), kept by
+bot/conversation.py with a TTL, so an abandoned flow simply expires.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from bot import keys
+from bot import conversation, keys
 from bot.dispatcher import Ctx, Services
 
 STATE_TTL_SECONDS = 15 * 60
-DRAFT_DONE_TTL_SECONDS = 7 * 86_400
 
 
 async def is_staff_user(services: Services, user_id: str) -> bool:
@@ -42,23 +41,18 @@ async def staff_list(services: Services) -> tuple[list[str], list[str]]:
     return sorted(services.settings.staff_user_ids), added
 
 
-# ---- conversation steps ---------------------------------------------------------------------
+# ---- conversation steps: kept by bot/conversation.py, one per user, so a staff step and a member's
+# profile step replace and cancel each other -----------------------------------------------------
 async def step_of(services: Services, user_id: str) -> dict[str, str]:
-    raw = await services.redis.hgetall(keys.staff_state(user_id))
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    return await conversation.state(services.redis, user_id)
 
 
 async def set_step(services: Services, user_id: str, step: str, **data: str) -> None:
-    state_key = keys.staff_state(user_id)
-    async with services.redis.pipeline(transaction=True) as pipe:
-        pipe.delete(state_key)
-        pipe.hset(state_key, mapping={"step": step, **data})
-        pipe.expire(state_key, STATE_TTL_SECONDS)
-        await pipe.execute()
+    await conversation.begin(services.redis, user_id, step, ttl=STATE_TTL_SECONDS, **data)
 
 
 async def clear_step(services: Services, user_id: str) -> bool:
-    return bool(await services.redis.delete(keys.staff_state(user_id)))
+    return await conversation.end(services.redis, user_id)
 
 
 def in_step(*steps: str) -> Any:
@@ -68,11 +62,3 @@ def in_step(*steps: str) -> Any:
         return {"state": state} if state.get("step") in steps else None
 
     return check
-
-
-async def claim_draft(services: Services, draft_id: str) -> bool:
-    """A draft is confirmed once, however often its button is tapped."""
-    return bool(await services.redis.set(keys.staff_draft_done(draft_id), "1", nx=True, ex=DRAFT_DONE_TTL_SECONDS))
-
-
-# ---- broadcasts: today's engine (bot/broadcasts.py) knows one segment, everyone -------------------

@@ -309,4 +309,6 @@ class Worker:
         ctx.member_is_new, language = await program.sighting(user_id, _sighting(event), event.timestamp)
         ctx.lang = self.services.texts.lang_for(language)
         handler = await self.router.dispatch(ctx)
+        if ctx.tampered:  # counted once per event, however many routes looked at the data
+            self.metrics.postbacks_refused.inc()
         return "handled" if handler else "unrouted"

@@ -1,14 +1,13 @@
 """ポイント / points: the member card — tier, balance, pending points, debt, progress to the next tier,
 points expiring soon, the latest ledger lines and the member QR for the counter."""
-from datetime import datetime, timedelta, timezone
 
 from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from bot.flex import cut
 from bot.links import member_qr_url
 from handlers.common import card, note, render, row, show_loading
+from rewards import engine
 
 router = Router("points")
-JST = timezone(timedelta(hours=9))
 HISTORY_LINES = 5
 NAME_MAX = 40
 
@@ -28,7 +27,7 @@ async def on_points(ctx: Ctx) -> None:
         rows.append(row(ctx, ctx.t("flex_member_debt"), ctx.t("flex_member_points_value", points=f"{member.debt:,}")))
     expiring = await program.expiring(ctx.user_id)
     if expiring:
-        when = datetime.fromtimestamp(expiring[1] / 1000, JST).strftime("%Y/%m/%d")
+        when = engine.shop_time(program.rules, expiring[1]).strftime("%Y/%m/%d")
         rows.append(row(ctx, ctx.t("flex_member_expiring"),
                         ctx.t("flex_member_expiring_value", points=f"{expiring[0]:,}", date=when)))
     if member.next_tier and member.to_next_tier is not None:
@@ -40,7 +39,7 @@ async def on_points(ctx: Ctx) -> None:
     else:
         progress = note(ctx, ctx.t("flex_member_top"))
     history = [row(ctx, ctx.t("flex_member_history_label",
-                              date=datetime.fromtimestamp(entry.at_ms / 1000, JST).strftime("%m/%d"),
+                              date=engine.shop_time(program.rules, entry.at_ms).strftime("%m/%d"),
                               kind=ctx.t(f"kind_{entry.kind}")),
                    ctx.t("flex_member_points_value", points=f"{entry.delta:+,}"))
                for entry in await program.recent_ledger(ctx.user_id, HISTORY_LINES)]

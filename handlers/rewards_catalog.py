@@ -74,10 +74,6 @@ PAGE_SIZE = 10  # a head bubble, ten rewards and a "more" bubble: LINE's 12 at m
 NAME_MAX = 60
 
 
-def uri_button(ctx: Ctx, button_label: str, uri: str, style: str = "secondary") -> dict[str, Any]:
-    return render(ctx, "_button", style=style, action={"type": "uri", "label": cut(button_label, 40), "uri": uri})
-
-
 def flex_postback(ctx: Ctx, button_label: str, data: str, display: str, style: str = "secondary") -> dict[str, Any]:
     return render(ctx, "_button", style=style, action={"type": "postback", "label": cut(button_label, 40),
                                                        "data": data, "displayText": display[:300]})

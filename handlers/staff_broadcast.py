@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bot.broadcasts import BroadcastError, Broadcasts
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, text_of, words
 from bot.postback import PostbackData
-from bot.staff import claim_draft, clear_step, in_step, is_staff, set_step, step_of
+from bot.staff import clear_step, in_step, is_staff, set_step, step_of
 from handlers.staff_common import WORD_BROADCAST, cancel_button, postback_button, staff_text
 
 router = Router("staff_broadcast")
@@ -41,8 +41,13 @@ async def audience_size(ctx: Ctx, segment: str) -> int:
     return await Broadcasts(ctx.services).count(SEGMENTS[segment])
 
 
-async def create_job(ctx: Ctx, text: str, segment: str) -> str:
-    job = await Broadcasts(ctx.services).create(body_for(segment, text), by=ctx.user_id)  # audited there
+DRAFT_JOBS = uuid.UUID("6f1d3c52-0b7e-4a8e-9d0c-5e2b8f4a7c19")  # namespace: a draft's job id
+
+
+async def create_job(ctx: Ctx, text: str, segment: str, draft: str) -> str:
+    """The draft's job: its id derives from the draft, so a redelivered or repeated confirm finds the same job."""
+    job_id = uuid.uuid5(DRAFT_JOBS, draft).hex
+    job = await Broadcasts(ctx.services).create(body_for(segment, text), by=ctx.user_id, job_id=job_id)  # audited
     return str(job["id"])
 
 
@@ -116,10 +121,8 @@ async def on_confirm(ctx: Ctx, data: ConfirmBroadcast) -> None:
     if state is None or state.get("segment") != data.segment:
         await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_stale")))
         return
-    if not await claim_draft(ctx.services, data.draft):  # a second tap of the same confirm button
-        await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_already")))
-        return
     count = await audience_size(ctx, data.segment)
-    job_id = await create_job(ctx, state["text"], data.segment)
+    # a second tap or a retry after a failure answers the same job: true either way
+    job_id = await create_job(ctx, state["text"], data.segment, data.draft)
     await clear_step(ctx.services, ctx.user_id)
     await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_created", count=f"{count:,}", job=job_id[:8])))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.dispatcher import Ctx, MessageEvent, Router, words
+from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from bot.staff import clear_step, in_step, is_staff
 
 router = Router("staff_common")
@@ -17,7 +17,6 @@ WORD_NUMBERS = ("今日の数字", "数字", "today", "numbers", "stats")
 WORD_MEMBER = ("会員を探す", "会員検索", "member", "find member")
 WORD_COUPON = ("クーポン使用", "coupon", "use coupon")
 WORD_REVIEW = ("審査待ち", "審査", "review")
-WORD_CANCEL = ("キャンセル", "やめる", "cancel")
 LABEL_MAX = 20
 
 
@@ -53,7 +52,9 @@ def in_any_step(ctx: Ctx) -> Any:
     return in_step("broadcast_text", "broadcast_segment", "broadcast_confirm", "member", "coupon")(ctx)
 
 
-@router.on(MessageEvent, words(*WORD_CANCEL), is_staff, in_any_step)
+# the members' cancel intent (assets/words.toml: "stop", "中止"…), so such a word typed in a step cancels
+# it instead of becoming, say, the broadcast's text
+@router.on(MessageEvent, keyword("cancel"), is_staff, in_any_step)
 async def on_cancel(ctx: Ctx, state: dict[str, str]) -> None:
     await clear_step(ctx.services, ctx.user_id)
     await ctx.answer(staff_text(ctx, ctx.t("staff_cancelled")))

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 ADJUST = re.compile(r"^(?:調整|adjust)\s+(\S+)\s+([+\-]?\d{1,7})\s+(.{1,500})$", re.IGNORECASE | re.DOTALL)
 LOOKUP = re.compile(r"^(?:会員|member)\s+(\S+)$", re.IGNORECASE)
 MAX_ADJUST = 1_000_000
+ADJUST_REFUSALS = ("UNKNOWN_MEMBER",)  # the codes Program.adjust raises that have their own text
 
 
 def adjust_command(ctx: Ctx) -> dict[str, str] | None:
@@ -39,7 +40,8 @@ def lookup_command(ctx: Ctx) -> dict[str, str] | None:
 
 async def member_card(ctx: Ctx, uid: str) -> str:
     view = await ctx.program.member(uid)
-    assert view is not None
+    if view is None:  # the callers found this member a moment ago
+        raise ValueError(f"no member {uid}")
     lines = await ctx.program.recent_ledger(uid, 3)
     recent = "\n".join(ctx.t("staff_member_ledger_line", delta=f"{line.delta:+,}", kind=line.kind) for line in lines)
     return ctx.t("staff_member_card", code=codes.display(view.code) if view.code else "-", user_id=uid,
@@ -86,7 +88,9 @@ async def on_adjust(ctx: Ctx, who: str, points: str, reason: str) -> None:
         written, balance = await ctx.program.adjust(uid, delta, reason, ctx.user_id, f"adjust:chat:{ctx.event_id}")
     except ProgramError as refused:
         log.info("staff %s adjust refused: %s", ctx.user_id, refused.code)
-        await ctx.answer(staff_text(ctx, ctx.t("staff_member_not_found", query=who[:40])))
+        known = refused.code in ADJUST_REFUSALS  # a code without its own text still gets an honest answer
+        await ctx.answer(staff_text(ctx, ctx.t(f"staff_adjust_refused_{refused.code}") if known
+                                    else ctx.t("staff_adjust_refused", code=refused.code)))
         return
     if written:
         await ctx.program.audit(ctx.user_id, "adjust_points", uid, before=before.points if before else 0,

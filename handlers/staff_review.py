@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from bot import notices
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
-from bot.line_client import retry_key
 from bot.postback import PostbackData
 from bot.staff import is_staff
 from handlers.staff_common import WORD_REVIEW, postback_button, staff_text
@@ -58,26 +57,16 @@ async def decide(ctx: Ctx, friend: str, approve: bool) -> None:
     try:
         decision = await (review.approve(friend, ctx.user_id) if approve else review.void(friend, ctx.user_id))
     except ProgramError as refused:
-        await ctx.answer(staff_text(ctx, ctx.t("staff_review_refused", status=refused.message)))
+        await ctx.answer(staff_text(ctx, ctx.t(f"staff_review_refused_{refused.code}")))
         return
     if decision.changed:
         await ctx.program.audit(ctx.user_id, "approve_referral" if approve else "void_referral", friend,
                                 referrer=decision.referrer, before=(before or {}).get("status", ""),
                                 after=decision.status)
-        if approve and decision.referrer:
-            await tell_referrer(ctx, decision.referrer, friend)
+    if decision.paid_referrer:  # paid by this call, even when the decision itself was taken before a crash
+        await notices.referral_completed(ctx.services, decision.paid_referrer, friend)
     key = "staff_review_approved" if approve else "staff_review_voided"
     await ctx.answer(staff_text(ctx, ctx.t(key, friend=friend)))
-
-
-async def tell_referrer(ctx: Ctx, referrer: str, friend: str) -> None:
-    """As when an order completes a referral: the referrer hears their points are in, through the notices
-    (switchable, quiet hours), keyed by the friend like the order path so it goes out once."""
-    view = await ctx.program.member(referrer)
-    await notices.notify(ctx.services, "referral_completed", referrer, "referral_completed_referrer",
-                         retry_key("referral-completed", friend), points=ctx.program.rules.referrer_points,
-                         balance=f"{view.points if view else 0:,}")
-    await notices.milestone_check(ctx.services, referrer, friend)
 
 
 @router.on(PostbackEvent, postback(ApproveReferral), is_staff)

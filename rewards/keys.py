@@ -82,7 +82,7 @@ def stats_day(day: str) -> str:
     return f"{PREFIX}:stats:day:{day}"  # hash: the counters of one shop-time day (YYYY-MM-DD)
 
 
-TOP_REFERRERS = f"{PREFIX}:stats:referrers"  # zset: referrer -> referrals completed (paid)
+TOP_REFERRERS = f"{PREFIX}:stats:referrers"  # zset: referrer -> referrals completed (a copy of the member's count)
 CYCLES = f"{PREFIX}:stats:cycles"  # hash: referrer -> "joined_ms|first_completed_ms" (written once)
 
 

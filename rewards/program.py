@@ -130,6 +130,29 @@ def _load(name: str, with_ledger: bool = False) -> str:
     return ((_LUA / "ledger.lua").read_text() + "\n" + source) if with_ledger else source
 
 
+REFERRAL_STATUSES = ("pending", "review", "completed", "voided")
+
+
+def _friends_of(made: dict) -> dict[str, str]:
+    """friend -> status from a referrer's referrals hash (its other fields are "friend|what")."""
+    pairs = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in made.items()}
+    return {friend: status for friend, status in pairs.items() if "|" not in friend and status in REFERRAL_STATUSES}
+
+
+def _newer_status(made_status: str, own: bytes | str | None) -> str:
+    """The friend's own status when it is a known one, else what the referrer's record says."""
+    status = own.decode() if isinstance(own, bytes) else own
+    return status if status in REFERRAL_STATUSES else made_status
+
+
+def _referral_counts(statuses: dict[str, str]) -> Referrals:
+    """The counts members see: invited (every referral), pending (waiting for an order or for review), done."""
+    counts = list(statuses.values())
+    return Referrals(invited=len(counts), pending=counts.count("pending") + counts.count("review"),
+                     completed=counts.count("completed"))
+
+
 class Program:
     def __init__(self, redis: Any, rules: Rules, clock: Callable[[], float] = time.time):
         self.redis = redis
@@ -142,6 +165,7 @@ class Program:
         self._refund = redis.register_script(_load("refund", with_ledger=True))
         self._referrer_step_script = redis.register_script(_load("referrer_step", with_ledger=True))
         self._void_referral = redis.register_script(_load("void_referral", with_ledger=True))
+        self._review_decide = redis.register_script(_load("review_decide", with_ledger=True))
         self._maintain = redis.register_script(_load("maintain", with_ledger=True))
 
     def _now_ms(self) -> int:
@@ -349,13 +373,27 @@ class Program:
                 tier = self.rules.tiers[ranks.index(peak)]
         return tier, measure
 
+    async def _referral_statuses(self, made_hashes: list[dict]) -> list[dict[str, str]]:
+        """Each member's referrals (friend -> status) from their referrals hashes, with the friend's own
+        status where the referrer's record lags: it says "pending" while the friend's is in review (or
+        already decided, before settle catches up). Only those are read: one pipelined round trip."""
+        made_all = [_friends_of(made) for made in made_hashes]
+        lagging = [(i, friend) for i, made in enumerate(made_all) for friend, st in made.items() if st == "pending"]
+        if lagging:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, friend in lagging:
+                    pipe.hget(keys.referral(friend), "status")
+                own = await pipe.execute()
+            for (i, friend), status in zip(lagging, own, strict=True):
+                made_all[i][friend] = _newer_status("pending", status)
+        return made_all
+
     async def member(self, uid: str) -> MemberView | None:
         fields = await self.redis.hgetall(keys.member(uid))
         if not fields:
             return None
         m = {k.decode(): v.decode() for k, v in fields.items()}
-        made = [s.decode() for s in await self.redis.hvals(keys.referrals_made(uid))
-                if s.decode() in ("pending", "completed", "voided")]
+        [made] = await self._referral_statuses([await self.redis.hgetall(keys.referrals_made(uid))])
         tier, measure = self._tier(m)
         if self.rules.tier_downgrade == "never" and m.get("tier_peak") != tier.name:
             await self.redis.hset(keys.member(uid), "tier_peak", tier.name)
@@ -365,7 +403,7 @@ class Program:
             lifetime_points=int(m.get("lifetime", 0)), tier=tier.name,
             next_tier=higher[0].name if higher else None,
             to_next_tier=higher[0].threshold - measure if higher else None,
-            referrals=Referrals(invited=len(made), pending=made.count("pending"), completed=made.count("completed")),
+            referrals=_referral_counts(made),
             code=m.get("code"), blocked=m.get("blocked") == "1", lang=m.get("lang_pref") or m.get("lang"),
             debt=int(m.get("debt", 0)), birthday=m.get("birthday"), gift=m.get("gift") == "1",
             nickname=m.get("nickname"), nickname_consent=m.get("nickname_consent") == "1",
@@ -595,6 +633,31 @@ class Program:
                 await self.count("points_issued", self.rules.friend_points)
         return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay))
 
+    async def decide_referral(self, friend: str, decision: str, by: str) -> tuple[bool, str, str | None]:
+        """Staff's decision ("approve" | "void") on a reviewed (or, to void, pending) referral: (changed now,
+        the referral's status, the referrer when settle paid them just now). Taken again it changes nothing.
+
+        Raises ProgramError UNKNOWN_REFERRAL, NOT_IN_REVIEW or NOT_VOIDABLE with nothing changed."""
+        now = self._now_ms()
+        spec = self._friend_award(now, "review")
+        await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
+        outcome, status = await self._review_decide(keys=[*keys.ledger_keys(friend), keys.referral(friend)],
+                                                    args=[json.dumps({"decision": decision, "at": now, "by": by,
+                                                                      "friend_award": spec})])
+        outcome, status = outcome.decode(), status.decode()
+        if outcome not in ("OK", "ALREADY"):
+            await self.redis.srem(keys.SETTLE, friend)
+            messages = {"UNKNOWN_REFERRAL": "that member was never referred",
+                        "NOT_IN_REVIEW": f"only a referral in review can be approved (this one is {status})",
+                        "NOT_VOIDABLE": f"only a pending or reviewed referral can be voided (this one is {status})"}
+            raise ProgramError(outcome, messages[outcome])
+        if outcome == "OK" and decision == "approve":
+            await self._schedule(friend, spec)  # the friend's points may be held: release them on time
+            await self.count("points_issued", int(spec["amount"]))
+            await self.count("referrals_approved")
+        paid_referrer = await self.settle(friend)  # the referrer's side (or the void on it), once
+        return outcome == "OK", status, paid_referrer
+
     async def _refused(self, reason: str) -> Attribution:
         await self.count(f"refused:{reason}")
         return Attribution(ok=False, reason=reason)
@@ -619,7 +682,17 @@ class Program:
             await self.count("points_issued", sum(m.points for m in self.rules.milestones if m.count == int(milestone)))
         if status in ("completed", "voided"):
             await self._rank(referrer, friend, only_up=status == "completed")
+            await self._top(referrer, only_up=status == "completed")
         return int(written), int(milestone)
+
+    async def _top(self, referrer: str, only_up: bool) -> None:
+        """Copy the referrer's completed count (moved once, in referrer_step.lua) into the all-time board:
+        a re-run or a sweep racing an order writes the same number, never one more. GT as in _rank."""
+        count = int(await self.redis.hget(keys.member(referrer), "referrals_completed") or 0)
+        if count > 0:
+            await self.redis.zadd(keys.TOP_REFERRERS, {referrer: count}, gt=only_up)
+        else:
+            await self.redis.zrem(keys.TOP_REFERRERS, referrer)
 
     async def _rank(self, referrer: str, friend: str, only_up: bool) -> None:
         """Copy the referrer's count for the month the referral completed into that month's board.
@@ -667,7 +740,6 @@ class Program:
             await self._referrer_step(referrer, friend, "voided")
             await self.redis.hset(keys.referral(friend), mapping={"referrer_reversed": 1})
             await self.count("referrals_voided")
-            await self.redis.zincrby(keys.TOP_REFERRERS, -1, referrer)
         elif referrer and status == "voided" and not ref.get("referrer_paid") and not ref.get("referrer_reversed"):
             # voided before it paid anyone (staff voided a pending or reviewed referral, or its order was
             # refunded while in review): the referrer's record says so, nothing to take back
@@ -678,8 +750,7 @@ class Program:
         return paid_now
 
     async def _count_completed(self, referrer: str, completed_at: int) -> None:
-        """Top referrers, and the referrer's first completed referral for the viral cycle time (kept once)."""
-        await self.redis.zincrby(keys.TOP_REFERRERS, 1, referrer)
+        """The referrer's first completed referral, for the viral cycle time (kept once)."""
         joined = await self.redis.hget(keys.member(referrer), "first_seen_at")
         if joined is not None:
             await self.redis.hsetnx(keys.CYCLES, referrer, f"{int(joined)}|{completed_at}")
@@ -709,18 +780,15 @@ class Program:
 
     async def referral_status(self, uid: str, shown: int = 5) -> ReferralStatus:
         """Read only: the member's referrals, the newest few in detail, and the next milestone."""
-        made = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(keys.referrals_made(uid))).items()}
-        statuses = {friend: status for friend, status in made.items()
-                    if "|" not in friend and status in ("pending", "review", "completed", "voided")}
-        counts = list(statuses.values())
-        referrals = Referrals(invited=len(counts), pending=counts.count("pending") + counts.count("review"),
-                              completed=counts.count("completed"))
+        statuses = _friends_of(await self.redis.hgetall(keys.referrals_made(uid)))
         friends = []
         now = self._now_ms()
-        for friend, status in statuses.items():
-            ref = await self.redis.hmget(keys.referral(friend), ["created_at", "hold_until"])
+        for friend, made_status in statuses.items():
+            ref = await self.redis.hmget(keys.referral(friend), ["status", "created_at", "hold_until"])
             code = await self.redis.hget(keys.member(friend), "code")
-            created, hold_until = int(ref[0] or 0), int(ref[1] or 0)
+            # the friend's own record leads (the referrer's says "pending" while staff review it)
+            status = statuses[friend] = _newer_status(made_status, ref[0])
+            created, hold_until = int(ref[1] or 0), int(ref[2] or 0)
             needs = None
             if status == "pending":
                 needs = "FIRST_PURCHASE"
@@ -732,6 +800,7 @@ class Program:
                                           needs=needs, minimum_order=self.rules.referral_minimum_order,
                                           at_ms=created))
         friends.sort(key=lambda f: f.at_ms, reverse=True)
+        referrals = _referral_counts(statuses)
         ahead = [m for m in self.rules.milestones if m.count > referrals.completed]
         return ReferralStatus(referrals=referrals, friends=friends[:shown],
                               next_milestone=ahead[0] if ahead else None,
@@ -845,22 +914,23 @@ class Program:
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid in uids:
                 pipe.hgetall(keys.member(uid))
-                pipe.hvals(keys.referrals_made(uid))
+                pipe.hgetall(keys.referrals_made(uid))
                 pipe.zrange(keys.lot_queue(uid), 0, 0, withscores=True)
             raw = await pipe.execute()
+        made_all = await self._referral_statuses([raw[3 * i + 1] for i in range(len(uids))])
         facts = []
         for i, uid in enumerate(uids):
-            fields, made_raw, soonest = raw[3 * i:3 * i + 3]
+            fields, _, soonest = raw[3 * i:3 * i + 3]
             if not fields:
                 continue  # not a member (an id from a user_ids segment we never saw)
             m = {k.decode(): v.decode() for k, v in fields.items()}
-            made = [s.decode() for s in made_raw if s.decode() in ("pending", "review", "completed", "voided")]
+            counts = _referral_counts(made_all[i])
             joined = int(m.get("first_seen_at", 0))
             facts.append(MemberFacts(
                 user_id=uid, blocked=m.get("blocked") == "1", tier=self._tier(m)[0].name,
-                points=int(m.get("points", 0)), referrals_invited=len(made),
-                referrals_pending=made.count("pending") + made.count("review"),
-                referrals_completed=made.count("completed"), lang=m.get("lang_pref") or m.get("lang"), birthday=m.get("birthday"), joined_at_ms=joined,
+                points=int(m.get("points", 0)), referrals_invited=counts.invited,
+                referrals_pending=counts.pending, referrals_completed=counts.completed,
+                lang=m.get("lang_pref") or m.get("lang"), birthday=m.get("birthday"), joined_at_ms=joined,
                 last_active_ms=max(joined, int(m.get("last_seen_at", 0)), int(m.get("last_activity", 0))),
                 next_expiry_ms=int(soonest[0][1]) if soonest and soonest[0][1] > 0 else None))
         return facts

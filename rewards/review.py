@@ -6,12 +6,10 @@ by the usual single-member steps) or void it (nobody is paid). Pending referrals
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
 from rewards import keys
-from rewards.program import Program, ProgramError, _load
+from rewards.program import Program
 
 STATUSES = ("pending", "review", "completed", "voided", "refused")
 SCAN_CHUNK = 500
@@ -23,13 +21,13 @@ class Decision:
     referrer: str
     status: str  # the referral's status now
     changed: bool  # False: the same decision was already taken
+    paid_referrer: str | None = None  # the referrer, when this call paid them (tell them then)
 
 
 class ReferralReview:
     def __init__(self, program: Program):
         self.program = program
         self.redis = program.redis
-        self._decide = self.redis.register_script(_load("review_decide", with_ledger=True))
 
     async def referral(self, friend: str) -> dict[str, str] | None:
         raw = await self.redis.hgetall(keys.referral(friend))
@@ -63,23 +61,6 @@ class ReferralReview:
         return await self._take("void", friend, by)
 
     async def _take(self, decision: str, friend: str, by: str) -> Decision:
-        program = self.program
-        now = program._now_ms()
-        spec: dict[str, Any] = program._friend_award(now, "review")
-        await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
-        outcome, status = await self._decide(keys=[*keys.ledger_keys(friend), keys.referral(friend)],
-                                             args=[json.dumps({"decision": decision, "at": now, "by": by,
-                                                               "friend_award": spec})])
-        outcome, status = outcome.decode(), status.decode()
-        if outcome not in ("OK", "ALREADY"):
-            await self.redis.srem(keys.SETTLE, friend)
-            messages = {"UNKNOWN_REFERRAL": "that member was never referred",
-                        "NOT_IN_REVIEW": f"only a referral in review can be approved (this one is {status})",
-                        "NOT_VOIDABLE": f"only a pending or reviewed referral can be voided (this one is {status})"}
-            raise ProgramError(outcome, messages[outcome])
-        if outcome == "OK" and decision == "approve":
-            await program.count("points_issued", int(spec["amount"]))
-            await program.count("referrals_approved")
-        await program.settle(friend)  # pays (or records the void on) the referrer's side, once
+        changed, status, paid_referrer = await self.program.decide_referral(friend, decision, by)
         referrer = (await self.redis.hget(keys.referral(friend), "referrer") or b"").decode()
-        return Decision(friend=friend, referrer=referrer, status=status, changed=outcome == "OK")
+        return Decision(friend=friend, referrer=referrer, status=status, changed=changed, paid_referrer=paid_referrer)

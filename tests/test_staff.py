@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot import keys
+from bot import conversation, keys
+from bot.broadcasts import Broadcasts
 from bot.linesim.platform import Platform, new_user_id
 from handlers.staff_broadcast import ConfirmBroadcast, PickSegment
 from handlers.staff_review import ApproveReferral, VoidReferral
 from rewards import keys as rkeys
+from rewards.program import ProgramError
 from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
 from tests.test_admin_api import follow, points_of, wait_for_broadcast
 from tests.test_admin_api_more import review_referral
@@ -84,7 +86,7 @@ async def test_non_staff_get_the_fallback_for_every_staff_word_and_button(staff_
     assert {u: await points_of(bot, u) for u in (a, b, customer)} == points
     assert await bot.services.redis.hget(rkeys.referral(b), "status") == b"review"
     assert await bot.services.redis.llen(keys.BROADCAST_QUEUE) == 0
-    assert not await bot.services.redis.exists(keys.staff_state(customer))
+    assert not await bot.services.redis.exists(keys.conversation_step(customer))
 
 
 async def test_staff_compose_a_broadcast_and_confirm_once(staff_bot: Bot) -> None:
@@ -122,6 +124,83 @@ async def test_a_second_tap_on_confirm_creates_no_second_job(staff_bot: Bot) -> 
     await bot.platform.wait_for(lambda: len(bot.platform.said_to(STAFF, mark)) >= 2)
     await bot.idle()
     assert len([e for e in await audit(bot) if e["what"] == "broadcast"]) == 1
+
+
+@pytest.mark.parametrize("word", ["stop", "中止", "やめる", "cancel"])
+async def test_any_cancel_word_in_the_broadcast_step_cancels_and_sends_nothing(staff_bot: Bot, word: str) -> None:
+    bot = staff_bot
+    await say(bot, STAFF, "配信する")
+    assert body(await say(bot, STAFF, word)) == ja(bot, "staff_cancelled")
+    assert await conversation.pending(bot.services.redis, STAFF) is None
+    assert "全員" not in body(await say(bot, STAFF, "週末セール"))  # ordinary text again, not a draft
+    assert await bot.services.redis.zcard(keys.BROADCASTS) == 0
+
+
+async def test_a_staff_step_and_a_profile_step_replace_and_cancel_each_other(staff_bot: Bot) -> None:
+    bot = staff_bot
+    redis = bot.services.redis
+    card = await say(bot, STAFF, "プロフィール")
+    [ask] = [a for a in postbacks(card) if a["label"] == ja(bot, "profile_set_nickname")]
+    await tap(bot, STAFF, ask["data"])
+    assert await conversation.pending(redis, STAFF) == "nickname"
+    await say(bot, STAFF, "配信する")  # the staff step replaces the nickname step
+    assert await conversation.pending(redis, STAFF) == "broadcast_text"
+    assert body(await say(bot, STAFF, "キャンセル")) == ja(bot, "staff_cancelled")
+    assert await conversation.pending(redis, STAFF) is None
+    assert (await bot.services.program.member(STAFF)).nickname is None
+
+    await say(bot, STAFF, "配信する")
+    await tap(bot, STAFF, ask["data"])  # the nickname step replaces the staff step
+    assert await conversation.pending(redis, STAFF) == "nickname"
+    assert body(await say(bot, STAFF, "stop")) == ja(bot, "nickname_cancelled")
+    assert await conversation.pending(redis, STAFF) is None
+    assert await redis.zcard(keys.BROADCASTS) == 0
+
+
+async def test_a_confirm_that_failed_once_makes_exactly_one_job_on_its_retry(
+        staff_bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job is stored, then the handler dies before answering: the worker's retry finds that job."""
+    bot = staff_bot
+    real_create = Broadcasts.create
+    calls: list[str] = []
+
+    async def create_then_fail_once(self: Broadcasts, *args: object, **kwargs: object) -> dict:
+        job = await real_create(self, *args, **kwargs)  # type: ignore[arg-type]
+        calls.append(job["id"])
+        if len(calls) == 1:
+            raise RuntimeError("crash after the job was stored")
+        return job
+
+    monkeypatch.setattr(Broadcasts, "create", create_then_fail_once)
+    await say(bot, STAFF, "broadcast")
+    [segment] = [p for p in postbacks(await say(bot, STAFF, "Sale!")) if p["label"].startswith(("全員", "Everyone"))]
+    [send] = postbacks(await tap(bot, STAFF, segment["data"]))
+    done = await tap(bot, STAFF, send["data"])  # answered by the retry
+    assert "配信を受け付けました" in body(done)
+    assert len(calls) == 2 and calls[0] == calls[1]
+    assert await bot.services.redis.zcard(keys.BROADCASTS) == 1
+    assert len([e for e in await audit(bot) if e["what"] == "broadcast"]) == 1
+
+
+@pytest.mark.parametrize(("code", "key"), [("UNKNOWN_MEMBER", "staff_adjust_refused_UNKNOWN_MEMBER"),
+                                           ("SOMETHING_NEW", "staff_adjust_refused")])
+async def test_a_refused_adjustment_is_answered_by_its_code(staff_bot: Bot, monkeypatch: pytest.MonkeyPatch,
+                                                            code: str, key: str) -> None:
+    bot = staff_bot
+    customer = new_user_id()
+    await follow(bot, customer)
+    member_code = await bot.services.program.invite_code(customer)
+    before = await points_of(bot, customer)
+
+    async def refuse(*args: object, **kwargs: object) -> tuple[bool, int]:
+        raise ProgramError(code, "refused")
+
+    monkeypatch.setattr(bot.services.program, "adjust", refuse)
+    answer = body(await say(bot, STAFF, f"調整 {member_code} +100 来店"))
+    assert answer == ja(bot, key, code=code)
+    assert ja(bot, "staff_member_not_found", query=member_code) not in answer
+    assert await points_of(bot, customer) == before
+    assert not [e for e in await audit(bot) if e["what"] == "adjust_points"]
 
 
 async def test_cancel_ends_a_flow_and_the_next_text_is_ordinary(staff_bot: Bot) -> None:
