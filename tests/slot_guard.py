@@ -59,6 +59,10 @@ class GuardedScript:
         self._script = register(client, instrument(source))
         self._calls = calls
 
+    def __getattr__(self, name: str) -> Any:
+        """Everything else (the `sha` a pipeline's EVALSHA uses) is the wrapped script's."""
+        return getattr(self._script, name)
+
     async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = (), client: Any = None) -> Any:
         one_slot(self.name, keys)
         self._calls.append(self.name)
