@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from linebot.v3.webhooks import Event, FollowEvent, UnfollowEvent
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from bot import keys, notices
 from bot.dispatcher import SENT_MARKER_TTL, Ctx, Router, Services
@@ -257,25 +257,16 @@ class Worker:
             await self.redis.set(marker, "done", ex=SENT_MARKER_TTL)
 
     async def _finish_with_marks(self, stream: str, entry_id: bytes, done_marks: list[str]) -> None:
-        """The event's sent markers and its finish in one round trip (a pipeline, not a transaction: the
-        marker and the stream are in different slots). The markers go first. Should the finish fail, the
-        entry stays pending and its re-run finds the markers "done"; a marker written without its finish
-        is harmless the same way."""
-        if not done_marks:
-            await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for marker in done_marks:
-                pipe.set(marker, "done", ex=SENT_MARKER_TTL)
-            pipe.evalsha(self._finish.sha, 1, stream, keys.GROUP, entry_id)
-            *marked, finished = await pipe.execute(raise_on_error=False)
-        for marker, result in zip(done_marks, marked, strict=True):
-            if isinstance(result, Exception):  # only a re-run reads it, and a finished event is not re-run
-                log.warning("sent marker %s not written: %s", marker, result)
-        if isinstance(finished, NoScriptError):  # Redis lost its scripts (a restart): the Script loads it again
-            await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
-        elif isinstance(finished, Exception):
-            raise finished
+        """The event's sent markers, then its finish. The markers go first: should the finish fail, the entry
+        stays pending and its re-run finds them "done". (The marker and the stream are in different slots,
+        so the markers go in a pipeline of their own; one EVALSHA pipelined with them failed on a cluster
+        node that had not loaded the script.)"""
+        if done_marks:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for marker in done_marks:
+                    pipe.set(marker, "done", ex=SENT_MARKER_TTL)
+                await pipe.execute()
+        await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
 
     async def _standby(self, raw: dict) -> str:
         """Another channel holds the chat: say nothing, but keep who follows and blocks (and signup points).
