@@ -13,7 +13,7 @@ from bot.broadcasts import BroadcastError, Broadcasts
 from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, text_of, words
 from bot.postback import PostbackData
 from bot.staff import clear_step, in_step, is_staff, set_step, step_of
-from handlers.staff_common import WORD_BROADCAST, cancel_button, postback_button, staff_text
+from handlers.staff_common import WORD_BROADCAST, ask_for, cancel_button, postback_button, staff_text
 
 router = Router("staff_broadcast")
 inputs = Router("staff_broadcast_inputs")
@@ -68,8 +68,7 @@ class ConfirmBroadcast(PostbackData):
 
 @router.on(MessageEvent, words(*WORD_BROADCAST), is_staff)
 async def on_broadcast(ctx: Ctx) -> None:
-    await set_step(ctx.services, ctx.user_id, "broadcast_text")
-    await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_ask"), cancel_button(ctx)))
+    await ask_for(ctx, "broadcast_text", "staff_broadcast_ask")
 
 
 @inputs.on(MessageEvent, is_staff, in_step("broadcast_text"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from bot.staff import clear_step, in_step, is_staff
+from bot.staff import clear_step, in_step, is_staff, set_step
 
 router = Router("staff_common")
 
@@ -41,6 +41,12 @@ def staff_text(ctx: Ctx, body: str, *extra_quick: dict[str, Any]) -> dict[str, A
 def cancel_button(ctx: Ctx) -> dict[str, Any]:
     word = ctx.t("staff_word_cancel")
     return {"type": "action", "action": {"type": "message", "label": label(word), "text": word}}
+
+
+async def ask_for(ctx: Ctx, step: str, question_key: str) -> None:
+    """Start a staff step and ask for its input, with a way out."""
+    await set_step(ctx.services, ctx.user_id, step)
+    await ctx.answer(staff_text(ctx, ctx.t(question_key), cancel_button(ctx)))
 
 
 def postback_button(button_label: str, data: str, display: str) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import logging
 import re
 
 from bot.dispatcher import Ctx, MessageEvent, Router, text_of, words
-from bot.staff import clear_step, in_step, is_staff, set_step
-from handlers.staff_common import WORD_COUPON, cancel_button, staff_text
+from bot.staff import clear_step, in_step, is_staff
+from handlers.staff_common import WORD_COUPON, ask_for, cancel_button, staff_text
 from rewards.program import ProgramError
 
 router = Router("staff_coupons")
@@ -47,8 +47,7 @@ async def use(ctx: Ctx, token: str) -> None:
 
 @router.on(MessageEvent, words(*WORD_COUPON), is_staff)
 async def on_coupon(ctx: Ctx) -> None:
-    await set_step(ctx.services, ctx.user_id, "coupon")
-    await ctx.answer(staff_text(ctx, ctx.t("staff_coupon_ask"), cancel_button(ctx)))
+    await ask_for(ctx, "coupon", "staff_coupon_ask")
 
 
 @router.on(MessageEvent, typed_coupon, is_staff)

@@ -8,8 +8,8 @@ import unicodedata
 
 from bot.dispatcher import Ctx, MessageEvent, Router, text_of, words
 from bot.member_lookup import find_member
-from bot.staff import clear_step, in_step, is_staff, set_step
-from handlers.staff_common import WORD_MEMBER, cancel_button, staff_text
+from bot.staff import clear_step, in_step, is_staff
+from handlers.staff_common import WORD_MEMBER, ask_for, cancel_button, staff_text
 from rewards import codes
 from rewards.program import ProgramError
 
@@ -63,8 +63,7 @@ async def show_member(ctx: Ctx, query: str) -> None:
 
 @router.on(MessageEvent, words(*WORD_MEMBER), is_staff)
 async def on_member(ctx: Ctx) -> None:
-    await set_step(ctx.services, ctx.user_id, "member")
-    await ctx.answer(staff_text(ctx, ctx.t("staff_member_ask"), cancel_button(ctx)))
+    await ask_for(ctx, "member", "staff_member_ask")
 
 
 @router.on(MessageEvent, lookup_command, is_staff)
