@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ TOKEN = "test-access-token"
 BASIC_ID = "@shokai-test"
 PUBLIC = "https://shop.example.test"
 ADMIN = "test-admin-token"
+HANG_REPORT_SECONDS = float(os.environ.get("SHOKAI_HANG_REPORT_SECONDS", "120"))
 
 
 # SHOKAI_TEST_CLUSTER=1: the session runs on a three-master Redis Cluster of its own, and only the modules
@@ -80,6 +82,23 @@ def lua_slot_guard() -> Iterator[list[str]]:
 
     with guard() as calls:
         yield calls
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def hang_report(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A test still running after HANG_REPORT_SECONDS prints every asyncio task's stack, so a hang in CI
+    says where it waits (pytest-timeout, at 300 s, shows only the event loop's idle select)."""
+    loop = asyncio.get_running_loop()
+
+    def report() -> None:
+        print(f"\n--- {request.node.nodeid}: still running after {HANG_REPORT_SECONDS:.0f}s; its tasks:", file=sys.stderr)
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(limit=12, file=sys.stderr)
+        sys.stderr.flush()
+
+    handle = loop.call_later(HANG_REPORT_SECONDS, report)
+    yield
+    handle.cancel()
 
 
 @pytest.fixture

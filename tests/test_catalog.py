@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
 from bot.config import ASSETS
 from bot.line_limits import actions as _actions
+from bot.linesim.console import decode_qr
 from bot.linesim.platform import Platform, new_user_id, text_of
 from bot.redis_conn import connect
 from handlers.rewards_catalog import ConfirmClaim, ShowReward
@@ -442,7 +441,7 @@ async def test_a_claim_in_chat_from_catalog_to_the_counter(shop_bot: Bot) -> Non
     async with bot.http.get(local(bot, qr_url.group(1))) as r:
         assert r.status == 200 and r.content_type == "image/png"
         png = await r.read()
-    decoded, *_ = cv2.QRCodeDetector().detectAndDecode(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR))
+    decoded = decode_qr(png)
     assert decoded == token, "the QR carries what staff redeem with"
 
     status, used = await bot.admin("POST", f"/api/v1/coupons/{token}/use")
