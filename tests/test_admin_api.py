@@ -5,6 +5,7 @@ members, broadcasts by multicast, and stats.
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -231,7 +232,11 @@ async def test_purchase_points_follow_the_rules(bot: Bot, amount: int, points: i
 
 async def test_occurred_at_is_accepted_in_iso_8601(bot: Bot) -> None:
     uid = new_user_id()
-    for i, when in enumerate(["2024-05-01T12:00:00Z", "2024-05-01T21:00:00+09:00", "2024-05-01"]):
+    # a few days ago, not a fixed date: points expire after 12 months, and the worker's clock would expire
+    # a fixed past date's points while the test runs
+    day = datetime.now(UTC) - timedelta(days=3)
+    for i, when in enumerate([day.strftime("%Y-%m-%dT12:00:00Z"), day.strftime("%Y-%m-%dT21:00:00+09:00"),
+                              day.strftime("%Y-%m-%d")]):
         status, answer = await bot.admin("POST", "/api/v1/conversions",
                                          {"order_id": f"o{i}", "user_id": uid, "amount": 500, "occurred_at": when})
         assert status == 200, answer
