@@ -28,6 +28,10 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+class PortTaken(Exception):
+    """A node exited as it started: its port was taken meanwhile."""
+
+
 class LocalCluster:
     def __init__(self, data_dir: Path, masters: int = 3):
         self.data_dir = Path(data_dir)
@@ -39,7 +43,19 @@ class LocalCluster:
         """What REDIS_URL would say in production: one node, and the cluster flag."""
         return f"redis://127.0.0.1:{self.ports[0]}?cluster=true"
 
-    def start(self, timeout: float = 30.0) -> LocalCluster:
+    def start(self, timeout: float = 30.0, attempts: int = 3) -> LocalCluster:
+        """Start the nodes and join them. A port picked as free can be taken by someone else before the
+        node binds it (or its bus port, port + 10000, can be in use): then the node exits at once, and we
+        try again on other ports rather than wait out the timeout."""
+        for _ in range(attempts):
+            try:
+                return self._start_once(timeout)
+            except PortTaken:
+                self.stop()
+                self.ports = _free_ports(len(self.ports))
+        raise RuntimeError(f"the test Redis Cluster could not bind its ports in {attempts} attempts")
+
+    def _start_once(self, timeout: float) -> LocalCluster:
         server = redis_server_binary()
         cli = os.path.join(os.path.dirname(server), "redis-cli")
         for port in self.ports:
@@ -51,8 +67,8 @@ class LocalCluster:
                  "--appendonly", "no", "--save", "", "--logfile", str(node_dir / "redis.log")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + timeout
-        for port in self.ports:
-            self._wait(lambda p=port: sync_redis.Redis(port=p).ping(), deadline)
+        for port, proc in zip(self.ports, self.procs, strict=True):
+            self._wait(lambda p=port: sync_redis.Redis(port=p, socket_timeout=1).ping(), deadline, proc)
         subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
                         "--cluster-replicas", "0", "--cluster-yes"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
@@ -65,13 +81,15 @@ class LocalCluster:
         return self
 
     @staticmethod
-    def _wait(check, deadline: float) -> None:  # type: ignore[no-untyped-def]
+    def _wait(check, deadline: float, proc: subprocess.Popen[bytes] | None = None) -> None:  # type: ignore[no-untyped-def]
         while True:
             try:
                 if check():
                     return
             except (sync_redis.RedisError, OSError):
                 pass
+            if proc is not None and proc.poll() is not None:
+                raise PortTaken()
             if time.monotonic() > deadline:
                 raise RuntimeError("the test Redis Cluster did not come up in time")
             time.sleep(0.05)
