@@ -12,7 +12,7 @@ from linebot.v3.webhook import SignatureValidator
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from bot import admin_api, admin_rewards, admin_staff, coupon_pages, member_pages, pages, webhook
+from bot import admin_api, admin_rewards, admin_staff, coupon_pages, health, member_pages, pages, webhook
 from bot.broadcasts import BroadcastRunner
 from bot.config import ASSETS, Settings
 from bot.dispatcher import Services
@@ -34,6 +34,7 @@ SERVICES = web.AppKey("services", Services)
 INTAKE = web.AppKey("intake", Intake)
 METRICS = web.AppKey("metrics", Metrics)
 WORKER = web.AppKey("worker", Worker)
+HEALTH_TIMEOUT_SECONDS = 1.0  # /healthz and /metrics give up on Redis after this
 
 
 @contextlib.asynccontextmanager
@@ -101,14 +102,30 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(services_ctx)
     app.router.add_post("/callback", webhook.make_handler(SignatureValidator(settings.channel_secret), INTAKE, METRICS))
 
+    async def work_health() -> health.WorkHealth:
+        services = app[SERVICES]
+        return await asyncio.wait_for(health.read(services.redis, services.settings), HEALTH_TIMEOUT_SECONDS)
+
     async def healthz(request: web.Request) -> web.Response:
+        # 503 only when Redis does not answer (the contract); dead workers or a stuck queue are "degraded", 200
         try:
-            await asyncio.wait_for(request.app[SERVICES].redis.ping(), 1.0)
+            work = await work_health()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
             return web.json_response({"status": "unavailable", "redis": str(exc) or "timeout"}, status=503)
-        return web.json_response({"status": "ok", "redis": "ok"})
+        if work.reasons:
+            log.warning("healthz degraded (%s): %d workers, %d queued, oldest %.1f s", ", ".join(work.reasons),
+                        work.workers, work.queued, work.oldest_queued_seconds)
+        return web.json_response({"redis": "ok", **work.as_json()})
 
     async def prometheus(request: web.Request) -> web.Response:
+        try:
+            work = await work_health()
+            figures: tuple[float, ...] = (work.workers, work.queued, work.oldest_queued_seconds)
+        except (RedisError, OSError, asyncio.TimeoutError):
+            figures = (float("nan"),) * 3  # unknown, not a stale figure
+        for gauge, value in zip((metrics.workers_live, metrics.events_queued, metrics.oldest_queued_seconds),
+                                figures, strict=True):
+            gauge.set(value)
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)

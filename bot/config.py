@@ -39,6 +39,7 @@ class Settings:
     broadcast_concurrency: int = 4  # multicast requests in flight at once, paced by broadcast_rate
     broadcast_poll_seconds: float = 1.0
     body_read_seconds: float = 10.0  # a request body must arrive within this (slowloris); LINE's arrive at once
+    health_max_queue_age_seconds: float = 60.0  # /healthz says "degraded" when an event has waited longer
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -102,6 +103,14 @@ class Settings:
             if not 0 < values["broadcast_rate"] <= 200:  # type: ignore[operator]
                 raise ConfigError(f"BROADCAST_RATE must be multicast requests per second, above 0 and at most "
                                   f"LINE's 200, got {rate!r}")
+        if env.get("HEALTH_MAX_QUEUE_AGE_SECONDS"):
+            age = env["HEALTH_MAX_QUEUE_AGE_SECONDS"]
+            try:
+                values["health_max_queue_age_seconds"] = float(age)
+            except ValueError:
+                values["health_max_queue_age_seconds"] = 0.0
+            if not 0 < values["health_max_queue_age_seconds"] < float("inf"):  # type: ignore[operator]
+                raise ConfigError(f"HEALTH_MAX_QUEUE_AGE_SECONDS must be a number of seconds above 0, got {age!r}")
         if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {values['log_level']!r}")
         for bad in [u for u in values["staff_user_ids"] if not re.fullmatch(r"U[0-9a-f]{32}", u)]:  # type: ignore[attr-defined]

@@ -1,7 +1,7 @@
-"""Prometheus counters, owned by the app (no module-level registry)."""
+"""Prometheus counters and gauges, owned by the app (no module-level registry)."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -21,3 +21,11 @@ class Metrics:
         self.ack_seconds = Histogram("shokai_webhook_ack_seconds", "Time from request to 200",
                                      buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 2),
                                      registry=self.registry)
+        # set from bot/health.py when /metrics is scraped (NaN when Redis did not answer)
+        self.workers_live = Gauge("shokai_workers_live", "Workers whose heartbeat is younger than a lease",
+                                  registry=self.registry)
+        self.events_queued = Gauge("shokai_events_queued", "Events received and not yet finished",
+                                   registry=self.registry)
+        self.oldest_queued_seconds = Gauge("shokai_events_oldest_queued_seconds",
+                                           "Age of the oldest event not yet finished (0 when none)",
+                                           registry=self.registry)
