@@ -135,7 +135,9 @@ async def tier_check(services: Services, uid: str, op: str) -> str | None:
     risen = await program.tier_rise(uid)
     if risen is None:
         return None
-    await notify(services, "tier_up", uid, "notice_tier_up", retry_key("tier-up", uid, risen, op), tier=risen)
+    view = await program.member(uid)  # the label in the member's language, as notify picks it
+    label = program.rules.tier_label(risen, services.texts.lang_for(view.language if view else None))
+    await notify(services, "tier_up", uid, "notice_tier_up", retry_key("tier-up", uid, risen, op), tier=label)
     await program.mark_tier_told(uid, risen)  # told, or switched off: either way it is not news later
     return risen
 

@@ -62,3 +62,8 @@ def row(ctx: Ctx, label: str, value: str) -> dict[str, Any]:
 
 def note(ctx: Ctx, body: str) -> dict[str, Any]:
     return render(ctx, "_note", text=body)
+
+
+def tier_label(ctx: Ctx, tier: str) -> str:
+    """A tier as the person we answer reads it (its label in their language); the stored name stays the id."""
+    return ctx.program.rules.tier_label(tier, ctx.lang)

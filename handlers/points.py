@@ -4,7 +4,7 @@ points expiring soon, the latest ledger lines and the member QR for the counter.
 from bot.dispatcher import Ctx, MessageEvent, Router, keyword
 from bot.flex import cut
 from bot.links import member_qr_url
-from handlers.common import card, note, render, row, show_loading
+from handlers.common import card, note, render, row, show_loading, tier_label
 from rewards import engine
 
 router = Router("points")
@@ -35,7 +35,8 @@ async def on_points(ctx: Ctx) -> None:
         goal = next((t.threshold for t in program.rules.tiers if t.name == member.next_tier), 0)
         span = max(goal - reached, 1)
         percent = max(0, min(100, round(100 * (span - member.to_next_tier) / span)))
-        progress = render(ctx, "_progress", percent=percent, points=f"{member.to_next_tier:,}", tier=member.next_tier)
+        progress = render(ctx, "_progress", percent=percent, points=f"{member.to_next_tier:,}",
+                          tier=tier_label(ctx, member.next_tier))
     else:
         progress = note(ctx, ctx.t("flex_member_top"))
     history = [row(ctx, ctx.t("flex_member_history_label",
@@ -46,8 +47,9 @@ async def on_points(ctx: Ctx) -> None:
     token = await program.member_token(ctx.user_id)
     nickname = await program.nickname(ctx.user_id)
     display_name = cut(nickname, NAME_MAX) if nickname else ctx.t("shop_name")
-    contents = render(ctx, "membership", shop=ctx.t("shop_name"), display_name=display_name, tier=member.tier,
+    tier = tier_label(ctx, member.tier)
+    contents = render(ctx, "membership", shop=ctx.t("shop_name"), display_name=display_name, tier=tier,
                       points=f"{member.points:,}", rows=rows, progress=progress,
                       history=history or [note(ctx, ctx.t("flex_member_history_empty"))],
                       qr_url=member_qr_url(ctx.services.settings, token))
-    await ctx.answer(card(ctx, ctx.t("flex_member_alt", points=f"{member.points:,}", tier=member.tier), contents))
+    await ctx.answer(card(ctx, ctx.t("flex_member_alt", points=f"{member.points:,}", tier=tier), contents))

@@ -10,7 +10,7 @@ from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, keyword, po
 from bot.flex import cut
 from bot.links import coupon_link
 from bot.postback import PostbackData
-from handlers.common import card, note, render, show_loading, text
+from handlers.common import card, note, render, show_loading, text, tier_label
 from rewards.catalog import OUT_OF_STOCK, Coupon, Stock
 from rewards.rules import Reward
 
@@ -102,7 +102,7 @@ async def show_catalog(ctx: Ctx, page: int) -> None:
     shown = listings[page * PAGE_SIZE:(page + 1) * PAGE_SIZE] or listings[:PAGE_SIZE]
     bubbles = [render(ctx, "catalog_head", points=points)]
     for item in shown:
-        notes = [n for n in (ctx.t("rewards_tier", tier=item.reward.tier) if item.reward.tier else None,
+        notes = [n for n in (ctx.t("rewards_tier", tier=tier_label(ctx, item.reward.tier)) if item.reward.tier else None,
                              stock_note(ctx, item.stock)) if n]
         name = cut(name_of(ctx, item.reward), NAME_MAX)
         bubbles.append(render(ctx, "reward", name=name, cost=f"{item.reward.cost:,}",
@@ -137,7 +137,7 @@ async def on_show(ctx: Ctx, data: ShowReward) -> None:
     if stock:
         details.append(ctx.t("reward_stock", stock=stock))
     if reward.tier:
-        details.append(ctx.t("reward_tier", tier=reward.tier))
+        details.append(ctx.t("reward_tier", tier=tier_label(ctx, reward.tier)))
     if reward.per_member:
         details.append(ctx.t("reward_per_member", limit=reward.per_member))
     if reward.available_until:
@@ -204,7 +204,7 @@ async def on_cancel(ctx: Ctx, data: CancelClaim) -> None:
 def refusal_text(ctx: Ctx, reason: str, reward: Reward | None, points: int) -> str:
     values: dict[str, Any] = {"points": f"{points:,}"}
     if reward is not None:
-        values.update(cost=f"{reward.cost:,}", short=f"{max(0, reward.cost - points):,}", tier=reward.tier or "",
+        values.update(cost=f"{reward.cost:,}", short=f"{max(0, reward.cost - points):,}", tier=tier_label(ctx, reward.tier) if reward.tier else "",
                       limit=reward.per_member or 0, name=name_of(ctx, reward))
     else:
         values.update(cost="-", short="-", tier="", limit=0, name="")

@@ -9,6 +9,7 @@ import unicodedata
 from bot.dispatcher import Ctx, MessageEvent, Router, text_of, words
 from bot.member_lookup import find_member
 from bot.staff import clear_step, in_step, is_staff
+from handlers.common import tier_label
 from handlers.staff_common import WORD_MEMBER, ask_for, cancel_button, staff_text
 from rewards import codes
 from rewards.program import ProgramError
@@ -45,7 +46,7 @@ async def member_card(ctx: Ctx, uid: str) -> str:
     lines = await ctx.program.recent_ledger(uid, 3)
     recent = "\n".join(ctx.t("staff_member_ledger_line", delta=f"{line.delta:+,}", kind=line.kind) for line in lines)
     return ctx.t("staff_member_card", code=codes.display(view.code) if view.code else "-", user_id=uid,
-                 points=f"{view.points:,}", pending=f"{view.pending_points:,}", tier=view.tier,
+                 points=f"{view.points:,}", pending=f"{view.pending_points:,}", tier=tier_label(ctx, view.tier),
                  invited=view.referrals.invited, completed=view.referrals.completed,
                  blocked=ctx.t("staff_yes") if view.blocked else ctx.t("staff_no"),
                  recent=recent or "-", example=ctx.t("staff_adjust_example",

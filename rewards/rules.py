@@ -40,9 +40,13 @@ class Milestone:
 
 @dataclass(frozen=True)
 class Tier:
-    name: str
+    name: str  # the stable id: stored on members, compared, used by segments and the admin API
     threshold: int
     multiplier: float = 1.0
+    label: dict[str, str] = field(default_factory=dict)  # what people read, per language; empty: the name
+
+    def label_in(self, lang: str) -> str:
+        return self.label.get(lang) or self.label.get("ja") or self.name
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,11 @@ class Rules:
         if self.rounding == "round":
             return math.floor(exact + 0.5)  # half up, as shops expect (Python's round() is half-even)
         return math.floor(exact)
+
+    def tier_label(self, name: str, lang: str) -> str:
+        """A tier as people read it in `lang`; a name the rules no longer know (renamed since) shows as is."""
+        tier = next((t for t in self.tiers if t.name == name), None)
+        return tier.label_in(lang) if tier else name
 
     def tier_for(self, measure: int) -> Tier:
         reached = [t for t in self.tiers if measure >= t.threshold]
@@ -313,7 +322,8 @@ def _load_rules(path: Path) -> Rules:
         where = f"tiers.levels[{i}]"
         if not isinstance(t.get("name"), str) or not t["name"]:
             raise r.fail(where, "every tier needs a name")
-        tiers.append(Tier(t["name"], r.whole(t, where, "threshold"), r.number(t, where, "multiplier", 1.0)))
+        tiers.append(Tier(t["name"], r.whole(t, where, "threshold"), r.number(t, where, "multiplier", 1.0),
+                          label=r.texts(t, where, "label") if "label" in t else {}))
     if [t.threshold for t in tiers] != sorted(t.threshold for t in tiers) or tiers[0].threshold != 0:
         raise r.fail("tiers.levels[0]", "list tiers from the lowest up; the first starts at threshold 0")
     tier_names = {t.name for t in tiers}

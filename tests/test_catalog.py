@@ -473,7 +473,7 @@ async def test_refusals_in_chat_are_kind_and_offer_no_confirm(shop_bot: Bot) -> 
     assert "100,000 pt" in text_of(details) and "99,900 pt to go" in text_of(details)
     assert not any(d.startswith(ConfirmClaim.prefix + "|") for d in postbacks(details).values())
     gold = await converse(platform, uid, platform.postback(uid, pack(ShowReward("gold_only"))))
-    assert "gold members and up" in text_of(gold)
+    assert "Gold members and up" in text_of(gold)
     stale = await converse(platform, uid, platform.postback(uid, pack(ConfirmClaim("Z" * 16))))
     assert "expired" in text_of(stale)
     unknown = await converse(platform, uid, platform.postback(uid, pack(ShowReward("no-such-reward"))))

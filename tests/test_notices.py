@@ -21,7 +21,7 @@ JST = ZoneInfo("Asia/Tokyo")
 MUG = ('[[rewards]]\nid = "mug"\ncost = 10\nstock = 0\nname = { ja = "マグカップ", en = "A mug" }\n'
        "[[referral.milestones]]\ncount = 1\npoints = 100\n")
 TEXTS = {"friend_joined": "お友だちが登録しました", "referral_completed": "初めてのお買い物",
-         "milestone": "招待 1 人達成", "tier_up": "ランクが silver", "points_expiring": "有効期限",
+         "milestone": "招待 1 人達成", "tier_up": "ランクがシルバー", "points_expiring": "有効期限",
          "stock_back": "再入荷"}
 
 
@@ -116,7 +116,7 @@ async def test_quiet_hours_defer_to_their_end_and_the_clock_sends_once(shop: Bot
     await worker.tick(int(at(9, 0, day=2) * 1000))
     await worker.tick(int(at(9, 0, day=2) * 1000))  # the clock running twice sends nothing more
     sent = pushes(platform)
-    assert len(sent) == 1 and sent[0].to == [uid] and "silver" in sent[0].body["messages"][0]["text"]
+    assert len(sent) == 1 and sent[0].to == [uid] and "シルバー" in sent[0].body["messages"][0]["text"]
     assert sent[0].headers["X-Line-Retry-Key"]
     assert await notices.pending(shop.services) == 0
 
