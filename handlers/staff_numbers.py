@@ -24,5 +24,6 @@ async def on_numbers(ctx: Ctx) -> None:
                  review=refs["review"], refused=sum(refs["refused"].values()),
                  revenue=f"{today['referred_revenue_yen']:,}", issued=f"{today['points']['issued']:,}",
                  spent=f"{today['points']['spent']:,}", claimed=today["rewards_claimed"],
-                 conversion30=percent(month["conversion_rate"]), k30=month["k_factor"] or 0)
+                 # a glance, not a report: K as 0.22, not 0.2222
+                 conversion30=percent(month["conversion_rate"]), k30=f"{month['k_factor'] or 0:.2f}")
     await ctx.answer(staff_text(ctx, body))

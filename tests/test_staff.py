@@ -4,6 +4,7 @@ the numbers and decide reviewed referrals, each audited."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -264,6 +265,7 @@ async def test_staff_see_todays_numbers(staff_bot: Bot) -> None:
     await say(bot, customer, "招待")
     card = body(await say(bot, STAFF, "今日の数字"))
     assert card.startswith("📊 今日の数字") and "招待表示 1" in card
+    assert re.search(r"K係数 \d+\.\d\d$", card), card
     assert body(await say(bot, STAFF, "today")).startswith("📊 今日の数字")
 
 
