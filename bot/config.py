@@ -1,8 +1,10 @@
 """Settings: the one place that reads the environment."""
 from __future__ import annotations
 
+import math
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,18 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 class ConfigError(Exception):
     """A missing or malformed variable: start-up stops with this one line."""
+
+
+def _number(env: Mapping[str, str], name: str, at_most: float, what: str) -> float:
+    """A number above 0 and at most `at_most` (nan, inf and words refused), or a ConfigError naming the variable."""
+    raw = env[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= at_most:
+        raise ConfigError(f"{name} must be {what}, got {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -95,22 +109,11 @@ class Settings:
                 raise ConfigError(f"WORKER_LEASE_MS must be a whole number of milliseconds ≥ 500, got {lease!r}")
             values["lease_ms"] = int(lease)
         if env.get("BROADCAST_RATE"):
-            rate = env["BROADCAST_RATE"]
-            try:
-                values["broadcast_rate"] = float(rate)
-            except ValueError:
-                values["broadcast_rate"] = 0.0
-            if not 0 < values["broadcast_rate"] <= 200:  # type: ignore[operator]
-                raise ConfigError(f"BROADCAST_RATE must be multicast requests per second, above 0 and at most "
-                                  f"LINE's 200, got {rate!r}")
+            values["broadcast_rate"] = _number(env, "BROADCAST_RATE", 200.0,
+                                               "multicast requests per second, above 0 and at most LINE's 200")
         if env.get("HEALTH_MAX_QUEUE_AGE_SECONDS"):
-            age = env["HEALTH_MAX_QUEUE_AGE_SECONDS"]
-            try:
-                values["health_max_queue_age_seconds"] = float(age)
-            except ValueError:
-                values["health_max_queue_age_seconds"] = 0.0
-            if not 0 < values["health_max_queue_age_seconds"] < float("inf"):  # type: ignore[operator]
-                raise ConfigError(f"HEALTH_MAX_QUEUE_AGE_SECONDS must be a number of seconds above 0, got {age!r}")
+            values["health_max_queue_age_seconds"] = _number(env, "HEALTH_MAX_QUEUE_AGE_SECONDS", sys.float_info.max,
+                                                             "a number of seconds above 0")
         if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {values['log_level']!r}")
         for bad in [u for u in values["staff_user_ids"] if not re.fullmatch(r"U[0-9a-f]{32}", u)]:  # type: ignore[attr-defined]
