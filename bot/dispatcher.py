@@ -24,6 +24,7 @@ from linebot.v3.webhooks import (
 from bot import keys, keywords
 from bot.config import Settings
 from bot.i18n import Texts
+from bot.intake import partition_of
 from bot.line_client import LineClient, retry_key
 from bot.postback import PostbackData, TamperedData, key_for
 from rewards import codes
@@ -67,7 +68,14 @@ class Ctx:
     # When the worker passes a list: sent markers still to be written "done", which it writes in the same
     # round trip as the event's finish (or, if the handler fails, before the event is tried again).
     done_marks: list[str] | None = field(default=None, repr=False)
+    # The intake partition the event came through (the worker knows it; else it follows from the user id).
+    # The sent markers live in its slot, so the worker's finish can write them with the event's ack.
+    partition: int | None = None
     _sends: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.partition is None:
+            self.partition = partition_of(self.user_id, self.services.settings.stream_partitions)
 
     @property
     def program(self) -> Program:
@@ -106,7 +114,7 @@ class Ctx:
         n = self._sends
         self._sends += 1
         redis = self.services.redis
-        marker = keys.sent(self.event_id, n)
+        marker = keys.sent(self.partition or 0, self.event_id, n)
         token = getattr(self.event, "reply_token", None)
         if token and self._reply_token_fresh():
             # read the marker and set "trying" in one round trip (SET … GET, Redis 6.2+): the usual case

@@ -1,10 +1,11 @@
 """The webhook→reply hot path with fewer round trips keeps its guarantees: the sighting hands back the
-language, the sent marker written with the finish still stops a second send, and a lost script cache
+language, the sent marker written "done" inside finish.lua still stops a second send, and a lost script cache
 does not leave an event unfinished."""
 import asyncio
 
 from bot import dispatcher, keys
 from bot.dispatcher import Ctx, FollowEvent, Router
+from bot.intake import partition_of
 from bot.linesim.platform import new_user_id
 from bot.metrics import Metrics
 from bot.worker import Worker
@@ -76,12 +77,14 @@ async def test_the_marker_goes_with_the_finish_and_survives_a_script_flush(clean
             follow = platform.follow(uid)
             assert await platform.send(follow) == 200
             await bot.idle()
-            assert await redis.get(keys.sent(follow["webhookEventId"], 0)) == b"done"
-            await redis.script_flush()  # as after a Redis restart: the pipelined finish meets NOSCRIPT
+            p = partition_of(uid, bot.services.settings.stream_partitions)
+            assert await redis.get(keys.sent(p, follow["webhookEventId"], 0)) == b"done"
+            assert 0 < await redis.ttl(keys.sent(p, follow["webhookEventId"], 0)) <= dispatcher.SENT_MARKER_TTL
+            await redis.script_flush()  # as after a Redis restart: the finish (with the markers) meets NOSCRIPT
             text = platform.text(uid, "ヘルプ")
             assert await platform.send(text) == 200
             await bot.idle()
-            assert await redis.get(keys.sent(text["webhookEventId"], 0)) == b"done"
+            assert await redis.get(keys.sent(p, text["webhookEventId"], 0)) == b"done"
         finally:
             await worker.stop()
             await asyncio.wait_for(task, 10)
