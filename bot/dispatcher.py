@@ -21,7 +21,7 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
-from bot import keys, keywords
+from bot import conversation, keys, keywords
 from bot.config import Settings
 from bot.i18n import Texts
 from bot.intake import partition_of
@@ -72,6 +72,12 @@ class Ctx:
     # The sent markers live in its slot, so the worker's finish can write them with the event's ack.
     partition: int | None = None
     _sends: int = field(default=0, repr=False)
+    # The user's pending conversation step (bot/conversation.py): the one place it lives during an event.
+    # The worker reads it with the sighting (same slot, same script call), so routing filters cost no
+    # round trip; a Ctx built without it reads it on first use. Only this user's events change it, and
+    # they run one at a time, so it stays true for the event unless a filter ends the step (it says so).
+    _step: str | None = field(default=None, repr=False)
+    _step_known: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.partition is None:
@@ -84,6 +90,15 @@ class Ctx:
     @property
     def standby(self) -> bool:
         return str(getattr(self.event, "mode", "active")) in ("standby", "EventMode.STANDBY")
+
+    def step_read(self, step: str | None) -> None:
+        """The pending step as just read or written for this user."""
+        self._step, self._step_known = step, True
+
+    async def pending_step(self) -> str | None:
+        if not self._step_known:
+            self.step_read(await conversation.pending(self.services.redis, self.user_id))
+        return self._step
 
     tampered: bool = False  # set when postback data carried our prefix but a wrong mac (counted in metrics)
 

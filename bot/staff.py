@@ -58,6 +58,8 @@ async def clear_step(services: Services, user_id: str) -> bool:
 def in_step(*steps: str) -> Any:
     """Filter: the staff member is in one of these steps; hands the state to the handler as `state`."""
     async def check(ctx: Ctx) -> dict[str, Any] | None:
+        if await ctx.pending_step() not in steps:  # known from the sighting: no round trip for most texts
+            return None
         state = await step_of(ctx.services, ctx.user_id)
         return {"state": state} if state.get("step") in steps else None
 

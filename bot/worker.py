@@ -291,7 +291,9 @@ class Worker:
         ctx = Ctx(event=event, user_id=user_id, event_id=raw["webhookEventId"], received_at_ms=received_at_ms,
                   services=self.services, done_marks=done_marks, partition=partition)
         program = self.services.program
-        ctx.member_is_new, language = await program.sighting(user_id, _sighting(event), event.timestamp)
+        ctx.member_is_new, language, step = await program.sighting_and_step(
+            user_id, _sighting(event), event.timestamp, step_key=keys.conversation_step(user_id))
+        ctx.step_read(step)  # the pending conversation step, read with the sighting for the routing filters
         ctx.lang = self.services.texts.lang_for(language)
         handler = await self.router.dispatch(ctx)
         if ctx.tampered:  # counted once per event, however many routes looked at the data
