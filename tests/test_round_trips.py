@@ -29,7 +29,7 @@ def naming(commands: list[tuple[str, ...]], key: str) -> list[tuple[str, ...]]:
     return [c for c in commands if key in c[1:]]
 
 
-async def test_a_member_text_does_not_read_the_step_on_its_own(
+async def test_a_member_text_reads_neither_the_staff_set_nor_the_step_on_its_own(
         clean_redis: str, platform: Platform, monkeypatch: Any) -> None:
     bot = await start_bot(make_settings(clean_redis, platform), platform)
     try:
@@ -39,6 +39,7 @@ async def test_a_member_text_does_not_read_the_step_on_its_own(
         text = platform.text(uid, "ヘルプ")
         assert await converse(platform, uid, text)
         await bot.idle()
+        assert naming(commands, keys.STAFF) == [], "no SISMEMBER of the staff set for a member's text"
         step = keys.conversation_step(uid)
         seen = [c for c in naming(commands, step) if c[0] in ("EVALSHA", "EVAL")]
         assert seen and naming(commands, step) == seen, "the step is read only inside the sighting script"
@@ -67,3 +68,14 @@ async def test_a_pending_nickname_step_read_with_the_sighting_still_takes_the_ne
     finally:
         await bot.http.close()
         await bot.runner.cleanup()
+
+
+def test_the_staff_check_comes_last_on_every_staff_route() -> None:
+    """So a member's text asks the staff set only when a staff route's own words or step already match."""
+    from bot.staff import is_staff
+    from handlers import build_router
+
+    staff_routes = [r for r in build_router().routes if is_staff in r.filters]
+    assert len(staff_routes) >= 10
+    assert all(r.filters[-1] is is_staff for r in staff_routes), [r.handler.__name__ for r in staff_routes
+                                                                  if r.filters[-1] is not is_staff]
