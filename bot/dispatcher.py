@@ -21,9 +21,10 @@ from linebot.v3.webhooks import (
     UnfollowEvent,
 )
 
-from bot import keys, keywords
+from bot import conversation, keys, keywords
 from bot.config import Settings
 from bot.i18n import Texts
+from bot.intake import partition_of
 from bot.line_client import LineClient, retry_key
 from bot.postback import PostbackData, TamperedData, key_for
 from rewards import codes
@@ -67,7 +68,20 @@ class Ctx:
     # When the worker passes a list: sent markers still to be written "done", which it writes in the same
     # round trip as the event's finish (or, if the handler fails, before the event is tried again).
     done_marks: list[str] | None = field(default=None, repr=False)
+    # The intake partition the event came through (the worker knows it; else it follows from the user id).
+    # The sent markers live in its slot, so the worker's finish can write them with the event's ack.
+    partition: int | None = None
     _sends: int = field(default=0, repr=False)
+    # The user's pending conversation step (bot/conversation.py): the one place it lives during an event.
+    # The worker reads it with the sighting (same slot, same script call), so routing filters cost no
+    # round trip; a Ctx built without it reads it on first use. Only this user's events change it, and
+    # they run one at a time, so it stays true for the event unless a filter ends the step (it says so).
+    _step: str | None = field(default=None, repr=False)
+    _step_known: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.partition is None:
+            self.partition = partition_of(self.user_id, self.services.settings.stream_partitions)
 
     @property
     def program(self) -> Program:
@@ -76,6 +90,15 @@ class Ctx:
     @property
     def standby(self) -> bool:
         return str(getattr(self.event, "mode", "active")) in ("standby", "EventMode.STANDBY")
+
+    def step_read(self, step: str | None) -> None:
+        """The pending step as just read or written for this user."""
+        self._step, self._step_known = step, True
+
+    async def pending_step(self) -> str | None:
+        if not self._step_known:
+            self.step_read(await conversation.pending(self.services.redis, self.user_id))
+        return self._step
 
     tampered: bool = False  # set when postback data carried our prefix but a wrong mac (counted in metrics)
 
@@ -106,7 +129,7 @@ class Ctx:
         n = self._sends
         self._sends += 1
         redis = self.services.redis
-        marker = keys.sent(self.event_id, n)
+        marker = keys.sent(self.partition or 0, self.event_id, n)
         token = getattr(self.event, "reply_token", None)
         if token and self._reply_token_fresh():
             # read the marker and set "trying" in one round trip (SET … GET, Redis 6.2+): the usual case

@@ -27,8 +27,10 @@ def dead(partition: int) -> str:
     return f"{PREFIX}:events:{{p{partition}}}:dead"  # stream: events that failed too often
 
 
-def sent(event_id: str, n: int) -> str:
-    return f"{PREFIX}:sent:{event_id}:{n}"  # the n-th message of an event's answer went out
+def sent(partition: int, event_id: str, n: int) -> str:
+    # the n-th message of an event's answer went out; in the partition's slot, so finish.lua can write it
+    # "done" in the same atomic step as it acknowledges the event
+    return f"{PREFIX}:events:{{p{partition}}}:sent:{event_id}:{n}"
 
 
 WORKERS = f"{PREFIX}:workers"  # zset: live worker name -> last heartbeat (ms), for sharing the partitions

@@ -20,7 +20,13 @@ async def is_staff_user(services: Services, user_id: str) -> bool:
 
 async def is_staff(ctx: Ctx) -> bool:
     """Filter: the sender is staff. Placed on every staff route, so for anyone else those routes do not
-    exist and the customer handlers (or the fallback) answer as if the staff words meant nothing."""
+    exist and the customer handlers (or the fallback) answer as if the staff words meant nothing.
+
+    Put it LAST on a route, after the route's own words or `in_step` (free: the step comes with the
+    sighting). Then the staff set is asked (SISMEMBER) only for a text that is a staff command or for a
+    user in a staff step, not for every member's text. That removes the round trip from the hot path
+    without a cache: a cache of the set would let a removed staff member keep staff powers for a while in
+    other processes, and reading it with the sighting is not possible in the script (another slot)."""
     cached = ctx.__dict__.get("_is_staff")  # asked once per event, however many staff routes look
     if cached is None:
         cached = ctx.__dict__["_is_staff"] = await is_staff_user(ctx.services, ctx.user_id)
@@ -58,6 +64,8 @@ async def clear_step(services: Services, user_id: str) -> bool:
 def in_step(*steps: str) -> Any:
     """Filter: the staff member is in one of these steps; hands the state to the handler as `state`."""
     async def check(ctx: Ctx) -> dict[str, Any] | None:
+        if await ctx.pending_step() not in steps:  # known from the sighting: no round trip for most texts
+            return None
         state = await step_of(ctx.services, ctx.user_id)
         return {"state": state} if state.get("step") in steps else None
 

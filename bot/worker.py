@@ -236,7 +236,7 @@ class Worker:
         stream = keys.stream(p)
         done_marks: list[str] = []
         try:
-            outcome = await self.handle(raw, received_at_ms, done_marks)
+            outcome = await self.handle(raw, received_at_ms, done_marks, partition=p)
         except Exception:
             log.exception("handler failed for event %s (user %s)", event_id, raw["source"].get("userId"))
             await self._mark_done(done_marks)  # what went out must not go out again on the next try
@@ -257,16 +257,9 @@ class Worker:
             await self.redis.set(marker, "done", ex=SENT_MARKER_TTL)
 
     async def _finish_with_marks(self, stream: str, entry_id: bytes, done_marks: list[str]) -> None:
-        """The event's sent markers, then its finish. The markers go first: should the finish fail, the entry
-        stays pending and its re-run finds them "done". (The marker and the stream are in different slots,
-        so the markers go in a pipeline of their own; one EVALSHA pipelined with them failed on a cluster
-        node that had not loaded the script.)"""
-        if done_marks:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for marker in done_marks:
-                    pipe.set(marker, "done", ex=SENT_MARKER_TTL)
-                await pipe.execute()
-        await self._finish(keys=[stream], args=[keys.GROUP, entry_id])
+        """The event's sent markers "done" and its finish, atomically in one script call: the markers live in
+        the partition's slot (bot/keys.py `sent`), so finish.lua takes them as KEYS beside the stream."""
+        await self._finish(keys=[stream, *done_marks], args=[keys.GROUP, entry_id, SENT_MARKER_TTL])
 
     async def _standby(self, raw: dict) -> str:
         """Another channel holds the chat: say nothing, but keep who follows and blocks (and signup points).
@@ -283,7 +276,8 @@ class Worker:
             await self.services.program.see(user_id, "unfollow", at)
         return "standby"
 
-    async def handle(self, raw: dict, received_at_ms: int, done_marks: list[str] | None = None) -> str:
+    async def handle(self, raw: dict, received_at_ms: int, done_marks: list[str] | None = None,
+                     partition: int | None = None) -> str:
         """One event through sighting, routing and its handler; returns what happened."""
         if raw.get("mode") == "standby":
             return await self._standby(raw)
@@ -295,9 +289,11 @@ class Worker:
             return "unparseable"
         user_id = raw["source"]["userId"]
         ctx = Ctx(event=event, user_id=user_id, event_id=raw["webhookEventId"], received_at_ms=received_at_ms,
-                  services=self.services, done_marks=done_marks)
+                  services=self.services, done_marks=done_marks, partition=partition)
         program = self.services.program
-        ctx.member_is_new, language = await program.sighting(user_id, _sighting(event), event.timestamp)
+        ctx.member_is_new, language, step = await program.sighting_and_step(
+            user_id, _sighting(event), event.timestamp, step_key=keys.conversation_step(user_id))
+        ctx.step_read(step)  # the pending conversation step, read with the sighting for the routing filters
         ctx.lang = self.services.texts.lang_for(language)
         handler = await self.router.dispatch(ctx)
         if ctx.tampered:  # counted once per event, however many routes looked at the data

@@ -26,7 +26,8 @@ from handlers import (
 
 def build_router() -> Router:
     root = Router("root")
-    # staff first (every staff route has the is_staff filter): cancel, the commands, then a step's typed input
+    # staff first (every staff route has the is_staff filter, last, so that only staff words or a staff step
+    # ask the staff set): cancel, the commands, then a step's typed input
     root.include(staff_common.router, staff_broadcast.router, staff_numbers.router, staff_members.router,
                  staff_coupons.router, staff_review.router, staff_broadcast.inputs, staff_members.inputs,
                  staff_coupons.inputs)

@@ -135,12 +135,13 @@ async def _card(ctx: Ctx, lead: str = "") -> None:
 # ---- the pending nickname step (first in routing: the next text is the nickname) -------------
 async def _awaiting_nickname(ctx: Ctx) -> bool:
     typed = text_of(ctx)
-    if typed is None or await conversation.pending(ctx.services.redis, ctx.user_id) != NICKNAME_STEP:
+    if typed is None or await ctx.pending_step() != NICKNAME_STEP:
         return False
     intent = keywords.table().intent_of(typed)
     if (intent is not None and intent != "cancel") or carries_code(ctx):
         # a menu word or an invite code: the member moved on, and so does the step
         await conversation.end(ctx.services.redis, ctx.user_id)
+        ctx.step_read(None)  # for the routes after this one
         return False
     return True
 

@@ -71,7 +71,7 @@ async def on_broadcast(ctx: Ctx) -> None:
     await ask_for(ctx, "broadcast_text", "staff_broadcast_ask")
 
 
-@inputs.on(MessageEvent, is_staff, in_step("broadcast_text"))
+@inputs.on(MessageEvent, in_step("broadcast_text"), is_staff)
 async def on_text(ctx: Ctx, state: dict[str, str]) -> None:
     text = (text_of(ctx) or "").strip()
     if not text or len(text) > MAX_TEXT:

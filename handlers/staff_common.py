@@ -60,7 +60,7 @@ def in_any_step(ctx: Ctx) -> Any:
 
 # the members' cancel intent (assets/words.toml: "stop", "中止"…), so such a word typed in a step cancels
 # it instead of becoming, say, the broadcast's text
-@router.on(MessageEvent, keyword("cancel"), is_staff, in_any_step)
+@router.on(MessageEvent, keyword("cancel"), in_any_step, is_staff)
 async def on_cancel(ctx: Ctx, state: dict[str, str]) -> None:
     await clear_step(ctx.services, ctx.user_id)
     await ctx.answer(staff_text(ctx, ctx.t("staff_cancelled")))

@@ -55,6 +55,6 @@ async def on_coupon_typed(ctx: Ctx, token: str) -> None:
     await use(ctx, token)
 
 
-@inputs.on(MessageEvent, is_staff, in_step("coupon"))
+@inputs.on(MessageEvent, in_step("coupon"), is_staff)
 async def on_coupon_token(ctx: Ctx, state: dict[str, str]) -> None:
     await use(ctx, token_of(text_of(ctx) or ""))

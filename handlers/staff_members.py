@@ -99,6 +99,6 @@ async def on_adjust(ctx: Ctx, who: str, points: str, reason: str) -> None:
                                            balance=f"{balance:,}", code=before.code if before and before.code else uid)))
 
 
-@inputs.on(MessageEvent, is_staff, in_step("member"))
+@inputs.on(MessageEvent, in_step("member"), is_staff)
 async def on_member_query(ctx: Ctx, state: dict[str, str]) -> None:
     await show_member(ctx, text_of(ctx) or "")

@@ -215,12 +215,20 @@ class Program:
     async def sighting(self, uid: str, via: str, at_ms: int, lang: str = "") -> tuple[bool, str | None]:
         """`see`, and the member's language as `language` gives it, in the same script call (one round trip
         fewer on every event)."""
-        created, language = await self._seen(keys=[keys.member(uid)], args=[uid, via, at_ms, lang])
+        created, language, _ = await self.sighting_and_step(uid, via, at_ms, lang)
+        return created, language
+
+    async def sighting_and_step(self, uid: str, via: str, at_ms: int, lang: str = "",
+                                step_key: str | None = None) -> tuple[bool, str | None, str | None]:
+        """`sighting`, and the `step` field of the hash `step_key` (a key in the member's slot that the caller
+        owns: the bot's pending conversation step), read in the same script call."""
+        extra = [step_key] if step_key else []
+        created, language, step = await self._seen(keys=[keys.member(uid), *extra], args=[uid, via, at_ms, lang])
         if created:
             await self.redis.sadd(keys.MEMBERS, uid)
         if via == "unfollow":
             await self._friend_blocked(uid, at_ms)
-        return bool(created), language.decode() if language else None
+        return bool(created), language.decode() if language else None, step.decode() if step else None
 
     async def welcome_points(self, uid: str, at_ms: int, event_id: str = "") -> int:
         """Signup points, once per member whatever happens later (op id `signup`).

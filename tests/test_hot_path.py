@@ -1,10 +1,11 @@
 """The webhook→reply hot path with fewer round trips keeps its guarantees: the sighting hands back the
-language, the sent marker written with the finish still stops a second send, and a lost script cache
+language, the sent marker written "done" inside finish.lua still stops a second send, and a lost script cache
 does not leave an event unfinished."""
 import asyncio
 
-from bot import dispatcher, keys
+from bot import conversation, dispatcher, keys
 from bot.dispatcher import Ctx, FollowEvent, Router
+from bot.intake import partition_of
 from bot.linesim.platform import new_user_id
 from bot.metrics import Metrics
 from bot.worker import Worker
@@ -76,12 +77,14 @@ async def test_the_marker_goes_with_the_finish_and_survives_a_script_flush(clean
             follow = platform.follow(uid)
             assert await platform.send(follow) == 200
             await bot.idle()
-            assert await redis.get(keys.sent(follow["webhookEventId"], 0)) == b"done"
-            await redis.script_flush()  # as after a Redis restart: the pipelined finish meets NOSCRIPT
+            p = partition_of(uid, bot.services.settings.stream_partitions)
+            assert await redis.get(keys.sent(p, follow["webhookEventId"], 0)) == b"done"
+            assert 0 < await redis.ttl(keys.sent(p, follow["webhookEventId"], 0)) <= dispatcher.SENT_MARKER_TTL
+            await redis.script_flush()  # as after a Redis restart: the finish (with the markers) meets NOSCRIPT
             text = platform.text(uid, "ヘルプ")
             assert await platform.send(text) == 200
             await bot.idle()
-            assert await redis.get(keys.sent(text["webhookEventId"], 0)) == b"done"
+            assert await redis.get(keys.sent(p, text["webhookEventId"], 0)) == b"done"
         finally:
             await worker.stop()
             await asyncio.wait_for(task, 10)
@@ -91,6 +94,21 @@ async def test_the_marker_goes_with_the_finish_and_survives_a_script_flush(clean
         replies = [c for c in platform.calls if c.endpoint == "reply" and c.status == 200 and uid in c.to]
         assert len(replies) == 2  # the welcome and the help, each once
         assert platform.violations == []
+    finally:
+        await bot.http.close()
+        await bot.runner.cleanup()
+
+
+async def test_the_sighting_reads_the_pending_step_along(clean_redis, platform) -> None:
+    bot = await start_bot(make_settings(clean_redis, platform), platform, run_worker=False)
+    try:
+        program, redis = bot.services.program, bot.services.redis
+        uid = new_user_id()
+        step = keys.conversation_step(uid)
+        assert await program.sighting_and_step(uid, "follow", 1, step_key=step) == (True, None, None)
+        await conversation.begin(redis, uid, "nickname")
+        assert await program.sighting_and_step(uid, "message", 2, "en", step_key=step) == (False, "en", "nickname")
+        assert await program.sighting_and_step(uid, "message", 3) == (False, "en", None)  # not asked: not read
     finally:
         await bot.http.close()
         await bot.runner.cleanup()

@@ -1,7 +1,10 @@
--- KEYS: member. ARGV: user id, via (follow|unblock|unfollow|message|postback|purchase), at (ms), language
+-- KEYS: member, and optionally a hash in the member's slot whose 'step' field to read along (the caller's
+-- pending conversation step). ARGV: user id, via (follow|unblock|unfollow|message|postback|purchase), at (ms),
+-- language
 -- The first sighting is kept forever: how someone was first seen decides whether they can be referred.
 -- Returns {1 when this call created the member else 0, the language to speak (own choice, else the LINE
--- app's, else false)}: the worker needs both for every event, so one round trip gives both.
+-- app's, else false), KEYS[2]'s step (else false)}: the worker needs all of them for every event, so one
+-- round trip gives them.
 local m = KEYS[1]
 local via, at = ARGV[2], ARGV[3]
 local created = 0
@@ -19,4 +22,6 @@ end
 if via ~= 'purchase' then redis.call('HSET', m, 'last_seen_at', at) end
 if ARGV[4] ~= '' then redis.call('HSETNX', m, 'lang', ARGV[4]) end
 local lang = redis.call('HMGET', m, 'lang_pref', 'lang')
-return {created, lang[1] or lang[2]}
+local step = false
+if KEYS[2] then step = redis.call('HGET', KEYS[2], 'step') end
+return {created, lang[1] or lang[2], step}

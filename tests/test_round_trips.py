@@ -1,0 +1,81 @@
+"""What an ordinary member's text costs in Redis commands on the worker's hot path: the pending
+conversation step comes with the sighting, the staff set is not asked unless a staff route's own words
+match, and the sent marker is written "done" inside the finish script. Every command goes to the real
+Redis; the client is only watched (its `execute_command` recorded, then called as usual)."""
+from __future__ import annotations
+
+from typing import Any
+
+from bot import keys
+from bot.intake import partition_of
+from bot.linesim.platform import Platform, new_user_id
+from handlers.profile import AskNickname
+from tests.conftest import converse, make_settings, pack, start_bot
+
+
+def watch(redis: Any, monkeypatch: Any) -> list[tuple[str, ...]]:
+    seen: list[tuple[str, ...]] = []
+    real = redis.execute_command
+
+    async def recording(*args: Any, **options: Any) -> Any:
+        seen.append(tuple(a.decode() if isinstance(a, bytes) else str(a) for a in args))
+        return await real(*args, **options)
+
+    monkeypatch.setattr(redis, "execute_command", recording)
+    return seen
+
+
+def naming(commands: list[tuple[str, ...]], key: str) -> list[tuple[str, ...]]:
+    return [c for c in commands if key in c[1:]]
+
+
+async def test_a_member_text_reads_neither_the_staff_set_nor_the_step_on_its_own(
+        clean_redis: str, platform: Platform, monkeypatch: Any) -> None:
+    bot = await start_bot(make_settings(clean_redis, platform), platform)
+    try:
+        uid = new_user_id()
+        await converse(platform, uid, platform.follow(uid))
+        commands = watch(bot.services.redis, monkeypatch)
+        text = platform.text(uid, "ヘルプ")
+        assert await converse(platform, uid, text)
+        await bot.idle()
+        assert naming(commands, keys.STAFF) == [], "no SISMEMBER of the staff set for a member's text"
+        step = keys.conversation_step(uid)
+        seen = [c for c in naming(commands, step) if c[0] in ("EVALSHA", "EVAL")]
+        assert seen and naming(commands, step) == seen, "the step is read only inside the sighting script"
+        marker = keys.sent(partition_of(uid, bot.services.settings.stream_partitions), text["webhookEventId"], 0)
+        assert [c[0] for c in naming(commands, marker)] == ["SET", "EVALSHA"], "SET … GET, then the finish"
+        assert await bot.services.redis.get(marker) == b"done"
+        assert platform.violations == []
+    finally:
+        await bot.http.close()
+        await bot.runner.cleanup()
+
+
+async def test_a_pending_nickname_step_read_with_the_sighting_still_takes_the_next_text(
+        clean_redis: str, platform: Platform) -> None:
+    """The step's value comes from the sighting; a step begun by one event is seen by the next."""
+    bot = await start_bot(make_settings(clean_redis, platform), platform)
+    try:
+        uid = new_user_id()
+        await converse(platform, uid, platform.follow(uid))
+        await converse(platform, uid, platform.postback(uid, pack(AskNickname())))
+        said = await converse(platform, uid, platform.text(uid, "ミカ"))
+        member = await bot.services.program.member(uid)
+        assert member is not None and member.nickname == "ミカ", said
+        assert await bot.services.redis.exists(keys.conversation_step(uid)) == 0
+        assert platform.violations == []
+    finally:
+        await bot.http.close()
+        await bot.runner.cleanup()
+
+
+def test_the_staff_check_comes_last_on_every_staff_route() -> None:
+    """So a member's text asks the staff set only when a staff route's own words or step already match."""
+    from bot.staff import is_staff
+    from handlers import build_router
+
+    staff_routes = [r for r in build_router().routes if is_staff in r.filters]
+    assert len(staff_routes) >= 10
+    assert all(r.filters[-1] is is_staff for r in staff_routes), [r.handler.__name__ for r in staff_routes
+                                                                  if r.filters[-1] is not is_staff]
