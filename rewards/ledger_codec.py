@@ -8,8 +8,9 @@ letter; n is the length of the rare fields' JSON (capped, reverses, written_off,
 the rest. An entry starting with '[' is the older positional JSON array
 `[kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare}?]`, still read (see ledger.lua).
 
-The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at|
-hold_until", the times in base 36) and caps ('#c…'); an op id that starts with '#' is stored with one more '#' (op_field).
+The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at", with
+"|hold_until" while on hold, the times in base 36, a remaining of 0 blank: see parse_lot) and caps ('#c…'); an op
+id that starts with '#' is stored with one more '#' (op_field).
 
 Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's position
 plus one, `op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields
@@ -18,7 +19,7 @@ appear when set.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 FIELDS = ("kind", "rule", "at", "delta", "avail", "pend", "balance", "pending", "state", "note")
 STATES = {"a": "available", "p": "pending", "d": "done"}
@@ -69,8 +70,22 @@ def lot_field(lot_id: int | str | bytes) -> str:
     return "#" + (lot_id.decode() if isinstance(lot_id, bytes) else str(lot_id))
 
 
+class Lot(NamedTuple):
+    remaining: int
+    expires_at: int  # ms
+    hold_until: int  # ms, 0 when spendable
+
+
+def parse_lot(raw: bytes | str) -> Lot:
+    """A lot as ledger.lua lot_set writes it: "remaining|expires_at" or "remaining|expires_at|hold_until", times in
+    base 36, remaining blank when 0 (a spent lot is "|expires_at"); the older "0|exp|0" reads the same."""
+    parts = (raw.decode() if isinstance(raw, bytes) else raw).split("|")
+    hold = parts[2] if len(parts) > 2 else ""
+    return Lot(int(parts[0] or 0), int(parts[1], 36), int(hold or "0", 36))
+
+
 def split_ops(fields: dict[bytes, bytes]) -> tuple[dict[int, str], dict[int, bytes]]:
-    """An ops hash read whole -> (entry id -> op id, lot id -> "remaining|expires_at|hold_until")."""
+    """An ops hash read whole -> (entry id -> op id, lot id -> the lot as stored, see parse_lot)."""
     op_of: dict[int, str] = {}
     lots: dict[int, bytes] = {}
     for field, value in fields.items():

@@ -459,7 +459,7 @@ class Program:
         for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
             lot = lots.get(e["id"])
             if lot is not None:
-                e["expires_at"] = int(lot.split(b"|")[1], 36)
+                e["expires_at"] = ledger_codec.parse_lot(lot).expires_at
         return entries
 
     async def adjust(self, uid: str, points: int, reason: str, staff: str, op: str) -> tuple[bool, int]:
@@ -513,7 +513,7 @@ class Program:
             expiring = 0
             for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
                 lot = await self.redis.hget(keys.ops(uid), ledger_codec.lot_field(lot_id))
-                expiring += int(lot.decode().split("|")[0]) if lot else 0
+                expiring += ledger_codec.parse_lot(lot).remaining if lot else 0
             out.append((uid, expiring, when))
         return out
 
@@ -529,7 +529,7 @@ class Program:
         points = 0
         for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
             lot = await self.redis.hget(keys.ops(uid), ledger_codec.lot_field(lot_id))
-            points += int(lot.decode().split("|")[0]) if lot else 0
+            points += ledger_codec.parse_lot(lot).remaining if lot else 0
         return (points, when) if points > 0 else None
 
     async def mark_warned(self, uid: str, when_ms: int) -> None:

@@ -79,3 +79,26 @@ async def test_op_ids_that_look_like_lots_or_caps_stay_apart(make) -> None:  # n
     assert (await program.member(uid)).points == 5
     fields = {f.decode() for f in await program.redis.hkeys(keys.ops(uid))}
     assert {"##1", "##c", "###x", "1", "##2", "#1", "#2", "#3", "#4"} <= fields
+
+
+@pytest.mark.parametrize(("raw", "lot"), [
+    ("10|mwror2eq", (10, int("mwror2eq", 36), 0)),
+    ("|mwror2eq", (0, int("mwror2eq", 36), 0)),  # spent: kept only for ledger()'s expires_at
+    ("25|mwror2eq|mwq0", (25, int("mwror2eq", 36), int("mwq0", 36))),  # on hold
+    ("0|mwror2eq|0", (0, int("mwror2eq", 36), 0)),  # the longer form written before
+])
+def test_lots_read_back(raw: str, lot: tuple[int, int, int]) -> None:
+    assert ledger_codec.parse_lot(raw) == lot
+
+
+async def test_a_spent_lot_keeps_only_its_expiry_and_ledger_shows_it(make) -> None:  # noqa: F811
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    before = await program.ledger(uid)
+    assert (await program.apply(uid, "e1", 30, "event", "events.review", clock.ms))[0] == 1
+    assert (await program.spend(uid, "s1", (await program.member(uid)).points, "coffee"))[0] == 1
+    earned = next(e for e in await program.ledger(uid) if e["op"] == "e1")
+    raw = await program.redis.hget(keys.ops(uid), ledger_codec.lot_field(earned["id"]))
+    assert raw.startswith(b"|") and b"|" not in raw[1:]  # "|expires_at": nothing left, not on hold
+    assert earned["expires_at"] == ledger_codec.parse_lot(raw).expires_at > clock.ms
+    assert len(await program.ledger(uid)) == len(before) + 2

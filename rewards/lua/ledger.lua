@@ -36,6 +36,11 @@ local function incr(key, field, n)
   return redis.call('HINCRBY', key, field, n)
 end
 
+local function int_or_blank(n)
+  if n == 0 then return '' end
+  return string.format('%d', n)
+end
+
 local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
 
 local function base36(n)
@@ -49,16 +54,20 @@ local function base36(n)
   return out
 end
 
--- a lot is "remaining|expires_at|hold_until", the times in base 36 (ms): 8 characters instead of 13
+-- a lot is "remaining|expires_at" or, while on hold, "remaining|expires_at|hold_until", the times in base 36
+-- (ms): 8 characters instead of 13; a remaining of 0 is written blank. A spent lot stays (for ledger()'s
+-- expires_at) as "|expires_at", 9 bytes (rewards/ledger_codec.py parse_lot reads the same).
 local function lot_get(k, id)
   local raw = redis.call('HGET', k.lots, '#' .. id)
   if not raw then return nil end
-  local rem, exp, hold = string.match(raw, '^(-?%d+)|(%w+)|(%w+)$')
-  return {rem = tonumber(rem), exp = tonumber(exp, 36), hold = tonumber(hold, 36)}
+  local rem, exp, hold = string.match(raw, '^(-?%d*)|(%w+)|?(%w*)$')
+  return {rem = tonumber(rem) or 0, exp = tonumber(exp, 36), hold = tonumber(hold, 36) or 0}
 end
 
 local function lot_set(k, id, lot)
-  redis.call('HSET', k.lots, '#' .. id, lot.rem .. '|' .. base36(lot.exp) .. '|' .. base36(lot.hold))
+  local raw = int_or_blank(lot.rem) .. '|' .. base36(lot.exp)
+  if lot.hold ~= 0 then raw = raw .. '|' .. base36(lot.hold) end
+  redis.call('HSET', k.lots, '#' .. id, raw)
 end
 
 -- An entry is stored as one delimited string (rewards/ledger_codec.py reads the same):
@@ -75,11 +84,6 @@ local STATE_NAME = {a = 'available', p = 'pending', d = 'done'}
 local RARE = {'capped', 'reverses', 'written_off', 'lot'}
 local function whole(x)
   return type(x) == 'number' and x == math.floor(x) and x > -1e15 and x < 1e15
-end
-
-local function int_or_blank(n)
-  if n == 0 then return '' end
-  return string.format('%d', n)
 end
 
 local function short_rule(kind, rule)
