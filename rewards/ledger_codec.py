@@ -10,7 +10,7 @@ the rest. An entry starting with '[' is the older positional JSON array
 
 The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at", with
 "|hold_until" while on hold, the times in base 36, a remaining of 0 blank: see parse_lot) and caps ('#c…'); an op
-id that starts with '#' is stored with one more '#' (op_field).
+id that starts with '#' is stored with one more '#' (op_field). Its '#q' is the lot queue (queued).
 
 Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's position
 plus one, `op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields
@@ -82,6 +82,15 @@ def parse_lot(raw: bytes | str) -> Lot:
     parts = (raw.decode() if isinstance(raw, bytes) else raw).split("|")
     hold = parts[2] if len(parts) > 2 else ""
     return Lot(int(parts[0] or 0), int(parts[1], 36), int(hold or "0", 36))
+
+
+QUEUE = "#q"  # the ops hash's field for the lot queue: spendable lots' ids by expiry, joined by ','
+
+
+def queued(raw: bytes | str | None) -> list[int]:
+    """The lot queue as stored (ledger.lua queue_get): lot ids, soonest expiry first."""
+    text = raw.decode() if isinstance(raw, bytes) else raw or ""
+    return [int(i) for i in text.split(",") if i]
 
 
 def split_ops(fields: dict[bytes, bytes]) -> tuple[dict[int, str], dict[int, bytes]]:

@@ -102,3 +102,68 @@ async def test_a_spent_lot_keeps_only_its_expiry_and_ledger_shows_it(make) -> No
     assert raw.startswith(b"|") and b"|" not in raw[1:]  # "|expires_at": nothing left, not on hold
     assert earned["expires_at"] == ledger_codec.parse_lot(raw).expires_at > clock.ms
     assert len(await program.ledger(uid)) == len(before) + 2
+
+
+async def queue_of(program: Any, uid: str) -> list[tuple[int, ledger_codec.Lot]]:
+    """The lot queue with each lot, checked against the lots: exactly the spendable ones with points left,
+    soonest expiry first (a tie by lot id)."""
+    raw = await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE)
+    _, lots = ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid)))
+    parsed = {i: ledger_codec.parse_lot(v) for i, v in lots.items()}
+    queue = [(i, parsed[i]) for i in ledger_codec.queued(raw)]
+    assert queue == sorted(queue, key=lambda q: (q[1].expires_at, q[0]))
+    assert {i for i, _ in queue} == {i for i, lot in parsed.items() if lot.remaining > 0 and not lot.hold_until}
+    return queue
+
+
+async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) -> None:  # noqa: F811
+    """Spending and expiry go soonest expiry first, whatever order the lots were earned in; a held lot joins
+    the queue when released; the member's place in the due zset follows the queue's first lot."""
+    from rewards.engine import Award
+
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    day = 86_400_000
+    t0 = clock.ms
+    for op, amount, expires, hold in [("late", 10, t0 + 300 * day, 0), ("soon", 20, t0 + 100 * day, 0),
+                                      ("never", 30, 0, 0), ("soon-too", 40, t0 + 100 * day, 0),
+                                      ("held", 50, t0 + 50 * day, t0 + 5 * day)]:
+        award = Award(op=op, rule="events.review", kind="event", amount=amount, at_ms=t0, expires_ms=expires,
+                      hold_until_ms=hold)
+        assert (await program.earn(uid, award))[0] == 1
+    ids = {e["op"]: e["id"] for e in await program.ledger(uid)}
+    queue = [i for i, _ in await queue_of(program, uid)]
+    assert [q for q in queue if q in ids.values()] == [ids["soon"], ids["soon-too"], ids["late"], ids["never"]]
+    assert not [n async for n in program.redis.scan_iter(match=f"*{uid}*lotq*")]  # no zset of its own
+
+    clock.advance(days=6)
+    assert (await program.maintain(uid))[0] == 50  # released: now the soonest to expire
+    queue = await queue_of(program, uid)
+    assert queue[0][0] == ids["held"]
+    assert await program.redis.zscore(keys.DUE, uid) == queue[0][1].expires_at
+
+    before = (await program.member(uid)).points
+    assert (await program.spend(uid, "claim", 60, "coffee"))[0] == 1  # 50 from "held", 10 from the next
+    lots = dict(await queue_of(program, uid))
+    assert ids["held"] not in lots and (await program.member(uid)).points == before - 60
+
+    clock.advance(days=90)  # the two lots expiring on day 100 are within the warning window, together
+    assert await program.expiring(uid) == (10 + 40, t0 + 100 * day)
+    await program.maintain(uid)  # the clock job puts the member at the queue's first lot in the due zset
+    assert await program.redis.zscore(keys.DUE, uid) == t0 + 100 * day
+    assert (uid, 10 + 40, t0 + 100 * day) in await program.expiring_soon()
+    clock.advance(days=10)
+    await program.maintain(uid)
+    expired = [e for e in await program.ledger(uid) if e["kind"] == "expire"]
+    assert [e["lot"] for e in expired if e["lot"] in (ids["soon"], ids["soon-too"])] == [ids["soon"],
+                                                                                         ids["soon-too"]]
+    assert sum(-e["delta"] for e in expired if e["lot"] in (ids["soon"], ids["soon-too"])) == 20 + 40 - 10
+    queue = await queue_of(program, uid)
+    assert [i for i, _ in queue if i in ids.values()] == [ids["late"], ids["never"]]
+    assert await program.redis.zscore(keys.DUE, uid) == queue[0][1].expires_at
+
+    clock.advance(days=1000)
+    await program.maintain(uid)
+    assert [i for i, _ in await queue_of(program, uid)] == [ids["never"]]
+    assert (await program.member(uid)).points == 30
+    assert await program.redis.zscore(keys.DUE, uid) is None  # nothing left that changes by itself

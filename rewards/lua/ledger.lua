@@ -5,13 +5,15 @@
 --    ops hash, which is also the lots and the caps: one key instead of three, since each key costs ~100
 --    bytes before its contents (docs/benchmarks.md). Its fields:
 --      op id -> entry id (an op id is written once, with its entry; one starting with '#' gets another '#'),
---      '#' .. lot id -> "remaining|expires_at|hold_until" (every earning is a lot, lot id = entry id; the
---      times in base 36),
+--      '#' .. lot id -> "remaining|expires_at", "|hold_until" added while on hold (every earning is a lot,
+--      lot id = entry id; see lot_get),
 --      '#c' .. rule|period -> points earned per rule per day/month/lifetime, for caps,
---    lotq zset (spendable lots with points left, by expiry: spending and expiry go oldest first),
+--      '#q' -> the lot queue: the ids of the spendable lots with points left, by expiry then id, joined by ','
+--      (spending and expiry go oldest first). The expiries stay in the lots: a zset kept them a second time
+--      and cost a key per member (~210 bytes, docs/benchmarks.md),
 --    holdq zset (lots on hold, by the time they become spendable).
---    K's lots and caps slots name the ops hash too (rewards/keys.py ledger_keys), so every script's KEYS
---    keep their places.
+--    K's lots, lot queue and caps slots name the ops hash too (rewards/keys.py ledger_keys), so every
+--    script's KEYS keep their places.
 -- Invariant: points == sum(remaining of spendable lots) - debt; pending_points == sum(remaining of held lots).
 local NEVER = 32503680000000 -- year 3000, in ms: a lot that does not expire
 
@@ -68,6 +70,42 @@ local function lot_set(k, id, lot)
   local raw = int_or_blank(lot.rem) .. '|' .. base36(lot.exp)
   if lot.hold ~= 0 then raw = raw .. '|' .. base36(lot.hold) end
   redis.call('HSET', k.lots, '#' .. id, raw)
+end
+
+-- the lot queue ('#q'), as a list of lot ids (strings), soonest expiry first
+local function queue_get(k)
+  local ids = {}
+  for id in string.gmatch(redis.call('HGET', k.lotq, '#q') or '', '%d+') do ids[#ids + 1] = id end
+  return ids
+end
+
+local function queue_set(k, ids)
+  if #ids == 0 then redis.call('HDEL', k.lotq, '#q')
+  else redis.call('HSET', k.lotq, '#q', table.concat(ids, ',')) end
+end
+
+-- the lot's expiry for ordering the queue; a lot gone missing sorts first, so the next take drops it
+local function queue_exp(k, id)
+  local lot = lot_get(k, id)
+  return lot and lot.exp or -1
+end
+
+-- a spendable lot into the queue, after every lot that expires before it (or with it, and a smaller id).
+-- Lots usually expire in the order they were earned, so the walk from the end stops at once.
+local function queue_add(k, id, exp)
+  local ids, pos = queue_get(k), nil
+  for i = #ids, 1, -1 do
+    if ids[i] == tostring(id) then table.remove(ids, i) end
+  end
+  pos = #ids + 1
+  while pos > 1 do
+    local before = ids[pos - 1]
+    local e = queue_exp(k, before)
+    if e < exp or (e == exp and tonumber(before) < tonumber(id)) then break end
+    pos = pos - 1
+  end
+  table.insert(ids, pos, tostring(id))
+  queue_set(k, ids)
 end
 
 -- An entry is stored as one delimited string (rewards/ledger_codec.py reads the same):
@@ -175,24 +213,30 @@ end
 -- take `amount` from spendable lots, the given one first, then oldest expiry first; returns what it took
 local function take(k, amount, first)
   local taken = 0
+  local ids = queue_get(k)
+  local gone = {} -- lot ids that leave the queue
   local function from(id)
     local lot = lot_get(k, id)
     if lot and lot.rem > 0 and lot.hold == 0 then
       local t = math.min(lot.rem, amount - taken)
       lot.rem = lot.rem - t
       lot_set(k, id, lot)
-      if lot.rem == 0 then redis.call('ZREM', k.lotq, id) end
+      if lot.rem == 0 then gone[tostring(id)] = true end
       taken = taken + t
-    else -- a lot with nothing to give has no place in the queue; dropping it also keeps the loop below finite
-      redis.call('ZREM', k.lotq, id)
+    else -- a lot with nothing to give has no place in the queue
+      gone[tostring(id)] = true
     end
   end
   if first then from(first) end
-  while taken < amount do
-    local ids = redis.call('ZRANGE', k.lotq, 0, 0)
-    if #ids == 0 then break end
-    from(ids[1])
+  for _, id in ipairs(ids) do
+    if taken >= amount then break end
+    if not gone[id] then from(id) end
   end
+  local left = {}
+  for _, id in ipairs(ids) do
+    if not gone[id] then left[#left + 1] = id end
+  end
+  if #left < #ids then queue_set(k, left) end
   return taken
 end
 
@@ -203,7 +247,7 @@ local function credit(k, id, lot, amount)
   if repay > 0 then incr(k.member, 'debt', -repay) end
   lot.rem, lot.hold = amount - repay, 0
   lot_set(k, id, lot)
-  if lot.rem > 0 then redis.call('ZADD', k.lotq, lot.exp, id) end
+  if lot.rem > 0 then queue_add(k, id, lot.exp) end
   incr(k.member, 'points', amount)
 end
 
@@ -318,9 +362,11 @@ end
 -- Spendable lots past their expiry lose what is left. Returns points expired.
 local function expire(k, now)
   local expired = 0
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.lotq, '-inf', now)) do
+  local ids = queue_get(k)
+  local stay = #ids + 1 -- the first queued lot that has not expired: it and all after it stay
+  for i, id in ipairs(ids) do
     local lot = lot_get(k, id)
-    redis.call('ZREM', k.lotq, id)
+    if lot and lot.exp > now then stay = i; break end
     if lot and lot.rem > 0 then
       local amount = lot.rem
       lot.rem = 0
@@ -331,15 +377,21 @@ local function expire(k, now)
       expired = expired + amount
     end
   end
+  if stay > 1 then
+    local left = {}
+    for i = stay, #ids do left[#left + 1] = ids[i] end
+    queue_set(k, left)
+  end
   return expired
 end
 
 -- the earliest time anything of this member's changes by itself (expiry or release), or false
 local function next_due(k)
-  local e = redis.call('ZRANGE', k.lotq, 0, 0, 'WITHSCORES')
+  local first = queue_get(k)[1]
+  local lot = first and lot_get(k, first)
   local h = redis.call('ZRANGE', k.holdq, 0, 0, 'WITHSCORES')
   local due = false
-  if #e > 0 and tonumber(e[2]) < NEVER then due = tonumber(e[2]) end
+  if lot and lot.exp < NEVER then due = lot.exp end
   if #h > 0 and (not due or tonumber(h[2]) < due) then due = tonumber(h[2]) end
   return due
 end
