@@ -167,3 +167,17 @@ async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) 
     assert [i for i, _ in await queue_of(program, uid)] == [ids["never"]]
     assert (await program.member(uid)).points == 30
     assert await program.redis.zscore(keys.DUE, uid) is None  # nothing left that changes by itself
+
+
+async def test_entry_ids_come_from_the_list_length_not_a_counter(make) -> None:  # noqa: F811
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    for n in range(3):
+        assert (await program.apply(uid, f"e{n}", 10, "event", "events.review", clock.ms))[0] == 1
+    assert (await program.spend(uid, "s", 15, "coffee"))[0] == 1
+    entries = await program.ledger(uid)
+    assert [e["id"] for e in entries] == list(range(1, len(entries) + 1))
+    ids = {e["op"]: e["id"] for e in entries}
+    assert {ledger_codec.lot_field(ids[f"e{n}"]).encode() for n in range(3)} <= set(
+        await program.redis.hkeys(keys.ops(uid)))  # each earning's lot under its entry's id
+    assert await program.redis.hget(keys.member(uid), "ledger_seq") is None

@@ -1,6 +1,6 @@
 -- The ledger, prepended to every script that changes points. All keys belong to one member ({uid}).
 --
--- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, ledger_seq, earned:YYYY-MM…),
+-- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, earned:YYYY-MM…),
 --    ledger list (append-only compact entries, see encode(); entry id n sits at index n-1),
 --    ops hash, which is also the lots and the caps: one key instead of three, since each key costs ~100
 --    bytes before its contents (docs/benchmarks.md). Its fields:
@@ -194,11 +194,12 @@ local function decode(id, op, raw)
 end
 
 -- one ledger entry; e.avail and e.pend say how it moved the spendable and held balances
+-- The entry's id is the list's length after it: entry n sits at index n-1, so a counter of its own (the
+-- member hash's old 'ledger_seq') only repeated LLEN.
 local function write(k, e)
-  e.id = incr(k.member, 'ledger_seq', 1)
   e.balance = num(k.member, 'points')
   e.pending = num(k.member, 'pending_points')
-  redis.call('RPUSH', k.ledger, encode(e))
+  e.id = redis.call('RPUSH', k.ledger, encode(e))
   if e.op then redis.call('HSET', k.ops, opf(e.op), e.id) end
   return e.id
 end
@@ -272,8 +273,7 @@ local function earn(k, c)
              avail = held and 0 or amount, pend = held and amount or 0,
              state = held and 'pending' or 'available', capped = (amount < c.amount) and c.amount or nil}
   -- the entry id is the lot id: write the lot's balance move first so the entry shows the result
-  local id = redis.call('HGET', k.member, 'ledger_seq')
-  id = tonumber(id or '0') + 1
+  local id = redis.call('LLEN', k.ledger) + 1
   if held then
     lot_set(k, id, {rem = amount, exp = exp, hold = c.hold_until})
     redis.call('ZADD', k.holdq, c.hold_until, id)
