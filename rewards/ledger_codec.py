@@ -88,9 +88,14 @@ QUEUE = "#q"  # the ops hash's field for the lot queue: spendable lots' ids by e
 
 
 def queued(raw: bytes | str | None) -> list[int]:
-    """The lot queue as stored (ledger.lua queue_get): lot ids, soonest expiry first."""
+    """The lot queue as stored (ledger.lua queue_get): lot ids, soonest expiry first; "first-last" is a run
+    of ids that follow each other ("2,3,5-8" is 2, 3, 5, 6, 7, 8)."""
     text = raw.decode() if isinstance(raw, bytes) else raw or ""
-    return [int(i) for i in text.split(",") if i]
+    ids: list[int] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        ids.extend(range(int(first), int(last or first) + 1))
+    return ids
 
 
 def split_ops(fields: dict[bytes, bytes]) -> tuple[dict[int, str], dict[int, bytes]]:

@@ -181,3 +181,28 @@ async def test_entry_ids_come_from_the_list_length_not_a_counter(make) -> None: 
     assert {ledger_codec.lot_field(ids[f"e{n}"]).encode() for n in range(3)} <= set(
         await program.redis.hkeys(keys.ops(uid)))  # each earning's lot under its entry's id
     assert await program.redis.hget(keys.member(uid), "ledger_seq") is None
+
+
+@pytest.mark.parametrize(("raw", "ids"), [
+    (None, []), ("", []), ("7", [7]), ("2,3", [2, 3]), ("2,3,5-8,12", [2, 3, 5, 6, 7, 8, 12]),
+    ("10-12,4", [10, 11, 12, 4]),  # a later lot can expire first
+])
+def test_the_lot_queue_reads_back(raw: str | None, ids: list[int]) -> None:
+    assert ledger_codec.queued(raw) == ids
+
+
+async def test_a_long_lot_queue_is_stored_as_runs_and_keeps_the_ops_hash_compact(make) -> None:  # noqa: F811
+    """200 spendable lots in a row (401 fields): one run, so the ops hash stays a listpack, which a value over
+    hash-max-listpack-value (512 bytes) would end ("1,2,…,200" is 692 bytes)."""
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    for n in range(200):
+        assert (await program.adjust(uid, 5, "r", "test", f"a{n}"))[0]
+    raw = await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE)
+    assert raw == b"1-200" and len(await queue_of(program, uid)) == 200
+    assert await program.redis.object("encoding", keys.ops(uid)) in (b"ziplist", b"listpack")
+    before = (await program.member(uid)).points
+    assert (await program.spend(uid, "s", 5 * 40 + 3, "coffee"))[0] == 1  # lots empty from the front
+    assert (await program.member(uid)).points == before - 203
+    assert await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE) == b"41-200"  # the 41st lot gave 3
+    assert [i for i, _ in await queue_of(program, uid)] == list(range(41, 201))

@@ -72,16 +72,34 @@ local function lot_set(k, id, lot)
   redis.call('HSET', k.lots, '#' .. id, raw)
 end
 
--- the lot queue ('#q'), as a list of lot ids (strings), soonest expiry first
+-- the lot queue ('#q'), as a list of lot ids (strings), soonest expiry first. Stored joined by ',', a run of
+-- three or more ids that follow each other (lots earned in a row, same expiry) as 'first-last': "2,3,5-8".
+-- The ops hash stays a compact listpack only while every value is under hash-max-listpack-value (512 bytes):
+-- runs keep a long-standing member's queue under it (rewards/ledger_codec.py queued reads the same).
 local function queue_get(k)
   local ids = {}
-  for id in string.gmatch(redis.call('HGET', k.lotq, '#q') or '', '%d+') do ids[#ids + 1] = id end
+  for part in string.gmatch(redis.call('HGET', k.lotq, '#q') or '', '[^,]+') do
+    local first, last = string.match(part, '^(%d+)-(%d+)$')
+    if first then
+      for id = tonumber(first), tonumber(last) do ids[#ids + 1] = tostring(id) end
+    else
+      ids[#ids + 1] = part
+    end
+  end
   return ids
 end
 
 local function queue_set(k, ids)
-  if #ids == 0 then redis.call('HDEL', k.lotq, '#q')
-  else redis.call('HSET', k.lotq, '#q', table.concat(ids, ',')) end
+  if #ids == 0 then return redis.call('HDEL', k.lotq, '#q') end
+  local parts, i = {}, 1
+  while i <= #ids do
+    local j = i
+    while j < #ids and tonumber(ids[j + 1]) == tonumber(ids[j]) + 1 do j = j + 1 end
+    if j - i >= 2 then parts[#parts + 1] = ids[i] .. '-' .. ids[j]
+    else for n = i, j do parts[#parts + 1] = ids[n] end end
+    i = j + 1
+  end
+  redis.call('HSET', k.lotq, '#q', table.concat(parts, ','))
 end
 
 -- the lot's expiry for ordering the queue; a lot gone missing sorts first, so the next take drops it
