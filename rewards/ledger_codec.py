@@ -4,7 +4,7 @@
 
 rule is '' when it equals kind, '~' + rest when it starts with kind, '!' + rule when it would read as one of
 those; at is base 36 (ms); avail is '' when it is delta - pend; pend and pending are '' when 0; state is one
-letter; n is the length of the rare fields' JSON (capped, reverses, written_off, lot) or ''; the note is
+letter, blank when it is the usual one (usual_state); n is the length of the rare fields' JSON (capped, reverses, written_off, lot) or ''; the note is
 the rest. An entry starting with '[' is the older positional JSON array
 `[kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare}?]`, still read (see ledger.lua).
 
@@ -41,6 +41,11 @@ def _rule(kind: str, short: str) -> str:
     return short[1:] if short[0] == "!" else short
 
 
+def usual_state(delta: int, pend: int) -> str:
+    """The state written blank (ledger.lua usual_state): held points pending, other points in available, else done."""
+    return "p" if pend > 0 else "a" if delta > 0 else "d"
+
+
 def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, Any]:
     data = raw if isinstance(raw, bytes) else raw.encode()
     if data[:1] == b"[":
@@ -52,7 +57,8 @@ def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, 
         pend_n, delta_n, rare_len = int(pend or 0), int(delta), int(n or 0)
         fields = {"kind": kind, "rule": _rule(kind, short), "at": int(at, 36), "delta": delta_n,
                   "avail": int(avail) if avail else delta_n - pend_n, "pend": pend_n, "balance": int(balance),
-                  "pending": int(pending or 0), "state": state, "note": rest[rare_len:].decode()}
+                  "pending": int(pending or 0), "state": state or usual_state(delta_n, pend_n),
+                  "note": rest[rare_len:].decode()}
         if rare_len:
             fields.update(json.loads(rest[:rare_len]))
     entry: dict[str, Any] = {"id": entry_id, "op": op, **fields}

@@ -23,7 +23,23 @@ ODD: list[dict[str, Any]] = [
     {"kind": "release", "rule": "hold", "note": "", "lot": 12, "delta": 0, "avail": 40, "pend": -40},
     {"kind": "a|b", "rule": "c", "note": ""},  # not representable: falls back to the JSON form
     {"kind": "event", "rule": "events.review", "note": "", "pend": 25, "avail": 0, "state": "pending"},
+    # states other than the usual one for their numbers are written out
+    {"kind": "event", "rule": "events.review", "note": "", "capped": 5, "delta": 0, "avail": 0, "state": "pending"},
+    {"kind": "adjustment", "rule": "staff:a", "note": "", "state": "done"},
+    {"kind": "adjustment", "rule": "staff:a", "note": "", "state": "odd"},
 ]
+
+
+@pytest.mark.parametrize(("given", "written"), [
+    ({}, b""), ({"state": "done"}, b"d"), ({"delta": -5, "avail": -5, "state": "done"}, b""),
+    ({"delta": 5, "avail": 0, "pend": 5, "state": "pending"}, b""), ({"delta": 0, "avail": 0}, b"a"),
+])
+async def test_the_usual_state_is_left_blank(make, given: dict, written: bytes) -> None:  # noqa: F811
+    program, _ = await make()
+    want = entry(kind="event", rule="events.review", note="", **given)
+    raw, _ = await program.redis.eval(_load("ledger") + ROUND_TRIP, 0, json.dumps(want))
+    assert raw.split(b"|")[8] == written
+    assert ledger_codec.decode(7, raw, "op:7") == {**want, "id": 7, "op": "op:7"}
 
 
 def entry(**given: Any) -> dict[str, Any]:

@@ -130,14 +130,23 @@ end
 --   kind|rule|at|delta|avail|pend|balance|pending|state|n|<n bytes of rare fields as JSON><note>
 -- rule: '' when it equals kind, '~' .. rest when it starts with kind ('events.review' under 'event' is
 -- '~s.review'), '!' .. rule when it would read as one of those, else as is. at: base 36 (ms). avail: ''
--- when it is delta - pend; pend and pending: '' when 0. state: one letter. n: the length of the rare fields'
--- JSON (capped, reverses, written_off, lot), '' when none; the note is the rest, so it may hold anything.
+-- when it is delta - pend; pend and pending: '' when 0. state: one letter, '' when it is usual_state()'s.
+-- n: the length of the rare fields' JSON (capped, reverses, written_off, lot), '' when none; the note is
+-- the rest, so it may hold anything.
 -- No id (entry n sits at index n-1), no op (the ops hash), no earning's expiry (its lot): about 30 bytes.
 -- An entry the string cannot hold (a '|' in kind or rule, a fraction) is written as the JSON array that
 -- came before (a leading '['), which decode() still reads, so entries written before this format read too.
 local STATE_CODE = {available = 'a', pending = 'p', done = 'd'}
 local STATE_NAME = {a = 'available', p = 'pending', d = 'done'}
 local RARE = {'capped', 'reverses', 'written_off', 'lot'}
+
+-- the state most entries have, written blank: held points pending, other points in available, the rest done
+-- (a capped earning of 0 points is the exception, written out)
+local function usual_state(delta, pend)
+  if pend > 0 then return 'p' end
+  if delta > 0 then return 'a' end
+  return 'd'
+end
 local function whole(x)
   return type(x) == 'number' and x == math.floor(x) and x > -1e15 and x < 1e15
 end
@@ -168,13 +177,14 @@ local function encode(e)
     return encode_json(e, rare, any)
   end
   local plain = not (string.find(kind, '|', 1, true) or string.find(rule, '|', 1, true)
-                     or string.find(state, '|', 1, true) or string.sub(kind, 1, 1) == '[')
+                     or string.find(state, '|', 1, true) or state == '' or string.sub(kind, 1, 1) == '[')
   for _, x in ipairs({e.at, e.delta, e.avail, e.pend, e.balance, e.pending}) do
     if not whole(x) then plain = false end
   end
   if not plain or e.at < 0 then return encode_json(e, rare, any) end
   local rare_json = any and cjson.encode(rare) or ''
   local avail = (e.avail == e.delta - e.pend) and '' or string.format('%d', e.avail)
+  if state == usual_state(e.delta, e.pend) then state = '' end
   return table.concat({kind, short_rule(kind, rule), base36(e.at), string.format('%d', e.delta), avail,
                        int_or_blank(e.pend), string.format('%d', e.balance), int_or_blank(e.pending), state,
                        any and tostring(#rare_json) or '', rare_json .. (e.note or '')}, '|')
@@ -202,7 +212,9 @@ local function decode(id, op, raw)
   local delta, pend = tonumber(f[4]), tonumber(f[6]) or 0
   local e = {id = id, op = op, kind = kind, rule = rule, at = tonumber(f[3], 36), delta = delta,
              avail = tonumber(f[5]) or (delta - pend), pend = pend, balance = tonumber(f[7]),
-             pending = tonumber(f[8]) or 0, state = STATE_NAME[f[9]] or f[9]}
+             pending = tonumber(f[8]) or 0}
+  local state = (f[9] == '') and usual_state(delta, pend) or f[9]
+  e.state = STATE_NAME[state] or state
   local n = tonumber(f[10]) or 0
   if n > 0 then
     for k, v in pairs(cjson.decode(string.sub(raw, pos, pos + n - 1))) do e[k] = v end
