@@ -270,8 +270,9 @@ def mass_insert(url: str, template: bytes, blocks: int) -> None:
 
 def member_keys(u: str) -> dict[str, str]:
     """kind of key -> key name, for everything one member owns (their invite code sits in a shared bucket)."""
-    return {"member hash": keys.member(u), "ledger list": keys.ledger(u), "ops hash (with lots, caps)": keys.ops(u),
-            "lot zset": keys.lot_queue(u), "hold zset": keys.hold_queue(u), "orders hash": keys.orders(u),
+    return {"member hash": keys.member(u), "ledger list": keys.ledger(u),
+            "ops hash (with lots, lot queue, caps)": keys.ops(u), "hold zset": keys.hold_queue(u),
+            "orders hash": keys.orders(u),
             "referral hash": keys.referral(u), "referrals-made hash": keys.referrals_made(u),
             "order owner string": keys.order_owner(f"order-{u}")}
 

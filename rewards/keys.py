@@ -14,14 +14,10 @@ def ledger(uid: str) -> str:
 
 
 def ops(uid: str) -> str:
-    # hash: operation id -> ledger entry id; also the lots ("#<entry id>" -> "remaining|expires_at|hold_until",
-    # times in base 36)
-    # and the caps ("#c<rule>|<period>" -> points), see ledger.lua and ledger_codec.py: one key, not three
+    # hash: operation id -> ledger entry id; also the lots ("#<entry id>" -> "remaining|expires_at[|hold_until]",
+    # times in base 36), the caps ("#c<rule>|<period>" -> points) and the lot queue ("#q" -> the spendable lots'
+    # ids by expiry), see ledger.lua and ledger_codec.py: one key, not four
     return f"{PREFIX}:m:{{{uid}}}:ops"
-
-
-def lot_queue(uid: str) -> str:
-    return f"{PREFIX}:m:{{{uid}}}:lotq"  # zset: spendable lots with points left, by expiry
 
 
 def hold_queue(uid: str) -> str:
@@ -29,9 +25,9 @@ def hold_queue(uid: str) -> str:
 
 
 def ledger_keys(uid: str) -> list[str]:
-    """The seven keys every ledger script takes, in the order ledger.lua's K() reads them. The lots and caps
-    places name the ops hash, which holds them, so the scripts' other KEYS keep their places."""
-    return [member(uid), ledger(uid), ops(uid), ops(uid), lot_queue(uid), hold_queue(uid), ops(uid)]
+    """The seven keys every ledger script takes, in the order ledger.lua's K() reads them. The lots, lot queue
+    and caps places name the ops hash, which holds them, so the scripts' other KEYS keep their places."""
+    return [member(uid), ledger(uid), ops(uid), ops(uid), ops(uid), hold_queue(uid), ops(uid)]
 
 
 def orders(uid: str) -> str:

@@ -4,12 +4,13 @@
 
 rule is '' when it equals kind, '~' + rest when it starts with kind, '!' + rule when it would read as one of
 those; at is base 36 (ms); avail is '' when it is delta - pend; pend and pending are '' when 0; state is one
-letter; n is the length of the rare fields' JSON (capped, reverses, written_off, lot) or ''; the note is
+letter, blank when it is the usual one (usual_state); n is the length of the rare fields' JSON (capped, reverses, written_off, lot) or ''; the note is
 the rest. An entry starting with '[' is the older positional JSON array
 `[kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare}?]`, still read (see ledger.lua).
 
-The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at|
-hold_until", the times in base 36) and caps ('#c…'); an op id that starts with '#' is stored with one more '#' (op_field).
+The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at", with
+"|hold_until" while on hold, the times in base 36, a remaining of 0 blank: see parse_lot) and caps ('#c…'); an op
+id that starts with '#' is stored with one more '#' (op_field). Its '#q' is the lot queue (queued).
 
 Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's position
 plus one, `op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields
@@ -18,7 +19,7 @@ appear when set.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 FIELDS = ("kind", "rule", "at", "delta", "avail", "pend", "balance", "pending", "state", "note")
 STATES = {"a": "available", "p": "pending", "d": "done"}
@@ -40,6 +41,11 @@ def _rule(kind: str, short: str) -> str:
     return short[1:] if short[0] == "!" else short
 
 
+def usual_state(delta: int, pend: int) -> str:
+    """The state written blank (ledger.lua usual_state): held points pending, other points in available, else done."""
+    return "p" if pend > 0 else "a" if delta > 0 else "d"
+
+
 def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, Any]:
     data = raw if isinstance(raw, bytes) else raw.encode()
     if data[:1] == b"[":
@@ -51,7 +57,8 @@ def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, 
         pend_n, delta_n, rare_len = int(pend or 0), int(delta), int(n or 0)
         fields = {"kind": kind, "rule": _rule(kind, short), "at": int(at, 36), "delta": delta_n,
                   "avail": int(avail) if avail else delta_n - pend_n, "pend": pend_n, "balance": int(balance),
-                  "pending": int(pending or 0), "state": state, "note": rest[rare_len:].decode()}
+                  "pending": int(pending or 0), "state": state or usual_state(delta_n, pend_n),
+                  "note": rest[rare_len:].decode()}
         if rare_len:
             fields.update(json.loads(rest[:rare_len]))
     entry: dict[str, Any] = {"id": entry_id, "op": op, **fields}
@@ -69,8 +76,36 @@ def lot_field(lot_id: int | str | bytes) -> str:
     return "#" + (lot_id.decode() if isinstance(lot_id, bytes) else str(lot_id))
 
 
+class Lot(NamedTuple):
+    remaining: int
+    expires_at: int  # ms
+    hold_until: int  # ms, 0 when spendable
+
+
+def parse_lot(raw: bytes | str) -> Lot:
+    """A lot as ledger.lua lot_set writes it: "remaining|expires_at" or "remaining|expires_at|hold_until", times in
+    base 36, remaining blank when 0 (a spent lot is "|expires_at"); the older "0|exp|0" reads the same."""
+    parts = (raw.decode() if isinstance(raw, bytes) else raw).split("|")
+    hold = parts[2] if len(parts) > 2 else ""
+    return Lot(int(parts[0] or 0), int(parts[1], 36), int(hold or "0", 36))
+
+
+QUEUE = "#q"  # the ops hash's field for the lot queue: spendable lots' ids by expiry, joined by ','
+
+
+def queued(raw: bytes | str | None) -> list[int]:
+    """The lot queue as stored (ledger.lua queue_get): lot ids, soonest expiry first; "first-last" is a run
+    of ids that follow each other ("2,3,5-8" is 2, 3, 5, 6, 7, 8)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw or ""
+    ids: list[int] = []
+    for part in filter(None, text.split(",")):
+        first, _, last = part.partition("-")
+        ids.extend(range(int(first), int(last or first) + 1))
+    return ids
+
+
 def split_ops(fields: dict[bytes, bytes]) -> tuple[dict[int, str], dict[int, bytes]]:
-    """An ops hash read whole -> (entry id -> op id, lot id -> "remaining|expires_at|hold_until")."""
+    """An ops hash read whole -> (entry id -> op id, lot id -> the lot as stored, see parse_lot)."""
     op_of: dict[int, str] = {}
     lots: dict[int, bytes] = {}
     for field, value in fields.items():

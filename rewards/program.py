@@ -467,7 +467,7 @@ class Program:
         for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
             lot = lots.get(e["id"])
             if lot is not None:
-                e["expires_at"] = int(lot.split(b"|")[1], 36)
+                e["expires_at"] = ledger_codec.parse_lot(lot).expires_at
         return entries
 
     async def adjust(self, uid: str, points: int, reason: str, staff: str, op: str) -> tuple[bool, int]:
@@ -512,32 +512,33 @@ class Program:
         out = []
         for raw in await self.redis.zrangebyscore(keys.DUE, now, horizon):
             uid = raw.decode()
-            soonest = await self.redis.zrange(keys.lot_queue(uid), 0, 0, withscores=True)
-            if not soonest or soonest[0][1] > horizon:
+            lots = await self._queued_lots(uid)
+            if not lots or lots[0].expires_at > horizon:
                 continue
-            when = int(soonest[0][1])
+            when = lots[0].expires_at
             if int(await self.redis.hget(keys.WARNED, uid) or 0) == when:
                 continue
-            expiring = 0
-            for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
-                lot = await self.redis.hget(keys.ops(uid), ledger_codec.lot_field(lot_id))
-                expiring += int(lot.decode().split("|")[0]) if lot else 0
-            out.append((uid, expiring, when))
+            out.append((uid, sum(lot.remaining for lot in lots if lot.expires_at <= when), when))
         return out
+
+    async def _queued_lots(self, uid: str) -> list[ledger_codec.Lot]:
+        """The member's spendable lots with points left, soonest expiry first (ledger.lua's lot queue)."""
+        ids = ledger_codec.queued(await self.redis.hget(keys.ops(uid), ledger_codec.QUEUE))
+        if not ids:
+            return []
+        raw = await self.redis.hmget(keys.ops(uid), [ledger_codec.lot_field(i) for i in ids])
+        return [ledger_codec.parse_lot(lot) for lot in raw if lot is not None]
 
     async def expiring(self, uid: str) -> tuple[int, int] | None:
         """Read only: (points, when) of the member's soonest expiry within the warning window, or None."""
         if self.rules.expiry == "never":
             return None
         horizon = self._now_ms() + max(self.rules.warning_days, 30) * 86_400_000
-        soonest = await self.redis.zrange(keys.lot_queue(uid), 0, 0, withscores=True)
-        if not soonest or soonest[0][1] > horizon:
+        lots = await self._queued_lots(uid)
+        if not lots or lots[0].expires_at > horizon:
             return None
-        when = int(soonest[0][1])
-        points = 0
-        for lot_id in await self.redis.zrangebyscore(keys.lot_queue(uid), "-inf", when):
-            lot = await self.redis.hget(keys.ops(uid), ledger_codec.lot_field(lot_id))
-            points += int(lot.decode().split("|")[0]) if lot else 0
+        when = lots[0].expires_at
+        points = sum(lot.remaining for lot in lots if lot.expires_at <= when)
         return (points, when) if points > 0 else None
 
     async def mark_warned(self, uid: str, when_ms: int) -> None:
@@ -918,17 +919,18 @@ class Program:
         return sorted(uid for uid, b in zip(members, blocked, strict=True) if b != b"1")
 
     async def member_facts(self, uids: list[str]) -> list[MemberFacts]:
-        """What broadcast segments look at, for many members in one round trip (read-only)."""
+        """What broadcast segments look at, for many members in a few round trips (read-only)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid in uids:
                 pipe.hgetall(keys.member(uid))
                 pipe.hgetall(keys.referrals_made(uid))
-                pipe.zrange(keys.lot_queue(uid), 0, 0, withscores=True)
+                pipe.hget(keys.ops(uid), ledger_codec.QUEUE)
             raw = await pipe.execute()
+        next_expiry = await self._next_expiries(uids, [raw[3 * i + 2] for i in range(len(uids))])
         made_all = await self._referral_statuses([raw[3 * i + 1] for i in range(len(uids))])
         facts = []
         for i, uid in enumerate(uids):
-            fields, _, soonest = raw[3 * i:3 * i + 3]
+            fields = raw[3 * i]
             if not fields:
                 continue  # not a member (an id from a user_ids segment we never saw)
             m = {k.decode(): v.decode() for k, v in fields.items()}
@@ -940,8 +942,22 @@ class Program:
                 referrals_pending=counts.pending, referrals_completed=counts.completed,
                 lang=m.get("lang_pref") or m.get("lang"), birthday=m.get("birthday"), joined_at_ms=joined,
                 last_active_ms=max(joined, int(m.get("last_seen_at", 0)), int(m.get("last_activity", 0))),
-                next_expiry_ms=int(soonest[0][1]) if soonest and soonest[0][1] > 0 else None))
+                next_expiry_ms=next_expiry[i]))
         return facts
+
+    async def _next_expiries(self, uids: list[str], queues: list[bytes | None]) -> list[int | None]:
+        """Each member's soonest lot expiry (its lot queue's first lot), one round trip for them all."""
+        firsts = [ledger_codec.queued(q)[:1] for q in queues]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for uid, first in zip(uids, firsts, strict=True):
+                if first:
+                    pipe.hget(keys.ops(uid), ledger_codec.lot_field(first[0]))
+            lots = iter(await pipe.execute())
+        out: list[int | None] = []
+        for first in firsts:
+            lot = next(lots) if first else None
+            out.append(ledger_codec.parse_lot(lot).expires_at if lot else None)
+        return out
 
     async def member_ids(self) -> list[str]:
         """Every member ever seen, blocked or not, in a stable order."""

@@ -19,7 +19,6 @@ from bot import keys
 from bot.broadcasts import BroadcastRunner
 from bot.config import ASSETS
 from bot.linesim.platform import Call, Platform, new_user_id
-from rewards import keys as keys_domain
 from rewards import segments
 from rewards.keys import PREFIX
 from rewards.rules import load_rules
@@ -517,8 +516,8 @@ async def test_member_facts_read_referrals_expiry_and_activity_from_redis(clean_
         assert facts[referrer].points == RULES.signup_points
         seg = segments.parse({"has_pending_referrals": True}, RULES, clock.ms)
         assert [u for u, f in facts.items() if seg.matches(f)] == [referrer]
-        lots = await program.redis.zrange(keys_domain.lot_queue(referrer), 0, 0, withscores=True)
-        assert facts[referrer].next_expiry_ms == (int(lots[0][1]) if lots else None)
+        lots = await program._queued_lots(referrer)
+        assert lots and facts[referrer].next_expiry_ms == lots[0].expires_at > clock.ms
     finally:
         await program.redis.aclose()
 

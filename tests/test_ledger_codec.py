@@ -23,7 +23,23 @@ ODD: list[dict[str, Any]] = [
     {"kind": "release", "rule": "hold", "note": "", "lot": 12, "delta": 0, "avail": 40, "pend": -40},
     {"kind": "a|b", "rule": "c", "note": ""},  # not representable: falls back to the JSON form
     {"kind": "event", "rule": "events.review", "note": "", "pend": 25, "avail": 0, "state": "pending"},
+    # states other than the usual one for their numbers are written out
+    {"kind": "event", "rule": "events.review", "note": "", "capped": 5, "delta": 0, "avail": 0, "state": "pending"},
+    {"kind": "adjustment", "rule": "staff:a", "note": "", "state": "done"},
+    {"kind": "adjustment", "rule": "staff:a", "note": "", "state": "odd"},
 ]
+
+
+@pytest.mark.parametrize(("given", "written"), [
+    ({}, b""), ({"state": "done"}, b"d"), ({"delta": -5, "avail": -5, "state": "done"}, b""),
+    ({"delta": 5, "avail": 0, "pend": 5, "state": "pending"}, b""), ({"delta": 0, "avail": 0}, b"a"),
+])
+async def test_the_usual_state_is_left_blank(make, given: dict, written: bytes) -> None:  # noqa: F811
+    program, _ = await make()
+    want = entry(kind="event", rule="events.review", note="", **given)
+    raw, _ = await program.redis.eval(_load("ledger") + ROUND_TRIP, 0, json.dumps(want))
+    assert raw.split(b"|")[8] == written
+    assert ledger_codec.decode(7, raw, "op:7") == {**want, "id": 7, "op": "op:7"}
 
 
 def entry(**given: Any) -> dict[str, Any]:
@@ -79,3 +95,130 @@ async def test_op_ids_that_look_like_lots_or_caps_stay_apart(make) -> None:  # n
     assert (await program.member(uid)).points == 5
     fields = {f.decode() for f in await program.redis.hkeys(keys.ops(uid))}
     assert {"##1", "##c", "###x", "1", "##2", "#1", "#2", "#3", "#4"} <= fields
+
+
+@pytest.mark.parametrize(("raw", "lot"), [
+    ("10|mwror2eq", (10, int("mwror2eq", 36), 0)),
+    ("|mwror2eq", (0, int("mwror2eq", 36), 0)),  # spent: kept only for ledger()'s expires_at
+    ("25|mwror2eq|mwq0", (25, int("mwror2eq", 36), int("mwq0", 36))),  # on hold
+    ("0|mwror2eq|0", (0, int("mwror2eq", 36), 0)),  # the longer form written before
+])
+def test_lots_read_back(raw: str, lot: tuple[int, int, int]) -> None:
+    assert ledger_codec.parse_lot(raw) == lot
+
+
+async def test_a_spent_lot_keeps_only_its_expiry_and_ledger_shows_it(make) -> None:  # noqa: F811
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    before = await program.ledger(uid)
+    assert (await program.apply(uid, "e1", 30, "event", "events.review", clock.ms))[0] == 1
+    assert (await program.spend(uid, "s1", (await program.member(uid)).points, "coffee"))[0] == 1
+    earned = next(e for e in await program.ledger(uid) if e["op"] == "e1")
+    raw = await program.redis.hget(keys.ops(uid), ledger_codec.lot_field(earned["id"]))
+    assert raw.startswith(b"|") and b"|" not in raw[1:]  # "|expires_at": nothing left, not on hold
+    assert earned["expires_at"] == ledger_codec.parse_lot(raw).expires_at > clock.ms
+    assert len(await program.ledger(uid)) == len(before) + 2
+
+
+async def queue_of(program: Any, uid: str) -> list[tuple[int, ledger_codec.Lot]]:
+    """The lot queue with each lot, checked against the lots: exactly the spendable ones with points left,
+    soonest expiry first (a tie by lot id)."""
+    raw = await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE)
+    _, lots = ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid)))
+    parsed = {i: ledger_codec.parse_lot(v) for i, v in lots.items()}
+    queue = [(i, parsed[i]) for i in ledger_codec.queued(raw)]
+    assert queue == sorted(queue, key=lambda q: (q[1].expires_at, q[0]))
+    assert {i for i, _ in queue} == {i for i, lot in parsed.items() if lot.remaining > 0 and not lot.hold_until}
+    return queue
+
+
+async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) -> None:  # noqa: F811
+    """Spending and expiry go soonest expiry first, whatever order the lots were earned in; a held lot joins
+    the queue when released; the member's place in the due zset follows the queue's first lot."""
+    from rewards.engine import Award
+
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    day = 86_400_000
+    t0 = clock.ms
+    for op, amount, expires, hold in [("late", 10, t0 + 300 * day, 0), ("soon", 20, t0 + 100 * day, 0),
+                                      ("never", 30, 0, 0), ("soon-too", 40, t0 + 100 * day, 0),
+                                      ("held", 50, t0 + 50 * day, t0 + 5 * day)]:
+        award = Award(op=op, rule="events.review", kind="event", amount=amount, at_ms=t0, expires_ms=expires,
+                      hold_until_ms=hold)
+        assert (await program.earn(uid, award))[0] == 1
+    ids = {e["op"]: e["id"] for e in await program.ledger(uid)}
+    queue = [i for i, _ in await queue_of(program, uid)]
+    assert [q for q in queue if q in ids.values()] == [ids["soon"], ids["soon-too"], ids["late"], ids["never"]]
+    assert not [n async for n in program.redis.scan_iter(match=f"*{uid}*lotq*")]  # no zset of its own
+
+    clock.advance(days=6)
+    assert (await program.maintain(uid))[0] == 50  # released: now the soonest to expire
+    queue = await queue_of(program, uid)
+    assert queue[0][0] == ids["held"]
+    assert await program.redis.zscore(keys.DUE, uid) == queue[0][1].expires_at
+
+    before = (await program.member(uid)).points
+    assert (await program.spend(uid, "claim", 60, "coffee"))[0] == 1  # 50 from "held", 10 from the next
+    lots = dict(await queue_of(program, uid))
+    assert ids["held"] not in lots and (await program.member(uid)).points == before - 60
+
+    clock.advance(days=90)  # the two lots expiring on day 100 are within the warning window, together
+    assert await program.expiring(uid) == (10 + 40, t0 + 100 * day)
+    await program.maintain(uid)  # the clock job puts the member at the queue's first lot in the due zset
+    assert await program.redis.zscore(keys.DUE, uid) == t0 + 100 * day
+    assert (uid, 10 + 40, t0 + 100 * day) in await program.expiring_soon()
+    clock.advance(days=10)
+    await program.maintain(uid)
+    expired = [e for e in await program.ledger(uid) if e["kind"] == "expire"]
+    assert [e["lot"] for e in expired if e["lot"] in (ids["soon"], ids["soon-too"])] == [ids["soon"],
+                                                                                         ids["soon-too"]]
+    assert sum(-e["delta"] for e in expired if e["lot"] in (ids["soon"], ids["soon-too"])) == 20 + 40 - 10
+    queue = await queue_of(program, uid)
+    assert [i for i, _ in queue if i in ids.values()] == [ids["late"], ids["never"]]
+    assert await program.redis.zscore(keys.DUE, uid) == queue[0][1].expires_at
+
+    clock.advance(days=1000)
+    await program.maintain(uid)
+    assert [i for i, _ in await queue_of(program, uid)] == [ids["never"]]
+    assert (await program.member(uid)).points == 30
+    assert await program.redis.zscore(keys.DUE, uid) is None  # nothing left that changes by itself
+
+
+async def test_entry_ids_come_from_the_list_length_not_a_counter(make) -> None:  # noqa: F811
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    for n in range(3):
+        assert (await program.apply(uid, f"e{n}", 10, "event", "events.review", clock.ms))[0] == 1
+    assert (await program.spend(uid, "s", 15, "coffee"))[0] == 1
+    entries = await program.ledger(uid)
+    assert [e["id"] for e in entries] == list(range(1, len(entries) + 1))
+    ids = {e["op"]: e["id"] for e in entries}
+    assert {ledger_codec.lot_field(ids[f"e{n}"]).encode() for n in range(3)} <= set(
+        await program.redis.hkeys(keys.ops(uid)))  # each earning's lot under its entry's id
+    assert await program.redis.hget(keys.member(uid), "ledger_seq") is None
+
+
+@pytest.mark.parametrize(("raw", "ids"), [
+    (None, []), ("", []), ("7", [7]), ("2,3", [2, 3]), ("2,3,5-8,12", [2, 3, 5, 6, 7, 8, 12]),
+    ("10-12,4", [10, 11, 12, 4]),  # a later lot can expire first
+])
+def test_the_lot_queue_reads_back(raw: str | None, ids: list[int]) -> None:
+    assert ledger_codec.queued(raw) == ids
+
+
+async def test_a_long_lot_queue_is_stored_as_runs_and_keeps_the_ops_hash_compact(make) -> None:  # noqa: F811
+    """200 spendable lots in a row (401 fields): one run, so the ops hash stays a listpack, which a value over
+    hash-max-listpack-value (512 bytes) would end ("1,2,…,200" is 692 bytes)."""
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    for n in range(200):
+        assert (await program.adjust(uid, 5, "r", "test", f"a{n}"))[0]
+    raw = await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE)
+    assert raw == b"1-200" and len(await queue_of(program, uid)) == 200
+    assert await program.redis.object("encoding", keys.ops(uid)) in (b"ziplist", b"listpack")
+    before = (await program.member(uid)).points
+    assert (await program.spend(uid, "s", 5 * 40 + 3, "coffee"))[0] == 1  # lots empty from the front
+    assert (await program.member(uid)).points == before - 203
+    assert await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE) == b"41-200"  # the 41st lot gave 3
+    assert [i for i, _ in await queue_of(program, uid)] == list(range(41, 201))

@@ -43,10 +43,10 @@ async def check(program: Program, spent_ok: bool) -> None:
     assert sum(e["avail"] for e in entries) == points
     assert sum(e["pend"] for e in entries) == pending
     op_of, lot_values = ledger_codec.split_ops(await r.hgetall(keys.ops(UID)))  # the ops hash holds the lots
-    lots = {lot_id: v.decode().split("|") for lot_id, v in lot_values.items()}
-    spendable = sum(int(rem) for rem, _, hold in lots.values() if hold == "0")
-    held = sum(int(rem) for rem, _, hold in lots.values() if hold != "0")
-    assert all(int(rem) >= 0 for rem, _, _ in lots.values())
+    lots = [ledger_codec.parse_lot(v) for v in lot_values.values()]
+    spendable = sum(lot.remaining for lot in lots if lot.hold_until == 0)
+    held = sum(lot.remaining for lot in lots if lot.hold_until != 0)
+    assert all(lot.remaining >= 0 for lot in lots)
     assert points == spendable - debt and pending == held and debt >= 0
     ops = [e["op"] for e in entries]
     assert len(ops) == len(set(ops)) == len(op_of), "an operation id was written twice"

@@ -465,8 +465,9 @@ async def test_a_lot_with_nothing_left_in_the_queue_cannot_hang_a_spend(make) ->
     await program.adjust(uid, 100, "a", "test", "a")
     await program.adjust(uid, 100, "b", "test", "b")
     lot_id, lot = min(ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid)))[1].items())
-    remaining, expires, hold = lot.decode().split("|")
-    await program.redis.hset(keys.ops(uid), ledger_codec.lot_field(lot_id), f"0|{expires}|{hold}")  # emptied, still queued
+    expires = lot.decode().split("|")[1]
+    await program.redis.hset(keys.ops(uid), ledger_codec.lot_field(lot_id), f"|{expires}")  # emptied, still queued
     written, _ = await asyncio.wait_for(program.spend(uid, "claim-1", 50, "reward:x"), 10)
     assert written == 1
-    assert await program.redis.zscore(keys.lot_queue(uid), lot_id) is None
+    queue = ledger_codec.queued(await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE))
+    assert lot_id not in queue and queue  # dropped from the queue; the next lot still has points

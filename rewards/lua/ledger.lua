@@ -1,17 +1,19 @@
 -- The ledger, prepended to every script that changes points. All keys belong to one member ({uid}).
 --
--- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, ledger_seq, earned:YYYY-MM…),
+-- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, earned:YYYY-MM…),
 --    ledger list (append-only compact entries, see encode(); entry id n sits at index n-1),
 --    ops hash, which is also the lots and the caps: one key instead of three, since each key costs ~100
 --    bytes before its contents (docs/benchmarks.md). Its fields:
 --      op id -> entry id (an op id is written once, with its entry; one starting with '#' gets another '#'),
---      '#' .. lot id -> "remaining|expires_at|hold_until" (every earning is a lot, lot id = entry id; the
---      times in base 36),
+--      '#' .. lot id -> "remaining|expires_at", "|hold_until" added while on hold (every earning is a lot,
+--      lot id = entry id; see lot_get),
 --      '#c' .. rule|period -> points earned per rule per day/month/lifetime, for caps,
---    lotq zset (spendable lots with points left, by expiry: spending and expiry go oldest first),
+--      '#q' -> the lot queue: the ids of the spendable lots with points left, by expiry then id, joined by ','
+--      (spending and expiry go oldest first). The expiries stay in the lots: a zset kept them a second time
+--      and cost a key per member (~210 bytes, docs/benchmarks.md),
 --    holdq zset (lots on hold, by the time they become spendable).
---    K's lots and caps slots name the ops hash too (rewards/keys.py ledger_keys), so every script's KEYS
---    keep their places.
+--    K's lots, lot queue and caps slots name the ops hash too (rewards/keys.py ledger_keys), so every
+--    script's KEYS keep their places.
 -- Invariant: points == sum(remaining of spendable lots) - debt; pending_points == sum(remaining of held lots).
 local NEVER = 32503680000000 -- year 3000, in ms: a lot that does not expire
 
@@ -36,6 +38,11 @@ local function incr(key, field, n)
   return redis.call('HINCRBY', key, field, n)
 end
 
+local function int_or_blank(n)
+  if n == 0 then return '' end
+  return string.format('%d', n)
+end
+
 local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
 
 local function base36(n)
@@ -49,37 +56,99 @@ local function base36(n)
   return out
 end
 
--- a lot is "remaining|expires_at|hold_until", the times in base 36 (ms): 8 characters instead of 13
+-- a lot is "remaining|expires_at" or, while on hold, "remaining|expires_at|hold_until", the times in base 36
+-- (ms): 8 characters instead of 13; a remaining of 0 is written blank. A spent lot stays (for ledger()'s
+-- expires_at) as "|expires_at", 9 bytes (rewards/ledger_codec.py parse_lot reads the same).
 local function lot_get(k, id)
   local raw = redis.call('HGET', k.lots, '#' .. id)
   if not raw then return nil end
-  local rem, exp, hold = string.match(raw, '^(-?%d+)|(%w+)|(%w+)$')
-  return {rem = tonumber(rem), exp = tonumber(exp, 36), hold = tonumber(hold, 36)}
+  local rem, exp, hold = string.match(raw, '^(-?%d*)|(%w+)|?(%w*)$')
+  return {rem = tonumber(rem) or 0, exp = tonumber(exp, 36), hold = tonumber(hold, 36) or 0}
 end
 
 local function lot_set(k, id, lot)
-  redis.call('HSET', k.lots, '#' .. id, lot.rem .. '|' .. base36(lot.exp) .. '|' .. base36(lot.hold))
+  local raw = int_or_blank(lot.rem) .. '|' .. base36(lot.exp)
+  if lot.hold ~= 0 then raw = raw .. '|' .. base36(lot.hold) end
+  redis.call('HSET', k.lots, '#' .. id, raw)
+end
+
+-- the lot queue ('#q'), as a list of lot ids (strings), soonest expiry first. Stored joined by ',', a run of
+-- three or more ids that follow each other (lots earned in a row, same expiry) as 'first-last': "2,3,5-8".
+-- The ops hash stays a compact listpack only while every value is under hash-max-listpack-value (512 bytes):
+-- runs keep a long-standing member's queue under it (rewards/ledger_codec.py queued reads the same).
+local function queue_get(k)
+  local ids = {}
+  for part in string.gmatch(redis.call('HGET', k.lotq, '#q') or '', '[^,]+') do
+    local first, last = string.match(part, '^(%d+)-(%d+)$')
+    if first then
+      for id = tonumber(first), tonumber(last) do ids[#ids + 1] = tostring(id) end
+    else
+      ids[#ids + 1] = part
+    end
+  end
+  return ids
+end
+
+local function queue_set(k, ids)
+  if #ids == 0 then return redis.call('HDEL', k.lotq, '#q') end
+  local parts, i = {}, 1
+  while i <= #ids do
+    local j = i
+    while j < #ids and tonumber(ids[j + 1]) == tonumber(ids[j]) + 1 do j = j + 1 end
+    if j - i >= 2 then parts[#parts + 1] = ids[i] .. '-' .. ids[j]
+    else for n = i, j do parts[#parts + 1] = ids[n] end end
+    i = j + 1
+  end
+  redis.call('HSET', k.lotq, '#q', table.concat(parts, ','))
+end
+
+-- the lot's expiry for ordering the queue; a lot gone missing sorts first, so the next take drops it
+local function queue_exp(k, id)
+  local lot = lot_get(k, id)
+  return lot and lot.exp or -1
+end
+
+-- a spendable lot into the queue, after every lot that expires before it (or with it, and a smaller id).
+-- Lots usually expire in the order they were earned, so the walk from the end stops at once.
+local function queue_add(k, id, exp)
+  local ids, pos = queue_get(k), nil
+  for i = #ids, 1, -1 do
+    if ids[i] == tostring(id) then table.remove(ids, i) end
+  end
+  pos = #ids + 1
+  while pos > 1 do
+    local before = ids[pos - 1]
+    local e = queue_exp(k, before)
+    if e < exp or (e == exp and tonumber(before) < tonumber(id)) then break end
+    pos = pos - 1
+  end
+  table.insert(ids, pos, tostring(id))
+  queue_set(k, ids)
 end
 
 -- An entry is stored as one delimited string (rewards/ledger_codec.py reads the same):
 --   kind|rule|at|delta|avail|pend|balance|pending|state|n|<n bytes of rare fields as JSON><note>
 -- rule: '' when it equals kind, '~' .. rest when it starts with kind ('events.review' under 'event' is
 -- '~s.review'), '!' .. rule when it would read as one of those, else as is. at: base 36 (ms). avail: ''
--- when it is delta - pend; pend and pending: '' when 0. state: one letter. n: the length of the rare fields'
--- JSON (capped, reverses, written_off, lot), '' when none; the note is the rest, so it may hold anything.
+-- when it is delta - pend; pend and pending: '' when 0. state: one letter, '' when it is usual_state()'s.
+-- n: the length of the rare fields' JSON (capped, reverses, written_off, lot), '' when none; the note is
+-- the rest, so it may hold anything.
 -- No id (entry n sits at index n-1), no op (the ops hash), no earning's expiry (its lot): about 30 bytes.
 -- An entry the string cannot hold (a '|' in kind or rule, a fraction) is written as the JSON array that
 -- came before (a leading '['), which decode() still reads, so entries written before this format read too.
 local STATE_CODE = {available = 'a', pending = 'p', done = 'd'}
 local STATE_NAME = {a = 'available', p = 'pending', d = 'done'}
 local RARE = {'capped', 'reverses', 'written_off', 'lot'}
+
+-- the state most entries have, written blank: held points pending, other points in available, the rest done
+-- (a capped earning of 0 points is the exception, written out)
+local function usual_state(delta, pend)
+  if pend > 0 then return 'p' end
+  if delta > 0 then return 'a' end
+  return 'd'
+end
 local function whole(x)
   return type(x) == 'number' and x == math.floor(x) and x > -1e15 and x < 1e15
-end
-
-local function int_or_blank(n)
-  if n == 0 then return '' end
-  return string.format('%d', n)
 end
 
 local function short_rule(kind, rule)
@@ -108,13 +177,14 @@ local function encode(e)
     return encode_json(e, rare, any)
   end
   local plain = not (string.find(kind, '|', 1, true) or string.find(rule, '|', 1, true)
-                     or string.find(state, '|', 1, true) or string.sub(kind, 1, 1) == '[')
+                     or string.find(state, '|', 1, true) or state == '' or string.sub(kind, 1, 1) == '[')
   for _, x in ipairs({e.at, e.delta, e.avail, e.pend, e.balance, e.pending}) do
     if not whole(x) then plain = false end
   end
   if not plain or e.at < 0 then return encode_json(e, rare, any) end
   local rare_json = any and cjson.encode(rare) or ''
   local avail = (e.avail == e.delta - e.pend) and '' or string.format('%d', e.avail)
+  if state == usual_state(e.delta, e.pend) then state = '' end
   return table.concat({kind, short_rule(kind, rule), base36(e.at), string.format('%d', e.delta), avail,
                        int_or_blank(e.pend), string.format('%d', e.balance), int_or_blank(e.pending), state,
                        any and tostring(#rare_json) or '', rare_json .. (e.note or '')}, '|')
@@ -142,7 +212,9 @@ local function decode(id, op, raw)
   local delta, pend = tonumber(f[4]), tonumber(f[6]) or 0
   local e = {id = id, op = op, kind = kind, rule = rule, at = tonumber(f[3], 36), delta = delta,
              avail = tonumber(f[5]) or (delta - pend), pend = pend, balance = tonumber(f[7]),
-             pending = tonumber(f[8]) or 0, state = STATE_NAME[f[9]] or f[9]}
+             pending = tonumber(f[8]) or 0}
+  local state = (f[9] == '') and usual_state(delta, pend) or f[9]
+  e.state = STATE_NAME[state] or state
   local n = tonumber(f[10]) or 0
   if n > 0 then
     for k, v in pairs(cjson.decode(string.sub(raw, pos, pos + n - 1))) do e[k] = v end
@@ -152,11 +224,12 @@ local function decode(id, op, raw)
 end
 
 -- one ledger entry; e.avail and e.pend say how it moved the spendable and held balances
+-- The entry's id is the list's length after it: entry n sits at index n-1, so a counter of its own (the
+-- member hash's old 'ledger_seq') only repeated LLEN.
 local function write(k, e)
-  e.id = incr(k.member, 'ledger_seq', 1)
   e.balance = num(k.member, 'points')
   e.pending = num(k.member, 'pending_points')
-  redis.call('RPUSH', k.ledger, encode(e))
+  e.id = redis.call('RPUSH', k.ledger, encode(e))
   if e.op then redis.call('HSET', k.ops, opf(e.op), e.id) end
   return e.id
 end
@@ -171,24 +244,30 @@ end
 -- take `amount` from spendable lots, the given one first, then oldest expiry first; returns what it took
 local function take(k, amount, first)
   local taken = 0
+  local ids = queue_get(k)
+  local gone = {} -- lot ids that leave the queue
   local function from(id)
     local lot = lot_get(k, id)
     if lot and lot.rem > 0 and lot.hold == 0 then
       local t = math.min(lot.rem, amount - taken)
       lot.rem = lot.rem - t
       lot_set(k, id, lot)
-      if lot.rem == 0 then redis.call('ZREM', k.lotq, id) end
+      if lot.rem == 0 then gone[tostring(id)] = true end
       taken = taken + t
-    else -- a lot with nothing to give has no place in the queue; dropping it also keeps the loop below finite
-      redis.call('ZREM', k.lotq, id)
+    else -- a lot with nothing to give has no place in the queue
+      gone[tostring(id)] = true
     end
   end
   if first then from(first) end
-  while taken < amount do
-    local ids = redis.call('ZRANGE', k.lotq, 0, 0)
-    if #ids == 0 then break end
-    from(ids[1])
+  for _, id in ipairs(ids) do
+    if taken >= amount then break end
+    if not gone[id] then from(id) end
   end
+  local left = {}
+  for _, id in ipairs(ids) do
+    if not gone[id] then left[#left + 1] = id end
+  end
+  if #left < #ids then queue_set(k, left) end
   return taken
 end
 
@@ -199,7 +278,7 @@ local function credit(k, id, lot, amount)
   if repay > 0 then incr(k.member, 'debt', -repay) end
   lot.rem, lot.hold = amount - repay, 0
   lot_set(k, id, lot)
-  if lot.rem > 0 then redis.call('ZADD', k.lotq, lot.exp, id) end
+  if lot.rem > 0 then queue_add(k, id, lot.exp) end
   incr(k.member, 'points', amount)
 end
 
@@ -224,8 +303,7 @@ local function earn(k, c)
              avail = held and 0 or amount, pend = held and amount or 0,
              state = held and 'pending' or 'available', capped = (amount < c.amount) and c.amount or nil}
   -- the entry id is the lot id: write the lot's balance move first so the entry shows the result
-  local id = redis.call('HGET', k.member, 'ledger_seq')
-  id = tonumber(id or '0') + 1
+  local id = redis.call('LLEN', k.ledger) + 1
   if held then
     lot_set(k, id, {rem = amount, exp = exp, hold = c.hold_until})
     redis.call('ZADD', k.holdq, c.hold_until, id)
@@ -314,9 +392,11 @@ end
 -- Spendable lots past their expiry lose what is left. Returns points expired.
 local function expire(k, now)
   local expired = 0
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k.lotq, '-inf', now)) do
+  local ids = queue_get(k)
+  local stay = #ids + 1 -- the first queued lot that has not expired: it and all after it stay
+  for i, id in ipairs(ids) do
     local lot = lot_get(k, id)
-    redis.call('ZREM', k.lotq, id)
+    if lot and lot.exp > now then stay = i; break end
     if lot and lot.rem > 0 then
       local amount = lot.rem
       lot.rem = 0
@@ -327,15 +407,21 @@ local function expire(k, now)
       expired = expired + amount
     end
   end
+  if stay > 1 then
+    local left = {}
+    for i = stay, #ids do left[#left + 1] = ids[i] end
+    queue_set(k, left)
+  end
   return expired
 end
 
 -- the earliest time anything of this member's changes by itself (expiry or release), or false
 local function next_due(k)
-  local e = redis.call('ZRANGE', k.lotq, 0, 0, 'WITHSCORES')
+  local first = queue_get(k)[1]
+  local lot = first and lot_get(k, first)
   local h = redis.call('ZRANGE', k.holdq, 0, 0, 'WITHSCORES')
   local due = false
-  if #e > 0 and tonumber(e[2]) < NEVER then due = tonumber(e[2]) end
+  if lot and lot.exp < NEVER then due = lot.exp end
   if #h > 0 and (not due or tonumber(h[2]) < due) then due = tonumber(h[2]) end
   return due
 end
