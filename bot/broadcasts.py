@@ -466,9 +466,15 @@ class BroadcastRunner:
                 ran += 1
         return ran
 
-    async def _hold_lease(self, job_id: str, lost: asyncio.Event) -> None:
-        while True:
-            await asyncio.sleep(self.settings.lease_ms / 3000)
+    async def _hold_lease(self, job_id: str, lost: asyncio.Event, finished: asyncio.Event) -> None:
+        # ends on `finished`, not only on cancellation: a cancel can be lost inside a Redis call (see
+        # bot/redis_conn.py), and the job's run waits for this task
+        while not finished.is_set():
+            try:
+                await asyncio.wait_for(finished.wait(), self.settings.lease_ms / 3000)
+                return
+            except asyncio.TimeoutError:
+                pass
             try:
                 if not await self._lease(keys=[keys.broadcast_lease(job_id)], args=[self.name, self.settings.lease_ms]):
                     lost.set()
@@ -481,11 +487,12 @@ class BroadcastRunner:
         return after.decode(), int(next_batch)
 
     async def run_job(self, job_id: str) -> None:
-        lost = asyncio.Event()
-        keeper = asyncio.create_task(self._hold_lease(job_id, lost))
+        lost, finished = asyncio.Event(), asyncio.Event()
+        keeper = asyncio.create_task(self._hold_lease(job_id, lost, finished))
         try:
             status = await self._run(job_id, lost)
         finally:
+            finished.set()
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
             await self._release(keys=[keys.broadcast_lease(job_id)], args=[self.name])

@@ -109,18 +109,16 @@ async def ready(client: Any) -> None:
             log.warning("redis cluster not reachable at start-up (%s); retrying on first use", exc)
 
 
-# Without a socket timeout a reply that never comes (a connection dropped without a reset, a desynced
-# connection) would hold its caller for ever: a worker's partition would stop with no error. 15 s is far
-# above anything we ask of Redis (the longest is the worker's XREADGROUP, which blocks at most 1 s), and a
-# timeout is a RedisError that the callers already retry (the webhook answers 503, the worker tries again).
-SOCKET_TIMEOUT_SECONDS = 15.0
+# A connect timeout, but no socket (read/write) timeout: on Python 3.11 redis-py wraps every send in
+# asyncio.wait_for when one is set, and 3.11's wait_for can swallow the task's cancellation when the send
+# finishes at the same moment (fixed in 3.12). That left a broadcast's lease keeper running for ever after it
+# was cancelled (tests/test_broadcasts.py caught it). Our long-lived loops also stop on their own flags, not
+# only on cancellation (bot/worker.py, bot/broadcasts.py).
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 def connect(url: str, cluster: bool = False) -> Any:
     """An asyncio client (single server or cluster); the caller owns and closes it."""
     if cluster or is_cluster_url(url):
-        return RedisCluster.from_url(cluster_node_url(url), socket_timeout=SOCKET_TIMEOUT_SECONDS,
-                                     socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
-    return aioredis.Redis.from_url(url, health_check_interval=30, socket_timeout=SOCKET_TIMEOUT_SECONDS,
-                                   socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        return RedisCluster.from_url(cluster_node_url(url), socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    return aioredis.Redis.from_url(url, health_check_interval=30, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)

@@ -76,6 +76,9 @@ class Worker:
             tasks.append(asyncio.create_task(self._heartbeat_loop()))
             await asyncio.gather(*tasks)
         finally:
+            # cancelled or stopped: the loops also end on the flag, as a cancel can be lost inside a Redis
+            # call (bot/redis_conn.py) and this gather would then wait for ever
+            self._stopping.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
