@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +22,10 @@ from rewards import segments
 from rewards.keys import PREFIX
 from rewards.rules import load_rules
 from rewards.segments import MemberFacts, SegmentError
-from tests.conftest import BASIC_ID, PUBLIC, SECRET, TOKEN, Bot, make_settings, start_bot
+from tests.conftest import TOKEN, Bot, make_settings, start_bot
+from tests.processes import stop_processes, worker_process
 from tests.rules_helpers import Clock
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RULES = load_rules(ASSETS / "rules.toml")
 
 
@@ -228,15 +227,6 @@ async def test_two_thousand_members_across_segments_each_get_it_exactly_once(cle
 
 
 # ---- a worker process killed mid-broadcast --------------------------------------------------------
-def worker_process(redis_url: str, api_url: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINE_", "REDIS_", "BROADCAST_"))}
-    env.update(LINE_CHANNEL_SECRET=SECRET, LINE_CHANNEL_ACCESS_TOKEN=TOKEN, LINE_API_BASE_URL=api_url,
-               REDIS_URL=redis_url, PUBLIC_BASE_URL=PUBLIC, LINE_BASIC_ID=BASIC_ID, WORKER_LEASE_MS="1000",
-               BROADCAST_RATE="4", LOG_LEVEL="WARNING")
-    return subprocess.Popen([sys.executable, "-m", "bot", "worker"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 @pytest.mark.parametrize("kill_after", [1, 3])
 async def test_sigkill_mid_broadcast_then_restart_reaches_everyone_once(clean_redis: str, platform: Platform,
                                                                          kill_after: int) -> None:
@@ -247,13 +237,13 @@ async def test_sigkill_mid_broadcast_then_restart_reaches_everyone_once(clean_re
         intended = {u for i, u in enumerate(uids) if i % 10 != 9}
         job_id = await create(bot, {"text": "crash"})
         platform.delay_seconds = 1.0  # LINE answering slowly: the kill lands with batches in flight
-        workers.append(worker_process(clean_redis, platform.api_url))
+        workers.append(worker_process(clean_redis, platform.api_url, BROADCAST_RATE="4"))
         await platform.wait_for(lambda: len([c for c in multicasts(platform) if c.status == 200]) >= kill_after, 60)
         os.killpg(workers[0].pid, signal.SIGKILL)
         workers[0].wait(10)
         accepted_before = len([c for c in multicasts(platform) if c.status == 200])
         platform.delay_seconds = 0.0
-        workers.append(worker_process(clean_redis, platform.api_url))
+        workers.append(worker_process(clean_redis, platform.api_url, BROADCAST_RATE="4"))
         job = await wait_status(bot, job_id, "done", seconds=60)
         got = received(platform, "crash")
         assert set(got) == intended and set(got.values()) == {1}
@@ -268,10 +258,7 @@ async def test_sigkill_mid_broadcast_then_restart_reaches_everyone_once(clean_re
         assert accepted_before >= kill_after
         assert not platform.violations
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(15)
+        stop_processes(workers)
         await bot.http.close()
         await bot.runner.cleanup()
 

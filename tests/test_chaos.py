@@ -21,7 +21,7 @@ from bot.linesim.platform import Platform, new_user_id
 from bot.redis_conn import EmbeddedRedis
 from rewards import keys as rkeys
 from tests.conftest import make_settings, start_bot
-from tests.test_crash import worker_process
+from tests.processes import stop_processes, worker_process
 
 pytestmark = pytest.mark.slow
 SEED = 6
@@ -162,10 +162,7 @@ async def test_duplicates_shuffles_killed_workers_and_a_redis_restart_lose_and_r
             print(f"chaos: {len(stream)} deliveries of {len(set(acknowledged))} events, {len(kills)} kills at "
                   f"LINE calls {kills}, Redis restarted before delivery {restart_at}")
         finally:
-            for proc in workers:
-                if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(15)
+            stop_processes(workers)
             await bot.http.close()
             await bot.runner.cleanup()
             server.stop()

@@ -4,7 +4,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -14,9 +13,8 @@ from bot.linesim.platform import new_user_id, text_of
 from bot.metrics import Metrics
 from bot.worker import Worker
 from handlers import build_router
-from tests.conftest import BASIC_ID, PUBLIC, SECRET, TOKEN, make_settings, start_bot
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import make_settings, start_bot
+from tests.processes import stop_processes, worker_process
 
 
 async def test_a_worker_dying_mid_event_leaves_it_to_the_next_worker(clean_redis, platform) -> None:
@@ -62,15 +60,6 @@ async def test_a_worker_dying_mid_event_leaves_it_to_the_next_worker(clean_redis
         await bot.runner.cleanup()
 
 
-def worker_process(redis_url: str, api_url: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LINE_", "REDIS_"))}
-    env.update(LINE_CHANNEL_SECRET=SECRET, LINE_CHANNEL_ACCESS_TOKEN=TOKEN, LINE_API_BASE_URL=api_url,
-               REDIS_URL=redis_url, PUBLIC_BASE_URL=PUBLIC, LINE_BASIC_ID=BASIC_ID, WORKER_LEASE_MS="1000",
-               LOG_LEVEL="WARNING")
-    return subprocess.Popen([sys.executable, "-m", "bot", "worker"], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 @pytest.mark.parametrize("kill_after_calls", [3, 9, 17])
 async def test_sigkill_of_a_worker_process_loses_and_repeats_nothing(clean_redis, platform, kill_after_calls) -> None:
     """Real processes: `python -m bot worker` is SIGKILLed mid-stream, a new one finishes the work."""
@@ -99,9 +88,6 @@ async def test_sigkill_of_a_worker_process_loses_and_repeats_nothing(clean_redis
         assert all(p["pending"] == 0 for p in pending)
         assert platform.violations == []
     finally:
-        for proc in workers:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(15)
+        stop_processes(workers)
         await bot.http.close()
         await bot.runner.cleanup()
