@@ -33,12 +33,12 @@ browser:
 
 ## lint: ruff and mypy
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check bot handlers rewards tests benchmarks
+	$(BIN)/ruff check bot handlers rewards linesim tests benchmarks
 	$(BIN)/mypy
 
 ## test: the whole suite against a real Redis (embedded, or REDIS_URL), then its cluster part on a real Redis Cluster
 test: $(VENV)/.test-installed browser
-	$(BIN)/ruff check bot handlers rewards tests benchmarks
+	$(BIN)/ruff check bot handlers rewards linesim tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 	@echo "the cluster-marked tests again, on a three-master Redis Cluster started for them:"
@@ -66,4 +66,4 @@ bench-broadcast: $(VENV)/.test-installed
 ## screens: pictures of the main cards as the simulator console draws them, ja and en, into docs/screens/ (needs Chromium: `make browser`)
 .PHONY: screens
 screens: $(VENV)/.test-installed browser
-	$(BIN)/python -m bot.screens
+	$(BIN)/python -m linesim.screens

@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import open_services
-from bot.broadcasts import BroadcastRunner, Broadcasts
+from bot.broadcasts.service import BroadcastRunner, Broadcasts
 from bot.config import ASSETS, Settings
-from bot.i18n import Texts
-from bot.linesim.platform import Platform, new_user_id
-from bot.metrics import Metrics
-from bot.redis_conn import EmbeddedRedis, connect
+from bot.infra.metrics import Metrics
+from bot.infra.redis_conn import EmbeddedRedis, connect
+from bot.line.i18n import Texts
+from linesim.platform import Platform, new_user_id
 from rewards.rules import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -50,7 +50,7 @@ from typing import Any
 
 import redis as redis_py
 
-from bot.redis_conn import EmbeddedRedis, connect, redis_server_binary
+from bot.infra.redis_conn import EmbeddedRedis, connect, redis_server_binary
 from rewards import codes, keys
 from rewards.program import Program
 from rewards.rules import load_rules

@@ -47,10 +47,10 @@ from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
-from bot.linesim.platform import Call, Platform, new_user_id, sign
-from bot.postback import key_for
-from bot.redis_conn import EmbeddedRedis, connect
+from bot.chat.postback import key_for
+from bot.infra.redis_conn import EmbeddedRedis, connect
 from handlers.rewards_catalog import ShowReward
+from linesim.platform import Call, Platform, new_user_id, sign
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

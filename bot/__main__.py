@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "dev":
-            from bot.dev import run_dev
+            from linesim.dev import run_dev
 
             logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(run_worker_alone(settings))
         elif args.command == "richmenu":
-            from bot.richmenu import RichMenuError, run
+            from bot.richmenu.sync import RichMenuError, run
 
             try:
                 return asyncio.run(run(settings))

@@ -12,17 +12,24 @@ from linebot.v3.webhook import SignatureValidator
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from bot import admin_api, admin_rewards, admin_staff, coupon_pages, health, member_pages, pages, webhook
-from bot.broadcasts import BroadcastRunner
+from bot.broadcasts.service import BroadcastRunner
 from bot.config import ASSETS, Settings
-from bot.dispatcher import Services
-from bot.i18n import Texts
-from bot.intake import Intake
-from bot.limits import body_timeout_middleware
-from bot.line_client import LineClient
-from bot.metrics import Metrics
-from bot.redis_conn import EmbeddedRedis, connect, ready
-from bot.worker import Worker
+from bot.infra.metrics import Metrics
+from bot.infra.redis_conn import EmbeddedRedis, connect, ready
+from bot.intake import webhook
+from bot.intake.stream import Intake
+from bot.intake.worker import Worker
+from bot.line.client import LineClient
+from bot.line.i18n import Texts
+from bot.services import Services
+from bot.web import health
+from bot.web.api import admin as admin_api
+from bot.web.api import rewards as admin_rewards
+from bot.web.api import staff as admin_staff
+from bot.web.limits import body_timeout_middleware
+from bot.web.pages import coupon as coupon_pages
+from bot.web.pages import invite as pages
+from bot.web.pages import member as member_pages
 from handlers import build_router
 from rewards.catalog import Catalog
 from rewards.program import Program

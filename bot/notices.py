@@ -14,9 +14,9 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot import keys
-from bot.dispatcher import Services
-from bot.line_client import LineRejected, retry_key
+from bot.infra import keys
+from bot.line.client import LineRejected, retry_key
+from bot.services import Services
 from rewards import engine
 from rewards.rules import NOTICE_KINDS, Notifications
 

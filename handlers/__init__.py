@@ -1,5 +1,5 @@
 """One module per intent. The order here is the routing order: the first match handles the event."""
-from bot.dispatcher import Router
+from bot.chat.router import Router
 from handlers import (
     coupons,
     fallback,

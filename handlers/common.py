@@ -5,8 +5,8 @@ import asyncio
 import logging
 from typing import Any
 
-from bot import flex
-from bot.dispatcher import Ctx
+from bot.chat.context import Ctx
+from bot.line import flex
 
 log = logging.getLogger(__name__)
 LOADING_SECONDS = 5  # LINE: 5-60, a multiple of 5; the animation stops by itself when our answer arrives

@@ -1,9 +1,10 @@
 """クーポン / coupons: the member's coupons, newest first, as a carousel of coupon cards."""
 from __future__ import annotations
 
-from bot import flex
-from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from bot.flex import cut
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, keyword
+from bot.line import flex
+from bot.line.flex import cut
 from handlers.common import card, text
 from handlers.rewards_catalog import NAME_MAX, coupon_card
 

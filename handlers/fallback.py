@@ -1,8 +1,9 @@
 """Anything else: never silence. Text we do not understand gets short help; stickers and images a kind word."""
 from linebot.v3.webhooks import TextMessageContent
 
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, is_text
-from bot.keywords import is_emoji_only
+from bot.chat.context import Ctx
+from bot.chat.keywords import is_emoji_only
+from bot.chat.router import MessageEvent, PostbackEvent, Router, is_text
 from handlers.common import text
 
 router = Router("fallback")

@@ -1,5 +1,6 @@
 """A follow: a new friend gets the welcome and signup points; an unblock gets a welcome back, nothing more."""
-from bot.dispatcher import Ctx, FollowEvent, Router
+from bot.chat.context import Ctx
+from bot.chat.router import FollowEvent, Router
 from handlers.common import text
 
 router = Router("follow")

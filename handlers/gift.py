@@ -1,8 +1,9 @@
 """相手に譲る / gift: a referrer chooses whether their referral reward goes to the friend instead."""
 from dataclasses import dataclass
 
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, keyword, postback
-from bot.postback import PostbackData
+from bot.chat.context import Ctx
+from bot.chat.postback import PostbackData
+from bot.chat.router import MessageEvent, PostbackEvent, Router, keyword, postback
 from handlers.common import text
 
 router = Router("gift")

@@ -1,5 +1,6 @@
 """ヘルプ / help: the main actions as buttons."""
-from bot.dispatcher import Ctx, MessageEvent, Router, keyword
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, keyword
 from handlers.common import card, render
 
 router = Router("help")

@@ -1,8 +1,9 @@
 """招待 / invite: the invite card — the offer for both sides, the QR code, a "share in LINE" button and the link."""
 from urllib.parse import quote
 
-from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from bot.links import invite_link, qr_image_url
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, keyword
+from bot.line.links import invite_link, qr_image_url
 from handlers.common import card, render, row
 
 router = Router("invite")

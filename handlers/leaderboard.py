@@ -1,7 +1,8 @@
 """ランキング / leaderboard: this month's top referrers by completed referrals. A nickname shows only when
 its member consented; everyone else is "会員 A3F9" (the start of their invite code) or "会員 #n"."""
-from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from bot.flex import cut
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, keyword
+from bot.line.flex import cut
 from handlers.common import card, note, render
 from rewards.program import Ranked
 

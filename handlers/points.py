@@ -1,9 +1,10 @@
 """ポイント / points: the member card — tier, balance, pending points, debt, progress to the next tier,
 points expiring soon, the latest ledger lines and the member QR for the counter."""
 
-from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from bot.flex import cut
-from bot.links import member_qr_url
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, keyword
+from bot.line.flex import cut
+from bot.line.links import member_qr_url
 from handlers.common import card, note, render, row, show_loading, tier_label
 from rewards import engine
 

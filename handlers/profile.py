@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from bot import conversation, keywords
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, carries_code, keyword, postback, text_of
-from bot.postback import PostbackData
+from bot.chat import conversation, keywords
+from bot.chat.context import Ctx
+from bot.chat.postback import PostbackData
+from bot.chat.router import MessageEvent, PostbackEvent, Router, carries_code, keyword, postback, text_of
 from handlers.common import text
 from rewards import engine
 from rewards.program import ProgramError

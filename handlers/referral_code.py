@@ -2,8 +2,9 @@
 import logging
 
 from bot import notices
-from bot.dispatcher import Ctx, MessageEvent, Router, carries_code
-from bot.line_client import retry_key
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, carries_code
+from bot.line.client import retry_key
 from handlers.common import text
 
 router = Router("referral_code")

@@ -1,6 +1,7 @@
 """紹介状況 / referrals: how many friends were invited, are still waiting (and for what), completed; the
 newest few; and how many friends away the next milestone bonus is."""
-from bot.dispatcher import Ctx, MessageEvent, Router, keyword
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, keyword
 from handlers.common import card, note, render, row
 from rewards.program import FriendReferral
 

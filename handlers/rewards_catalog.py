@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot import flex
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, keyword, postback
-from bot.flex import cut
-from bot.links import coupon_link
-from bot.postback import PostbackData
+from bot.chat.context import Ctx
+from bot.chat.postback import PostbackData
+from bot.chat.router import MessageEvent, PostbackEvent, Router, keyword, postback
+from bot.line import flex
+from bot.line.flex import cut
+from bot.line.links import coupon_link
 from handlers.common import card, note, render, show_loading, text, tier_label
 from rewards.catalog import OUT_OF_STOCK, Coupon, Stock
 from rewards.rules import Reward

@@ -6,10 +6,11 @@ no longer works, as for any stale button.
 """
 from dataclasses import dataclass
 
-from bot.dispatcher import Ctx, PostbackEvent, Router, postback
-from bot.postback import PostbackData
-from bot.richmenu import CUSTOMER_ALIAS, MenuSwitched, link_staff_menu
-from bot.staff import is_staff
+from bot.chat.context import Ctx
+from bot.chat.postback import PostbackData
+from bot.chat.router import PostbackEvent, Router, postback
+from bot.chat.staff import is_staff
+from bot.richmenu.sync import CUSTOMER_ALIAS, MenuSwitched, link_staff_menu
 from handlers.common import text
 
 router = Router("richmenu_switch")

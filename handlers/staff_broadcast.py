@@ -9,10 +9,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from bot.broadcasts import BroadcastError, Broadcasts
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, text_of, words
-from bot.postback import PostbackData
-from bot.staff import clear_step, in_step, is_staff, set_step, step_of
+from bot.broadcasts.service import BroadcastError, Broadcasts
+from bot.chat.context import Ctx
+from bot.chat.postback import PostbackData
+from bot.chat.router import MessageEvent, PostbackEvent, Router, postback, text_of, words
+from bot.chat.staff import clear_step, in_step, is_staff, set_step, step_of
 from handlers.staff_common import WORD_BROADCAST, ask_for, cancel_button, postback_button, staff_text
 
 router = Router("staff_broadcast")

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.dispatcher import Ctx, MessageEvent, Router, keyword
-from bot.staff import clear_step, in_step, is_staff, set_step
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, keyword
+from bot.chat.staff import clear_step, in_step, is_staff, set_step
 
 router = Router("staff_common")
 

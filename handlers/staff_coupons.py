@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 
-from bot.dispatcher import Ctx, MessageEvent, Router, text_of, words
-from bot.staff import clear_step, in_step, is_staff
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, text_of, words
+from bot.chat.staff import clear_step, in_step, is_staff
 from handlers.staff_common import WORD_COUPON, ask_for, cancel_button, staff_text
 from rewards.program import ProgramError
 

@@ -6,12 +6,13 @@ import logging
 import re
 import unicodedata
 
-from bot.dispatcher import Ctx, MessageEvent, Router, text_of, words
-from bot.member_lookup import find_member
-from bot.staff import clear_step, in_step, is_staff
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, text_of, words
+from bot.chat.staff import clear_step, in_step, is_staff
 from handlers.common import tier_label
 from handlers.staff_common import WORD_MEMBER, ask_for, cancel_button, staff_text
 from rewards import codes
+from rewards.lookup import find_member
 from rewards.program import ProgramError
 
 router = Router("staff_members")
@@ -54,7 +55,7 @@ async def member_card(ctx: Ctx, uid: str) -> str:
 
 
 async def show_member(ctx: Ctx, query: str) -> None:
-    uid = await find_member(ctx.services, query)
+    uid = await find_member(ctx.program, query)
     if uid is None:
         await ctx.answer(staff_text(ctx, ctx.t("staff_member_not_found", query=query[:40]), cancel_button(ctx)))
         return
@@ -78,7 +79,7 @@ async def on_adjust(ctx: Ctx, who: str, points: str, reason: str) -> None:
     if delta == 0 or abs(delta) > MAX_ADJUST:
         await ctx.answer(staff_text(ctx, ctx.t("staff_adjust_bad_points", max=f"{MAX_ADJUST:,}")))
         return
-    uid = await find_member(ctx.services, who)
+    uid = await find_member(ctx.program, who)
     if uid is None:
         await ctx.answer(staff_text(ctx, ctx.t("staff_member_not_found", query=who[:40])))
         return

@@ -1,8 +1,9 @@
 """今日の数字 / today: a short card of today's numbers for staff."""
 from __future__ import annotations
 
-from bot.dispatcher import Ctx, MessageEvent, Router, words
-from bot.staff import is_staff
+from bot.chat.context import Ctx
+from bot.chat.router import MessageEvent, Router, words
+from bot.chat.staff import is_staff
 from handlers.staff_common import WORD_NUMBERS, staff_text
 from rewards.stats import report
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import notices
-from bot.dispatcher import Ctx, MessageEvent, PostbackEvent, Router, postback, words
-from bot.postback import PostbackData
-from bot.staff import is_staff
+from bot.chat.context import Ctx
+from bot.chat.postback import PostbackData
+from bot.chat.router import MessageEvent, PostbackEvent, Router, postback, words
+from bot.chat.staff import is_staff
 from handlers.staff_common import WORD_REVIEW, postback_button, staff_text
 from rewards import codes
 from rewards.program import ProgramError

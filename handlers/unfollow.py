@@ -1,7 +1,8 @@
 """An unfollow is a block: the sighting already marked the member blocked; nothing can be sent to them."""
 import logging
 
-from bot.dispatcher import Ctx, Router, UnfollowEvent
+from bot.chat.context import Ctx
+from bot.chat.router import Router, UnfollowEvent
 
 router = Router("unfollow")
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from bot.redis_conn import redis_server_binary
+from bot.infra.redis_conn import redis_server_binary
 
 
 def _free_ports(n: int) -> list[int]:

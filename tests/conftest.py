@@ -16,9 +16,9 @@ from aiohttp import ClientSession, web
 
 from bot.app import SERVICES, WORKER, create_app
 from bot.config import Settings
-from bot.dispatcher import Services
-from bot.linesim.platform import Platform, new_user_id
-from bot.redis_conn import EmbeddedRedis, cluster_node_url, is_cluster_url
+from bot.infra.redis_conn import EmbeddedRedis, cluster_node_url, is_cluster_url
+from bot.services import Services
+from linesim.platform import Platform, new_user_id
 
 SECRET = "test-channel-secret"
 TOKEN = "test-access-token"
@@ -154,7 +154,7 @@ class Bot:
         """Wait until the worker has finished everything queued."""
         redis = self.services.redis
         settings = self.services.settings
-        from bot import keys
+        from bot.infra import keys
 
         end = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < end:
@@ -197,7 +197,7 @@ async def converse(platform: Platform, uid: str, event: dict, timeout: float = 1
 
 def pack(data: object) -> str:
     """Postback data as the bot would have packed it for a button (signed with the test secret)."""
-    from bot.postback import key_for
+    from bot.chat.postback import key_for
     return data.pack(key_for(SECRET))  # type: ignore[attr-defined]
 
 

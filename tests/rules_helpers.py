@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from bot.config import ASSETS
-from bot.redis_conn import connect
+from bot.infra.redis_conn import connect
 from rewards.program import Program
 from rewards.rules import Rules, load_rules
 

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 import pytest_asyncio
 
-from bot import keys
-from bot.linesim.platform import Platform, new_user_id
+from bot.infra import keys
+from linesim.platform import Platform, new_user_id
 from rewards import keys as rkeys
 from tests.conftest import ADMIN, Bot, make_settings, start_bot
 
@@ -61,7 +61,7 @@ async def test_a_trickled_webhook_body_is_cut_off_without_blocking_anyone(quick_
     platform = quick_bot.platform
     uid = new_user_id()
     body = platform.payload(platform.follow(uid))
-    from bot.linesim.platform import sign
+    from linesim.platform import sign
     from tests.conftest import SECRET
 
     slow = asyncio.create_task(trickle(quick_bot, "/callback", {"X-Line-Signature": sign(body, SECRET),

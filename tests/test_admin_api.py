@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 
-from bot import keys
-from bot.linesim.platform import Platform, new_user_id, text_of
+from bot.infra import keys
+from linesim.platform import Platform, new_user_id, text_of
 from rewards import keys as rkeys
 from tests.conftest import PUBLIC, Bot, converse, make_settings, start_bot
 

@@ -9,7 +9,7 @@ import io
 import pytest
 from openapi_spec_validator import validate
 
-from bot.linesim.platform import new_user_id
+from linesim.platform import new_user_id
 from rewards import keys as rkeys
 from tests.conftest import ADMIN, Bot
 from tests.test_admin_api import assert_error, buy, member, points_of, refer

@@ -1,8 +1,8 @@
 """What the benchmark work changed: compact ledger entries read back whole, and workers sharing partitions."""
 import asyncio
 
-from bot import keys as bot_keys
-from bot.worker import Worker
+from bot.infra import keys as bot_keys
+from bot.intake.worker import Worker
 from handlers import build_router
 from rewards import keys
 from tests.conftest import WORKER, Bot, converse, new_user_id

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import pytest
 import pytest_asyncio
 
-from bot import keys
-from bot.broadcasts import BroadcastRunner
+from bot.broadcasts.service import BroadcastRunner
 from bot.config import ASSETS
-from bot.linesim.platform import Call, Platform, new_user_id
+from bot.infra import keys
+from linesim.platform import Call, Platform, new_user_id
 from rewards import segments
 from rewards.keys import PREFIX
 from rewards.rules import load_rules

@@ -14,11 +14,11 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from bot.config import ASSETS
-from bot.line_limits import actions as _actions
-from bot.linesim.console import decode_qr
-from bot.linesim.platform import Platform, new_user_id, text_of
-from bot.redis_conn import connect
+from bot.infra.redis_conn import connect
+from bot.line.limits import actions as _actions
 from handlers.rewards_catalog import ConfirmClaim, ShowReward
+from linesim.console import decode_qr
+from linesim.platform import Platform, new_user_id, text_of
 from rewards import catalog as cat
 from rewards import keys
 from rewards.catalog import Catalog, ClaimResult

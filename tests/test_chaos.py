@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import keys
-from bot.linesim.platform import Platform, new_user_id
-from bot.redis_conn import EmbeddedRedis
+from bot.infra import keys
+from bot.infra.redis_conn import EmbeddedRedis
+from linesim.platform import Platform, new_user_id
 from rewards import keys as rkeys
 from tests.conftest import make_settings, start_bot
 from tests.processes import stop_processes, worker_process

@@ -12,9 +12,9 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from bot import keys as bkeys
 from bot.config import Settings
-from bot.redis_conn import cluster_node_url, connect, is_cluster_url
+from bot.infra import keys as bkeys
+from bot.infra.redis_conn import cluster_node_url, connect, is_cluster_url
 from rewards import keys as rkeys
 from tests.conftest import CLUSTER, Bot, converse, new_user_id
 from tests.slot_guard import CrossSlot, one_slot, slot_of

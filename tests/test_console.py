@@ -19,14 +19,14 @@ from urllib.parse import quote
 import pytest
 from aiohttp import ClientResponse, ClientSession, web
 
-from bot.linesim.console import CONSOLE_KEY, classify_uri, console_app
-from bot.linesim.platform import Platform, sign
+from linesim.console import CONSOLE_KEY, classify_uri, console_app
+from linesim.platform import Platform, sign
 
 SECRET = "console-test-secret"
 TOKEN = "console-test-token"
 ADMIN_TOKEN = "console-test-admin"
 PUBLIC = "https://shop.example"  # differs from the bot's local URL: exercises the prefix mapping
-STATIC = Path(__file__).resolve().parent.parent / "bot" / "linesim" / "static"
+STATIC = Path(__file__).resolve().parent.parent / "linesim" / "static"
 HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
 
 

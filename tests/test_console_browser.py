@@ -27,8 +27,8 @@ from urllib.parse import quote
 import pytest
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from bot.linesim.console import console_app
-from bot.linesim.platform import Platform, sign
+from linesim.console import console_app
+from linesim.platform import Platform, sign
 
 pytestmark = pytest.mark.browser
 

@@ -7,12 +7,13 @@ import subprocess
 
 import pytest
 
-from bot import keys
-from bot.dispatcher import Ctx, FollowEvent, Router
-from bot.linesim.platform import new_user_id, text_of
-from bot.metrics import Metrics
-from bot.worker import Worker
+from bot.chat.context import Ctx
+from bot.chat.router import FollowEvent, Router
+from bot.infra import keys
+from bot.infra.metrics import Metrics
+from bot.intake.worker import Worker
 from handlers import build_router
+from linesim.platform import new_user_id, text_of
 from tests.conftest import make_settings, start_bot
 from tests.processes import stop_processes, worker_process
 

@@ -12,13 +12,13 @@ import pytest
 import pytest_asyncio
 from linebot.v3.messaging import FlexContainer, FlexMessage
 
-from bot import flex
 from bot.config import ASSETS
-from bot.i18n import Texts
-from bot.line_limits import actions as _actions
-from bot.linesim.console import decode_qr
-from bot.linesim.platform import Platform, new_user_id, text_of
+from bot.line import flex
+from bot.line.i18n import Texts
+from bot.line.limits import actions as _actions
 from handlers.rewards_catalog import ConfirmClaim, RewardsPage, ShowReward
+from linesim.console import decode_qr
+from linesim.platform import Platform, new_user_id, text_of
 from rewards import keys
 from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
 from tests.rules_helpers import variant

@@ -21,11 +21,11 @@ import redis as sync_redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.linesim.platform import Platform, new_user_id, sign
-from bot.metrics import Metrics
-from bot.worker import Worker
+from bot.infra.metrics import Metrics
+from bot.intake.worker import Worker
 from handlers import build_router
 from handlers.gift import GiftChoice  # noqa: F401  (imported so its postback class is registered)
+from linesim.platform import Platform, new_user_id, sign
 from tests.conftest import ADMIN, BASIC_ID, SECRET, TOKEN, Bot, make_settings, pack, start_bot
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
@@ -182,7 +182,7 @@ def test_validly_signed_events_of_every_kind(running: Running, errors: list, dat
 
     async def handle_all() -> None:  # what a worker would do with each queued event: it must not raise
         for raw in batch:
-            from bot.intake import classify
+            from bot.intake.stream import classify
             if classify(raw)[0] is not None:
                 await running.worker.handle(raw, int(raw["timestamp"]))
     running.run(handle_all())

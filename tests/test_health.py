@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot import health, keys
 from bot.config import ConfigError, Settings
-from bot.linesim.platform import Platform, new_user_id
-from bot.redis_conn import EmbeddedRedis
+from bot.infra import keys
+from bot.infra.redis_conn import EmbeddedRedis
+from bot.web import health
+from linesim.platform import Platform, new_user_id
 from tests.conftest import Bot, converse, make_settings, start_bot
 
 

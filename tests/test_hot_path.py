@@ -3,13 +3,16 @@ language, the sent marker written "done" inside finish.lua still stops a second 
 does not leave an event unfinished."""
 import asyncio
 
-from bot import conversation, dispatcher, keys
-from bot.dispatcher import Ctx, FollowEvent, Router
-from bot.intake import partition_of
-from bot.linesim.platform import new_user_id
-from bot.metrics import Metrics
-from bot.worker import Worker
+from bot.chat import context as dispatcher
+from bot.chat import conversation
+from bot.chat.context import Ctx
+from bot.chat.router import FollowEvent, Router
+from bot.infra import keys
+from bot.infra.metrics import Metrics
+from bot.intake.stream import partition_of
+from bot.intake.worker import Worker
 from handlers import build_router
+from linesim.platform import new_user_id
 from rewards import keys as reward_keys
 from tests.conftest import make_settings, start_bot
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bot.chat.keywords import MAX_MATCH_CHARS, WordTable, fold, is_emoji_only, table
 from bot.config import ASSETS
-from bot.keywords import MAX_MATCH_CHARS, WordTable, fold, is_emoji_only, table
-from bot.linesim.platform import new_user_id, text_of
+from linesim.platform import new_user_id, text_of
 from tests.conftest import Bot, converse
 
 

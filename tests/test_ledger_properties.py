@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import ASSETS
-from bot.redis_conn import connect
+from bot.infra.redis_conn import connect
 from rewards import engine, keys, ledger_codec
 from rewards.program import Program
 from rewards.rules import load_rules

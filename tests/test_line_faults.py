@@ -4,9 +4,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.line_client import retry_key
-from bot.linesim.platform import new_user_id, text_of
-from bot.redis_conn import EmbeddedRedis
+from bot.infra.redis_conn import EmbeddedRedis
+from bot.line.client import retry_key
+from linesim.platform import new_user_id, text_of
 from tests.conftest import Bot, converse, make_settings, start_bot
 
 

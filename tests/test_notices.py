@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from bot import notices
-from bot.linesim.platform import Call, Platform, new_user_id, text_of
 from handlers.rewards_catalog import ShowReward
+from linesim.platform import Call, Platform, new_user_id, text_of
 from rewards.rules import NOTICE_KINDS, Notifications, RulesError, load_rules
 from tests.conftest import WORKER, Bot, converse, make_settings, pack, start_bot
 from tests.rules_helpers import variant

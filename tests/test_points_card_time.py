@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot.linesim.platform import Platform, new_user_id
+from linesim.platform import Platform, new_user_id
 from tests.conftest import converse, make_settings, start_bot
 from tests.rules_helpers import variant
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.postback import MAX_LENGTH, PostbackData, TamperedData, key_for
+from bot.chat.postback import MAX_LENGTH, PostbackData, TamperedData, key_for
 
 KEY = key_for("secret")
 

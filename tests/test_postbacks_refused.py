@@ -1,8 +1,8 @@
 """Tampered postback data is refused and counted (shokai_postbacks_refused), once per event."""
 from __future__ import annotations
 
-from bot.linesim.platform import new_user_id
 from handlers.rewards_catalog import RewardsPage
+from linesim.platform import new_user_id
 from tests.conftest import Bot, converse, pack
 from tests.test_webhook_hygiene import metric
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from bot import conversation
-from bot.linesim.platform import Platform, new_user_id, text_of
+from bot.chat import conversation
 from handlers.profile import clean_nickname
+from linesim.platform import Platform, new_user_id, text_of
 from tests.conftest import Bot, converse
 
 

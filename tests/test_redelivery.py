@@ -3,7 +3,7 @@ import asyncio
 import copy
 import re
 
-from bot.linesim.platform import new_user_id, text_of
+from linesim.platform import new_user_id, text_of
 from tests.conftest import PUBLIC, Bot, converse
 
 INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)")

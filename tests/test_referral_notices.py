@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot import notices
-from bot.linesim.platform import text_of
+from linesim.platform import text_of
 from rewards.program import Program
 from tests.conftest import Bot
 from tests.test_admin_api_more import review_referral

@@ -15,13 +15,14 @@ from aiohttp import ClientSession
 from linebot.v3.webhooks import Event
 from PIL import Image
 
-from bot import keys, richmenu
 from bot.__main__ import main
-from bot.line_client import LineClient
-from bot.linesim.platform import Platform, text_of
-from bot.metrics import Metrics
-from bot.redis_conn import connect
-from bot.richmenu import MENUS, RichMenuError, RichMenus, TooManyCalls, load_menu, load_menus, sync
+from bot.infra import keys
+from bot.infra.metrics import Metrics
+from bot.infra.redis_conn import connect
+from bot.line.client import LineClient
+from bot.richmenu import sync as richmenu
+from bot.richmenu.sync import MENUS, RichMenuError, RichMenus, TooManyCalls, load_menu, load_menus, sync
+from linesim.platform import Platform, text_of
 from tests.conftest import TOKEN, Bot, converse, make_settings, new_user_id
 
 CUSTOMER_TEXTS = ["招待", "ポイント", "特典", "紹介状況", "クーポン", "ヘルプ"]
@@ -299,7 +300,7 @@ async def route_for(ctx: Any) -> Any:
 
 @pytest.mark.parametrize("text", CUSTOMER_TEXTS)
 async def test_every_customer_area_is_routed_to_a_handler_not_the_fallback(bot: Bot, text: str) -> None:
-    from bot.dispatcher import Ctx
+    from bot.chat.context import Ctx
 
     uid = new_user_id()
     event = Event.from_dict(bot.platform.text(uid, text))
@@ -354,7 +355,7 @@ async def test_a_customer_tap_on_the_menu_gets_its_answer(bot: Bot) -> None:
 async def test_the_console_shows_the_menu_and_a_tap_sends_its_text(bot: Bot) -> None:
     from aiohttp import web
 
-    from bot.linesim.console import console_app
+    from linesim.console import console_app
 
     platform = bot.platform
     await sync(bot.services.line, bot.services.redis)

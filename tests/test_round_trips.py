@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import keys
-from bot.intake import partition_of
-from bot.linesim.platform import Platform, new_user_id
+from bot.infra import keys
+from bot.intake.stream import partition_of
 from handlers.profile import AskNickname
+from linesim.platform import Platform, new_user_id
 from tests.conftest import converse, make_settings, pack, start_bot
 
 
@@ -72,7 +72,7 @@ async def test_a_pending_nickname_step_read_with_the_sighting_still_takes_the_ne
 
 def test_the_staff_check_comes_last_on_every_staff_route() -> None:
     """So a member's text asks the staff set only when a staff route's own words or step already match."""
-    from bot.staff import is_staff
+    from bot.chat.staff import is_staff
     from handlers import build_router
 
     staff_routes = [r for r in build_router().routes if is_staff in r.filters]

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
-from bot.linesim.platform import new_user_id, text_of
+from linesim.platform import new_user_id, text_of
 from rewards.program import Program
 from tests.rules_helpers import Clock, program_for, variant
 

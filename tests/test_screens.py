@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bot import screens
+from linesim import screens
 from tests.test_console_browser import chromium_path, playwright_api
 
 MIN_COLOURS = 50  # a blank or one-colour frame has a handful; a card with text has hundreds

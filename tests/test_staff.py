@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from bot import conversation, keys
-from bot.broadcasts import Broadcasts
-from bot.linesim.platform import Platform, new_user_id
+from bot.broadcasts.service import Broadcasts
+from bot.chat import conversation
+from bot.infra import keys
 from handlers.staff_broadcast import ConfirmBroadcast, PickSegment
 from handlers.staff_review import ApproveReferral, VoidReferral
+from linesim.platform import Platform, new_user_id
 from rewards import keys as rkeys
 from rewards.program import ProgramError
 from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot

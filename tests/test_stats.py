@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from bot.config import ASSETS
-from bot.linesim.platform import new_user_id
-from bot.redis_conn import connect
+from bot.infra.redis_conn import connect
+from linesim.platform import new_user_id
 from rewards import stats
 from rewards.program import Program
 from rewards.rules import load_rules

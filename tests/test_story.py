@@ -2,8 +2,8 @@
 import re
 from urllib.parse import unquote
 
-from bot.linesim.console import decode_qr
-from bot.linesim.platform import new_user_id, text_of
+from linesim.console import decode_qr
+from linesim.platform import new_user_id, text_of
 from tests.conftest import PUBLIC, Bot, converse
 
 INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)")

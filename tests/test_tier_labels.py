@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.linesim.platform import Platform, new_user_id, text_of
 from handlers.rewards_catalog import ShowReward
+from linesim.platform import Platform, new_user_id, text_of
 from rewards.rules import RulesError, load_rules
 from tests.conftest import Bot, converse, make_settings, pack, start_bot
 from tests.rules_helpers import DEFAULT, variant

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import ASSETS, ConfigError, Settings
-from bot.i18n import DEFAULT, Texts
+from bot.line.i18n import DEFAULT, Texts
 from rewards import codes
 from rewards.rules import Rules, RulesError, load_rules
 

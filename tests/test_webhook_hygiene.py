@@ -8,8 +8,8 @@ import secrets
 
 import pytest
 
-from bot import keys
-from bot.linesim.platform import Platform, new_user_id, sign
+from bot.infra import keys
+from linesim.platform import Platform, new_user_id, sign
 from rewards import keys as rkeys
 from tests.conftest import SECRET, Bot, converse
 

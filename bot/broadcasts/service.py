@@ -1,0 +1,602 @@
+"""Broadcasts: segmented, scheduled, personalised messages to members, sent by multicast exactly once each.
+
+Staff tools (the admin API below, and the staff chat commands) use one small service:
+
+    b = Broadcasts(services)
+    await b.count(segment)                 -> int: members the segment reaches now (blocked ones never)
+    await b.preview(body, sample=3)        -> {"total", "preview": [{"user_id", "messages"}], "warnings"}
+    await b.create(body, by="staff:U…")    -> {"id", "status", "total", "warnings"?}  (dry_run: the preview, nothing stored)
+    await b.get(id) / b.latest(limit)      -> job views (below), newest first
+    await b.cancel(id, by) / b.resume(id, by) -> the job view after
+  BroadcastError(code, message) for anything refused: nothing is stored then.
+
+Request body (POST /api/v1/broadcasts, and `body` above), JSON-schema-ish:
+    {"text": string 1..5000}  or  {"messages": [LINE message object, 1..5]}      (one of the two)
+    "segment"?: segment JSON (rewards/segments.py; absent = every member who has not blocked the account)
+    "scheduled_at"?: ISO 8601 date-time (no offset = the shop's time zone); sent once it is due
+    "dry_run"?: boolean — answer the count and a preview of what the first members would get; store nothing
+  Text messages may carry {name} (the LINE display name with さん / as is in English; "お客さま" / "there"
+  when LINE does not tell us), {points} (spendable points when the job starts) and {invite_link}.
+Answers:
+    POST → 202 {"id": string, "warnings"?: [{"code", "message", ...}]}   (dry run: 200 {"dry_run": true,
+           "total": int, "preview": [...], "warnings"?})
+    GET /api/v1/broadcasts/{id} → 200 job view; GET /api/v1/broadcasts?limit=N → {"broadcasts": [job view…]}
+           newest first; POST /api/v1/broadcasts/{id}/cancel and /resume → 200 job view, 409 when the job's
+           status does not allow it; unknown id → 404.
+    job view: {"id", "status": "queued"|"scheduled"|"running"|"paused"|"done"|"failed"|"cancelled",
+               "total", "sent", "failed", "batches", "created_at", "scheduled_at", "started_at", "finished_at"
+               (ISO 8601 or null), "by", "reason"? (why paused, failed, cancelled or waiting)}
+    errors: 400 {"error": {"code": INVALID_TEXT | INVALID_MESSAGES | INVALID_SEGMENT | UNKNOWN_PLACEHOLDER |
+           INVALID_SCHEDULED_AT | INVALID_DRY_RUN, "message"}}
+
+How a job runs (BroadcastRunner, in every worker; one runner per job at a time through a lease):
+  1. start: the segment is evaluated and the recipients fixed in Redis as batches of ≤ 500 with identical
+     rendered messages (personalised texts are grouped by what they render to).
+  2. per batch: its X-Line-Retry-Key (a uuid4) is written before the batch is sent; after LINE accepts it,
+     progress moves (broadcast_step.lua, guarded by the batch index). A restarted job re-sends its first
+     unfinished batch with the same key, which LINE answers 409 when it had landed: counted as sent.
+  3. pacing: at most `broadcast_rate` multicast requests per second per worker (BROADCAST_RATE, default 100,
+     LINE allows 200), `broadcast_concurrency` in flight. 429/5xx back off in bot/line_client.py; if LINE keeps
+     failing the job waits and is tried again. A monthly-quota 429 pauses the job (status "paused", reason
+     MONTHLY_LIMIT); POST …/resume carries on where it stopped. Cancel stops it between batches.
+  LINE's broadcast endpoint is not used: it reaches every friend including ones the bot has never seen, allows
+  60 requests an hour, and gives one retry key for everything, so "who got it" could not be told per member.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from linebot.v3.messaging import ApiException, Message, MulticastRequest
+from redis.exceptions import RedisError
+
+from bot.infra import keys
+from bot.infra.leases import Leases
+from bot.line import limits as line_limits
+from bot.line import links
+from bot.line.client import LineRejected, MonthlyLimitReached
+from bot.services import Services
+from rewards import segments
+from rewards.scripts import register
+from rewards.segments import MemberFacts, Segment, SegmentError
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # LINE's multicast limit
+MAX_MESSAGES = 5
+SCAN_CHUNK = 1000
+PROFILE_CONCURRENCY = 20
+RETRY_LATER_MS = 30_000  # LINE kept failing after every backoff: try the job again this much later
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PLACEHOLDERS = ("name", "points", "invite_link")
+SAMPLE_USER = "U" + "0" * 32
+LINE_NAME_MAX = 20  # LINE display names are at most 20 characters
+_LUA = Path(__file__).resolve().parent / "lua"
+
+
+def _lua(redis: Any, name: str) -> Any:
+    return register(redis, _LUA / f"{name}.lua")
+
+
+class BroadcastError(Exception):
+    """A broadcast request refused; nothing was stored."""
+
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+def _placeholders(messages: list[dict]) -> set[str]:
+    return {name for m in messages if m.get("type") == "text" for name in PLACEHOLDER.findall(m.get("text", ""))}
+
+
+def render(messages: list[dict], values: dict[str, str]) -> list[dict]:
+    """Fill {name}, {points}, {invite_link} in text messages; other braces and other message types stay."""
+    def fill(text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+    return [{**m, "text": fill(m["text"])} if m.get("type") == "text" else m for m in messages]
+
+
+def _iso(ms: str | None) -> str | None:
+    if not ms or ms == "0":
+        return None
+    return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat().replace("+00:00", "Z")
+
+
+class BatchRefused(Exception):
+    """LINE refused a batch for good (a 4xx other than 409/429): its recipients count as failed."""
+
+    def __init__(self, recipients: int, why: str):
+        super().__init__(why)
+        self.recipients = recipients
+
+
+class Broadcasts:
+    """The broadcast service staff tools call (see the module docstring)."""
+
+    def __init__(self, services: Services, clock: Callable[[], float] = time.time):
+        self.services = services
+        self.redis = services.redis
+        self.program = services.program
+        self.clock = clock
+        self._step = _lua(self.redis, "broadcast_step")
+        self._create = _lua(self.redis, "broadcast_create")
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # ---- validation -----------------------------------------------------------------
+    def messages(self, body: dict[str, Any]) -> list[dict]:
+        """The messages of a request, checked with the SDK's models and LINE's limits at their longest."""
+        if ("text" in body) == ("messages" in body):
+            raise BroadcastError("INVALID_MESSAGES", "send either text or messages (1 to 5 LINE message objects)")
+        if "text" in body:
+            text = body["text"]
+            if not isinstance(text, str) or not text.strip() or line_limits.text_length(text) > line_limits.TEXT_MAX:
+                raise BroadcastError("INVALID_TEXT", "text must be 1 to 5000 characters")
+            messages = [{"type": "text", "text": text}]
+        else:
+            messages = body["messages"]
+            if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES \
+                    or not all(isinstance(m, dict) for m in messages):
+                raise BroadcastError("INVALID_MESSAGES", "messages must be a list of 1 to 5 LINE message objects")
+            for i, message in enumerate(messages):
+                try:
+                    Message.from_dict(message)
+                except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                    raise BroadcastError("INVALID_MESSAGES",
+                                         f"messages[{i}] is not a LINE message object: {exc}") from exc
+        unknown = sorted(_placeholders(messages) - set(PLACEHOLDERS))
+        if unknown:
+            raise BroadcastError("UNKNOWN_PLACEHOLDER", f"{{{unknown[0]}}} is not a placeholder; use "
+                                 + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
+        longest = render(messages, {"name": "名" * LINE_NAME_MAX + "さん", "points": "100,000,000",
+                                    "invite_link": links.invite_link(self.services.settings, "X" * 8)})
+        try:
+            MulticastRequest.from_dict({"to": [SAMPLE_USER], "messages": longest})
+        except (ValueError, TypeError) as exc:
+            raise BroadcastError("INVALID_MESSAGES", f"LINE would refuse these messages: {exc}") from exc
+        problem = line_limits.problem(longest)
+        if problem:
+            raise BroadcastError("INVALID_MESSAGES", f"LINE would refuse these messages (with placeholders "
+                                                     f"filled at their longest): {problem}")
+        return messages
+
+    def segment(self, raw: Any) -> Segment:
+        try:
+            return segments.parse(raw, self.program.rules, self._now_ms())
+        except SegmentError as exc:
+            raise BroadcastError("INVALID_SEGMENT", str(exc)) from exc
+
+    def _scheduled(self, body: dict[str, Any]) -> int | None:
+        value = body.get("scheduled_at")
+        if value is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise BroadcastError("INVALID_SCHEDULED_AT", "scheduled_at must be an ISO 8601 date-time") from exc
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=self.program.rules.timezone)
+        return int(parsed.timestamp() * 1000)
+
+    # ---- who ------------------------------------------------------------------------
+    async def recipients(self, segment: Segment, raw: Any = None) -> list[MemberFacts]:
+        """The members a segment reaches now, in a stable order."""
+        ids = segments.user_ids_only(raw)
+        if ids is None:
+            ids = await self.program.member_ids()
+        found: list[MemberFacts] = []
+        for start in range(0, len(ids), SCAN_CHUNK):
+            found += [f for f in await self.program.member_facts(ids[start:start + SCAN_CHUNK]) if segment.matches(f)]
+        return found
+
+    async def recipient_ids(self, segment: Segment, raw: Any = None) -> list[str]:
+        """The ids alone; for everyone, only the blocked flags are read (much cheaper than every fact)."""
+        if segment.everyone:
+            return list(await self.program.active_members())
+        return [f.user_id for f in await self.recipients(segment, raw)]
+
+    async def count(self, raw_segment: Any = None) -> int:
+        return len(await self.recipient_ids(self.segment(raw_segment), raw_segment))
+
+    async def _values(self, facts: MemberFacts, wanted: set[str]) -> dict[str, str]:
+        texts = self.services.texts
+        lang = texts.lang_for(facts.lang)
+        values = {"points": f"{facts.points:,}"}
+        if "invite_link" in wanted:
+            values["invite_link"] = links.invite_link(self.services.settings, await self.program.invite_code(
+                facts.user_id))
+        if "name" in wanted:
+            name = await self._display_name(facts.user_id)
+            values["name"] = texts.get(lang, "broadcast_name", display=name) if name \
+                else texts.get(lang, "broadcast_name_unknown")
+        return values
+
+    async def _display_name(self, uid: str) -> str | None:
+        line = self.services.line
+        try:
+            profile = await line.api.get_profile(uid, _request_timeout=self.services.settings.line_timeout_seconds)
+            return str(profile.display_name) if profile.display_name else None
+        except (ApiException, asyncio.TimeoutError, OSError, ValueError):
+            return None  # not a friend any more, or LINE would not say: the kind fallback
+
+    async def rendered_groups(self, messages: list[dict], facts: list[MemberFacts]) -> list[tuple[list[dict], list[str]]]:
+        """Recipients grouped by the messages they get: one group unless texts carry placeholders."""
+        wanted = _placeholders(messages)
+        if not wanted:
+            return [(messages, [f.user_id for f in facts])] if facts else []
+        gate = asyncio.Semaphore(PROFILE_CONCURRENCY)
+
+        async def one(f: MemberFacts) -> str:
+            async with gate:
+                return json.dumps(render(messages, await self._values(f, wanted)), ensure_ascii=False)
+
+        rendered = await asyncio.gather(*(one(f) for f in facts))
+        groups: dict[str, list[str]] = {}
+        for f, key in zip(facts, rendered, strict=True):
+            groups.setdefault(key, []).append(f.user_id)
+        return [(json.loads(k), uids) for k, uids in groups.items()]
+
+    # ---- the staff API ----------------------------------------------------------------
+    async def _quota_warnings(self, total: int) -> list[dict]:
+        """A warning when LINE's monthly quota left is smaller than this send (LINE counts each recipient)."""
+        api, timeout = self.services.line.api, self.services.settings.line_timeout_seconds
+        try:
+            quota = await api.get_message_quota(_request_timeout=timeout)
+            if getattr(quota.type, "value", quota.type) != "limited" or quota.value is None:
+                return []
+            used = (await api.get_message_quota_consumption(_request_timeout=timeout)).total_usage
+        except (ApiException, asyncio.TimeoutError, OSError, ValueError) as exc:
+            log.warning("could not read LINE's message quota: %s", exc)
+            return [{"code": "QUOTA_UNKNOWN", "message": "LINE's message quota could not be read"}]
+        remaining = max(0, int(quota.value) - int(used))
+        if total <= remaining:
+            return []
+        return [{"code": "QUOTA_EXCEEDED", "needed": total, "remaining": remaining,
+                 "message": f"this broadcast needs {total} messages but only {remaining} are left this month: "
+                            f"it will pause when LINE refuses, and can be resumed once the quota allows"}]
+
+    async def preview(self, body: dict[str, Any], sample: int = 3) -> dict[str, Any]:
+        messages = self.messages(body)
+        raw = body.get("segment")
+        facts = await self.recipients(self.segment(raw), raw)
+        shown = []
+        wanted = _placeholders(messages)
+        for f in facts[:sample]:
+            filled = render(messages, await self._values(f, wanted)) if wanted else messages
+            shown.append({"user_id": f.user_id, "messages": filled})
+        return {"total": len(facts), "preview": shown, "warnings": await self._quota_warnings(len(facts))}
+
+    async def create(self, body: dict[str, Any], by: str, job_id: str | None = None) -> dict[str, Any]:
+        """Validate and store a job (or, dry_run, only answer the count and a preview).
+
+        With a job_id (staff chat derives it from the draft) a retried create answers the job already stored,
+        marked "existing", instead of making a second one."""
+        if not isinstance(body.get("dry_run", False), bool):
+            raise BroadcastError("INVALID_DRY_RUN", "dry_run must be true or false")
+        messages = self.messages(body)
+        raw = body.get("segment")
+        segment = self.segment(raw)
+        scheduled = self._scheduled(body)
+        if body.get("dry_run"):
+            return {"dry_run": True, **await self.preview(body)}
+        total = len(await self.recipient_ids(segment, raw))
+        warnings = await self._quota_warnings(total)
+        now = self._now_ms()
+        job_id = job_id or uuid.uuid4().hex
+        status = "scheduled" if scheduled and scheduled > now else "queued"
+        fields: dict[str, Any] = {
+            "status": status, "messages": json.dumps(messages, ensure_ascii=False),
+            "segment": json.dumps(segment.spec, ensure_ascii=False), "by": by, "created_at": now,
+            "scheduled_at": scheduled or 0, "total": total, "sent": 0, "failed": 0, "batches": 0, "next_batch": 0}
+        written = await self._create(keys=[keys.broadcast(job_id)], args=[x for kv in fields.items() for x in kv])
+        # listed and queued after the job is stored; a retry after a crash between the steps finishes them
+        if await self.redis.zscore(keys.BROADCASTS, job_id) is None:
+            await self.redis.zadd(keys.BROADCASTS, {job_id: await self.redis.incr(keys.BROADCAST_SEQ)}, nx=True)
+        if not written:
+            was, at, count = [(v or b"").decode() for v in await self.redis.hmget(
+                keys.broadcast(job_id), "status", "scheduled_at", "total")]
+            if was in ("queued", "scheduled"):
+                await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, int(at or 0))}, nx=True)
+            return {"id": job_id, "status": was, "total": int(count or 0), "existing": True}
+        await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, scheduled or 0)})
+        await self.program.audit(by, "broadcast", "*", job=job_id, total=total, status=status,
+                                 segment=json.dumps(segment.spec, ensure_ascii=False))
+        answer: dict[str, Any] = {"id": job_id, "status": status, "total": total}
+        if warnings:
+            answer["warnings"] = warnings
+        return answer
+
+    async def get(self, job_id: str) -> dict[str, Any] | None:
+        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+            return None
+        raw = await self.redis.hgetall(keys.broadcast(job_id))
+        if not raw:
+            return None
+        j = {k.decode(): v.decode() for k, v in raw.items()}
+        view: dict[str, Any] = {
+            "id": job_id, "status": j["status"], "total": int(j["total"]), "sent": int(j["sent"]),
+            "failed": int(j.get("failed", 0)), "batches": int(j.get("batches", 0)), "by": j.get("by"),
+            "created_at": _iso(j.get("created_at")), "scheduled_at": _iso(j.get("scheduled_at")),
+            "started_at": _iso(j.get("started_at")), "finished_at": _iso(j.get("finished_at"))}
+        if j.get("reason"):
+            view["reason"] = j["reason"]
+        return view
+
+    async def latest(self, limit: int = 50) -> list[dict[str, Any]]:
+        ids = [i.decode() for i in await self.redis.zrevrange(keys.BROADCASTS, 0, limit - 1)]
+        return [v for v in [await self.get(i) for i in ids] if v]
+
+    async def _change(self, job_id: str, op: str, *args: Any) -> tuple[str, str]:
+        after, before, _ = await self._step(keys=[keys.broadcast(job_id)], args=[op, self._now_ms(), *args])
+        return after.decode(), before.decode()
+
+    async def cancel(self, job_id: str, by: str) -> dict[str, Any]:
+        if await self.get(job_id) is None:
+            raise BroadcastError("UNKNOWN_BROADCAST", "no broadcast with that id", 404)
+        after, before = await self._change(job_id, "cancel", f"CANCELLED by {by}")
+        if after != "cancelled" or before == "cancelled":
+            raise BroadcastError("NOT_CANCELLABLE", f"the broadcast is {before}: only queued, scheduled, running or "
+                                                    "paused broadcasts can be cancelled", 409)
+        if before != "running":  # a running job's runner takes it off the queue when it sees the cancel
+            await self.redis.zrem(keys.BROADCAST_QUEUE, job_id)
+        await self.program.audit(by, "broadcast_cancel", "*", job=job_id, before=before)
+        return await self.get(job_id) or {}
+
+    async def resume(self, job_id: str, by: str) -> dict[str, Any]:
+        if await self.get(job_id) is None:
+            raise BroadcastError("UNKNOWN_BROADCAST", "no broadcast with that id", 404)
+        after, before = await self._change(job_id, "resume")
+        if before != "paused":
+            raise BroadcastError("NOT_PAUSED", f"the broadcast is {before}: only a paused broadcast resumes", 409)
+        await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms()})
+        await self.program.audit(by, "broadcast_resume", "*", job=job_id)
+        return await self.get(job_id) or {}
+
+
+def setup_api(app: web.Application, services_key: web.AppKey[Services], read_body: Any, bad_request: Any) -> None:
+    """The broadcasts endpoints of the admin API (auth and error shape come from bot/admin_api.py)."""
+    def service(request: web.Request) -> Broadcasts:
+        return Broadcasts(request.app[services_key])
+
+    def refused(exc: BroadcastError) -> Exception:
+        return bad_request(exc.code, exc.message, exc.status)  # type: ignore[no-any-return]
+
+    async def create(request: web.Request) -> web.Response:
+        body = await read_body(request)
+        try:
+            answer = await service(request).create(body, by="admin-api")
+        except BroadcastError as exc:
+            raise refused(exc) from exc
+        if answer.get("dry_run"):
+            return web.json_response(answer)
+        out = {"id": answer["id"], **({"warnings": answer["warnings"]} if "warnings" in answer else {})}
+        return web.json_response(out, status=202)
+
+    async def get(request: web.Request) -> web.Response:
+        view = await service(request).get(request.match_info["job_id"])
+        if view is None:
+            raise bad_request("UNKNOWN_BROADCAST", "no broadcast with that id", 404)
+        return web.json_response(view)
+
+    async def listing(request: web.Request) -> web.Response:
+        limit = request.query.get("limit", "50")
+        if not limit.isdigit() or not 1 <= int(limit) <= 500:
+            raise bad_request("INVALID_LIMIT", "limit must be a whole number from 1 to 500")
+        return web.json_response({"broadcasts": await service(request).latest(int(limit))})
+
+    def action(name: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            b = service(request)
+            try:
+                view = await getattr(b, name)(request.match_info["job_id"], "admin-api")
+            except BroadcastError as exc:
+                raise refused(exc) from exc
+            return web.json_response(view)
+        return handler
+
+    app.router.add_post("/api/v1/broadcasts", create)
+    app.router.add_get("/api/v1/broadcasts", listing)
+    app.router.add_get("/api/v1/broadcasts/{job_id}", get)
+    app.router.add_post("/api/v1/broadcasts/{job_id}/cancel", action("cancel"))
+    app.router.add_post("/api/v1/broadcasts/{job_id}/resume", action("resume"))
+
+
+class Pacer:
+    """Spaces request starts at least 1/rate seconds apart (on the event loop's clock)."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate
+        self._next = 0.0
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        at = max(now, self._next)
+        self._next = at + self.interval
+        if at > now:
+            await asyncio.sleep(at - now)
+
+
+class BroadcastRunner:
+    """Runs due broadcasts inside a worker; each job is leased, so one runner sends it at a time."""
+
+    def __init__(self, services: Services, name: str, clock: Callable[[], float] = time.time):
+        self.services = services
+        self.redis = services.redis
+        self.settings = services.settings
+        self.name = name
+        self.clock = clock
+        self.broadcasts = Broadcasts(services, clock)
+        self._leases = Leases(self.redis)
+        self._step = _lua(self.redis, "broadcast_step")
+        self.pacer = Pacer(self.settings.broadcast_rate)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.run_due()
+            except RedisError as exc:
+                log.warning("broadcast runner: %s", exc)
+            except Exception:  # never let one bad job stop broadcasts for good
+                log.exception("broadcast runner: unexpected error; carrying on")
+            try:
+                await asyncio.wait_for(stopping.wait(), self.settings.broadcast_poll_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def run_due(self) -> int:
+        """Every job whose time has come and that no other runner holds; returns how many were run."""
+        ran = 0
+        for raw in await self.redis.zrangebyscore(keys.BROADCAST_QUEUE, "-inf", self._now_ms(), start=0, num=10):
+            job_id = raw.decode()
+            if await self._leases.hold(keys.broadcast_lease(job_id), self.name, self.settings.lease_ms):
+                await self.run_job(job_id)
+                ran += 1
+        return ran
+
+    async def _hold_lease(self, job_id: str, lost: asyncio.Event, finished: asyncio.Event) -> None:
+        # ends on `finished`, not only on cancellation: a cancel can be lost inside a Redis call (see
+        # bot/redis_conn.py), and the job's run waits for this task
+        while not finished.is_set():
+            try:
+                await asyncio.wait_for(finished.wait(), self.settings.lease_ms / 3000)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                if not await self._leases.hold(keys.broadcast_lease(job_id), self.name, self.settings.lease_ms):
+                    lost.set()
+                    return
+            except RedisError as exc:
+                log.warning("broadcast %s: lease not renewed: %s", job_id, exc)
+
+    async def _step_(self, job_id: str, op: str, *args: Any) -> tuple[str, int]:
+        after, _, next_batch = await self._step(keys=[keys.broadcast(job_id)], args=[op, self._now_ms(), *args])
+        return after.decode(), int(next_batch)
+
+    async def run_job(self, job_id: str) -> None:
+        lost, finished = asyncio.Event(), asyncio.Event()
+        keeper = asyncio.create_task(self._hold_lease(job_id, lost, finished))
+        try:
+            status = await self._run(job_id, lost)
+        finally:
+            finished.set()
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            await self._leases.release(keys.broadcast_lease(job_id), self.name)
+        if status not in ("running", "queued", "scheduled"):  # finished, paused or cancelled: off the queue
+            await self.redis.zrem(keys.BROADCAST_QUEUE, job_id)
+            # remove, then look again: a resume that landed in between must not be left off the queue
+            if (await self.redis.hget(keys.broadcast(job_id), "status")) in (b"queued", b"running"):
+                await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms()})
+
+    async def _run(self, job_id: str, lost: asyncio.Event) -> str:
+        status, _ = await self._step_(job_id, "start")
+        if status != "running":
+            return status
+        job_key = keys.broadcast(job_id)
+        if not await self.redis.hget(job_key, "snapshot"):
+            try:
+                await self._snapshot(job_id)
+            except SegmentError as exc:  # valid when created, not under today's rules (a tier renamed)
+                log.error("broadcast %s cannot start: %s", job_id, exc)
+                return (await self._step_(job_id, "fail", f"INVALID_SEGMENT: {exc}"[:300]))[0]
+        first, count = (int(v) for v in await self.redis.hmget(job_key, ["next_batch", "batches"]))
+        if count == 0:
+            return (await self._step_(job_id, "advance", 0, 0, 0))[0]
+        variants: dict[str, list[dict]] = {}
+        in_flight: dict[int, asyncio.Task[int]] = {}
+        upcoming = first
+        try:
+            for i in range(first, count):
+                # keep up to `concurrency` batches going; progress still moves strictly in batch order
+                while upcoming < count and len(in_flight) < self.settings.broadcast_concurrency \
+                        and not lost.is_set() and await self.redis.hget(job_key, "status") == b"running":
+                    in_flight[upcoming] = asyncio.create_task(self._batch(job_id, upcoming, variants))
+                    upcoming += 1
+                if i not in in_flight:  # cancelled, paused or the lease lost: nothing more starts
+                    break
+                outcome = (await asyncio.gather(in_flight.pop(i), return_exceptions=True))[0]
+                if isinstance(outcome, MonthlyLimitReached):
+                    log.warning("broadcast %s paused at batch %d: LINE's monthly limit", job_id, i)
+                    return (await self._step_(job_id, "pause", "MONTHLY_LIMIT: LINE's monthly message quota is "
+                            "used up; resume (POST /api/v1/broadcasts/{id}/resume) once the quota allows"))[0]
+                if isinstance(outcome, BatchRefused):  # this batch can never go: count it and carry on
+                    log.error("broadcast %s batch %d refused by LINE: %s", job_id, i, outcome)
+                    status, _ = await self._step_(job_id, "advance", i, 0, outcome.recipients)
+                elif isinstance(outcome, BaseException):
+                    log.warning("broadcast %s batch %d: LINE kept failing (%s); trying again later", job_id, i, outcome)
+                    await self.redis.hset(job_key, "reason", f"LINE_UNAVAILABLE: retrying after {outcome}"[:300])
+                    await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms() + RETRY_LATER_MS})
+                    return "running"
+                else:
+                    status, _ = await self._step_(job_id, "advance", i, outcome, 0)
+        finally:
+            # batches started but not counted: a later run sends them again with the same keys (409 if landed)
+            for task in in_flight.values():
+                task.cancel()
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+        return (await self.redis.hget(job_key, "status")).decode()
+
+    async def _batch(self, job_id: str, i: int, variants: dict[str, list[dict]]) -> int:
+        """Send batch i: its retry key is written (once) before the request; returns how many it reached."""
+        retry = keys.broadcast_retry_keys(job_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hsetnx(retry, str(i), str(uuid.uuid4()))
+            pipe.hget(retry, str(i))
+            pipe.lindex(keys.broadcast_batches(job_id), i)
+            _, key, raw = await pipe.execute()
+        batch = json.loads(raw)
+        if batch["v"] not in variants:
+            variants[batch["v"]] = json.loads(await self.redis.hget(keys.broadcast_variants(job_id), batch["v"]))
+        await self.pacer.wait()
+        try:
+            await self.services.line.multicast(batch["to"], variants[batch["v"]], key.decode())
+        except MonthlyLimitReached:
+            raise
+        except LineRejected as exc:
+            raise BatchRefused(len(batch["to"]), str(exc)) from exc
+        return len(batch["to"])
+
+    async def _snapshot(self, job_id: str) -> None:
+        """Fix the recipients: batches of ≤ 500 with identical messages, written in one step with the count."""
+        job_key = keys.broadcast(job_id)
+        messages_raw, segment_raw = await self.redis.hmget(job_key, ["messages", "segment"])
+        raw = json.loads(segment_raw)
+        segment = segments.parse(raw, self.services.program.rules, self._now_ms())
+        messages = json.loads(messages_raw)
+        if _placeholders(messages):
+            groups = await self.broadcasts.rendered_groups(messages, await self.broadcasts.recipients(segment, raw))
+        else:
+            ids = await self.broadcasts.recipient_ids(segment, raw)
+            groups = [(messages, ids)] if ids else []
+        total = sum(len(uids) for _, uids in groups)
+        batches = [json.dumps({"v": str(v), "to": uids[start:start + BATCH]})
+                   for v, (_, uids) in enumerate(groups) for start in range(0, len(uids), BATCH)]
+        async with self.redis.pipeline(transaction=True) as pipe:  # every key in the job's {hash tag}
+            pipe.delete(keys.broadcast_batches(job_id), keys.broadcast_variants(job_id))
+            for start in range(0, len(batches), 100):
+                pipe.rpush(keys.broadcast_batches(job_id), *batches[start:start + 100])
+            if groups:
+                pipe.hset(keys.broadcast_variants(job_id), mapping={
+                    str(v): json.dumps(m, ensure_ascii=False) for v, (m, _) in enumerate(groups)})
+            pipe.hset(job_key, mapping={"total": total, "batches": len(batches), "next_batch": 0,
+                                        "snapshot": 1})
+            await pipe.execute()
+        log.info("broadcast %s: %d recipients in %d batches (%d distinct messages)", job_id, total,
+                 len(batches), len(groups))

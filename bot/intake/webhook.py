@@ -1,0 +1,73 @@
+"""POST /callback: verify on the raw bytes, queue durably, then 200. No handling happens here."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from linebot.v3.webhook import SignatureValidator
+from redis.exceptions import RedisError
+
+from bot.infra.metrics import Metrics
+from bot.intake.stream import Intake
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024  # 1 MiB; LINE's own bodies are far smaller
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def make_handler(validator: SignatureValidator, intake_key: web.AppKey[Intake],
+                 metrics_key: web.AppKey[Metrics]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def callback(request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        metrics = request.app[metrics_key]
+        response = await _callback(request, validator, request.app[intake_key], metrics)
+        metrics.webhooks.labels(str(response.status)).inc()
+        metrics.ack_seconds.observe(time.perf_counter() - started)
+        return response
+
+    return callback
+
+
+async def _callback(request: web.Request, validator: SignatureValidator, intake: Intake,
+                    metrics: Metrics) -> web.StreamResponse:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _error(413, "BODY_TOO_LARGE", "webhook bodies are at most 1 MiB")
+    signature = request.headers.get("X-Line-Signature")  # aiohttp matches header names case-insensitively
+    if not signature:
+        log.warning("webhook without X-Line-Signature from %s", request.remote)
+        return _error(400, "MISSING_SIGNATURE", "X-Line-Signature is required")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "BODY_TOO_LARGE", "webhook bodies are at most 1 MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _error(400, "NOT_UTF8", "the body is not UTF-8")
+    if not validator.validate(text, signature):
+        log.warning("webhook with a bad signature from %s", request.remote)
+        return _error(400, "BAD_SIGNATURE", "the signature does not match the body")
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError:
+        return _error(400, "NOT_JSON", "the body is not JSON")
+    if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+        return _error(400, "NOT_A_WEBHOOK", "the body is not a webhook object with an events list")
+    if not payload["events"]:
+        return web.Response(text="OK")  # LINE's connectivity check
+    try:
+        counts = await intake.enqueue(payload["events"], int(time.time() * 1000))
+    except (RedisError, OSError) as exc:
+        # 503 and not 200: LINE keeps the events (redelivery) instead of us losing them
+        log.error("events not queued, answering 503: %s", exc)
+        return _error(503, "QUEUE_UNAVAILABLE", "events could not be stored; try again")
+    for outcome, n in counts.items():
+        metrics.events.labels(outcome).inc(n)
+    return web.Response(text="OK")

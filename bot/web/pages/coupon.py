@@ -1,0 +1,59 @@
+"""The coupon page a member shows at the counter (/c/{token}) and its QR image (/c/{token}.png).
+
+The token is unguessable and is all the page reveals: no user id. The QR encodes the token itself, which is
+what staff redeem with POST /api/v1/coupons/{token}/use.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.line.links import coupon_qr_url
+from bot.web.pages.invite import _render, page_language, qr_png
+
+_TOKEN = r"{token:[A-Za-z0-9_-]{22}}"
+_PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+
+
+def setup(app: web.Application, services_key: web.AppKey) -> None:
+    """Routes for /c/{token} and /c/{token}.png."""
+
+    async def coupon_page(request: web.Request) -> web.Response:
+        services = request.app[services_key]
+        texts, catalog = services.texts, services.catalog
+        lang = page_language(request, texts)
+        found = await catalog.coupon(request.match_info["token"])
+        if found is None:
+            body = _render("not_found.html", lang=lang, title=texts.get(lang, "coupon_not_found_title"),
+                           body=texts.get(lang, "coupon_not_found_body"))
+            return web.Response(text=body, status=404, content_type="text/html", headers=_PRIVATE)
+        _, coupon = found
+        reward = services.program.rules.reward(coupon.reward_id)
+        name = (reward.name.get(lang) or reward.name["ja"]) if reward else coupon.reward_id
+        last = catalog.last_day(coupon)
+        if coupon.used:
+            state_class = "used"
+            state = texts.get(lang, "coupon_page_used", date=catalog.day_of(coupon.used_at_ms).strftime("%Y/%m/%d"))
+        elif coupon.expired(catalog.now_ms()):
+            state_class, state = "expired", texts.get(lang, "coupon_page_expired")
+        else:
+            state_class = "valid"
+            state = (texts.get(lang, "coupon_page_valid_until", date=last.strftime("%Y/%m/%d")) if last
+                     else texts.get(lang, "coupon_page_valid"))
+        body = _render(
+            "coupon.html", lang=lang, title=name, shop=texts.get(lang, "shop_name"),
+            show=texts.get(lang, "coupon_page_show"), qr_url=coupon_qr_url(services.settings, coupon.token),
+            qr_alt=texts.get(lang, "coupon_page_qr_alt"), code_label=texts.get(lang, "coupon_page_code"),
+            code=coupon.code, state=state, state_class=state_class,
+            note=texts.get(lang, "coupon_page_manual" if coupon.issue == "manual" else "coupon_page_note"))
+        return web.Response(text=body, content_type="text/html", headers=_PRIVATE)
+
+    async def coupon_qr(request: web.Request) -> web.StreamResponse:
+        services = request.app[services_key]
+        token = request.match_info["token"]
+        if await services.catalog.coupon(token) is None:
+            return web.Response(status=404, text="no such coupon")
+        return web.Response(body=qr_png(token), content_type="image/png",
+                            headers={"Cache-Control": "private, max-age=86400", "Referrer-Policy": "no-referrer"})
+
+    app.router.add_get(f"/c/{_TOKEN}.png", coupon_qr)
+    app.router.add_get(f"/c/{_TOKEN}", coupon_page)

@@ -1,0 +1,68 @@
+"""`python -m bot dev` / `make run`: embedded Redis, the bot and the LINE simulator console, all on loopback."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from aiohttp import web
+
+from bot.app import create_app
+from bot.config import Settings
+from linesim.platform import Platform
+
+DEV_SECRET = "shokai-dev-channel-secret"
+DEV_TOKEN = "shokai-dev-access-token"
+DEV_ADMIN_TOKEN = "shokai-dev-admin-token"
+DEV_BASIC_ID = "@shokai-dev"
+
+
+async def _rich_menus(app: web.Application) -> None:
+    """Put the rich menus on the simulator, as `python -m bot richmenu` does on LINE."""
+    from bot.app import SERVICES
+    from bot.richmenu.sync import RichMenuError, sync
+
+    services = app[SERVICES]
+    try:
+        await sync(services.line, services.redis)
+    except RichMenuError as exc:
+        print(f"  rich menus not set up: {exc}", flush=True)
+
+
+async def run_dev(host: str, port: int, console_port: int) -> None:
+    from linesim.console import console_app  # the console's page and API
+
+    public = os.environ.get("PUBLIC_BASE_URL") or f"http://{host}:{port}"
+    admin_token = os.environ.get("ADMIN_TOKEN") or DEV_ADMIN_TOKEN
+    platform = Platform(secret=DEV_SECRET, token=DEV_TOKEN, basic_id=DEV_BASIC_ID, strict_media=False,
+                        bot_url=f"http://{host}:{port}/callback")
+    await platform.start()
+    env = {**os.environ, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
+           "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": public, "LINE_BASIC_ID": DEV_BASIC_ID,
+           "ADMIN_TOKEN": admin_token}
+    settings = Settings.from_env(env)
+    runners = []
+    try:
+        bot_runner = web.AppRunner(create_app(settings), access_log=None)
+        await bot_runner.setup()
+        runners.append(bot_runner)
+        await web.TCPSite(bot_runner, host, port).start()
+        await _rich_menus(bot_runner.app)
+        console_runner = web.AppRunner(
+            console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token),
+            access_log=None)
+        await console_runner.setup()
+        runners.append(console_runner)
+        await web.TCPSite(console_runner, host, console_port).start()
+        print(f"\n  Shokai is running (data in {settings.data_dir}/redis).\n"
+              f"  Open the LINE simulator console:  http://{host}:{console_port}/\n"
+              f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await platform.stop()
