@@ -4,41 +4,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 
 from aiohttp import web
 
-from bot.config import ConfigError, Settings
+from bot.config import CommandLine, ConfigError, Settings, process_env
 from rewards.rules import RulesError
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shokai", description="Shokai: a LINE referral and rewards bot")
     commands = parser.add_subparsers(dest="command", required=True)
-    default_port = int(os.environ.get("PORT") or 8000)
     serve = commands.add_parser("serve", help="the webhook, pages and admin API (and the worker, unless --no-worker)")
     serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=default_port)
+    serve.add_argument("--port", type=int, default=defaults.port)
     serve.add_argument("--no-worker", action="store_true", help="run the web side only (workers run apart)")
     commands.add_parser("worker", help="an event worker alone (needs REDIS_URL)")
     dev = commands.add_parser("dev", help="local mode: embedded Redis, the bot and the LINE simulator console")
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=default_port)
-    dev.add_argument("--console-port", type=int, default=int(os.environ.get("CONSOLE_PORT") or 8080))
+    dev.add_argument("--port", type=int, default=defaults.port)
+    dev.add_argument("--console-port", type=int, default=defaults.console_port)
     commands.add_parser("richmenu", help="create or update the rich menus from assets/richmenu (idempotent)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    defaults = CommandLine.from_env()
+    args = _parser(defaults).parse_args(argv)
     try:
         if args.command == "dev":
             from linesim.dev import run_dev
 
-            logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+            logging.basicConfig(level=defaults.log_level,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            asyncio.run(run_dev(args.host, args.port, args.console_port))
+            asyncio.run(run_dev(args.host, args.port, args.console_port, process_env()))
             return 0
         settings = Settings.from_env()
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

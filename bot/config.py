@@ -17,6 +17,27 @@ class ConfigError(Exception):
     """A missing or malformed variable: start-up stops with this one line."""
 
 
+def process_env() -> Mapping[str, str]:
+    """The process's environment. Read here and nowhere else: other modules are handed what they need."""
+    return os.environ
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """What the command line takes from the environment before any Settings exist: its default ports and,
+    for `python -m bot dev` (which makes up its own channel), the log level."""
+
+    port: int = 8000
+    console_port: int = 8080
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CommandLine:
+        env = os.environ if env is None else env
+        return cls(port=int(env.get("PORT") or 8000), console_port=int(env.get("CONSOLE_PORT") or 8080),
+                   log_level=env.get("LOG_LEVEL", "INFO").upper())
+
+
 def _number(env: Mapping[str, str], name: str, at_most: float, what: str) -> float:
     """A number above 0 and at most `at_most` (nan, inf and words refused), or a ConfigError naming the variable."""
     raw = env[name]

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -29,15 +29,15 @@ async def _rich_menus(app: web.Application) -> None:
         print(f"  rich menus not set up: {exc}", flush=True)
 
 
-async def run_dev(host: str, port: int, console_port: int) -> None:
+async def run_dev(host: str, port: int, console_port: int, environment: Mapping[str, str]) -> None:
     from linesim.console import console_app  # the console's page and API
 
-    public = os.environ.get("PUBLIC_BASE_URL") or f"http://{host}:{port}"
-    admin_token = os.environ.get("ADMIN_TOKEN") or DEV_ADMIN_TOKEN
+    public = environment.get("PUBLIC_BASE_URL") or f"http://{host}:{port}"
+    admin_token = environment.get("ADMIN_TOKEN") or DEV_ADMIN_TOKEN
     platform = Platform(secret=DEV_SECRET, token=DEV_TOKEN, basic_id=DEV_BASIC_ID, strict_media=False,
                         bot_url=f"http://{host}:{port}/callback")
     await platform.start()
-    env = {**os.environ, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
+    env = {**environment, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
            "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": public, "LINE_BASIC_ID": DEV_BASIC_ID,
            "ADMIN_TOKEN": admin_token}
     settings = Settings.from_env(env)

@@ -60,7 +60,7 @@ async def every_notice_happens(bot: Bot) -> None:
     sold_out = await converse(platform, friend, platform.postback(friend, pack(ShowReward("mug"))))
     assert "マグカップ" in text_of(sold_out)
     assert (await bot.admin("POST", "/api/v1/rewards/mug/stock", {"add": 1}))[0] == 200
-    await bot.app[WORKER].tick(int(bot.services.program.clock() * 1000) + 360 * 86_400_000)
+    await bot.app[WORKER].clock.tick(int(bot.services.program.clock() * 1000) + 360 * 86_400_000)
 
 
 ALL_ON = {"notifications__quiet_hours": '""'}
@@ -80,7 +80,7 @@ async def test_every_notice_is_sent_when_switched_on(shop: Bot) -> None:
 @pytest.mark.parametrize("shop", [ALL_OFF], indirect=True)
 async def test_a_notice_switched_off_is_never_pushed(shop: Bot) -> None:
     await every_notice_happens(shop)
-    await shop.app[WORKER].tick(int(shop.services.program.clock() * 1000) + 400 * 86_400_000)
+    await shop.app[WORKER].clock.tick(int(shop.services.program.clock() * 1000) + 400 * 86_400_000)
     assert pushes(shop.platform) == [], pushed_text(shop.platform)
     assert await notices.pending(shop.services) == 0, "a notice switched off is not kept for later either"
 
@@ -109,12 +109,12 @@ async def test_quiet_hours_defer_to_their_end_and_the_clock_sends_once(shop: Bot
     worker = shop.app[WORKER]
 
     program.clock = lambda: at(8, 59, day=2)
-    await worker.tick(int(at(8, 59, day=2) * 1000))
+    await worker.clock.tick(int(at(8, 59, day=2) * 1000))
     assert pushes(platform) == [], "still quiet at 08:59"
 
     program.clock = lambda: at(9, 0, day=2)
-    await worker.tick(int(at(9, 0, day=2) * 1000))
-    await worker.tick(int(at(9, 0, day=2) * 1000))  # the clock running twice sends nothing more
+    await worker.clock.tick(int(at(9, 0, day=2) * 1000))
+    await worker.clock.tick(int(at(9, 0, day=2) * 1000))  # the clock running twice sends nothing more
     sent = pushes(platform)
     assert len(sent) == 1 and sent[0].to == [uid] and "シルバー" in sent[0].body["messages"][0]["text"]
     assert sent[0].headers["X-Line-Retry-Key"]
@@ -122,7 +122,7 @@ async def test_quiet_hours_defer_to_their_end_and_the_clock_sends_once(shop: Bot
 
     # the same order reported again changes nothing and tells nothing
     await shop.admin("POST", "/api/v1/conversions", {"order_id": f"o-{uid}", "user_id": uid, "amount": 100_000})
-    await worker.tick(int(at(9, 1, day=2) * 1000))
+    await worker.clock.tick(int(at(9, 1, day=2) * 1000))
     assert len(pushes(platform)) == 1
 
 
@@ -144,7 +144,7 @@ async def test_a_crash_between_push_and_bookkeeping_sends_nothing_twice(shop: Bo
     assert len(pushes(platform)) == 1 and await notices.pending(shop.services) == 1
 
     monkeypatch.setattr(notices, "_forget", real_forget)
-    await worker.tick(morning)  # the next clock sends it again with the same key: LINE answers 409
+    await worker.clock.tick(morning)  # the next clock sends it again with the same key: LINE answers 409
     again = [c for c in platform.calls if c.endpoint == "push" and c.status == 409]
     assert again and again[0].headers["X-Line-Retry-Key"] == pushes(platform)[0].headers["X-Line-Retry-Key"]
     assert len(platform.said_to(uid)) == len([m for c in platform.calls if c.status == 200 and uid in c.to

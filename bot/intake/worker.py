@@ -21,15 +21,13 @@ from typing import Any
 from linebot.v3.webhooks import Event, FollowEvent, UnfollowEvent
 from redis.exceptions import RedisError, ResponseError
 
-from bot import notices
 from bot.chat.context import SENT_MARKER_TTL, Ctx
 from bot.chat.router import Router
 from bot.infra import keys
 from bot.infra.leases import Leases
 from bot.infra.metrics import Metrics
-from bot.line.client import retry_key
+from bot.intake.clock import ClockWork
 from bot.services import Services
-from rewards import engine
 from rewards.scripts import register
 
 log = logging.getLogger(__name__)
@@ -38,7 +36,6 @@ _LUA = Path(__file__).resolve().parent / "lua"
 BATCH = 100
 MAX_ATTEMPTS = 5
 RETRY_IDLE_MS = 2_000  # a failed entry is tried again once it has been pending this long
-CLOCK_SECONDS = 30
 # Events handled at once by one process, over all its partitions (up to 8 × BATCH without it). Past what
 # keeps the core busy, more only queues callbacks ahead of the webhook's, which in `serve` shares this loop,
 # so its ack waits behind them. Most of an event's time is spent waiting on LINE (~100 ms a reply in
@@ -64,6 +61,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._leases = Leases(self.redis)
         self._finish = register(self.redis, _LUA / "finish.lua")
+        self.clock = ClockWork(services, self._leases, self.name)
         self._stopping = asyncio.Event()
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self._held: set[int] = set()  # partitions this worker holds now
@@ -73,7 +71,7 @@ class Worker:
     # ---- lifecycle ---------------------------------------------------------------------
     async def run(self) -> None:
         log.info("worker %s starting on %d partitions", self.name, self.settings.stream_partitions)
-        tasks = [asyncio.create_task(self._clock_loop())]  # first, as before: its first tick runs at start
+        tasks = [asyncio.create_task(self.clock.run(self._pause, self._stopping))]  # first: its first tick runs at start
         try:
             await self._beat()  # count the others before taking partitions
             tasks += [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
@@ -121,41 +119,6 @@ class Worker:
 
     def _fair_share(self) -> int:
         return -(-self.settings.stream_partitions // self._live_workers)
-
-    async def _clock_loop(self) -> None:
-        """Work the clock drives, by one worker at a time (a lease): finish half-done referrals, release
-        held points, expire old ones, warn before they expire, pay birthday points. Each step is idempotent."""
-        lease = keys.CLOCK_LEASE
-        while not self._stopping.is_set():
-            try:
-                if await self._leases.hold(lease, self.name, CLOCK_SECONDS * 3000):
-                    await self.tick()
-            except RedisError as exc:
-                log.warning("clock work failed: %s", exc)
-            except Exception:  # one bad run must not end the worker (run() gathers this with the partitions)
-                log.exception("clock work failed unexpectedly; trying again later")
-            await self._pause(CLOCK_SECONDS)
-
-    async def tick(self, now_ms: int | None = None) -> None:
-        program = self.services.program
-        await program.settle_all()
-        await program.maintain_due(now_ms)
-        for uid, points, when in await program.expiring_soon(now_ms):
-            await self._warn_expiry(uid, points, when)
-        await program.birthdays_due(now_ms)
-        await self.services.catalog.release_stale(now_ms)
-        await notices.send_due(self.services, now_ms)  # notices kept through quiet hours or a LINE outage
-
-    async def _warn_expiry(self, uid: str, points: int, when_ms: int) -> None:
-        view = await self.services.program.member(uid)
-        if view is None or view.blocked or points <= 0:
-            await self.services.program.mark_warned(uid, when_ms)
-            return
-        day = engine.shop_time(self.services.program.rules, when_ms).strftime("%Y/%m/%d")
-        # sent, kept for after quiet hours or a LINE outage, or switched off: warned either way
-        await notices.notify(self.services, "points_expiring", uid, "expiry_warning",
-                             retry_key("expiry", uid, when_ms), points=f"{points:,}", date=day)
-        await self.services.program.mark_warned(uid, when_ms)
 
     # ---- one partition -----------------------------------------------------------------
     async def _ensure_group(self, stream: str) -> None:

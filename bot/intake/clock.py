@@ -1,0 +1,66 @@
+"""Clock work: what the clock drives rather than an event, run by one worker at a time under a lease.
+
+Every CLOCK_SECONDS the worker holding the clock lease finishes half-done referrals, releases held points,
+expires old ones, warns before they expire, pays birthday points, frees stale claims and sends the notices
+kept through quiet hours. Each step is idempotent, so a takeover mid-tick repeats nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from redis.exceptions import RedisError
+
+from bot import notices
+from bot.infra import keys
+from bot.infra.leases import Leases
+from bot.line.client import retry_key
+from bot.services import Services
+from rewards import engine
+
+log = logging.getLogger(__name__)
+
+CLOCK_SECONDS = 30
+
+
+class ClockWork:
+    def __init__(self, services: Services, leases: Leases, name: str):
+        self.services = services
+        self.name = name
+        self._leases = leases
+
+    async def run(self, pause: Callable[[float], Awaitable[None]], stopping: asyncio.Event) -> None:
+        """Work the clock drives, by one worker at a time (a lease): finish half-done referrals, release
+        held points, expire old ones, warn before they expire, pay birthday points. Each step is idempotent."""
+        lease = keys.CLOCK_LEASE
+        while not stopping.is_set():
+            try:
+                if await self._leases.hold(lease, self.name, CLOCK_SECONDS * 3000):
+                    await self.tick()
+            except RedisError as exc:
+                log.warning("clock work failed: %s", exc)
+            except Exception:  # one bad run must not end the worker (the worker gathers this with its partitions)
+                log.exception("clock work failed unexpectedly; trying again later")
+            await pause(CLOCK_SECONDS)
+
+    async def tick(self, now_ms: int | None = None) -> None:
+        program = self.services.program
+        await program.settle_all()
+        await program.maintain_due(now_ms)
+        for uid, points, when in await program.expiring_soon(now_ms):
+            await self._warn_expiry(uid, points, when)
+        await program.birthdays_due(now_ms)
+        await self.services.catalog.release_stale(now_ms)
+        await notices.send_due(self.services, now_ms)  # notices kept through quiet hours or a LINE outage
+
+    async def _warn_expiry(self, uid: str, points: int, when_ms: int) -> None:
+        view = await self.services.program.member(uid)
+        if view is None or view.blocked or points <= 0:
+            await self.services.program.mark_warned(uid, when_ms)
+            return
+        day = engine.shop_time(self.services.program.rules, when_ms).strftime("%Y/%m/%d")
+        # sent, kept for after quiet hours or a LINE outage, or switched off: warned either way
+        await notices.notify(self.services, "points_expiring", uid, "expiry_warning",
+                             retry_key("expiry", uid, when_ms), points=f"{points:,}", date=day)
+        await self.services.program.mark_warned(uid, when_ms)
