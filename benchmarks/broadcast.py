@@ -30,12 +30,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bot.app import open_services
 from bot.broadcasts.service import BroadcastRunner, Broadcasts
 from bot.config import ASSETS, Settings
 from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import EmbeddedRedis, connect
 from bot.line.i18n import Texts
+from bot.services import open_services
 from linesim.platform import Platform, new_user_id
 from rewards.rules import load_rules
 

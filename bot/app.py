@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiohttp import web
 from linebot.v3.webhook import SignatureValidator
@@ -15,13 +14,11 @@ from redis.exceptions import RedisError
 from bot.broadcasts.service import BroadcastRunner
 from bot.config import ASSETS, Settings
 from bot.infra.metrics import Metrics
-from bot.infra.redis_conn import EmbeddedRedis, connect, ready
 from bot.intake import webhook
 from bot.intake.stream import Intake
 from bot.intake.worker import Worker
-from bot.line.client import LineClient
 from bot.line.i18n import Texts
-from bot.services import Services
+from bot.services import Services, open_services
 from bot.web import health
 from bot.web.api import admin as admin_api
 from bot.web.api import rewards as admin_rewards
@@ -31,9 +28,7 @@ from bot.web.pages import coupon as coupon_pages
 from bot.web.pages import invite as pages
 from bot.web.pages import member as member_pages
 from handlers import build_router
-from rewards.catalog import Catalog
-from rewards.program import Program
-from rewards.rules import Rules, load_rules
+from rewards.rules import load_rules
 
 log = logging.getLogger(__name__)
 
@@ -42,29 +37,6 @@ INTAKE = web.AppKey("intake", Intake)
 METRICS = web.AppKey("metrics", Metrics)
 WORKER = web.AppKey("worker", Worker)
 HEALTH_TIMEOUT_SECONDS = 1.0  # /healthz and /metrics give up on Redis after this
-
-
-@contextlib.asynccontextmanager
-async def open_services(settings: Settings, metrics: Metrics, rules: Rules, texts: Texts
-                        ) -> AsyncIterator[Services]:
-    """Redis (given or embedded), the LINE client and the program, closed in reverse order."""
-    embedded = None
-    url = settings.redis_url
-    if url is None:
-        embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / "redis").start)
-        url = embedded.url
-    redis = connect(url, settings.redis_cluster)
-    await ready(redis)
-    line = LineClient(settings, metrics)
-    try:
-        program = Program(redis, rules)
-        yield Services(settings=settings, program=program, line=line, texts=texts, redis=redis,
-                       catalog=Catalog(redis, program, rules))
-    finally:
-        await line.close()
-        await redis.aclose()
-        if embedded:
-            await asyncio.to_thread(embedded.stop)
 
 
 @contextlib.asynccontextmanager

@@ -6,15 +6,22 @@ their services through it, so none of them copies the setup.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bot.chat.postback import key_for
 from bot.config import Settings
+from bot.infra.metrics import Metrics
+from bot.infra.redis_conn import EmbeddedRedis, connect, ready
 from bot.line.client import LineClient
 from bot.line.i18n import Texts
 from rewards.catalog import Catalog
 from rewards.program import Program
+from rewards.rules import Rules
 
 
 @dataclass
@@ -31,3 +38,36 @@ class Services:
     @property
     def postback_key(self) -> bytes:
         return key_for(self.settings.channel_secret)
+
+
+@contextlib.asynccontextmanager
+async def open_redis(settings: Settings, embedded_dir: str = "redis") -> AsyncIterator[Any]:
+    """REDIS_URL's Redis, or else an embedded server with its data in DATA_DIR/<embedded_dir>; closed (and the
+    embedded server stopped) on the way out."""
+    embedded = None
+    url = settings.redis_url
+    if url is None:
+        embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / embedded_dir).start)
+        url = embedded.url
+    redis = connect(url, settings.redis_cluster)
+    try:
+        await ready(redis)
+        yield redis
+    finally:
+        await redis.aclose()
+        if embedded:
+            await asyncio.to_thread(embedded.stop)
+
+
+@contextlib.asynccontextmanager
+async def open_services(settings: Settings, metrics: Metrics, rules: Rules, texts: Texts
+                        ) -> AsyncIterator[Services]:
+    """Redis, the LINE client and the program, closed in reverse order."""
+    async with open_redis(settings) as redis:
+        line = LineClient(settings, metrics)
+        try:
+            program = Program(redis, rules)
+            yield Services(settings=settings, program=program, line=line, texts=texts, redis=redis,
+                           catalog=Catalog(redis, program, rules))
+        finally:
+            await line.close()

@@ -485,25 +485,17 @@ async def sync(line: LineClient, redis: Any, directory: Path = MENUS, *, now_ms:
 async def run(settings: Settings) -> int:
     """`python -m bot richmenu`: prints one line per menu."""
     from bot.infra.metrics import Metrics
-    from bot.infra.redis_conn import EmbeddedRedis, connect
+    from bot.services import open_redis
 
-    embedded = None
-    url = settings.redis_url
-    if url is None:
-        # never the server's data directory: a second redis-server on the same append-only file (with
-        # `serve` running) would corrupt it. Without a shared Redis the counter and ids are kept apart.
-        embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / "richmenu").start)
-        url = embedded.url
-    redis = connect(url, settings.redis_cluster)
-    line = LineClient(settings, Metrics())
-    try:
-        for applied in await sync(line, redis):
-            what = "created" if applied.created else "unchanged"
-            gone = f", deleted {len(applied.deleted)} old" if applied.deleted else ""
-            print(f"{applied.alias}: {what} ({applied.rich_menu_id}){gone}", flush=True)
-    finally:
-        await line.close()
-        await redis.aclose()
-        if embedded:
-            await asyncio.to_thread(embedded.stop)
+    # Without REDIS_URL, never the server's data directory: a second redis-server on the same append-only
+    # file (with `serve` running) would corrupt it. The counter and ids are then kept apart.
+    async with open_redis(settings, embedded_dir="richmenu") as redis:
+        line = LineClient(settings, Metrics())
+        try:
+            for applied in await sync(line, redis):
+                what = "created" if applied.created else "unchanged"
+                gone = f", deleted {len(applied.deleted)} old" if applied.deleted else ""
+                print(f"{applied.alias}: {what} ({applied.rich_menu_id}){gone}", flush=True)
+        finally:
+            await line.close()
     return 0
