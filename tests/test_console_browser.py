@@ -137,8 +137,8 @@ class Console:
 @pytest.fixture
 async def local_stack(tmp_path: Path) -> AsyncIterator[dict]:
     """`python -m bot dev` in its own process group, answering on its console port."""
-    if not (ROOT / "bot" / "dev.py").exists() or not (ROOT / "bot" / "__main__.py").exists():
-        print("SKIP: `python -m bot dev` does not exist yet (bot/dev.py, bot/__main__.py)")
+    if not (ROOT / "linesim" / "dev.py").exists() or not (ROOT / "bot" / "__main__.py").exists():
+        print("SKIP: `python -m bot dev` does not exist yet (linesim/dev.py, bot/__main__.py)")
         pytest.skip("`python -m bot dev` does not exist yet")
     port, console_port = free_port(), free_port()
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
