@@ -20,6 +20,7 @@ from bot.infra import keys
 from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import connect
 from bot.line.client import LineClient
+from bot.line.limits import RICH_MENU_CALLS_PER_HOUR, RICH_MENU_IMAGE_MAX_BYTES
 from bot.richmenu import image as richmenu_image
 from bot.richmenu import sync as richmenu
 from bot.richmenu.spec import CUSTOMER_ALIAS, MENUS, STAFF_ALIAS, RichMenuError, load_menu, load_menus
@@ -131,7 +132,7 @@ async def test_the_hourly_creation_limit_is_refused_before_line_is_asked(line, p
     client, redis = line
     clock = Clock()
     counter = RichMenus(client, redis, now_ms=clock)
-    for _ in range(richmenu.PER_HOUR):
+    for _ in range(RICH_MENU_CALLS_PER_HOUR):
         await counter._take("create")
     await counter.close()
     with pytest.raises(TooManyCalls, match="100 rich menu creates an hour") as refused:
@@ -171,7 +172,7 @@ def test_more_than_twenty_areas_are_refused(menus_dir: Path) -> None:
 def test_generated_images_are_png_of_the_menus_size_under_1_mb() -> None:
     for menu in load_menus():
         data, content_type = richmenu_image.render_image(menu)
-        assert content_type == "image/png" and len(data) <= richmenu_image.IMAGE_MAX_BYTES
+        assert content_type == "image/png" and len(data) <= RICH_MENU_IMAGE_MAX_BYTES
         with Image.open(io.BytesIO(data)) as image:
             assert (image.format, image.size) == ("PNG", (menu.width, menu.height))
             # the brand colour is what the image is drawn in

@@ -10,11 +10,11 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from bot.line.limits import RICH_MENU_IMAGE_MAX_BYTES
 from bot.richmenu.spec import Menu, RichMenuError
 
 log = logging.getLogger(__name__)
 
-IMAGE_MAX_BYTES = 1024 * 1024  # LINE's limit for a rich menu image
 _FONT_PATHS = (  # Noto CJK where Debian (fonts-noto-cjk), Fedora and Arch put it; then macOS
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
@@ -79,12 +79,12 @@ def render_image(menu: Menu) -> tuple[bytes, str]:
             draw.text((cx, cy + h // 20), area.en, font=small, fill=ink, anchor="mt")
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
-    if out.tell() <= IMAGE_MAX_BYTES:
+    if out.tell() <= RICH_MENU_IMAGE_MAX_BYTES:
         return out.getvalue(), "image/png"
     for quality in (90, 80, 70, 60, 50):  # a photo-like brand image: JPEG is how LINE suggests fitting 1 MB
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=quality)
-        if out.tell() <= IMAGE_MAX_BYTES:
+        if out.tell() <= RICH_MENU_IMAGE_MAX_BYTES:
             return out.getvalue(), "image/jpeg"
     raise RichMenuError(f"{menu.source.name}: the generated image does not fit in 1 MB")
 
@@ -99,7 +99,7 @@ def menu_image(menu: Menu) -> tuple[bytes, str]:
 
 
 def check_image(data: bytes, menu: Menu, name: str) -> tuple[bytes, str]:
-    if len(data) > IMAGE_MAX_BYTES:
+    if len(data) > RICH_MENU_IMAGE_MAX_BYTES:
         raise RichMenuError(f"{name} is {len(data):,} bytes; LINE takes at most 1 MB")
     try:
         with Image.open(io.BytesIO(data)) as image:

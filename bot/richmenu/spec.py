@@ -15,15 +15,21 @@ from linebot.v3.messaging import RichMenuRequest
 
 from bot.chat.postback import PostbackData
 from bot.config import ASSETS
+from bot.line.limits import (
+    CHAT_BAR_TEXT_MAX,
+    MESSAGE_ACTION_TEXT_MAX,
+    RICH_MENU_ALIAS_MAX,
+    RICH_MENU_AREAS_MAX,
+    RICH_MENU_HEIGHT_MIN,
+    RICH_MENU_LABEL_MAX,
+    RICH_MENU_RATIO_MIN,
+    RICH_MENU_WIDTH_MAX,
+    RICH_MENU_WIDTH_MIN,
+)
 
 MENUS = ASSETS / "richmenu"
 CUSTOMER_ALIAS = "shokai-customer"
 STAFF_ALIAS = "shokai-staff"
-# LINE's limits (Messaging API reference, rich menu object)
-MAX_AREAS = 20
-CHAT_BAR_MAX = 14
-LABEL_MAX = 20
-MESSAGE_TEXT_MAX = 300
 
 
 class RichMenuError(Exception):
@@ -89,14 +95,16 @@ def load_menu(path: Path) -> Menu:
         raw_areas = list(data["areas"])
     except (KeyError, TypeError, ValueError) as exc:
         raise bad(f"needs alias, chat_bar_text, width, height and [[areas]] ({exc})") from exc
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", alias):
-        raise bad(f"alias must be 1–32 letters, digits, _ or -: {alias!r}")
-    if not 1 <= len(chat_bar) <= CHAT_BAR_MAX:
-        raise bad(f"chat_bar_text must be 1–{CHAT_BAR_MAX} characters, {chat_bar!r} has {len(chat_bar)}")
-    if not (800 <= width <= 2500 and height >= 250 and width / height >= 1.45):
-        raise bad(f"size {width}×{height}: LINE needs width 800–2500, height ≥ 250, width/height ≥ 1.45")
-    if not 1 <= len(raw_areas) <= MAX_AREAS:
-        raise bad(f"has {len(raw_areas)} areas; LINE allows 1–{MAX_AREAS}")
+    if not re.fullmatch(rf"[A-Za-z0-9_-]{{1,{RICH_MENU_ALIAS_MAX}}}", alias):
+        raise bad(f"alias must be 1–{RICH_MENU_ALIAS_MAX} letters, digits, _ or -: {alias!r}")
+    if not 1 <= len(chat_bar) <= CHAT_BAR_TEXT_MAX:
+        raise bad(f"chat_bar_text must be 1–{CHAT_BAR_TEXT_MAX} characters, {chat_bar!r} has {len(chat_bar)}")
+    if not (RICH_MENU_WIDTH_MIN <= width <= RICH_MENU_WIDTH_MAX and height >= RICH_MENU_HEIGHT_MIN
+            and width / height >= RICH_MENU_RATIO_MIN):
+        raise bad(f"size {width}×{height}: LINE needs width {RICH_MENU_WIDTH_MIN}–{RICH_MENU_WIDTH_MAX}, "
+                  f"height ≥ {RICH_MENU_HEIGHT_MIN}, width/height ≥ {RICH_MENU_RATIO_MIN}")
+    if not 1 <= len(raw_areas) <= RICH_MENU_AREAS_MAX:
+        raise bad(f"has {len(raw_areas)} areas; LINE allows 1–{RICH_MENU_AREAS_MAX}")
     colour_text = str(data.get("colour", "#06C755"))
     if not re.fullmatch(r"#[0-9A-Fa-f]{6}", colour_text):
         raise bad(f"colour must look like #06C755, got {colour_text!r}")
@@ -106,13 +114,13 @@ def load_menu(path: Path) -> Menu:
     for n, raw in enumerate(raw_areas):
         where = f"areas[{n}]"
         ja, en = str(raw.get("ja", "")), str(raw.get("en", ""))
-        if not 1 <= len(ja) <= LABEL_MAX:
-            raise bad(f"{where}.ja (the label) must be 1–{LABEL_MAX} characters: {ja!r}")
+        if not 1 <= len(ja) <= RICH_MENU_LABEL_MAX:
+            raise bad(f"{where}.ja (the label) must be 1–{RICH_MENU_LABEL_MAX} characters: {ja!r}")
         if ("text" in raw) == ("switch" in raw):
             raise bad(f"{where} needs exactly one of text (send a message) or switch (another menu's alias)")
         text = str(raw["text"]) if "text" in raw else None
-        if text is not None and not 1 <= len(text) <= MESSAGE_TEXT_MAX:
-            raise bad(f"{where}.text must be 1–{MESSAGE_TEXT_MAX} characters")
+        if text is not None and not 1 <= len(text) <= MESSAGE_ACTION_TEXT_MAX:
+            raise bad(f"{where}.text must be 1–{MESSAGE_ACTION_TEXT_MAX} characters")
         if "bounds" in raw:
             try:
                 x, y, w, h = (int(v) for v in raw["bounds"])

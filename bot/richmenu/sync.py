@@ -37,6 +37,7 @@ from bot.chat.postback import key_for
 from bot.config import Settings
 from bot.infra import keys
 from bot.line.client import LineClient
+from bot.line.limits import RICH_MENU_CALLS_PER_HOUR
 from bot.richmenu.image import menu_image
 from bot.richmenu.spec import MENUS, STAFF_ALIAS, Menu, RichMenuError, load_menus
 from bot.richmenu.staff import link_staff_menu
@@ -44,7 +45,6 @@ from rewards.scripts import register
 
 log = logging.getLogger(__name__)
 
-PER_HOUR = 100  # LINE: create rich menu, delete rich menu: each endpoint its own bucket
 HOUR_MS = 3_600_000
 _LUA = Path(__file__).resolve().parent / "lua"
 
@@ -77,7 +77,7 @@ class RichMenus:
     """Applies menu definitions to LINE. Built inside the running loop; `close()` when done."""
 
     def __init__(self, line: LineClient, redis: Any, *, now_ms: Callable[[], int] | None = None,
-                 per_hour: int = PER_HOUR):
+                 per_hour: int = RICH_MENU_CALLS_PER_HOUR):
         self.line = line
         self.api = line.api
         self.redis = redis
@@ -177,7 +177,7 @@ class RichMenus:
 
 
 async def sync(line: LineClient, redis: Any, directory: Path = MENUS, *, now_ms: Callable[[], int] | None = None,
-               per_hour: int = PER_HOUR) -> list[Applied]:
+               per_hour: int = RICH_MENU_CALLS_PER_HOUR) -> list[Applied]:
     """Apply every menu file (switch targets first, so a switch never points at a missing alias),
     then link the staff menu to the staff."""
     menus = load_menus(directory)
