@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(run_worker_alone(settings))
         elif args.command == "richmenu":
-            from bot.richmenu.sync import RichMenuError, run
+            from bot.richmenu.cli import run
+            from bot.richmenu.spec import RichMenuError
 
             try:
                 return asyncio.run(run(settings))

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from bot.line.limits import MULTICAST_PER_SECOND
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
@@ -130,8 +132,8 @@ class Settings:
                 raise ConfigError(f"WORKER_LEASE_MS must be a whole number of milliseconds ≥ 500, got {lease!r}")
             values["lease_ms"] = int(lease)
         if env.get("BROADCAST_RATE"):
-            values["broadcast_rate"] = _number(env, "BROADCAST_RATE", 200.0,
-                                               "multicast requests per second, above 0 and at most LINE's 200")
+            values["broadcast_rate"] = _number(env, "BROADCAST_RATE", MULTICAST_PER_SECOND, "multicast requests per "
+                                               f"second, above 0 and at most LINE's {MULTICAST_PER_SECOND}")
         if env.get("HEALTH_MAX_QUEUE_AGE_SECONDS"):
             values["health_max_queue_age_seconds"] = _number(env, "HEALTH_MAX_QUEUE_AGE_SECONDS", sys.float_info.max,
                                                              "a number of seconds above 0")

@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.infra import keys
 from bot.line.client import LineRejected, retry_key
+from bot.line.limits import TEXT_MAX, clip
 from bot.services import Services
 from rewards import engine
 from rewards.rules import NOTICE_KINDS, Notifications
@@ -51,7 +52,7 @@ async def notify(services: Services, kind: str, to: str, text_key: str, key: str
     if view is None or view.blocked:
         return "blocked"
     lang = services.texts.lang_for(view.language)
-    messages = [{"type": "text", "text": services.texts.get(lang, text_key, **values)[:5000]}]
+    messages = [{"type": "text", "text": clip(services.texts.get(lang, text_key, **values), TEXT_MAX)}]
     now_ms = int(program.clock() * 1000)
     if kind not in rules.ignore_quiet_hours:
         until = quiet_until(rules, engine.shop_time(program.rules, now_ms))

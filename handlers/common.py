@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.chat.context import Ctx
 from bot.line import flex
+from bot.line.limits import QUICK_REPLY_ITEMS_MAX, TEXT_MAX, clip
 
 log = logging.getLogger(__name__)
 LOADING_SECONDS = 5  # LINE: 5-60, a multiple of 5; the animation stops by itself when our answer arrives
@@ -20,16 +21,16 @@ def quick_replies(ctx: Ctx, *extra: dict[str, Any]) -> dict[str, Any]:
 
     items = [*extra, say("qr_invite", "word_invite"), say("qr_points", "word_points"),
              say("qr_rewards", "word_rewards"), say("qr_help", "word_help")]
-    return {"items": items[:13]}
+    return {"items": items[:QUICK_REPLY_ITEMS_MAX]}
 
 
 def text(ctx: Ctx, body: str, *extra_quick: dict[str, Any]) -> dict[str, Any]:
     """A text message with the quick replies (LINE shows only the last message's)."""
-    return {"type": "text", "text": body[:5000], "quickReply": quick_replies(ctx, *extra_quick)}
+    return {"type": "text", "text": clip(body, TEXT_MAX), "quickReply": quick_replies(ctx, *extra_quick)}
 
 
 def plain(body: str) -> dict[str, Any]:
-    return {"type": "text", "text": body[:5000]}
+    return {"type": "text", "text": clip(body, TEXT_MAX)}
 
 
 async def show_loading(ctx: Ctx) -> None:

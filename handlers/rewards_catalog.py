@@ -10,6 +10,7 @@ from bot.chat.postback import PostbackData
 from bot.chat.router import MessageEvent, PostbackEvent, Router, keyword, postback
 from bot.line import flex
 from bot.line.flex import cut
+from bot.line.limits import BUTTON_LABEL_MAX, DISPLAY_TEXT_MAX, QUICK_REPLY_LABEL_MAX, clip
 from bot.line.links import coupon_link
 from handlers.common import card, note, render, show_loading, text, tier_label
 from rewards.catalog import OUT_OF_STOCK, Coupon, Stock
@@ -37,12 +38,11 @@ class CancelClaim(PostbackData):
 
 
 MAX_REWARD_BUTTONS = 8  # 13 quick replies at most: the rewards, "coupons" and the four main actions
-LABEL_MAX = 20
 
 
 def label(value: str) -> str:
     """A quick-reply label: at most 20 characters."""
-    return value if len(value) <= LABEL_MAX else value[:LABEL_MAX - 1] + "…"
+    return clip(value, QUICK_REPLY_LABEL_MAX, "…")
 
 
 def name_of(ctx: Ctx, reward: Reward) -> str:
@@ -56,7 +56,7 @@ def coupons_button(ctx: Ctx) -> dict[str, Any]:
 
 def postback_button(button_label: str, data: str, display: str) -> dict[str, Any]:
     return {"type": "action", "action": {"type": "postback", "label": label(button_label), "data": data,
-                                         "displayText": display[:300]}}
+                                         "displayText": clip(display, DISPLAY_TEXT_MAX)}}
 
 
 def stock_note(ctx: Ctx, stock: Stock) -> str | None:
@@ -76,8 +76,8 @@ NAME_MAX = 60
 
 
 def flex_postback(ctx: Ctx, button_label: str, data: str, display: str, style: str = "secondary") -> dict[str, Any]:
-    return render(ctx, "_button", style=style, action={"type": "postback", "label": cut(button_label, 40),
-                                                       "data": data, "displayText": display[:300]})
+    return render(ctx, "_button", style=style, action={"type": "postback", "label": cut(button_label, BUTTON_LABEL_MAX),
+                                                       "data": data, "displayText": clip(display, DISPLAY_TEXT_MAX)})
 
 
 @router.on(MessageEvent, keyword("rewards"))
@@ -110,7 +110,7 @@ async def show_catalog(ctx: Ctx, page: int) -> None:
                               notes=[note(ctx, ctx.t("rewards_note_sep").join(notes))] if notes else None,
                               style="primary" if item.refusal is None else "secondary",
                               action={"type": "postback", "label": ctx.t("flex_reward_details"),
-                                      "data": ctx.pack(ShowReward(item.reward.id)), "displayText": name[:300]}))
+                                      "data": ctx.pack(ShowReward(item.reward.id)), "displayText": clip(name, DISPLAY_TEXT_MAX)}))
     left = len(listings) - (page + 1) * PAGE_SIZE
     if left > 0:
         bubbles.append(render(ctx, "reward_more", left=left,

@@ -10,7 +10,8 @@ from bot.chat.context import Ctx
 from bot.chat.postback import PostbackData
 from bot.chat.router import PostbackEvent, Router, postback
 from bot.chat.staff import is_staff
-from bot.richmenu.sync import CUSTOMER_ALIAS, MenuSwitched, link_staff_menu
+from bot.richmenu.spec import CUSTOMER_ALIAS, MenuSwitched
+from bot.richmenu.staff import link_staff_menu
 from handlers.common import text
 
 router = Router("richmenu_switch")

@@ -9,6 +9,7 @@ from typing import Any
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, keyword
 from bot.chat.staff import clear_step, in_step, is_staff, set_step
+from bot.line.limits import DISPLAY_TEXT_MAX, QUICK_REPLY_ITEMS_MAX, QUICK_REPLY_LABEL_MAX, TEXT_MAX, clip
 
 router = Router("staff_common")
 
@@ -18,11 +19,10 @@ WORD_NUMBERS = ("今日の数字", "数字", "today", "numbers", "stats")
 WORD_MEMBER = ("会員を探す", "会員検索", "member", "find member")
 WORD_COUPON = ("クーポン使用", "coupon", "use coupon")
 WORD_REVIEW = ("審査待ち", "審査", "review")
-LABEL_MAX = 20
 
 
 def label(value: str) -> str:
-    return value if len(value) <= LABEL_MAX else value[:LABEL_MAX - 1] + "…"
+    return clip(value, QUICK_REPLY_LABEL_MAX, "…")
 
 
 def staff_quick_replies(ctx: Ctx, *extra: dict[str, Any]) -> dict[str, Any]:
@@ -32,11 +32,11 @@ def staff_quick_replies(ctx: Ctx, *extra: dict[str, Any]) -> dict[str, Any]:
 
     items = [*extra, say("staff_word_broadcast"), say("staff_word_numbers"), say("staff_word_member"),
              say("staff_word_coupon"), say("staff_word_review")]
-    return {"items": items[:13]}
+    return {"items": items[:QUICK_REPLY_ITEMS_MAX]}
 
 
 def staff_text(ctx: Ctx, body: str, *extra_quick: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "text", "text": body[:5000], "quickReply": staff_quick_replies(ctx, *extra_quick)}
+    return {"type": "text", "text": clip(body, TEXT_MAX), "quickReply": staff_quick_replies(ctx, *extra_quick)}
 
 
 def cancel_button(ctx: Ctx) -> dict[str, Any]:
@@ -52,7 +52,7 @@ async def ask_for(ctx: Ctx, step: str, question_key: str) -> None:
 
 def postback_button(button_label: str, data: str, display: str) -> dict[str, Any]:
     return {"type": "action", "action": {"type": "postback", "label": label(button_label), "data": data,
-                                         "displayText": display[:300]}}
+                                         "displayText": clip(display, DISPLAY_TEXT_MAX)}}
 
 
 def in_any_step(ctx: Ctx) -> Any:

@@ -9,6 +9,7 @@ from bot.chat.context import Ctx
 from bot.chat.postback import PostbackData
 from bot.chat.router import MessageEvent, PostbackEvent, Router, postback, words
 from bot.chat.staff import is_staff
+from bot.line.limits import TEXT_MAX, clip
 from handlers.staff_common import WORD_REVIEW, postback_button, staff_text
 from rewards import codes
 from rewards.program import ProgramError
@@ -49,7 +50,7 @@ async def on_review(ctx: Ctx) -> None:
                                     ctx.t("staff_review_approve_label", n=n)),
                     postback_button(ctx.t("staff_review_void_label", n=n), ctx.pack(VoidReferral(ref["friend"])),
                                     ctx.t("staff_review_void_label", n=n))]
-    await ctx.answer({"type": "text", "text": "\n".join(lines)[:5000], "quickReply": {"items": buttons}})
+    await ctx.answer({"type": "text", "text": clip("\n".join(lines), TEXT_MAX), "quickReply": {"items": buttons}})
 
 
 async def decide(ctx: Ctx, friend: str, approve: bool) -> None:

@@ -31,6 +31,8 @@ from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from bot.line.limits import DISPLAY_NAME_MAX
+
 from .platform import Call, Platform, new_user_id
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -40,7 +42,6 @@ ACCEPT_LANGUAGE = {"ja": "ja-JP,ja;q=0.9,en;q=0.5", "en": "en-US,en;q=0.9,ja;q=0
 PHONE_USER_AGENT = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
                     "(KHTML, like Gecko) Mobile/15E148 Safari Line/14.9.0")
 MESSAGE_ENDPOINTS = ("reply", "push", "multicast", "broadcast")
-DISPLAY_NAME_MAX = 20
 LOG_MAX = 500
 REDIRECTS_MAX = 5
 VIOLATION_POLL_SECONDS = 0.3

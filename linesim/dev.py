@@ -20,7 +20,8 @@ DEV_BASIC_ID = "@shokai-dev"
 async def _rich_menus(app: web.Application) -> None:
     """Put the rich menus on the simulator, as `python -m bot richmenu` does on LINE."""
     from bot.app import SERVICES
-    from bot.richmenu.sync import RichMenuError, sync
+    from bot.richmenu.spec import RichMenuError
+    from bot.richmenu.sync import sync
 
     services = app[SERVICES]
     try:

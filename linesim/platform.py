@@ -36,9 +36,6 @@ from bot.line import limits as line_limits
 from linesim.richmenus import RichMenuStore
 
 BOT_USER_ID = "U" + "b0" * 16
-REPLY_TOKEN_SECONDS = 60
-QUICK_REPLY_LABEL_MAX = line_limits.QUICK_REPLY_LABEL_MAX
-BUTTON_LABEL_MAX = line_limits.BUTTON_LABEL_MAX
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -88,7 +85,8 @@ class Platform:
     listeners: list[Callable[[Call], None]] = field(default_factory=list)
     # LINE's per-endpoint rate limits (requests in any 1 s, on this stand-in's clock): over it, a 429 and a
     # violation. Every message call's arrival time is kept per endpoint in request_times.
-    rate_limits: dict[str, float] = field(default_factory=lambda: {"multicast": 200.0, "push": 2000.0})
+    rate_limits: dict[str, float] = field(default_factory=lambda: {
+        "multicast": float(line_limits.MULTICAST_PER_SECOND), "push": float(line_limits.PUSH_PER_SECOND)})
     request_times: dict[str, list[float]] = field(default_factory=dict)
     monthly_quota: int | None = 30000  # None: unlimited ("none" plan type)
     richmenus: RichMenuStore = field(init=False)
@@ -238,7 +236,7 @@ class Platform:
             if held is None:
                 return "Invalid reply token"
             user, issued = held
-            if self.clock() - issued > REPLY_TOKEN_SECONDS:
+            if self.clock() - issued > line_limits.REPLY_TOKEN_SECONDS:
                 return "Invalid reply token"
             return [user]
 
@@ -261,8 +259,8 @@ class Platform:
     async def _multicast(self, request: web.Request) -> web.Response:
         def recipients(body: dict) -> list[str] | str:
             to = body.get("to", [])
-            if len(to) > 500:
-                return f"multicast 'to' has {len(to)} user IDs; LINE takes at most 500"
+            if len(to) > line_limits.MULTICAST_TO_MAX:
+                return f"multicast 'to' has {len(to)} user IDs; LINE takes at most {line_limits.MULTICAST_TO_MAX}"
             if len(set(to)) != len(to):
                 return "multicast 'to' repeats a user ID"
             followers = set(self.followers)  # a set: fan-out benchmarks send to 100,000 followers

@@ -24,13 +24,25 @@ from linebot.v3.messaging import (
 )
 from PIL import Image
 
+from bot.line.limits import (
+    CHAT_BAR_TEXT_MAX,
+    MESSAGE_ACTION_TEXT_MAX,
+    POSTBACK_DATA_MAX,
+    RICH_MENU_AREAS_MAX,
+    RICH_MENU_CALLS_PER_HOUR,
+    RICH_MENU_HEIGHT_MIN,
+    RICH_MENU_IMAGE_MAX_BYTES,
+    RICH_MENU_LABEL_MAX,
+    RICH_MENU_NAME_MAX,
+    RICH_MENU_RATIO_MIN,
+    RICH_MENU_WIDTH_MAX,
+    RICH_MENU_WIDTH_MIN,
+    RICH_MENUS_MAX,
+)
+
 if TYPE_CHECKING:
     from linesim.platform import Platform
 
-IMAGE_MAX_BYTES = 1024 * 1024
-PER_HOUR = 100
-MAX_MENUS = 1000
-LABEL_MAX = 20
 
 
 @dataclass
@@ -111,7 +123,7 @@ class RichMenuStore:
     def _over_hourly_limit(self, endpoint: str) -> bool:
         now = self.platform.clock()
         recent = [t for t in self.hourly.get(endpoint, []) if now - t < 3600]
-        if len(recent) >= PER_HOUR:
+        if len(recent) >= RICH_MENU_CALLS_PER_HOUR:
             self.hourly[endpoint] = recent
             return True
         self.hourly[endpoint] = recent + [now]
@@ -133,29 +145,31 @@ class RichMenuStore:
         except (ValueError, TypeError) as exc:
             return f"rich menu object does not match LINE's schema: {exc}"
         width, height = body["size"].get("width", 0), body["size"].get("height", 0)
-        if not (800 <= width <= 2500 and height >= 250 and width / height >= 1.45):
-            return f"size {width}×{height}: width 800–2500, height ≥ 250, width/height ≥ 1.45"
-        if not 1 <= len(body["chatBarText"]) <= 14:
-            return "chatBarText must be 1–14 characters"
-        if not 1 <= len(body["name"]) <= 300:
-            return "name must be 1–300 characters"
+        if not (RICH_MENU_WIDTH_MIN <= width <= RICH_MENU_WIDTH_MAX and height >= RICH_MENU_HEIGHT_MIN
+                and width / height >= RICH_MENU_RATIO_MIN):
+            return (f"size {width}×{height}: width {RICH_MENU_WIDTH_MIN}–{RICH_MENU_WIDTH_MAX}, "
+                    f"height ≥ {RICH_MENU_HEIGHT_MIN}, width/height ≥ {RICH_MENU_RATIO_MIN}")
+        if not 1 <= len(body["chatBarText"]) <= CHAT_BAR_TEXT_MAX:
+            return f"chatBarText must be 1–{CHAT_BAR_TEXT_MAX} characters"
+        if not 1 <= len(body["name"]) <= RICH_MENU_NAME_MAX:
+            return f"name must be 1–{RICH_MENU_NAME_MAX} characters"
         areas = body["areas"]
-        if not 1 <= len(areas) <= 20:
-            return f"{len(areas)} areas: a rich menu has 1–20"
+        if not 1 <= len(areas) <= RICH_MENU_AREAS_MAX:
+            return f"{len(areas)} areas: a rich menu has 1–{RICH_MENU_AREAS_MAX}"
         for n, area in enumerate(areas):
             b, action = area.get("bounds", {}), area.get("action", {})
             x, y, w, h = (b.get(k, -1) for k in ("x", "y", "width", "height"))
             if x < 0 or y < 0 or w < 1 or h < 1 or x + w > width or y + h > height:
                 return f"areas[{n}].bounds {b} are outside the {width}×{height} menu"
-            if len(action.get("label", "")) > LABEL_MAX:
-                return f"areas[{n}].action.label longer than {LABEL_MAX}"
-            if action.get("type") == "message" and not 1 <= len(action.get("text", "")) <= 300:
-                return f"areas[{n}].action.text must be 1–300 characters"
-            if action.get("type") == "postback" and len(action.get("data", "")) > 300:
-                return f"areas[{n}].action.data longer than 300"
+            if len(action.get("label", "")) > RICH_MENU_LABEL_MAX:
+                return f"areas[{n}].action.label longer than {RICH_MENU_LABEL_MAX}"
+            if action.get("type") == "message" and not 1 <= len(action.get("text", "")) <= MESSAGE_ACTION_TEXT_MAX:
+                return f"areas[{n}].action.text must be 1–{MESSAGE_ACTION_TEXT_MAX} characters"
+            if action.get("type") == "postback" and len(action.get("data", "")) > POSTBACK_DATA_MAX:
+                return f"areas[{n}].action.data longer than {POSTBACK_DATA_MAX}"
             if action.get("type") == "richmenuswitch" and not (
-                    action.get("richMenuAliasId") and 1 <= len(action.get("data", "")) <= 300):
-                return f"areas[{n}]: a richmenuswitch action needs richMenuAliasId and data (≤ 300)"
+                    action.get("richMenuAliasId") and 1 <= len(action.get("data", "")) <= POSTBACK_DATA_MAX):
+                return f"areas[{n}]: a richmenuswitch action needs richMenuAliasId and data (≤ {POSTBACK_DATA_MAX})"
         return None
 
     def _usable(self, menu_id: str) -> str | None:
@@ -173,8 +187,8 @@ class RichMenuStore:
         problem = self._menu_problem(body)
         if problem:
             return self._refuse(request, "create", problem, body)
-        if len(self.menus) >= MAX_MENUS:
-            return self._refuse(request, "create", f"a channel has at most {MAX_MENUS} rich menus", body)
+        if len(self.menus) >= RICH_MENUS_MAX:
+            return self._refuse(request, "create", f"a channel has at most {RICH_MENUS_MAX} rich menus", body)
         if self._over_hourly_limit("create"):
             return self._refuse(request, "create", "Too Many Requests (100 rich menus an hour)", body, 429)
         menu_id = "richmenu-" + secrets.token_hex(16)
@@ -237,7 +251,7 @@ class RichMenuStore:
             return self._refuse(request, "image", "An image has already been uploaded to the richmenu", record)
         if content_type not in ("image/png", "image/jpeg"):
             return self._refuse(request, "image", f"Content-Type must be image/png or image/jpeg, not {content_type}", record)
-        if len(data) > IMAGE_MAX_BYTES:
+        if len(data) > RICH_MENU_IMAGE_MAX_BYTES:
             return self._refuse(request, "image", f"image of {len(data):,} bytes: at most 1 MB", record, 413)
         try:
             with Image.open(io.BytesIO(data)) as image:

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.chat.postback import MAX_LENGTH, PostbackData, TamperedData, key_for
+from bot.chat.postback import PostbackData, TamperedData, key_for
+from bot.line.limits import POSTBACK_DATA_MAX
 
 KEY = key_for("secret")
 
@@ -25,7 +26,7 @@ def test_round_trip_and_other_prefixes_are_not_ours() -> None:
     packed = data.pack(KEY)
     assert Sample.unpack(KEY, packed) == data
     assert Sample.unpack(KEY, "rw.show|x|abc") is None
-    assert len(packed) <= MAX_LENGTH
+    assert len(packed) <= POSTBACK_DATA_MAX
 
 
 def test_too_long_or_separator_in_a_field_is_refused_when_packing() -> None:

@@ -20,8 +20,12 @@ from bot.infra import keys
 from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import connect
 from bot.line.client import LineClient
+from bot.line.limits import RICH_MENU_CALLS_PER_HOUR, RICH_MENU_IMAGE_MAX_BYTES
+from bot.richmenu import image as richmenu_image
 from bot.richmenu import sync as richmenu
-from bot.richmenu.sync import MENUS, RichMenuError, RichMenus, TooManyCalls, load_menu, load_menus, sync
+from bot.richmenu.spec import CUSTOMER_ALIAS, MENUS, STAFF_ALIAS, RichMenuError, load_menu, load_menus
+from bot.richmenu.staff import is_staff_menu_user, link_staff_menu, unlink_staff_menu
+from bot.richmenu.sync import RichMenus, TooManyCalls, sync
 from linesim.platform import Platform, text_of
 from tests.conftest import TOKEN, Bot, converse, make_settings, new_user_id
 
@@ -128,7 +132,7 @@ async def test_the_hourly_creation_limit_is_refused_before_line_is_asked(line, p
     client, redis = line
     clock = Clock()
     counter = RichMenus(client, redis, now_ms=clock)
-    for _ in range(richmenu.PER_HOUR):
+    for _ in range(RICH_MENU_CALLS_PER_HOUR):
         await counter._take("create")
     await counter.close()
     with pytest.raises(TooManyCalls, match="100 rich menu creates an hour") as refused:
@@ -167,8 +171,8 @@ def test_more_than_twenty_areas_are_refused(menus_dir: Path) -> None:
 
 def test_generated_images_are_png_of_the_menus_size_under_1_mb() -> None:
     for menu in load_menus():
-        data, content_type = richmenu.render_image(menu)
-        assert content_type == "image/png" and len(data) <= richmenu.IMAGE_MAX_BYTES
+        data, content_type = richmenu_image.render_image(menu)
+        assert content_type == "image/png" and len(data) <= RICH_MENU_IMAGE_MAX_BYTES
         with Image.open(io.BytesIO(data)) as image:
             assert (image.format, image.size) == ("PNG", (menu.width, menu.height))
             # the brand colour is what the image is drawn in
@@ -177,8 +181,8 @@ def test_generated_images_are_png_of_the_menus_size_under_1_mb() -> None:
 
 def test_a_japanese_font_is_found_or_the_default_is_used_with_a_warning(monkeypatch, caplog) -> None:
     menu = load_menus()[0]
-    monkeypatch.setattr(richmenu, "find_cjk_font", lambda: None)
-    data, _ = richmenu.render_image(menu)
+    monkeypatch.setattr(richmenu_image, "find_cjk_font", lambda: None)
+    data, _ = richmenu_image.render_image(menu)
     assert "no Japanese font found" in caplog.text
     with Image.open(io.BytesIO(data)) as image:
         assert image.size == (menu.width, menu.height)
@@ -240,18 +244,18 @@ async def test_the_stand_in_refuses_what_line_refuses(platform: Platform) -> Non
 async def test_staff_menu_linked_and_unlinked_one_user_at_a_time(line, platform: Platform) -> None:
     client, redis = line
     newcomer = new_user_id()
-    assert not await richmenu.link_staff_menu(client, redis, newcomer)  # no staff menu yet: remembered
+    assert not await link_staff_menu(client, redis, newcomer)  # no staff menu yet: remembered
     applied = {a.alias: a.rich_menu_id for a in await sync(client, redis)}
     menus = platform.richmenus
     assert menus.links == {STAFF: applied["shokai-staff"], newcomer: applied["shokai-staff"]}
     other = new_user_id()
-    assert await richmenu.link_staff_menu(client, redis, other)
+    assert await link_staff_menu(client, redis, other)
     assert menus.menu_for(other)["richMenuId"] == applied["shokai-staff"]
-    await richmenu.unlink_staff_menu(client, redis, other)
+    await unlink_staff_menu(client, redis, other)
     assert menus.menu_for(other)["richMenuId"] == applied["shokai-customer"]
-    assert not await richmenu.is_staff_menu_user(redis, other)
+    assert not await is_staff_menu_user(redis, other)
     await redis.flushdb()  # Redis lost: LINE's alias still finds the staff menu
-    assert await richmenu.link_staff_menu(client, redis, other)
+    assert await link_staff_menu(client, redis, other)
     assert not platform.violations
 
 
@@ -311,9 +315,9 @@ async def test_every_customer_area_is_routed_to_a_handler_not_the_fallback(bot: 
 
 
 def test_staff_menu_sends_the_staff_words() -> None:
-    staff = next(m for m in load_menus() if m.alias == richmenu.STAFF_ALIAS)
+    staff = next(m for m in load_menus() if m.alias == STAFF_ALIAS)
     assert [a.text for a in staff.areas if a.text] == STAFF_TEXTS
-    assert [a.switch for a in staff.areas if a.switch] == [richmenu.CUSTOMER_ALIAS]
+    assert [a.switch for a in staff.areas if a.switch] == [CUSTOMER_ALIAS]
 
 
 async def test_staff_switch_to_the_customer_view_and_back(bot: Bot) -> None:

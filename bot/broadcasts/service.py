@@ -71,15 +71,12 @@ from rewards.segments import MemberFacts, Segment, SegmentError
 
 log = logging.getLogger(__name__)
 
-BATCH = 500  # LINE's multicast limit
-MAX_MESSAGES = 5
 SCAN_CHUNK = 1000
 PROFILE_CONCURRENCY = 20
 RETRY_LATER_MS = 30_000  # LINE kept failing after every backoff: try the job again this much later
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = ("name", "points", "invite_link")
 SAMPLE_USER = "U" + "0" * 32
-LINE_NAME_MAX = 20  # LINE display names are at most 20 characters
 _LUA = Path(__file__).resolve().parent / "lua"
 
 
@@ -147,7 +144,7 @@ class Broadcasts:
             messages = [{"type": "text", "text": text}]
         else:
             messages = body["messages"]
-            if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES \
+            if not isinstance(messages, list) or not 1 <= len(messages) <= line_limits.MESSAGES_PER_REQUEST_MAX \
                     or not all(isinstance(m, dict) for m in messages):
                 raise BroadcastError("INVALID_MESSAGES", "messages must be a list of 1 to 5 LINE message objects")
             for i, message in enumerate(messages):
@@ -160,7 +157,7 @@ class Broadcasts:
         if unknown:
             raise BroadcastError("UNKNOWN_PLACEHOLDER", f"{{{unknown[0]}}} is not a placeholder; use "
                                  + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
-        longest = render(messages, {"name": "名" * LINE_NAME_MAX + "さん", "points": "100,000,000",
+        longest = render(messages, {"name": "名" * line_limits.DISPLAY_NAME_MAX + "さん", "points": "100,000,000",
                                     "invite_link": links.invite_link(self.services.settings, "X" * 8)})
         try:
             MulticastRequest.from_dict({"to": [SAMPLE_USER], "messages": longest})
@@ -586,8 +583,9 @@ class BroadcastRunner:
             ids = await self.broadcasts.recipient_ids(segment, raw)
             groups = [(messages, ids)] if ids else []
         total = sum(len(uids) for _, uids in groups)
-        batches = [json.dumps({"v": str(v), "to": uids[start:start + BATCH]})
-                   for v, (_, uids) in enumerate(groups) for start in range(0, len(uids), BATCH)]
+        per_request = line_limits.MULTICAST_TO_MAX
+        batches = [json.dumps({"v": str(v), "to": uids[start:start + per_request]})
+                   for v, (_, uids) in enumerate(groups) for start in range(0, len(uids), per_request)]
         async with self.redis.pipeline(transaction=True) as pipe:  # every key in the job's {hash tag}
             pipe.delete(keys.broadcast_batches(job_id), keys.broadcast_variants(job_id))
             for start in range(0, len(batches), 100):

@@ -14,13 +14,13 @@ from bot.chat.postback import PostbackData
 from bot.infra import keys
 from bot.intake.stream import partition_of
 from bot.line.client import retry_key
+from bot.line.limits import REDELIVERED_REPLY_TOKEN_SECONDS
 from bot.services import Services
 from rewards.program import Program
 
 log = logging.getLogger(__name__)
 
-REPLY_TOKEN_FRESH_SECONDS = 50  # LINE: usable for about a minute after we received the webhook
-REDELIVERED_TOKEN_MAX_SECONDS = 20 * 60  # LINE: a redelivered event's token dies 20 min after the event
+REPLY_TOKEN_FRESH_SECONDS = 50  # ours: a margin under LINE's limits.REPLY_TOKEN_SECONDS (about a minute)
 SENT_MARKER_TTL = 86_400
 
 
@@ -85,7 +85,7 @@ class Ctx:
     def _reply_token_fresh(self) -> bool:
         now_ms = time.time() * 1000
         return (now_ms - self.received_at_ms < REPLY_TOKEN_FRESH_SECONDS * 1000
-                and now_ms - self.event.timestamp < REDELIVERED_TOKEN_MAX_SECONDS * 1000)
+                and now_ms - self.event.timestamp < REDELIVERED_REPLY_TOKEN_SECONDS * 1000)
 
     async def answer(self, *messages: dict) -> None:
         """Answer the user: reply while the token is fresh, else push with a retry key. Once per event.

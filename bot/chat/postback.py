@@ -12,7 +12,8 @@ import hashlib
 import hmac
 from typing import Any, ClassVar, TypeVar
 
-MAX_LENGTH = 300  # LINE: postback data is at most 300 characters
+from bot.line.limits import POSTBACK_DATA_MAX
+
 SEP = "|"
 MAC_CHARS = 11  # 64 bits, base64url
 
@@ -39,8 +40,8 @@ class PostbackData:
             parts.append(text)
         body = SEP.join(parts)
         packed = body + SEP + _mac(key, body)
-        if len(packed) > MAX_LENGTH:
-            raise ValueError(f"postback data of {len(packed)} characters (LINE allows {MAX_LENGTH})")
+        if len(packed) > POSTBACK_DATA_MAX:
+            raise ValueError(f"postback data of {len(packed)} characters (LINE allows {POSTBACK_DATA_MAX})")
         return packed
 
     @classmethod

@@ -73,7 +73,7 @@ NOTICES_BODY = f"{PREFIX}:notices:{{n}}:body"  # hash: notice id -> {"to", "mess
 STAFF = f"{PREFIX}:staff"  # set: staff user ids added through the admin API (STAFF_USER_IDS come from config)
 
 
-# rich menus (bot/richmenu.py): LINE keeps the menus; we keep their ids and LINE's hourly limits
+# rich menus (bot/richmenu/): LINE keeps the menus; we keep their ids and LINE's hourly limits
 RICHMENU_IDS = f"{PREFIX}:richmenu:ids"  # hash: menu alias → the rich menu id it points at now
 RICHMENU_STAFF_LINKED = f"{PREFIX}:richmenu:staff"  # set: users linked to the staff menu (relinked on change)
 RICHMENU_LOCK = f"{PREFIX}:richmenu:lock"  # one `python -m bot richmenu` at a time

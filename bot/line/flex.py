@@ -7,7 +7,7 @@ A template is ordinary Flex JSON with two kinds of placeholder in its strings:
   the value is written into the string.
 
 Values go into the parsed tree, never into JSON text, so a nickname with quotes, braces or newlines stays
-data. Texts from people (reward names, nicknames) are cut with `cut()`.
+data. Texts from people (reward names, nicknames) are cut with `cut()`, as LINE counts (see bot.line.limits).
 """
 from __future__ import annotations
 
@@ -19,13 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.config import ASSETS
+from bot.line.limits import BUBBLE_MAX_BYTES, CAROUSEL_MAX_BUBBLES, CAROUSEL_MAX_BYTES, clip
 
 FLEX_DIR = ASSETS / "flex"
-ALT_TEXT_MAX = 400  # LINE allows 1,500; notifications and the chat list show far less
-BUBBLE_MAX_BYTES = 30_000
-CAROUSEL_MAX_BYTES = 50_000
-CAROUSEL_MAX_BUBBLES = 12
-BUTTON_LABEL_MAX = 40
+ALT_TEXT_CAP = 400  # ours: LINE allows limits.ALT_TEXT_MAX (1,500); notifications and the chat list show far less
 
 _TEXT_KEY = re.compile(r"\[\[([a-z0-9_]+)\]\]")
 _VALUE = re.compile(r"\{\{([a-z0-9_]+)\}\}")
@@ -38,9 +35,8 @@ class CardError(ValueError):
 
 
 def cut(value: str, limit: int) -> str:
-    """At most `limit` characters, on one line, with an ellipsis when cut."""
-    flat = " ".join(str(value).split())
-    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
+    """At most `limit` characters as LINE counts them, on one line, with an ellipsis when cut."""
+    return clip(" ".join(str(value).split()), limit, "…")
 
 
 @functools.cache
@@ -111,7 +107,7 @@ def message(alt_text: str, contents: dict[str, Any], quick_reply: dict[str, Any]
     limit = CAROUSEL_MAX_BYTES if contents.get("type") == "carousel" else BUBBLE_MAX_BYTES
     if size_of(contents) > limit:
         raise CardError(f"flex {contents.get('type')} of {size_of(contents)} bytes (LINE allows {limit})")
-    alt = alt_text.strip()[:ALT_TEXT_MAX] or "…"
+    alt = clip(alt_text.strip(), ALT_TEXT_CAP) or "…"
     out: dict[str, Any] = {"type": "flex", "altText": alt, "contents": contents}
     if quick_reply:
         out["quickReply"] = quick_reply

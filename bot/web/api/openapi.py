@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from bot.line.limits import MESSAGES_PER_REQUEST_MAX, TEXT_MAX
+
 USER_ID = {"type": "string", "pattern": "^U[0-9a-f]{32}$"}
 ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message"],
@@ -39,8 +41,8 @@ CONVERSION = _obj(["order_id", "user_id", "amount"], order_id={"type": "string",
                                               "token (never the raw value); a referred friend's order carrying one "
                                               "of the referrer's sends the referral to review"})
 BROADCAST = {"type": "object", "properties": {
-    "text": {"type": "string", "maxLength": 5000},
-    "messages": {"type": "array", "minItems": 1, "maxItems": 5, "items": OBJECT},
+    "text": {"type": "string", "maxLength": TEXT_MAX},
+    "messages": {"type": "array", "minItems": 1, "maxItems": MESSAGES_PER_REQUEST_MAX, "items": OBJECT},
     "segment": {"description": "absent: every member who has not blocked the account; otherwise segment JSON "
                                "combining all / any / not over conditions (README, rewards/segments.py)"},
     "scheduled_at": {"type": "string", "format": "date-time", "description": "send once due"},

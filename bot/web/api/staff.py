@@ -20,7 +20,7 @@ from aiohttp import web
 
 from bot import notices
 from bot.chat import staff
-from bot.richmenu import sync as richmenu
+from bot.richmenu.staff import link_staff_menu, unlink_staff_menu
 from bot.services import Services
 from bot.web.api.admin import BadRequest, _user_id
 from bot.web.api.openapi import document
@@ -246,7 +246,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         added = await staff.add_staff(s, user_id)
         if added:
             await s.program.audit(WHO, "add_staff", user_id, before="customer", after="staff")
-        await richmenu.link_staff_menu(s.line, s.redis, user_id)  # best effort: logged when LINE refuses
+        await link_staff_menu(s.line, s.redis, user_id)  # best effort: logged when LINE refuses
         return web.json_response({"user_id": user_id, "staff": True, "changed": added})
 
     async def remove_staff(request: web.Request) -> web.Response:
@@ -258,7 +258,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         removed = await staff.remove_staff(s, user_id)
         if removed:
             await s.program.audit(WHO, "remove_staff", user_id, before="staff", after="customer")
-        await richmenu.unlink_staff_menu(s.line, s.redis, user_id)
+        await unlink_staff_menu(s.line, s.redis, user_id)
         return web.json_response({"user_id": user_id, "staff": False, "changed": removed})
 
     async def openapi(request: web.Request) -> web.Response:
