@@ -1,5 +1,7 @@
-"""Push notices on behalf of the domain, in one place: each kind switchable in the rules' [notifications], and
-quiet hours (shop time) that defer a notice rather than drop it.
+"""Push notices on behalf of the domain, in one place: which notices each domain outcome calls for (the
+`after_*` functions and `points_expiring`, at the end: callers pass the outcome and never pick notices
+themselves), each kind switchable in the rules' [notifications], and quiet hours (shop time) that defer a
+notice rather than drop it.
 
 A deferred notice is kept durably in Redis: a zset of notice ids by due time and a hash of bodies, under one
 hash tag so both change in one MULTI. The notice id *is* its X-Line-Retry-Key, fixed when the notice is made
@@ -19,6 +21,9 @@ from bot.line.client import LineRejected, retry_key
 from bot.line.limits import TEXT_MAX, clip
 from bot.services import Services
 from rewards import engine
+from rewards.catalog import Stock
+from rewards.program import Attribution, Purchase
+from rewards.review import Decision
 from rewards.rules import NOTICE_KINDS, Notifications
 
 log = logging.getLogger(__name__)
@@ -129,8 +134,69 @@ async def pending(services: Services) -> int:
     return int(await services.redis.zcard(keys.NOTICES_DUE))
 
 
-# ---- the notices the domain's outcomes call for ------------------------------------------------
-async def tier_check(services: Services, uid: str, op: str) -> str | None:
+# ---- the notices the domain's outcomes call for: the one place that decides them -----------------
+async def after_purchase(services: Services, purchase: Purchase, user_id: str, order_id: str) -> None:
+    """An order recorded (or the same order again): the referral it completed, if any, then the buyer's tier."""
+    if purchase.completed_referral_of:
+        await _referral_completed(services, purchase.completed_referral_of, user_id)
+    await _tier_check(services, user_id, f"order:{order_id}")
+
+
+async def after_custom_event(services: Services, user_id: str, name: str, event_id: str) -> None:
+    """A custom event (a review, a share…) recorded, or the same one again: the member's tier."""
+    await _tier_check(services, user_id, f"event:{name}:{event_id}")
+
+
+async def after_review_decision(services: Services, decision: Decision) -> None:
+    """Staff approved or voided a reviewed referral. Told when this call paid the referrer, even when the
+    decision itself was taken before a crash."""
+    if decision.paid_referrer:
+        await _referral_completed(services, decision.paid_referrer, decision.friend)
+
+
+async def after_attribution(services: Services, attribution: Attribution, friend: str, op: str) -> None:
+    """A friend attributed to a code's owner by event `op`: the referrer hears a friend joined (keyed by the
+    event, so handling it again after a crash tells nothing new); when joining completes the referral (the
+    rules' trigger "join"), the milestone it reached, if any."""
+    if not attribution.ok or attribution.referrer is None:
+        return
+    rules = services.program.rules
+    await notify(services, "friend_joined", attribution.referrer, "referral_ok_referrer",
+                 retry_key(op, "friend_joined", attribution.referrer), referrer_points=rules.referrer_points)
+    if rules.referral_trigger == "join":
+        await _milestone_check(services, attribution.referrer, friend)
+
+
+async def points_expiring(services: Services, uid: str, points: int, when_ms: int) -> None:
+    """The clock found `points` of `uid` expiring at `when_ms`: warn once (keyed by member and expiry), and
+    mark them warned whether sent, kept for after quiet hours or a LINE outage, switched off or not sendable."""
+    program = services.program
+    view = await program.member(uid)
+    if view is None or view.blocked or points <= 0:
+        await program.mark_warned(uid, when_ms)
+        return
+    day = engine.shop_time(program.rules, when_ms).strftime("%Y/%m/%d")
+    await notify(services, "points_expiring", uid, "expiry_warning", retry_key("expiry", uid, when_ms),
+                 points=f"{points:,}", date=day)
+    await program.mark_warned(uid, when_ms)
+
+
+async def after_stock_added(services: Services, reward_id: str, added: int, stock: Stock) -> int:
+    """Staff changed a reward's stock: when it is back, each member refused it as sold out is told once."""
+    if added > 0 and stock.left:
+        return await _stock_back(services, reward_id, f"stock:{stock.limit}")
+    return 0
+
+
+async def after_codes_added(services: Services, reward_id: str, added: int, pool: int) -> int:
+    """New codes joined a pool reward's pool (its stock): back in stock, told as above."""
+    if added:
+        return await _stock_back(services, reward_id, f"codes:{pool}:{added}")
+    return 0
+
+
+# ---- the notices they are made of --------------------------------------------------------------
+async def _tier_check(services: Services, uid: str, op: str) -> str | None:
     """After an award: a tier up is told once (retry key tied to the tier and the operation that raised it)."""
     program = services.program
     risen = await program.tier_rise(uid)
@@ -143,7 +209,7 @@ async def tier_check(services: Services, uid: str, op: str) -> str | None:
     return risen
 
 
-async def milestone_check(services: Services, referrer: str, friend: str) -> int | None:
+async def _milestone_check(services: Services, referrer: str, friend: str) -> int | None:
     """After a referral completed: the milestone it reached, if any, told once (keyed by referrer and count)."""
     count = await services.program.milestone_reached(referrer, friend)
     if count is None:
@@ -154,7 +220,7 @@ async def milestone_check(services: Services, referrer: str, friend: str) -> int
     return count
 
 
-async def referral_completed(services: Services, referrer: str, friend: str) -> None:
+async def _referral_completed(services: Services, referrer: str, friend: str) -> None:
     """The referrer's side of a referral was just paid (an order, or staff approving a reviewed one): tell
     them their points are in, then any milestone and tier it reached. Keyed by the friend, so however often
     a retried event or request calls this, LINE delivers it once."""
@@ -162,11 +228,11 @@ async def referral_completed(services: Services, referrer: str, friend: str) -> 
     await notify(services, "referral_completed", referrer, "referral_completed_referrer",
                  retry_key("referral-completed", friend), points=services.program.rules.referrer_points,
                  balance=f"{view.points if view else 0:,}")
-    await milestone_check(services, referrer, friend)
-    await tier_check(services, referrer, f"referral:{friend}")
+    await _milestone_check(services, referrer, friend)
+    await _tier_check(services, referrer, f"referral:{friend}")
 
 
-async def stock_back(services: Services, reward_id: str, restock: str) -> int:
+async def _stock_back(services: Services, reward_id: str, restock: str) -> int:
     """Stock added to a reward: tell each member who was refused it as sold out, once; `restock` names this
     addition (the stock after it), so a crash before a member is crossed off sends nothing new."""
     reward = services.program.rules.reward(reward_id)

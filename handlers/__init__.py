@@ -1,6 +1,7 @@
 """One module per intent. The order here is the routing order: the first match handles the event."""
 from bot.chat.router import Router
 from handlers import (
+    cancel,
     coupons,
     fallback,
     follow,
@@ -15,7 +16,6 @@ from handlers import (
     rewards_catalog,
     richmenu_switch,
     staff_broadcast,
-    staff_common,
     staff_coupons,
     staff_members,
     staff_numbers,
@@ -26,9 +26,11 @@ from handlers import (
 
 def build_router() -> Router:
     root = Router("root")
-    # staff first (every staff route has the is_staff filter, last, so that only staff words or a staff step
-    # ask the staff set): cancel, the commands, then a step's typed input
-    root.include(staff_common.router, staff_broadcast.router, staff_numbers.router, staff_members.router,
+    # キャンセル / cancel first, for every conversation flow in one place (bot/chat/flows.py)
+    root.include(cancel.router_for(profile.FLOW, staff_broadcast.FLOW, staff_members.FLOW, staff_coupons.FLOW))
+    # then staff (every staff route has the is_staff filter, last, so that only staff words or a staff step
+    # ask the staff set): the commands, then a flow state's typed input
+    root.include(staff_broadcast.router, staff_numbers.router, staff_members.router,
                  staff_coupons.router, staff_review.router, staff_broadcast.inputs, staff_members.inputs,
                  staff_coupons.inputs)
     # referral status before invite: its exact words ("referrals") would otherwise be taken, as a typo

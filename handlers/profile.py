@@ -1,9 +1,13 @@
 """プロフィール / profile: birthday (LINE's date picker, then a yes/no confirmation, set once), the leaderboard
 nickname and whether it may be shown, and the language the bot speaks.
 
-The nickname is typed: tapping "ニックネームを設定" starts a pending step (bot/conversation.py, one at a time,
-expiring); the next text is the nickname, キャンセル / cancel ends the step, and a menu word ends it and goes
-on to that menu. Profile completion (a birthday and a chosen language) pays the `profile` rule once.
+The nickname is typed, in a one-state flow (bot/chat/flows.py; pending for a while, one at a time):
+    state     accepts                                       then
+    -         AskNickname ("ニックネームを設定")              NICKNAME
+    NICKNAME  a text that is the nickname                   saved: the flow ends; refused: NICKNAME again
+              a menu word or an invite code                 the flow ends and the text goes on to its handler
+キャンセル / cancel ends it too (handlers/cancel.py, for every flow).
+Profile completion (a birthday and a chosen language) pays the `profile` rule once.
 """
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date
+from enum import StrEnum
 from typing import Any
 
-from bot.chat import conversation, keywords
+from bot.chat import keywords
 from bot.chat.context import Ctx
+from bot.chat.flows import Flow
 from bot.chat.postback import PostbackData
 from bot.chat.router import MessageEvent, PostbackEvent, Router, carries_code, keyword, postback, text_of
 from handlers.common import text
@@ -25,7 +31,6 @@ from rewards.program import ProgramError
 router = Router("profile")
 log = logging.getLogger(__name__)
 
-NICKNAME_STEP = "nickname"
 NICKNAME_MAX = 20
 OLDEST_BIRTHDAY = date(1900, 1, 1)  # LINE's date picker accepts 1900-01-01 to 2100-12-31
 PICKER_INITIAL = date(1990, 1, 1)
@@ -65,6 +70,18 @@ class ShowNickname(PostbackData):
 class ChooseLanguage(PostbackData):
     prefix = "pf.lang"
     lang: str
+
+
+class Step(StrEnum):
+    """The value is what Redis keeps for a pending step."""
+    NICKNAME = "nickname"
+
+
+def _nickname_cancelled(ctx: Ctx) -> dict[str, Any]:
+    return text(ctx, ctx.t("nickname_cancelled"))
+
+
+FLOW = Flow("nickname", Step, cancelled=_nickname_cancelled)
 
 
 # ---- nickname rules ------------------------------------------------------------------------
@@ -133,27 +150,26 @@ async def _card(ctx: Ctx, lead: str = "") -> None:
     await ctx.answer(text(ctx, (lead + "\n\n" if lead else "") + body, *buttons))
 
 
-# ---- the pending nickname step (first in routing: the next text is the nickname) -------------
-async def _awaiting_nickname(ctx: Ctx) -> bool:
+# ---- the NICKNAME state (first in this module's routing: the next text is the nickname) -----------
+_in_nickname_state = FLOW.at(Step.NICKNAME)
+
+
+async def _takes_nickname(ctx: Ctx) -> bool:
+    """Filter: a text in the NICKNAME state that is meant as the nickname."""
     typed = text_of(ctx)
-    if typed is None or await ctx.pending_step() != NICKNAME_STEP:
+    if typed is None or not await _in_nickname_state(ctx):
         return False
-    intent = keywords.table().intent_of(typed)
-    if (intent is not None and intent != "cancel") or carries_code(ctx):
-        # a menu word or an invite code: the member moved on, and so does the step
-        await conversation.end(ctx.services.redis, ctx.user_id)
-        ctx.step_read(None)  # for the routes after this one
+    if keywords.table().intent_of(typed) is not None or carries_code(ctx):
+        # a menu word or an invite code: the member moved on, and so does the flow (ended here, so the
+        # routes after this one see no step)
+        await FLOW.end(ctx)
         return False
     return True
 
 
-@router.on(MessageEvent, _awaiting_nickname)
+@router.on(MessageEvent, _takes_nickname)
 async def on_nickname_text(ctx: Ctx) -> None:
     typed = text_of(ctx) or ""
-    if keywords.table().means(typed, "cancel"):
-        await conversation.end(ctx.services.redis, ctx.user_id)
-        await ctx.answer(text(ctx, ctx.t("nickname_cancelled")))
-        return
     nickname, problem = clean_nickname(typed)
     if nickname is None:
         log.info("nickname refused for %s: %s", ctx.user_id, problem)  # never the text itself
@@ -162,7 +178,7 @@ async def on_nickname_text(ctx: Ctx) -> None:
     member = await ctx.program.member(ctx.user_id)
     consent = bool(member and member.nickname_consent)
     await ctx.program.set_nickname(ctx.user_id, nickname, consent)
-    await conversation.end(ctx.services.redis, ctx.user_id)
+    await FLOW.end(ctx)
     if consent:
         await ctx.answer(text(ctx, ctx.t("nickname_saved_shown", nickname=nickname),
                               _postback(ctx, ctx.t("profile_hide"), ShowNickname(False))))
@@ -170,12 +186,6 @@ async def on_nickname_text(ctx: Ctx) -> None:
     await ctx.answer(text(ctx, ctx.t("nickname_saved_ask", nickname=nickname),
                           _postback(ctx, ctx.t("profile_show"), ShowNickname(True)),
                           _postback(ctx, ctx.t("profile_keep_hidden"), ShowNickname(False))))
-
-
-@router.on(MessageEvent, keyword("cancel"))
-async def on_cancel_word(ctx: Ctx) -> None:
-    """キャンセル with nothing pending: say so kindly rather than "I did not understand"."""
-    await ctx.answer(text(ctx, ctx.t("nothing_to_cancel")))
 
 
 # ---- the card and its buttons -----------------------------------------------------------------
@@ -229,7 +239,7 @@ async def on_birthday_no(ctx: Ctx, data: RejectBirthday) -> None:
 
 @router.on(PostbackEvent, postback(AskNickname))
 async def on_ask_nickname(ctx: Ctx, data: AskNickname) -> None:
-    await conversation.begin(ctx.services.redis, ctx.user_id, NICKNAME_STEP)
+    await FLOW.go(ctx, Step.NICKNAME)
     await ctx.answer(text(ctx, ctx.t("nickname_ask", max=NICKNAME_MAX)))
 
 

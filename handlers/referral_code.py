@@ -4,7 +4,6 @@ import logging
 from bot import notices
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, carries_code
-from bot.line.client import retry_key
 from handlers.common import text
 
 router = Router("referral_code")
@@ -20,10 +19,4 @@ async def on_code(ctx: Ctx, code: str) -> None:
         await ctx.answer(text(ctx, ctx.t(f"refused_{outcome.reason}", days=rules.referral_window_days)))
         return
     await ctx.answer(text(ctx, ctx.t("referral_ok", friend_points=rules.friend_points)))
-    assert outcome.referrer is not None
-    # keyed by this event, so handling it again after a crash tells the referrer nothing new
-    await notices.notify(ctx.services, "friend_joined", outcome.referrer, "referral_ok_referrer",
-                         retry_key(ctx.event_id, "friend_joined", outcome.referrer),
-                         referrer_points=rules.referrer_points)
-    if rules.referral_trigger == "join":  # joining completed the referral: a milestone may be reached
-        await notices.milestone_check(ctx.services, outcome.referrer, ctx.user_id)
+    await notices.after_attribution(ctx.services, outcome, ctx.user_id, op=ctx.event_id)

@@ -1,23 +1,52 @@
 """配信する / broadcast: staff compose a broadcast in chat — the text, then a segment from quick replies
 (with its recipient count), then confirm: a broadcast job is created, once per draft.
 
-The segments offered in chat are named shortcuts to the engine's segment JSON (bot/broadcasts.py,
+The flow (bot/chat/flows.py):
+    state    accepts                                        then
+    -        配信する / broadcast                             TEXT
+    TEXT     a text: the broadcast's body                   SEGMENT (a text LINE would refuse: TEXT again)
+    SEGMENT  PickSegment of this draft                      CONFIRM
+    CONFIRM  PickSegment of this draft (another segment)    CONFIRM
+             ConfirmBroadcast of this draft and segment     the job is created; the flow ends
+A PickSegment or ConfirmBroadcast of any other draft (spent, lapsed, replaced) is answered as stale.
+In SEGMENT and CONFIRM a typed text is not the flow's: it goes on to the other handlers.
+
+The segments offered in chat are named shortcuts to the engine's segment JSON (bot/broadcasts/service.py,
 rewards/segments.py); the admin API takes any segment.
 """
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from enum import StrEnum
 
 from bot.broadcasts.service import BroadcastError, Broadcasts
 from bot.chat.context import Ctx
+from bot.chat.flows import Flow
 from bot.chat.postback import PostbackData
 from bot.chat.router import MessageEvent, PostbackEvent, Router, postback, text_of, words
-from bot.chat.staff import clear_step, in_step, is_staff, set_step, step_of
-from handlers.staff_common import WORD_BROADCAST, ask_for, cancel_button, postback_button, staff_text
+from bot.chat.staff import STEP_TTL_SECONDS, is_staff
+from handlers.staff_common import (
+    WORD_BROADCAST,
+    ask_for,
+    cancel_button,
+    postback_button,
+    staff_cancelled,
+    staff_text,
+)
 
 router = Router("staff_broadcast")
 inputs = Router("staff_broadcast_inputs")
+
+
+class Step(StrEnum):
+    """The draft's states; the values are what Redis keeps for a pending step."""
+    TEXT = "broadcast_text"
+    SEGMENT = "broadcast_segment"
+    CONFIRM = "broadcast_confirm"
+
+
+FLOW = Flow("broadcast", Step, cancelled=staff_cancelled, guard=is_staff, ttl=STEP_TTL_SECONDS)
 
 MAX_TEXT = 5000  # LINE's text message limit
 # what staff pick from in chat (quick replies, so at most a handful): a name → the segment JSON
@@ -69,11 +98,11 @@ class ConfirmBroadcast(PostbackData):
 
 @router.on(MessageEvent, words(*WORD_BROADCAST), is_staff)
 async def on_broadcast(ctx: Ctx) -> None:
-    await ask_for(ctx, "broadcast_text", "staff_broadcast_ask")
+    await ask_for(ctx, FLOW, Step.TEXT, "staff_broadcast_ask")
 
 
-@inputs.on(MessageEvent, in_step("broadcast_text"), is_staff)
-async def on_text(ctx: Ctx, state: dict[str, str]) -> None:
+@inputs.on(MessageEvent, FLOW.at(Step.TEXT), is_staff)
+async def on_text(ctx: Ctx) -> None:
     text = (text_of(ctx) or "").strip()
     if not text or len(text) > MAX_TEXT:
         await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_bad_text", max=f"{MAX_TEXT:,}"), cancel_button(ctx)))
@@ -84,7 +113,7 @@ async def on_text(ctx: Ctx, state: dict[str, str]) -> None:
         await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_refused", reason=refused.message), cancel_button(ctx)))
         return
     draft = uuid.uuid4().hex[:16]
-    await set_step(ctx.services, ctx.user_id, "broadcast_segment", draft=draft, text=text)
+    await FLOW.go(ctx, Step.SEGMENT, draft=draft, text=text)
     buttons = []
     for segment in SEGMENTS:
         name = ctx.t(f"staff_segment_{segment}", count=f"{await audience_size(ctx, segment):,}")
@@ -94,8 +123,9 @@ async def on_text(ctx: Ctx, state: dict[str, str]) -> None:
 
 
 async def draft_of(ctx: Ctx, draft: str) -> dict[str, str] | None:
-    state = await step_of(ctx.services, ctx.user_id)
-    return state if state.get("draft") == draft and state.get("step", "").startswith("broadcast_") else None
+    """The pending draft when it is this one (only SEGMENT and CONFIRM have a draft)."""
+    state = await FLOW.stored(ctx, Step.SEGMENT, Step.CONFIRM)
+    return state if state is not None and state.get("draft") == draft else None
 
 
 @router.on(PostbackEvent, postback(PickSegment), is_staff)
@@ -105,8 +135,7 @@ async def on_segment(ctx: Ctx, data: PickSegment) -> None:
         await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_stale")))
         return
     count = await audience_size(ctx, data.segment)
-    await set_step(ctx.services, ctx.user_id, "broadcast_confirm", draft=data.draft, text=state["text"],
-                   segment=data.segment)
+    await FLOW.go(ctx, Step.CONFIRM, draft=data.draft, text=state["text"], segment=data.segment)
     confirm = postback_button(ctx.t("staff_broadcast_confirm_label", count=f"{count:,}"),
                               ctx.pack(ConfirmBroadcast(data.draft, data.segment)),
                               ctx.t("staff_broadcast_confirm_label", count=f"{count:,}"))
@@ -124,5 +153,5 @@ async def on_confirm(ctx: Ctx, data: ConfirmBroadcast) -> None:
     count = await audience_size(ctx, data.segment)
     # a second tap or a retry after a failure answers the same job: true either way
     job_id = await create_job(ctx, state["text"], data.segment, data.draft)
-    await clear_step(ctx.services, ctx.user_id)
+    await FLOW.end(ctx)
     await ctx.answer(staff_text(ctx, ctx.t("staff_broadcast_created", count=f"{count:,}", job=job_id[:8])))

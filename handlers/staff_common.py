@@ -1,4 +1,5 @@
-"""Shared by the staff handlers: the staff quick replies, and キャンセル / cancel for any staff step.
+"""Shared by the staff handlers: the staff words and quick replies, and how a staff flow asks for its input
+and answers a cancel (handlers/cancel.py).
 
 Every staff route carries the `is_staff` filter, so for anyone else these words mean nothing here.
 """
@@ -7,11 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.chat.context import Ctx
-from bot.chat.router import MessageEvent, Router, keyword
-from bot.chat.staff import clear_step, in_step, is_staff, set_step
+from bot.chat.flows import Flow, S
 from bot.line.limits import DISPLAY_TEXT_MAX, QUICK_REPLY_ITEMS_MAX, QUICK_REPLY_LABEL_MAX, TEXT_MAX, clip
-
-router = Router("staff_common")
 
 # the staff rich menu sends the Japanese words; the English ones are accepted too
 WORD_BROADCAST = ("配信する", "配信", "broadcast")
@@ -44,9 +42,9 @@ def cancel_button(ctx: Ctx) -> dict[str, Any]:
     return {"type": "action", "action": {"type": "message", "label": label(word), "text": word}}
 
 
-async def ask_for(ctx: Ctx, step: str, question_key: str) -> None:
-    """Start a staff step and ask for its input, with a way out."""
-    await set_step(ctx.services, ctx.user_id, step)
+async def ask_for(ctx: Ctx, flow: Flow[S], state: S, question_key: str) -> None:
+    """Start a staff flow in `state` and ask for its input, with a way out."""
+    await flow.go(ctx, state)
     await ctx.answer(staff_text(ctx, ctx.t(question_key), cancel_button(ctx)))
 
 
@@ -55,13 +53,6 @@ def postback_button(button_label: str, data: str, display: str) -> dict[str, Any
                                          "displayText": clip(display, DISPLAY_TEXT_MAX)}}
 
 
-def in_any_step(ctx: Ctx) -> Any:
-    return in_step("broadcast_text", "broadcast_segment", "broadcast_confirm", "member", "coupon")(ctx)
-
-
-# the members' cancel intent (assets/words.toml: "stop", "中止"…), so such a word typed in a step cancels
-# it instead of becoming, say, the broadcast's text
-@router.on(MessageEvent, keyword("cancel"), in_any_step, is_staff)
-async def on_cancel(ctx: Ctx, state: dict[str, str]) -> None:
-    await clear_step(ctx.services, ctx.user_id)
-    await ctx.answer(staff_text(ctx, ctx.t("staff_cancelled")))
+def staff_cancelled(ctx: Ctx) -> dict[str, Any]:
+    """Every staff flow's answer to キャンセル / cancel."""
+    return staff_text(ctx, ctx.t("staff_cancelled"))

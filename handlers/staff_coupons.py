@@ -1,19 +1,36 @@
 """クーポン使用 / coupon: staff mark a customer's coupon used. The coupon QR encodes its page link
-(PUBLIC_BASE_URL/c/{token}); staff scan it with LINE's QR reader and paste, or type the token."""
+(PUBLIC_BASE_URL/c/{token}); staff scan it with LINE's QR reader and paste, or type the token.
+
+The flow (bot/chat/flows.py), for クーポン使用 alone:
+    state    accepts                                        then
+    -        クーポン使用 / coupon / use coupon              TOKEN
+    TOKEN    a text: a pasted coupon link or a token        used: the flow ends; refused: TOKEN again
+"クーポン使用 <token>" in one text uses the coupon without a flow (and ends any pending step once used).
+"""
 from __future__ import annotations
 
 import logging
 import re
+from enum import StrEnum
 
 from bot.chat.context import Ctx
+from bot.chat.flows import Flow
 from bot.chat.router import MessageEvent, Router, text_of, words
-from bot.chat.staff import clear_step, in_step, is_staff
-from handlers.staff_common import WORD_COUPON, ask_for, cancel_button, staff_text
+from bot.chat.staff import STEP_TTL_SECONDS, is_staff
+from handlers.staff_common import WORD_COUPON, ask_for, cancel_button, staff_cancelled, staff_text
 from rewards.program import ProgramError
 
 router = Router("staff_coupons")
 inputs = Router("staff_coupons_inputs")
 log = logging.getLogger(__name__)
+
+
+class Step(StrEnum):
+    """The value is what Redis keeps for a pending step."""
+    TOKEN = "coupon"
+
+
+FLOW = Flow("coupon", Step, cancelled=staff_cancelled, guard=is_staff, ttl=STEP_TTL_SECONDS)
 
 TYPED = re.compile(r"^(?:クーポン使用|use coupon|coupon)\s+(\S+)$", re.IGNORECASE)
 
@@ -38,7 +55,7 @@ async def use(ctx: Ctx, token: str) -> None:
         log.info("staff %s could not use coupon: %s", ctx.user_id, refused.code)
         await ctx.answer(staff_text(ctx, ctx.t(f"staff_coupon_{refused.code}"), cancel_button(ctx)))
         return
-    await clear_step(ctx.services, ctx.user_id)
+    await FLOW.end(ctx)
     await ctx.program.audit(ctx.user_id, "use_coupon", uid, token=token, reward=coupon.reward_id, code=coupon.code,
                             claim=coupon.claim_id, before="unused", after="used")
     reward = ctx.program.rules.reward(coupon.reward_id)
@@ -48,7 +65,7 @@ async def use(ctx: Ctx, token: str) -> None:
 
 @router.on(MessageEvent, words(*WORD_COUPON), is_staff)
 async def on_coupon(ctx: Ctx) -> None:
-    await ask_for(ctx, "coupon", "staff_coupon_ask")
+    await ask_for(ctx, FLOW, Step.TOKEN, "staff_coupon_ask")
 
 
 @router.on(MessageEvent, typed_coupon, is_staff)
@@ -56,6 +73,6 @@ async def on_coupon_typed(ctx: Ctx, token: str) -> None:
     await use(ctx, token)
 
 
-@inputs.on(MessageEvent, in_step("coupon"), is_staff)
-async def on_coupon_token(ctx: Ctx, state: dict[str, str]) -> None:
+@inputs.on(MessageEvent, FLOW.at(Step.TOKEN), is_staff)
+async def on_coupon_token(ctx: Ctx) -> None:
     await use(ctx, token_of(text_of(ctx) or ""))

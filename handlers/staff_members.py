@@ -1,16 +1,25 @@
 """会員を探す / member: look a member up by invite code, link or user id (a member QR token later); and
-調整 / adjust <code> <+/-points> <reason>: a points adjustment through Program.adjust, audit-logged."""
+調整 / adjust <code> <+/-points> <reason>: a points adjustment through Program.adjust, audit-logged.
+
+The flow (bot/chat/flows.py), for 会員を探す alone:
+    state    accepts                                        then
+    -        会員を探す / member / find member               QUERY
+    QUERY    a text: an invite code, link or user id        found: the card, the flow ends; not found: QUERY again
+"会員 <query>" in one text looks up without a flow (and ends any pending step once found).
+"""
 from __future__ import annotations
 
 import logging
 import re
 import unicodedata
+from enum import StrEnum
 
 from bot.chat.context import Ctx
+from bot.chat.flows import Flow
 from bot.chat.router import MessageEvent, Router, text_of, words
-from bot.chat.staff import clear_step, in_step, is_staff
+from bot.chat.staff import STEP_TTL_SECONDS, is_staff
 from handlers.common import tier_label
-from handlers.staff_common import WORD_MEMBER, ask_for, cancel_button, staff_text
+from handlers.staff_common import WORD_MEMBER, ask_for, cancel_button, staff_cancelled, staff_text
 from rewards import codes
 from rewards.lookup import find_member
 from rewards.program import ProgramError
@@ -18,6 +27,14 @@ from rewards.program import ProgramError
 router = Router("staff_members")
 inputs = Router("staff_members_inputs")
 log = logging.getLogger(__name__)
+
+
+class Step(StrEnum):
+    """The value is what Redis keeps for a pending step."""
+    QUERY = "member"
+
+
+FLOW = Flow("member lookup", Step, cancelled=staff_cancelled, guard=is_staff, ttl=STEP_TTL_SECONDS)
 
 # 調整 ABCD2345 +100 来店サービス  /  adjust ABCD2345 -50 mistake
 ADJUST = re.compile(r"^(?:調整|adjust)\s+(\S+)\s+([+\-]?\d{1,7})\s+(.{1,500})$", re.IGNORECASE | re.DOTALL)
@@ -59,13 +76,13 @@ async def show_member(ctx: Ctx, query: str) -> None:
     if uid is None:
         await ctx.answer(staff_text(ctx, ctx.t("staff_member_not_found", query=query[:40]), cancel_button(ctx)))
         return
-    await clear_step(ctx.services, ctx.user_id)
+    await FLOW.end(ctx)
     await ctx.answer(staff_text(ctx, await member_card(ctx, uid)))
 
 
 @router.on(MessageEvent, words(*WORD_MEMBER), is_staff)
 async def on_member(ctx: Ctx) -> None:
-    await ask_for(ctx, "member", "staff_member_ask")
+    await ask_for(ctx, FLOW, Step.QUERY, "staff_member_ask")
 
 
 @router.on(MessageEvent, lookup_command, is_staff)
@@ -100,6 +117,6 @@ async def on_adjust(ctx: Ctx, who: str, points: str, reason: str) -> None:
                                            balance=f"{balance:,}", code=before.code if before and before.code else uid)))
 
 
-@inputs.on(MessageEvent, in_step("member"), is_staff)
-async def on_member_query(ctx: Ctx, state: dict[str, str]) -> None:
+@inputs.on(MessageEvent, FLOW.at(Step.QUERY), is_staff)
+async def on_member_query(ctx: Ctx) -> None:
     await show_member(ctx, text_of(ctx) or "")

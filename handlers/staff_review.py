@@ -65,8 +65,7 @@ async def decide(ctx: Ctx, friend: str, approve: bool) -> None:
         await ctx.program.audit(ctx.user_id, "approve_referral" if approve else "void_referral", friend,
                                 referrer=decision.referrer, before=(before or {}).get("status", ""),
                                 after=decision.status)
-    if decision.paid_referrer:  # paid by this call, even when the decision itself was taken before a crash
-        await notices.referral_completed(ctx.services, decision.paid_referrer, friend)
+    await notices.after_review_decision(ctx.services, decision)
     key = "staff_review_approved" if approve else "staff_review_voided"
     await ctx.answer(staff_text(ctx, ctx.t(key, friend=friend)))
 

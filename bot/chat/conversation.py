@@ -1,6 +1,7 @@
 """A user's pending conversation step ("the next text is my nickname", a staff member's broadcast draft):
 one per user, in one Redis hash with a TTL, so a step nobody finishes simply lapses, a worker restart loses
-nothing, and starting or cancelling any step ends whatever other step was pending."""
+nothing, and starting or cancelling any step ends whatever other step was pending. The handlers use it
+through their flows (bot/chat/flows.py)."""
 from __future__ import annotations
 
 from typing import Any

@@ -15,9 +15,7 @@ from redis.exceptions import RedisError
 from bot import notices
 from bot.infra import keys
 from bot.infra.leases import Leases
-from bot.line.client import retry_key
 from bot.services import Services
-from rewards import engine
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +47,7 @@ class ClockWork:
         await program.settle_all()
         await program.maintain_due(now_ms)
         for uid, points, when in await program.expiring_soon(now_ms):
-            await self._warn_expiry(uid, points, when)
+            await notices.points_expiring(self.services, uid, points, when)
         await program.birthdays_due(now_ms)
         await self.services.catalog.release_stale(now_ms)
         await notices.send_due(self.services, now_ms)  # notices kept through quiet hours or a LINE outage
-
-    async def _warn_expiry(self, uid: str, points: int, when_ms: int) -> None:
-        view = await self.services.program.member(uid)
-        if view is None or view.blocked or points <= 0:
-            await self.services.program.mark_warned(uid, when_ms)
-            return
-        day = engine.shop_time(self.services.program.rules, when_ms).strftime("%Y/%m/%d")
-        # sent, kept for after quiet hours or a LINE outage, or switched off: warned either way
-        await notices.notify(self.services, "points_expiring", uid, "expiry_warning",
-                             retry_key("expiry", uid, when_ms), points=f"{points:,}", date=day)
-        await self.services.program.mark_warned(uid, when_ms)

@@ -119,9 +119,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                                                     "(send a hash, never the address or card itself)")
         s = services(request)
         purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms, fingerprint)
-        if purchase.completed_referral_of:
-            await notices.referral_completed(s, purchase.completed_referral_of, user_id)
-        await notices.tier_check(s, user_id, f"order:{order_id}")
+        await notices.after_purchase(s, purchase, user_id, order_id)
         answer = purchase.answer
         referral = answer.get("referral") or None
         return web.json_response({
@@ -199,7 +197,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         if not ORDER_ID.match(event_id):
             raise BadRequest("INVALID_EVENT_ID", "event_id must be 1 to 128 printable ASCII characters")
         applied, points = await services(request).program.custom_event(user_id, name, event_id)
-        await notices.tier_check(services(request), user_id, f"event:{name}:{event_id}")
+        await notices.after_custom_event(services(request), user_id, name, event_id)
         return web.json_response({"user_id": user_id, "name": name, "event_id": event_id, "applied": applied,
                                   "points_awarded": points})
 

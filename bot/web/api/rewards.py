@@ -61,8 +61,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         stock = await s.catalog.add_stock(reward_id, add)
         await s.program.audit("admin-api", "add_stock", "", reward=reward_id, add=add,
                               before=old.left if old else "", after=stock.left)
-        if add > 0 and stock.left:  # back in stock: tell those who were refused it as sold out
-            await notices.stock_back(s, reward_id, f"stock:{stock.limit}")
+        await notices.after_stock_added(s, reward_id, add, stock)
         reward = s.program.rules.reward(reward_id)
         assert reward is not None
         return web.json_response(_stock(stock, reward.cost, reward.issue))
@@ -82,8 +81,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         added, pool = await s.catalog.add_codes(reward_id, unique)
         await s.program.audit("admin-api", "add_codes", "", reward=reward_id, uploaded=len(codes), added=added,
                               pool=pool)
-        if added:  # a pool reward's stock is its codes: new ones bring it back
-            await notices.stock_back(s, reward_id, f"codes:{pool}:{added}")
+        await notices.after_codes_added(s, reward_id, added, pool)  # a pool reward's stock is its codes
         return web.json_response({"id": reward_id, "uploaded": len(codes), "added": added,
                                   "skipped": len(codes) - added, "pool": pool})
 

@@ -164,8 +164,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
             await s.program.audit(WHO, "approve_referral" if approve else "void_referral", friend,
                                   referrer=decision.referrer, before=(before or {}).get("status", ""),
                                   after=decision.status, reason=reason)
-        if decision.paid_referrer:  # paid by this call, even when the decision itself was taken before a crash
-            await notices.referral_completed(s, decision.paid_referrer, friend)
+        await notices.after_review_decision(s, decision)
         return web.json_response({"friend_id": friend, "referrer_id": decision.referrer, "status": decision.status,
                                   "changed": decision.changed})
 
