@@ -18,21 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
-import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from bot.line.limits import DISPLAY_NAME_MAX
 
+from .phone import classify_uri, decode_qr, failure_text, image_document, page_document, plain_document, under
 from .platform import Call, Platform, new_user_id
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -68,105 +67,6 @@ class ConsoleError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-# ---- links ------------------------------------------------------------------------------
-def under(url: str, base: str) -> bool:
-    """Whether url is base itself or a path/query below it."""
-    return bool(base) and (url == base or url.startswith((base + "/", base + "?")))
-
-
-def classify_uri(uri: str) -> dict:
-    """What tapping a LINE URL scheme link does on a phone with LINE installed (the kinds the
-    console simulates); anything else is {"kind": "other"}."""
-    parts = urlsplit(uri)
-    if parts.scheme == "https" and parts.netloc in ("line.me", "www.line.me"):
-        path = parts.path
-        if path.startswith("/R/oaMessage/"):
-            # https://line.me/R/oaMessage/{LINE ID}/?{percent-encoded text}
-            account = unquote(path[len("/R/oaMessage/"):].strip("/"))
-            return {"kind": "oaMessage", "account": account, "text": unquote(parts.query)}
-        if path.startswith(("/R/ti/p/", "/ti/p/")):
-            return {"kind": "addFriend", "account": unquote(path.split("/ti/p/", 1)[1].strip("/"))}
-        if path.rstrip("/") == "/R/share":
-            return {"kind": "share", "text": parse_qs(parts.query).get("text", [""])[0]}
-        if path.startswith("/R/msg/text/"):  # the older share scheme
-            return {"kind": "share", "text": unquote(parts.query)}
-    return {"kind": "other"}
-
-
-def _why(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__  # a timeout's message is empty
-
-
-# ---- the phone browser ------------------------------------------------------------------
-# Injected into every page shown in the sandboxed iframe: a tap on a link is handed to the
-# console (which knows which customer is browsing) instead of navigating the frame.
-_TAP_SCRIPT = """<script>
-document.addEventListener("click", function (event) {
-  var link = event.target instanceof Element ? event.target.closest("a[href]") : null;
-  if (!link) { return; }
-  event.preventDefault();
-  parent.postMessage({shokaiTap: link.href}, "*");
-}, true);
-</script>"""
-_RESOURCE_TAG = re.compile(r"<(?:img|script|link|source|video|audio|input)\b[^>]*>", re.IGNORECASE)
-_RESOURCE_ATTR = re.compile(r"""(\s(?:src|href|poster)\s*=\s*)("[^"]*"|'[^']*'|[^\s>"']+)""", re.IGNORECASE)
-_HEAD_OPEN = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
-
-
-def page_document(body: str, *, base: str, rewrite_resource: Callable[[str], str]) -> str:
-    """Prepare a page of the bot's for the phone browser's srcdoc iframe.
-
-    Links stay as they are and resolve against the page's public URL (an injected <base>),
-    so a tap reports the same URL a phone would open. Resources (images, styles, scripts)
-    are pointed at the console's proxy because the public origin may not be reachable from
-    here. Regular expressions are enough: the page is the bot's own simple HTML."""
-    def fix_tag(tag: re.Match[str]) -> str:
-        def fix_attr(attr: re.Match[str]) -> str:
-            raw = attr.group(2).strip("\"'")
-            target = rewrite_resource(urljoin(base, html.unescape(raw)))
-            return attr.group(1) + '"' + html.escape(target, quote=True) + '"'
-        return _RESOURCE_ATTR.sub(fix_attr, tag.group(0))
-
-    body = _RESOURCE_TAG.sub(fix_tag, body)
-    inject = f'<base href="{html.escape(base, quote=True)}">{_TAP_SCRIPT}'
-    head = _HEAD_OPEN.search(body)
-    if head:
-        return body[:head.end()] + inject + body[head.end():]
-    return inject + body
-
-
-def plain_document(title: str, content: str) -> str:
-    """A page of the console's own (errors, plain text answers); everything is escaped."""
-    return ("<!doctype html><meta charset='utf-8'><body style='font:14px sans-serif;padding:12px'>"
-            f"<h3>{html.escape(title)}</h3><pre style='white-space:pre-wrap'>{html.escape(content)}</pre>")
-
-
-def image_document(src: str) -> str:
-    return ("<!doctype html><meta charset='utf-8'><body style='margin:0;background:#222'>"
-            f"<img src=\"{html.escape(src, quote=True)}\" style='display:block;max-width:100%;margin:auto'>")
-
-
-# ---- QR decoding (optional) -------------------------------------------------------------
-def decode_qr(png: bytes) -> str | None:
-    """The text of a QR code in an image, or None. Uses OpenCV when it is installed (the test
-    extras have it); the console falls back to pairing the image with the link next to it."""
-    try:
-        import cv2  # type: ignore[import-not-found]
-        import numpy  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    image = cv2.imdecode(numpy.frombuffer(png, numpy.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        return None
-    # The classic detector misses about one code in 50 of ours (it finds no corners); the ArUco-based one
-    # read 3,000 of 3,000, so it goes first and the classic one is the second try.
-    for detector in (cv2.QRCodeDetectorAruco(), cv2.QRCodeDetector()):
-        text, _, _ = detector.detectAndDecode(image)
-        if text:
-            return str(text)
-    return None
 
 
 # ---- the console ------------------------------------------------------------------------
@@ -306,9 +206,9 @@ class Console:
         try:
             status = await self.platform.send(event)
         except (ClientError, TimeoutError) as exc:
-            self.add_entry(customer, "system", text=f"ボットに届きません bot unreachable: {_why(exc)}")
-            self.add_log("webhook", f"{event['type']} for {customer.name}: bot unreachable ({_why(exc)})")
-            raise ConsoleError(502, f"the bot did not answer the webhook: {_why(exc)}") from exc
+            self.add_entry(customer, "system", text=f"ボットに届きません bot unreachable: {failure_text(exc)}")
+            self.add_log("webhook", f"{event['type']} for {customer.name}: bot unreachable ({failure_text(exc)})")
+            raise ConsoleError(502, f"the bot did not answer the webhook: {failure_text(exc)}") from exc
         if status != 200:
             self.add_entry(customer, "system", text=f"webhook → HTTP {status}")
             self.add_log("webhook", f"{event['type']} for {customer.name}: bot answered HTTP {status}")
@@ -462,7 +362,7 @@ class Console:
                 location = response.headers.get("Location")
         except (ClientError, TimeoutError) as exc:
             return {"effect": "browser", "url": url, "status": 0,
-                    "html": plain_document("ページを開けません could not open the page", f"{url}\n{_why(exc)}")}
+                    "html": plain_document("ページを開けません could not open the page", f"{url}\n{failure_text(exc)}")}
         if 300 <= status < 400 and location:
             if hops >= REDIRECTS_MAX:
                 return {"effect": "browser", "url": url, "status": status,
@@ -507,7 +407,7 @@ class Console:
                            if k.lower() in ("content-type", "cache-control", "location")}
                 return web.Response(status=response.status, body=body, headers=headers)
         except (ClientError, TimeoutError) as exc:
-            return web.Response(status=502, text=f"bot unreachable: {_why(exc)}")
+            return web.Response(status=502, text=f"bot unreachable: {failure_text(exc)}")
 
     # -- purchases through the admin API
     async def purchase(self, customer: Customer, amount: int) -> dict:
@@ -519,8 +419,8 @@ class Console:
                 status = response.status
                 text = await response.text()
         except (ClientError, TimeoutError) as exc:
-            self.add_entry(customer, "system", text=f"購入の報告に失敗 purchase not reported: {_why(exc)}")
-            raise ConsoleError(502, f"the bot did not answer: {_why(exc)}") from exc
+            self.add_entry(customer, "system", text=f"購入の報告に失敗 purchase not reported: {failure_text(exc)}")
+            raise ConsoleError(502, f"the bot did not answer: {failure_text(exc)}") from exc
         try:
             answer: Any = json.loads(text)
         except json.JSONDecodeError:
@@ -528,164 +428,3 @@ class Console:
         self.add_entry(customer, "system", text=f"購入を報告 purchase ¥{amount:,} (order {order_id}) → HTTP {status}",
                        json=answer)
         return {"order_id": order_id, "status": status, "answer": answer}
-
-
-CONSOLE_KEY = web.AppKey("console", Console)
-
-
-# ---- routes -----------------------------------------------------------------------------
-def _origin(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
-async def _json_body(request: web.Request) -> dict:
-    try:
-        body = await request.json() if request.can_read_body else {}
-    except json.JSONDecodeError as exc:
-        raise ConsoleError(400, "the body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise ConsoleError(400, "the body must be a JSON object")
-    return body
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ConsoleError as exc:
-        return web.json_response({"error": exc.message}, status=exc.status)
-
-
-def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str) -> web.Application:
-    """The console as an aiohttp app; serve it on its own port next to the bot."""
-    console = Console(platform, bot_url=bot_url, public_base_url=public_base_url, admin_token=admin_token)
-    app = web.Application(middlewares=[_errors])
-    app[CONSOLE_KEY] = console
-    app.cleanup_ctx.append(console.lifecycle)
-    app.on_shutdown.append(console.close_streams)
-
-    async def index(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(STATIC / "console.html", headers={"Cache-Control": "no-store"})
-
-    async def state(request: web.Request) -> web.Response:
-        return web.json_response(console.state())
-
-    async def events(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
-        await response.prepare(request)
-        # snapshot and subscription in one step (no await between): nothing lost, nothing twice
-        snapshot = json.dumps({"type": "snapshot", **console.state()}, ensure_ascii=False)
-        queue = console.subscribe()
-        try:
-            await response.write(f"data: {snapshot}\n\n".encode())
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-                    continue
-                if item is None:
-                    break
-                await response.write(f"data: {item}\n\n".encode())
-        except ConnectionResetError:
-            pass  # the page went away
-        finally:
-            console.unsubscribe(queue)
-        return response
-
-    async def add_customer(request: web.Request) -> web.Response:
-        body = await _json_body(request)
-        customer = console.add_customer(str(body.get("name", "")), str(body.get("language", "ja")))
-        return web.json_response(customer.summary(), status=201)
-
-    def target(request: web.Request) -> Customer:
-        return console.customer(request.match_info["uid"])
-
-    async def transcript(request: web.Request) -> web.Response:
-        return web.json_response(target(request).transcript)
-
-    async def follow(request: web.Request) -> web.Response:
-        return web.json_response(await console.follow(target(request)))
-
-    async def block(request: web.Request) -> web.Response:
-        return web.json_response(await console.block(target(request)))
-
-    async def unblock(request: web.Request) -> web.Response:
-        return web.json_response(await console.unblock(target(request)))
-
-    async def text(request: web.Request) -> web.Response:
-        customer = target(request)
-        return web.json_response(await console.say(customer, str((await _json_body(request)).get("text", ""))))
-
-    async def tap(request: web.Request) -> web.Response:
-        customer = target(request)
-        action = (await _json_body(request)).get("action")
-        if not isinstance(action, dict):
-            raise ConsoleError(400, "action must be a LINE action object")
-        return web.json_response(await console.tap(customer, action, _origin(request)))
-
-    async def open_link(request: web.Request) -> web.Response:
-        customer = target(request)
-        url = str((await _json_body(request)).get("url", ""))
-        return web.json_response(await console.open_uri(customer, url, _origin(request)))
-
-    async def scan(request: web.Request) -> web.Response:
-        customer = target(request)
-        body = await _json_body(request)
-        links = [str(u) for u in body.get("links", []) if isinstance(u, str)]
-        return web.json_response(await console.scan(customer, str(body.get("image_url", "")), links, _origin(request)))
-
-    async def share(request: web.Request) -> web.Response:
-        sender = target(request)
-        body = await _json_body(request)
-        return web.json_response(console.share(sender, console.customer(str(body.get("to", ""))), str(body.get("text", ""))))
-
-    async def purchase(request: web.Request) -> web.Response:
-        customer = target(request)
-        amount = (await _json_body(request)).get("amount", 3000)
-        if not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= 100_000_000:
-            raise ConsoleError(400, "amount must be a whole number of yen from 1 to 100,000,000")
-        return web.json_response(await console.purchase(customer, amount))
-
-    async def richmenu(request: web.Request) -> web.Response:
-        return web.json_response({"menu": console.richmenu(target(request))})
-
-    async def tap_richmenu(request: web.Request) -> web.Response:
-        customer = target(request)
-        try:
-            index = int(request.match_info["index"])
-        except ValueError as exc:
-            raise ConsoleError(400, "the area is a number") from exc
-        return web.json_response(await console.tap_richmenu(customer, index))
-
-    async def richmenu_image(request: web.Request) -> web.Response:
-        found = platform.richmenus.images.get(request.match_info["id"])
-        if found is None:
-            raise ConsoleError(404, "no image for that rich menu")
-        return web.Response(body=found[0], content_type=found[1], headers={"Cache-Control": "max-age=3600"})
-
-    async def proxy(request: web.Request) -> web.Response:
-        # the raw (still percent-encoded) path, so the bot sees exactly what a phone would ask for
-        return await console.proxy(request.rel_url.raw_path_qs[len("/bot"):])
-
-    r = app.router
-    r.add_get("/", index)
-    r.add_static("/static/", STATIC)
-    r.add_get("/api/state", state)
-    r.add_get("/api/events", events)
-    r.add_post("/api/customers", add_customer)
-    r.add_get("/api/customers/{uid}/transcript", transcript)
-    r.add_post("/api/customers/{uid}/follow", follow)
-    r.add_post("/api/customers/{uid}/block", block)
-    r.add_post("/api/customers/{uid}/unblock", unblock)
-    r.add_post("/api/customers/{uid}/text", text)
-    r.add_post("/api/customers/{uid}/tap", tap)
-    r.add_post("/api/customers/{uid}/open", open_link)
-    r.add_post("/api/customers/{uid}/scan", scan)
-    r.add_post("/api/customers/{uid}/share", share)
-    r.add_post("/api/customers/{uid}/purchase", purchase)
-    r.add_get("/api/customers/{uid}/richmenu", richmenu)
-    r.add_post("/api/customers/{uid}/richmenu/{index}", tap_richmenu)
-    r.add_get("/api/richmenus/{id}.img", richmenu_image)
-    r.add_get("/bot/{tail:.*}", proxy)
-    return app

@@ -31,7 +31,7 @@ async def _rich_menus(app: web.Application) -> None:
 
 
 async def run_dev(host: str, port: int, console_port: int, environment: Mapping[str, str]) -> None:
-    from linesim.console import console_app  # the console's page and API
+    from linesim.console_app import console_app  # the console's page and API
 
     public = environment.get("PUBLIC_BASE_URL") or f"http://{host}:{port}"
     admin_token = environment.get("ADMIN_TOKEN") or DEV_ADMIN_TOKEN

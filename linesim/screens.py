@@ -113,7 +113,7 @@ async def local_stack(data_dir: Path) -> AsyncIterator[Stack]:
     """What `python -m bot dev` starts, on free loopback ports, with its data in data_dir."""
     from bot.app import SERVICES, create_app
     from bot.richmenu.sync import sync
-    from linesim.console import console_app
+    from linesim.console_app import console_app
 
     port, console_port = free_port(), free_port()
     bot_url = f"http://127.0.0.1:{port}"

@@ -17,7 +17,7 @@ from bot.config import ASSETS
 from bot.infra.redis_conn import connect
 from bot.line.limits import actions as _actions
 from handlers.rewards_catalog import ConfirmClaim, ShowReward
-from linesim.console import decode_qr
+from linesim.phone import decode_qr
 from linesim.platform import Platform, new_user_id, text_of
 from rewards import catalog as cat
 from rewards import keys

@@ -19,7 +19,8 @@ from urllib.parse import quote
 import pytest
 from aiohttp import ClientResponse, ClientSession, web
 
-from linesim.console import CONSOLE_KEY, classify_uri, console_app
+from linesim.console_app import CONSOLE_KEY, console_app
+from linesim.phone import classify_uri
 from linesim.platform import Platform, sign
 
 SECRET = "console-test-secret"

@@ -27,7 +27,7 @@ from urllib.parse import quote
 import pytest
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from linesim.console import console_app
+from linesim.console_app import console_app
 from linesim.platform import Platform, sign
 
 pytestmark = pytest.mark.browser

@@ -17,7 +17,7 @@ from bot.line import flex
 from bot.line.i18n import Texts
 from bot.line.limits import actions as _actions
 from handlers.rewards_catalog import ConfirmClaim, RewardsPage, ShowReward
-from linesim.console import decode_qr
+from linesim.phone import decode_qr
 from linesim.platform import Platform, new_user_id, text_of
 from rewards import keys
 from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot

@@ -359,7 +359,7 @@ async def test_a_customer_tap_on_the_menu_gets_its_answer(bot: Bot) -> None:
 async def test_the_console_shows_the_menu_and_a_tap_sends_its_text(bot: Bot) -> None:
     from aiohttp import web
 
-    from linesim.console import console_app
+    from linesim.console_app import console_app
 
     platform = bot.platform
     await sync(bot.services.line, bot.services.redis)

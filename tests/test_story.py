@@ -2,7 +2,7 @@
 import re
 from urllib.parse import unquote
 
-from linesim.console import decode_qr
+from linesim.phone import decode_qr
 from linesim.platform import new_user_id, text_of
 from tests.conftest import PUBLIC, Bot, converse
 

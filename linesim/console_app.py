@@ -1,0 +1,172 @@
+"""The simulator console's web app: the page, its static files, and the JSON/SSE routes the page calls, over
+one `Console` (linesim/console.py)."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from .console import SSE_KEEPALIVE_SECONDS, STATIC, Console, ConsoleError, Customer
+from .platform import Platform
+
+CONSOLE_KEY = web.AppKey("console", Console)
+
+
+# ---- routes -----------------------------------------------------------------------------
+def _origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def _json_body(request: web.Request) -> dict:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except json.JSONDecodeError as exc:
+        raise ConsoleError(400, "the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ConsoleError(400, "the body must be a JSON object")
+    return body
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ConsoleError as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
+
+
+def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str) -> web.Application:
+    """The console as an aiohttp app; serve it on its own port next to the bot."""
+    console = Console(platform, bot_url=bot_url, public_base_url=public_base_url, admin_token=admin_token)
+    app = web.Application(middlewares=[_errors])
+    app[CONSOLE_KEY] = console
+    app.cleanup_ctx.append(console.lifecycle)
+    app.on_shutdown.append(console.close_streams)
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "console.html", headers={"Cache-Control": "no-store"})
+
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response(console.state())
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        # snapshot and subscription in one step (no await between): nothing lost, nothing twice
+        snapshot = json.dumps({"type": "snapshot", **console.state()}, ensure_ascii=False)
+        queue = console.subscribe()
+        try:
+            await response.write(f"data: {snapshot}\n\n".encode())
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if item is None:
+                    break
+                await response.write(f"data: {item}\n\n".encode())
+        except ConnectionResetError:
+            pass  # the page went away
+        finally:
+            console.unsubscribe(queue)
+        return response
+
+    async def add_customer(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        customer = console.add_customer(str(body.get("name", "")), str(body.get("language", "ja")))
+        return web.json_response(customer.summary(), status=201)
+
+    def target(request: web.Request) -> Customer:
+        return console.customer(request.match_info["uid"])
+
+    async def transcript(request: web.Request) -> web.Response:
+        return web.json_response(target(request).transcript)
+
+    async def follow(request: web.Request) -> web.Response:
+        return web.json_response(await console.follow(target(request)))
+
+    async def block(request: web.Request) -> web.Response:
+        return web.json_response(await console.block(target(request)))
+
+    async def unblock(request: web.Request) -> web.Response:
+        return web.json_response(await console.unblock(target(request)))
+
+    async def text(request: web.Request) -> web.Response:
+        customer = target(request)
+        return web.json_response(await console.say(customer, str((await _json_body(request)).get("text", ""))))
+
+    async def tap(request: web.Request) -> web.Response:
+        customer = target(request)
+        action = (await _json_body(request)).get("action")
+        if not isinstance(action, dict):
+            raise ConsoleError(400, "action must be a LINE action object")
+        return web.json_response(await console.tap(customer, action, _origin(request)))
+
+    async def open_link(request: web.Request) -> web.Response:
+        customer = target(request)
+        url = str((await _json_body(request)).get("url", ""))
+        return web.json_response(await console.open_uri(customer, url, _origin(request)))
+
+    async def scan(request: web.Request) -> web.Response:
+        customer = target(request)
+        body = await _json_body(request)
+        links = [str(u) for u in body.get("links", []) if isinstance(u, str)]
+        return web.json_response(await console.scan(customer, str(body.get("image_url", "")), links, _origin(request)))
+
+    async def share(request: web.Request) -> web.Response:
+        sender = target(request)
+        body = await _json_body(request)
+        return web.json_response(console.share(sender, console.customer(str(body.get("to", ""))), str(body.get("text", ""))))
+
+    async def purchase(request: web.Request) -> web.Response:
+        customer = target(request)
+        amount = (await _json_body(request)).get("amount", 3000)
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= 100_000_000:
+            raise ConsoleError(400, "amount must be a whole number of yen from 1 to 100,000,000")
+        return web.json_response(await console.purchase(customer, amount))
+
+    async def richmenu(request: web.Request) -> web.Response:
+        return web.json_response({"menu": console.richmenu(target(request))})
+
+    async def tap_richmenu(request: web.Request) -> web.Response:
+        customer = target(request)
+        try:
+            index = int(request.match_info["index"])
+        except ValueError as exc:
+            raise ConsoleError(400, "the area is a number") from exc
+        return web.json_response(await console.tap_richmenu(customer, index))
+
+    async def richmenu_image(request: web.Request) -> web.Response:
+        found = platform.richmenus.images.get(request.match_info["id"])
+        if found is None:
+            raise ConsoleError(404, "no image for that rich menu")
+        return web.Response(body=found[0], content_type=found[1], headers={"Cache-Control": "max-age=3600"})
+
+    async def proxy(request: web.Request) -> web.Response:
+        # the raw (still percent-encoded) path, so the bot sees exactly what a phone would ask for
+        return await console.proxy(request.rel_url.raw_path_qs[len("/bot"):])
+
+    r = app.router
+    r.add_get("/", index)
+    r.add_static("/static/", STATIC)
+    r.add_get("/api/state", state)
+    r.add_get("/api/events", events)
+    r.add_post("/api/customers", add_customer)
+    r.add_get("/api/customers/{uid}/transcript", transcript)
+    r.add_post("/api/customers/{uid}/follow", follow)
+    r.add_post("/api/customers/{uid}/block", block)
+    r.add_post("/api/customers/{uid}/unblock", unblock)
+    r.add_post("/api/customers/{uid}/text", text)
+    r.add_post("/api/customers/{uid}/tap", tap)
+    r.add_post("/api/customers/{uid}/open", open_link)
+    r.add_post("/api/customers/{uid}/scan", scan)
+    r.add_post("/api/customers/{uid}/share", share)
+    r.add_post("/api/customers/{uid}/purchase", purchase)
+    r.add_get("/api/customers/{uid}/richmenu", richmenu)
+    r.add_post("/api/customers/{uid}/richmenu/{index}", tap_richmenu)
+    r.add_get("/api/richmenus/{id}.img", richmenu_image)
+    r.add_get("/bot/{tail:.*}", proxy)
+    return app
