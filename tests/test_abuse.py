@@ -15,7 +15,7 @@ import pytest_asyncio
 from bot.infra import keys
 from linesim.platform import Platform, new_user_id
 from rewards import keys as rkeys
-from tests.conftest import ADMIN, Bot, make_settings, start_bot
+from tests.support.harness import ADMIN, Bot, make_settings, start_bot
 
 BODY_SECONDS = 0.5
 
@@ -62,7 +62,7 @@ async def test_a_trickled_webhook_body_is_cut_off_without_blocking_anyone(quick_
     uid = new_user_id()
     body = platform.payload(platform.follow(uid))
     from linesim.platform import sign
-    from tests.conftest import SECRET
+    from tests.support.harness import SECRET
 
     slow = asyncio.create_task(trickle(quick_bot, "/callback", {"X-Line-Signature": sign(body, SECRET),
                                                                "Content-Type": "application/json"}, body, 0.1))

@@ -13,7 +13,7 @@ import pytest_asyncio
 from bot.infra import keys
 from linesim.platform import Platform, new_user_id, text_of
 from rewards import keys as rkeys
-from tests.conftest import PUBLIC, Bot, converse, make_settings, start_bot
+from tests.support.harness import PUBLIC, Bot, converse, make_settings, start_bot
 
 INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)")
 SOME_USER = "U" + "a" * 32

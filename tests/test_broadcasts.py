@@ -22,9 +22,9 @@ from rewards import segments
 from rewards.keys import PREFIX
 from rewards.rules import load_rules
 from rewards.segments import MemberFacts, SegmentError
-from tests.conftest import TOKEN, Bot, make_settings, start_bot
-from tests.processes import stop_processes, worker_process
-from tests.rules_helpers import Clock
+from tests.support.harness import TOKEN, Bot, make_settings, start_bot
+from tests.support.processes import stop_processes, worker_process
+from tests.support.rules_helpers import Clock
 
 RULES = load_rules(ASSETS / "rules.toml")
 
@@ -482,7 +482,7 @@ async def test_a_segment_the_rules_no_longer_allow_fails_the_job_with_a_reason(a
 
 
 async def test_member_facts_read_referrals_expiry_and_activity_from_redis(clean_redis: str) -> None:
-    from tests.rules_helpers import program_for
+    from tests.support.rules_helpers import program_for
 
     clock = Clock()
     program = await program_for(clean_redis, RULES, clock)

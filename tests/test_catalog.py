@@ -24,8 +24,8 @@ from rewards import keys
 from rewards.catalog import Catalog, ClaimResult
 from rewards.program import Program
 from rewards.rules import load_rules
-from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
-from tests.rules_helpers import Clock
+from tests.support.harness import PUBLIC, Bot, converse, make_settings, pack, start_bot
+from tests.support.rules_helpers import Clock
 
 REWARDS = """
 [[rewards]]

@@ -20,8 +20,8 @@ from handlers.rewards_catalog import ConfirmClaim, RewardsPage, ShowReward
 from linesim.console import decode_qr
 from linesim.platform import Platform, new_user_id, text_of
 from rewards import keys
-from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
-from tests.rules_helpers import variant
+from tests.support.harness import PUBLIC, Bot, converse, make_settings, pack, start_bot
+from tests.support.rules_helpers import variant
 
 HOSTILE = 'Q"uo\'te} {{points}} [[flex_member_title]] </b>\nnext line \\ end'
 REWARD_COUNT = 25

@@ -16,7 +16,7 @@ from bot.infra import keys
 from bot.infra.redis_conn import EmbeddedRedis
 from bot.web import health
 from linesim.platform import Platform, new_user_id
-from tests.conftest import Bot, converse, make_settings, start_bot
+from tests.support.harness import Bot, converse, make_settings, start_bot
 
 
 async def healthz(bot: Bot) -> tuple[int, dict]:

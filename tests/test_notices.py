@@ -11,11 +11,12 @@ import pytest
 import pytest_asyncio
 
 from bot import notices
+from bot.app import WORKER
 from handlers.rewards_catalog import ShowReward
 from linesim.platform import Call, Platform, new_user_id, text_of
 from rewards.rules import NOTICE_KINDS, Notifications, RulesError, load_rules
-from tests.conftest import WORKER, Bot, converse, make_settings, pack, start_bot
-from tests.rules_helpers import variant
+from tests.support.harness import Bot, converse, make_settings, pack, start_bot
+from tests.support.rules_helpers import variant
 
 JST = ZoneInfo("Asia/Tokyo")
 MUG = ('[[rewards]]\nid = "mug"\ncost = 10\nstock = 0\nname = { ja = "マグカップ", en = "A mug" }\n'

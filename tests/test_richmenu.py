@@ -22,8 +22,8 @@ from bot.infra.redis_conn import connect
 from bot.line.client import LineClient
 from bot.richmenu import sync as richmenu
 from bot.richmenu.sync import MENUS, RichMenuError, RichMenus, TooManyCalls, load_menu, load_menus, sync
-from linesim.platform import Platform, text_of
-from tests.conftest import TOKEN, Bot, converse, make_settings, new_user_id
+from linesim.platform import Platform, new_user_id, text_of
+from tests.support.harness import TOKEN, Bot, converse, make_settings
 
 CUSTOMER_TEXTS = ["招待", "ポイント", "特典", "紹介状況", "クーポン", "ヘルプ"]
 STAFF_TEXTS = ["配信する", "今日の数字", "会員を探す", "クーポン使用", "審査待ち"]

@@ -14,8 +14,8 @@ import pytest_asyncio
 from handlers.rewards_catalog import ShowReward
 from linesim.platform import Platform, new_user_id, text_of
 from rewards.rules import RulesError, load_rules
-from tests.conftest import Bot, converse, make_settings, pack, start_bot
-from tests.rules_helpers import DEFAULT, variant
+from tests.support.harness import Bot, converse, make_settings, pack, start_bot
+from tests.support.rules_helpers import DEFAULT, variant
 
 STAFF = "U" + "7" * 32
 NO_LABELS = re.sub(r"^label = .*\n", "", DEFAULT, flags=re.M)
