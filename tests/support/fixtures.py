@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +20,10 @@ import redis as sync_redis
 from bot.infra.redis_conn import EmbeddedRedis, cluster_node_url, is_cluster_url
 from linesim.platform import Platform
 from tests.support.cluster import CLUSTER, LocalCluster
-from tests.support.harness import BASIC_ID, SECRET, TOKEN, Bot, make_settings, start_bot
+from tests.support.harness import BASIC_ID, SECRET, TOKEN, Bot, BotWith, make_settings, start_bot
 from tests.support.slot_guard import guard
 
 HANG_REPORT_SECONDS = float(os.environ.get("SHOKAI_HANG_REPORT_SECONDS", "120"))
-
-BotWith = Callable[..., Awaitable[Bot]]
 
 
 def sync_client(url: str) -> sync_redis.Redis | sync_redis.RedisCluster:

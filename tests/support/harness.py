@@ -6,6 +6,7 @@ pytest would also register any fixture a test module imports).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import ClientSession, web
@@ -83,6 +84,10 @@ async def start_bot(settings: Settings, platform: Platform, run_worker: bool = T
     url = f"http://127.0.0.1:{port}"
     platform.bot_url = url + "/callback"
     return Bot(url=url, app=app, runner=runner, platform=platform, http=ClientSession())
+
+
+# the `bot_with` fixture: `await bot_with(run_worker=True, **settings)` -> a started Bot
+BotWith = Callable[..., Awaitable[Bot]]
 
 
 async def converse(platform: Platform, uid: str, event: dict, timeout: float = 10.0) -> list[dict]:
