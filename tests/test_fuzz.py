@@ -68,8 +68,7 @@ class Running:
 
     def close(self) -> None:
         async def stop() -> None:
-            await self.bot.http.close()
-            await self.bot.runner.cleanup()
+            await self.bot.stop()
             await self.platform.stop()
         self.run(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
