@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest_asyncio
 
 from bot.infra import keys
-from linesim.platform import Platform, new_user_id
+from linesim.platform import new_user_id
 from rewards import keys as rkeys
-from tests.conftest import ADMIN, Bot, make_settings, start_bot
+from tests.support.harness import ADMIN, Bot, BotWith
 
 BODY_SECONDS = 0.5
 
 
 @pytest_asyncio.fixture
-async def quick_bot(clean_redis: str, platform: Platform) -> AsyncIterator[Bot]:
-    b = await start_bot(make_settings(clean_redis, platform, body_read_seconds=BODY_SECONDS), platform)
-    yield b
-    await b.http.close()
-    await b.runner.cleanup()
-    assert platform.violations == []
+async def quick_bot(bot_with: BotWith) -> Bot:
+    return await bot_with(body_read_seconds=BODY_SECONDS)
 
 
 async def trickle(bot: Bot, path: str, headers: dict[str, str], body: bytes, every: float) -> tuple[int, float]:
@@ -62,7 +57,7 @@ async def test_a_trickled_webhook_body_is_cut_off_without_blocking_anyone(quick_
     uid = new_user_id()
     body = platform.payload(platform.follow(uid))
     from linesim.platform import sign
-    from tests.conftest import SECRET
+    from tests.support.harness import SECRET
 
     slow = asyncio.create_task(trickle(quick_bot, "/callback", {"X-Line-Signature": sign(body, SECRET),
                                                                "Content-Type": "application/json"}, body, 0.1))

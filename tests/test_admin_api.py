@@ -4,16 +4,15 @@ members, broadcasts by multicast, and stats.
 """
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
 
 from bot.infra import keys
-from linesim.platform import Platform, new_user_id, text_of
+from linesim.platform import new_user_id, text_of
 from rewards import keys as rkeys
-from tests.conftest import PUBLIC, Bot, converse, make_settings, start_bot
+from tests.support.harness import PUBLIC, Bot, BotWith, converse
 
 INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)")
 SOME_USER = "U" + "a" * 32
@@ -117,11 +116,8 @@ async def test_wrong_token_is_403(bot: Bot, method: str, path: str, body: object
 
 
 @pytest_asyncio.fixture
-async def bot_without_admin_token(clean_redis: str, platform: Platform) -> AsyncIterator[Bot]:
-    b = await start_bot(make_settings(clean_redis, platform, admin_token=None), platform)
-    yield b
-    await b.http.close()
-    await b.runner.cleanup()
+async def bot_without_admin_token(bot_with: BotWith) -> Bot:
+    return await bot_with(admin_token=None)
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_CALLS, ids=CALL_IDS)

@@ -11,7 +11,7 @@ from openapi_spec_validator import validate
 
 from linesim.platform import new_user_id
 from rewards import keys as rkeys
-from tests.conftest import ADMIN, Bot
+from tests.support.harness import ADMIN, Bot
 from tests.test_admin_api import assert_error, buy, member, points_of, refer
 
 SOME = "U" + "b" * 32

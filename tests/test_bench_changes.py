@@ -1,11 +1,13 @@
 """What the benchmark work changed: compact ledger entries read back whole, and workers sharing partitions."""
 import asyncio
 
+from bot.app import WORKER
 from bot.infra import keys as bot_keys
 from bot.intake.worker import Worker
 from handlers import build_router
+from linesim.platform import new_user_id
 from rewards import keys
-from tests.conftest import WORKER, Bot, converse, new_user_id
+from tests.support.harness import Bot, converse
 from tests.test_rules_engine import make, new_member  # noqa: F401 (make is a fixture)
 
 

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -22,9 +22,9 @@ from rewards import segments
 from rewards.keys import PREFIX
 from rewards.rules import load_rules
 from rewards.segments import MemberFacts, SegmentError
-from tests.conftest import TOKEN, Bot, make_settings, start_bot
-from tests.processes import stop_processes, worker_process
-from tests.rules_helpers import Clock
+from tests.support.harness import TOKEN, Bot, BotWith, make_settings, start_bot
+from tests.support.processes import stop_processes, worker_process
+from tests.support.rules_helpers import Clock
 
 RULES = load_rules(ASSETS / "rules.toml")
 
@@ -81,13 +81,9 @@ async def stored_keys(bot: Bot) -> list[bytes]:
 
 
 @pytest_asyncio.fixture
-async def api_only(clean_redis: str, platform: Platform) -> AsyncIterator[Bot]:
+async def api_only(bot_with: BotWith) -> Bot:
     """The web side alone: tests drive a BroadcastRunner themselves, with a clock they move."""
-    b = await start_bot(make_settings(clean_redis, platform, broadcast_rate=50.0, broadcast_concurrency=1), platform,
-                        run_worker=False)
-    yield b
-    await b.http.close()
-    await b.runner.cleanup()
+    return await bot_with(run_worker=False, broadcast_rate=50.0, broadcast_concurrency=1)
 
 
 async def create(bot: Bot, body: dict) -> str:
@@ -482,7 +478,7 @@ async def test_a_segment_the_rules_no_longer_allow_fails_the_job_with_a_reason(a
 
 
 async def test_member_facts_read_referrals_expiry_and_activity_from_redis(clean_redis: str) -> None:
-    from tests.rules_helpers import program_for
+    from tests.support.rules_helpers import program_for
 
     clock = Clock()
     program = await program_for(clean_redis, RULES, clock)

@@ -18,14 +18,14 @@ from bot.infra.redis_conn import connect
 from bot.line.limits import actions as _actions
 from handlers.rewards_catalog import ConfirmClaim, ShowReward
 from linesim.phone import decode_qr
-from linesim.platform import Platform, new_user_id, text_of
+from linesim.platform import new_user_id, text_of
 from rewards import catalog as cat
 from rewards import keys
 from rewards.catalog import Catalog, ClaimResult
 from rewards.program import Program
 from rewards.rules import load_rules
-from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
-from tests.rules_helpers import Clock
+from tests.support.harness import PUBLIC, Bot, BotWith, converse, pack
+from tests.support.rules_helpers import Clock
 
 REWARDS = """
 [[rewards]]
@@ -133,12 +133,8 @@ async def shop(clean_redis: str, tmp_path: Path) -> AsyncIterator[Shop]:
 
 
 @pytest_asyncio.fixture
-async def shop_bot(clean_redis: str, platform: Platform, tmp_path: Path) -> AsyncIterator[Bot]:
-    b = await start_bot(make_settings(clean_redis, platform, rewards_config=write_rules(tmp_path)), platform)
-    yield b
-    await b.http.close()
-    await b.runner.cleanup()
-    assert platform.violations == [], f"LINE protocol violations: {platform.violations}"
+async def shop_bot(bot_with: BotWith, tmp_path: Path) -> Bot:
+    return await bot_with(rewards_config=write_rules(tmp_path))
 
 
 # ---- refusals: a table ---------------------------------------------------------------------

@@ -20,8 +20,8 @@ from bot.infra import keys
 from bot.infra.redis_conn import EmbeddedRedis
 from linesim.platform import Platform, new_user_id
 from rewards import keys as rkeys
-from tests.conftest import make_settings, start_bot
-from tests.processes import stop_processes, worker_process
+from tests.support.harness import make_settings, start_bot
+from tests.support.processes import stop_processes, worker_process
 
 pytestmark = pytest.mark.slow
 SEED = 6

@@ -15,9 +15,11 @@ from redis.exceptions import ResponseError
 from bot.config import Settings
 from bot.infra import keys as bkeys
 from bot.infra.redis_conn import cluster_node_url, connect, is_cluster_url
+from linesim.platform import new_user_id
 from rewards import keys as rkeys
-from tests.conftest import CLUSTER, Bot, converse, new_user_id
-from tests.slot_guard import CrossSlot, one_slot, slot_of
+from tests.support.cluster import CLUSTER
+from tests.support.harness import Bot, converse
+from tests.support.slot_guard import CrossSlot, one_slot, slot_of
 
 
 def builders(module: ModuleType, prefix: str, owner: str) -> list[str]:

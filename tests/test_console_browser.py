@@ -136,7 +136,8 @@ class Console:
 # ---- 1. the referral story against the real local stack ------------------------------------------
 @pytest.fixture
 async def local_stack(tmp_path: Path) -> AsyncIterator[dict]:
-    """`python -m bot dev` in its own process group, answering on its console port."""
+    """`python -m bot dev` in its own process group, answering on its console port; after the test, the LINE
+    stand-in inside it must have recorded no protocol violation (as for the `bot_with` fixture)."""
     if not (ROOT / "linesim" / "dev.py").exists() or not (ROOT / "bot" / "__main__.py").exists():
         print("SKIP: `python -m bot dev` does not exist yet (linesim/dev.py, bot/__main__.py)")
         pytest.skip("`python -m bot dev` does not exist yet")
@@ -164,6 +165,12 @@ async def local_stack(tmp_path: Path) -> AsyncIterator[dict]:
             else:
                 pytest.fail(f"the console did not answer within {STARTUP_SECONDS} s:\n{log_path.read_text()[-3000:]}")
         yield {"console_url": console_url, "bot_url": f"http://127.0.0.1:{port}", "log": log_path}
+        # the stand-in runs inside `bot dev`: its violations reach us through the console's log
+        async with ClientSession(timeout=ClientTimeout(total=10)) as http:
+            async with http.get(console_url + "api/state") as response:
+                log = (await response.json())["log"]
+        violations = [item["text"] for item in log if item["kind"] == "violation"]
+        assert violations == [], f"LINE protocol violations: {violations}"
     finally:
         if process.returncode is None:
             os.killpg(process.pid, signal.SIGTERM)  # the whole group: the bot and its embedded Redis

@@ -14,8 +14,8 @@ from bot.infra.metrics import Metrics
 from bot.intake.worker import Worker
 from handlers import build_router
 from linesim.platform import new_user_id, text_of
-from tests.conftest import make_settings, start_bot
-from tests.processes import stop_processes, worker_process
+from tests.support.harness import make_settings, start_bot
+from tests.support.processes import stop_processes, worker_process
 
 
 async def test_a_worker_dying_mid_event_leaves_it_to_the_next_worker(clean_redis, platform) -> None:

@@ -4,7 +4,6 @@ texts exist in every locale; text from people goes in as data."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from handlers.rewards_catalog import ConfirmClaim, RewardsPage, ShowReward
 from linesim.phone import decode_qr
 from linesim.platform import Platform, new_user_id, text_of
 from rewards import keys
-from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
-from tests.rules_helpers import variant
+from tests.support.harness import PUBLIC, Bot, BotWith, converse, pack
+from tests.support.rules_helpers import variant
 
 HOSTILE = 'Q"uo\'te} {{points}} [[flex_member_title]] </b>\nnext line \\ end'
 REWARD_COUNT = 25
@@ -39,15 +38,11 @@ def rewards_toml() -> str:
 
 
 @pytest_asyncio.fixture
-async def shop(clean_redis: str, platform: Platform, tmp_path: Path) -> AsyncIterator[Bot]:
+async def shop(bot_with: BotWith, tmp_path: Path) -> Bot:
     # a hold, so referrals show pending points; short expiry with a long warning, so points are "expiring soon"
     rules = variant(tmp_path, rewards_toml(), referral__hold_days="7", points__expire_after_months="1",
                     points__warning_days="40")
-    bot = await start_bot(make_settings(clean_redis, platform, rewards_config=rules), platform)
-    yield bot
-    await bot.http.close()
-    await bot.runner.cleanup()
-    assert platform.violations == [], platform.violations
+    return await bot_with(rewards_config=rules)
 
 
 WORDS = {"ja": ["ポイント", "招待", "紹介状況", "ランキング", "特典", "クーポン", "ヘルプ"],

@@ -26,7 +26,7 @@ from bot.intake.worker import Worker
 from handlers import build_router
 from handlers.gift import GiftChoice  # noqa: F401  (imported so its postback class is registered)
 from linesim.platform import Platform, new_user_id, sign
-from tests.conftest import ADMIN, BASIC_ID, SECRET, TOKEN, Bot, make_settings, pack, start_bot
+from tests.support.harness import ADMIN, BASIC_ID, SECRET, TOKEN, Bot, make_settings, pack, start_bot
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -68,8 +68,7 @@ class Running:
 
     def close(self) -> None:
         async def stop() -> None:
-            await self.bot.http.close()
-            await self.bot.runner.cleanup()
+            await self.bot.stop()
             await self.platform.stop()
         self.run(stop())
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -5,7 +5,6 @@ queue show as "status": "degraded" in the body, and as gauges in /metrics.
 """
 import math
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from bot.infra import keys
 from bot.infra.redis_conn import EmbeddedRedis
 from bot.web import health
 from linesim.platform import Platform, new_user_id
-from tests.conftest import Bot, converse, make_settings, start_bot
+from tests.support.harness import Bot, BotWith, converse, make_settings, start_bot
 
 
 async def healthz(bot: Bot) -> tuple[int, dict]:
@@ -38,12 +37,9 @@ async def stop(bot: Bot) -> None:
 
 
 @pytest_asyncio.fixture
-async def idle_bot(clean_redis: str, platform: Platform) -> AsyncIterator[Bot]:
+async def idle_bot(bot_with: BotWith) -> Bot:
     """The web part alone: events are queued and nobody works on them (every worker process died)."""
-    b = await start_bot(make_settings(clean_redis, platform), platform, run_worker=False)
-    yield b
-    await stop(b)
-    assert platform.violations == [], f"LINE protocol violations: {platform.violations}"
+    return await bot_with(run_worker=False)
 
 
 async def test_ok_with_the_worker_running(bot: Bot) -> None:

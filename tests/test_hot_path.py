@@ -14,7 +14,7 @@ from bot.intake.worker import Worker
 from handlers import build_router
 from linesim.platform import new_user_id
 from rewards import keys as reward_keys
-from tests.conftest import make_settings, start_bot
+from tests.support.harness import make_settings, start_bot
 
 
 async def test_the_sighting_gives_the_language_its_own_choice_first(clean_redis, platform) -> None:

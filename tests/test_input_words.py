@@ -11,7 +11,7 @@ import pytest
 from bot.chat.keywords import MAX_MATCH_CHARS, WordTable, fold, is_emoji_only, table
 from bot.config import ASSETS
 from linesim.platform import new_user_id, text_of
-from tests.conftest import Bot, converse
+from tests.support.harness import Bot, converse
 
 
 @pytest.mark.parametrize("typed, intent", [

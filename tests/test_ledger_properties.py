@@ -17,7 +17,7 @@ from bot.infra.redis_conn import connect
 from rewards import engine, keys, ledger_codec
 from rewards.program import Program
 from rewards.rules import load_rules
-from tests.rules_helpers import Clock
+from tests.support.rules_helpers import Clock
 
 RULES = load_rules(ASSETS / "rules.toml").__class__(**{
     **load_rules(ASSETS / "rules.toml").__dict__, "expire_after_months": 1, "campaigns": ()})

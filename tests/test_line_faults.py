@@ -7,7 +7,7 @@ from pathlib import Path
 from bot.infra.redis_conn import EmbeddedRedis
 from bot.line.client import retry_key
 from linesim.platform import new_user_id, text_of
-from tests.conftest import Bot, converse, make_settings, start_bot
+from tests.support.harness import Bot, converse, make_settings, start_bot
 
 
 async def test_a_token_too_old_to_use_falls_back_to_a_push_with_a_retry_key(bot: Bot) -> None:

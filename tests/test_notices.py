@@ -2,7 +2,6 @@
 once — also when the clock runs twice or crashes between the push and its bookkeeping."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,11 +10,12 @@ import pytest
 import pytest_asyncio
 
 from bot import notices
+from bot.app import WORKER
 from handlers.rewards_catalog import ShowReward
 from linesim.platform import Call, Platform, new_user_id, text_of
 from rewards.rules import NOTICE_KINDS, Notifications, RulesError, load_rules
-from tests.conftest import WORKER, Bot, converse, make_settings, pack, start_bot
-from tests.rules_helpers import variant
+from tests.support.harness import Bot, BotWith, converse, pack
+from tests.support.rules_helpers import variant
 
 JST = ZoneInfo("Asia/Tokyo")
 MUG = ('[[rewards]]\nid = "mug"\ncost = 10\nstock = 0\nname = { ja = "マグカップ", en = "A mug" }\n'
@@ -26,15 +26,10 @@ TEXTS = {"friend_joined": "お友だちが登録しました", "referral_complet
 
 
 @pytest_asyncio.fixture
-async def shop(clean_redis: str, platform: Platform, tmp_path: Path, request: pytest.FixtureRequest
-               ) -> AsyncIterator[Bot]:
+async def shop(bot_with: BotWith, tmp_path: Path, request: pytest.FixtureRequest) -> Bot:
     settings = getattr(request, "param", {})
     rules = variant(tmp_path, MUG, **settings)
-    bot = await start_bot(make_settings(clean_redis, platform, rewards_config=rules), platform)
-    yield bot
-    await bot.http.close()
-    await bot.runner.cleanup()
-    assert platform.violations == [], platform.violations
+    return await bot_with(rewards_config=rules)
 
 
 def pushes(platform: Platform, since: int = 0) -> list[Call]:

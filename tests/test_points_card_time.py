@@ -7,8 +7,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from linesim.platform import Platform, new_user_id
-from tests.conftest import converse, make_settings, start_bot
-from tests.rules_helpers import variant
+from tests.support.harness import converse, make_settings, start_bot
+from tests.support.rules_helpers import variant
 
 SAMOA = ZoneInfo("Pacific/Pago_Pago")  # UTC-11: its date differs from Tokyo's for 20 hours of each day
 TOKYO = ZoneInfo("Asia/Tokyo")

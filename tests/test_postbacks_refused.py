@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from handlers.rewards_catalog import RewardsPage
 from linesim.platform import new_user_id
-from tests.conftest import Bot, converse, pack
+from tests.support.harness import Bot, converse, pack
 from tests.test_webhook_hygiene import metric
 
 

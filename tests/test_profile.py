@@ -9,7 +9,7 @@ import pytest
 from bot.chat import conversation
 from handlers.profile import clean_nickname
 from linesim.platform import Platform, new_user_id, text_of
-from tests.conftest import Bot, converse
+from tests.support.harness import Bot, converse
 
 
 def actions(messages: list[dict]) -> list[dict[str, Any]]:
@@ -149,7 +149,7 @@ async def test_a_menu_word_ends_the_nickname_step(bot: Bot) -> None:
 
 async def test_consent_needs_a_nickname_first(bot: Bot) -> None:
     from handlers.profile import ShowNickname
-    from tests.conftest import pack
+    from tests.support.harness import pack
 
     platform = bot.platform
     uid = await joined(bot)

@@ -7,7 +7,7 @@ import pytest
 from bot import notices
 from linesim.platform import text_of
 from rewards.program import Program
-from tests.conftest import Bot
+from tests.support.harness import Bot
 from tests.test_admin_api_more import review_referral
 
 

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from linesim.platform import new_user_id, text_of
-from tests.conftest import PUBLIC, Bot, converse
+from tests.support.harness import PUBLIC, Bot, converse
 
 INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)")
 

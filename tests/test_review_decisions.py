@@ -13,8 +13,8 @@ import pytest_asyncio
 
 from rewards.program import Program, ProgramError
 from rewards.review import ReferralReview
-from tests.conftest import Bot, converse
-from tests.rules_helpers import Clock, program_for, variant
+from tests.support.harness import Bot, converse
+from tests.support.rules_helpers import Clock, program_for, variant
 from tests.test_admin_api_more import review_referral
 from tests.test_rules_engine import new_member, points, refer
 

@@ -26,8 +26,8 @@ from bot.richmenu import sync as richmenu
 from bot.richmenu.spec import CUSTOMER_ALIAS, MENUS, STAFF_ALIAS, RichMenuError, load_menu, load_menus
 from bot.richmenu.staff import is_staff_menu_user, link_staff_menu, unlink_staff_menu
 from bot.richmenu.sync import RichMenus, TooManyCalls, sync
-from linesim.platform import Platform, text_of
-from tests.conftest import TOKEN, Bot, converse, make_settings, new_user_id
+from linesim.platform import Platform, new_user_id, text_of
+from tests.support.harness import TOKEN, Bot, converse, make_settings
 
 CUSTOMER_TEXTS = ["招待", "ポイント", "特典", "紹介状況", "クーポン", "ヘルプ"]
 STAFF_TEXTS = ["配信する", "今日の数字", "会員を探す", "クーポン使用", "審査待ち"]

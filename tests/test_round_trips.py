@@ -10,7 +10,7 @@ from bot.infra import keys
 from bot.intake.stream import partition_of
 from handlers.profile import AskNickname
 from linesim.platform import Platform, new_user_id
-from tests.conftest import converse, make_settings, pack, start_bot
+from tests.support.harness import converse, make_settings, pack, start_bot
 
 
 def watch(redis: Any, monkeypatch: Any) -> list[tuple[str, ...]]:

@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from linesim.platform import new_user_id, text_of
 from rewards.program import Program
-from tests.rules_helpers import Clock, program_for, variant
+from tests.support.rules_helpers import Clock, program_for, variant
 
 JST = ZoneInfo("Asia/Tokyo")
 DAY = 86_400_000
@@ -431,7 +431,7 @@ async def test_adjustments_are_in_the_ledger_with_the_reason_and_staff(make) -> 
 # ---- in chat ---------------------------------------------------------------------------
 async def test_a_referrer_turns_gifting_on_in_chat_and_sees_pending_points(clean_redis, platform, tmp_path) -> None:
     from handlers.gift import GiftChoice
-    from tests.conftest import converse, make_settings, pack, start_bot
+    from tests.support.harness import converse, make_settings, pack, start_bot
 
     rules = variant(tmp_path, referral__hold_days=7)
     bot = await start_bot(make_settings(clean_redis, platform, rewards_config=rules), platform)

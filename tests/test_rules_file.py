@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import ASSETS
 from rewards.rules import RulesError, load_rules
-from tests.rules_helpers import DEFAULT, variant
+from tests.support.rules_helpers import DEFAULT, variant
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
@@ -15,10 +14,10 @@ from bot.chat import conversation
 from bot.infra import keys
 from handlers.staff_broadcast import ConfirmBroadcast, PickSegment
 from handlers.staff_review import ApproveReferral, VoidReferral
-from linesim.platform import Platform, new_user_id
+from linesim.platform import new_user_id
 from rewards import keys as rkeys
 from rewards.program import ProgramError
-from tests.conftest import PUBLIC, Bot, converse, make_settings, pack, start_bot
+from tests.support.harness import PUBLIC, Bot, BotWith, converse, pack
 from tests.test_admin_api import follow, points_of, wait_for_broadcast
 from tests.test_admin_api_more import review_referral
 
@@ -26,12 +25,8 @@ STAFF = "U" + "5" * 32
 
 
 @pytest_asyncio.fixture
-async def staff_bot(clean_redis: str, platform: Platform) -> AsyncIterator[Bot]:
-    b = await start_bot(make_settings(clean_redis, platform, staff_user_ids=frozenset({STAFF})), platform)
-    yield b
-    await b.http.close()
-    await b.runner.cleanup()
-    assert platform.violations == [], f"LINE protocol violations: {platform.violations}"
+async def staff_bot(bot_with: BotWith) -> Bot:
+    return await bot_with(staff_user_ids=frozenset({STAFF}))
 
 
 async def say(bot: Bot, uid: str, text: str) -> list[dict]:

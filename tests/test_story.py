@@ -4,7 +4,7 @@ from urllib.parse import unquote
 
 from linesim.phone import decode_qr
 from linesim.platform import new_user_id, text_of
-from tests.conftest import PUBLIC, Bot, converse
+from tests.support.harness import PUBLIC, Bot, converse
 
 INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)")
 OA_MESSAGE = re.compile(r'href="https://line\.me/R/oaMessage/([^/"]+)/\?([^"]+)"')

@@ -5,31 +5,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from handlers.rewards_catalog import ShowReward
-from linesim.platform import Platform, new_user_id, text_of
+from linesim.platform import new_user_id, text_of
 from rewards.rules import RulesError, load_rules
-from tests.conftest import Bot, converse, make_settings, pack, start_bot
-from tests.rules_helpers import DEFAULT, variant
+from tests.support.harness import Bot, BotWith, converse, pack
+from tests.support.rules_helpers import DEFAULT, variant
 
 STAFF = "U" + "7" * 32
 NO_LABELS = re.sub(r"^label = .*\n", "", DEFAULT, flags=re.M)
 
 
 @pytest_asyncio.fixture
-async def shop(clean_redis: str, platform: Platform, tmp_path: Path) -> AsyncIterator[Bot]:
+async def shop(bot_with: BotWith, tmp_path: Path) -> Bot:
     rules = variant(tmp_path, notifications__quiet_hours='""')  # the tier-up notice goes out at any hour
-    bot = await start_bot(make_settings(clean_redis, platform, rewards_config=rules,
-                                        staff_user_ids=frozenset({STAFF})), platform)
-    yield bot
-    await bot.http.close()
-    await bot.runner.cleanup()
-    assert platform.violations == [], platform.violations
+    return await bot_with(rewards_config=rules, staff_user_ids=frozenset({STAFF}))
 
 
 async def member(bot: Bot, lang: str, points: int = 0) -> str:

@@ -11,7 +11,7 @@ import pytest
 from bot.infra import keys
 from linesim.platform import Platform, new_user_id, sign
 from rewards import keys as rkeys
-from tests.conftest import SECRET, Bot, converse
+from tests.support.harness import SECRET, Bot, converse
 
 MIB = 1024 * 1024
 MESSAGE_ENDPOINTS = ("reply", "push", "multicast", "broadcast")

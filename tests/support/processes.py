@@ -6,9 +6,9 @@ import signal
 import subprocess
 import sys
 
-from tests.conftest import BASIC_ID, PUBLIC, SECRET, TOKEN
+from tests.support.harness import BASIC_ID, PUBLIC, SECRET, TOKEN
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def worker_process(redis_url: str, api_url: str, **env: str) -> subprocess.Popen:
