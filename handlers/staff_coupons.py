@@ -9,7 +9,7 @@ from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, text_of, words
 from bot.chat.staff import clear_step, in_step, is_staff
 from handlers.staff_common import WORD_COUPON, ask_for, cancel_button, staff_text
-from rewards.program import ProgramError
+from rewards.errors import ProgramError
 
 router = Router("staff_coupons")
 inputs = Router("staff_coupons_inputs")

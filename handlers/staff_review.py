@@ -11,7 +11,7 @@ from bot.chat.router import MessageEvent, PostbackEvent, Router, postback, words
 from bot.chat.staff import is_staff
 from handlers.staff_common import WORD_REVIEW, postback_button, staff_text
 from rewards import codes
-from rewards.program import ProgramError
+from rewards.errors import ProgramError
 from rewards.review import ReferralReview
 
 router = Router("staff_review")

@@ -17,6 +17,7 @@ from typing import Any
 
 from rewards import codes, engine, keys, ledger_codec
 from rewards.engine import Award
+from rewards.errors import ProgramError
 from rewards.rules import Milestone, Rules, Tier
 from rewards.segments import MemberFacts
 
@@ -31,15 +32,6 @@ EXISTING_MEMBER = "EXISTING_MEMBER"
 UNKNOWN_CODE = "UNKNOWN_CODE"
 EXPIRED = "EXPIRED"
 RATE_LIMITED = "RATE_LIMITED"
-
-
-class ProgramError(Exception):
-    """A request the program refuses; `code` is stable, `message` is for people."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

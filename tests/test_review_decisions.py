@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
-from rewards.program import Program, ProgramError
+from rewards.errors import ProgramError
+from rewards.program import Program
 from rewards.review import ReferralReview
 from tests.conftest import Bot, converse
 from tests.rules_helpers import Clock, program_for, variant
