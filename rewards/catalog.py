@@ -31,7 +31,8 @@ from typing import Any
 from rewards import codes, keys
 from rewards.errors import ProgramError
 from rewards.ledger_codec import op_field
-from rewards.program import MemberView, Program
+from rewards.members import MemberView
+from rewards.program import Program
 from rewards.rules import Reward, Rules
 
 _LUA = Path(__file__).resolve().parent / "lua"
