@@ -22,7 +22,8 @@ from bot.line.limits import TEXT_MAX, clip
 from bot.services import Services
 from rewards import engine
 from rewards.catalog import Stock
-from rewards.program import Attribution, Purchase
+from rewards.orders import Purchase
+from rewards.referrals import Attribution
 from rewards.review import Decision
 from rewards.rules import NOTICE_KINDS, Notifications
 

@@ -4,7 +4,7 @@ from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, keyword
 from bot.line.flex import cut
 from handlers.common import card, note, render
-from rewards.program import Ranked
+from rewards.board import Ranked
 
 router = Router("leaderboard")
 TOP = 10

@@ -26,7 +26,7 @@ from bot.chat.postback import PostbackData
 from bot.chat.router import MessageEvent, PostbackEvent, Router, carries_code, keyword, postback, text_of
 from handlers.common import text
 from rewards import engine
-from rewards.program import ProgramError
+from rewards.errors import ProgramError
 
 router = Router("profile")
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@ newest few; and how many friends away the next milestone bonus is."""
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, keyword
 from handlers.common import card, note, render, row
-from rewards.program import FriendReferral
+from rewards.referrals import FriendReferral
 
 router = Router("referral_status")
 

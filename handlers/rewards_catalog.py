@@ -13,7 +13,9 @@ from bot.line.flex import cut
 from bot.line.limits import BUTTON_LABEL_MAX, DISPLAY_TEXT_MAX, QUICK_REPLY_LABEL_MAX, clip
 from bot.line.links import coupon_link
 from handlers.common import card, note, render, show_loading, text, tier_label
-from rewards.catalog import OUT_OF_STOCK, Coupon, Stock
+from rewards.catalog import OUT_OF_STOCK
+from rewards.coupons import Coupon
+from rewards.inventory import Stock
 from rewards.rules import Reward
 
 router = Router("rewards_catalog")

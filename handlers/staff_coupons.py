@@ -18,7 +18,7 @@ from bot.chat.flows import Flow
 from bot.chat.router import MessageEvent, Router, text_of, words
 from bot.chat.staff import STEP_TTL_SECONDS, is_staff
 from handlers.staff_common import WORD_COUPON, ask_for, cancel_button, staff_cancelled, staff_text
-from rewards.program import ProgramError
+from rewards.errors import ProgramError
 
 router = Router("staff_coupons")
 inputs = Router("staff_coupons_inputs")

@@ -21,8 +21,8 @@ from bot.chat.staff import STEP_TTL_SECONDS, is_staff
 from handlers.common import tier_label
 from handlers.staff_common import WORD_MEMBER, ask_for, cancel_button, staff_cancelled, staff_text
 from rewards import codes
+from rewards.errors import ProgramError
 from rewards.lookup import find_member
-from rewards.program import ProgramError
 
 router = Router("staff_members")
 inputs = Router("staff_members_inputs")

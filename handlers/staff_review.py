@@ -12,7 +12,7 @@ from bot.chat.staff import is_staff
 from bot.line.limits import TEXT_MAX, clip
 from handlers.staff_common import WORD_REVIEW, postback_button, staff_text
 from rewards import codes
-from rewards.program import ProgramError
+from rewards.errors import ProgramError
 from rewards.review import ReferralReview
 
 router = Router("staff_review")

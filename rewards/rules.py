@@ -13,9 +13,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rewards.errors import DomainError
 
-class RulesError(Exception):
+
+class RulesError(DomainError):
     """The rules file is unreadable or breaks a rule; the message says where."""
+
+    def __init__(self, message: str):
+        super().__init__("INVALID_RULES", message)
 
 
 @dataclass(frozen=True)

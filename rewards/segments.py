@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from rewards import engine
+from rewards.errors import DomainError
 from rewards.rules import Rules
 
 MAX_DEPTH = 8
@@ -40,13 +41,13 @@ LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 DEFAULT_LANGUAGE = "ja"
 
 
-class SegmentError(Exception):
+class SegmentError(DomainError):
     """A segment that cannot be evaluated; `where` points into the JSON (e.g. `segment.all[1].tier`)."""
 
     def __init__(self, where: str, message: str):
-        super().__init__(f"{where}: {message}")
+        super().__init__("INVALID_SEGMENT", f"{where}: {message}")
         self.where = where
-        self.message = message
+        self.message = message  # without `where`, which str() of the error starts with
 
 
 @dataclass(frozen=True)

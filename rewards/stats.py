@@ -1,4 +1,4 @@
-"""The program's numbers over the last N days, from the per-day counters Program.count keeps.
+"""The program's numbers over the last N days, from the per-day counters rewards/counters.py keeps.
 
 Definitions (also in the README):
 - conversion rate: referrals completed ÷ invite pages opened, over the period.
@@ -32,7 +32,7 @@ def _ratio(part: int, whole: int) -> float | None:
 
 async def report(program: Program, days: int = 30) -> dict[str, Any]:
     redis = program.redis
-    today = engine.shop_time(program.rules, program._now_ms()).date()
+    today = engine.shop_time(program.rules, program.now_ms()).date()
     dates = [(today - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
     async with redis.pipeline(transaction=False) as pipe:
         for day in dates:
@@ -57,7 +57,7 @@ async def report(program: Program, days: int = 30) -> dict[str, Any]:
     referrers = int(await redis.zcount(keys.TOP_REFERRERS, 1, "+inf"))
     completed_ever = sum(int(score) for _, score in
                          await redis.zrangebyscore(keys.TOP_REFERRERS, 1, "+inf", withscores=True))
-    start_ms = int(engine.shop_time(program.rules, program._now_ms()).replace(
+    start_ms = int(engine.shop_time(program.rules, program.now_ms()).replace(
         hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000) - (days - 1) * DAY_MS
     cycles = []
     for raw in (await redis.hgetall(keys.CYCLES)).values():

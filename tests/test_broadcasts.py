@@ -499,7 +499,7 @@ async def test_member_facts_read_referrals_expiry_and_activity_from_redis(clean_
         assert facts[referrer].points == RULES.signup_points
         seg = segments.parse({"has_pending_referrals": True}, RULES, clock.ms)
         assert [u for u, f in facts.items() if seg.matches(f)] == [referrer]
-        lots = await program._queued_lots(referrer)
+        lots = await program.points_ledger.queued_lots(referrer)
         assert lots and facts[referrer].next_expiry_ms == lots[0].expires_at > clock.ms
     finally:
         await program.redis.aclose()

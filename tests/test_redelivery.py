@@ -86,17 +86,17 @@ async def test_a_crash_between_the_two_halves_of_a_referral_is_finished_by_the_s
     await converse(platform, b, platform.follow(b))
     await converse(platform, b, platform.text(b, code))
 
-    original = program.settle
+    original = program.referrals.settle  # what the order path calls
 
     async def dies_before_settling(friend: str) -> None:
         raise ConnectionError("process died here")
 
-    program.settle = dies_before_settling  # type: ignore[method-assign]
+    program.referrals.settle = dies_before_settling  # type: ignore[method-assign]
     try:
         status, _ = await bot.admin("POST", "/api/v1/conversions", {"order_id": "c-1", "user_id": b, "amount": 1000})
         assert status == 500
     finally:
-        program.settle = original  # type: ignore[method-assign]
+        program.referrals.settle = original  # type: ignore[method-assign]
     assert (await snapshot(bot, a))[0]["points"] == 100  # not paid yet
     assert await program.settle_all() == 1
     assert await program.settle_all() == 0

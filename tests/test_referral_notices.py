@@ -6,7 +6,7 @@ import pytest
 
 from bot import notices
 from linesim.platform import text_of
-from rewards.program import Program
+from rewards.referrals import Referrals
 from tests.support.harness import Bot
 from tests.test_admin_api_more import review_referral
 
@@ -19,16 +19,16 @@ def told_completed(bot: Bot, referrer: str, since: int = 0) -> int:
 async def test_an_approval_that_crashed_before_paying_still_tells_the_referrer_once(bot: Bot, monkeypatch) -> None:
     a, b = await review_referral(bot)
     mark = len(bot.platform.calls)
-    real_settle = Program.settle
+    real_settle = Referrals.settle
     crashed: list[str] = []
 
-    async def settle_crashing_once(self: Program, friend: str) -> str | None:
+    async def settle_crashing_once(self: Referrals, friend: str) -> str | None:
         if not crashed:
             crashed.append(friend)
             raise RuntimeError("the process died after the decision step")
         return await real_settle(self, friend)
 
-    monkeypatch.setattr(Program, "settle", settle_crashing_once)
+    monkeypatch.setattr(Referrals, "settle", settle_crashing_once)
     status, _ = await bot.admin("POST", f"/api/v1/referrals/{b}/approve")
     assert status == 500 and crashed == [b]
     status, again = await bot.admin("POST", f"/api/v1/referrals/{b}/approve")

@@ -8,6 +8,7 @@ import pytest
 
 from rewards import keys
 from rewards.program import Program
+from rewards.referrals import Referrals
 from tests.test_review_decisions import make  # noqa: F401  (the fixture)
 from tests.test_rules_engine import refer
 
@@ -15,14 +16,14 @@ from tests.test_rules_engine import refer
 async def half_done(program: Program, clock, monkeypatch) -> tuple[str, str]:
     """The friend's order landed; the referrer's half did not (the process died before settle)."""
     referrer, friend = await refer(program, clock)
-    real_settle = Program.settle
+    real_settle = Referrals.settle
 
-    async def no_settle(self: Program, friend: str) -> str | None:
+    async def no_settle(self: Referrals, friend: str) -> str | None:
         return None
 
-    monkeypatch.setattr(Program, "settle", no_settle)
+    monkeypatch.setattr(Referrals, "settle", no_settle)
     await program.record_purchase("o1", friend, 2000)
-    monkeypatch.setattr(Program, "settle", real_settle)
+    monkeypatch.setattr(Referrals, "settle", real_settle)
     return referrer, friend
 
 

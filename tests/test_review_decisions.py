@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
-from rewards.program import Program, ProgramError
+from rewards.errors import ProgramError
+from rewards.program import Program
 from rewards.review import ReferralReview
 from tests.support.harness import Bot, converse
 from tests.support.rules_helpers import Clock, program_for, variant

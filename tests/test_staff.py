@@ -16,7 +16,7 @@ from handlers.staff_broadcast import ConfirmBroadcast, PickSegment
 from handlers.staff_review import ApproveReferral, VoidReferral
 from linesim.platform import new_user_id
 from rewards import keys as rkeys
-from rewards.program import ProgramError
+from rewards.errors import ProgramError
 from tests.support.harness import PUBLIC, Bot, BotWith, converse, pack
 from tests.test_admin_api import follow, points_of, wait_for_broadcast
 from tests.test_admin_api_more import review_referral

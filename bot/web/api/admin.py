@@ -17,7 +17,7 @@ from bot import notices
 from bot.broadcasts import service as broadcasts
 from bot.services import Services
 from rewards import stats as stats_report
-from rewards.program import ProgramError
+from rewards.errors import ProgramError
 
 log = logging.getLogger(__name__)
 

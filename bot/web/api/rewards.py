@@ -13,7 +13,8 @@ from aiohttp import web
 from bot import notices
 from bot.services import Services
 from bot.web.api.admin import BadRequest, _body, _field
-from rewards.catalog import POOL_CODE, Coupon, Stock
+from rewards.coupons import Coupon
+from rewards.inventory import POOL_CODE, Stock
 
 MAX_STOCK_CHANGE = 1_000_000
 MAX_CODES_PER_UPLOAD = 10_000

@@ -1,0 +1,141 @@
+"""A reward's stock: what is left, the code pool of a pool reward, the reservations of claims under way,
+staff top-ups and uploads, and the members waiting to hear it is back.
+
+Every step here is in the reward's own hash slot ({r:<reward id>}); rewards/catalog.py drives a claim
+through them alongside the member's steps.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewards import keys
+from rewards.errors import ProgramError
+from rewards.rules import Reward, Rules
+from rewards.scripts import register
+
+_LUA = Path(__file__).resolve().parent / "lua"
+KEEP_SECONDS = 30 * 86_400  # how long a claim's outcome (and its reservation record) is remembered
+POOL_CODE = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces
+
+
+@dataclass(frozen=True)
+class Stock:
+    reward_id: str
+    limit: int | None  # the rules' stock plus what staff added; None: no limit
+    left: int | None  # what can still be claimed; None: no limit
+    taken: int  # held for claims under way plus claimed
+    claimed: int  # coupons issued
+    held: int  # reservations of claims under way
+    pool: int | None  # codes waiting in the pool (pool rewards only)
+
+
+class Inventory:
+    def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int]):
+        self.redis = redis
+        self.rules = rules
+        self.now_ms = now_ms
+        self._reserve = register(redis, _LUA / "stock_reserve.lua")
+        self._release = register(redis, _LUA / "stock_release.lua")
+        self._commit = register(redis, _LUA / "stock_commit.lua")
+        self._add_stock = register(redis, _LUA / "stock_add.lua")
+        self._add_codes = register(redis, _LUA / "pool_add.lua")
+
+    async def stock(self, reward: Reward) -> Stock:
+        taken, claimed, added = await self.redis.hmget(keys.reward_stock(reward.id), ["taken", "claimed", "added"])
+        taken, claimed, added = int(taken or 0), int(claimed or 0), int(added or 0)
+        held = int(await self.redis.zcard(keys.reward_held(reward.id)))
+        limit = reward.stock + added if reward.stock is not None else None
+        left = max(0, limit - taken) if limit is not None else None
+        pool = None
+        if reward.issue == "pool":
+            pool = int(await self.redis.llen(keys.reward_pool(reward.id)))
+            left = pool if left is None else min(left, pool)
+        return Stock(reward.id, limit, left, taken, claimed, held, pool)
+
+    async def stocks(self) -> list[Stock]:
+        return [await self.stock(reward) for reward in self.rules.rewards]
+
+    # ---- a claim's reservation ------------------------------------------------------------
+    @staticmethod
+    def _keys(reward_id: str, claim_id: str) -> list[str]:
+        return [keys.reward_stock(reward_id), keys.reward_reservation(reward_id, claim_id),
+                keys.reward_held(reward_id), keys.reward_pool(reward_id)]
+
+    async def reserve(self, reward: Reward, claim_id: str, uid: str, now_ms: int) -> tuple[str, str]:
+        """Hold one of the stock for the claim (a pool reward pops its code here): (state, pool code)."""
+        state, code = await self._reserve(
+            keys=self._keys(reward.id, claim_id),
+            args=[claim_id, uid, now_ms, reward.stock if reward.stock is not None else -1,
+                  1 if reward.issue == "pool" else 0, KEEP_SECONDS])
+        return state.decode(), code.decode()
+
+    async def release(self, reward_id: str, claim_id: str, uid: str) -> int:
+        """Give the claim's reservation back (its pool code too): 1 when this call gave it back."""
+        return int(await self._release(keys=self._keys(reward_id, claim_id),
+                                       args=[claim_id, KEEP_SECONDS, uid, self.now_ms()]))
+
+    async def commit(self, reward_id: str, claim_id: str) -> None:
+        """The claim's reservation counts as claimed."""
+        await self._commit(keys=self._keys(reward_id, claim_id)[:3], args=[claim_id, KEEP_SECONDS])
+
+    async def stale(self, reward: Reward, cutoff_ms: int) -> AsyncIterator[tuple[str, str, str]]:
+        """(claim id, member, pool code) of each reservation still held since before the cutoff; records
+        that are no longer held leave the list as they are met."""
+        held = keys.reward_held(reward.id)
+        for raw in await self.redis.zrangebyscore(held, "-inf", cutoff_ms):
+            claim_id = raw.decode()
+            res = {k.decode(): v.decode() for k, v in
+                   (await self.redis.hgetall(keys.reward_reservation(reward.id, claim_id))).items()}
+            uid = res.get("member")
+            if not uid or res.get("state") != "held":
+                await self.redis.zrem(held, claim_id)
+                continue
+            yield claim_id, uid, res.get("code", "")
+
+    # ---- staff ---------------------------------------------------------------------------
+    def _reward(self, reward_id: str) -> Reward:
+        reward = self.rules.reward(reward_id)
+        if reward is None:
+            raise ProgramError("UNKNOWN_REWARD", "the rules name no reward with that id")
+        return reward
+
+    async def add_stock(self, reward_id: str, count: int) -> Stock:
+        """Staff add stock (negative: take some away, never below what is already taken)."""
+        reward = self._reward(reward_id)
+        if reward.stock is None:
+            raise ProgramError("UNLIMITED_STOCK", "this reward has no stock limit"
+                               + (": its stock is its code pool" if reward.issue == "pool" else ""))
+        ok, left = await self._add_stock(keys=[keys.reward_stock(reward.id)], args=[count, reward.stock])
+        if not int(ok):
+            raise ProgramError("NOT_ENOUGH_STOCK", f"only {max(0, int(left))} left to take away")
+        return await self.stock(reward)
+
+    async def add_codes(self, reward_id: str, new_codes: list[str]) -> tuple[int, int]:
+        """Codes uploaded by the shop join a pool reward's pool: (codes added, codes in the pool).
+
+        A code uploaded before (even one already given out) is skipped, so repeating an upload is harmless.
+        """
+        reward = self._reward(reward_id)
+        if reward.issue != "pool":
+            raise ProgramError("NOT_A_POOL_REWARD", "codes can be uploaded only for a reward with issue = \"pool\"")
+        added, size = 0, int(await self.redis.llen(keys.reward_pool(reward.id)))
+        for start in range(0, len(new_codes), 1000):
+            batch = new_codes[start:start + 1000]
+            n, size = await self._add_codes(keys=[keys.reward_pool(reward.id), keys.reward_pool_seen(reward.id)],
+                                            args=batch)
+            added += int(n)
+        return added, int(size)
+
+    # ---- members waiting for stock (told once when it is back) ------------------------------
+    async def wait_for_stock(self, uid: str, reward_id: str) -> None:
+        await self.redis.sadd(keys.reward_waiting(reward_id), uid)
+
+    async def waiting_for_stock(self, reward_id: str) -> list[str]:
+        return sorted(m.decode() for m in await self.redis.smembers(keys.reward_waiting(reward_id)))
+
+    async def stop_waiting(self, reward_id: str, uid: str) -> None:
+        await self.redis.srem(keys.reward_waiting(reward_id), uid)

@@ -1,0 +1,163 @@
+"""A member's points: awards and spends written to the ledger, and the ledger's entries and lots read back.
+
+Every script that moves points starts with the prelude rewards/lua/ledger.lua (an entry and its operation id
+are written together, so a known op is a no-op); what an earning is worth is decided here, in Python
+(rewards/engine.py), and passed to the script as data.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewards import engine, keys, ledger_codec
+from rewards.counters import Counters
+from rewards.engine import Award
+from rewards.rules import Rules, Tier
+from rewards.scripts import register
+
+_LUA = Path(__file__).resolve().parent / "lua"
+PRELUDE = _LUA / "ledger.lua"  # the prelude of every script that moves points
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    delta: int
+    kind: str
+    rule: str
+    at_ms: int
+    balance: int
+    state: str = "available"
+
+
+class Ledger:
+    def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], counters: Counters):
+        self.redis = redis
+        self.rules = rules
+        self.now_ms = now_ms
+        self.counters = counters
+        self._apply = register(redis, _LUA / "apply_points.lua", prelude=PRELUDE)
+
+    @property
+    def write_off(self) -> bool:
+        """What a refund cannot take back is forgiven (no debt) unless the rules block claims in debt."""
+        return not self.rules.block_claims_in_debt
+
+    @property
+    def inactivity_ms(self) -> int:
+        return self.rules.expire_after_months * 30 * 86_400_000
+
+    def award(self, rule: str, base: int, at_ms: int, op: str, kind: str, *, tier: Tier | None = None,
+              hold_days: int = 0, note: str = "") -> Award:
+        """What an earning under `rule` is worth now, with the caps the rules give it."""
+        earn_rule = self.rules.earn.get(rule)
+        caps = self.rules.purchase_caps if rule == "purchase" else (earn_rule.caps if earn_rule else None)
+        return engine.award(self.rules, rule, base, at_ms, op, kind, tier=tier, hold_days=hold_days, caps=caps,
+                            note=note)
+
+    async def earn(self, uid: str, award: Award) -> tuple[int, int]:
+        """Write an award to the ledger: (1 written | 0 already done, balance)."""
+        spec = award.spec(self.rules)
+        written, balance = await self._apply(keys=keys.ledger_keys(uid), args=[json.dumps({"mode": "earn", **spec})])
+        await self.schedule(uid, spec)
+        if int(written) == 1:
+            await self.counters.count("points_issued", award.amount)
+        return int(written), int(balance)
+
+    async def schedule(self, uid: str, *specs: dict[str, Any]) -> None:
+        """Remember when this member's points next change by themselves (expiry, end of a hold).
+
+        Early is harmless: maintain() looks and schedules the real next time."""
+        due = [t for spec in specs for t in (spec["expires"], spec["hold_until"]) if t]
+        if self.rules.expiry == "inactivity":
+            due += [spec["at"] + self.inactivity_ms for spec in specs]
+        if due:
+            await self.redis.zadd(keys.DUE, {uid: min(due)}, lt=True)
+
+    async def apply(self, uid: str, op: str, delta: int, kind: str, rule: str, at_ms: int,
+                    note: str = "", allow_negative: bool = False) -> tuple[int, int]:
+        """One ledger entry with its operation id: (1 written | 0 already done | -1 refused, balance).
+
+        Positive: an earning (a new lot). Negative: a spend (refused without enough spendable points),
+        or with allow_negative a deduction that may leave a debt.
+        """
+        mode = "earn" if delta > 0 else ("deduct" if allow_negative else "spend")
+        if mode == "earn":
+            expires = engine.expires_ms(self.rules, engine.shop_time(self.rules, at_ms))
+            return await self.earn(uid, engine.Award(op=op, rule=rule, kind=kind, amount=delta, at_ms=at_ms,
+                                                     note=note, expires_ms=expires))
+        spec = {"mode": mode, "op": op, "amount": -delta, "kind": kind, "rule": rule, "at": at_ms, "note": note,
+                "write_off": self.write_off}
+        written, balance = await self._apply(keys=keys.ledger_keys(uid), args=[json.dumps(spec)])
+        return int(written), int(balance)
+
+    async def spend(self, uid: str, op: str, points: int, rule: str, note: str = "") -> tuple[int, int]:
+        """Spend points (a claim): (1 spent | 0 already done | -1 not enough spendable points, balance)."""
+        written, balance = await self.apply(uid, op, -points, "claim", rule, self.now_ms(), note)
+        if written == 1:
+            await self.counters.count("points_spent", points)
+        return written, balance
+
+    async def reverse(self, uid: str, op: str, new_op: str) -> None:
+        """Take back what the earning `op` paid (once, as `new_op`); a debt if it was spent meanwhile."""
+        entry = await self.entry(uid, op)
+        if entry and entry["delta"] > 0:
+            await self._apply(keys=keys.ledger_keys(uid), args=[json.dumps(
+                {"mode": "deduct", "op": new_op, "amount": entry["delta"], "kind": "void", "rule": entry["rule"],
+                 "at": self.now_ms(), "write_off": self.write_off})])
+
+    async def entry(self, uid: str, op: str) -> dict | None:
+        """The entry an operation id wrote, or None."""
+        entry_id = await self.redis.hget(keys.ops(uid), ledger_codec.op_field(op))
+        if entry_id is None:
+            return None
+        return ledger_codec.decode(int(entry_id), await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1), op)
+
+    async def recent_ledger(self, uid: str, count: int = 5) -> list[LedgerLine]:
+        async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
+            pipe.llen(keys.ledger(uid))
+            pipe.lrange(keys.ledger(uid), -count * 2, -1)
+            length, raw = await pipe.execute()
+        first_id = int(length) - len(raw) + 1
+        lines = [ledger_codec.decode(first_id + i, r) for i, r in enumerate(raw)][::-1]
+        shown = [e for e in lines if e["kind"] != "release"][:count]  # a release moves points, it earns none
+        return [LedgerLine(e["delta"], e["kind"], e["rule"], e["at"], e["balance"], e.get("state", "done"))
+                for e in shown]
+
+    async def entries(self, uid: str) -> list[dict[str, Any]]:
+        """Every entry, oldest first: what the member's balance is rebuilt from."""
+        async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
+            pipe.lrange(keys.ledger(uid), 0, -1)
+            pipe.hgetall(keys.ops(uid))  # the op ids and the lots
+            raw, ops = await pipe.execute()
+        op_of, lots = ledger_codec.split_ops(ops)
+        entries = [ledger_codec.decode(i + 1, r, op_of.get(i + 1)) for i, r in enumerate(raw)]
+        for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
+            lot = lots.get(e["id"])
+            if lot is not None:
+                e["expires_at"] = ledger_codec.parse_lot(lot).expires_at
+        return entries
+
+    async def queued_lots(self, uid: str) -> list[ledger_codec.Lot]:
+        """The member's spendable lots with points left, soonest expiry first (ledger.lua's lot queue)."""
+        ids = ledger_codec.queued(await self.redis.hget(keys.ops(uid), ledger_codec.QUEUE))
+        if not ids:
+            return []
+        raw = await self.redis.hmget(keys.ops(uid), [ledger_codec.lot_field(i) for i in ids])
+        return [ledger_codec.parse_lot(lot) for lot in raw if lot is not None]
+
+    async def next_expiries(self, uids: list[str], queues: list[bytes | None]) -> list[int | None]:
+        """Each member's soonest lot expiry (its lot queue's first lot), one round trip for them all."""
+        firsts = [ledger_codec.queued(q)[:1] for q in queues]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for uid, first in zip(uids, firsts, strict=True):
+                if first:
+                    pipe.hget(keys.ops(uid), ledger_codec.lot_field(first[0]))
+            lots = iter(await pipe.execute())
+        out: list[int | None] = []
+        for first in firsts:
+            lot = next(lots) if first else None
+            out.append(ledger_codec.parse_lot(lot).expires_at if lot else None)
+        return out

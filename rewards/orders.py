@@ -1,0 +1,114 @@
+"""Orders the shop reports: purchase points, the first order completing a pending referral, and refunds
+that take back exactly what an order awarded."""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rewards import engine, keys
+from rewards.counters import Counters
+from rewards.errors import ProgramError
+from rewards.ledger import PRELUDE, Ledger
+from rewards.members import Members
+from rewards.referrals import Referrals
+from rewards.rules import Rules
+from rewards.scripts import register
+
+_LUA = Path(__file__).resolve().parent / "lua"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Purchase:
+    answer: dict[str, Any]  # exactly what the first call answered
+    new: bool
+    completed_referral_of: str | None  # the referrer, when this order completed a referral
+
+
+class Orders:
+    def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
+                 members: Members, referrals: Referrals):
+        self.redis = redis
+        self.rules = rules
+        self.now_ms = now_ms
+        self.counters = counters
+        self.ledger = ledger
+        self.members = members
+        self.referrals = referrals
+        self._purchase = register(redis, _LUA / "purchase.lua", prelude=PRELUDE)
+        self._refund = register(redis, _LUA / "refund.lua", prelude=PRELUDE)
+
+    async def record_purchase(self, order_id: str, uid: str, amount: int, at_ms: int | None = None,
+                              fingerprint: str | None = None) -> Purchase:
+        """An order reported by the shop: purchase points, and a pending referral completes on the first.
+
+        `fingerprint` (the shop's hash of e.g. the delivery address or payment token): when a referred
+        friend's order carries one already seen on their referrer's orders, the referral waits for staff
+        (status "review") instead of completing: likely the referrer buying for themselves."""
+        owner_key = keys.order_owner(order_id)
+        if not await self.redis.set(owner_key, uid, nx=True):
+            owner = (await self.redis.get(owner_key)).decode()
+            if owner != uid:
+                raise ProgramError("ORDER_CONFLICT", "this order_id was already reported for another member")
+        at = at_ms if at_ms is not None else self.now_ms()
+        await self.members.see(uid, "purchase", at)
+        tier = await self.members.tier_of(uid)
+        awards = [self.ledger.award("purchase", self.rules.purchase_points(amount), at, f"order:{order_id}",
+                                    "purchase", tier=tier, note=order_id)]
+        first = self.rules.earn.get("first_purchase")
+        first_awards = [self.ledger.award("first_purchase", first.points, at, "first_purchase", "purchase", tier=tier,
+                                          note=order_id)] if first and first.points else []
+        specs = [a.spec(self.rules) for a in awards if a.amount > 0]
+        first_specs = [a.spec(self.rules) for a in first_awards]
+        friend_spec = self.referrals.friend_award(at, order_id)
+        review = await self._looks_like_self_referral(uid, fingerprint) if fingerprint else False
+        await self.redis.sadd(keys.SETTLE, uid)  # the intent, written before the step it guards
+        new, raw = await self._purchase(
+            keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
+            args=[json.dumps({"order": order_id, "amount": amount, "at": at,
+                              "month": engine.shop_time(self.rules, at).strftime("%Y-%m"),
+                              "awards": specs, "first_awards": first_specs,
+                              "referral_min": self.rules.referral_minimum_order, "friend_award": friend_spec,
+                              "review": review})])
+        answer = json.loads(raw)
+        if fingerprint:
+            await self.redis.sadd(keys.fingerprints(uid), fingerprint)
+        await self.ledger.schedule(uid, *specs, *first_specs, friend_spec)
+        paid_referrer = await self.referrals.settle(uid)
+        if new:
+            await self.counters.count("orders")
+            await self.counters.count("revenue_yen", amount)
+            if answer.get("referral"):
+                await self.counters.count("referred_revenue_yen", amount)
+            await self.counters.count("points_issued", int(answer.get("points_awarded", 0)))
+            if (answer.get("referral") or {}).get("status") == "review":
+                log.warning("referral of %s held for review: order %s carries a fingerprint of the referrer", uid,
+                            order_id)
+                await self.counters.count("referrals_review")
+        return Purchase(answer=answer, new=bool(new), completed_referral_of=paid_referrer)
+
+    async def _looks_like_self_referral(self, friend: str, fingerprint: str) -> bool:
+        ref = await self.redis.hmget(keys.referral(friend), ["status", "referrer"])
+        if ref[0] != b"pending" or not ref[1]:
+            return False
+        return bool(await self.redis.sismember(keys.fingerprints(ref[1].decode()), fingerprint))
+
+    async def refund(self, order_id: str) -> tuple[str, int]:
+        """Reverse what an order awarded, once: ("OK" | "ALREADY_REFUNDED", points reversed)."""
+        owner = await self.redis.get(keys.order_owner(order_id))
+        if owner is None:
+            raise ProgramError("UNKNOWN_ORDER", "no order with that order_id was reported")
+        uid = owner.decode()
+        await self.redis.sadd(keys.SETTLE, uid)
+        outcome, reversed_points = await self._refund(
+            keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
+            args=[order_id, self.now_ms(), int(self.ledger.write_off)])
+        await self.referrals.settle(uid)
+        outcome = outcome.decode()
+        if outcome == "UNKNOWN_ORDER":  # the owner key landed but the order never did: a crash mid-report
+            raise ProgramError("UNKNOWN_ORDER", "no order with that order_id was recorded")
+        return outcome, int(reversed_points)
