@@ -22,14 +22,8 @@ from bot.intake.worker import Worker
 from bot.line.client import LineClient
 from bot.line.i18n import Texts
 from bot.services import Services
-from bot.web import health
-from bot.web.api import admin as admin_api
-from bot.web.api import rewards as admin_rewards
-from bot.web.api import staff as admin_staff
-from bot.web.limits import body_timeout_middleware
-from bot.web.pages import coupon as coupon_pages
-from bot.web.pages import invite as pages
-from bot.web.pages import member as member_pages
+from bot.web import health, routes
+from bot.web.http import auth_middleware, body_timeout_middleware
 from handlers import build_router
 from rewards.catalog import Catalog
 from rewards.program import Program
@@ -92,7 +86,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     texts = Texts(ASSETS / "locales")
     metrics = Metrics()
     app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[
-        admin_api.auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY)])
+        auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY)])
     app[METRICS] = metrics
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -137,12 +131,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
-    pages.setup(app, SERVICES)
-    admin_api.setup(app, SERVICES)
-    admin_rewards.setup(app, SERVICES)
-    admin_staff.setup(app, SERVICES)
-    coupon_pages.setup(app, SERVICES)
-    member_pages.setup(app, SERVICES)
+    routes.setup(app, SERVICES)
     return app
 
 

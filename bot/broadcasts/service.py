@@ -55,7 +55,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from linebot.v3.messaging import ApiException, Message, MulticastRequest
 from redis.exceptions import RedisError
 
@@ -363,54 +362,6 @@ class Broadcasts:
         await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms()})
         await self.program.audit(by, "broadcast_resume", "*", job=job_id)
         return await self.get(job_id) or {}
-
-
-def setup_api(app: web.Application, services_key: web.AppKey[Services], read_body: Any, bad_request: Any) -> None:
-    """The broadcasts endpoints of the admin API (auth and error shape come from bot/admin_api.py)."""
-    def service(request: web.Request) -> Broadcasts:
-        return Broadcasts(request.app[services_key])
-
-    def refused(exc: BroadcastError) -> Exception:
-        return bad_request(exc.code, exc.message, exc.status)  # type: ignore[no-any-return]
-
-    async def create(request: web.Request) -> web.Response:
-        body = await read_body(request)
-        try:
-            answer = await service(request).create(body, by="admin-api")
-        except BroadcastError as exc:
-            raise refused(exc) from exc
-        if answer.get("dry_run"):
-            return web.json_response(answer)
-        out = {"id": answer["id"], **({"warnings": answer["warnings"]} if "warnings" in answer else {})}
-        return web.json_response(out, status=202)
-
-    async def get(request: web.Request) -> web.Response:
-        view = await service(request).get(request.match_info["job_id"])
-        if view is None:
-            raise bad_request("UNKNOWN_BROADCAST", "no broadcast with that id", 404)
-        return web.json_response(view)
-
-    async def listing(request: web.Request) -> web.Response:
-        limit = request.query.get("limit", "50")
-        if not limit.isdigit() or not 1 <= int(limit) <= 500:
-            raise bad_request("INVALID_LIMIT", "limit must be a whole number from 1 to 500")
-        return web.json_response({"broadcasts": await service(request).latest(int(limit))})
-
-    def action(name: str) -> Any:
-        async def handler(request: web.Request) -> web.Response:
-            b = service(request)
-            try:
-                view = await getattr(b, name)(request.match_info["job_id"], "admin-api")
-            except BroadcastError as exc:
-                raise refused(exc) from exc
-            return web.json_response(view)
-        return handler
-
-    app.router.add_post("/api/v1/broadcasts", create)
-    app.router.add_get("/api/v1/broadcasts", listing)
-    app.router.add_get("/api/v1/broadcasts/{job_id}", get)
-    app.router.add_post("/api/v1/broadcasts/{job_id}/cancel", action("cancel"))
-    app.router.add_post("/api/v1/broadcasts/{job_id}/resume", action("resume"))
 
 
 class Pacer:
