@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import open_services
-from bot.broadcasts.service import BroadcastRunner, Broadcasts
+from bot.broadcasts.runner import BroadcastRunner
+from bot.broadcasts.service import Broadcasts
 from bot.config import ASSETS, Settings
 from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import EmbeddedRedis, connect

@@ -12,7 +12,7 @@ from linebot.v3.webhook import SignatureValidator
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-from bot.broadcasts.service import BroadcastRunner
+from bot.broadcasts.runner import BroadcastRunner
 from bot.config import ASSETS, Settings
 from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import EmbeddedRedis, connect, ready

@@ -6,9 +6,7 @@ The body of POST /api/v1/broadcasts is what Broadcasts.create takes (bot/broadca
     GET /api/v1/broadcasts/{id} → 200 job view; GET /api/v1/broadcasts?limit=N → {"broadcasts": [job view…]}
            newest first; POST /api/v1/broadcasts/{id}/cancel and /resume → 200 job view, 409 when the job's
            status does not allow it; unknown id → 404.
-    job view: {"id", "status": "queued"|"scheduled"|"running"|"paused"|"done"|"failed"|"cancelled",
-               "total", "sent", "failed", "batches", "created_at", "scheduled_at", "started_at", "finished_at"
-               (ISO 8601 or null), "by", "reason"? (why paused, failed, cancelled or waiting)}
+    (the job view: bot/broadcasts/service.py)
     errors: 400 {"error": {"code": INVALID_TEXT | INVALID_MESSAGES | INVALID_SEGMENT | UNKNOWN_PLACEHOLDER |
            INVALID_SCHEDULED_AT | INVALID_DRY_RUN, "message"}}
 """
