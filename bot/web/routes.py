@@ -1,4 +1,4 @@
-"""Every route of the web app but the webhook, in one place: the pages and the admin API.
+"""Every route of the web app but the webhook, in one place: health and metrics, the pages, the admin API.
 
 bot/app.py calls setup() once; each module below adds its own routes (the admin API one module per resource).
 """
@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.infra.metrics import Metrics
 from bot.services import Services
+from bot.web import health
 from bot.web.api import (
     audit,
     broadcasts,
@@ -22,7 +24,8 @@ from bot.web.api import (
 from bot.web.pages import coupon, invite, member
 
 
-def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
+def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Metrics) -> None:
+    health.setup(app, services_key, metrics)
     invite.setup(app, services_key)
     conversions.setup(app, services_key)
     members.setup(app, services_key)
