@@ -30,7 +30,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bot.broadcasts.service import BroadcastRunner, Broadcasts
+from bot.broadcasts.runner import BroadcastRunner
+from bot.broadcasts.service import Broadcasts
 from bot.config import ASSETS, Settings
 from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import EmbeddedRedis, connect

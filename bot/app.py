@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from linebot.v3.webhook import SignatureValidator
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
-from bot.broadcasts.service import BroadcastRunner
+from bot.broadcasts.runner import BroadcastRunner
 from bot.config import ASSETS, Settings
 from bot.infra.metrics import Metrics
 from bot.intake import webhook
@@ -19,24 +16,15 @@ from bot.intake.stream import Intake
 from bot.intake.worker import Worker
 from bot.line.i18n import Texts
 from bot.services import Services, open_services
-from bot.web import health
-from bot.web.api import admin as admin_api
-from bot.web.api import rewards as admin_rewards
-from bot.web.api import staff as admin_staff
-from bot.web.limits import body_timeout_middleware
-from bot.web.pages import coupon as coupon_pages
-from bot.web.pages import invite as pages
-from bot.web.pages import member as member_pages
+from bot.web import routes
+from bot.web.http import auth_middleware, body_timeout_middleware
 from handlers import build_router
 from rewards.rules import load_rules
-
-log = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", Services)
 INTAKE = web.AppKey("intake", Intake)
 METRICS = web.AppKey("metrics", Metrics)
 WORKER = web.AppKey("worker", Worker)
-HEALTH_TIMEOUT_SECONDS = 1.0  # /healthz and /metrics give up on Redis after this
 
 
 @contextlib.asynccontextmanager
@@ -64,7 +52,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     texts = Texts(ASSETS / "locales")
     metrics = Metrics()
     app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[
-        admin_api.auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY)])
+        auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY)])
     app[METRICS] = metrics
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -81,40 +69,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     app.cleanup_ctx.append(services_ctx)
     app.router.add_post("/callback", webhook.make_handler(SignatureValidator(settings.channel_secret), INTAKE, METRICS))
 
-    async def work_health() -> health.WorkHealth:
-        services = app[SERVICES]
-        return await asyncio.wait_for(health.read(services.redis, services.settings), HEALTH_TIMEOUT_SECONDS)
-
-    async def healthz(request: web.Request) -> web.Response:
-        # 503 only when Redis does not answer (the contract); dead workers or a stuck queue are "degraded", 200
-        try:
-            work = await work_health()
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            return web.json_response({"status": "unavailable", "redis": str(exc) or "timeout"}, status=503)
-        if work.reasons:
-            log.warning("healthz degraded (%s): %d workers, %d queued, oldest %.1f s", ", ".join(work.reasons),
-                        work.workers, work.queued, work.oldest_queued_seconds)
-        return web.json_response({"redis": "ok", **work.as_json()})
-
-    async def prometheus(request: web.Request) -> web.Response:
-        try:
-            work = await work_health()
-            figures: tuple[float, ...] = (work.workers, work.queued, work.oldest_queued_seconds)
-        except (RedisError, OSError, asyncio.TimeoutError):
-            figures = (float("nan"),) * 3  # unknown, not a stale figure
-        for gauge, value in zip((metrics.workers_live, metrics.events_queued, metrics.oldest_queued_seconds),
-                                figures, strict=True):
-            gauge.set(value)
-        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/metrics", prometheus)
-    pages.setup(app, SERVICES)
-    admin_api.setup(app, SERVICES)
-    admin_rewards.setup(app, SERVICES)
-    admin_staff.setup(app, SERVICES)
-    coupon_pages.setup(app, SERVICES)
-    member_pages.setup(app, SERVICES)
+    routes.setup(app, SERVICES, metrics)
     return app
 
 

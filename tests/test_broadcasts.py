@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 import pytest_asyncio
 
-from bot.broadcasts.service import BroadcastRunner
+from bot.broadcasts.runner import BroadcastRunner
 from bot.config import ASSETS
 from bot.infra import keys
 from linesim.platform import Call, Platform, new_user_id

@@ -1,6 +1,6 @@
 """Broadcasts: segmented, scheduled, personalised messages to members, sent by multicast exactly once each.
 
-Staff tools (the admin API below, and the staff chat commands) use one small service:
+Staff tools (the admin API and the staff chat commands) use one small service:
 
     b = Broadcasts(services)
     await b.count(segment)                 -> int: members the segment reaches now (blocked ones never)
@@ -17,30 +17,13 @@ Request body (POST /api/v1/broadcasts, and `body` above), JSON-schema-ish:
     "dry_run"?: boolean — answer the count and a preview of what the first members would get; store nothing
   Text messages may carry {name} (the LINE display name with さん / as is in English; "お客さま" / "there"
   when LINE does not tell us), {points} (spendable points when the job starts) and {invite_link}.
-Answers:
-    POST → 202 {"id": string, "warnings"?: [{"code", "message", ...}]}   (dry run: 200 {"dry_run": true,
-           "total": int, "preview": [...], "warnings"?})
-    GET /api/v1/broadcasts/{id} → 200 job view; GET /api/v1/broadcasts?limit=N → {"broadcasts": [job view…]}
-           newest first; POST /api/v1/broadcasts/{id}/cancel and /resume → 200 job view, 409 when the job's
-           status does not allow it; unknown id → 404.
-    job view: {"id", "status": "queued"|"scheduled"|"running"|"paused"|"done"|"failed"|"cancelled",
-               "total", "sent", "failed", "batches", "created_at", "scheduled_at", "started_at", "finished_at"
-               (ISO 8601 or null), "by", "reason"? (why paused, failed, cancelled or waiting)}
-    errors: 400 {"error": {"code": INVALID_TEXT | INVALID_MESSAGES | INVALID_SEGMENT | UNKNOWN_PLACEHOLDER |
-           INVALID_SCHEDULED_AT | INVALID_DRY_RUN, "message"}}
 
-How a job runs (BroadcastRunner, in every worker; one runner per job at a time through a lease):
-  1. start: the segment is evaluated and the recipients fixed in Redis as batches of ≤ 500 with identical
-     rendered messages (personalised texts are grouped by what they render to).
-  2. per batch: its X-Line-Retry-Key (a uuid4) is written before the batch is sent; after LINE accepts it,
-     progress moves (broadcast_step.lua, guarded by the batch index). A restarted job re-sends its first
-     unfinished batch with the same key, which LINE answers 409 when it had landed: counted as sent.
-  3. pacing: at most `broadcast_rate` multicast requests per second per worker (BROADCAST_RATE, default 100,
-     LINE allows 200), `broadcast_concurrency` in flight. 429/5xx back off in bot/line_client.py; if LINE keeps
-     failing the job waits and is tried again. A monthly-quota 429 pauses the job (status "paused", reason
-     MONTHLY_LIMIT); POST …/resume carries on where it stopped. Cancel stops it between batches.
-  LINE's broadcast endpoint is not used: it reaches every friend including ones the bot has never seen, allows
-  60 requests an hour, and gives one retry key for everything, so "who got it" could not be told per member.
+The job view (get, latest, cancel, resume):
+    {"id", "status": "queued"|"scheduled"|"running"|"paused"|"done"|"failed"|"cancelled",
+     "total", "sent", "failed", "batches", "created_at", "scheduled_at", "started_at", "finished_at"
+     (ISO 8601 or null), "by", "reason"? (why paused, failed, cancelled or waiting)}
+
+The admin API's endpoints are bot/web/api/broadcasts.py; bot/broadcasts/runner.py sends the jobs.
 """
 from __future__ import annotations
 
@@ -55,15 +38,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from linebot.v3.messaging import ApiException, Message, MulticastRequest
-from redis.exceptions import RedisError
 
 from bot.infra import keys
-from bot.infra.leases import Leases
 from bot.line import limits as line_limits
 from bot.line import links
-from bot.line.client import LineRejected, MonthlyLimitReached
 from bot.services import Services
 from rewards import segments
 from rewards.scripts import register
@@ -73,15 +52,15 @@ log = logging.getLogger(__name__)
 
 SCAN_CHUNK = 1000
 PROFILE_CONCURRENCY = 20
-RETRY_LATER_MS = 30_000  # LINE kept failing after every backoff: try the job again this much later
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = ("name", "points", "invite_link")
 SAMPLE_USER = "U" + "0" * 32
-_LUA = Path(__file__).resolve().parent / "lua"
+LUA = Path(__file__).resolve().parent / "lua"
 
 
-def _lua(redis: Any, name: str) -> Any:
-    return register(redis, _LUA / f"{name}.lua")
+def lua_script(redis: Any, name: str) -> Any:
+    """One of the Lua scripts beside this module (broadcast_create, broadcast_step), registered."""
+    return register(redis, LUA / f"{name}.lua")
 
 
 class BroadcastError(Exception):
@@ -92,7 +71,8 @@ class BroadcastError(Exception):
         self.code, self.message, self.status = code, message, status
 
 
-def _placeholders(messages: list[dict]) -> set[str]:
+def placeholders_in(messages: list[dict]) -> set[str]:
+    """The {placeholders} the text messages carry."""
     return {name for m in messages if m.get("type") == "text" for name in PLACEHOLDER.findall(m.get("text", ""))}
 
 
@@ -110,14 +90,6 @@ def _iso(ms: str | None) -> str | None:
     return datetime.fromtimestamp(int(ms) / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-class BatchRefused(Exception):
-    """LINE refused a batch for good (a 4xx other than 409/429): its recipients count as failed."""
-
-    def __init__(self, recipients: int, why: str):
-        super().__init__(why)
-        self.recipients = recipients
-
-
 class Broadcasts:
     """The broadcast service staff tools call (see the module docstring)."""
 
@@ -126,8 +98,8 @@ class Broadcasts:
         self.redis = services.redis
         self.program = services.program
         self.clock = clock
-        self._step = _lua(self.redis, "broadcast_step")
-        self._create = _lua(self.redis, "broadcast_create")
+        self._step = lua_script(self.redis, "broadcast_step")
+        self._create = lua_script(self.redis, "broadcast_create")
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -153,7 +125,7 @@ class Broadcasts:
                 except (ValueError, TypeError, AttributeError, KeyError) as exc:
                     raise BroadcastError("INVALID_MESSAGES",
                                          f"messages[{i}] is not a LINE message object: {exc}") from exc
-        unknown = sorted(_placeholders(messages) - set(PLACEHOLDERS))
+        unknown = sorted(placeholders_in(messages) - set(PLACEHOLDERS))
         if unknown:
             raise BroadcastError("UNKNOWN_PLACEHOLDER", f"{{{unknown[0]}}} is not a placeholder; use "
                                  + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS))
@@ -230,7 +202,7 @@ class Broadcasts:
 
     async def rendered_groups(self, messages: list[dict], facts: list[MemberFacts]) -> list[tuple[list[dict], list[str]]]:
         """Recipients grouped by the messages they get: one group unless texts carry placeholders."""
-        wanted = _placeholders(messages)
+        wanted = placeholders_in(messages)
         if not wanted:
             return [(messages, [f.user_id for f in facts])] if facts else []
         gate = asyncio.Semaphore(PROFILE_CONCURRENCY)
@@ -269,7 +241,7 @@ class Broadcasts:
         raw = body.get("segment")
         facts = await self.recipients(self.segment(raw), raw)
         shown = []
-        wanted = _placeholders(messages)
+        wanted = placeholders_in(messages)
         for f in facts[:sample]:
             filled = render(messages, await self._values(f, wanted)) if wanted else messages
             shown.append({"user_id": f.user_id, "messages": filled})
@@ -360,241 +332,3 @@ class Broadcasts:
         await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms()})
         await self.program.audit(by, "broadcast_resume", "*", job=job_id)
         return await self.get(job_id) or {}
-
-
-def setup_api(app: web.Application, services_key: web.AppKey[Services], read_body: Any, bad_request: Any) -> None:
-    """The broadcasts endpoints of the admin API (auth and error shape come from bot/admin_api.py)."""
-    def service(request: web.Request) -> Broadcasts:
-        return Broadcasts(request.app[services_key])
-
-    def refused(exc: BroadcastError) -> Exception:
-        return bad_request(exc.code, exc.message, exc.status)  # type: ignore[no-any-return]
-
-    async def create(request: web.Request) -> web.Response:
-        body = await read_body(request)
-        try:
-            answer = await service(request).create(body, by="admin-api")
-        except BroadcastError as exc:
-            raise refused(exc) from exc
-        if answer.get("dry_run"):
-            return web.json_response(answer)
-        out = {"id": answer["id"], **({"warnings": answer["warnings"]} if "warnings" in answer else {})}
-        return web.json_response(out, status=202)
-
-    async def get(request: web.Request) -> web.Response:
-        view = await service(request).get(request.match_info["job_id"])
-        if view is None:
-            raise bad_request("UNKNOWN_BROADCAST", "no broadcast with that id", 404)
-        return web.json_response(view)
-
-    async def listing(request: web.Request) -> web.Response:
-        limit = request.query.get("limit", "50")
-        if not limit.isdigit() or not 1 <= int(limit) <= 500:
-            raise bad_request("INVALID_LIMIT", "limit must be a whole number from 1 to 500")
-        return web.json_response({"broadcasts": await service(request).latest(int(limit))})
-
-    def action(name: str) -> Any:
-        async def handler(request: web.Request) -> web.Response:
-            b = service(request)
-            try:
-                view = await getattr(b, name)(request.match_info["job_id"], "admin-api")
-            except BroadcastError as exc:
-                raise refused(exc) from exc
-            return web.json_response(view)
-        return handler
-
-    app.router.add_post("/api/v1/broadcasts", create)
-    app.router.add_get("/api/v1/broadcasts", listing)
-    app.router.add_get("/api/v1/broadcasts/{job_id}", get)
-    app.router.add_post("/api/v1/broadcasts/{job_id}/cancel", action("cancel"))
-    app.router.add_post("/api/v1/broadcasts/{job_id}/resume", action("resume"))
-
-
-class Pacer:
-    """Spaces request starts at least 1/rate seconds apart (on the event loop's clock)."""
-
-    def __init__(self, rate: float):
-        self.interval = 1.0 / rate
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        at = max(now, self._next)
-        self._next = at + self.interval
-        if at > now:
-            await asyncio.sleep(at - now)
-
-
-class BroadcastRunner:
-    """Runs due broadcasts inside a worker; each job is leased, so one runner sends it at a time."""
-
-    def __init__(self, services: Services, name: str, clock: Callable[[], float] = time.time):
-        self.services = services
-        self.redis = services.redis
-        self.settings = services.settings
-        self.name = name
-        self.clock = clock
-        self.broadcasts = Broadcasts(services, clock)
-        self._leases = Leases(self.redis)
-        self._step = _lua(self.redis, "broadcast_step")
-        self.pacer = Pacer(self.settings.broadcast_rate)
-
-    def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
-
-    async def run(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self.run_due()
-            except RedisError as exc:
-                log.warning("broadcast runner: %s", exc)
-            except Exception:  # never let one bad job stop broadcasts for good
-                log.exception("broadcast runner: unexpected error; carrying on")
-            try:
-                await asyncio.wait_for(stopping.wait(), self.settings.broadcast_poll_seconds)
-            except asyncio.TimeoutError:
-                pass
-
-    async def run_due(self) -> int:
-        """Every job whose time has come and that no other runner holds; returns how many were run."""
-        ran = 0
-        for raw in await self.redis.zrangebyscore(keys.BROADCAST_QUEUE, "-inf", self._now_ms(), start=0, num=10):
-            job_id = raw.decode()
-            if await self._leases.hold(keys.broadcast_lease(job_id), self.name, self.settings.lease_ms):
-                await self.run_job(job_id)
-                ran += 1
-        return ran
-
-    async def _hold_lease(self, job_id: str, lost: asyncio.Event, finished: asyncio.Event) -> None:
-        # ends on `finished`, not only on cancellation: a cancel can be lost inside a Redis call (see
-        # bot/redis_conn.py), and the job's run waits for this task
-        while not finished.is_set():
-            try:
-                await asyncio.wait_for(finished.wait(), self.settings.lease_ms / 3000)
-                return
-            except asyncio.TimeoutError:
-                pass
-            try:
-                if not await self._leases.hold(keys.broadcast_lease(job_id), self.name, self.settings.lease_ms):
-                    lost.set()
-                    return
-            except RedisError as exc:
-                log.warning("broadcast %s: lease not renewed: %s", job_id, exc)
-
-    async def _step_(self, job_id: str, op: str, *args: Any) -> tuple[str, int]:
-        after, _, next_batch = await self._step(keys=[keys.broadcast(job_id)], args=[op, self._now_ms(), *args])
-        return after.decode(), int(next_batch)
-
-    async def run_job(self, job_id: str) -> None:
-        lost, finished = asyncio.Event(), asyncio.Event()
-        keeper = asyncio.create_task(self._hold_lease(job_id, lost, finished))
-        try:
-            status = await self._run(job_id, lost)
-        finally:
-            finished.set()
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
-            await self._leases.release(keys.broadcast_lease(job_id), self.name)
-        if status not in ("running", "queued", "scheduled"):  # finished, paused or cancelled: off the queue
-            await self.redis.zrem(keys.BROADCAST_QUEUE, job_id)
-            # remove, then look again: a resume that landed in between must not be left off the queue
-            if (await self.redis.hget(keys.broadcast(job_id), "status")) in (b"queued", b"running"):
-                await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms()})
-
-    async def _run(self, job_id: str, lost: asyncio.Event) -> str:
-        status, _ = await self._step_(job_id, "start")
-        if status != "running":
-            return status
-        job_key = keys.broadcast(job_id)
-        if not await self.redis.hget(job_key, "snapshot"):
-            try:
-                await self._snapshot(job_id)
-            except SegmentError as exc:  # valid when created, not under today's rules (a tier renamed)
-                log.error("broadcast %s cannot start: %s", job_id, exc)
-                return (await self._step_(job_id, "fail", f"INVALID_SEGMENT: {exc}"[:300]))[0]
-        first, count = (int(v) for v in await self.redis.hmget(job_key, ["next_batch", "batches"]))
-        if count == 0:
-            return (await self._step_(job_id, "advance", 0, 0, 0))[0]
-        variants: dict[str, list[dict]] = {}
-        in_flight: dict[int, asyncio.Task[int]] = {}
-        upcoming = first
-        try:
-            for i in range(first, count):
-                # keep up to `concurrency` batches going; progress still moves strictly in batch order
-                while upcoming < count and len(in_flight) < self.settings.broadcast_concurrency \
-                        and not lost.is_set() and await self.redis.hget(job_key, "status") == b"running":
-                    in_flight[upcoming] = asyncio.create_task(self._batch(job_id, upcoming, variants))
-                    upcoming += 1
-                if i not in in_flight:  # cancelled, paused or the lease lost: nothing more starts
-                    break
-                outcome = (await asyncio.gather(in_flight.pop(i), return_exceptions=True))[0]
-                if isinstance(outcome, MonthlyLimitReached):
-                    log.warning("broadcast %s paused at batch %d: LINE's monthly limit", job_id, i)
-                    return (await self._step_(job_id, "pause", "MONTHLY_LIMIT: LINE's monthly message quota is "
-                            "used up; resume (POST /api/v1/broadcasts/{id}/resume) once the quota allows"))[0]
-                if isinstance(outcome, BatchRefused):  # this batch can never go: count it and carry on
-                    log.error("broadcast %s batch %d refused by LINE: %s", job_id, i, outcome)
-                    status, _ = await self._step_(job_id, "advance", i, 0, outcome.recipients)
-                elif isinstance(outcome, BaseException):
-                    log.warning("broadcast %s batch %d: LINE kept failing (%s); trying again later", job_id, i, outcome)
-                    await self.redis.hset(job_key, "reason", f"LINE_UNAVAILABLE: retrying after {outcome}"[:300])
-                    await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: self._now_ms() + RETRY_LATER_MS})
-                    return "running"
-                else:
-                    status, _ = await self._step_(job_id, "advance", i, outcome, 0)
-        finally:
-            # batches started but not counted: a later run sends them again with the same keys (409 if landed)
-            for task in in_flight.values():
-                task.cancel()
-            await asyncio.gather(*in_flight.values(), return_exceptions=True)
-        return (await self.redis.hget(job_key, "status")).decode()
-
-    async def _batch(self, job_id: str, i: int, variants: dict[str, list[dict]]) -> int:
-        """Send batch i: its retry key is written (once) before the request; returns how many it reached."""
-        retry = keys.broadcast_retry_keys(job_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hsetnx(retry, str(i), str(uuid.uuid4()))
-            pipe.hget(retry, str(i))
-            pipe.lindex(keys.broadcast_batches(job_id), i)
-            _, key, raw = await pipe.execute()
-        batch = json.loads(raw)
-        if batch["v"] not in variants:
-            variants[batch["v"]] = json.loads(await self.redis.hget(keys.broadcast_variants(job_id), batch["v"]))
-        await self.pacer.wait()
-        try:
-            await self.services.line.multicast(batch["to"], variants[batch["v"]], key.decode())
-        except MonthlyLimitReached:
-            raise
-        except LineRejected as exc:
-            raise BatchRefused(len(batch["to"]), str(exc)) from exc
-        return len(batch["to"])
-
-    async def _snapshot(self, job_id: str) -> None:
-        """Fix the recipients: batches of ≤ 500 with identical messages, written in one step with the count."""
-        job_key = keys.broadcast(job_id)
-        messages_raw, segment_raw = await self.redis.hmget(job_key, ["messages", "segment"])
-        raw = json.loads(segment_raw)
-        segment = segments.parse(raw, self.services.program.rules, self._now_ms())
-        messages = json.loads(messages_raw)
-        if _placeholders(messages):
-            groups = await self.broadcasts.rendered_groups(messages, await self.broadcasts.recipients(segment, raw))
-        else:
-            ids = await self.broadcasts.recipient_ids(segment, raw)
-            groups = [(messages, ids)] if ids else []
-        total = sum(len(uids) for _, uids in groups)
-        per_request = line_limits.MULTICAST_TO_MAX
-        batches = [json.dumps({"v": str(v), "to": uids[start:start + per_request]})
-                   for v, (_, uids) in enumerate(groups) for start in range(0, len(uids), per_request)]
-        async with self.redis.pipeline(transaction=True) as pipe:  # every key in the job's {hash tag}
-            pipe.delete(keys.broadcast_batches(job_id), keys.broadcast_variants(job_id))
-            for start in range(0, len(batches), 100):
-                pipe.rpush(keys.broadcast_batches(job_id), *batches[start:start + 100])
-            if groups:
-                pipe.hset(keys.broadcast_variants(job_id), mapping={
-                    str(v): json.dumps(m, ensure_ascii=False) for v, (m, _) in enumerate(groups)})
-            pipe.hset(job_key, mapping={"total": total, "batches": len(batches), "next_batch": 0,
-                                        "snapshot": 1})
-            await pipe.execute()
-        log.info("broadcast %s: %d recipients in %d batches (%d distinct messages)", job_id, total,
-                 len(batches), len(groups))

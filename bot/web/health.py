@@ -1,19 +1,30 @@
 """Whether the work is being done: live workers, events queued and not yet finished, the oldest one's age.
 
-Read by /healthz and /metrics. One pipeline of plain single-key reads (no MULTI): the partitions sit in
-different hash slots, and a cluster pipeline sends each read to its own node.
+Read by /healthz and /metrics (both served here). One pipeline of plain single-key reads (no MULTI): the
+partitions sit in different hash slots, and a cluster pipeline sends each read to its own node.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
 from bot.config import Settings
 from bot.infra import keys
+from bot.infra.metrics import Metrics
+from bot.services import Services
+
+log = logging.getLogger(__name__)
 
 NO_LIVE_WORKER = "no_live_worker"  # events wait and no worker has beaten within its lease
 QUEUE_STALE = "queue_stale"  # the oldest queued event waited longer than settings.health_max_queue_age_seconds
+TIMEOUT_SECONDS = 1.0  # /healthz and /metrics give up on Redis after this
 
 
 @dataclass(frozen=True)
@@ -59,3 +70,36 @@ async def read(redis: Any, settings: Settings, now_ms: int | None = None) -> Wor
     if oldest > settings.health_max_queue_age_seconds:
         reasons.append(QUEUE_STALE)
     return WorkHealth(workers=workers, queued=queued, oldest_queued_seconds=oldest, reasons=tuple(reasons))
+
+
+def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Metrics) -> None:
+    """GET /healthz and GET /metrics."""
+
+    async def work_health() -> WorkHealth:
+        services = app[services_key]
+        return await asyncio.wait_for(read(services.redis, services.settings), TIMEOUT_SECONDS)
+
+    async def healthz(request: web.Request) -> web.Response:
+        # 503 only when Redis does not answer (the contract); dead workers or a stuck queue are "degraded", 200
+        try:
+            work = await work_health()
+        except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            return web.json_response({"status": "unavailable", "redis": str(exc) or "timeout"}, status=503)
+        if work.reasons:
+            log.warning("healthz degraded (%s): %d workers, %d queued, oldest %.1f s", ", ".join(work.reasons),
+                        work.workers, work.queued, work.oldest_queued_seconds)
+        return web.json_response({"redis": "ok", **work.as_json()})
+
+    async def prometheus(request: web.Request) -> web.Response:
+        try:
+            work = await work_health()
+            figures: tuple[float, ...] = (work.workers, work.queued, work.oldest_queued_seconds)
+        except (RedisError, OSError, asyncio.TimeoutError):
+            figures = (float("nan"),) * 3  # unknown, not a stale figure
+        for gauge, value in zip((metrics.workers_live, metrics.events_queued, metrics.oldest_queued_seconds),
+                                figures, strict=True):
+            gauge.set(value)
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)

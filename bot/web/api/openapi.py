@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from aiohttp import web
+
 from bot.line.limits import MESSAGES_PER_REQUEST_MAX, TEXT_MAX
 
 USER_ID = {"type": "string", "pattern": "^U[0-9a-f]{32}$"}
@@ -143,3 +145,10 @@ def document() -> dict[str, Any]:
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
     }
+
+
+def setup(app: web.Application) -> None:
+    async def openapi(request: web.Request) -> web.Response:
+        return web.json_response(document())
+
+    app.router.add_get("/api/v1/openapi.json", openapi)

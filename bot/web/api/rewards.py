@@ -1,18 +1,16 @@
 """Admin API for the reward catalog: stock, code pools and redeeming coupons at the counter.
 
-Same contract as bot/admin_api.py: bearer ADMIN_TOKEN (its middleware), JSON in and out, errors as
-{"error": {"code", "message"}}; every change is written to the audit stream.
+Every change is written to the audit stream.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from bot import notices
 from bot.services import Services
-from bot.web.api.admin import BadRequest, _body, _field
+from bot.web.http import ApiError, field, json_body, shop_time
 from rewards.coupons import Coupon
 from rewards.inventory import POOL_CODE, Stock
 
@@ -25,16 +23,10 @@ def _stock(stock: Stock, cost: int, issue: str) -> dict[str, Any]:
             "claimed": stock.claimed, "held": stock.held, "pool": stock.pool}
 
 
-def _when(services: Services, at_ms: int) -> str | None:
-    if not at_ms:
-        return None
-    return datetime.fromtimestamp(at_ms / 1000, services.program.rules.timezone).isoformat(timespec="seconds")
-
-
 def _coupon(services: Services, uid: str, coupon: Coupon) -> dict[str, Any]:
     return {"token": coupon.token, "user_id": uid, "reward": coupon.reward_id, "code": coupon.code,
-            "issue": coupon.issue, "issued_at": _when(services, coupon.issued_at_ms),
-            "expires_at": _when(services, coupon.expires_at_ms), "used_at": _when(services, coupon.used_at_ms),
+            "issue": coupon.issue, "issued_at": shop_time(services, coupon.issued_at_ms),
+            "expires_at": shop_time(services, coupon.expires_at_ms), "used_at": shop_time(services, coupon.used_at_ms),
             "used": coupon.used, "expired": coupon.expired(services.catalog.now_ms())}
 
 
@@ -51,10 +43,10 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def add_stock(request: web.Request) -> web.Response:
         """POST /api/v1/rewards/{id}/stock {"add": n}: n may be negative, never below what is taken."""
-        body = await _body(request)
-        add = _field(body, "add", int)
+        body = await json_body(request)
+        add = field(body, "add", int)
         if add == 0 or abs(add) > MAX_STOCK_CHANGE:
-            raise BadRequest("INVALID_ADD", f"add must be a non-zero integer of at most {MAX_STOCK_CHANGE:,}")
+            raise ApiError(400, "INVALID_ADD", f"add must be a non-zero integer of at most {MAX_STOCK_CHANGE:,}")
         s = services(request)
         reward_id = request.match_info["reward_id"]
         before = s.program.rules.reward(reward_id)
@@ -69,13 +61,13 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def add_codes(request: web.Request) -> web.Response:
         """POST /api/v1/rewards/{id}/codes {"codes": [..]}: codes join the pool; ones seen before are skipped."""
-        body = await _body(request)
+        body = await json_body(request)
         codes = body.get("codes")
         if not isinstance(codes, list) or not 1 <= len(codes) <= MAX_CODES_PER_UPLOAD:
-            raise BadRequest("INVALID_CODES", f"codes must be a list of 1 to {MAX_CODES_PER_UPLOAD:,} strings")
+            raise ApiError(400, "INVALID_CODES", f"codes must be a list of 1 to {MAX_CODES_PER_UPLOAD:,} strings")
         bad = [c for c in codes if not isinstance(c, str) or not POOL_CODE.match(c)]
         if bad:
-            raise BadRequest("INVALID_CODE", f"a code is 1 to 64 printable ASCII characters without spaces: {bad[0]!r}")
+            raise ApiError(400, "INVALID_CODE", f"a code is 1 to 64 printable ASCII characters without spaces: {bad[0]!r}")
         s = services(request)
         reward_id = request.match_info["reward_id"]
         unique = list(dict.fromkeys(codes))
@@ -91,7 +83,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         s = services(request)
         found = await s.catalog.coupon(request.match_info["token"])
         if found is None:
-            raise BadRequest("UNKNOWN_COUPON", "no coupon with that token", status=404)
+            raise ApiError(404, "UNKNOWN_COUPON", "no coupon with that token")
         return web.json_response(_coupon(s, *found))
 
     async def use(request: web.Request) -> web.Response:

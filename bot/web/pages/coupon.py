@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.line.links import coupon_qr_url
-from bot.web.pages.invite import _render, page_language, qr_png
+from bot.web.pages.render import page_language, qr_png, render
 
 _TOKEN = r"{token:[A-Za-z0-9_-]{22}}"
 _PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
@@ -23,8 +23,8 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
         lang = page_language(request, texts)
         found = await catalog.coupon(request.match_info["token"])
         if found is None:
-            body = _render("not_found.html", lang=lang, title=texts.get(lang, "coupon_not_found_title"),
-                           body=texts.get(lang, "coupon_not_found_body"))
+            body = render("not_found.html", lang=lang, title=texts.get(lang, "coupon_not_found_title"),
+                          body=texts.get(lang, "coupon_not_found_body"))
             return web.Response(text=body, status=404, content_type="text/html", headers=_PRIVATE)
         _, coupon = found
         reward = services.program.rules.reward(coupon.reward_id)
@@ -39,7 +39,7 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             state_class = "valid"
             state = (texts.get(lang, "coupon_page_valid_until", date=last.strftime("%Y/%m/%d")) if last
                      else texts.get(lang, "coupon_page_valid"))
-        body = _render(
+        body = render(
             "coupon.html", lang=lang, title=name, shop=texts.get(lang, "shop_name"),
             show=texts.get(lang, "coupon_page_show"), qr_url=coupon_qr_url(services.settings, coupon.token),
             qr_alt=texts.get(lang, "coupon_page_qr_alt"), code_label=texts.get(lang, "coupon_page_code"),

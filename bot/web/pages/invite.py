@@ -1,58 +1,23 @@
 """Pages for phones: the invite page a friend opens or scans, and the invite QR image."""
 from __future__ import annotations
 
-import functools
-import html
-import io
 import re
-from string import Template
 
-import qrcode
 from aiohttp import web
-from qrcode.constants import ERROR_CORRECT_M
 
-from bot.config import ASSETS
 from bot.line.i18n import Texts
 from bot.line.links import add_friend_link, invite_link, oa_message_link
+from bot.web.pages.render import page_language, qr_png, render
 
 _CODE_PATH = re.compile(r"^[2-9A-HJ-NP-Z]{8}$")
-
-
-@functools.cache
-def _template(name: str) -> Template:
-    return Template((ASSETS / "pages" / name).read_text(encoding="utf-8"))
-
-
-def _render(name: str, **values: object) -> str:
-    return _template(name).substitute({k: html.escape(str(v), quote=True) for k, v in values.items()})
-
-
-def page_language(request: web.Request, texts: Texts) -> str:
-    """Japanese unless the browser prefers English (or another locale we have) over Japanese."""
-    for part in request.headers.get("Accept-Language", "").split(","):
-        tag = part.split(";")[0].strip()
-        if tag:
-            return texts.lang_for(tag)
-    return "ja"
-
-
-@functools.lru_cache(maxsize=4096)
-def qr_png(data: str) -> bytes:
-    """A QR code of exactly `data`, big enough to scan from a phone screen; cached per link."""
-    qr = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=10, border=4)
-    qr.add_data(data)
-    qr.make(fit=True)
-    out = io.BytesIO()
-    qr.make_image(fill_color="black", back_color="white").save(out, format="PNG")
-    return out.getvalue()
 
 
 def setup(app: web.Application, services_key: web.AppKey) -> None:
     """Routes for /i/{code} and /qr/{code}.png."""
 
     def not_found(lang: str, texts: Texts) -> web.Response:
-        body = _render("not_found.html", lang=lang, title=texts.get(lang, "invite_not_found_title"),
-                       body=texts.get(lang, "invite_not_found_body"))
+        body = render("not_found.html", lang=lang, title=texts.get(lang, "invite_not_found_title"),
+                      body=texts.get(lang, "invite_not_found_body"))
         return web.Response(text=body, status=404, content_type="text/html")
 
     async def invite_page(request: web.Request) -> web.Response:
@@ -64,7 +29,7 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             return not_found(lang, texts)
         basic_id = await services.line.basic_id()
         shop = texts.get(lang, "shop_name")
-        body = _render(
+        body = render(
             "invite.html", lang=lang, title=texts.get(lang, "invite_page_title", shop=shop),
             offer=texts.get(lang, "invite_page_offer", friend_points=services.program.rules.friend_points),
             code_label=texts.get(lang, "invite_page_code"), code=code,

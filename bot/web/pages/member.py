@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from bot.web.pages.invite import qr_png
+from bot.web.pages.render import qr_png
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 

@@ -1,0 +1,72 @@
+"""Purchases, refunds and custom events: what earns (or takes back) points from outside the chat."""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from aiohttp import web
+
+from bot import notices
+from bot.services import Services
+from bot.web.http import ApiError, field, json_body, valid_user_id
+
+ORDER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
+MAX_AMOUNT_YEN = 100_000_000
+
+
+def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
+    def services(request: web.Request) -> Services:
+        return request.app[services_key]
+
+    async def conversions(request: web.Request) -> web.Response:
+        body = await json_body(request)
+        order_id = field(body, "order_id", str)
+        if not ORDER_ID.fullmatch(order_id):
+            raise ApiError(400, "INVALID_ORDER_ID", "order_id must be 1 to 128 printable ASCII characters")
+        user_id = valid_user_id(field(body, "user_id", str))
+        amount = field(body, "amount", int)
+        if not 0 <= amount <= MAX_AMOUNT_YEN:
+            raise ApiError(400, "INVALID_AMOUNT", f"amount must be yen between 0 and {MAX_AMOUNT_YEN}")
+        occurred = field(body, "occurred_at", str, required=False)
+        at_ms = None
+        if occurred is not None:
+            try:
+                at_ms = int(datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp() * 1000)
+            except ValueError as exc:
+                raise ApiError(400, "INVALID_OCCURRED_AT", "occurred_at must be an ISO 8601 date-time") from exc
+        fingerprint = field(body, "fingerprint", str, required=False)
+        if fingerprint is not None and not ORDER_ID.fullmatch(fingerprint):
+            raise ApiError(400, "INVALID_FINGERPRINT", "fingerprint must be 1 to 128 printable ASCII characters "
+                                                       "(send a hash, never the address or card itself)")
+        s = services(request)
+        purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms, fingerprint)
+        await notices.after_purchase(s, purchase, user_id, order_id)
+        answer = purchase.answer
+        referral = answer.get("referral") or None
+        return web.json_response({
+            "order_id": answer["order_id"], "points_awarded": answer["points_awarded"],
+            "referral": {"status": referral["status"]} if referral else None})
+
+    async def refund(request: web.Request) -> web.Response:
+        order_id = request.match_info["order_id"]
+        outcome, reversed_points = await services(request).program.refund(order_id)
+        return web.json_response({"order_id": order_id, "refunded": outcome == "OK",
+                                  "already_refunded": outcome == "ALREADY_REFUNDED",
+                                  "points_reversed": reversed_points})
+
+    async def custom_event(request: web.Request) -> web.Response:
+        """POST /api/v1/events {user_id, name, event_id}: a review, a share… as the rules name them."""
+        body = await json_body(request)
+        user_id = valid_user_id(field(body, "user_id", str))
+        name = field(body, "name", str)
+        event_id = field(body, "event_id", str)
+        if not ORDER_ID.match(event_id):
+            raise ApiError(400, "INVALID_EVENT_ID", "event_id must be 1 to 128 printable ASCII characters")
+        applied, points = await services(request).program.custom_event(user_id, name, event_id)
+        await notices.after_custom_event(services(request), user_id, name, event_id)
+        return web.json_response({"user_id": user_id, "name": name, "event_id": event_id, "applied": applied,
+                                  "points_awarded": points})
+
+    app.router.add_post("/api/v1/conversions", conversions)
+    app.router.add_post("/api/v1/conversions/{order_id}/refund", refund)
+    app.router.add_post("/api/v1/events", custom_event)

@@ -1,0 +1,117 @@
+"""Members: look one up (by user id, or by invite code), their ledger, manual adjustments and the profile."""
+from __future__ import annotations
+
+import calendar
+import json
+import re
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from bot.services import Services
+from bot.web.http import ApiError, field, json_body, page, query_str, shop_time, valid_user_id
+from rewards import codes
+from rewards.lookup import find_member
+
+BIRTHDAY = re.compile(r"^(?:\d{4}-)?(\d{2})-(\d{2})$")
+
+
+def _entry(services: Services, entry: dict[str, Any]) -> dict[str, Any]:
+    return {"id": entry.get("id"), "operation_id": entry.get("op"), "kind": entry.get("kind"),
+            "rule": entry.get("rule"), "at": shop_time(services, entry.get("at")), "delta": entry.get("delta", 0),
+            "balance": entry.get("balance"), "state": entry.get("state", "done"), "note": entry.get("note", "")}
+
+
+def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
+    def services(request: web.Request) -> Services:
+        return request.app[services_key]
+
+    async def member(request: web.Request) -> web.Response:
+        user_id = valid_user_id(request.match_info["user_id"])
+        view = await services(request).program.member(user_id)
+        if view is None:
+            raise ApiError(404, "UNKNOWN_MEMBER", "no member with that user id")
+        return web.json_response({
+            "user_id": view.user_id, "points": view.points, "pending_points": view.pending_points,
+            "tier": view.tier, "next_tier": view.next_tier, "to_next_tier": view.to_next_tier,
+            "lifetime_points": view.lifetime_points, "debt": view.debt, "blocked": view.blocked,
+            "birthday": view.birthday, "gift_referral_reward": view.gift,
+            "referrals": {"invited": view.referrals.invited, "pending": view.referrals.pending,
+                          "completed": view.referrals.completed}})
+
+    async def adjust(request: web.Request) -> web.Response:
+        user_id = valid_user_id(request.match_info["user_id"])
+        body = await json_body(request)
+        points = field(body, "points", int)
+        reason = field(body, "reason", str).strip()
+        if points == 0 or abs(points) > 10_000_000:
+            raise ApiError(400, "INVALID_POINTS", "points must be a non-zero integer (negative to take points away)")
+        if not 1 <= len(reason) <= 500:
+            raise ApiError(400, "INVALID_REASON", "reason must be 1 to 500 characters")
+        op = request.headers.get("Idempotency-Key") or body.get("operation_id") or uuid.uuid4().hex
+        if not isinstance(op, str) or not 1 <= len(op) <= 128:
+            raise ApiError(400, "INVALID_OPERATION_ID", "operation_id must be 1 to 128 characters")
+        s = services(request)
+        before = await s.program.member(user_id)
+        written, balance = await s.program.adjust(user_id, points, reason, "admin-api", f"adjust:{op}")
+        if written:
+            await s.program.audit("admin-api", "adjust_points", user_id,
+                                  before=before.points if before else 0, after=balance, reason=reason, op=op)
+        return web.json_response({"user_id": user_id, "points": balance, "applied": written, "operation_id": op})
+
+    async def profile(request: web.Request) -> web.Response:
+        """PATCH a member: birthday ("MM-DD" or "YYYY-MM-DD", once) and gift_referral_reward (相手に譲る)."""
+        user_id = valid_user_id(request.match_info["user_id"])
+        body = await json_body(request)
+        s = services(request)
+        if not await s.program.exists(user_id):
+            raise ApiError(404, "UNKNOWN_MEMBER", "no member with that user id")
+        if "birthday" in body:
+            match = BIRTHDAY.match(str(body["birthday"]))
+            month, day = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+            if not match or not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(2024, month)[1]:
+                raise ApiError(400, "INVALID_BIRTHDAY", "birthday must be MM-DD or YYYY-MM-DD")
+            if not await s.program.set_birthday(user_id, month, day):
+                raise ApiError(409, "BIRTHDAY_ALREADY_SET", "a birthday can be set once")
+        if "gift_referral_reward" in body:
+            gift = body["gift_referral_reward"]
+            if not isinstance(gift, bool):
+                raise ApiError(400, "INVALID_FIELD", "gift_referral_reward must be true or false")
+            await s.program.set_gift(user_id, gift)
+        await s.program.audit("admin-api", "profile", user_id, changes=json.dumps(body, ensure_ascii=False))
+        return await member(request)
+
+    async def search_members(request: web.Request) -> web.Response:
+        """GET /api/v1/members?code=: by invite code (or link, or user id; a member QR token later)."""
+        query = query_str(request, "code", required=True, max_length=300)
+        assert query is not None
+        s = services(request)
+        uid = await find_member(s.program, query)
+        found = []
+        if uid is not None:
+            view = await s.program.member(uid)
+            if view is not None:
+                found.append({"user_id": uid, "code": view.code, "points": view.points,
+                              "pending_points": view.pending_points, "tier": view.tier, "blocked": view.blocked,
+                              "referrals": {"invited": view.referrals.invited, "pending": view.referrals.pending,
+                                            "completed": view.referrals.completed}})
+        return web.json_response({"code": codes.normalise(query), "members": found})
+
+    async def ledger(request: web.Request) -> web.Response:
+        """GET /api/v1/members/{user_id}/ledger?offset=&limit=: entries, newest first."""
+        user_id = valid_user_id(request.match_info["user_id"])
+        offset, limit = page(request)
+        s = services(request)
+        if not await s.program.exists(user_id):
+            raise ApiError(404, "UNKNOWN_MEMBER", "no member with that user id")
+        entries = await s.program.ledger(user_id)
+        newest = list(reversed(entries))
+        return web.json_response({"user_id": user_id, "total": len(entries), "offset": offset, "limit": limit,
+                                  "entries": [_entry(s, e) for e in newest[offset:offset + limit]]})
+
+    app.router.add_get("/api/v1/members/{user_id}", member)
+    app.router.add_post("/api/v1/members/{user_id}/adjustments", adjust)
+    app.router.add_patch("/api/v1/members/{user_id}", profile)
+    app.router.add_get("/api/v1/members", search_members)
+    app.router.add_get("/api/v1/members/{user_id}/ledger", ledger)

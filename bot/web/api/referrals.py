@@ -1,0 +1,65 @@
+"""Referrals: list them by status, and staff's decisions on the review queue (approve pays both once; void)."""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from bot import notices
+from bot.services import Services
+from bot.web.http import ApiError, optional_body, page, query_str, shop_time, valid_user_id
+from rewards.review import STATUSES, ReferralReview
+
+WHO = "api"  # the audit log's "who" for these decisions
+
+
+def _referral(services: Services, record: dict[str, str]) -> dict[str, Any]:
+    return {"friend_id": record["friend"], "referrer_id": record.get("referrer"), "status": record.get("status"),
+            "code": record.get("code"), "order_id": record.get("order"),
+            "created_at": shop_time(services, record.get("created_at")),
+            "completed_at": shop_time(services, record.get("completed_at")),
+            "review_reason": record.get("review_reason"), "void_reason": record.get("void_reason"),
+            "decided_by": record.get("approved_by") or record.get("voided_by")}
+
+
+def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
+    def services(request: web.Request) -> Services:
+        return request.app[services_key]
+
+    async def referrals(request: web.Request) -> web.Response:
+        """GET /api/v1/referrals?status=pending|completed|refused|review (refused: voided)."""
+        status = query_str(request, "status", required=True, choices=STATUSES)
+        assert status is not None
+        offset, limit = page(request)
+        s = services(request)
+        found = await ReferralReview(s.program).referrals(status)
+        return web.json_response({"status": status, "total": len(found), "offset": offset, "limit": limit,
+                                  "referrals": [_referral(s, r) for r in found[offset:offset + limit]]})
+
+    async def decide(request: web.Request, approve: bool) -> web.Response:
+        friend = valid_user_id(request.match_info["friend_id"])
+        body = await optional_body(request, {"reason": str})
+        reason = str(body.get("reason", "")).strip()
+        if len(reason) > 500:
+            raise ApiError(400, "INVALID_REASON", "reason must be at most 500 characters")
+        s = services(request)
+        review = ReferralReview(s.program)
+        before = await review.referral(friend)
+        decision = await (review.approve(friend, WHO) if approve else review.void(friend, WHO))
+        if decision.changed:
+            await s.program.audit(WHO, "approve_referral" if approve else "void_referral", friend,
+                                  referrer=decision.referrer, before=(before or {}).get("status", ""),
+                                  after=decision.status, reason=reason)
+        await notices.after_review_decision(s, decision)
+        return web.json_response({"friend_id": friend, "referrer_id": decision.referrer, "status": decision.status,
+                                  "changed": decision.changed})
+
+    async def approve(request: web.Request) -> web.Response:
+        return await decide(request, approve=True)
+
+    async def void(request: web.Request) -> web.Response:
+        return await decide(request, approve=False)
+
+    app.router.add_get("/api/v1/referrals", referrals)
+    app.router.add_post("/api/v1/referrals/{friend_id}/approve", approve)
+    app.router.add_post("/api/v1/referrals/{friend_id}/void", void)

@@ -1,0 +1,189 @@
+"""What every admin API handler shares: one error type, reading and checking the request, the two middlewares.
+
+The contract: bearer ADMIN_TOKEN on /api/*, JSON in and out, errors as {"error": {"code", "message"}} with a
+4xx status. A handler refuses a request by raising ApiError (or a ProgramError from the program);
+auth_middleware answers it in that shape, so no handler builds an error response itself.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from bot.services import Services
+from rewards.errors import ProgramError
+
+log = logging.getLogger(__name__)
+
+USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+MAX_PAGE = 500
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """A request refused: answered as {"error": {"code", "message"}} with `status`."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+# ---- middlewares ---------------------------------------------------------------------------------
+def auth_middleware(services_key: web.AppKey[Services]) -> Any:
+    """Bearer ADMIN_TOKEN on /api/* (compared in constant time), and ApiError / ProgramError as the JSON error."""
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not header[7:].strip():
+            return error_response(401, "UNAUTHENTICATED", "send Authorization: Bearer <ADMIN_TOKEN>")
+        expected = request.app[services_key].settings.admin_token
+        if not expected:
+            return error_response(403, "ADMIN_API_DISABLED",
+                                  "ADMIN_TOKEN is not set, so the admin API refuses every call")
+        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+            log.warning("admin API call with a wrong token from %s: %s %s", request.remote, request.method,
+                        request.path)
+            return error_response(403, "FORBIDDEN", "the bearer token is wrong")
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            log.info("admin API refused %s %s: %s", request.method, request.path, exc.message)
+            return error_response(exc.status, exc.code, exc.message)
+        except ProgramError as exc:
+            status = 404 if exc.code.startswith("UNKNOWN_") else 409
+            log.info("admin API refused %s %s: %s", request.method, request.path, exc.code)
+            return error_response(status, exc.code, exc.message)
+
+    return middleware
+
+
+def body_timeout_middleware(seconds: float, max_size: int) -> Any:
+    """Slow bodies: a client that trickles its request body (slowloris-style) is cut off, not waited for.
+
+    aiohttp itself waits for a body as long as the client keeps the connection open. This reads the whole
+    body of every request that has one within `seconds` (the body is then cached, so the handlers' own
+    `read()` / `json()` return at once) and answers 408 otherwise. Other requests are never blocked by a
+    slow one: each connection waits on its own.
+    """
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                await asyncio.wait_for(request.read(), seconds)
+            except asyncio.TimeoutError:
+                log.warning("request body from %s not received within %.1fs: %s %s, cut off",
+                            request.remote, seconds, request.method, request.path)
+                response = error_response(408, "BODY_TIMEOUT", f"the body did not arrive within {seconds:g} s")
+                response.force_close()  # the rest of the trickle is not worth reading
+                return response
+            except web.HTTPRequestEntityTooLarge:
+                log.warning("request body from %s over %d bytes: %s %s", request.remote,
+                            max_size, request.method, request.path)
+                response = error_response(413, "BODY_TOO_LARGE", f"request bodies are at most {max_size} bytes")
+                response.force_close()
+                return response
+        return await handler(request)
+
+    return middleware
+
+
+# ---- the request ---------------------------------------------------------------------------------
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object (400 INVALID_JSON / INVALID_BODY otherwise)."""
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "INVALID_JSON", "the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_BODY", "the body must be a JSON object")
+    return body
+
+
+async def optional_body(request: web.Request, allowed: dict[str, type]) -> dict[str, Any]:
+    """A body that may be absent; when present: a JSON object with only these fields, of these types."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "INVALID_JSON", "the body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_BODY", "the body must be a JSON object")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ApiError(400, "UNKNOWN_FIELD", f"unknown field(s): {', '.join(unknown)}")
+    for name, kind in allowed.items():
+        if name in body and not isinstance(body[name], kind):
+            raise ApiError(400, "INVALID_FIELD", f"{name} must be a {kind.__name__}")
+    return body
+
+
+def field(body: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    """body[name] of type `kind` (int or str; a bool is no int); None when absent and not required."""
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if value is None:
+        raise ApiError(400, "MISSING_FIELD", f"{name} is required")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ApiError(400, "INVALID_FIELD", f"{name} must be {'an integer' if kind is int else 'a string'}")
+    return value
+
+
+def valid_user_id(value: str) -> str:
+    if not USER_ID.fullmatch(value):
+        raise ApiError(400, "INVALID_USER_ID", "user_id must be a LINE user id: U followed by 32 hex digits")
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def query_str(request: web.Request, name: str, *, required: bool = False, max_length: int = 200,
+              choices: Iterable[str] | None = None) -> str | None:
+    raw = request.query.get(name)
+    if raw is None or raw.strip() == "":
+        if required:
+            raise ApiError(400, "MISSING_PARAMETER", f"the query parameter {name} is required")
+        return None
+    raw = raw.strip()
+    if len(raw) > max_length:
+        raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be at most {max_length} characters")
+    allowed = list(choices) if choices is not None else None
+    if allowed is not None and raw not in allowed:
+        raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be one of {', '.join(allowed)}")
+    return raw
+
+
+def page(request: web.Request, default: int = 50) -> tuple[int, int]:
+    """?offset=&limit= as (offset, limit)."""
+    return query_int(request, "offset", 0, 0, 10**9), query_int(request, "limit", default, 1, MAX_PAGE)
+
+
+# ---- the answer ----------------------------------------------------------------------------------
+def shop_time(services: Services, at_ms: int | str | None) -> str | None:
+    """A stored epoch-milliseconds time as ISO 8601 in the shop's time zone; None when unset (0 or empty)."""
+    if not at_ms:
+        return None
+    return datetime.fromtimestamp(int(at_ms) / 1000, services.program.rules.timezone).isoformat(timespec="seconds")

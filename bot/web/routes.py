@@ -1,0 +1,41 @@
+"""Every route of the web app but the webhook, in one place: health and metrics, the pages, the admin API.
+
+bot/app.py calls setup() once; each module below adds its own routes (the admin API one module per resource).
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.infra.metrics import Metrics
+from bot.services import Services
+from bot.web import health
+from bot.web.api import (
+    audit,
+    broadcasts,
+    conversions,
+    exports,
+    members,
+    openapi,
+    referrals,
+    rewards,
+    staff,
+    stats,
+)
+from bot.web.pages import coupon, invite, member
+
+
+def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Metrics) -> None:
+    health.setup(app, services_key, metrics)
+    invite.setup(app, services_key)
+    conversions.setup(app, services_key)
+    members.setup(app, services_key)
+    stats.setup(app, services_key)
+    broadcasts.setup(app, services_key)
+    rewards.setup(app, services_key)
+    referrals.setup(app, services_key)
+    audit.setup(app, services_key)
+    exports.setup(app, services_key)
+    staff.setup(app, services_key)
+    openapi.setup(app)
+    coupon.setup(app, services_key)
+    member.setup(app, services_key)
