@@ -1,7 +1,7 @@
 """Broadcast fan-out benchmark: one broadcast to --members members through the LINE stand-in at a set rate.
 
 Measured against a real Redis (an embedded redis-server started here, or REDIS_URL naming an EMPTY database,
-which is flushed) and the in-process LINE stand-in (bot/linesim/platform.py), which enforces its own
+which is flushed) and the in-process LINE stand-in (linesim/platform.py), which enforces its own
 multicast limit (--limit, requests in any 1 s on its clock) and checks every request as LINE would.
 
 1. populate   --members members through Program.see (a follow sighting each), 32 at a time.

@@ -1,7 +1,7 @@
 """Ledger benchmark: how fast points move, and what one member costs in Redis memory.
 
 Measured against a real Redis: an embedded redis-server started here with the bot's own settings
-(bot/redis_conn.py: append-only, fsync every second), or REDIS_URL, which must name an EMPTY database
+(bot/infra/redis_conn.py: append-only, fsync every second), or REDIS_URL, which must name an EMPTY database
 because the benchmark flushes it.
 
 1. earn    Program.apply with a positive delta and a fresh op id, spread over 1,000 members, at asyncio

@@ -3,7 +3,7 @@
 What runs (all on loopback):
 - an embedded redis-server started here (the bot's settings: append-only, fsync every second), or
   REDIS_URL, which must name an EMPTY database because the benchmark flushes it;
-- the LINE stand-in (bot/linesim/platform.py) in THIS process: it builds and signs the webhooks, checks and
+- the LINE stand-in (linesim/platform.py) in THIS process: it builds and signs the webhooks, checks and
   records every Messaging API call the bot makes, and so counts the replies;
 - the system under test as subprocesses: `python -m bot serve` (web + worker), and for the scale run
   `python -m bot serve --no-worker` + N × `python -m bot worker`;

@@ -13,6 +13,9 @@ console maps that prefix to `bot_url` (where the bot listens locally) whenever i
                       public_base_url="http://127.0.0.1:8000", admin_token="...")
 
 The Platform must be started (`await platform.start()`) before the console sends anything.
+
+A little over 400 lines: it is the one class that keeps every virtual phone's state; its web routes
+(linesim/console_app.py) and its phone browser (linesim/phone.py) are already apart.
 """
 from __future__ import annotations
 

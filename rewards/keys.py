@@ -133,7 +133,7 @@ def coupon(token: str) -> str:
     return f"{PREFIX}:coupon:{token}"  # string: the member who holds the coupon with this token
 
 
-# ---- member cards and the referrers' board (rewards/program.py) ----------------------------
+# ---- member cards and the referrers' board (rewards/members.py, rewards/board.py) ----------------------------
 def member_token(token: str) -> str:
     return f"{PREFIX}:mtoken:{token}"  # string: the member whose counter QR carries this token
 

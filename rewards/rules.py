@@ -1,6 +1,9 @@
 """The rules file (TOML) a shop edits: read and checked once at start-up.
 
 Every mistake is reported with the line it is on, so a shop can fix its own file.
+
+Over 400 lines on purpose: it is one file's schema, section by section, and reads best as one table
+of what a shop may write; split, a reader would hunt across modules for one setting.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Cluster readiness: one hash slot per script call, keys declared, REDIS_URL's cluster flag honoured.
 
-The whole suite runs with tests/slot_guard.py's checks on every script call (conftest's autouse fixture);
+The whole suite runs with tests/support/slot_guard.py's checks on every script call (conftest's autouse fixture);
 `make test` also runs the cluster-marked modules against a real three-master cluster.
 """
 from __future__ import annotations

@@ -3,7 +3,7 @@ language, the sent marker written "done" inside finish.lua still stops a second 
 does not leave an event unfinished."""
 import asyncio
 
-from bot.chat import context as dispatcher
+from bot.chat import context
 from bot.chat import conversation
 from bot.chat.context import Ctx
 from bot.chat.router import FollowEvent, Router
@@ -48,7 +48,7 @@ async def test_a_handler_failing_after_its_reply_does_not_send_again(clean_redis
             runs += 1
             await ctx.answer({"type": "text", "text": "welcome"})
             if runs == 1:
-                monkeypatch.setattr(dispatcher, "REPLY_TOKEN_FRESH_SECONDS", 0)  # the retry comes too late to reply
+                monkeypatch.setattr(context, "REPLY_TOKEN_FRESH_SECONDS", 0)  # the retry comes too late to reply
                 raise RuntimeError("after the reply")
 
         uid = new_user_id()
@@ -82,7 +82,7 @@ async def test_the_marker_goes_with_the_finish_and_survives_a_script_flush(clean
             await bot.idle()
             p = partition_of(uid, bot.services.settings.stream_partitions)
             assert await redis.get(keys.sent(p, follow["webhookEventId"], 0)) == b"done"
-            assert 0 < await redis.ttl(keys.sent(p, follow["webhookEventId"], 0)) <= dispatcher.SENT_MARKER_TTL
+            assert 0 < await redis.ttl(keys.sent(p, follow["webhookEventId"], 0)) <= context.SENT_MARKER_TTL
             await redis.script_flush()  # as after a Redis restart: the finish (with the markers) meets NOSCRIPT
             text = platform.text(uid, "ヘルプ")
             assert await platform.send(text) == 200

@@ -52,7 +52,7 @@ async def test_the_numbers_of_a_small_program_are_exact(scripted: Any) -> None:
     c = await join(program, now, t0 + 2 * DAY)
     e = await join(program, now, t0 + 4 * DAY)
     for _ in range(6):
-        await program.count("invite_pages_opened")  # what bot/pages.py does per page view
+        await program.count("invite_pages_opened")  # what bot/web/pages/invite.py does per page view
     await refer_and_buy(program, now, a, b, t0 + 2 * DAY, "o-b")  # A's first: 2 days after A joined
     await refer_and_buy(program, now, a, c, t0 + 3 * DAY, "o-c")
     await refer_and_buy(program, now, d, e, t0 + 5 * DAY, "o-e")  # D's first: 4 days after D joined

@@ -42,7 +42,7 @@ class Ctx:
     # The sent markers live in its slot, so the worker's finish can write them with the event's ack.
     partition: int | None = None
     _sends: int = field(default=0, repr=False)
-    # The user's pending conversation step (bot/conversation.py): the one place it lives during an event.
+    # The user's pending conversation step (bot/chat/conversation.py): the one place it lives during an event.
     # The worker reads it with the sighting (same slot, same script call), so routing filters cost no
     # round trip; a Ctx built without it reads it on first use. Only this user's events change it, and
     # they run one at a time, so it stays true for the event unless a filter ends the step (it says so).

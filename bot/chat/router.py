@@ -93,7 +93,7 @@ def words(*choices: str) -> Filter:
 
 
 def keyword(intent: str) -> Filter:
-    """The text names this intent of the word table (assets/words.toml), forgivingly (bot/keywords.py)."""
+    """The text names this intent of the word table (assets/words.toml), forgivingly (bot/chat/keywords.py)."""
     keywords.table().means("", intent)  # an intent missing from the table fails at start-up, not at the first text
 
     def check(ctx: Ctx) -> bool:

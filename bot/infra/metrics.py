@@ -21,7 +21,7 @@ class Metrics:
         self.ack_seconds = Histogram("shokai_webhook_ack_seconds", "Time from request to 200",
                                      buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 2),
                                      registry=self.registry)
-        # set from bot/health.py when /metrics is scraped (NaN when Redis did not answer)
+        # set from bot/web/health.py when /metrics is scraped (NaN when Redis did not answer)
         self.workers_live = Gauge("shokai_workers_live", "Workers whose heartbeat is younger than a lease",
                                   registry=self.registry)
         self.events_queued = Gauge("shokai_events_queued", "Events received and not yet finished",

@@ -113,7 +113,7 @@ async def ready(client: Any) -> None:
 # asyncio.wait_for when one is set, and 3.11's wait_for can swallow the task's cancellation when the send
 # finishes at the same moment (fixed in 3.12). That left a broadcast's lease keeper running for ever after it
 # was cancelled (tests/test_broadcasts.py caught it). Our long-lived loops also stop on their own flags, not
-# only on cancellation (bot/worker.py, bot/broadcasts.py).
+# only on cancellation (bot/intake/worker.py, bot/broadcasts/runner.py).
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 

@@ -79,7 +79,7 @@ class Worker:
             await asyncio.gather(*tasks)
         finally:
             # cancelled or stopped: the loops also end on the flag, as a cancel can be lost inside a Redis
-            # call (bot/redis_conn.py) and this gather would then wait for ever
+            # call (bot/infra/redis_conn.py) and this gather would then wait for ever
             self._stopping.set()
             for task in tasks:
                 task.cancel()
@@ -228,7 +228,7 @@ class Worker:
 
     async def _finish_with_marks(self, stream: str, entry_id: bytes, done_marks: list[str]) -> None:
         """The event's sent markers "done" and its finish, atomically in one script call: the markers live in
-        the partition's slot (bot/keys.py `sent`), so finish.lua takes them as KEYS beside the stream."""
+        the partition's slot (bot/infra/keys.py `sent`), so finish.lua takes them as KEYS beside the stream."""
         await self._finish(keys=[stream, *done_marks], args=[keys.GROUP, entry_id, SENT_MARKER_TTL])
 
     async def _standby(self, raw: dict) -> str:

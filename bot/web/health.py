@@ -54,7 +54,7 @@ async def read(redis: Any, settings: Settings, now_ms: int | None = None) -> Wor
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     partitions = range(settings.stream_partitions)
     async with redis.pipeline(transaction=False) as pipe:
-        # live as bot/worker.py's _beat prunes: a score older than a lease is a gone worker
+        # live as bot/intake/worker.py's _beat prunes: a score older than a lease is a gone worker
         pipe.zcount(keys.WORKERS, f"({now_ms - settings.lease_ms}", "+inf")
         for p in partitions:
             pipe.xlen(keys.stream(p))
