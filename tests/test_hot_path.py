@@ -3,8 +3,7 @@ language, the sent marker written "done" inside finish.lua still stops a second 
 does not leave an event unfinished."""
 import asyncio
 
-from bot.chat import context
-from bot.chat import conversation
+from bot.chat import context, conversation
 from bot.chat.context import Ctx
 from bot.chat.router import FollowEvent, Router
 from bot.infra import keys
