@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewards import engine, keys
+from rewards.part import Part
 from rewards.rules import Rules
 
 
@@ -20,11 +21,9 @@ class Ranked:
     code: str | None  # the member's invite code, for an anonymous label
 
 
-class Board:
+class Board(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int]):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
+        super().__init__(redis, rules, now_ms)
 
     def month_of(self, at_ms: int | None = None) -> str:
         """YYYY-MM in the shop's time zone."""

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from rewards import keys
@@ -36,11 +35,10 @@ from rewards.errors import ProgramError
 from rewards.inventory import KEEP_SECONDS, Inventory, Stock
 from rewards.ledger_codec import op_field
 from rewards.members import MemberView
+from rewards.part import LUA
 from rewards.program import Program
 from rewards.rules import Reward, Rules
 from rewards.scripts import register
-
-_LUA = Path(__file__).resolve().parent / "lua"
 
 # Why a claim is refused (stable codes; texts are per locale under claim_refused_<code>).
 OUT_OF_STOCK = "OUT_OF_STOCK"
@@ -94,10 +92,10 @@ class Catalog:
         self.program = program
         self.rules = rules
         self.clock = clock
-        self._open = register(redis, _LUA / "claim_open.lua")
-        self._begin = register(redis, _LUA / "claim_begin.lua")
-        self._refuse_script = register(redis, _LUA / "claim_refuse.lua")
-        self._finish = register(redis, _LUA / "claim_finish.lua")
+        self._open = register(redis, LUA / "claim_open.lua")
+        self._begin = register(redis, LUA / "claim_begin.lua")
+        self._refuse_script = register(redis, LUA / "claim_refuse.lua")
+        self._finish = register(redis, LUA / "claim_finish.lua")
 
         self.inventory = Inventory(redis, rules, self.now_ms)
         self.stock = self.inventory.stock

@@ -5,16 +5,15 @@ from collections.abc import Callable
 from typing import Any
 
 from rewards import engine, keys
+from rewards.part import Part
 from rewards.rules import Rules
 
 DAY_KEPT_SECONDS = 400 * 86_400
 
 
-class Counters:
+class Counters(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int]):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
+        super().__init__(redis, rules, now_ms)
 
     async def count(self, name: str, by: int = 1) -> None:
         """A program counter: the running total and the shop-time day's (kept 400 days, for the stats)."""

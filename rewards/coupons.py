@@ -11,6 +11,7 @@ from typing import Any
 
 from rewards import codes, keys
 from rewards.errors import ProgramError
+from rewards.part import Part
 from rewards.rules import Reward, Rules
 
 CODE_LENGTH = 10  # generated coupon codes: 10 characters (never mistaken for an 8-character invite code)
@@ -55,11 +56,9 @@ class Coupon:
                    used_at_ms=used_at_ms)
 
 
-class CouponBook:
+class CouponBook(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int]):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
+        super().__init__(redis, rules, now_ms)
 
     def day_of(self, at_ms: int) -> date:
         """The shop's calendar day at a moment."""

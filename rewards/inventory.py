@@ -9,15 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rewards import keys
 from rewards.errors import ProgramError
+from rewards.part import Part
 from rewards.rules import Reward, Rules
-from rewards.scripts import register
 
-_LUA = Path(__file__).resolve().parent / "lua"
 KEEP_SECONDS = 30 * 86_400  # how long a claim's outcome (and its reservation record) is remembered
 POOL_CODE = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces
 
@@ -33,16 +31,14 @@ class Stock:
     pool: int | None  # codes waiting in the pool (pool rewards only)
 
 
-class Inventory:
+class Inventory(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int]):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
-        self._reserve = register(redis, _LUA / "stock_reserve.lua")
-        self._release = register(redis, _LUA / "stock_release.lua")
-        self._commit = register(redis, _LUA / "stock_commit.lua")
-        self._add_stock = register(redis, _LUA / "stock_add.lua")
-        self._add_codes = register(redis, _LUA / "pool_add.lua")
+        super().__init__(redis, rules, now_ms)
+        self._reserve = self.script("stock_reserve")
+        self._release = self.script("stock_release")
+        self._commit = self.script("stock_commit")
+        self._add_stock = self.script("stock_add")
+        self._add_codes = self.script("pool_add")
 
     async def stock(self, reward: Reward) -> Stock:
         taken, claimed, added = await self.redis.hmget(keys.reward_stock(reward.id), ["taken", "claimed", "added"])

@@ -9,17 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rewards import engine, keys, ledger_codec
 from rewards.counters import Counters
 from rewards.engine import Award
+from rewards.part import Part
 from rewards.rules import Rules, Tier
-from rewards.scripts import register
-
-_LUA = Path(__file__).resolve().parent / "lua"
-PRELUDE = _LUA / "ledger.lua"  # the prelude of every script that moves points
 
 
 @dataclass(frozen=True)
@@ -32,13 +28,11 @@ class LedgerLine:
     state: str = "available"
 
 
-class Ledger:
+class Ledger(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], counters: Counters):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
+        super().__init__(redis, rules, now_ms)
         self.counters = counters
-        self._apply = register(redis, _LUA / "apply_points.lua", prelude=PRELUDE)
+        self._apply = self.script("apply_points", moves_points=True)
 
     @property
     def write_off(self) -> bool:

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rewards import engine, keys, ledger_codec
 from rewards.counters import Counters
 from rewards.errors import ProgramError
 from rewards.ledger import Ledger
+from rewards.part import Part
 from rewards.referrals import ReferralCounts, Referrals, referral_counts
 from rewards.rules import Rules, Tier
-from rewards.scripts import register
 from rewards.segments import MemberFacts
-
-_LUA = Path(__file__).resolve().parent / "lua"
 
 
 @dataclass(frozen=True)
@@ -46,16 +43,14 @@ class MemberView:
         return self.lang
 
 
-class Members:
+class Members(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
                  referrals: Referrals):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
+        super().__init__(redis, rules, now_ms)
         self.counters = counters
         self.ledger = ledger
         self.referrals = referrals
-        self._seen = register(redis, _LUA / "member_seen.lua")
+        self._seen = self.script("member_seen")
 
     # ---- sightings -------------------------------------------------------------------
     async def see(self, uid: str, via: str, at_ms: int, lang: str = "") -> bool:

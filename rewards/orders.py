@@ -6,19 +6,17 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rewards import engine, keys
 from rewards.counters import Counters
 from rewards.errors import ProgramError
-from rewards.ledger import PRELUDE, Ledger
+from rewards.ledger import Ledger
 from rewards.members import Members
+from rewards.part import Part
 from rewards.referrals import Referrals
 from rewards.rules import Rules
-from rewards.scripts import register
 
-_LUA = Path(__file__).resolve().parent / "lua"
 log = logging.getLogger(__name__)
 
 
@@ -29,18 +27,16 @@ class Purchase:
     completed_referral_of: str | None  # the referrer, when this order completed a referral
 
 
-class Orders:
+class Orders(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
                  members: Members, referrals: Referrals):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
+        super().__init__(redis, rules, now_ms)
         self.counters = counters
         self.ledger = ledger
         self.members = members
         self.referrals = referrals
-        self._purchase = register(redis, _LUA / "purchase.lua", prelude=PRELUDE)
-        self._refund = register(redis, _LUA / "refund.lua", prelude=PRELUDE)
+        self._purchase = self.script("purchase", moves_points=True)
+        self._refund = self.script("refund", moves_points=True)
 
     async def record_purchase(self, order_id: str, uid: str, amount: int, at_ms: int | None = None,
                               fingerprint: str | None = None) -> Purchase:

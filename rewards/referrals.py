@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rewards import engine, keys
@@ -18,11 +17,9 @@ from rewards.board import Board
 from rewards.counters import Counters
 from rewards.errors import ProgramError
 from rewards.invites import Invites
-from rewards.ledger import PRELUDE, Ledger
+from rewards.ledger import Ledger
+from rewards.part import Part
 from rewards.rules import Milestone, Rules
-from rewards.scripts import register
-
-_LUA = Path(__file__).resolve().parent / "lua"
 
 # Refusal reasons for a code message, in the order they are checked.
 SELF_REFERRAL = "SELF_REFERRAL"
@@ -88,20 +85,18 @@ def referral_counts(statuses: dict[str, str]) -> ReferralCounts:
                           completed=counts.count("completed"))
 
 
-class Referrals:
+class Referrals(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
                  invites: Invites, board: Board):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
+        super().__init__(redis, rules, now_ms)
         self.counters = counters
         self.ledger = ledger
         self.invites = invites
         self.board = board
-        self._attribute = register(redis, _LUA / "attribute.lua", prelude=PRELUDE)
-        self._referrer_step_script = register(redis, _LUA / "referrer_step.lua", prelude=PRELUDE)
-        self._void_referral = register(redis, _LUA / "void_referral.lua", prelude=PRELUDE)
-        self._review_decide = register(redis, _LUA / "review_decide.lua", prelude=PRELUDE)
+        self._attribute = self.script("attribute", moves_points=True)
+        self._referrer_step_script = self.script("referrer_step", moves_points=True)
+        self._void_referral = self.script("void_referral", moves_points=True)
+        self._review_decide = self.script("review_decide", moves_points=True)
 
     def friend_award(self, at_ms: int, note: str) -> dict[str, Any]:
         """The friend's referral reward, as the scripts that pay it take it."""

@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rewards import engine, keys
 from rewards.counters import Counters
-from rewards.ledger import PRELUDE, Ledger
+from rewards.ledger import Ledger
 from rewards.members import Members
+from rewards.part import Part
 from rewards.rules import Rules
-from rewards.scripts import register
-
-_LUA = Path(__file__).resolve().parent / "lua"
 
 
-class Upkeep:
+class Upkeep(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
                  members: Members):
-        self.redis = redis
-        self.rules = rules
-        self.now_ms = now_ms
+        super().__init__(redis, rules, now_ms)
         self.counters = counters
         self.ledger = ledger
         self.members = members
-        self._maintain = register(redis, _LUA / "maintain.lua", prelude=PRELUDE)
+        self._maintain = self.script("maintain", moves_points=True)
 
     async def maintain(self, uid: str, now_ms: int | None = None) -> tuple[int, int]:
         """Release held points whose time came and expire old ones: (released, expired). Idempotent."""

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from rewards import keys, ledger_codec
-from rewards.ledger import PRELUDE
+from rewards.part import LEDGER_PRELUDE
 from rewards.scripts import source
 from tests.test_rules_engine import make, new_member  # noqa: F401 (make is a fixture)
 
@@ -38,7 +38,7 @@ ODD: list[dict[str, Any]] = [
 async def test_the_usual_state_is_left_blank(make, given: dict, written: bytes) -> None:  # noqa: F811
     program, _ = await make()
     want = entry(kind="event", rule="events.review", note="", **given)
-    raw, _ = await program.redis.eval(source(PRELUDE) + ROUND_TRIP, 0, json.dumps(want))
+    raw, _ = await program.redis.eval(source(LEDGER_PRELUDE) + ROUND_TRIP, 0, json.dumps(want))
     assert raw.split(b"|")[8] == written
     assert ledger_codec.decode(7, raw, "op:7") == {**want, "id": 7, "op": "op:7"}
 
@@ -59,7 +59,7 @@ return {raw, cjson.encode(decode(7, 'op:7', raw))}
 async def test_an_entry_reads_back_whole_in_lua_and_python(make, given: dict) -> None:  # noqa: F811
     program, _ = await make()
     want = entry(**given)
-    raw, from_lua = await program.redis.eval(source(PRELUDE) + ROUND_TRIP, 0, json.dumps(want))
+    raw, from_lua = await program.redis.eval(source(LEDGER_PRELUDE) + ROUND_TRIP, 0, json.dumps(want))
     assert len(raw) < len(json.dumps(list(want.values()))) or b"a|b" in raw  # smaller than the JSON it replaced
     expected = {**want, "id": 7, "op": "op:7"}
     assert ledger_codec.decode(7, raw, "op:7") == expected

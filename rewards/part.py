@@ -1,0 +1,24 @@
+"""What every part of the program (members, ledger, referrals, orders…) and of the catalog starts from: the
+Redis client, the rules in force and the program's clock, and its Lua scripts in rewards/lua/."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rewards.rules import Rules
+from rewards.scripts import register
+
+LUA = Path(__file__).resolve().parent / "lua"
+LEDGER_PRELUDE = LUA / "ledger.lua"  # the prelude of every script that moves points
+
+
+class Part:
+    def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int]):
+        self.redis = redis
+        self.rules = rules
+        self.now_ms = now_ms  # the program's clock: tests move it, and every part follows
+
+    def script(self, name: str, moves_points: bool = False) -> Any:
+        """rewards/lua/<name>.lua registered on this client, after the ledger prelude when it moves points."""
+        return register(self.redis, LUA / f"{name}.lua", prelude=LEDGER_PRELUDE if moves_points else None)
