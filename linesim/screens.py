@@ -330,7 +330,7 @@ async def take_pictures(phones: Phones, out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.screens", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m linesim.screens", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help=f"where the PNGs go (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
