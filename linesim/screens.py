@@ -1,4 +1,4 @@
-"""`python -m bot.screens` / `make screens`: pictures of the main cards, as the simulator console draws them.
+"""`python -m linesim.screens` / `make screens`: pictures of the main cards, as the simulator console draws them.
 
 It starts the local stack in-process as `python -m bot dev` does (embedded Redis in a temporary
 directory, the bot, the LINE simulator and its console), builds a Japanese and an English "member with

@@ -1,4 +1,4 @@
-"""`python -m bot.screens`: every card picture is made, is a PNG of a sensible size and is not blank."""
+"""`python -m linesim.screens`: every card picture is made, is a PNG of a sensible size and is not blank."""
 from __future__ import annotations
 
 from pathlib import Path
