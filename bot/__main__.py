@@ -8,8 +8,17 @@ import sys
 
 from aiohttp import web
 
-from bot.config import CommandLine, ConfigError, Settings, process_env
+from bot.config import CommandLine, ConfigError, Settings, process_env, whole_number
+from bot.web.listen import bound_port, listening_socket
 from rewards.rules import RulesError
+
+
+def _port(raw: str) -> int:
+    """--port / --console-port: 0 (any free port) to 65535."""
+    try:
+        return whole_number(raw, "the port", 0, 65_535, "a port number from 0 to 65535")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
@@ -17,19 +26,23 @@ def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="the webhook, pages and admin API (and the worker, unless --no-worker)")
     serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=int, default=defaults.port)
+    serve.add_argument("--port", type=_port, default=defaults.port)
     serve.add_argument("--no-worker", action="store_true", help="run the web side only (workers run apart)")
     commands.add_parser("worker", help="an event worker alone (needs REDIS_URL)")
     dev = commands.add_parser("dev", help="local mode: embedded Redis, the bot and the LINE simulator console")
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=defaults.port)
-    dev.add_argument("--console-port", type=int, default=defaults.console_port)
+    dev.add_argument("--port", type=_port, default=defaults.port)
+    dev.add_argument("--console-port", type=_port, default=defaults.console_port)
     commands.add_parser("richmenu", help="create or update the rich menus from assets/richmenu (idempotent)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    defaults = CommandLine.from_env()
+    try:
+        defaults = CommandLine.from_env()
+    except ConfigError as exc:
+        print(f"shokai: {exc}", file=sys.stderr)
+        return 2
     args = _parser(defaults).parse_args(argv)
     try:
         if args.command == "dev":
@@ -45,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             from bot.app import create_app
 
             app = create_app(settings, run_worker=not args.no_worker)
-            web.run_app(app, host=args.host, port=args.port, access_log=None,
-                        print=lambda _: print(f"Shokai listening on http://{args.host}:{args.port}", flush=True))
+            # bound before run_app starts anything: a port in use is one line, not a traceback after the
+            # embedded Redis and the worker were started
+            sock = listening_socket(args.host, args.port, "--port or PORT")
+            port = bound_port(sock)
+            web.run_app(app, sock=sock, access_log=None,
+                        print=lambda _: print(f"Shokai listening on http://{args.host}:{port}", flush=True))
         elif args.command == "worker":
             if settings.redis_url is None:
                 raise ConfigError("REDIS_URL is not set: a worker on its own needs the shared Redis "

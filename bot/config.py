@@ -24,6 +24,9 @@ def process_env() -> Mapping[str, str]:
     return os.environ
 
 
+REQUIRED = ("LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN", "PUBLIC_BASE_URL")
+
+
 @dataclass(frozen=True)
 class CommandLine:
     """What the command line takes from the environment before any Settings exist: its default ports and,
@@ -36,8 +39,34 @@ class CommandLine:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CommandLine:
         env = os.environ if env is None else env
-        return cls(port=int(env.get("PORT") or 8000), console_port=int(env.get("CONSOLE_PORT") or 8080),
-                   log_level=env.get("LOG_LEVEL", "INFO").upper())
+        return cls(port=port_number(env.get("PORT") or "8000", "PORT"),
+                   console_port=port_number(env.get("CONSOLE_PORT") or "8080", "CONSOLE_PORT"),
+                   log_level=log_level(env.get("LOG_LEVEL") or "INFO"))
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return level
+
+
+def whole_number(raw: str, name: str, low: int, high: int, what: str) -> int:
+    """A whole number from low to high written in ASCII digits, or a ConfigError naming the variable.
+
+    Not str.isdigit(): it also passes "²" or "١", which int() refuses or reads, and an int() of thousands of
+    digits raises too. At most as many digits as `high` has, so nothing long ever reaches int()."""
+    if not re.fullmatch(r"[0-9]+", raw) or len(raw.lstrip("0")) > len(str(high)) or not low <= int(raw) <= high:
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise ConfigError(f"{name} must be {what}, got {shown!r}")
+    return int(raw)
+
+
+def port_number(raw: str, name: str) -> int:
+    return whole_number(raw.strip(), name, 1, 65_535, "a port number from 1 to 65535")
 
 
 def _number(env: Mapping[str, str], name: str, at_most: float, what: str) -> float:
@@ -48,7 +77,8 @@ def _number(env: Mapping[str, str], name: str, at_most: float, what: str) -> flo
     except ValueError:
         value = math.nan
     if not 0 < value <= at_most:
-        raise ConfigError(f"{name} must be {what}, got {raw!r}")
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise ConfigError(f"{name} must be {what}, got {shown!r}")
     return value
 
 
@@ -82,11 +112,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         env = os.environ if env is None else env
 
+        missing = [name for name in REQUIRED if not env.get(name, "").strip()]
+        if missing:  # all of them in one line, so that one run tells everything to set
+            names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+            raise ConfigError(f"{names} {'is' if len(missing) == 1 else 'are'} not set")
+
         def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise ConfigError(f"{name} is not set")
-            return value
+            return env[name].strip()
 
         def url(name: str, value: str, schemes: tuple[str, ...]) -> str:
             parsed = urlparse(value)
@@ -108,7 +140,7 @@ class Settings:
             "line_api_base_url": url("LINE_API_BASE_URL", env.get("LINE_API_BASE_URL") or "https://api.line.me",
                                      ("https", "http")),
             "data_dir": Path(env.get("DATA_DIR") or "./var"),
-            "log_level": (env.get("LOG_LEVEL") or "INFO").upper(),
+            "log_level": log_level(env.get("LOG_LEVEL") or "INFO"),
             "admin_token": env.get("ADMIN_TOKEN") or None,
             "staff_user_ids": frozenset(u.strip() for u in env.get("STAFF_USER_IDS", "").split(",") if u.strip()),
         }
@@ -127,18 +159,14 @@ class Settings:
                 raise ConfigError(f"REWARDS_CONFIG names no readable file: {path}")
             values["rewards_config"] = path
         if env.get("WORKER_LEASE_MS"):
-            lease = env["WORKER_LEASE_MS"]
-            if not lease.isdigit() or int(lease) < 500:
-                raise ConfigError(f"WORKER_LEASE_MS must be a whole number of milliseconds ≥ 500, got {lease!r}")
-            values["lease_ms"] = int(lease)
+            values["lease_ms"] = whole_number(env["WORKER_LEASE_MS"], "WORKER_LEASE_MS", 500, 3_600_000,
+                                              "a whole number of milliseconds from 500 to 3600000")
         if env.get("BROADCAST_RATE"):
             values["broadcast_rate"] = _number(env, "BROADCAST_RATE", MULTICAST_PER_SECOND, "multicast requests per "
                                                f"second, above 0 and at most LINE's {MULTICAST_PER_SECOND}")
         if env.get("HEALTH_MAX_QUEUE_AGE_SECONDS"):
             values["health_max_queue_age_seconds"] = _number(env, "HEALTH_MAX_QUEUE_AGE_SECONDS", sys.float_info.max,
                                                              "a number of seconds above 0")
-        if values["log_level"] not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {values['log_level']!r}")
         for bad in [u for u in values["staff_user_ids"] if not re.fullmatch(r"U[0-9a-f]{32}", u)]:  # type: ignore[attr-defined]
             raise ConfigError(f"STAFF_USER_IDS holds something that is not a LINE user id: {bad!r}")
         values.update(overrides)

@@ -222,12 +222,11 @@ async def on_birthday_yes(ctx: Ctx, data: ConfirmBirthday) -> None:
     before = await ctx.program.profile_points_paid(ctx.user_id)
     if not await ctx.program.set_birthday(ctx.user_id, picked.month, picked.day):
         member = await ctx.program.member(ctx.user_id)
-        if member and member.birthday == f"{picked.month:02d}-{picked.day:02d}":
-            # the same date confirmed again (a double tap, or this event handled again): already saved
-            await ctx.answer(text(ctx, ctx.t("birthday_saved", date=picked.strftime("%m/%d"))))
+        if not member or member.birthday != f"{picked.month:02d}-{picked.day:02d}":
+            await ctx.answer(text(ctx, ctx.t("birthday_already_set")))
             return
-        await ctx.answer(text(ctx, ctx.t("birthday_already_set")))
-        return
+        # the same date confirmed again (a double tap, or this event handled again after a failure half-way,
+        # whose steps set_birthday has just finished): saved, as the first try would have said
     paid = 0 if before else await ctx.program.profile_points_paid(ctx.user_id)
     await ctx.answer(text(ctx, ctx.t("birthday_saved", date=picked.strftime("%m/%d")) + _completion_note(ctx, paid)))
 

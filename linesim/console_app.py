@@ -3,8 +3,11 @@ one `Console` (linesim/console.py)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -37,10 +40,70 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.json_response({"error": exc.message}, status=exc.status)
 
 
-def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str) -> web.Application:
-    """The console as an aiohttp app; serve it on its own port next to the bot."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _is_local(hostname: str | None, also: frozenset[str]) -> bool:
+    """localhost, a loopback address, or a host the console was told it is served on."""
+    if not hostname:
+        return False
+    hostname = hostname.lower().rstrip(".")
+    if hostname == "localhost" or hostname.endswith(".localhost") or hostname in also:
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str | None:
+    """The name in a Host header ("127.0.0.1:8080", "[::1]:8080", "localhost"), without its port."""
+    try:
+        return urlsplit(f"//{host}").hostname
+    except ValueError:
+        return None
+
+
+def _origin_name(origin: str) -> str | None:
+    """The host of an Origin header ("http://127.0.0.1:8080"); None for "null" or anything not http(s)."""
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return None
+    return parts.hostname if parts.scheme in ("http", "https") else None
+
+
+def local_only(hosts: Iterable[str] = ()) -> Any:
+    """The console drives a bot with an admin token: only pages it serves itself may drive it.
+
+    A web page the developer opens elsewhere could otherwise POST to it (a form or a "simple" fetch needs no
+    CORS preflight) and add customers or report purchases; a DNS-rebinding page could even read it. So:
+    the Host must be loopback (or a host the console was started on), an Origin, when the browser sends one,
+    must be too, and whatever changes state must come as JSON, which another site cannot send without a
+    preflight that this app never answers."""
+    also = frozenset(h.lower() for h in hosts if h and h not in ("0.0.0.0", "::"))
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        host = request.headers.get("Host", "")
+        if not _is_local(_host_name(host), also):
+            return web.json_response({"error": "the console answers only on a loopback address"}, status=403)
+        origin = request.headers.get("Origin")
+        if origin is not None and not _is_local(_origin_name(origin), also):
+            return web.json_response({"error": "requests from other sites are refused"}, status=403)
+        if request.method not in SAFE_METHODS and request.content_type != "application/json":
+            return web.json_response({"error": "send JSON (Content-Type: application/json)"}, status=415)
+        return await handler(request)
+
+    return guard
+
+
+def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str,
+                hosts: Iterable[str] = ()) -> web.Application:
+    """The console as an aiohttp app; serve it on its own port next to the bot. It answers loopback requests
+    only, and `hosts` (the address `dev` was told to listen on, when not loopback)."""
     console = Console(platform, bot_url=bot_url, public_base_url=public_base_url, admin_token=admin_token)
-    app = web.Application(middlewares=[_errors])
+    app = web.Application(middlewares=[local_only(hosts), _errors])
     app[CONSOLE_KEY] = console
     app.cleanup_ctx.append(console.lifecycle)
     app.on_shutdown.append(console.close_streams)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 from collections.abc import Mapping
 
@@ -9,12 +10,18 @@ from aiohttp import web
 
 from bot.app import create_app
 from bot.config import Settings
+from bot.web.listen import listening_socket
 from linesim.platform import Platform
 
 DEV_SECRET = "shokai-dev-channel-secret"
 DEV_TOKEN = "shokai-dev-access-token"
-DEV_ADMIN_TOKEN = "shokai-dev-admin-token"
 DEV_BASIC_ID = "@shokai-dev"
+
+
+def dev_admin_token(environment: Mapping[str, str]) -> str:
+    """ADMIN_TOKEN when given, else a new random one for this run (printed at start-up): a fixed, published
+    token would let anything that reaches the port use the admin API."""
+    return environment.get("ADMIN_TOKEN") or secrets.token_urlsafe(24)
 
 
 async def _rich_menus(app: web.Application) -> None:
@@ -33,28 +40,37 @@ async def _rich_menus(app: web.Application) -> None:
 async def run_dev(host: str, port: int, console_port: int, environment: Mapping[str, str]) -> None:
     from linesim.console_app import console_app  # the console's page and API
 
+    # both ports first: one in use stops start-up with one line before anything was started
+    bot_socket = listening_socket(host, port, "--port or PORT")
+    try:
+        console_socket = listening_socket(host, console_port, "--console-port or CONSOLE_PORT")
+    except BaseException:
+        bot_socket.close()
+        raise
+    port, console_port = bot_socket.getsockname()[1], console_socket.getsockname()[1]
     public = environment.get("PUBLIC_BASE_URL") or f"http://{host}:{port}"
-    admin_token = environment.get("ADMIN_TOKEN") or DEV_ADMIN_TOKEN
+    admin_token = dev_admin_token(environment)
     platform = Platform(secret=DEV_SECRET, token=DEV_TOKEN, basic_id=DEV_BASIC_ID, strict_media=False,
                         bot_url=f"http://{host}:{port}/callback")
     await platform.start()
     env = {**environment, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
            "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": public, "LINE_BASIC_ID": DEV_BASIC_ID,
            "ADMIN_TOKEN": admin_token}
-    settings = Settings.from_env(env)
     runners = []
     try:
+        settings = Settings.from_env(env)
         bot_runner = web.AppRunner(create_app(settings), access_log=None)
         await bot_runner.setup()
         runners.append(bot_runner)
-        await web.TCPSite(bot_runner, host, port).start()
+        await web.SockSite(bot_runner, bot_socket).start()
         await _rich_menus(bot_runner.app)
         console_runner = web.AppRunner(
-            console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token),
+            console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token,
+                        hosts=(host,)),
             access_log=None)
         await console_runner.setup()
         runners.append(console_runner)
-        await web.TCPSite(console_runner, host, console_port).start()
+        await web.SockSite(console_runner, console_socket).start()
         print(f"\n  Shokai is running (data in {settings.data_dir}/redis).\n"
               f"  Open the LINE simulator console:  http://{host}:{console_port}/\n"
               f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n", flush=True)
@@ -67,3 +83,5 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         for runner in reversed(runners):
             await runner.cleanup()
         await platform.stop()
+        bot_socket.close()
+        console_socket.close()

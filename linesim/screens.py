@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, web
 
 from bot.config import ASSETS, Settings
-from linesim.dev import DEV_ADMIN_TOKEN, DEV_BASIC_ID, DEV_SECRET, DEV_TOKEN
+from linesim.dev import DEV_BASIC_ID, DEV_SECRET, DEV_TOKEN, dev_admin_token
 from linesim.platform import Platform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +106,7 @@ class Stack:
     platform: Platform
     bot_url: str
     console_url: str
+    admin_token: str
 
 
 @contextlib.asynccontextmanager
@@ -120,9 +121,10 @@ async def local_stack(data_dir: Path) -> AsyncIterator[Stack]:
     platform = Platform(secret=DEV_SECRET, token=DEV_TOKEN, basic_id=DEV_BASIC_ID, strict_media=False,
                         bot_url=f"{bot_url}/callback")
     await platform.start()
+    admin_token = dev_admin_token({})  # a new one per run, as `python -m bot dev` makes
     env = {"LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
            "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": bot_url, "LINE_BASIC_ID": DEV_BASIC_ID,
-           "ADMIN_TOKEN": DEV_ADMIN_TOKEN, "DATA_DIR": str(data_dir), "REWARDS_CONFIG": str(screen_rules(data_dir))}
+           "ADMIN_TOKEN": admin_token, "DATA_DIR": str(data_dir), "REWARDS_CONFIG": str(screen_rules(data_dir))}
     runners: list[web.AppRunner] = []
     try:
         bot_runner = web.AppRunner(create_app(Settings.from_env(env)), access_log=None)
@@ -132,12 +134,12 @@ async def local_stack(data_dir: Path) -> AsyncIterator[Stack]:
         services = bot_runner.app[SERVICES]
         await sync(services.line, services.redis)  # the rich menus, as `make run` sets them up
         console_runner = web.AppRunner(
-            console_app(platform, bot_url=bot_url, public_base_url=bot_url, admin_token=DEV_ADMIN_TOKEN),
+            console_app(platform, bot_url=bot_url, public_base_url=bot_url, admin_token=admin_token),
             access_log=None)
         await console_runner.setup()
         runners.append(console_runner)
         await web.TCPSite(console_runner, "127.0.0.1", console_port).start()
-        yield Stack(platform, bot_url, f"http://127.0.0.1:{console_port}")
+        yield Stack(platform, bot_url, f"http://127.0.0.1:{console_port}", admin_token)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
@@ -156,7 +158,9 @@ class Phones:
     async def call(self, method: str, path: str, body: dict | None = None, *, admin: bool = False) -> Any:
         base, headers = self.stack.console_url, {}
         if admin:
-            base, headers = self.stack.bot_url, {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+            base, headers = self.stack.bot_url, {"Authorization": f"Bearer {self.stack.admin_token}"}
+        if body is None and method != "GET":
+            body = {}  # the console takes state changes as JSON only (linesim/console_app.py local_only)
         async with self.http.request(method, base + path, json=body, headers=headers) as response:
             answer = await response.json()
             if response.status >= 400:

@@ -112,15 +112,27 @@ class Members(Part):
         return raw.decode() if raw else None
 
     async def set_birthday(self, uid: str, month: int, day: int) -> bool:
-        """Once: the birthday can be set but not changed (so it cannot be moved to earn twice)."""
-        if not await self.redis.hsetnx(keys.member(uid), "birthday", f"{month:02d}-{day:02d}"):
-            return False
+        """Once: the birthday can be set but not changed (so it cannot be moved to earn twice). True when this
+        call set it.
+
+        The same date again (a double tap, or a retry after a failure half-way) finishes what follows the
+        setting: a first try that stopped after saving the date would otherwise leave the member out of the
+        month's birthday list and without their profile and birthday points, as the retry finds it set."""
+        value = f"{month:02d}-{day:02d}"
+        if await self.redis.hsetnx(keys.member(uid), "birthday", value):
+            await self._birthday_set(uid, month)
+            return True
+        if await self.redis.hget(keys.member(uid), "birthday") == value.encode():
+            await self._birthday_set(uid, month)
+        return False
+
+    async def _birthday_set(self, uid: str, month: int) -> None:
+        """What follows a birthday being set; each step is idempotent (a set, op ids), so it can run again."""
         await self.redis.sadd(keys.birthdays(month), uid)
         await self._profile_completed(uid)
         now = self.now_ms()
         if engine.shop_time(self.rules, now).month == month:  # set during the birthday month: pay this year
             await self.birthday_points(uid, now)
-        return True
 
     async def set_gift(self, uid: str, gift: bool) -> None:
         """相手に譲る: the member's future referral rewards go to the friend they invited."""

@@ -401,3 +401,74 @@ async def test_static_files_are_served(stack: Stack) -> None:
         async with stack.http.get(stack.url + path) as response:
             assert response.status == 200 and kind in response.headers["Content-Type"], path
     assert stack.app[CONSOLE_KEY].platform is stack.platform
+
+
+# ---- only pages on this machine may drive the console --------------------------------------------------
+EVIL = "https://evil.example"
+
+
+async def raw_post(stack: Stack, path: str, data: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    async with stack.http.post(stack.url + path, data=data, headers=headers) as response:
+        return response.status, await response.json(content_type=None)
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({"Content-Type": "text/plain"}, 415),  # what a cross-site "simple" fetch or a text/plain form sends
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ({"Content-Type": "multipart/form-data; boundary=x"}, 415),
+    ({}, 415),
+    ({"Content-Type": "application/json", "Origin": EVIL}, 403),
+    ({"Content-Type": "application/json", "Origin": "null"}, 403),  # a sandboxed frame or a file: page
+    ({"Content-Type": "application/json", "Origin": "http://127.0.0.1.evil.example"}, 403),
+    ({"Content-Type": "application/json", "Host": "evil.example"}, 403),  # DNS rebinding: a name that now
+    ({"Content-Type": "application/json", "Host": "evil.example:80"}, 403),  # points here, but is not ours
+])
+async def test_a_request_from_another_site_adds_no_customer_and_reports_no_purchase(
+        stack: Stack, headers: dict[str, str], status: int) -> None:
+    uid = await stack.customer()
+    before = len(stack.bot.conversions)
+    answer = await raw_post(stack, "/api/customers", json.dumps({"name": "x", "language": "ja"}).encode(), headers)
+    assert answer[0] == status and "error" in answer[1]
+    answer = await raw_post(stack, f"/api/customers/{uid}/purchase", json.dumps({"amount": 100_000_000}).encode(),
+                            headers)
+    assert answer[0] == status
+    answer = await raw_post(stack, f"/api/customers/{uid}/follow", b"", headers)
+    assert answer[0] == status
+    state = await stack.get("/api/state")
+    assert [c["uid"] for c in state["customers"]] == [uid]
+    assert len(stack.bot.conversions) == before and stack.bot.events("follow") == []
+
+
+async def test_a_page_from_another_site_cannot_read_the_console_either(stack: Stack) -> None:
+    async with stack.http.get(stack.url + "/api/state", headers={"Host": "evil.example"}) as response:
+        assert response.status == 403
+    async with stack.http.get(stack.url + "/api/state", headers={"Origin": EVIL}) as response:
+        assert response.status == 403
+
+
+@pytest.mark.parametrize("origin", [None, "http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080"])
+async def test_the_console_page_itself_and_loopback_origins_are_served(stack: Stack, origin: str | None) -> None:
+    headers = {"Content-Type": "application/json", **({"Origin": origin} if origin else {})}
+    status, answer = await raw_post(stack, "/api/customers", json.dumps({"name": "A", "language": "ja"}).encode(),
+                                    headers)
+    assert status == 201, answer
+    for host in ("localhost", "127.0.0.1:1", "[::1]:8080"):
+        async with stack.http.get(stack.url + "/api/state", headers={"Host": host}) as response:
+            assert response.status == 200
+
+
+async def test_a_host_the_console_was_started_on_is_served() -> None:
+    platform = Platform(secret=SECRET, token=TOKEN)
+    await platform.start()
+    app = console_app(platform, bot_url="http://127.0.0.1:9", public_base_url=PUBLIC, admin_token=ADMIN_TOKEN,
+                      hosts=("192.168.1.20", "0.0.0.0"))
+    runner, url = await serve(app)
+    try:
+        async with ClientSession() as http:
+            async with http.get(url + "/api/state", headers={"Host": "192.168.1.20:8080"}) as response:
+                assert response.status == 200
+            async with http.get(url + "/api/state", headers={"Host": "0.0.0.0:8080"}) as response:
+                assert response.status == 403  # "listen everywhere" names no host to trust
+    finally:
+        await runner.cleanup()
+        await platform.stop()

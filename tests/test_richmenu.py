@@ -374,7 +374,7 @@ async def test_the_console_shows_the_menu_and_a_tap_sends_its_text(bot: Bot) -> 
                 uid = (await r.json())["uid"]
             async with http.get(f"{console}/api/customers/{uid}/richmenu") as r:
                 assert (await r.json())["menu"] is None  # not a friend yet: no menu
-            async with http.post(f"{console}/api/customers/{uid}/follow") as r:
+            async with http.post(f"{console}/api/customers/{uid}/follow", json={}) as r:
                 assert r.status == 200
             async with http.get(f"{console}/api/customers/{uid}/richmenu") as r:
                 menu = (await r.json())["menu"]
@@ -382,11 +382,11 @@ async def test_the_console_shows_the_menu_and_a_tap_sends_its_text(bot: Bot) -> 
             async with http.get(console + menu["image"]) as r:
                 assert r.content_type == "image/png" and (await r.read()).startswith(b"\x89PNG")
             mark = len(platform.calls)
-            async with http.post(f"{console}/api/customers/{uid}/richmenu/1") as r:
+            async with http.post(f"{console}/api/customers/{uid}/richmenu/1", json={}) as r:
                 assert (await r.json())["effect"] == "sent"
             said = await platform.wait_for(lambda: platform.said_to(uid, mark))
             assert "ポイント" in text_of(said)  # the member card
-            async with http.post(f"{console}/api/customers/{uid}/richmenu/99") as r:
+            async with http.post(f"{console}/api/customers/{uid}/richmenu/99", json={}) as r:
                 assert r.status == 409 and "no area 99" in (await r.json())["error"]
     finally:
         await runner.cleanup()

@@ -190,6 +190,32 @@ async def test_unknown_event_type_is_200_counted_and_not_queued(bot: Bot) -> Non
     assert messages_sent(platform) == []
 
 
+BAD_USER_IDS = ["", "}", "{", "U" + "a" * 20_000, "U" + "A" * 32, "U" + "0" * 31, "U" + "0" * 32 + "\n",
+                "C" + "0" * 32, "U" + "０" * 32]
+
+
+async def test_user_ids_not_shaped_like_lines_are_counted_logged_and_not_queued(bot: Bot, caplog) -> None:
+    """A user id is used in every key of the member (its hash tag {U…}): "" or "}" would split one member's
+    keys over cluster slots, 20,000 characters would sit in every key. Only LINE's shape is queued; the rest
+    of the body is handled as usual and LINE gets its 200."""
+    platform = bot.platform
+    good = new_user_id()
+    before = await metric(bot, 'shokai_webhook_events_total{outcome="bad_user_id"}') or 0.0
+    bad_events = [platform.follow(uid) for uid in BAD_USER_IDS] + [platform.text(BAD_USER_IDS[1], "招待")]
+    with caplog.at_level("WARNING", logger="bot.intake.stream"):
+        assert await platform.send(*bad_events, platform.follow(good)) == 200
+    await bot.idle()
+    assert len(await seen_keys(bot)) == 1, "only the good event was queued"
+    assert await metric(bot, 'shokai_webhook_events_total{outcome="bad_user_id"}') == before + len(bad_events)
+    warnings = [r.getMessage() for r in caplog.records if "bad_user_id" in r.getMessage()]
+    assert len(warnings) == len(bad_events) and all(len(w) < 400 for w in warnings)
+    redis = bot.services.redis
+    assert [m.decode() for m in await redis.smembers(rkeys.MEMBERS)] == [good]
+    for uid in BAD_USER_IDS:
+        assert not await redis.exists(rkeys.member(uid))
+    assert [c.to for c in messages_sent(platform)] == [[good]], "only the good follow was welcomed"
+
+
 def group_source(uid: str) -> dict:
     return {"type": "group", "groupId": "C" + secrets.token_hex(16), "userId": uid}
 

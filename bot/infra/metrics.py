@@ -9,6 +9,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.webhooks = Counter("shokai_webhook_requests", "Webhook requests by HTTP status", ["status"],
                                 registry=self.registry)
+        # outcomes: queued, duplicate, and the skipped ones (malformed, not_a_user_chat, unhandled_type, and
+        # bad_user_id: a user source whose userId is not LINE's U + 32 hex digits, never queued)
         self.events = Counter("shokai_webhook_events", "Webhook events by intake outcome", ["outcome"],
                               registry=self.registry)
         self.handled = Counter("shokai_events_handled", "Events handled by the worker", ["outcome"],

@@ -1,6 +1,7 @@
 """Redis: the one given by REDIS_URL, or an embedded server that keeps its data under DATA_DIR."""
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -14,7 +15,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from bot.config import ConfigError
+
 log = logging.getLogger(__name__)
+
+LOCK_FILE = "redis.lock"
+
+
+class DataDirInUse(ConfigError):
+    """Another embedded Redis already runs on this data directory: start-up stops with this one line."""
 
 
 def redis_server_binary() -> str:
@@ -31,12 +40,36 @@ def _free_port() -> int:
 
 
 class EmbeddedRedis:
-    """A redis-server child process on loopback with append-only persistence in `data_dir`."""
+    """A redis-server child process on loopback with append-only persistence in `data_dir`.
+
+    One at a time per directory: two servers on the same append-only file would each overwrite what the
+    other wrote. An exclusive lock on `data_dir/redis.lock` is taken before the server starts and held for
+    its life, by this process and by the server itself (it inherits the descriptor), so a server left
+    running by a killed parent still holds it. The lock file names the server's pid."""
 
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir).resolve()
         self.port = port or _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
+
+    def _take_lock(self) -> int:
+        path = self.data_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise DataDirInUse(f"another embedded Redis{f' (pid {holder})' if holder.isdigit() else ''} "
+                               f"already uses {self.data_dir}: stop it (another `make run` or `serve`?) "
+                               f"or set a different DATA_DIR") from exc
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     @property
     def url(self) -> str:
@@ -44,6 +77,15 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 15.0) -> EmbeddedRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock()
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> EmbeddedRedis:
+        assert self._lock is not None
         self.proc = subprocess.Popen(
             [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
@@ -55,7 +97,9 @@ class EmbeddedRedis:
              # and up to 512 fields: a member's ops hash holds an op and a lot per earning, and an invite
              # code bucket ~100 codes per 100,000 members (hash-max-listpack-entries on 7.x)
              "--hash-max-ziplist-entries", "512"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(self._lock,))
+        os.ftruncate(self._lock, 0)
+        os.pwrite(self._lock, f"{self.proc.pid}\n".encode(), 0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -69,7 +113,6 @@ class EmbeddedRedis:
             except OSError:
                 pass
             time.sleep(0.05)
-        self.stop()
         raise RuntimeError("embedded redis-server did not start in time")
 
     def stop(self) -> None:
@@ -82,6 +125,7 @@ class EmbeddedRedis:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        self._release_lock()
 
 
 def is_cluster_url(url: str) -> bool:

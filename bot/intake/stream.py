@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import zlib
 from collections import defaultdict
 from pathlib import Path
@@ -15,6 +16,10 @@ log = logging.getLogger(__name__)
 
 SEEN_TTL_SECONDS = 7 * 86_400  # longer than LINE's redelivery window
 HANDLED_TYPES = frozenset({"message", "follow", "unfollow", "postback"})
+# LINE's user ids; anything else would be queued and then used in Redis keys: "" or "}" would even put one
+# member's keys in different cluster slots (their hash tag {U…} would be empty or broken)
+USER_ID = re.compile(r"U[0-9a-f]{32}")
+BAD_USER_ID = "bad_user_id"
 _LUA = Path(__file__).resolve().parent / "lua"
 
 
@@ -31,6 +36,8 @@ def classify(event: Any) -> tuple[str | None, str]:
     source = event.get("source")
     if not isinstance(source, dict) or source.get("type") != "user" or not isinstance(source.get("userId"), str):
         return None, "not_a_user_chat"  # groups and rooms: this bot talks 1:1 only
+    if not USER_ID.fullmatch(source["userId"]):
+        return None, BAD_USER_ID
     if not isinstance(event.get("type"), str) or event["type"] not in HANDLED_TYPES:  # a list would not hash
         return None, "unhandled_type"
     return source["userId"], ""
@@ -50,6 +57,11 @@ class Intake:
             user_id, skipped = classify(event)
             if user_id is None:
                 counts[skipped] += 1
+                if skipped == BAD_USER_ID:  # signed with our secret, yet not from LINE's user ids: say it loudly
+                    log.warning("webhook event skipped (%s): type=%s id=%s userId=%s", skipped,
+                                str(event.get("type"))[:40], str(event.get("webhookEventId"))[:40],
+                                repr(event["source"]["userId"][:40]))
+                    continue
                 log.info("webhook event skipped (%s): type=%s id=%s", skipped,
                          event.get("type") if isinstance(event, dict) else type(event).__name__,
                          event.get("webhookEventId") if isinstance(event, dict) else None)

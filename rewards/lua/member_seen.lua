@@ -2,15 +2,21 @@
 -- pending conversation step). ARGV: user id, via (follow|unblock|unfollow|message|postback|purchase), at (ms),
 -- language
 -- The first sighting is kept forever: how someone was first seen decides whether they can be referred.
--- Returns {1 when this call created the member else 0, the language to speak (own choice, else the LINE
+-- Returns {1 when this sighting created the member else 0, the language to speak (own choice, else the LINE
 -- app's, else false), KEYS[2]'s step (else false)}: the worker needs all of them for every event, so one
 -- round trip gives them.
+-- "Created" is 1 again when the same sighting (same via, same time) is made again: an event handled again
+-- after a failure half-way must finish what its first try began for a new member (list them, save their
+-- LINE language), and not take them for someone already known.
 local m = KEYS[1]
 local via, at = ARGV[2], ARGV[3]
 local created = 0
-if redis.call('HEXISTS', m, 'first_seen_via') == 0 then
+local first = redis.call('HMGET', m, 'first_seen_via', 'first_seen_at')
+if not first[1] then
   redis.call('HSET', m, 'user_id', ARGV[1], 'first_seen_at', at, 'first_seen_via', via)
   if via == 'follow' then redis.call('HSET', m, 'followed_at', at) end
+  created = 1
+elseif first[1] == via and first[2] == at then
   created = 1
 end
 if via == 'follow' or via == 'unblock' then
