@@ -18,7 +18,7 @@ from bot.web.api.exports import cell
 from linesim.platform import new_user_id
 from rewards import keys as rkeys
 from tests.support.harness import ADMIN, Bot
-from tests.test_admin_api import buy, follow, points_of
+from tests.test_admin_api import assert_error, buy, follow, points_of
 
 SOME = "U" + "c" * 32
 
@@ -88,3 +88,26 @@ async def test_an_order_id_that_is_a_formula_is_exported_as_text_and_numbers_sta
     assert "'-7 by hand" in {r["note"] for r in rows}
     assert [int(r["delta"]) for r in rows][-1] == -7
     assert sum(int(r["delta"]) for r in rows) == await points_of(bot, uid)
+
+
+# ---- numeric query parameters ----------------------------------------------------------------
+NOT_NUMBERS = ["²", "１０", "٣", "9" * 5000, "10" + "0" * 30, "+5", "-0", " 5", "5 ", "0x10", "1e3", "5.0"]
+
+
+@pytest.mark.parametrize("raw", NOT_NUMBERS, ids=lambda v: v if len(v) < 20 else f"{len(v)}-digits")
+@pytest.mark.parametrize(("path", "name"), [
+    ("/api/v1/stats?days=", "days"), ("/api/v1/broadcasts?limit=", "limit"), ("/api/v1/audit?limit=", "limit"),
+    (f"/api/v1/members/{SOME}/ledger?limit=", "limit"), (f"/api/v1/members/{SOME}/ledger?offset=", "offset"),
+    ("/api/v1/referrals?status=review&limit=", "limit"), ("/api/v1/referrals?status=review&offset=", "offset")])
+async def test_a_numeric_query_parameter_must_be_ascii_digits_in_range(bot: Bot, path: str, name: str,
+                                                                        raw: str) -> None:
+    status, answer = await bot.admin("GET", path + raw.replace("+", "%2B").replace(" ", "%20"))
+    assert_error(status, answer, 400, f"INVALID_{name.upper()}")
+    assert name in answer["error"]["message"]  # type: ignore[index]
+
+
+async def test_plain_numbers_still_work(bot: Bot) -> None:
+    for path in ("/api/v1/stats?days=7", "/api/v1/broadcasts?limit=500", "/api/v1/audit?limit=1",
+                 "/api/v1/referrals?status=review&offset=0&limit=010"):
+        status, answer = await bot.admin("GET", path)
+        assert status == 200, (path, answer)

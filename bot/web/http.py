@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 MAX_PAGE = 500
+DIGITS = re.compile(r"[0-9]{1,18}")  # a numeric query parameter: ASCII digits only, never thousands of them
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -152,10 +153,12 @@ def valid_user_id(value: str) -> str:
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """?name= as a whole number from low to high: ASCII digits only (not "²", "１０" or 5,000 digits), else 400
+    INVALID_{NAME}. Every numeric query parameter of the admin API goes through here."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be a whole number from {low} to {high}")
     return int(raw)
 
