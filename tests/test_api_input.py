@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from datetime import datetime
 from urllib.parse import quote
@@ -19,6 +20,7 @@ from linesim.platform import new_user_id
 from rewards import keys as rkeys
 from tests.support.harness import ADMIN, Bot
 from tests.test_admin_api import assert_error, buy, follow, points_of
+from tests.test_webhook_hygiene import assert_nothing_stored
 
 SOME = "U" + "c" * 32
 
@@ -88,6 +90,36 @@ async def test_an_order_id_that_is_a_formula_is_exported_as_text_and_numbers_sta
     assert "'-7 by hand" in {r["note"] for r in rows}
     assert [int(r["delta"]) for r in rows][-1] == -7
     assert sum(int(r["delta"]) for r in rows) == await points_of(bot, uid)
+
+
+# ---- JSON nested too deep --------------------------------------------------------------------
+def nested(depth: int) -> bytes:
+    return b'{"order_id": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+@pytest.mark.parametrize("depth", [100, 5_000, 100_000])
+@pytest.mark.parametrize(("method", "path"), [
+    ("POST", "/api/v1/conversions"), ("PATCH", f"/api/v1/members/{SOME}"), ("POST", "/api/v1/broadcasts"),
+    ("POST", f"/api/v1/referrals/{SOME}/approve"), ("POST", f"/api/v1/members/{SOME}/adjustments")])
+async def test_deeply_nested_json_on_the_admin_api_is_400(bot: Bot, method: str, path: str, depth: int) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}", "Content-Type": "application/json"}
+    async with bot.http.request(method, bot.url + path, data=nested(depth), headers=headers) as r:
+        assert_error(r.status, await r.json(), 400, "INVALID_JSON")
+    assert await stored(bot) == []
+
+
+@pytest.mark.parametrize("depth", [100, 5_000, 100_000])
+async def test_deeply_nested_signed_webhook_is_400(bot: Bot, depth: int) -> None:
+    uid = new_user_id()
+    event = json.dumps(bot.platform.follow(uid))[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}"
+    body = b'{"destination": "U0", "events": [' + event.encode() + b"]}"
+    assert await bot.platform.send_raw(body) == 400
+    await assert_nothing_stored(bot, uid)
+
+
+async def test_a_real_webhook_body_is_not_too_deep(bot: Bot) -> None:
+    uid = new_user_id()
+    assert await bot.platform.send(bot.platform.follow(uid), bot.platform.text(uid, "ヘルプ")) == 200
 
 
 # ---- numeric query parameters ----------------------------------------------------------------
