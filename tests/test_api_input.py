@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -19,7 +19,8 @@ from bot.web.api.exports import cell
 from linesim.platform import new_user_id
 from rewards import keys as rkeys
 from tests.support.harness import ADMIN, Bot
-from tests.test_admin_api import assert_error, buy, follow, points_of
+from tests.test_admin_api import assert_error, buy, follow, points_of, refer
+from tests.test_admin_api_more import audit_length
 from tests.test_webhook_hygiene import assert_nothing_stored
 
 SOME = "U" + "c" * 32
@@ -143,3 +144,86 @@ async def test_plain_numbers_still_work(bot: Bot) -> None:
                  "/api/v1/referrals?status=review&offset=0&limit=010"):
         status, answer = await bot.admin("GET", path)
         assert status == 200, (path, answer)
+
+
+# ---- dates within a sane window --------------------------------------------------------------
+def order(when: str, order_id: str = "o-date", user_id: str = SOME) -> dict:
+    return {"order_id": order_id, "user_id": user_id, "amount": 5000, "occurred_at": when}
+
+
+@pytest.mark.parametrize("when", [
+    "9999-12-31", "9999-12-31T23:59:59Z", "3000-01-01T00:00:00+09:00", "1970-01-01T00:00:00Z", "1970-01-01",
+    "0001-01-01T00:00:00+01:00", "2000-01-01",
+    iso(datetime.now(UTC) + timedelta(hours=1)), iso(datetime.now(UTC) - timedelta(days=400)),
+], ids=["9999", "9999-z", "3000", "1970", "1970-date", "year-1", "2000", "an-hour-ahead", "400-days-ago"])
+async def test_an_occurred_at_outside_the_window_is_400_and_stores_nothing(bot: Bot, when: str) -> None:
+    status, answer = await bot.admin("POST", "/api/v1/conversions", order(when))
+    assert_error(status, answer, 400, "INVALID_OCCURRED_AT")
+    assert await stored(bot) == []
+
+
+async def test_a_refused_date_leaves_the_person_referable(bot: Bot) -> None:
+    a, b = new_user_id(), new_user_id()
+    status, _ = await bot.admin("POST", "/api/v1/conversions", order("9999-12-31", user_id=b))
+    assert status == 400
+    await refer(bot, a, b)
+    answer = await buy(bot, b, "o-real", 5000)
+    assert answer["referral"] == {"status": "completed"}
+
+
+@pytest.mark.parametrize("ago", [timedelta(days=365), timedelta(hours=1), timedelta(0), -timedelta(minutes=4)],
+                         ids=["a-year-ago", "an-hour-ago", "now", "clock-skew-ahead"])
+async def test_an_occurred_at_inside_the_window_is_accepted(bot: Bot, ago: timedelta) -> None:
+    uid = new_user_id()
+    status, answer = await bot.admin("POST", "/api/v1/conversions",
+                                     order(iso(datetime.now(UTC) - ago), user_id=uid))
+    assert status == 200, answer
+    assert answer["points_awarded"] == 50  # type: ignore[index]
+
+
+async def test_an_occurred_at_without_offset_is_the_shops_time(bot: Bot) -> None:
+    uid = new_user_id()
+    shop = bot.services.program.rules.timezone
+    local = (datetime.now(shop) - timedelta(minutes=1)).replace(tzinfo=None, microsecond=0)
+    status, answer = await bot.admin("POST", "/api/v1/conversions", order(local.isoformat(), user_id=uid))
+    assert status == 200, answer
+    entry = (await bot.services.program.ledger(uid))[-1]
+    assert entry["at"] == int(local.replace(tzinfo=shop).timestamp() * 1000)
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T00:00:00Z", "1970-01-01T00:00:00Z", "2000-01-01",
+                                  iso(datetime.now(UTC) + timedelta(days=400)),
+                                  iso(datetime.now(UTC) - timedelta(hours=1))],
+                         ids=["9999", "1970", "2000", "400-days-ahead", "an-hour-ago"])
+async def test_a_scheduled_at_outside_the_window_is_400_and_stores_nothing(bot: Bot, when: str) -> None:
+    status, answer = await bot.admin("POST", "/api/v1/broadcasts", {"text": "hi", "scheduled_at": when})
+    assert_error(status, answer, 400, "INVALID_SCHEDULED_AT")
+    assert await stored(bot) == []
+
+
+async def test_a_scheduled_at_a_month_ahead_is_accepted(bot: Bot) -> None:
+    status, answer = await bot.admin("POST", "/api/v1/broadcasts",
+                                     {"text": "hi", "scheduled_at": iso(datetime.now(UTC) + timedelta(days=30))})
+    assert status == 202, answer
+
+
+@pytest.mark.parametrize("birthday", ["2023-02-29", "0000-12-31", "1800-01-01", "9999-01-01", "12-31\n", "١٢-٣١",
+                                      "12-1", 1231],
+                         ids=["not-a-leap-year", "year-0", "1800", "9999", "newline", "arabic-digits", "short",
+                              "a-number"])
+async def test_a_birthday_that_is_not_a_real_date_is_400(bot: Bot, birthday: object) -> None:
+    uid = new_user_id()
+    await follow(bot, uid)
+    before = await audit_length(bot)
+    status, answer = await bot.admin("PATCH", f"/api/v1/members/{uid}", {"birthday": birthday})
+    assert_error(status, answer, 400, "INVALID_BIRTHDAY")
+    assert not await bot.services.redis.hget(rkeys.member(uid), "birthday")
+    assert await audit_length(bot) == before
+
+
+@pytest.mark.parametrize("birthday", ["2024-02-29", "02-29", "1990-12-31"])
+async def test_a_real_birthday_is_accepted(bot: Bot, birthday: str) -> None:
+    uid = new_user_id()
+    await follow(bot, uid)
+    status, answer = await bot.admin("PATCH", f"/api/v1/members/{uid}", {"birthday": birthday})
+    assert status == 200 and answer["birthday"] == birthday[-5:], answer  # type: ignore[index]

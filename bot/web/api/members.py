@@ -5,6 +5,7 @@ import calendar
 import json
 import re
 import uuid
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +15,27 @@ from bot.web.http import ApiError, field, json_body, page, query_str, shop_time,
 from rewards import codes
 from rewards.lookup import find_member
 
-BIRTHDAY = re.compile(r"^(?:\d{4}-)?(\d{2})-(\d{2})$")
+BIRTHDAY = re.compile(r"(?:([0-9]{4})-)?([0-9]{2})-([0-9]{2})")  # fullmatch; ASCII digits only
+OLDEST_BIRTH_YEAR = 1900
+
+
+def birthday(value: object, today: date) -> tuple[int, int]:
+    """(month, day) of "MM-DD" or "YYYY-MM-DD": a real date (Feb 29 only in a leap year when a year is given) from
+    1900 to today; 400 INVALID_BIRTHDAY otherwise. Only month and day are kept."""
+    match = BIRTHDAY.fullmatch(value) if isinstance(value, str) else None
+    if match is not None:
+        year = int(match.group(1)) if match.group(1) else None
+        month, day = int(match.group(2)), int(match.group(3))
+        if year is None and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(2024, month)[1]:
+            return month, day
+        if year is not None and OLDEST_BIRTH_YEAR <= year <= today.year:
+            try:
+                if date(year, month, day) <= today:
+                    return month, day
+            except ValueError:
+                pass
+    raise ApiError(400, "INVALID_BIRTHDAY", f"birthday must be MM-DD or YYYY-MM-DD, a real date from "
+                                            f"{OLDEST_BIRTH_YEAR} to today")
 
 
 def _entry(services: Services, entry: dict[str, Any]) -> dict[str, Any]:
@@ -68,10 +89,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         if not await s.program.exists(user_id):
             raise ApiError(404, "UNKNOWN_MEMBER", "no member with that user id")
         if "birthday" in body:
-            match = BIRTHDAY.match(str(body["birthday"]))
-            month, day = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-            if not match or not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(2024, month)[1]:
-                raise ApiError(400, "INVALID_BIRTHDAY", "birthday must be MM-DD or YYYY-MM-DD")
+            today = datetime.fromtimestamp(s.program.now_ms() / 1000, s.program.rules.timezone).date()
+            month, day = birthday(body["birthday"], today)
             if not await s.program.set_birthday(user_id, month, day):
                 raise ApiError(409, "BIRTHDAY_ALREADY_SET", "a birthday can be set once")
         if "gift_referral_reward" in body:
