@@ -227,3 +227,67 @@ async def test_a_real_birthday_is_accepted(bot: Bot, birthday: str) -> None:
     await follow(bot, uid)
     status, answer = await bot.admin("PATCH", f"/api/v1/members/{uid}", {"birthday": birthday})
     assert status == 200 and answer["birthday"] == birthday[-5:], answer  # type: ignore[index]
+
+
+# ---- strictness: unknown fields, the Authorization header -----------------------------------
+async def test_patch_with_an_unknown_field_is_400_and_not_audited(bot: Bot) -> None:
+    uid = new_user_id()
+    await follow(bot, uid)
+    before = await audit_length(bot)
+    status, answer = await bot.admin("PATCH", f"/api/v1/members/{uid}",
+                                     {"gift_referral_reward": True, "points": 1_000_000, "is_staff": True})
+    assert_error(status, answer, 400, "UNKNOWN_FIELD")
+    assert "is_staff" in answer["error"]["message"] and "points" in answer["error"]["message"]  # type: ignore[index]
+    assert await audit_length(bot) == before
+    status, view = await bot.admin("GET", f"/api/v1/members/{uid}")
+    assert view["gift_referral_reward"] is False  # type: ignore[index]
+
+
+async def test_patch_with_one_bad_field_changes_nothing(bot: Bot) -> None:
+    uid = new_user_id()
+    await follow(bot, uid)
+    before = await audit_length(bot)
+    status, answer = await bot.admin("PATCH", f"/api/v1/members/{uid}",
+                                     {"birthday": "12-31", "gift_referral_reward": "yes"})
+    assert_error(status, answer, 400, "INVALID_FIELD")
+    assert not await bot.services.redis.hget(rkeys.member(uid), "birthday")
+    assert await audit_length(bot) == before
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/api/v1/conversions", {"order_id": "o-1", "user_id": SOME, "amount": 100, "ocurred_at": "2024-01-01"}),
+    ("/api/v1/broadcasts", {"text": "hi", "segmnet": {"tier": ["gold"]}}),
+    (f"/api/v1/members/{SOME}/adjustments", {"points": 5, "reason": "x", "note": "y"}),
+    ("/api/v1/events", {"user_id": SOME, "name": "review", "event_id": "e-1", "points": 5}),
+    ("/api/v1/rewards/coffee/stock", {"add": 5, "limit": 3}),
+], ids=["conversion", "broadcast", "adjustment", "event", "stock"])
+async def test_every_json_body_refuses_unknown_fields(bot: Bot, path: str, body: dict) -> None:
+    status, answer = await bot.admin("POST", path, body)
+    assert_error(status, answer, 400, "UNKNOWN_FIELD")
+    assert await stored(bot) == []
+
+
+@pytest.mark.parametrize("header", [f"Bearer  {ADMIN}", f"Bearer {ADMIN} x", f"Bearer\t{ADMIN}", f" Bearer {ADMIN}",
+                                    f"Bearer {ADMIN}\t", f"Bearer {ADMIN},Bearer {ADMIN}", f"BearerX {ADMIN}"],
+                         ids=["two-spaces", "trailing-word", "tab", "leading-space", "trailing-tab", "two", "scheme"])
+async def test_a_malformed_bearer_header_is_401(bot: Bot, header: str) -> None:
+    status, answer = await bot.admin("POST", "/api/v1/conversions", {"order_id": "o-1", "user_id": SOME,
+                                                                      "amount": 100},
+                                     token=None, headers={"Authorization": header})
+    if header.strip() == f"Bearer {ADMIN}":  # the HTTP parser strips whitespace around a header's value
+        assert status == 200
+        return
+    assert_error(status, answer, 401, "UNAUTHENTICATED")
+    assert await stored(bot) == []
+
+
+async def test_the_exact_bearer_header_is_accepted(bot: Bot) -> None:
+    status, _ = await bot.admin("GET", "/api/v1/stats", token=None, headers={"Authorization": f"Bearer {ADMIN}"})
+    assert status == 200
+
+
+async def test_an_event_id_with_a_trailing_newline_is_400(bot: Bot) -> None:
+    status, answer = await bot.admin("POST", "/api/v1/events", {"user_id": SOME, "name": "review",
+                                                                 "event_id": "e-1\n"})
+    assert_error(status, answer, 400, "INVALID_EVENT_ID")
+    assert await stored(bot) == []

@@ -56,6 +56,7 @@ PROFILE_CONCURRENCY = 20
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = ("name", "points", "invite_link")
 SAMPLE_USER = "U" + "0" * 32
+BODY_FIELDS = ("text", "messages", "segment", "scheduled_at", "dry_run")  # a request body has no other field
 SCHEDULE_AHEAD_MAX = timedelta(days=366)
 LUA = Path(__file__).resolve().parent / "lua"
 

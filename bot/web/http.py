@@ -11,7 +11,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 MAX_PAGE = 500
+# exactly "Bearer <token>": one space, a token of visible ASCII (RFC 6750's b64token and more), nothing else
+BEARER = re.compile(r"Bearer ([\x21-\x7e]+)")
 # a JSON body nested deeper than this is refused before anything reads it: far deeper than any request we take
 # (a Flex bubble in a broadcast, LINE's webhook events) and far from Python's recursion limit (about 1,000)
 MAX_JSON_DEPTH = 64
@@ -51,14 +53,16 @@ def auth_middleware(services_key: web.AppKey[Services]) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/api/"):
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or not header[7:].strip():
+        bearer = BEARER.fullmatch(request.headers.get("Authorization", ""))
+        if bearer is None:
+            log.info("admin API call without a well-formed bearer token from %s: %s %s", request.remote,
+                     request.method, request.path)
             return error_response(401, "UNAUTHENTICATED", "send Authorization: Bearer <ADMIN_TOKEN>")
         expected = request.app[services_key].settings.admin_token
         if not expected:
             return error_response(403, "ADMIN_API_DISABLED",
                                   "ADMIN_TOKEN is not set, so the admin API refuses every call")
-        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+        if not hmac.compare_digest(bearer.group(1).encode(), expected.encode()):
             log.warning("admin API call with a wrong token from %s: %s %s", request.remote, request.method,
                         request.path)
             return error_response(403, "FORBIDDEN", "the bearer token is wrong")
@@ -147,9 +151,17 @@ def _depth_over(value: Any, limit: int) -> bool:
     return False
 
 
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object (400 INVALID_JSON / INVALID_BODY otherwise)."""
-    return _object(await request.read())
+async def json_body(request: web.Request, fields: Collection[str]) -> dict[str, Any]:
+    """The body as a JSON object with no field but these (400 INVALID_JSON / INVALID_BODY / UNKNOWN_FIELD).
+
+    Unknown fields are refused, not ignored: a misspelt "segmnet" would otherwise broadcast to everyone, and a
+    stray field would be written into the audit log as if it meant something."""
+    body = _object(await request.read())
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(400, "UNKNOWN_FIELD", f"unknown field(s): {', '.join(unknown)}; "
+                                             f"this call takes {', '.join(sorted(fields))}")
+    return body
 
 
 async def optional_body(request: web.Request, allowed: dict[str, type]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.broadcasts.service import BroadcastError, Broadcasts
+from bot.broadcasts.service import BODY_FIELDS, BroadcastError, Broadcasts
 from bot.services import Services
 from bot.web.http import ApiError, json_body, query_int
 
@@ -32,7 +32,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         return Broadcasts(request.app[services_key])
 
     async def create(request: web.Request) -> web.Response:
-        body = await json_body(request)
+        body = await json_body(request, BODY_FIELDS)
         try:
             answer = await service(request).create(body, by=WHO)
         except BroadcastError as exc:

@@ -17,6 +17,8 @@ from rewards.lookup import find_member
 
 BIRTHDAY = re.compile(r"(?:([0-9]{4})-)?([0-9]{2})-([0-9]{2})")  # fullmatch; ASCII digits only
 OLDEST_BIRTH_YEAR = 1900
+ADJUSTMENT_FIELDS = ("points", "reason", "operation_id")
+PROFILE_FIELDS = ("birthday", "gift_referral_reward")
 
 
 def birthday(value: object, today: date) -> tuple[int, int]:
@@ -63,7 +65,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def adjust(request: web.Request) -> web.Response:
         user_id = valid_user_id(request.match_info["user_id"])
-        body = await json_body(request)
+        body = await json_body(request, ADJUSTMENT_FIELDS)
         points = field(body, "points", int)
         reason = field(body, "reason", str).strip()
         if points == 0 or abs(points) > 10_000_000:
@@ -84,19 +86,19 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     async def profile(request: web.Request) -> web.Response:
         """PATCH a member: birthday ("MM-DD" or "YYYY-MM-DD", once) and gift_referral_reward (相手に譲る)."""
         user_id = valid_user_id(request.match_info["user_id"])
-        body = await json_body(request)
+        body = await json_body(request, PROFILE_FIELDS)
         s = services(request)
+        # every field is checked before the first write: one bad field changes nothing
+        today = datetime.fromtimestamp(s.program.now_ms() / 1000, s.program.rules.timezone).date()
+        month_day = birthday(body["birthday"], today) if "birthday" in body else None
+        gift = body.get("gift_referral_reward")
+        if "gift_referral_reward" in body and not isinstance(gift, bool):
+            raise ApiError(400, "INVALID_FIELD", "gift_referral_reward must be true or false")
         if not await s.program.exists(user_id):
             raise ApiError(404, "UNKNOWN_MEMBER", "no member with that user id")
-        if "birthday" in body:
-            today = datetime.fromtimestamp(s.program.now_ms() / 1000, s.program.rules.timezone).date()
-            month, day = birthday(body["birthday"], today)
-            if not await s.program.set_birthday(user_id, month, day):
-                raise ApiError(409, "BIRTHDAY_ALREADY_SET", "a birthday can be set once")
-        if "gift_referral_reward" in body:
-            gift = body["gift_referral_reward"]
-            if not isinstance(gift, bool):
-                raise ApiError(400, "INVALID_FIELD", "gift_referral_reward must be true or false")
+        if month_day is not None and not await s.program.set_birthday(user_id, *month_day):
+            raise ApiError(409, "BIRTHDAY_ALREADY_SET", "a birthday can be set once")
+        if isinstance(gift, bool):
             await s.program.set_gift(user_id, gift)
         await s.program.audit("admin-api", "profile", user_id, changes=json.dumps(body, ensure_ascii=False))
         return await member(request)

@@ -20,7 +20,8 @@ OBJECT = {"type": "object"}
 
 
 def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": properties}
+    """A request body: these fields and no other (an unknown field is 400 UNKNOWN_FIELD)."""
+    return {"type": "object", "required": required, "properties": properties, "additionalProperties": False}
 
 
 def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -45,7 +46,7 @@ CONVERSION = _obj(["order_id", "user_id", "amount"], order_id={"type": "string",
                                "description": "a hash the shop derives from e.g. the delivery address or payment "
                                               "token (never the raw value); a referred friend's order carrying one "
                                               "of the referrer's sends the referral to review"})
-BROADCAST = {"type": "object", "properties": {
+BROADCAST = {"type": "object", "additionalProperties": False, "properties": {
     "text": {"type": "string", "maxLength": TEXT_MAX},
     "messages": {"type": "array", "minItems": 1, "maxItems": MESSAGES_PER_REQUEST_MAX, "items": OBJECT},
     "segment": {"description": "absent: every member who has not blocked the account; otherwise segment JSON "
