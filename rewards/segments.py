@@ -26,10 +26,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from rewards import engine
+from rewards import engine, times
 from rewards.errors import DomainError
 from rewards.rules import Rules
 
@@ -105,15 +104,11 @@ def parse(raw: Any, rules: Rules, now_ms: int) -> Segment:
     month = engine.shop_time(rules, now_ms).month
 
     def when(where: str, value: Any) -> int:
-        if not isinstance(value, str):
-            raise SegmentError(where, "must be an ISO 8601 date or date-time string")
+        # a date or a time without offset is the shop's local time; any date is fine for a comparison
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise SegmentError(where, f"is not an ISO 8601 date or date-time: {value!r}") from exc
-        if parsed.tzinfo is None:  # a date or a time without offset is the shop's local time
-            parsed = parsed.replace(tzinfo=rules.timezone)
-        return int(parsed.timestamp() * 1000)
+            return times.epoch_ms(value, rules.timezone)
+        except times.TimeRefused as exc:
+            raise SegmentError(where, str(exc)) from exc
 
     def compile_(node: Any, where: str, depth: int) -> Predicate:
         nodes[0] += 1

@@ -13,7 +13,8 @@ Staff tools (the admin API and the staff chat commands) use one small service:
 Request body (POST /api/v1/broadcasts, and `body` above), JSON-schema-ish:
     {"text": string 1..5000}  or  {"messages": [LINE message object, 1..5]}      (one of the two)
     "segment"?: segment JSON (rewards/segments.py; absent = every member who has not blocked the account)
-    "scheduled_at"?: ISO 8601 date-time (no offset = the shop's time zone); sent once it is due
+    "scheduled_at"?: ISO 8601 date-time (no offset = the shop's time zone), from 5 minutes ago to 366 days
+                     ahead (a time further off is a typo, not a plan); sent once it is due
     "dry_run"?: boolean — answer the count and a preview of what the first members would get; store nothing
   Text messages may carry {name} (the LINE display name with さん / as is in English; "お客さま" / "there"
   when LINE does not tell us), {points} (spendable points when the job starts) and {invite_link}.
@@ -34,7 +35,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ from bot.infra import keys
 from bot.line import limits as line_limits
 from bot.line import links
 from bot.services import Services
-from rewards import segments
+from rewards import segments, times
 from rewards.scripts import register
 from rewards.segments import MemberFacts, Segment, SegmentError
 
@@ -55,6 +56,8 @@ PROFILE_CONCURRENCY = 20
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PLACEHOLDERS = ("name", "points", "invite_link")
 SAMPLE_USER = "U" + "0" * 32
+BODY_FIELDS = ("text", "messages", "segment", "scheduled_at", "dry_run")  # a request body has no other field
+SCHEDULE_AHEAD_MAX = timedelta(days=366)
 LUA = Path(__file__).resolve().parent / "lua"
 
 
@@ -152,12 +155,10 @@ class Broadcasts:
         if value is None:
             return None
         try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise BroadcastError("INVALID_SCHEDULED_AT", "scheduled_at must be an ISO 8601 date-time") from exc
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=self.program.rules.timezone)
-        return int(parsed.timestamp() * 1000)
+            return times.within(value, self.program.rules.timezone, self._now_ms(), past=times.CLOCK_SKEW,
+                                future=SCHEDULE_AHEAD_MAX)
+        except times.TimeRefused as exc:
+            raise BroadcastError("INVALID_SCHEDULED_AT", f"scheduled_at {exc}") from exc
 
     # ---- who ------------------------------------------------------------------------
     async def recipients(self, segment: Segment, raw: Any = None) -> list[MemberFacts]:

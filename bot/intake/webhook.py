@@ -1,7 +1,6 @@
 """POST /callback: verify on the raw bytes, queue durably, then 200. No handling happens here."""
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -12,6 +11,7 @@ from redis.exceptions import RedisError
 
 from bot.infra.metrics import Metrics
 from bot.intake.stream import Intake
+from bot.web.http import JsonRefused, loads_json
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,10 @@ async def _callback(request: web.Request, validator: SignatureValidator, intake:
         log.warning("webhook with a bad signature from %s", request.remote)
         return _error(400, "BAD_SIGNATURE", "the signature does not match the body")
     try:
-        payload = json.loads(text)
-    except json.JSONDecodeError:
-        return _error(400, "NOT_JSON", "the body is not JSON")
+        payload = loads_json(text)  # nesting deeper than LINE ever sends is refused, not a RecursionError
+    except JsonRefused as exc:
+        log.warning("signed webhook body refused from %s: %s", request.remote, exc)
+        return _error(400, "TOO_DEEP" if exc.too_deep else "NOT_JSON", str(exc))
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         return _error(400, "NOT_A_WEBHOOK", "the body is not a webhook object with an events list")
     if not payload["events"]:

@@ -11,7 +11,7 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 
 USER_ID = re.compile(r"^U[0-9a-f]{32}$")
 MAX_PAGE = 500
+# exactly "Bearer <token>": one space, a token of visible ASCII (RFC 6750's b64token and more), nothing else
+BEARER = re.compile(r"Bearer ([\x21-\x7e]+)")
+# a JSON body nested deeper than this is refused before anything reads it: far deeper than any request we take
+# (a Flex bubble in a broadcast, LINE's webhook events) and far from Python's recursion limit (about 1,000)
+MAX_JSON_DEPTH = 64
+DIGITS = re.compile(r"[0-9]{1,18}")  # a numeric query parameter: ASCII digits only, never thousands of them
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,14 +53,16 @@ def auth_middleware(services_key: web.AppKey[Services]) -> Any:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not request.path.startswith("/api/"):
             return await handler(request)
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer ") or not header[7:].strip():
+        bearer = BEARER.fullmatch(request.headers.get("Authorization", ""))
+        if bearer is None:
+            log.info("admin API call without a well-formed bearer token from %s: %s %s", request.remote,
+                     request.method, request.path)
             return error_response(401, "UNAUTHENTICATED", "send Authorization: Bearer <ADMIN_TOKEN>")
         expected = request.app[services_key].settings.admin_token
         if not expected:
             return error_response(403, "ADMIN_API_DISABLED",
                                   "ADMIN_TOKEN is not set, so the admin API refuses every call")
-        if not hmac.compare_digest(header[7:].strip().encode(), expected.encode()):
+        if not hmac.compare_digest(bearer.group(1).encode(), expected.encode()):
             log.warning("admin API call with a wrong token from %s: %s %s", request.remote, request.method,
                         request.path)
             return error_response(403, "FORBIDDEN", "the bearer token is wrong")
@@ -102,14 +110,57 @@ def body_timeout_middleware(seconds: float, max_size: int) -> Any:
 
 
 # ---- the request ---------------------------------------------------------------------------------
-async def json_body(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object (400 INVALID_JSON / INVALID_BODY otherwise)."""
+class JsonRefused(ValueError):
+    """A body that is not JSON (`too_deep` False), or nests deeper than MAX_JSON_DEPTH (`too_deep` True)."""
+
+    def __init__(self, message: str, *, too_deep: bool = False):
+        super().__init__(message)
+        self.too_deep = too_deep
+
+
+def loads_json(raw: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads of UTF-8 JSON, refusing (JsonRefused) what is not that and what nests deeper than `max_depth`.
+
+    Deep nesting is what crashes the parser (RecursionError near 1,000 levels) or whatever walks the value
+    later (validation, json.dumps into Redis or the audit log), so it is refused here, once, for every caller.
+    A body with at most `max_depth` brackets in all cannot nest deeper: the usual small body is never walked.
+    """
     try:
-        body = await request.json(loads=json.loads)
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise JsonRefused(f"the JSON nests deeper than {max_depth} levels", too_deep=True) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "INVALID_JSON", "the body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "INVALID_BODY", "the body must be a JSON object")
+        raise JsonRefused("the body is not JSON") from exc
+    if text.count("[") + text.count("{") > max_depth and _depth_over(value, max_depth):
+        raise JsonRefused(f"the JSON nests deeper than {max_depth} levels", too_deep=True)
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether an array or object lies more than `limit` levels deep (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+async def json_body(request: web.Request, fields: Collection[str]) -> dict[str, Any]:
+    """The body as a JSON object with no field but these (400 INVALID_JSON / INVALID_BODY / UNKNOWN_FIELD).
+
+    Unknown fields are refused, not ignored: a misspelt "segmnet" would otherwise broadcast to everyone, and a
+    stray field would be written into the audit log as if it meant something."""
+    body = _object(await request.read())
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        raise ApiError(400, "UNKNOWN_FIELD", f"unknown field(s): {', '.join(unknown)}; "
+                                             f"this call takes {', '.join(sorted(fields))}")
     return body
 
 
@@ -118,18 +169,23 @@ async def optional_body(request: web.Request, allowed: dict[str, type]) -> dict[
     raw = await request.read()
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "INVALID_JSON", "the body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "INVALID_BODY", "the body must be a JSON object")
+    body = _object(raw)
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise ApiError(400, "UNKNOWN_FIELD", f"unknown field(s): {', '.join(unknown)}")
     for name, kind in allowed.items():
         if name in body and not isinstance(body[name], kind):
             raise ApiError(400, "INVALID_FIELD", f"{name} must be a {kind.__name__}")
+    return body
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = loads_json(raw)
+    except JsonRefused as exc:
+        raise ApiError(400, "INVALID_JSON", str(exc)) from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "INVALID_BODY", "the body must be a JSON object")
     return body
 
 
@@ -152,10 +208,12 @@ def valid_user_id(value: str) -> str:
 
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """?name= as a whole number from low to high: ASCII digits only (not "²", "１０" or 5,000 digits), else 400
+    INVALID_{NAME}. Every numeric query parameter of the admin API goes through here."""
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise ApiError(400, f"INVALID_{name.upper()}", f"{name} must be a whole number from {low} to {high}")
     return int(raw)
 

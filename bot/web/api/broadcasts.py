@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bot.broadcasts.service import BroadcastError, Broadcasts
+from bot.broadcasts.service import BODY_FIELDS, BroadcastError, Broadcasts
 from bot.services import Services
-from bot.web.http import ApiError, json_body
+from bot.web.http import ApiError, json_body, query_int
 
 WHO = "admin-api"  # the job's "by" and the audit log's "who"
 
@@ -32,7 +32,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         return Broadcasts(request.app[services_key])
 
     async def create(request: web.Request) -> web.Response:
-        body = await json_body(request)
+        body = await json_body(request, BODY_FIELDS)
         try:
             answer = await service(request).create(body, by=WHO)
         except BroadcastError as exc:
@@ -49,10 +49,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         return web.json_response(view)
 
     async def listing(request: web.Request) -> web.Response:
-        limit = request.query.get("limit", "50")
-        if not limit.isdigit() or not 1 <= int(limit) <= 500:
-            raise ApiError(400, "INVALID_LIMIT", "limit must be a whole number from 1 to 500")
-        return web.json_response({"broadcasts": await service(request).latest(int(limit))})
+        limit = query_int(request, "limit", 50, 1, 500)
+        return web.json_response({"broadcasts": await service(request).latest(limit)})
 
     def action(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handler(request: web.Request) -> web.Response:

@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import timedelta
 
 from aiohttp import web
 
 from bot import notices
 from bot.services import Services
 from bot.web.http import ApiError, field, json_body, valid_user_id
+from rewards import times
 
-ORDER_ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
+ORDER_ID = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces (fullmatch: "$" would let "\n" in)
 MAX_AMOUNT_YEN = 100_000_000
+# occurred_at: an order of the last year (a shop catching up on its history; older ones would earn points already
+# expired under the default 12 months, and are for an import of opening balances), up to a few minutes ahead
+# (the shop's clock running fast). Outside it: 400 before anything is written.
+ORDER_MAX_AGE = timedelta(days=366)
+CONVERSION_FIELDS = ("order_id", "user_id", "amount", "occurred_at", "fingerprint")
+EVENT_FIELDS = ("user_id", "name", "event_id")
 
 
 def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
@@ -19,7 +26,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         return request.app[services_key]
 
     async def conversions(request: web.Request) -> web.Response:
-        body = await json_body(request)
+        body = await json_body(request, CONVERSION_FIELDS)
         order_id = field(body, "order_id", str)
         if not ORDER_ID.fullmatch(order_id):
             raise ApiError(400, "INVALID_ORDER_ID", "order_id must be 1 to 128 printable ASCII characters")
@@ -28,17 +35,18 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         if not 0 <= amount <= MAX_AMOUNT_YEN:
             raise ApiError(400, "INVALID_AMOUNT", f"amount must be yen between 0 and {MAX_AMOUNT_YEN}")
         occurred = field(body, "occurred_at", str, required=False)
+        s = services(request)
         at_ms = None
         if occurred is not None:
             try:
-                at_ms = int(datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp() * 1000)
-            except ValueError as exc:
-                raise ApiError(400, "INVALID_OCCURRED_AT", "occurred_at must be an ISO 8601 date-time") from exc
+                at_ms = times.within(occurred, s.program.rules.timezone, s.program.now_ms(), past=ORDER_MAX_AGE,
+                                     future=times.CLOCK_SKEW)
+            except times.TimeRefused as exc:
+                raise ApiError(400, "INVALID_OCCURRED_AT", f"occurred_at {exc}") from exc
         fingerprint = field(body, "fingerprint", str, required=False)
         if fingerprint is not None and not ORDER_ID.fullmatch(fingerprint):
             raise ApiError(400, "INVALID_FINGERPRINT", "fingerprint must be 1 to 128 printable ASCII characters "
                                                        "(send a hash, never the address or card itself)")
-        s = services(request)
         purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms, fingerprint)
         await notices.after_purchase(s, purchase, user_id, order_id)
         answer = purchase.answer
@@ -56,11 +64,11 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def custom_event(request: web.Request) -> web.Response:
         """POST /api/v1/events {user_id, name, event_id}: a review, a share… as the rules name them."""
-        body = await json_body(request)
+        body = await json_body(request, EVENT_FIELDS)
         user_id = valid_user_id(field(body, "user_id", str))
         name = field(body, "name", str)
         event_id = field(body, "event_id", str)
-        if not ORDER_ID.match(event_id):
+        if not ORDER_ID.fullmatch(event_id):
             raise ApiError(400, "INVALID_EVENT_ID", "event_id must be 1 to 128 printable ASCII characters")
         applied, points = await services(request).program.custom_event(user_id, name, event_id)
         await notices.after_custom_event(services(request), user_id, name, event_id)

@@ -1,14 +1,34 @@
-"""CSV exports of every member and every ledger entry, streamed in chunks so memory stays flat."""
+"""CSV exports of every member and every ledger entry, streamed in chunks so memory stays flat.
+
+Every cell goes through `cell()`: text that a spreadsheet would take for a formula (a staff reason, an order id
+or a nickname such as =HYPERLINK(...) or +cmd|...) is written with a leading single quote (OWASP's advice on
+CSV injection), so it opens as text. Numbers we write ourselves (a delta of -50, a balance) are ints and are
+written as numbers, untouched: only text is ever neutralised.
+"""
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
 from bot.services import Services
 from bot.web.http import shop_time
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what Excel, LibreOffice and Sheets read as a formula
+
+
+def cell(value: Any) -> Any:
+    """A CSV cell that opens as what it is: text starting like a formula gets a leading "'"; numbers stay."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def row_of(values: Iterable[Any]) -> list[Any]:
+    return [cell(v) for v in values]
 
 
 async def stream_csv(request: web.Request, name: str, header: list[str], rows: Any) -> web.StreamResponse:
@@ -17,9 +37,9 @@ async def stream_csv(request: web.Request, name: str, header: list[str], rows: A
     await response.prepare(request)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(header)
+    writer.writerow(row_of(header))
     async for row in rows:
-        writer.writerow(row)
+        writer.writerow(row_of(row))
         if buffer.tell() > 64_000:
             await response.write(buffer.getvalue().encode())
             buffer.seek(0)

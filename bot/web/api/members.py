@@ -5,6 +5,7 @@ import calendar
 import json
 import re
 import uuid
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +15,29 @@ from bot.web.http import ApiError, field, json_body, page, query_str, shop_time,
 from rewards import codes
 from rewards.lookup import find_member
 
-BIRTHDAY = re.compile(r"^(?:\d{4}-)?(\d{2})-(\d{2})$")
+BIRTHDAY = re.compile(r"(?:([0-9]{4})-)?([0-9]{2})-([0-9]{2})")  # fullmatch; ASCII digits only
+OLDEST_BIRTH_YEAR = 1900
+ADJUSTMENT_FIELDS = ("points", "reason", "operation_id")
+PROFILE_FIELDS = ("birthday", "gift_referral_reward")
+
+
+def birthday(value: object, today: date) -> tuple[int, int]:
+    """(month, day) of "MM-DD" or "YYYY-MM-DD": a real date (Feb 29 only in a leap year when a year is given) from
+    1900 to today; 400 INVALID_BIRTHDAY otherwise. Only month and day are kept."""
+    match = BIRTHDAY.fullmatch(value) if isinstance(value, str) else None
+    if match is not None:
+        year = int(match.group(1)) if match.group(1) else None
+        month, day = int(match.group(2)), int(match.group(3))
+        if year is None and 1 <= month <= 12 and 1 <= day <= calendar.monthrange(2024, month)[1]:
+            return month, day
+        if year is not None and OLDEST_BIRTH_YEAR <= year <= today.year:
+            try:
+                if date(year, month, day) <= today:
+                    return month, day
+            except ValueError:
+                pass
+    raise ApiError(400, "INVALID_BIRTHDAY", f"birthday must be MM-DD or YYYY-MM-DD, a real date from "
+                                            f"{OLDEST_BIRTH_YEAR} to today")
 
 
 def _entry(services: Services, entry: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +65,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def adjust(request: web.Request) -> web.Response:
         user_id = valid_user_id(request.match_info["user_id"])
-        body = await json_body(request)
+        body = await json_body(request, ADJUSTMENT_FIELDS)
         points = field(body, "points", int)
         reason = field(body, "reason", str).strip()
         if points == 0 or abs(points) > 10_000_000:
@@ -63,21 +86,19 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     async def profile(request: web.Request) -> web.Response:
         """PATCH a member: birthday ("MM-DD" or "YYYY-MM-DD", once) and gift_referral_reward (相手に譲る)."""
         user_id = valid_user_id(request.match_info["user_id"])
-        body = await json_body(request)
+        body = await json_body(request, PROFILE_FIELDS)
         s = services(request)
+        # every field is checked before the first write: one bad field changes nothing
+        today = datetime.fromtimestamp(s.program.now_ms() / 1000, s.program.rules.timezone).date()
+        month_day = birthday(body["birthday"], today) if "birthday" in body else None
+        gift = body.get("gift_referral_reward")
+        if "gift_referral_reward" in body and not isinstance(gift, bool):
+            raise ApiError(400, "INVALID_FIELD", "gift_referral_reward must be true or false")
         if not await s.program.exists(user_id):
             raise ApiError(404, "UNKNOWN_MEMBER", "no member with that user id")
-        if "birthday" in body:
-            match = BIRTHDAY.match(str(body["birthday"]))
-            month, day = (int(match.group(1)), int(match.group(2))) if match else (0, 0)
-            if not match or not 1 <= month <= 12 or not 1 <= day <= calendar.monthrange(2024, month)[1]:
-                raise ApiError(400, "INVALID_BIRTHDAY", "birthday must be MM-DD or YYYY-MM-DD")
-            if not await s.program.set_birthday(user_id, month, day):
-                raise ApiError(409, "BIRTHDAY_ALREADY_SET", "a birthday can be set once")
-        if "gift_referral_reward" in body:
-            gift = body["gift_referral_reward"]
-            if not isinstance(gift, bool):
-                raise ApiError(400, "INVALID_FIELD", "gift_referral_reward must be true or false")
+        if month_day is not None and not await s.program.set_birthday(user_id, *month_day):
+            raise ApiError(409, "BIRTHDAY_ALREADY_SET", "a birthday can be set once")
+        if isinstance(gift, bool):
             await s.program.set_gift(user_id, gift)
         await s.program.audit("admin-api", "profile", user_id, changes=json.dumps(body, ensure_ascii=False))
         return await member(request)

@@ -20,7 +20,8 @@ OBJECT = {"type": "object"}
 
 
 def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": properties}
+    """A request body: these fields and no other (an unknown field is 400 UNKNOWN_FIELD)."""
+    return {"type": "object", "required": required, "properties": properties, "additionalProperties": False}
 
 
 def _path_param(name: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -37,17 +38,22 @@ def _query(name: str, schema: dict[str, Any], required: bool = False, descriptio
 PAGE = [_query("offset", {"type": "integer", "minimum": 0}), _query("limit", {"type": "integer", "minimum": 1,
                                                                               "maximum": 500})]
 CONVERSION = _obj(["order_id", "user_id", "amount"], order_id={"type": "string", "maxLength": 128}, user_id=USER_ID,
-                  amount={"type": "integer", "minimum": 0}, occurred_at={"type": "string", "format": "date-time"},
+                  amount={"type": "integer", "minimum": 0},
+                  occurred_at={"type": "string", "format": "date-time",
+                               "description": "from 366 days ago to 5 minutes ahead; no offset: the shop's time "
+                                              "zone"},
                   fingerprint={"type": "string", "maxLength": 128,
                                "description": "a hash the shop derives from e.g. the delivery address or payment "
                                               "token (never the raw value); a referred friend's order carrying one "
                                               "of the referrer's sends the referral to review"})
-BROADCAST = {"type": "object", "properties": {
+BROADCAST = {"type": "object", "additionalProperties": False, "properties": {
     "text": {"type": "string", "maxLength": TEXT_MAX},
     "messages": {"type": "array", "minItems": 1, "maxItems": MESSAGES_PER_REQUEST_MAX, "items": OBJECT},
     "segment": {"description": "absent: every member who has not blocked the account; otherwise segment JSON "
                                "combining all / any / not over conditions (README, rewards/segments.py)"},
-    "scheduled_at": {"type": "string", "format": "date-time", "description": "send once due"},
+    "scheduled_at": {"type": "string", "format": "date-time",
+                     "description": "send once due: from 5 minutes ago to 366 days ahead; no offset: the shop's "
+                                    "time zone"},
     "dry_run": {"type": "boolean", "description": "answer the count and a preview; store nothing"}}}
 REASON = _obj([], reason={"type": "string", "maxLength": 500})
 
@@ -61,7 +67,7 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
     ("get", "/api/v1/members/{user_id}", "A member's points, tier and referrals", [_path_param("user_id", USER_ID)],
      [], None, 200),
     ("patch", "/api/v1/members/{user_id}", "Set the birthday (once) and gift_referral_reward",
-     [_path_param("user_id", USER_ID)], [], _obj([], birthday={"type": "string"},
+     [_path_param("user_id", USER_ID)], [], _obj([], birthday={"type": "string", "pattern": "^([0-9]{4}-)?[0-9]{2}-[0-9]{2}$"},
                                                  gift_referral_reward={"type": "boolean"}), 200),
     ("get", "/api/v1/members/{user_id}/ledger", "A member's ledger entries, newest first",
      [_path_param("user_id", USER_ID)], PAGE, None, 200),

@@ -43,7 +43,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def add_stock(request: web.Request) -> web.Response:
         """POST /api/v1/rewards/{id}/stock {"add": n}: n may be negative, never below what is taken."""
-        body = await json_body(request)
+        body = await json_body(request, ("add",))
         add = field(body, "add", int)
         if add == 0 or abs(add) > MAX_STOCK_CHANGE:
             raise ApiError(400, "INVALID_ADD", f"add must be a non-zero integer of at most {MAX_STOCK_CHANGE:,}")
@@ -61,7 +61,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     async def add_codes(request: web.Request) -> web.Response:
         """POST /api/v1/rewards/{id}/codes {"codes": [..]}: codes join the pool; ones seen before are skipped."""
-        body = await json_body(request)
+        body = await json_body(request, ("codes",))
         codes = body.get("codes")
         if not isinstance(codes, list) or not 1 <= len(codes) <= MAX_CODES_PER_UPLOAD:
             raise ApiError(400, "INVALID_CODES", f"codes must be a list of 1 to {MAX_CODES_PER_UPLOAD:,} strings")
