@@ -22,6 +22,7 @@ from bot.web.http import (
     RedisOutage,
     auth_middleware,
     body_timeout_middleware,
+    security_headers,
     unavailable_middleware,
 )
 from handlers import build_router
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[
         auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY),
         unavailable_middleware(SERVICES)])
+    app.on_response_prepare.append(security_headers(settings.public_base_url))
     app[METRICS] = metrics
     app[OUTAGE] = RedisOutage()
 

@@ -1,19 +1,27 @@
 """HTTP hygiene outside the webhook: Redis down answered 503 (JSON on the API, a kind page elsewhere) and logged
-once, and a /healthz that tells strangers nothing."""
+once, a /healthz that tells strangers nothing, and the security headers."""
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
 import logging
+import re
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
+from multidict import CIMultiDict
 
+from bot.config import ASSETS
 from bot.infra.redis_conn import EmbeddedRedis
 from bot.web.http import RedisOutage
-from linesim.platform import Platform, new_user_id
-from tests.support.harness import ADMIN, Bot, make_settings, start_bot
+from bot.web.pages.render import style_sources
+from linesim.platform import Platform, new_user_id, sign
+from tests.support.harness import ADMIN, SECRET, Bot, BotWith, make_settings, start_bot
 
 # ---- Redis down ----------------------------------------------------------------------------------
 
@@ -106,3 +114,78 @@ def test_an_outage_is_reported_once_then_at_most_once_a_minute(caplog: pytest.Lo
     assert lines[0].startswith("Redis does not answer (ConnectionError: refused")
     assert "30 requests answered 503 in the last 60 s" in lines[1] and "30 requests" in lines[2]
     assert lines[3] == "Redis answers again (4 requests answered 503 since the last report)"
+
+
+# ---- headers -------------------------------------------------------------------------------------
+async def raw_head(bot: Bot, request: bytes) -> tuple[int, CIMultiDict[str]]:
+    """Send bytes as they are (aiohttp's client would not send a malformed request); the status and headers."""
+    url = urlsplit(bot.url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        writer.write(request)
+        head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)).decode("latin-1")
+    finally:
+        writer.close()
+    status_line, *lines = head.strip().split("\r\n")
+    headers: CIMultiDict[str] = CIMultiDict(line.split(": ", 1) for line in lines)  # type: ignore[misc]
+    return int(status_line.split()[1]), headers
+
+
+async def test_no_response_names_the_server_software(bot_with: BotWith) -> None:
+    bot = await bot_with(run_worker=False)
+    code = await bot.services.program.invite_code(new_user_id())
+    body = bot.platform.payload(bot.platform.follow(new_user_id()))
+    requests = {
+        200: [f"GET /i/{code}", f"GET /qr/{code}.png", "GET /healthz", "GET /metrics", "GET /api/v1/stats"],
+        404: ["GET /i/ABCDEFGH", "GET /no/such/route", "GET /c/" + "y" * 22],
+        405: ["DELETE /healthz", "PUT /callback"],
+    }
+    for status, lines in requests.items():
+        for line in lines:
+            got, headers = await raw_head(bot, f"{line} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\n"
+                                               "Connection: close\r\n\r\n".encode())
+            assert got == status, line
+            assert "Server" not in headers, (line, headers["Server"])
+            assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "no-referrer"
+    # 413, as aiohttp itself answers a body over client_max_size, and the webhook's own 200
+    big = b"x" * (1024 * 1024 + 1)
+    got, headers = await raw_head(bot, b"POST /api/v1/conversions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+                                       b"Authorization: Bearer %s\r\nConnection: close\r\n\r\n%s"
+                                       % (len(big), ADMIN.encode(), big))
+    assert got == 413 and "Server" not in headers
+    got, headers = await raw_head(bot, b"POST /callback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                       b"X-Line-Signature: " + sign(body, SECRET).encode() +
+                                  b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    assert got == 200 and "Server" not in headers
+
+
+def style_hashes(page: str) -> set[str]:
+    return {"'sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() + "'"
+            for block in re.findall(r"<style>(.*?)</style>", page, re.S)}
+
+
+async def test_html_pages_carry_a_strict_policy_that_fits_what_they_load(bot_with: BotWith) -> None:
+    bot = await bot_with(run_worker=False)
+    code = await bot.services.program.invite_code(new_user_id())
+    for path, status in ((f"/i/{code}", 200), ("/i/ABCDEFGH", 404), ("/c/" + "y" * 22, 404)):
+        async with bot.http.get(bot.url + path) as r:
+            assert r.status == status and r.content_type == "text/html"
+            page = await r.text()
+            policy = dict(part.strip().split(" ", 1) for part in r.headers["Content-Security-Policy"].split(";"))
+            assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff"
+            assert r.headers["Referrer-Policy"] == "no-referrer"
+            assert r.headers["Cache-Control"] == "no-store", path  # the 404 too: the code may be valid later
+        assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+        assert policy["base-uri"] == "'none'" and policy["form-action"] == "'none'"
+        assert "script-src" not in policy and "'unsafe-inline'" not in policy["style-src"]
+        assert style_hashes(page) and style_hashes(page) <= set(policy["style-src"].split()), path
+        assert policy["img-src"] == "'self' https://shop.example.test"  # the coupon page's QR: PUBLIC_BASE_URL
+        assert "<script" not in page and "style=" not in page  # nothing the policy would block
+    # the oaMessage link is a navigation, which the policy leaves alone
+    assert 'href="https://line.me/R/oaMessage/' in (await (await bot.http.get(f"{bot.url}/i/{code}")).text())
+
+
+def test_every_template_style_is_in_the_policy() -> None:
+    for template in sorted((ASSETS / "pages").glob("*.html")):
+        hashes = style_hashes(template.read_text(encoding="utf-8"))
+        assert hashes and hashes <= set(style_sources()), template.name

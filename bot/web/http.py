@@ -1,4 +1,5 @@
-"""What every admin API handler shares: one error type, reading and checking the request, the middlewares.
+"""What every admin API handler shares: one error type, reading and checking the request, the middlewares,
+and what every response of the app carries (security_headers).
 
 The contract: bearer ADMIN_TOKEN on /api/*, JSON in and out, errors as {"error": {"code", "message"}} with a
 4xx status. A handler refuses a request by raising ApiError (or a ProgramError from the program);
@@ -16,12 +17,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
 from bot.services import Services
-from bot.web.pages.render import page_language, render
+from bot.web.pages.render import page_language, render, style_sources
 from rewards.errors import ProgramError
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,36 @@ def unavailable_middleware(services_key: web.AppKey[Services]) -> Any:
             return response
 
     return middleware
+
+
+def security_headers(public_base_url: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """For app.on_response_prepare, so it reaches every response the app sends, aiohttp's own 404/405/413/500
+    included: no Server header (it named Python's and aiohttp's versions); nosniff and no referrer on all;
+    and on HTML pages a strict Content-Security-Policy (nothing but the templates' own inline styles, by
+    hash, and images from this server; no scripts, forms, base or framing) and no-store unless the page set
+    its own Cache-Control. A header the handler set itself is kept."""
+    public = urlsplit(public_base_url)
+    policy = "; ".join([
+        "default-src 'none'",
+        "style-src " + " ".join(style_sources()),
+        f"img-src 'self' {public.scheme}://{public.netloc}",  # the coupon page's QR is an absolute URL
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ])
+    every = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+    pages = {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+
+    async def prepare(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers.popall("Server", None)
+        for name, value in every.items():
+            headers.setdefault(name, value)
+        if response.content_type == "text/html":
+            for name, value in pages.items():
+                headers.setdefault(name, value)
+
+    return prepare
 
 
 def auth_middleware(services_key: web.AppKey[Services]) -> Any:

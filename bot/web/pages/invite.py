@@ -1,4 +1,8 @@
-"""Pages for phones: the invite page a friend opens or scans, and the invite QR image."""
+"""Pages for phones: the invite page a friend opens or scans, and the invite QR image.
+
+Security headers and the pages' default Cache-Control (no-store: an unknown code may be valid later, and the
+page counts each view) come from bot/web/http.py's security_headers.
+"""
 from __future__ import annotations
 
 import re
@@ -38,8 +42,7 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             oa_message_url=oa_message_link(basic_id, texts.get(lang, "invite_prefill", code=code)),
             button=texts.get(lang, "invite_page_button"), note=texts.get(lang, "invite_page_note"))
         await services.program.count("invite_pages_opened")
-        return web.Response(text=body, content_type="text/html",
-                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return web.Response(text=body, content_type="text/html")
 
     async def qr_image(request: web.Request) -> web.StreamResponse:
         services = request.app[services_key]
