@@ -1,5 +1,5 @@
 """HTTP hygiene outside the webhook: Redis down answered 503 (JSON on the API, a kind page elsewhere) and logged
-once, a /healthz that tells strangers nothing, and the security headers."""
+once, a /healthz that tells strangers nothing, the security headers, and the invite-code guessing limit."""
 from __future__ import annotations
 
 import asyncio
@@ -16,9 +16,11 @@ import pytest
 import pytest_asyncio
 from multidict import CIMultiDict
 
-from bot.config import ASSETS
+from bot.config import ASSETS, ConfigError, Settings
 from bot.infra.redis_conn import EmbeddedRedis
 from bot.web.http import RedisOutage
+from bot.web.limits import MissBudget, client_address
+from bot.web.pages.invite import GUESSES
 from bot.web.pages.render import style_sources
 from linesim.platform import Platform, new_user_id, sign
 from tests.support.harness import ADMIN, SECRET, Bot, BotWith, make_settings, start_bot
@@ -189,3 +191,101 @@ def test_every_template_style_is_in_the_policy() -> None:
     for template in sorted((ASSETS / "pages").glob("*.html")):
         hashes = style_hashes(template.read_text(encoding="utf-8"))
         assert hashes and hashes <= set(style_sources()), template.name
+
+
+# ---- invite-code guessing ------------------------------------------------------------------------
+def unknown_codes(n: int) -> list[str]:
+    alphabet = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+    return ["".join(alphabet[(i * 7 + k) % 32] for k in range(7)) + "Z" for i in range(n)]
+
+
+async def test_guessing_invite_codes_is_limited_per_client_and_real_codes_still_open(bot_with: BotWith) -> None:
+    bot = await bot_with(run_worker=False, trusted_proxy_hops=1)
+    now = [1000.0]
+    guesses = bot.app[GUESSES]
+    guesses.clock = lambda: now[0]
+    code = await bot.services.program.invite_code(new_user_id())
+    guesser = {"X-Forwarded-For": "198.51.100.7"}
+    for i, guess in enumerate(unknown_codes(guesses.burst)):
+        async with bot.http.get(f"{bot.url}/{'qr' if i % 2 else 'i'}/{guess}{'.png' if i % 2 else ''}",
+                                headers=guesser) as r:
+            assert r.status == 404
+    # budget spent: every lookup refused, a real code too (else the 429s would tell the codes apart)
+    for path in (f"/qr/{unknown_codes(guesses.burst + 1)[-1]}.png", f"/qr/{code}.png"):
+        async with bot.http.get(bot.url + path, headers=guesser) as r:
+            assert r.status == 429 and r.headers["Retry-After"] == "3"
+    async with bot.http.get(f"{bot.url}/i/{code}", headers={**guesser, "Accept-Language": "en"}) as r:
+        assert r.status == 429 and r.content_type == "text/html" and "Please wait" in await r.text()
+        assert r.headers["Cache-Control"] == "no-store" and "Content-Security-Policy" in r.headers
+    # another client behind the same proxy is not affected; a forged left-hand entry changes nothing
+    async with bot.http.get(f"{bot.url}/qr/{code}.png", headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}
+                            ) as r:
+        assert r.status == 200 and r.content_type == "image/png"
+    # the budget refills: one more lookup every 3 s
+    now[0] += 3
+    async with bot.http.get(f"{bot.url}/qr/{code}.png", headers=guesser) as r:
+        assert r.status == 200
+
+
+async def test_a_real_members_qr_is_never_refused(bot_with: BotWith) -> None:
+    """LINE's servers fetch every QR the bot sends, from a few addresses: real codes never spend the budget."""
+    bot = await bot_with(run_worker=False)
+    codes = [await bot.services.program.invite_code(new_user_id()) for _ in range(5)]
+    for _ in range(40):
+        for code in codes:
+            async with bot.http.get(f"{bot.url}/qr/{code}.png") as r:
+                assert r.status == 200
+    # and malformed codes (answered 404 without a lookup) spend nothing either
+    for _ in range(50):
+        async with bot.http.get(f"{bot.url}/qr/nope.png") as r:
+            assert r.status == 404
+    async with bot.http.get(f"{bot.url}/i/{codes[0]}") as r:
+        assert r.status == 200
+
+
+def test_the_budget_is_a_token_bucket_and_reports_a_run_out_once() -> None:
+    now = [0.0]
+    budget = MissBudget(burst=3, refill_seconds=2.0, max_clients=2, clock=lambda: now[0])
+    assert [budget.missed("a") for _ in range(3)] == [False, False, True]
+    assert budget.retry_after("a") == 2 and budget.retry_after("b") == 0
+    now[0] = 2.0
+    assert budget.retry_after("a") == 0 and budget.missed("a") is False  # still the same run-out: no new report
+    now[0] = 20.0  # full again
+    assert [budget.missed("a") for _ in range(3)] == [False, False, True]
+    budget.missed("b")
+    budget.missed("c")  # a third client: the least recently missed ("a") is forgotten
+    assert budget.retry_after("a") == 0
+
+
+class FakeRequest:
+    def __init__(self, remote: str, forwarded: list[str]):
+        self.remote = remote
+        self.headers: CIMultiDict[str] = CIMultiDict(("X-Forwarded-For", f) for f in forwarded)
+
+
+@pytest.mark.parametrize(("remote", "forwarded", "hops", "client"), [
+    ("203.0.113.5", ["198.51.100.1"], 0, "203.0.113.5"),  # no proxy trusted: the header is the client's word
+    ("10.0.0.2", ["198.51.100.1"], 1, "198.51.100.1"),
+    ("10.0.0.2", ["1.2.3.4, 198.51.100.1"], 1, "198.51.100.1"),  # a forged left entry is ignored
+    ("10.0.0.2", ["1.2.3.4", "198.51.100.1, 10.0.0.9"], 2, "198.51.100.1"),  # two proxies, header lines joined
+    ("198.51.100.3", [], 1, "198.51.100.3"),  # not through the proxy: its peer
+    ("2001:db8:1:2:aaaa::1", [], 0, "2001:db8:1:2::/64"),  # IPv6 counts by the subscriber's /64
+    ("::ffff:198.51.100.4", [], 0, "198.51.100.4"),
+])
+def test_the_client_is_who_the_trusted_proxies_say(remote: str, forwarded: list[str], hops: int, client: str) -> None:
+    assert client_address(FakeRequest(remote, forwarded), hops) == client  # type: ignore[arg-type]
+
+
+GOOD_ENV = {"LINE_CHANNEL_SECRET": "s", "LINE_CHANNEL_ACCESS_TOKEN": "t", "PUBLIC_BASE_URL": "https://x.test"}
+
+
+@pytest.mark.parametrize(("value", "hops"), [("0", 0), ("1", 1), ("2", 2), ("-1", None), ("one", None),
+                                             ("²", None), ("9", None)])
+def test_trusted_proxy_hops_comes_from_the_environment(value: str, hops: int | None) -> None:
+    env = {**GOOD_ENV, "TRUSTED_PROXY_HOPS": value}
+    if hops is None:
+        with pytest.raises(ConfigError, match="TRUSTED_PROXY_HOPS"):
+            Settings.from_env(env)
+    else:
+        assert Settings.from_env(env).trusted_proxy_hops == hops
+    assert Settings.from_env(GOOD_ENV).trusted_proxy_hops == 0
