@@ -106,6 +106,7 @@ class Settings:
     broadcast_concurrency: int = 4  # multicast requests in flight at once, paced by broadcast_rate
     broadcast_poll_seconds: float = 1.0
     body_read_seconds: float = 10.0  # a request body must arrive within this (slowloris); LINE's arrive at once
+    header_read_seconds: float = 10.0  # a request's line and headers must arrive within this (bot/web/server.py)
     # how many reverse proxies in front of us append to X-Forwarded-For (TRUSTED_PROXY_HOPS); 0: the socket's
     # peer is the client. Used to tell clients apart for the invite-code guessing limit (bot/web/limits.py)
     trusted_proxy_hops: int = 0

@@ -1,5 +1,6 @@
 """HTTP hygiene outside the webhook: Redis down answered 503 (JSON on the API, a kind page elsewhere) and logged
-once, a /healthz that tells strangers nothing, the security headers, and the invite-code guessing limit."""
+once, a /healthz that tells strangers nothing, the security headers, the invite-code guessing limit, and the
+deadline for a request's line and headers (slowloris on headers)."""
 from __future__ import annotations
 
 import asyncio
@@ -289,3 +290,106 @@ def test_trusted_proxy_hops_comes_from_the_environment(value: str, hops: int | N
     else:
         assert Settings.from_env(env).trusted_proxy_hops == hops
     assert Settings.from_env(GOOD_ENV).trusted_proxy_hops == 0
+
+
+# ---- slow headers --------------------------------------------------------------------------------
+HEADER_SECONDS = 0.5
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, bot: Bot) -> Connection:
+        url = urlsplit(bot.url)
+        return cls(*await asyncio.open_connection(url.hostname, url.port))
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def response(self) -> tuple[int, bytes]:
+        """One response: (status, body)."""
+        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(re.search(rb"Content-Length: (\d+)", head, re.I).group(1))  # type: ignore[union-attr]
+        return int(head.split()[1]), await asyncio.wait_for(self.reader.readexactly(length), 10)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest_asyncio.fixture
+async def strict_bot(bot_with: BotWith) -> Bot:
+    return await bot_with(run_worker=False, header_read_seconds=HEADER_SECONDS, body_read_seconds=5.0)
+
+
+async def test_trickled_header_lines_are_cut_off_without_blocking_anyone(
+        strict_bot: Bot, caplog: pytest.LogCaptureFixture) -> None:
+    bot = strict_bot
+    slow = await Connection.open(bot)
+
+    async def trickle() -> bytes:
+        """A header line every 0.1 s, for as long as the server listens; then what it answered."""
+        await slow.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for n in range(1000):
+                await slow.send(b"X-Trickle-%d: 1\r\n" % n)
+                try:
+                    first = await asyncio.wait_for(slow.reader.read(1000), 0.1)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+            else:
+                raise AssertionError("the trickle was never cut off")
+        except ConnectionError:  # closed while we were sending: what it answered is in the reader
+            first = b""
+        return first + await asyncio.wait_for(slow.reader.read(), 10)  # up to the close
+
+    with caplog.at_level(logging.INFO, logger="bot.web.server"):
+        cut = asyncio.create_task(trickle())
+        for _ in range(4):  # meanwhile everyone else is served
+            async with bot.http.get(bot.url + "/healthz") as r:
+                assert r.status == 200
+            await asyncio.sleep(0.1)
+        answer = await asyncio.wait_for(cut, 30)  # read up to the close
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"Server:" not in answer
+        assert answer.endswith(b"the request headers did not arrive in time")
+    slow.close()
+    (line,) = [rec.getMessage() for rec in caplog.records if rec.name == "bot.web.server"]
+    assert "request headers from 127.0.0.1 not complete" in line
+
+
+async def test_a_connection_that_sends_nothing_is_closed(strict_bot: Bot) -> None:
+    idle = await Connection.open(strict_bot)
+    assert await asyncio.wait_for(idle.reader.read(), 30) == b""
+    idle.close()
+
+
+async def test_keep_alive_idle_time_bodies_and_split_headers_are_not_cut(strict_bot: Bot) -> None:
+    bot = strict_bot
+    conn = await Connection.open(bot)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    await conn.send(request)
+    assert (await conn.response())[0] == 200
+    await asyncio.sleep(HEADER_SECONDS + 0.3)  # idle between requests is keep-alive's, not the deadline's
+    await conn.send(request[:10])
+    await asyncio.sleep(HEADER_SECONDS / 3)
+    await conn.send(request[10:])  # headers in pieces, within the deadline
+    assert (await conn.response())[0] == 200
+    # a body that comes later than the header deadline, within the body's own: the body timeout's business
+    body = b'{"order_id": "o-1"}'
+    await conn.send(b"POST /api/v1/conversions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    b"Authorization: Bearer " + ADMIN.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body))
+    await asyncio.sleep(HEADER_SECONDS + 0.3)
+    await conn.send(body)
+    status, answer = await conn.response()
+    assert status == 400 and b"MISSING_FIELD" in answer  # read and answered, not cut
+    await asyncio.sleep(HEADER_SECONDS + 0.3)
+    await conn.send(request)  # the same connection still serves
+    assert (await conn.response())[0] == 200
+    # and the next request on it, trickled, is cut as on a new connection
+    await conn.send(b"GET /healthz HTTP/1.1\r\n")
+    status, _ = await conn.response()
+    assert status == 408
+    conn.close()
