@@ -6,8 +6,6 @@ import asyncio
 import logging
 import sys
 
-from aiohttp import web
-
 from bot.config import CommandLine, ConfigError, Settings, process_env, whole_number
 from bot.web.listen import bound_port, listening_socket
 from rewards.rules import RulesError
@@ -56,14 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if args.command == "serve":
             from bot.app import create_app
+            from bot.web import server
 
             app = create_app(settings, run_worker=not args.no_worker)
-            # bound before run_app starts anything: a port in use is one line, not a traceback after the
-            # embedded Redis and the worker were started
+            # bound before anything starts: a port in use is one line, not a traceback after the embedded
+            # Redis and the worker were started
             sock = listening_socket(args.host, args.port, "--port or PORT")
             port = bound_port(sock)
-            web.run_app(app, sock=sock, access_log=None,
-                        print=lambda _: print(f"Shokai listening on http://{args.host}:{port}", flush=True))
+            server.run(app, sock=sock, header_seconds=settings.header_read_seconds,
+                       ready=lambda: print(f"Shokai listening on http://{args.host}:{port}", flush=True))
         elif args.command == "worker":
             if settings.redis_url is None:
                 raise ConfigError("REDIS_URL is not set: a worker on its own needs the shared Redis "

@@ -17,7 +17,14 @@ from bot.intake.worker import Worker
 from bot.line.i18n import Texts
 from bot.services import Services, open_services
 from bot.web import routes
-from bot.web.http import auth_middleware, body_timeout_middleware
+from bot.web.http import (
+    OUTAGE,
+    RedisOutage,
+    auth_middleware,
+    body_timeout_middleware,
+    security_headers,
+    unavailable_middleware,
+)
 from handlers import build_router
 from rewards.rules import load_rules
 
@@ -52,8 +59,11 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     texts = Texts(ASSETS / "locales")
     metrics = Metrics()
     app = web.Application(client_max_size=webhook.MAX_BODY, middlewares=[
-        auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY)])
+        auth_middleware(SERVICES), body_timeout_middleware(settings.body_read_seconds, webhook.MAX_BODY),
+        unavailable_middleware(SERVICES)])
+    app.on_response_prepare.append(security_headers(settings.public_base_url))
     app[METRICS] = metrics
+    app[OUTAGE] = RedisOutage()
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings, metrics, rules, texts) as services:

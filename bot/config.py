@@ -106,6 +106,10 @@ class Settings:
     broadcast_concurrency: int = 4  # multicast requests in flight at once, paced by broadcast_rate
     broadcast_poll_seconds: float = 1.0
     body_read_seconds: float = 10.0  # a request body must arrive within this (slowloris); LINE's arrive at once
+    header_read_seconds: float = 10.0  # a request's line and headers must arrive within this (bot/web/server.py)
+    # how many reverse proxies in front of us append to X-Forwarded-For (TRUSTED_PROXY_HOPS); 0: the socket's
+    # peer is the client. Used to tell clients apart for the invite-code guessing limit (bot/web/limits.py)
+    trusted_proxy_hops: int = 0
     health_max_queue_age_seconds: float = 60.0  # /healthz says "degraded" when an event has waited longer
 
     @classmethod
@@ -161,6 +165,10 @@ class Settings:
         if env.get("WORKER_LEASE_MS"):
             values["lease_ms"] = whole_number(env["WORKER_LEASE_MS"], "WORKER_LEASE_MS", 500, 3_600_000,
                                               "a whole number of milliseconds from 500 to 3600000")
+        if env.get("TRUSTED_PROXY_HOPS"):
+            values["trusted_proxy_hops"] = whole_number(
+                env["TRUSTED_PROXY_HOPS"].strip(), "TRUSTED_PROXY_HOPS", 0, 5,
+                "a whole number from 0 to 5 (the reverse proxies in front that append to X-Forwarded-For)")
         if env.get("BROADCAST_RATE"):
             values["broadcast_rate"] = _number(env, "BROADCAST_RATE", MULTICAST_PER_SECOND, "multicast requests per "
                                                f"second, above 0 and at most LINE's {MULTICAST_PER_SECOND}")

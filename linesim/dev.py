@@ -11,6 +11,7 @@ from aiohttp import web
 from bot.app import create_app
 from bot.config import Settings
 from bot.web.listen import listening_socket
+from bot.web.server import Site
 from linesim.platform import Platform
 
 DEV_SECRET = "shokai-dev-channel-secret"
@@ -62,7 +63,7 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         bot_runner = web.AppRunner(create_app(settings), access_log=None)
         await bot_runner.setup()
         runners.append(bot_runner)
-        await web.SockSite(bot_runner, bot_socket).start()
+        await Site(bot_runner, bot_socket, header_seconds=settings.header_read_seconds).start()
         await _rich_menus(bot_runner.app)
         console_runner = web.AppRunner(
             console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token,

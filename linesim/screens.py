@@ -114,6 +114,8 @@ async def local_stack(data_dir: Path) -> AsyncIterator[Stack]:
     """What `python -m bot dev` starts, on free loopback ports, with its data in data_dir."""
     from bot.app import SERVICES, create_app
     from bot.richmenu.sync import sync
+    from bot.web.listen import listening_socket
+    from bot.web.server import Site
     from linesim.console_app import console_app
 
     port, console_port = free_port(), free_port()
@@ -127,10 +129,12 @@ async def local_stack(data_dir: Path) -> AsyncIterator[Stack]:
            "ADMIN_TOKEN": admin_token, "DATA_DIR": str(data_dir), "REWARDS_CONFIG": str(screen_rules(data_dir))}
     runners: list[web.AppRunner] = []
     try:
-        bot_runner = web.AppRunner(create_app(Settings.from_env(env)), access_log=None)
+        settings = Settings.from_env(env)
+        bot_runner = web.AppRunner(create_app(settings), access_log=None)
         await bot_runner.setup()
         runners.append(bot_runner)
-        await web.TCPSite(bot_runner, "127.0.0.1", port).start()
+        await Site(bot_runner, listening_socket("127.0.0.1", port, "another free port"),
+                   header_seconds=settings.header_read_seconds).start()
         services = bot_runner.app[SERVICES]
         await sync(services.line, services.redis)  # the rich menus, as `make run` sets them up
         console_runner = web.AppRunner(

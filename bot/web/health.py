@@ -19,6 +19,7 @@ from bot.config import Settings
 from bot.infra import keys
 from bot.infra.metrics import Metrics
 from bot.services import Services
+from bot.web.http import OUTAGE
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +82,13 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
 
     async def healthz(request: web.Request) -> web.Response:
         # 503 only when Redis does not answer (the contract); dead workers or a stuck queue are "degraded", 200
+        # the body stays generic (anyone may call it): the cause, with Redis's address, goes to the log
         try:
             work = await work_health()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            return web.json_response({"status": "unavailable", "redis": str(exc) or "timeout"}, status=503)
+            request.app[OUTAGE].failed("GET /healthz", exc)
+            return web.json_response({"status": "unavailable"}, status=503)
+        request.app[OUTAGE].answered()
         if work.reasons:
             log.warning("healthz degraded (%s): %d workers, %d queued, oldest %.1f s", ", ".join(work.reasons),
                         work.workers, work.queued, work.oldest_queued_seconds)

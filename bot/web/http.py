@@ -1,8 +1,10 @@
-"""What every admin API handler shares: one error type, reading and checking the request, the two middlewares.
+"""What every admin API handler shares: one error type, reading and checking the request, the middlewares,
+and what every response of the app carries (security_headers).
 
 The contract: bearer ADMIN_TOKEN on /api/*, JSON in and out, errors as {"error": {"code", "message"}} with a
 4xx status. A handler refuses a request by raising ApiError (or a ProgramError from the program);
-auth_middleware answers it in that shape, so no handler builds an error response itself.
+auth_middleware answers it in that shape, so no handler builds an error response itself. Likewise no handler
+catches Redis errors: unavailable_middleware answers them 503 (JSON on /api/*, a page elsewhere).
 """
 from __future__ import annotations
 
@@ -11,13 +13,17 @@ import hmac
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from bot.services import Services
+from bot.web.pages.render import page_language, render, style_sources
 from rewards.errors import ProgramError
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,98 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 # ---- middlewares ---------------------------------------------------------------------------------
+RETRY_AFTER_SECONDS = 5  # what a 503 for Redis not answering tells the client
+
+
+class RedisOutage:
+    """How the web side reports Redis not answering: one error line when it starts (with the error, never a
+    traceback: the cause is known), then at most one every `every` seconds while it lasts, saying how many
+    requests were answered 503 meanwhile, and one line when /healthz finds Redis answering again."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every, self.clock = every, clock
+        self._reported_at: float | None = None
+        self._refused = 0  # requests answered 503 since the last line
+
+    def failed(self, where: str, exc: BaseException) -> None:
+        self._refused += 1
+        now = self.clock()
+        if self._reported_at is not None and now - self._reported_at < self.every:
+            return
+        cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self._reported_at is None:
+            log.error("Redis does not answer (%s, at %s); answering 503 until it does", cause, where)
+        else:
+            log.error("Redis still does not answer (%s, at %s); %d requests answered 503 in the last %.0f s",
+                      cause, where, self._refused, now - self._reported_at)
+        self._reported_at, self._refused = now, 0
+
+    def answered(self) -> None:
+        if self._reported_at is not None:
+            log.warning("Redis answers again (%d requests answered 503 since the last report)", self._refused)
+            self._reported_at, self._refused = None, 0
+
+
+OUTAGE = web.AppKey("redis_outage", RedisOutage)
+
+
+def unavailable_middleware(services_key: web.AppKey[Services]) -> Any:
+    """Redis not answering, anywhere below: 503 with Retry-After, as the contract's JSON error on /api/* and as
+    a kind page (the viewer's language, Japanese first) elsewhere; reported through the app's RedisOutage.
+    The webhook and /healthz answer their own 503s."""
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RedisError as exc:
+            request.app[OUTAGE].failed(f"{request.method} {request.path}", exc)
+            if request.writer.output_size:  # a streamed answer already begun: nothing to replace it with
+                raise
+            if request.path.startswith("/api/"):
+                response = error_response(503, "UNAVAILABLE", "the service is briefly unavailable (its database "
+                                          f"does not answer); try again in {RETRY_AFTER_SECONDS} seconds")
+            else:
+                texts = request.app[services_key].texts
+                lang = page_language(request, texts)
+                page = render("notice.html", lang=lang, title=texts.get(lang, "page_unavailable_title"),
+                              body=texts.get(lang, "page_unavailable_body"))
+                response = web.Response(text=page, status=503, content_type="text/html")
+            response.headers.update({"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"})
+            return response
+
+    return middleware
+
+
+def security_headers(public_base_url: str) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """For app.on_response_prepare, so it reaches every response the app sends, aiohttp's own 404/405/413/500
+    included: no Server header (it named Python's and aiohttp's versions); nosniff and no referrer on all;
+    and on HTML pages a strict Content-Security-Policy (nothing but the templates' own inline styles, by
+    hash, and images from this server; no scripts, forms, base or framing) and no-store unless the page set
+    its own Cache-Control. A header the handler set itself is kept."""
+    public = urlsplit(public_base_url)
+    policy = "; ".join([
+        "default-src 'none'",
+        "style-src " + " ".join(style_sources()),
+        f"img-src 'self' {public.scheme}://{public.netloc}",  # the coupon page's QR is an absolute URL
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ])
+    every = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+    pages = {"Content-Security-Policy": policy, "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+
+    async def prepare(request: web.Request, response: web.StreamResponse) -> None:
+        headers = response.headers
+        headers.popall("Server", None)
+        for name, value in every.items():
+            headers.setdefault(name, value)
+        if response.content_type == "text/html":
+            for name, value in pages.items():
+                headers.setdefault(name, value)
+
+    return prepare
+
+
 def auth_middleware(services_key: web.AppKey[Services]) -> Any:
     """Bearer ADMIN_TOKEN on /api/* (compared in constant time), and ApiError / ProgramError as the JSON error."""
     @web.middleware

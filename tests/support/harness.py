@@ -14,6 +14,8 @@ from aiohttp import ClientSession, web
 from bot.app import SERVICES, create_app
 from bot.config import Settings
 from bot.services import Services
+from bot.web.listen import bound_port, listening_socket
+from bot.web.server import Site
 from linesim.platform import Platform
 
 SECRET = "test-channel-secret"
@@ -78,10 +80,9 @@ async def start_bot(settings: Settings, platform: Platform, run_worker: bool = T
     app = create_app(settings, run_worker=run_worker)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}"
+    sock = listening_socket("127.0.0.1", 0, "")
+    await Site(runner, sock, header_seconds=settings.header_read_seconds).start()  # as `serve` listens
+    url = f"http://127.0.0.1:{bound_port(sock)}"
     platform.bot_url = url + "/callback"
     return Bot(url=url, app=app, runner=runner, platform=platform, http=ClientSession())
 

@@ -11,7 +11,7 @@ from bot.line.links import coupon_qr_url
 from bot.web.pages.render import page_language, qr_png, render
 
 _TOKEN = r"{token:[A-Za-z0-9_-]{22}}"
-_PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
+_PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}  # Referrer-Policy &c.: http.security_headers
 
 
 def setup(app: web.Application, services_key: web.AppKey) -> None:
@@ -53,7 +53,7 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
         if await services.catalog.coupon(token) is None:
             return web.Response(status=404, text="no such coupon")
         return web.Response(body=qr_png(token), content_type="image/png",
-                            headers={"Cache-Control": "private, max-age=86400", "Referrer-Policy": "no-referrer"})
+                            headers={"Cache-Control": "private, max-age=86400"})
 
     app.router.add_get(f"/c/{_TOKEN}.png", coupon_qr)
     app.router.add_get(f"/c/{_TOKEN}", coupon_page)

@@ -1,31 +1,60 @@
-"""Pages for phones: the invite page a friend opens or scans, and the invite QR image."""
+"""Pages for phones: the invite page a friend opens or scans, and the invite QR image.
+
+Both tell a known code from an unknown one, so both spend the client's MissBudget (bot/web/limits.py) on
+an unknown code and answer 429 once it is spent. Security headers and the pages' default Cache-Control
+(no-store: an unknown code may be valid later) come from bot/web/http.py's security_headers.
+"""
 from __future__ import annotations
 
+import logging
 import re
 
 from aiohttp import web
 
 from bot.line.i18n import Texts
 from bot.line.links import add_friend_link, invite_link, oa_message_link
+from bot.web.limits import MissBudget, client_address, too_many
 from bot.web.pages.render import page_language, qr_png, render
 
+log = logging.getLogger(__name__)
+
 _CODE_PATH = re.compile(r"^[2-9A-HJ-NP-Z]{8}$")
+GUESSES = web.AppKey("invite_guesses", MissBudget)  # per client: lookups of codes nobody owns
 
 
 def setup(app: web.Application, services_key: web.AppKey) -> None:
     """Routes for /i/{code} and /qr/{code}.png."""
+    app[GUESSES] = MissBudget()
 
     def not_found(lang: str, texts: Texts) -> web.Response:
         body = render("not_found.html", lang=lang, title=texts.get(lang, "invite_not_found_title"),
                       body=texts.get(lang, "invite_not_found_body"))
         return web.Response(text=body, status=404, content_type="text/html")
 
+    def spent(request: web.Request) -> tuple[str, int]:
+        """(the client, 0 or the seconds it must wait before looking up another code)."""
+        client = client_address(request, request.app[services_key].settings.trusted_proxy_hops)
+        return client, request.app[GUESSES].retry_after(client)
+
+    def missed(request: web.Request, client: str) -> None:
+        if request.app[GUESSES].missed(client):
+            log.warning("invite codes: %s used up its unknown-code budget (at %s); answering 429", client,
+                        request.path)
+
     async def invite_page(request: web.Request) -> web.Response:
         services = request.app[services_key]
         texts = services.texts
         lang = page_language(request, texts)
         code = request.match_info["code"].upper()
-        if not _CODE_PATH.match(code) or await services.program.owner_of(code) is None:
+        if not _CODE_PATH.match(code):
+            return not_found(lang, texts)
+        client, wait = spent(request)
+        if wait:
+            body = render("notice.html", lang=lang, title=texts.get(lang, "invite_rate_limited_title"),
+                          body=texts.get(lang, "invite_rate_limited_body"))
+            return too_many(wait, body, "text/html")
+        if await services.program.owner_of(code) is None:
+            missed(request, client)
             return not_found(lang, texts)
         basic_id = await services.line.basic_id()
         shop = texts.get(lang, "shop_name")
@@ -38,13 +67,18 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             oa_message_url=oa_message_link(basic_id, texts.get(lang, "invite_prefill", code=code)),
             button=texts.get(lang, "invite_page_button"), note=texts.get(lang, "invite_page_note"))
         await services.program.count("invite_pages_opened")
-        return web.Response(text=body, content_type="text/html",
-                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return web.Response(text=body, content_type="text/html")
 
     async def qr_image(request: web.Request) -> web.StreamResponse:
         services = request.app[services_key]
         code = request.match_info["code"]
-        if not _CODE_PATH.match(code) or await services.program.owner_of(code) is None:
+        if not _CODE_PATH.match(code):
+            return web.Response(status=404, text="no such invite code")
+        client, wait = spent(request)
+        if wait:
+            return too_many(wait, "too many unknown invite codes from this address; try again later")
+        if await services.program.owner_of(code) is None:
+            missed(request, client)
             return web.Response(status=404, text="no such invite code")
         png = qr_png(invite_link(services.settings, code))
         return web.Response(body=png, content_type="image/png",

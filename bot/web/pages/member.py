@@ -18,6 +18,6 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
         if not _TOKEN.match(token) or await services.program.member_by_token(token) is None:
             return web.Response(status=404, text="no such member card")
         return web.Response(body=qr_png(token), content_type="image/png",
-                            headers={"Cache-Control": "private, max-age=3600", "Referrer-Policy": "no-referrer"})
+                            headers={"Cache-Control": "private, max-age=3600"})
 
     app.router.add_get("/m/{token}.png", member_qr)

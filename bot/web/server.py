@@ -1,0 +1,166 @@
+"""Serving the app: a listening site whose connections must deliver each request's line and headers in time.
+
+aiohttp bounds a request *body* only as far as the handler waits for it (bot/web/http.py's body timeout does
+that) and an idle keep-alive connection by `keepalive_timeout`, but nothing bounds the time a client takes
+to send the request line and headers: a connection that trickles one header line every few seconds stays
+open (slowloris). `Site` is aiohttp's TCP site with one change: each connection's protocol (aiohttp's own
+RequestHandler, which does all the HTTP) is wrapped in `HeaderDeadline`, which only watches the bytes go by:
+
+- a new connection must complete its first request's headers within `header_seconds`;
+- on a kept-alive connection, once the first byte of the next request arrives, its headers must complete
+  within `header_seconds`. Idle time between requests is not counted (that is keepalive_timeout's);
+- a body is not counted either (the body timeout's), nor the time a handler takes.
+
+Past the deadline the connection gets `408 Request Timeout` (when it had sent part of a request; one that
+sent nothing is just closed) and is closed, with one warning. `run()` is `web.run_app(sock=…)` with this site.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE_SECONDS = 75.0  # an idle kept-alive connection is closed after this (aiohttp's run_app default)
+
+
+def _timeout_response() -> bytes:
+    body = b"the request headers did not arrive in time"
+    return (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"X-Content-Type-Options: nosniff\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+
+class HeaderDeadline(asyncio.Protocol):
+    """One connection: aiohttp's RequestHandler does the HTTP; this forwards every call to it and keeps the
+    header deadline. It reads three fields of the handler (aiohttp has no public hook for "a request's
+    headers are complete"): `_request_count` (requests parsed on this connection), `_messages` (parsed and
+    not yet handled, with each one's body stream) and `_request_in_progress`; tests/test_http_hygiene.py
+    checks the behaviour, so an aiohttp that changes them fails there, not silently."""
+
+    def __init__(self, inner: RequestHandler, seconds: float) -> None:
+        self._inner = inner
+        self._seconds = seconds
+        self._timer: asyncio.TimerHandle | None = None
+        self._body: StreamReader | None = None  # the last parsed request's body: its end begins the next request
+        self._partial = False  # bytes of a request arrived since the timer was armed
+
+    # -- the deadline
+    def _arm(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._partial = False
+
+    def _between_requests(self) -> bool:
+        """Whether the next byte from the client starts a new request (the last request's body is complete)."""
+        return not self._inner._upgraded and (self._body is None or self._body.is_eof())
+
+    def _expired(self) -> None:
+        self._timer = None
+        inner = self._inner
+        transport = inner.transport
+        if transport is None:
+            return
+        if inner._request_in_progress or inner._messages:
+            self._arm()  # a request on this connection is being answered: never cut into its response
+            return
+        peer = transport.get_extra_info("peername")
+        if self._partial:
+            log.warning("request headers from %s not complete within %.1f s; answered 408 and closed",
+                        peer[0] if peer else "?", self._seconds)
+            transport.write(_timeout_response())
+        else:
+            log.info("connection from %s sent no request within %.1f s; closed", peer[0] if peer else "?",
+                     self._seconds)
+        inner.force_close()
+
+    # -- asyncio.Protocol, forwarded
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        inner = self._inner
+        fresh = self._between_requests()  # before parsing: these bytes begin (or continue) a request line
+        parsed = inner._request_count
+        inner.data_received(data)
+        if inner._request_count != parsed:  # a request's headers are complete
+            self._disarm()
+            self._body = inner._messages[-1][1] if inner._messages else None
+        elif inner._upgraded:
+            self._disarm()
+        elif fresh and data:
+            self._partial = True
+            self._arm()
+
+    def eof_received(self) -> None:
+        self._inner.eof_received()  # None: the transport closes itself (aiohttp's handler does the same)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class Site(web.BaseSite):
+    """web.SockSite (on a socket bound beforehand, bot/web/listen.py) whose connections have a header
+    deadline (HeaderDeadline)."""
+
+    __slots__ = ("_sock", "_header_seconds")
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, *, header_seconds: float) -> None:
+        super().__init__(runner)
+        self._sock, self._header_seconds = sock, header_seconds
+
+    @property
+    def name(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        await super().start()
+        handlers = self._runner.server
+        assert handlers is not None, "runner.setup() comes first"
+        seconds = self._header_seconds
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: HeaderDeadline(handlers(), seconds), sock=self._sock, backlog=self._backlog)
+
+
+async def serve(app: web.Application, *, sock: socket.socket, header_seconds: float,
+                ready: Callable[[], None]) -> None:
+    """Serve `app` on `sock` until SIGTERM or SIGINT, then shut down as web.run_app does (the app's cleanup
+    included)."""
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
+    await runner.setup()
+    try:
+        await Site(runner, sock, header_seconds=header_seconds).start()
+        ready()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(app: web.Application, *, sock: socket.socket, header_seconds: float,
+        ready: Callable[[], None] = lambda: None) -> None:
+    """`python -m bot serve`: web.run_app(sock=…) with the header deadline."""
+    asyncio.run(serve(app, sock=sock, header_seconds=header_seconds, ready=ready))
