@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             from bot.app import create_app
 
             app = create_app(settings, run_worker=not args.no_worker)
-            web.run_app(app, host=args.host, port=args.port, access_log=None,
+            web.run_app(app, host=args.host, port=args.port, access_log=None, backlog=settings.http_backlog,
                         print=lambda _: print(f"Shokai listening on http://{args.host}:{args.port}", flush=True))
         elif args.command == "worker":
             if settings.redis_url is None:

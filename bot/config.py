@@ -77,6 +77,20 @@ class Settings:
     broadcast_poll_seconds: float = 1.0
     body_read_seconds: float = 10.0  # a request body must arrive within this (slowloris); LINE's arrive at once
     health_max_queue_age_seconds: float = 60.0  # /healthz says "degraded" when an event has waited longer
+    # Redis connections a process keeps at most (per node on a cluster; bot/infra/redis_conn.py `connect`).
+    # A command finding them all busy waits its turn, up to redis_pool_timeout_seconds, then fails (the
+    # webhook answers 503). 128 fits one process: the worker needs at most ~80 at once (a blocking read per
+    # held partition, 64 events in flight, the clock and broadcasts) and the web side one per request while
+    # Redis runs its step; past ~100 more connections add no throughput, as the process's one core and
+    # Redis's are what limit it, so a burst of 1,000 webhooks queues for connections for milliseconds. 128
+    # times the processes stays far below Redis's maxclients (10,000).
+    redis_pool_size: int = 128
+    # a burst waits milliseconds; this long only when Redis stalls, and then the webhook answers 503 (LINE
+    # itself gives up after 2 s) and a handler is tried again, instead of requests piling up for ever
+    redis_pool_timeout_seconds: float = 5.0
+    # pending connections the web server's socket queues (`serve`; Linux caps it at net.core.somaxconn).
+    # aiohttp's 128 made a burst's extra connections wait for a SYN retry, a second or more.
+    http_backlog: int = 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
