@@ -6,8 +6,8 @@ Every request must be answered 2xx and every event handled exactly once. Before 
 bounded (bot/infra/redis_conn.py), redis-py 8's pool failed at once past 100 connections: 408 of 500
 answered 503 here, and handlers failed half-way.
 
-Then the part: the pool waits for a free connection (up to its timeout) instead of failing, on a single
-server and on a cluster alike.
+Then the parts: the pool waits for a free connection (up to its timeout) instead of failing, on a single
+server and on a cluster alike; and webhooks that arrive together share one intake call per partition.
 """
 from __future__ import annotations
 
@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from bot.config import Settings
 from bot.infra import keys
 from bot.infra.redis_conn import connect, is_cluster_url
+from bot.intake.stream import Intake
 from linesim.platform import Platform, new_user_id, sign
 from rewards import keys as rkeys
 from tests.support.harness import SECRET
@@ -154,5 +156,38 @@ async def test_a_command_waits_for_a_connection_only_up_to_the_pool_timeout(clea
             await redis.get("shokai:t:{held}:0")
         assert await asyncio.gather(*holders) == [None, None]
         assert await redis.get("shokai:t:{held}:0") is None
+    finally:
+        await redis.aclose()
+
+
+async def test_webhooks_arriving_together_share_one_intake_call_per_partition(clean_redis: str) -> None:
+    redis = connect(clean_redis)
+    try:
+        intake = Intake(redis, partitions=1)
+        platform = Platform(secret=SECRET, token="t")
+        events = [platform.follow(new_user_id()) for _ in range(50)]
+        again = dict(events[7])  # LINE sends one event twice, in two requests that arrive together
+        outcomes = await asyncio.gather(*(intake.enqueue([e], 1_000) for e in [*events, again]))
+        # the first makes its call at once; the other 50 waited for it and went together in the next
+        assert intake.calls == 2
+        assert outcomes.count({"queued": 1, "duplicate": 0}) == 50
+        assert outcomes.count({"queued": 0, "duplicate": 1}) == 1
+        assert await redis.xlen(keys.stream(0)) == 50
+        # a lone webhook afterwards: its own call, at once
+        assert await intake.enqueue([platform.follow(new_user_id())], 2_000) == {"queued": 1, "duplicate": 0}
+        assert intake.calls == 3 and await redis.xlen(keys.stream(0)) == 51
+    finally:
+        await redis.aclose()
+
+
+async def test_when_redis_is_down_every_webhook_of_a_coalesced_call_fails_and_none_hangs() -> None:
+    redis = connect("redis://127.0.0.1:1/0", pool_timeout=1)  # nothing listens there
+    try:
+        intake = Intake(redis, partitions=1)
+        platform = Platform(secret=SECRET, token="t")
+        outcomes = await asyncio.wait_for(asyncio.gather(
+            *(intake.enqueue([platform.follow(new_user_id())], 1_000) for _ in range(20)), return_exceptions=True), 30)
+        assert all(isinstance(o, RedisError) for o in outcomes), outcomes
+        assert intake.calls == 2
     finally:
         await redis.aclose()
