@@ -79,11 +79,11 @@ class Settings:
     health_max_queue_age_seconds: float = 60.0  # /healthz says "degraded" when an event has waited longer
     # Redis connections a process keeps at most (per node on a cluster; bot/infra/redis_conn.py `connect`).
     # A command finding them all busy waits its turn, up to redis_pool_timeout_seconds, then fails (the
-    # webhook answers 503). 128 fits one process: the worker needs at most ~80 at once (a blocking read per
-    # held partition, 64 events in flight, the clock and broadcasts) and the web side one per request while
-    # Redis runs its step; past ~100 more connections add no throughput, as the process's one core and
-    # Redis's are what limit it, so a burst of 1,000 webhooks queues for connections for milliseconds. 128
-    # times the processes stays far below Redis's maxclients (10,000).
+    # webhook answers 503). 128 fits one process: the worker needs up to ~80 at once (a blocking read per
+    # held partition, 64 events in flight, the clock, broadcasts) and the webhook one per partition with a
+    # call in flight (bot/intake/stream.py); a burst of 1,000 webhooks into `serve` peaked at 68 in use.
+    # More would add no throughput (one core here and one in Redis are the limit), and 128 times the
+    # processes stays far below Redis's maxclients (10,000).
     redis_pool_size: int = 128
     # a burst waits milliseconds; this long only when Redis stalls, and then the webhook answers 503 (LINE
     # itself gives up after 2 s) and a handler is tried again, instead of requests piling up for ever
