@@ -165,15 +165,19 @@ class BoundedRedisCluster(RedisCluster):
             return await super().execute_command(*args, **kwargs)
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
-        super().pipeline(transaction, shard_hint)  # its checks (no shard_hint in a cluster)
-        return _BoundedPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py builds its own
+        pipe = super().pipeline(transaction, shard_hint)  # built as this redis-py version builds it
+        pipe.__class__ = _BoundedPipeline  # type: ignore[type-abstract]
+        return pipe
 
 
 class _BoundedPipeline(ClusterPipeline):
     """A pipeline's execute takes one permit of its client, like a single command."""
 
+    __slots__ = ()  # the same layout as ClusterPipeline's, so that an instance can become one of these
+
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
-        client = self.cluster_client
+        # the pipeline's client: `cluster_client` from redis-py 6.4 on, `_client` before
+        client = getattr(self, "cluster_client", None) or self._client  # type: ignore[attr-defined]
         assert isinstance(client, BoundedRedisCluster)
         async with client.permit():
             return await super().execute(raise_on_error, allow_redirections)
