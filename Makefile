@@ -1,21 +1,33 @@
-# Shokai: `make run` plays it locally, `make test` proves it. Both build .venv themselves.
+# Shokai: `make run` plays it locally, `make test` proves it. Both build .venv themselves, from the lock files.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The exact versions (with their hashes) of everything installed, written by `make lock` from pyproject.toml's
+# ranges: the runtime's, and the runtime's plus the test extra's (the same versions in both).
+LOCK := requirements.lock
+TEST_LOCK := requirements-test.lock
 
-.PHONY: run test lint browser clean
+.PHONY: run test lint browser clean lock test-latest
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Shokai needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# From the lock only: then the project itself, with no dependency resolved again (--no-deps) and built by the
+# locked setuptools (--no-build-isolation); `pip check` stops a lock that no longer fits pyproject.toml.
+# A stamp is older than a changed lock or pyproject.toml, so the next run installs again.
+define install_locked
+	$(BIN)/pip install -q -r $(1)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	@$(BIN)/pip check || { echo "the lock does not fit pyproject.toml: \`make lock LOCK_UPGRADE=\` re-locks it"; exit 1; }
+endef
+
+$(VENV)/.run-installed: pyproject.toml $(LOCK) | $(BIN)/python
+	$(call install_locked,$(LOCK))
 	@touch $@
 
-$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.test-installed: pyproject.toml $(TEST_LOCK) | $(BIN)/python
+	$(call install_locked,$(TEST_LOCK))
 	@touch $@ $(VENV)/.run-installed
 
 ## run: embedded Redis + the bot + the LINE simulator console on http://127.0.0.1:8080/
@@ -44,8 +56,35 @@ test: $(VENV)/.test-installed browser
 	@echo "the cluster-marked tests again, on a three-master Redis Cluster started for them:"
 	SHOKAI_TEST_CLUSTER=1 $(BIN)/python -m pytest -q -m cluster -p no:cacheprovider
 
+## lock: upgrade the lock files, deliberately, to the newest versions pyproject.toml allows (pip-tools, in .venv-lock);
+##       review the diff and run `make test`. LOCK_UPGRADE="-P redis" moves one package; LOCK_UPGRADE= only
+##       re-locks after pyproject.toml changed, keeping every other pin.
+LOCK_VENV := .venv-lock
+LOCK_UPGRADE ?= --upgrade
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q $(LOCK_UPGRADE) --generate-hashes \
+	--allow-unsafe --all-build-deps --strip-extras --no-emit-index-url --no-emit-find-links pyproject.toml
+lock: | $(LOCK_VENV)/bin/pip-compile
+	$(PIP_COMPILE) --extra test -o $(TEST_LOCK)
+	$(PIP_COMPILE) -c $(TEST_LOCK) -o $(LOCK)
+
+$(LOCK_VENV)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q 'pip==26.3' 'pip-tools==7.7.0'
+
+## test-latest: what `make test` checks, in .venv-latest built afresh with the newest versions pyproject.toml allows
+##              (not the lock), after listing how they differ from it: is that upgrade one to take with `make lock`?
+LATEST_VENV := .venv-latest
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/pip install -q -e '.[test]'
+	@touch $(LATEST_VENV)/.test-installed $(LATEST_VENV)/.run-installed
+	$(LATEST_VENV)/bin/python .ci/lock_diff.py $(TEST_LOCK)
+	$(MAKE) test VENV=$(LATEST_VENV)
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) $(LATEST_VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 ## bench: the benchmarks (the ledger's throughput and memory per member, then the webhook against the SDK's echo) against a real Redis (embedded, or REDIS_URL: an empty database, which they flush); results in benchmarks/results/
 .PHONY: bench bench-ledger bench-webhook

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             sock = listening_socket(args.host, args.port, "--port or PORT")
             port = bound_port(sock)
             server.run(app, sock=sock, header_seconds=settings.header_read_seconds,
+                       backlog=settings.http_backlog,
                        ready=lambda: print(f"Shokai listening on http://{args.host}:{port}", flush=True))
         elif args.command == "worker":
             if settings.redis_url is None:

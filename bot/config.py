@@ -111,6 +111,20 @@ class Settings:
     # peer is the client. Used to tell clients apart for the invite-code guessing limit (bot/web/limits.py)
     trusted_proxy_hops: int = 0
     health_max_queue_age_seconds: float = 60.0  # /healthz says "degraded" when an event has waited longer
+    # Redis connections a process keeps at most (per node on a cluster; bot/infra/redis_conn.py `connect`).
+    # A command finding them all busy waits its turn, up to redis_pool_timeout_seconds, then fails (the
+    # webhook answers 503). 128 fits one process: the worker needs up to ~80 at once (a blocking read per
+    # held partition, 64 events in flight, the clock, broadcasts) and the webhook one per partition with a
+    # call in flight (bot/intake/stream.py); a burst of 1,000 webhooks into `serve` peaked at 68 in use.
+    # More would add no throughput (one core here and one in Redis are the limit), and 128 times the
+    # processes stays far below Redis's maxclients (10,000).
+    redis_pool_size: int = 128
+    # a burst waits milliseconds; this long only when Redis stalls, and then the webhook answers 503 (LINE
+    # itself gives up after 2 s) and a handler is tried again, instead of requests piling up for ever
+    redis_pool_timeout_seconds: float = 5.0
+    # pending connections the web server's socket queues (`serve`; Linux caps it at net.core.somaxconn).
+    # aiohttp's 128 made a burst's extra connections wait for a SYN retry, a second or more.
+    http_backlog: int = 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

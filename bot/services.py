@@ -49,7 +49,8 @@ async def open_redis(settings: Settings, embedded_dir: str = "redis") -> AsyncIt
     if url is None:
         embedded = await asyncio.to_thread(EmbeddedRedis(Path(settings.data_dir) / embedded_dir).start)
         url = embedded.url
-    redis = connect(url, settings.redis_cluster)
+    redis = connect(url, settings.redis_cluster, pool_size=settings.redis_pool_size,
+                    pool_timeout=settings.redis_pool_timeout_seconds)
     try:
         await ready(redis)
         yield redis

@@ -1,21 +1,26 @@
 """Redis: the one given by REDIS_URL, or an embedded server that keeps its data under DATA_DIR."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
 import logging
 import os
 import socket
 import subprocess
 import time
+from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from bot.config import ConfigError
+from bot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +165,78 @@ async def ready(client: Any) -> None:
 # only on cancellation (bot/intake/worker.py, bot/broadcasts/runner.py).
 CONNECT_TIMEOUT_SECONDS = 5.0
 
+class BoundedRedisCluster(RedisCluster):
+    """RedisCluster that waits for a free connection instead of failing at once.
 
-def connect(url: str, cluster: bool = False) -> Any:
-    """An asyncio client (single server or cluster); the caller owns and closes it."""
+    redis-py's asyncio cluster client has no blocking pool: each node keeps up to `max_connections` and the
+    next command fails with MaxConnectionsError (redis-py 8 caps a node at 100). Here at most `pool_size`
+    commands or pipelines run at once over the whole client; the next waits up to `pool_timeout` seconds for
+    one to finish, then fails with ConnectionError("No connection available."), as BlockingConnectionPool
+    does for a single server. A command holds at most one connection per node, so no node needs more than
+    `pool_size`; the nodes' own cap is set above it, a backstop no command reaches."""
+
+    def __init__(self, *args: Any, pool_size: int = Settings.redis_pool_size,
+                 pool_timeout: float = Settings.redis_pool_timeout_seconds, **kwargs: Any):
+        kwargs["max_connections"] = 2 * pool_size
+        super().__init__(*args, **kwargs)
+        self._permits = asyncio.Semaphore(pool_size)
+        self._pool_timeout = pool_timeout
+        # set while a task holds a permit: a command run inside another (or by the tasks a multi-node command
+        # gathers) does not wait for a second permit, which could never come once all are taken
+        self._holding: ContextVar[bool] = ContextVar(f"redis_permit_{id(self)}", default=False)
+
+    @contextlib.asynccontextmanager
+    async def permit(self) -> AsyncIterator[None]:
+        if self._holding.get():
+            yield
+            return
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await self._permits.acquire()
+        except TimeoutError:
+            raise RedisConnectionError("No connection available.") from None
+        holding = self._holding.set(True)
+        try:
+            yield
+        finally:
+            self._holding.reset(holding)
+            self._permits.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self.permit():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        pipe = super().pipeline(transaction, shard_hint)  # built as this redis-py version builds it
+        pipe.__class__ = _BoundedPipeline  # type: ignore[type-abstract]
+        return pipe
+
+
+class _BoundedPipeline(ClusterPipeline):
+    """A pipeline's execute takes one permit of its client, like a single command."""
+
+    __slots__ = ()  # the same layout as ClusterPipeline's, so that an instance can become one of these
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        # the pipeline's client: `cluster_client` from redis-py 6.4 on, `_client` before
+        client = getattr(self, "cluster_client", None) or self._client  # type: ignore[attr-defined]
+        assert isinstance(client, BoundedRedisCluster)
+        async with client.permit():
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+def connect(url: str, cluster: bool = False, *, pool_size: int = Settings.redis_pool_size,
+            pool_timeout: float = Settings.redis_pool_timeout_seconds) -> Any:
+    """An asyncio client (single server or cluster); the caller owns and closes it.
+
+    At most `pool_size` connections (per node, on a cluster); a command that finds them all busy waits up to
+    `pool_timeout` seconds for one, then fails with ConnectionError (so the webhook answers 503). Without
+    the bound a burst of concurrent webhooks opened a connection each and redis-py 8 refused every one past
+    100 at once (tests/test_bursts.py)."""
     if cluster or is_cluster_url(url):
-        return RedisCluster.from_url(cluster_node_url(url), socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
-    return aioredis.Redis.from_url(url, health_check_interval=30, socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        return BoundedRedisCluster.from_url(cluster_node_url(url), socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                                            pool_size=pool_size, pool_timeout=pool_timeout)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=pool_timeout, health_check_interval=30,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    return aioredis.Redis.from_pool(pool)

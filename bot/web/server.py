@@ -124,8 +124,9 @@ class Site(web.BaseSite):
 
     __slots__ = ("_sock", "_header_seconds")
 
-    def __init__(self, runner: web.BaseRunner, sock: socket.socket, *, header_seconds: float) -> None:
-        super().__init__(runner)
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, *, header_seconds: float,
+                 backlog: int = 128) -> None:
+        super().__init__(runner, backlog=backlog)
         self._sock, self._header_seconds = sock, header_seconds
 
     @property
@@ -143,13 +144,13 @@ class Site(web.BaseSite):
 
 
 async def serve(app: web.Application, *, sock: socket.socket, header_seconds: float,
-                ready: Callable[[], None]) -> None:
+                ready: Callable[[], None], backlog: int = 128) -> None:
     """Serve `app` on `sock` until SIGTERM or SIGINT, then shut down as web.run_app does (the app's cleanup
     included)."""
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=KEEPALIVE_SECONDS)
     await runner.setup()
     try:
-        await Site(runner, sock, header_seconds=header_seconds).start()
+        await Site(runner, sock, header_seconds=header_seconds, backlog=backlog).start()
         ready()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -161,6 +162,7 @@ async def serve(app: web.Application, *, sock: socket.socket, header_seconds: fl
 
 
 def run(app: web.Application, *, sock: socket.socket, header_seconds: float,
-        ready: Callable[[], None] = lambda: None) -> None:
-    """`python -m bot serve`: web.run_app(sock=…) with the header deadline."""
-    asyncio.run(serve(app, sock=sock, header_seconds=header_seconds, ready=ready))
+        ready: Callable[[], None] = lambda: None, backlog: int = 128) -> None:
+    """`python -m bot serve`: web.run_app(sock=…) with the header deadline; `backlog` connections may wait to be
+    accepted (a burst of webhooks arrives at once: Settings.http_backlog)."""
+    asyncio.run(serve(app, sock=sock, header_seconds=header_seconds, ready=ready, backlog=backlog))

@@ -1,4 +1,5 @@
-"""Real `python -m bot worker` processes for the tests that SIGKILL one mid-work (crash, chaos, broadcasts)."""
+"""Real `python -m bot worker` processes for the tests that SIGKILL one mid-work (crash, chaos, broadcasts), and
+`python -m bot serve` for the burst test (tests/test_bursts.py)."""
 from __future__ import annotations
 
 import os
@@ -27,3 +28,13 @@ def stop_processes(workers: list[subprocess.Popen]) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(15)
+
+
+def serve_process(redis_url: str, api_url: str, port: int, log: str, **env: str) -> subprocess.Popen:
+    """`python -m bot serve` (web and worker) on 127.0.0.1:port, talking to the stand-in; its output in `log`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LINE_", "REDIS_", "BROADCAST_"))}
+    clean.update(LINE_CHANNEL_SECRET=SECRET, LINE_CHANNEL_ACCESS_TOKEN=TOKEN, LINE_API_BASE_URL=api_url,
+                 REDIS_URL=redis_url, PUBLIC_BASE_URL=PUBLIC, LINE_BASIC_ID=BASIC_ID, LOG_LEVEL="WARNING", **env)
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                cwd=ROOT, env=clean, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
