@@ -11,6 +11,7 @@ from linebot.v3.webhook import SignatureValidator
 from bot.broadcasts.runner import BroadcastRunner
 from bot.config import ASSETS, Settings
 from bot.infra.metrics import Metrics
+from bot.infra.signals import until_stopped
 from bot.intake import webhook
 from bot.intake.stream import Intake
 from bot.intake.worker import Worker
@@ -89,10 +90,4 @@ async def run_worker_alone(settings: Settings) -> None:
     async with open_services(settings, metrics, load_rules(settings.rewards_config), Texts(ASSETS / "locales")
                              ) as services:
         async with running_worker(services, metrics):
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            import signal
-
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            await until_stopped()

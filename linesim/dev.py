@@ -1,15 +1,14 @@
 """`python -m bot dev` / `make run`: embedded Redis, the bot and the LINE simulator console, all on loopback."""
 from __future__ import annotations
 
-import asyncio
 import secrets
-import signal
 from collections.abc import Mapping
 
 from aiohttp import web
 
 from bot.app import create_app
 from bot.config import Settings
+from bot.infra.signals import until_stopped
 from bot.web.listen import listening_socket
 from bot.web.server import Site
 from linesim.platform import Platform
@@ -75,11 +74,7 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         print(f"\n  Shokai is running (data in {settings.data_dir}/redis).\n"
               f"  Open the LINE simulator console:  http://{host}:{console_port}/\n"
               f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_stopped()
     finally:
         for runner in reversed(runners):
             await runner.cleanup()

@@ -23,7 +23,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from bot.services import Services
-from bot.web.pages.render import page_language, render, style_sources
+from bot.web.pages.render import WAIT, page_language, render, style_sources
 from rewards.errors import ProgramError
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def unavailable_middleware(services_key: web.AppKey[Services]) -> Any:
             else:
                 texts = request.app[services_key].texts
                 lang = page_language(request, texts)
-                page = render("notice.html", lang=lang, title=texts.get(lang, "page_unavailable_title"),
+                page = render("notice.html", lang=lang, icon=WAIT, title=texts.get(lang, "page_unavailable_title"),
                               body=texts.get(lang, "page_unavailable_body"))
                 response = web.Response(text=page, status=503, content_type="text/html")
             response.headers.update({"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"})

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import socket
 from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
+
+from bot.infra.signals import until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -152,11 +153,7 @@ async def serve(app: web.Application, *, sock: socket.socket, header_seconds: fl
     try:
         await Site(runner, sock, header_seconds=header_seconds, backlog=backlog).start()
         ready()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await until_stopped()
     finally:
         await runner.cleanup()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bot.line.links import coupon_qr_url
-from bot.web.pages.render import page_language, qr_png, render
+from bot.web.pages.render import NOT_FOUND, page_language, qr_png, render
 
 _TOKEN = r"{token:[A-Za-z0-9_-]{22}}"
 _PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}  # Referrer-Policy &c.: http.security_headers
@@ -23,7 +23,7 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
         lang = page_language(request, texts)
         found = await catalog.coupon(request.match_info["token"])
         if found is None:
-            body = render("not_found.html", lang=lang, title=texts.get(lang, "coupon_not_found_title"),
+            body = render("notice.html", lang=lang, icon=NOT_FOUND, title=texts.get(lang, "coupon_not_found_title"),
                           body=texts.get(lang, "coupon_not_found_body"))
             return web.Response(text=body, status=404, content_type="text/html", headers=_PRIVATE)
         _, coupon = found

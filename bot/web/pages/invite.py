@@ -14,7 +14,7 @@ from aiohttp import web
 from bot.line.i18n import Texts
 from bot.line.links import add_friend_link, invite_link, oa_message_link
 from bot.web.limits import MissBudget, client_address, too_many
-from bot.web.pages.render import page_language, qr_png, render
+from bot.web.pages.render import NOT_FOUND, WAIT, page_language, qr_png, render
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
     app[GUESSES] = MissBudget()
 
     def not_found(lang: str, texts: Texts) -> web.Response:
-        body = render("not_found.html", lang=lang, title=texts.get(lang, "invite_not_found_title"),
+        body = render("notice.html", lang=lang, icon=NOT_FOUND, title=texts.get(lang, "invite_not_found_title"),
                       body=texts.get(lang, "invite_not_found_body"))
         return web.Response(text=body, status=404, content_type="text/html")
 
@@ -50,7 +50,7 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             return not_found(lang, texts)
         client, wait = spent(request)
         if wait:
-            body = render("notice.html", lang=lang, title=texts.get(lang, "invite_rate_limited_title"),
+            body = render("notice.html", lang=lang, icon=WAIT, title=texts.get(lang, "invite_rate_limited_title"),
                           body=texts.get(lang, "invite_rate_limited_body"))
             return too_many(wait, body, "text/html")
         if await services.program.owner_of(code) is None:

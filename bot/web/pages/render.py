@@ -42,6 +42,11 @@ def style_sources() -> tuple[str, ...]:
     return tuple(dict.fromkeys(sources))
 
 
+# the icon of assets/pages/notice.html, the page for every "not here" and "not now"
+NOT_FOUND = "🔍"
+WAIT = "⏳"
+
+
 def render(name: str, **values: object) -> str:
     """The template `name` with every value HTML-escaped."""
     return _template(name).substitute({k: html.escape(str(v), quote=True) for k, v in values.items()})
