@@ -9,6 +9,7 @@ answers are held and only the latest goes out, by reply; every event is still ha
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from bot.intake.stream import partition_of
 from linesim.platform import Call, Platform, new_user_id, text_of
 from tests.support.fixtures import BotWith
 from tests.support.harness import converse
-from tests.support.rules_helpers import variant
+from tests.support.rules_helpers import SHIPPED, variant
 
 FLOOD = 300
 
@@ -37,8 +38,8 @@ def _answers(platform: Platform, user_id: str, since: int = 0) -> list[Call]:
 
 async def test_another_user_in_the_flooded_partition_is_answered_by_reply_at_once(
         bot_with: BotWith, platform: Platform, tmp_path: Path) -> None:
-    # the pace far above the flood: every flood message is answered, one LINE call at a time
-    bot = await bot_with(rewards_config=variant(tmp_path, chat_pace__max_events="100000"))
+    # the tests' rules put the pace out of reach: every flood message is answered, one LINE call at a time
+    bot = await bot_with()
     flooder = new_user_id()
     other = _neighbour(flooder, bot.services.settings.stream_partitions)
     await converse(platform, flooder, platform.follow(flooder))
@@ -70,8 +71,10 @@ async def test_another_user_in_the_flooded_partition_is_answered_by_reply_at_onc
 
 
 async def test_past_its_pace_a_flood_is_told_once_to_wait_and_costs_no_push(
-        bot_with: BotWith, platform: Platform) -> None:
-    bot = await bot_with()  # the shipped rules: 20 events a minute
+        bot_with: BotWith, platform: Platform, tmp_path: Path) -> None:
+    shipped = re.search(r"^max_events = (\d+)", SHIPPED, re.M)
+    assert shipped
+    bot = await bot_with(rewards_config=variant(tmp_path, chat_pace__max_events=shipped.group(1)))
     pace = bot.services.program.rules.pace_max_events
     flooder, calm = new_user_id(), new_user_id()
     await converse(platform, flooder, platform.follow(flooder))
