@@ -2,8 +2,10 @@
 else push with a retry key, once per send however often the event is handled (sent markers)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ from rewards.program import Program
 
 log = logging.getLogger(__name__)
 
+_BACKGROUND: set[asyncio.Task[None]] = set()
 REPLY_TOKEN_FRESH_SECONDS = 50  # ours: a margin under LINE's limits.REPLY_TOKEN_SECONDS (about a minute)
 SENT_MARKER_TTL = 86_400
 
@@ -49,6 +52,7 @@ class Ctx:
     # "latest" for the flood's last event so far (answered by reply only: spam never costs a paid push).
     pace: str = "normal"
     held: int = 0  # answers held back by the pace (counted in metrics by the worker)
+    _dots: asyncio.TimerHandle | None = field(default=None, repr=False)
     _sends: int = field(default=0, repr=False)
     # The user's pending conversation step (bot/chat/conversation.py): the one place it lives during an event.
     # The worker reads it with the sighting (same slot, same script call), so routing filters cost no
@@ -80,6 +84,24 @@ class Ctx:
 
     tampered: bool = False  # set when postback data carried our prefix but a wrong mac (counted in metrics)
 
+    def dots_after(self, seconds: float, show: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `show` (the typing dots) if no answer has gone out `seconds` from now."""
+        loop = asyncio.get_running_loop()
+        self.calm_dots()
+
+        def start() -> None:
+            task = loop.create_task(show())
+            _BACKGROUND.add(task)  # kept until done: the event may finish first
+            task.add_done_callback(_BACKGROUND.discard)
+
+        self._dots = loop.call_later(seconds, start)
+
+    def calm_dots(self) -> None:
+        """The answer is here (or the event is over): no dots any more."""
+        if self._dots is not None:
+            self._dots.cancel()
+            self._dots = None
+
     def t(self, key: str, **values: Any) -> str:
         return self.services.texts.get(self.lang, key, **values)
 
@@ -103,6 +125,7 @@ class Ctx:
         re-run whose reply LINE refuses as a used token takes it as sent: only an earlier run of this event
         can have used it (the token is fresh, and a first run's own retries are settled inside `reply`).
         """
+        self.calm_dots()
         if self.standby:
             log.info("standby: not answering event %s", self.event_id)
             return

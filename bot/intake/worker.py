@@ -436,7 +436,10 @@ class Worker:
             user_id, _sighting(event), event.timestamp, step_key=keys.conversation_step(user_id))
         ctx.step_read(step)  # the pending conversation step, read with the sighting for the routing filters
         ctx.lang = self.services.texts.lang_for(language)
-        handler = await self.router.dispatch(ctx)
+        try:
+            handler = await self.router.dispatch(ctx)
+        finally:
+            ctx.calm_dots()
         if ctx.held:
             self.metrics.answers_held.inc(ctx.held)
         if ctx.tampered:  # counted once per event, however many routes looked at the data
