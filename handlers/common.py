@@ -12,6 +12,7 @@ from bot.line.limits import QUICK_REPLY_ITEMS_MAX, TEXT_MAX, clip
 log = logging.getLogger(__name__)
 LOADING_SECONDS = 5  # LINE: 5-60, a multiple of 5; the animation stops by itself when our answer arrives
 LOADING_WAIT_SECONDS = 2.0  # never hold an answer back long for a cosmetic call
+LOADING_AFTER_SECONDS = 0.5  # an answer slower than this gets the dots meanwhile
 
 
 def quick_replies(ctx: Ctx, *extra: dict[str, Any]) -> dict[str, Any]:
@@ -33,14 +34,21 @@ def plain(body: str) -> dict[str, Any]:
     return {"type": "text", "text": clip(body, TEXT_MAX)}
 
 
-async def show_loading(ctx: Ctx) -> None:
-    """The typing dots before a slower answer: best effort, only in a one-to-one chat and only when the
-    answer will be a reply (a push after a dead token arrives later, and the dots would hang on)."""
+def show_loading(ctx: Ctx) -> None:
+    """The typing dots, if this answer turns out slow: they start only when LOADING_AFTER_SECONDS pass
+    before the answer (Ctx.answer calls them off). A prompt answer costs no LINE call, which matters at
+    scale too: LINE allows the loading endpoint only 100 requests a second per channel.
+    Best effort, only in a one-to-one chat, and only when the answer will be a reply (a push after a dead
+    token arrives later, and the dots would hang on)."""
     source = getattr(ctx.event, "source", None)
     if ctx.standby or getattr(source, "type", None) != "user" or not getattr(ctx.event, "reply_token", None):
         return
-    if not ctx.reply_token_fresh():
+    if not ctx.reply_token_fresh() or ctx.pace != "normal":
         return
+    ctx.dots_after(LOADING_AFTER_SECONDS, lambda: _loading(ctx))
+
+
+async def _loading(ctx: Ctx) -> None:
     try:
         await asyncio.wait_for(ctx.services.line.show_loading(ctx.user_id, LOADING_SECONDS), LOADING_WAIT_SECONDS)
     except Exception as exc:  # noqa: BLE001 - purely cosmetic, it must never fail the event

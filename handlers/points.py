@@ -15,7 +15,7 @@ NAME_MAX = 40
 
 @router.on(MessageEvent, keyword("points"))
 async def on_points(ctx: Ctx) -> None:
-    await show_loading(ctx)
+    show_loading(ctx)
     program = ctx.program
     member = await program.member(ctx.user_id)
     if member is None:  # cannot happen after a sighting, but never answer with nothing

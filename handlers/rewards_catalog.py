@@ -84,7 +84,7 @@ def flex_postback(ctx: Ctx, button_label: str, data: str, display: str, style: s
 
 @router.on(MessageEvent, keyword("rewards"))
 async def on_rewards(ctx: Ctx) -> None:
-    await show_loading(ctx)
+    show_loading(ctx)
     await show_catalog(ctx, 0)
 
 

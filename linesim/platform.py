@@ -19,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import secrets
 import time
 import uuid
@@ -82,6 +83,7 @@ class Platform:
     throttle_next: int = 0
     monthly_limit_reached: bool = False
     delay_seconds: float = 0.0
+    delay_jitter_seconds: float = 0.0  # each message call waits delay_seconds plus up to this much more
     clock: Callable[[], float] = time.monotonic
     reply_tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     retry_keys: set[str] = field(default_factory=set)
@@ -163,8 +165,8 @@ class Platform:
         if self._over_rate(endpoint):
             self._violation(f"{endpoint}: more than {self.rate_limits[endpoint]:g} requests in one second")
             return self._answer(endpoint, body, request, 429, "Too Many Requests")
-        if self.delay_seconds:
-            await asyncio.sleep(self.delay_seconds)
+        if self.delay_seconds or self.delay_jitter_seconds:
+            await asyncio.sleep(self.delay_seconds + random.uniform(0, self.delay_jitter_seconds))
         key = request.headers.get("X-Line-Retry-Key")
         if endpoint == "reply" and key is not None:
             self._violation("reply: X-Line-Retry-Key is not allowed on reply")

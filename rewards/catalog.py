@@ -99,6 +99,7 @@ class Catalog:
 
         self.inventory = Inventory(redis, rules, self.now_ms)
         self.stock = self.inventory.stock
+        self.stocks_of = self.inventory.stocks_of
         self.stocks = self.inventory.stocks
         self.add_stock = self.inventory.add_stock
         self.add_codes = self.inventory.add_codes
@@ -134,6 +135,12 @@ class Catalog:
     async def _claims_of(self, uid: str, reward: Reward) -> int:
         return int(await self.redis.hget(keys.claimed(uid), reward.id) or 0)
 
+    async def _all_claims_of(self, uid: str, rewards: list[Reward]) -> dict[str, int]:
+        """Claims made per reward with a per-member limit, in one read (none when no reward has a limit)."""
+        if not any(reward.per_member for reward in rewards):
+            return {}
+        return {_s(k): int(v) for k, v in (await self.redis.hgetall(keys.claimed(uid))).items()}
+
     def _blocked(self, reward: Reward, view: MemberView, now_ms: int) -> str | None:
         """The refusals known before anything is reserved, in the order a confirm checks them."""
         if not self.available(reward, now_ms):
@@ -146,12 +153,16 @@ class Catalog:
             return NOT_ENOUGH_POINTS
         return None
 
-    async def _preview(self, uid: str, reward: Reward, view: MemberView, stock: Stock, now_ms: int) -> str | None:
+    async def _preview(self, uid: str, reward: Reward, view: MemberView, stock: Stock, now_ms: int,
+                       claims: int | None = None) -> str | None:
         blocked = self._blocked(reward, view, now_ms)
         if blocked:
             return blocked
-        if reward.per_member and await self._claims_of(uid, reward) >= reward.per_member:
-            return LIMIT_REACHED
+        if reward.per_member:
+            if claims is None:
+                claims = await self._claims_of(uid, reward)
+            if claims >= reward.per_member:
+                return LIMIT_REACHED
         if stock.left == 0:
             return OUT_OF_STOCK
         return None
@@ -166,13 +177,11 @@ class Catalog:
         """The rewards inside their validity window, each with what a claim would be refused with now."""
         view = await self._view(uid)
         now = self.now_ms()
-        out = []
-        for reward in self.rules.rewards:
-            if not self.available(reward, now):
-                continue
-            stock = await self.stock(reward)
-            out.append(Listing(reward, stock, await self._preview(uid, reward, view, stock, now)))
-        return out
+        shown = [reward for reward in self.rules.rewards if self.available(reward, now)]
+        stocks = await self.stocks_of(shown)
+        claims = await self._all_claims_of(uid, shown)
+        return [Listing(reward, stock, await self._preview(uid, reward, view, stock, now, claims.get(reward.id, 0)))
+                for reward, stock in zip(shown, stocks)]
 
     async def show(self, uid: str, reward_id: str) -> Offer | None:
         """A reward's details for a member, and a fresh claim id for its confirm button (None: no such reward)."""

@@ -41,19 +41,33 @@ class Inventory(Part):
         self._add_codes = self.script("pool_add")
 
     async def stock(self, reward: Reward) -> Stock:
-        taken, claimed, added = await self.redis.hmget(keys.reward_stock(reward.id), ["taken", "claimed", "added"])
-        taken, claimed, added = int(taken or 0), int(claimed or 0), int(added or 0)
-        held = int(await self.redis.zcard(keys.reward_held(reward.id)))
-        limit = reward.stock + added if reward.stock is not None else None
-        left = max(0, limit - taken) if limit is not None else None
-        pool = None
-        if reward.issue == "pool":
-            pool = int(await self.redis.llen(keys.reward_pool(reward.id)))
-            left = pool if left is None else min(left, pool)
-        return Stock(reward.id, limit, left, taken, claimed, held, pool)
+        return (await self.stocks_of([reward]))[0]
+
+    async def stocks_of(self, rewards: list[Reward]) -> list[Stock]:
+        """The rewards' stock, read in one pipeline (one round trip however many rewards a list shows)."""
+        if not rewards:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for reward in rewards:
+                pipe.hmget(keys.reward_stock(reward.id), ["taken", "claimed", "added"])
+                pipe.zcard(keys.reward_held(reward.id))
+                pipe.llen(keys.reward_pool(reward.id))  # read for every reward: cheaper than a second trip
+            answers = await pipe.execute()
+        out = []
+        for i, reward in enumerate(rewards):
+            (taken, claimed, added), held, pool_length = answers[3 * i:3 * i + 3]
+            taken, claimed, added = int(taken or 0), int(claimed or 0), int(added or 0)
+            limit = reward.stock + added if reward.stock is not None else None
+            left = max(0, limit - taken) if limit is not None else None
+            pool = None
+            if reward.issue == "pool":
+                pool = int(pool_length)
+                left = pool if left is None else min(left, pool)
+            out.append(Stock(reward.id, limit, left, taken, claimed, int(held), pool))
+        return out
 
     async def stocks(self) -> list[Stock]:
-        return [await self.stock(reward) for reward in self.rules.rewards]
+        return await self.stocks_of(list(self.rules.rewards))
 
     # ---- a claim's reservation ------------------------------------------------------------
     @staticmethod

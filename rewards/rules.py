@@ -130,6 +130,8 @@ class Rules:
     milestones: tuple[Milestone, ...]
     guess_max_failures: int
     guess_per_minutes: int
+    pace_max_events: int  # [chat_pace]: events one person may send within pace_per_seconds before answers wait
+    pace_per_seconds: int
     tier_basis: str  # points | yen
     tier_window: str  # lifetime | rolling_12_months
     tier_downgrade: str  # never | window
@@ -323,6 +325,7 @@ def _load_rules(path: Path) -> Rules:
         raise r.fail("referral.milestones", "two milestones have the same count")
 
     guessing = r.table(data, "", "code_guessing")
+    pace = r.table(data, "", "chat_pace")
     tiers_table = r.table(data, "", "tiers")
     levels = tiers_table.get("levels") or [{"name": "member", "threshold": 0}]
     tiers = []
@@ -398,6 +401,8 @@ def _load_rules(path: Path) -> Rules:
         milestones=tuple(sorted(milestones, key=lambda m: m.count)),
         guess_max_failures=r.whole(guessing, "code_guessing", "max_failures", 5, minimum=1),
         guess_per_minutes=r.whole(guessing, "code_guessing", "per_minutes", 60, minimum=1),
+        pace_max_events=r.whole(pace, "chat_pace", "max_events", 20, minimum=1),
+        pace_per_seconds=r.whole(pace, "chat_pace", "per_seconds", 60, minimum=1),
         tier_basis=r.choice(tiers_table, "tiers", "basis", ("points", "yen")),
         tier_window=r.choice(tiers_table, "tiers", "window", ("lifetime", "rolling_12_months")),
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),

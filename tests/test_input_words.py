@@ -1,5 +1,5 @@
 """Input forgiveness: the word table with its variants and typos, emoji-only messages, long texts, never an echo;
-and the loading animation, shown only before a reply in a one-to-one chat."""
+and the loading animation, shown only while a slow answer is made, before a reply in a one-to-one chat."""
 from __future__ import annotations
 
 import time
@@ -10,6 +10,7 @@ import pytest
 
 from bot.chat.keywords import MAX_MATCH_CHARS, WordTable, fold, is_emoji_only, table
 from bot.config import ASSETS
+from handlers import common
 from linesim.platform import new_user_id, text_of
 from tests.support.harness import Bot, converse
 
@@ -99,10 +100,15 @@ async def test_emoji_only_gets_the_kind_answer_and_nothing_is_echoed(bot: Bot) -
     assert not platform.violations
 
 
-async def test_loading_shown_before_slow_answers_in_a_one_to_one_chat(bot: Bot) -> None:
+async def test_loading_shown_while_a_slow_answer_is_made_in_a_one_to_one_chat(bot: Bot, monkeypatch) -> None:
     platform = bot.platform
     uid = new_user_id()
     await converse(platform, uid, platform.follow(uid))
+    # a prompt answer (the usual: milliseconds) calls no dots at all
+    await converse(platform, uid, platform.text(uid, "ポイント"))
+    assert [c for c in platform.calls if c.endpoint == "loading"] == []
+
+    monkeypatch.setattr(common, "LOADING_AFTER_SECONDS", 0)  # every answer "slow": the dots come first
     await converse(platform, uid, platform.text(uid, "ポイント"))
     await converse(platform, uid, platform.text(uid, "特典"))
     loading = [c for c in platform.calls if c.endpoint == "loading"]

@@ -17,6 +17,9 @@ class Metrics:
                                registry=self.registry)
         self.line_calls = Counter("shokai_line_api_calls", "Messaging API calls", ["endpoint", "status"],
                                   registry=self.registry)
+        self.answers_held = Counter("shokai_answers_held",
+                                    "Answers not sent because their user was past the rules' [chat_pace]",
+                                    registry=self.registry)
         self.postbacks_refused = Counter("shokai_postbacks_refused",
                                          "Postbacks refused as tampered (our prefix, a wrong mac)",
                                          registry=self.registry)

@@ -1,20 +1,25 @@
 """The event worker: reads the intake streams, runs the handlers, acknowledges.
 
-Each partition is owned by one worker at a time through a lease in Redis, so one user's events are
-handled in order even with many worker processes. A worker that takes over a partition first claims
-every entry the group still has pending (a dead owner's), then reads new ones. A handler error leaves
-the entry pending to be tried again; after MAX_ATTEMPTS it goes to a dead-letter stream.
+Each partition is owned by one worker at a time through a lease in Redis. Inside it, every user has a lane:
+their events are handled one after another, in order, while other users' lanes run side by side, and the
+partition keeps being read meanwhile. So one user's backlog (a flood, a slow answer) holds up nobody else.
+A worker that takes over a partition first claims every entry the group still has pending (a dead owner's).
+A handler error keeps the event at the head of its user's lane and it is tried again a little later; after
+MAX_ATTEMPTS it goes to a dead-letter stream. Finished entries leave the stream with their sent markers in
+one finish.lua call, shared by the entries that finish together.
 """
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
 import os
 import socket
 import time
 import uuid
-from collections import defaultdict
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +38,19 @@ from rewards.scripts import register
 log = logging.getLogger(__name__)
 
 _LUA = Path(__file__).resolve().parent / "lua"
-BATCH = 100
+BATCH = 100  # entries read from a partition at once
 MAX_ATTEMPTS = 5
-RETRY_IDLE_MS = 2_000  # a failed entry is tried again once it has been pending this long
-# Events handled at once by one process, over all its partitions (up to 8 × BATCH without it). Past what
-# keeps the core busy, more only queues callbacks ahead of the webhook's, which in `serve` shares this loop,
-# so its ack waits behind them. Most of an event's time is spent waiting on LINE (~100 ms a reply in
-# production), so 64 still allows ~600 events/s per process (docs/benchmarks.md).
+RETRY_IDLE_MS = 2_000  # a failed event is tried again after this long (its user's later events wait)
+# Entries read and not yet finished, per partition. Past it the partition is not read until lanes drain,
+# which bounds memory; a single flooding user fills it only after this many of their own events.
+MAX_IN_HAND = 1_000
+RECLAIM_IDLE_MS = 60_000  # pending this long and not in our hands: lost somewhere, claim it back
+RECLAIM_EVERY_SECONDS = 10
+FINISH_BATCH = 200  # entries finished in one finish.lua call at most
+# Events handled at once by one process, over all its lanes. Past what keeps the core busy, more only
+# queues callbacks ahead of the webhook's, which in `serve` shares this loop, so its ack waits behind
+# them. Most of an event's time is spent waiting on LINE (~100 ms a reply in production), so 64 still
+# allows ~600 events/s per process (docs/benchmarks.md).
 IN_FLIGHT = 64
 
 
@@ -51,6 +62,84 @@ def _sighting(event: Event) -> str:
     return str(event.type)
 
 
+@dataclass
+class _Entry:
+    entry_id: bytes
+    raw: dict
+    received_at_ms: int
+    first_run: bool  # read for the first time (XREADGROUP ">"): no earlier run of it can exist
+
+    @property
+    def timestamp(self) -> int:
+        return int(self.raw.get("timestamp", 0))
+
+
+@dataclass
+class _Lane:
+    """One user's events in a partition, handled one at a time, by LINE's timestamp."""
+
+    waiting: list[_Entry] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    noticed: bool = False  # told the wait notice in the current flood
+
+
+@dataclass
+class _Partition:
+    p: int
+    lanes: dict[str, _Lane] = field(default_factory=dict)
+    in_hand: set[bytes] = field(default_factory=set)  # read, not yet finished or dropped
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # set while in_hand is under MAX_IN_HAND
+    # each user's recent event timestamps (at most [chat_pace] max_events + 1), kept across their lanes
+    recent: dict[str, deque[int]] = field(default_factory=dict)
+    draining: bool = False
+    claim_from: str | None = None  # while claiming what is pending: where the next page starts
+    claim_idle_ms: int = 0
+
+
+class _Finisher:
+    """finish.lua calls of one worker, shared per partition: while one is in flight, the entries that
+    finish meanwhile wait and go together in the next (a group commit, as the intake does)."""
+
+    def __init__(self, redis: Any):
+        self._script = register(redis, _LUA / "finish.lua")
+        self._busy: set[int] = set()
+        self._waiting: dict[int, list[tuple[bytes, list[str], asyncio.Future[None]]]] = {}
+
+    async def finish(self, p: int, entry_id: bytes, marks: list[str]) -> None:
+        if p in self._busy:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.setdefault(p, []).append((entry_id, marks, done))
+            await done
+            return
+        self._busy.add(p)
+        batch: list[tuple[bytes, list[str], asyncio.Future[None]]] = []
+        try:
+            await self._call(p, [(entry_id, marks)])
+            while self._waiting.get(p):  # those that finished meanwhile, together
+                batch, self._waiting[p] = self._waiting[p][:FINISH_BATCH], self._waiting[p][FINISH_BATCH:]
+                try:
+                    await self._call(p, [(entry_id, marks) for entry_id, marks, _ in batch])
+                    outcome: Exception | None = None
+                except Exception as exc:  # each of them is tried again by its lane
+                    outcome = exc
+                for _, _, done in batch:
+                    if outcome is None:
+                        done.set_result(None)
+                    else:
+                        done.set_exception(outcome)
+                batch = []
+        finally:
+            self._busy.discard(p)
+            for _, _, done in [*batch, *self._waiting.pop(p, [])]:  # failed or cancelled: nobody waits for ever
+                if not done.done():
+                    done.set_exception(RedisError("the finish stopped"))
+
+    async def _call(self, p: int, entries: list[tuple[bytes, list[str]]]) -> None:
+        marks = [mark for _, entry_marks in entries for mark in entry_marks]
+        await self._script(keys=[keys.stream(p), *marks],
+                           args=[keys.GROUP, SENT_MARKER_TTL, *(entry_id for entry_id, _ in entries)])
+
+
 class Worker:
     def __init__(self, services: Services, router: Router, metrics: Metrics, name: str | None = None):
         self.services = services
@@ -60,7 +149,7 @@ class Worker:
         self.settings = services.settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._leases = Leases(self.redis)
-        self._finish = register(self.redis, _LUA / "finish.lua")
+        self._finisher = _Finisher(self.redis)
         self.clock = ClockWork(services, self._leases, self.name)
         self._stopping = asyncio.Event()
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
@@ -129,84 +218,168 @@ class Worker:
                 raise
 
     async def _partition(self, p: int) -> None:
+        """Hold the partition's lease and feed its entries to the users' lanes until stopped or let go."""
         stream, lease = keys.stream(p), keys.lease(p)
-        holding = False
+        part: _Partition | None = None  # while we hold the partition
         last_reclaim = 0.0
+        block_ms = max(100, min(1000, self.settings.lease_ms // 3))
         while not self._stopping.is_set():
             try:
                 share = self._fair_share()
-                if holding and len(self._held) > share and p == max(self._held):
-                    # more than our share: give the highest one back between batches (the next owner
-                    # reclaims anything still pending, so nothing is lost and order is kept)
+                if part and len(self._held) > share and p == max(self._held):
+                    # more than our share: give the highest one back (the next owner claims what is still
+                    # pending, so nothing is lost and each user's order is kept)
+                    await self._let_go(part)
+                    part = None
                     await self._leases.release(lease, self.name)
-                    holding = False
-                    self._held.discard(p)
                     await self._pause(self.settings.lease_ms / 1000)
                     continue
-                if not holding and len(self._held) >= share:
+                if not part and len(self._held) >= share:
                     await self._pause(self.settings.lease_ms / 3000)
                     continue
                 if not await self._leases.hold(lease, self.name, self.settings.lease_ms):
-                    holding = False
-                    self._held.discard(p)
+                    if part:  # lost it (we were too slow to renew): its next owner finishes what is pending
+                        await self._let_go(part)
+                        part = None
                     await self._pause(self.settings.lease_ms / 3000)
                     continue
-                self._held.add(p)
-                if not holding:  # just took the partition: whatever is pending is ours to finish
+                if part is None:  # just took it: whatever is pending is ours to finish, before anything new
                     await self._ensure_group(stream)
-                    holding, last_reclaim = True, 0.0
-                entries: list[Any] = []
-                if time.monotonic() - last_reclaim > RETRY_IDLE_MS / 1000:
-                    idle = 0 if last_reclaim == 0.0 else RETRY_IDLE_MS
-                    _, entries, *_ = await self.redis.xautoclaim(stream, keys.GROUP, self.name, idle,
-                                                                 start_id="0-0", count=BATCH)
+                    part = _Partition(p)
+                    part.room.set()
+                    self._held.add(p)
+                    part.claim_from, part.claim_idle_ms = "0-0", 0
                     last_reclaim = time.monotonic()
-                if not entries:
-                    block = max(100, min(1000, self.settings.lease_ms // 3))
-                    got = await self.redis.xreadgroup(keys.GROUP, self.name, {stream: ">"}, count=BATCH, block=block)
-                    entries = got[0][1] if got else []
-                if entries:
-                    await self._batch(p, entries)
+                elif part.claim_from is None and time.monotonic() - last_reclaim > RECLAIM_EVERY_SECONDS:
+                    part.claim_from, part.claim_idle_ms = "0-0", RECLAIM_IDLE_MS  # anything lost on the way
+                    last_reclaim = time.monotonic()
+                    self._forget_calm_users(part)
+                if len(part.in_hand) >= MAX_IN_HAND:  # full: wait for the lanes (renewing the lease meanwhile)
+                    part.room.clear()
+                    try:
+                        await asyncio.wait_for(part.room.wait(), block_ms / 1000)
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                if part.claim_from is not None:
+                    await self._claim(part)
+                    continue
+                got = await self.redis.xreadgroup(keys.GROUP, self.name, {stream: ">"},
+                                                  count=min(BATCH, MAX_IN_HAND - len(part.in_hand)), block=block_ms)
+                if got:
+                    await self._take(part, got[0][1], first_run=True)
             except asyncio.CancelledError:
+                if part:
+                    for lane in part.lanes.values():
+                        if lane.task:
+                            lane.task.cancel()
                 raise
             except RedisError as exc:
                 log.warning("partition %d: redis error %s; retrying", p, exc)
-                holding = False
-                self._held.discard(p)
                 await self._pause(1.0)
-            except Exception:  # never let one bad batch stop a partition for good
+            except Exception:  # never let one bad read stop a partition for good
                 log.exception("partition %d: unexpected error; carrying on", p)
                 self.metrics.handled.labels("worker_error").inc()
                 await self._pause(1.0)
+        if part:
+            await self._let_go(part)
         try:
             await self._leases.release(lease, self.name)
         except RedisError:
             pass
 
-    async def _batch(self, p: int, entries: list[Any]) -> None:
-        """Users side by side, each user's events one after another (by the time they happened)."""
-        per_user: dict[str, list[tuple[bytes, dict, int]]] = defaultdict(list)
+    async def _claim(self, part: _Partition) -> None:
+        """One page of the entries pending in the group (idle at least claim_idle_ms) that we do not hold yet."""
+        assert part.claim_from is not None
+        start, entries, *_ = await self.redis.xautoclaim(keys.stream(part.p), keys.GROUP, self.name,
+                                                         part.claim_idle_ms, start_id=part.claim_from, count=BATCH)
+        start = start.decode() if isinstance(start, bytes) else str(start)
+        part.claim_from = None if start == "0-0" else start
+        await self._take(part, [(entry_id, fields) for entry_id, fields in entries if entry_id not in part.in_hand],
+                         first_run=False)
+
+    async def _take(self, part: _Partition, entries: list[Any], first_run: bool) -> None:
+        """Put entries in their users' lanes, in LINE's time order, and start the lanes that were idle."""
         for entry_id, fields in entries:
             if not fields:  # deleted meanwhile (finished by an earlier owner)
-                await self.redis.xack(keys.stream(p), keys.GROUP, entry_id)
+                await self.redis.xack(keys.stream(part.p), keys.GROUP, entry_id)
                 continue
             raw = json.loads(fields[b"e"])
-            per_user[raw["source"]["userId"]].append((entry_id, raw, int(fields[b"r"])))
-        await asyncio.gather(*(self._user(p, items) for items in per_user.values()))
+            user_id = raw["source"]["userId"]
+            entry = _Entry(entry_id, raw, int(fields[b"r"]), first_run)
+            part.in_hand.add(entry_id)
+            lane = part.lanes.get(user_id)
+            if lane is None:
+                lane = part.lanes[user_id] = _Lane()
+            bisect.insort(lane.waiting, entry, key=lambda e: e.timestamp)
+            if lane.task is None:
+                lane.task = asyncio.create_task(self._run_lane(part, user_id, lane))
 
-    async def _user(self, p: int, items: list[tuple[bytes, dict, int]]) -> None:
-        for entry_id, raw, received in sorted(items, key=lambda item: item[1].get("timestamp", 0)):
-            async with self._in_flight:
-                done = await self._one(p, entry_id, raw, received)
-            if not done:
-                break  # keep this user's later events pending, so they stay in order
+    async def _run_lane(self, part: _Partition, user_id: str, lane: _Lane) -> None:
+        """One user's events, one at a time; a failed one is tried again here, the later ones waiting."""
+        try:
+            while lane.waiting and not part.draining:
+                entry = lane.waiting.pop(0)
+                pace = self._pace(part, user_id, lane, entry)
+                while True:
+                    async with self._in_flight:
+                        done = await self._one(part.p, entry, pace)
+                    if done or part.draining or self._stopping.is_set():
+                        break
+                    entry.first_run = False  # the next try is a re-run: it reads the sent markers
+                    await self._pause(RETRY_IDLE_MS / 1000)
+                if not done:
+                    break  # left pending, with the user's later events: the partition's next owner has them
+                part.in_hand.discard(entry.entry_id)
+                if len(part.in_hand) < MAX_IN_HAND:
+                    part.room.set()
+        finally:
+            lane.task = None
+            if not lane.waiting or part.draining:
+                part.lanes.pop(user_id, None)
 
-    async def _one(self, p: int, entry_id: bytes, raw: dict, received_at_ms: int) -> bool:
+    def _pace(self, part: _Partition, user_id: str, lane: _Lane, entry: _Entry) -> str:
+        """The user's pace for this event (see Ctx.pace), from their recent events' LINE timestamps."""
+        rules = self.services.program.rules
+        recent = part.recent.get(user_id)
+        if recent is None or recent.maxlen != rules.pace_max_events + 1:
+            recent = part.recent[user_id] = deque(recent or (), maxlen=rules.pace_max_events + 1)
+        recent.append(entry.timestamp)
+        if len(recent) < rules.pace_max_events + 1 or entry.timestamp - recent[0] >= rules.pace_per_seconds * 1000:
+            lane.noticed = False
+            return "normal"
+        if not lane.noticed:
+            lane.noticed = True
+            return "notice"
+        return "quiet" if lane.waiting else "latest"
+
+    def _forget_calm_users(self, part: _Partition) -> None:
+        """Drop the recent timestamps of users with no event within the pace window (bounds the memory)."""
+        window_ms = self.services.program.rules.pace_per_seconds * 1000
+        now_ms = time.time() * 1000
+        for user_id in [u for u, recent in part.recent.items() if now_ms - recent[-1] > window_ms]:
+            if user_id not in part.lanes:
+                del part.recent[user_id]
+
+    async def _let_go(self, part: _Partition) -> None:
+        """Stop taking events from the partition: entries not yet begun stay pending for its next owner
+        (which claims them in order), the ones running finish first."""
+        part.draining = True
+        running = [lane.task for lane in part.lanes.values() if lane.task]
+        for lane in part.lanes.values():
+            lane.waiting.clear()
+        await asyncio.gather(*running, return_exceptions=True)
+        part.lanes.clear()
+        part.in_hand.clear()
+        self._held.discard(part.p)
+
+    async def _one(self, p: int, entry: _Entry, pace: str = "normal") -> bool:
+        raw = entry.raw
         event_id = raw["webhookEventId"]
-        stream = keys.stream(p)
         done_marks: list[str] = []
         try:
-            outcome = await self.handle(raw, received_at_ms, done_marks, partition=p)
+            outcome = await self.handle(raw, entry.received_at_ms, done_marks, partition=p,
+                                        first_run=entry.first_run, pace=pace)
         except Exception:
             log.exception("handler failed for event %s (user %s)", event_id, raw["source"].get("userId"))
             await self._mark_done(done_marks)  # what went out must not go out again on the next try
@@ -215,9 +388,11 @@ class Worker:
             if attempts < MAX_ATTEMPTS:
                 return False
             log.error("event %s failed %d times: moved to the dead-letter stream", event_id, attempts)
-            await self.redis.xadd(keys.dead(p), {"e": json.dumps(raw), "r": received_at_ms})
+            await self.redis.xadd(keys.dead(p), {"e": json.dumps(raw), "r": entry.received_at_ms})
             outcome = "dead"
-        await self._finish_with_marks(stream, entry_id, done_marks)
+        # the sent markers "done" and the ack, atomically in one finish.lua call (the markers live in the
+        # partition's slot, bot/infra/keys.py `sent`), shared with the entries finishing at the same time
+        await self._finisher.finish(p, entry.entry_id, done_marks)
         self.metrics.handled.labels(outcome).inc()
         self.handled += 1
         return True
@@ -225,11 +400,6 @@ class Worker:
     async def _mark_done(self, done_marks: list[str]) -> None:
         for marker in done_marks:
             await self.redis.set(marker, "done", ex=SENT_MARKER_TTL)
-
-    async def _finish_with_marks(self, stream: str, entry_id: bytes, done_marks: list[str]) -> None:
-        """The event's sent markers "done" and its finish, atomically in one script call: the markers live in
-        the partition's slot (bot/infra/keys.py `sent`), so finish.lua takes them as KEYS beside the stream."""
-        await self._finish(keys=[stream, *done_marks], args=[keys.GROUP, entry_id, SENT_MARKER_TTL])
 
     async def _standby(self, raw: dict) -> str:
         """Another channel holds the chat: say nothing, but keep who follows and blocks (and signup points).
@@ -247,7 +417,7 @@ class Worker:
         return "standby"
 
     async def handle(self, raw: dict, received_at_ms: int, done_marks: list[str] | None = None,
-                     partition: int | None = None) -> str:
+                     partition: int | None = None, first_run: bool = False, pace: str = "normal") -> str:
         """One event through sighting, routing and its handler; returns what happened."""
         if raw.get("mode") == "standby":
             return await self._standby(raw)
@@ -259,13 +429,19 @@ class Worker:
             return "unparseable"
         user_id = raw["source"]["userId"]
         ctx = Ctx(event=event, user_id=user_id, event_id=raw["webhookEventId"], received_at_ms=received_at_ms,
-                  services=self.services, done_marks=done_marks, partition=partition)
+                  services=self.services, done_marks=done_marks, partition=partition, first_run=first_run,
+                  pace=pace)
         program = self.services.program
         ctx.member_is_new, language, step = await program.sighting_and_step(
             user_id, _sighting(event), event.timestamp, step_key=keys.conversation_step(user_id))
         ctx.step_read(step)  # the pending conversation step, read with the sighting for the routing filters
         ctx.lang = self.services.texts.lang_for(language)
-        handler = await self.router.dispatch(ctx)
+        try:
+            handler = await self.router.dispatch(ctx)
+        finally:
+            ctx.calm_dots()
+        if ctx.held:
+            self.metrics.answers_held.inc(ctx.held)
         if ctx.tampered:  # counted once per event, however many routes looked at the data
             self.metrics.postbacks_refused.inc()
         return "handled" if handler else "unrouted"

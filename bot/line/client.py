@@ -81,8 +81,11 @@ class LineClient:
         self.metrics.line_calls.labels(endpoint, str(status)).inc()
 
     async def reply(self, reply_token: str, messages: list[dict]) -> bool:
-        """True when LINE took the reply; False when the token is no longer usable (used or expired)."""
+        """True when LINE took the reply, or may have: an attempt that timed out or met a 5xx may have landed,
+        and a reply has no retry key, so sending it again (or pushing it) risks a double. False when the token
+        was refused (used or expired) before any attempt of ours could have used it."""
         request = {"replyToken": reply_token, "messages": messages}
+        may_have_landed = False
         for attempt in range(self.settings.line_retry_attempts):
             try:
                 await self._send("v2/bot/message/reply", request)
@@ -91,16 +94,16 @@ class LineClient:
             except ApiException as exc:
                 self._count("reply", exc.status)
                 if exc.status == 400 and "reply token" in (exc.body or "").lower():
-                    return False
+                    return may_have_landed  # used: by our own earlier attempt, if one may have landed
                 if exc.status != 429 and exc.status < 500:
                     raise LineRejected(exc.status, exc.body or "") from exc
+                may_have_landed = may_have_landed or exc.status >= 500
             except (asyncio.TimeoutError, OSError) as exc:
                 self._count("reply", "timeout")
                 log.warning("reply timed out (%s); trying again", exc)
-            # A reply has no retry key, but the token is single-use: if an earlier attempt did land,
-            # the next one answers "Invalid reply token", which the caller reads as delivered.
+                may_have_landed = True
             await self._backoff(attempt)
-        return False
+        return may_have_landed
 
     async def push(self, to: str, messages: list[dict], key: str) -> None:
         request = {"to": to, "messages": messages}

@@ -17,6 +17,7 @@ from bot.services import Services
 from bot.web.listen import bound_port, listening_socket
 from bot.web.server import Site
 from linesim.platform import Platform
+from tests.support.rules_helpers import TEST_RULES
 
 SECRET = "test-channel-secret"
 TOKEN = "test-access-token"
@@ -29,7 +30,8 @@ def make_settings(redis_url: str, platform: Platform, **overrides: object) -> Se
     values: dict[str, object] = dict(
         channel_secret=SECRET, channel_access_token=TOKEN, public_base_url=PUBLIC,
         line_api_base_url=platform.api_url, redis_url=redis_url, line_basic_id=BASIC_ID, admin_token=ADMIN,
-        stream_partitions=4, lease_ms=1000, line_retry_base_seconds=0.01, line_timeout_seconds=5.0)
+        stream_partitions=4, lease_ms=1000, line_retry_base_seconds=0.01, line_timeout_seconds=5.0,
+        rewards_config=TEST_RULES)
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 

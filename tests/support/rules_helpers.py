@@ -1,7 +1,14 @@
-"""Rules variants for tests: the shipped file with a few settings changed, and a Program on a clean Redis."""
+"""Rules variants for tests: the shipped file with a few settings changed, and a Program on a clean Redis.
+
+Tests run on the shipped rules with one change: [chat_pace] set out of reach, because a test drives one
+user through dozens of events in seconds, which the shipped pace (rightly) takes for a script. The pace's
+own tests set it back (tests/test_fairness.py)."""
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,7 +17,14 @@ from bot.infra.redis_conn import connect
 from rewards.program import Program
 from rewards.rules import Rules, load_rules
 
-DEFAULT = (ASSETS / "rules.toml").read_text(encoding="utf-8")
+SHIPPED = (ASSETS / "rules.toml").read_text(encoding="utf-8")
+DEFAULT = re.sub(r"^max_events = \d+", "max_events = 1000000", SHIPPED, count=1, flags=re.M)
+assert DEFAULT != SHIPPED, "the shipped rules have no [chat_pace] max_events"
+
+_HOME = Path(tempfile.mkdtemp(prefix="shokai-test-rules-"))
+atexit.register(shutil.rmtree, _HOME, True)
+TEST_RULES = _HOME / "rules.toml"  # what make_settings points at unless a test names its own
+TEST_RULES.write_text(DEFAULT, encoding="utf-8")
 
 
 def variant(tmp: Path, extra: str = "", **settings: object) -> Path:
