@@ -120,8 +120,8 @@ async def test_a_long_batch_does_not_let_a_live_workers_lease_lapse(bot_with) ->
 async def test_a_name_held_by_a_gone_process_is_taken_back_and_a_live_ones_is_not(bot_with) -> None:
     bot = await bot_with(run_worker=False)
     redis, lease_ms = bot.services.redis, bot.services.settings.lease_ms
-    exited = subprocess.Popen([sys.executable, "-c", "pass"])
-    exited.wait()
+    exited = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await exited.wait()
     # a predecessor SIGKILLed and reaped: its name is ours at once
     await redis.set(keys.worker_name("w"), f"{exited.pid}:gone", px=lease_ms)
     restarted = Worker(bot.services, build_router(), Metrics(), name="w")
