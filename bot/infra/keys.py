@@ -84,4 +84,4 @@ def richmenu_calls(endpoint: str) -> str:
 
 
 def worker_name(name: str) -> str:
-    return f"{PREFIX}:workers:name:{name}"  # which process instance ("pid:token") goes by this worker name now
+    return f"{PREFIX}:workers:lease:{name}"  # the name's lease: which process instance ("pid:token") goes by it now
