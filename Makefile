@@ -97,6 +97,11 @@ bench-ledger: $(VENV)/.test-installed
 bench-webhook: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks.webhook
 
+## bench-takeover: SIGKILL a worker and time until its users' next event is answered, by a survivor and by the process restarted under its platform name (about 1 minute); results in benchmarks/results/
+.PHONY: bench-takeover
+bench-takeover: $(VENV)/.test-installed
+	$(BIN)/python -m benchmarks.takeover
+
 ## bench-broadcast: one broadcast to 100,000 members through the LINE stand-in at a set rate (about 1½ minutes); results in benchmarks/results/
 .PHONY: bench-broadcast
 bench-broadcast: $(VENV)/.test-installed

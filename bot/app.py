@@ -38,6 +38,7 @@ WORKER = web.AppKey("worker", Worker)
 @contextlib.asynccontextmanager
 async def running_worker(services: Services, metrics: Metrics) -> AsyncIterator[Worker]:
     worker = Worker(services, build_router(), metrics)
+    await worker.claim_name()  # before the broadcast runner takes it: the name may get a suffix
     broadcasts = BroadcastRunner(services, worker.name)
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(broadcasts.run(stopping))]

@@ -98,7 +98,14 @@ class Settings:
     log_level: str = "INFO"
     # plumbing knobs (not part of the contract; tests shorten them)
     stream_partitions: int = 8
-    lease_ms: int = 15_000
+    # how long a worker's leases (partitions, clock, broadcast jobs, its name) last unrenewed; it renews them
+    # every third of this, so a crashed worker's partitions are taken over within about 4/3 of it
+    # (bot/intake/worker.py), and a lease a live worker holds never lapses while its event loop runs
+    lease_ms: int = 3_000
+    # the process's name given by the platform (DYNO on Heroku-like platforms: web.1, worker.2); the worker
+    # is then named after it and the host, so a restarted process takes its own partitions back at once.
+    # Unset: a random name per process, as before
+    worker_name: str | None = None
     line_timeout_seconds: float = 10.0
     line_retry_attempts: int = 5
     line_retry_base_seconds: float = 0.5
@@ -179,6 +186,8 @@ class Settings:
         if env.get("WORKER_LEASE_MS"):
             values["lease_ms"] = whole_number(env["WORKER_LEASE_MS"], "WORKER_LEASE_MS", 500, 3_600_000,
                                               "a whole number of milliseconds from 500 to 3600000")
+        if env.get("DYNO", "").strip():  # the platform's, not ours to refuse: made safe for a key and a log line
+            values["worker_name"] = re.sub(r"[^A-Za-z0-9._:-]", "_", env["DYNO"].strip())[:64]
         if env.get("TRUSTED_PROXY_HOPS"):
             values["trusted_proxy_hops"] = whole_number(
                 env["TRUSTED_PROXY_HOPS"].strip(), "TRUSTED_PROXY_HOPS", 0, 5,

@@ -81,3 +81,7 @@ RICHMENU_LOCK = f"{PREFIX}:richmenu:lock"  # one `python -m bot richmenu` at a t
 
 def richmenu_calls(endpoint: str) -> str:
     return f"{PREFIX}:richmenu:calls:{endpoint}"  # zset: calls to a 100/hour endpoint in the last hour
+
+
+def worker_name(name: str) -> str:
+    return f"{PREFIX}:workers:lease:{name}"  # the name's lease: which process instance ("pid:token") goes by it now

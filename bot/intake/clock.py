@@ -27,6 +27,9 @@ class ClockWork:
         self.services = services
         self.name = name
         self._leases = leases
+        # True while this worker holds the clock lease; the worker's keep-alive renews it every third of a
+        # lease, so it lapses a lease after its holder dies, not three ticks after
+        self.holding = False
 
     async def run(self, pause: Callable[[float], Awaitable[None]], stopping: asyncio.Event) -> None:
         """Work the clock drives, by one worker at a time (a lease): finish half-done referrals, release
@@ -34,7 +37,8 @@ class ClockWork:
         lease = keys.CLOCK_LEASE
         while not stopping.is_set():
             try:
-                if await self._leases.hold(lease, self.name, CLOCK_SECONDS * 3000):
+                self.holding = await self._leases.hold(lease, self.name, self.services.settings.lease_ms)
+                if self.holding:
                     await self.tick()
             except RedisError as exc:
                 log.warning("clock work failed: %s", exc)

@@ -54,12 +54,70 @@ FINISH_BATCH = 200  # entries finished in one finish.lua call at most
 IN_FLIGHT = 64
 
 
+def renew_interval_ms(lease_ms: int) -> int:
+    """How often a worker renews its leases and beats: three times a lease, so one late renewal is harmless."""
+    return lease_ms // 3
+
+
+def read_block_ms(lease_ms: int) -> int:
+    """How long a partition's XREADGROUP blocks: under the renewal interval, so a lost lease or a stop is
+    noticed between two reads (the renewals themselves run apart, in the keep-alive)."""
+    return max(100, min(1000, lease_ms // 4))
+
+
+def takeover_bound_ms(lease_ms: int) -> int:
+    """The longest a SIGKILLed worker's partitions wait for a survivor: its leases lapse at most a lease
+    after its last renewal, which came just before its last heartbeat; the survivors count it gone at their
+    next beat, at most a renewal interval after that, and the partitions waiting for a share try at once."""
+    return lease_ms + renew_interval_ms(lease_ms)
+
+
 def _sighting(event: Event) -> str:
     if isinstance(event, FollowEvent):
         return "unblock" if event.follow.is_unblocked else "follow"
     if isinstance(event, UnfollowEvent):
         return "unfollow"
     return str(event.type)
+
+
+def _random_name(base: str | None = None) -> str:
+    """A name no other process goes by: `base` (or the host and pid) and a random suffix."""
+    return f"{base or f'{socket.gethostname()}-{os.getpid()}'}-{uuid.uuid4().hex[:6]}"
+
+
+def _stable_name(platform_name: str | None) -> str | None:
+    """The platform's name for this process (DYNO) with the host: the same after a restart in place, so the
+    process takes its own partitions back at once. With the host in it, two processes that share a name
+    share a host, where whether the other one still runs can be checked (`_gone`)."""
+    return f"{socket.gethostname()}-{platform_name}" if platform_name else None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    try:  # killed but not yet reaped by its parent (a zombie) is gone too
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+_INSTANCES_HERE: set[str] = set()  # the instance ids of the workers running in this process
+
+
+def _gone(instance: str) -> bool:
+    """Whether the process instance that holds a name on this host ("pid:token") has stopped for good."""
+    pid, _, _token = instance.partition(":")
+    if instance in _INSTANCES_HERE:
+        return False
+    if not pid.isdigit():
+        return False
+    # our own pid but none of our workers: a restarted container that was given its old pid again
+    return int(pid) == os.getpid() or not _running(int(pid))
 
 
 @dataclass
@@ -147,24 +205,62 @@ class Worker:
         self.router = router
         self.metrics = metrics
         self.settings = services.settings
-        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.name = name or _stable_name(self.settings.worker_name) or _random_name()
+        # this process instance, held in the name's lease: two live instances never go by the same name
+        self.instance = f"{os.getpid()}:{uuid.uuid4().hex}"
+        self._named = False  # the name's lease taken (claim_name)
         self._leases = Leases(self.redis)
         self._finisher = _Finisher(self.redis)
         self.clock = ClockWork(services, self._leases, self.name)
         self._stopping = asyncio.Event()
+        self._workers_changed = asyncio.Event()  # set (and replaced) when the count of live workers changes
         self._in_flight = asyncio.Semaphore(IN_FLIGHT)
-        self._held: set[int] = set()  # partitions this worker holds now
+        self._held: set[int] = set()  # partitions this worker holds now (the keep-alive drops a lost one)
         self._live_workers = 1
         self.handled = 0  # events finished by this worker (tests and logs)
 
+    @property
+    def _renew_seconds(self) -> float:
+        return renew_interval_ms(self.settings.lease_ms) / 1000
+
     # ---- lifecycle ---------------------------------------------------------------------
+    async def claim_name(self) -> None:
+        """Hold our name's lease before taking anything under the name.
+
+        Free: ours. Held by an instance on this host that no longer runs (our predecessor, SIGKILLed and
+        restarted): ours at once, with the partitions and pending entries it held under the name. Held by a
+        live instance (two processes given one name): this one goes by the name plus a random suffix."""
+        if self._named:
+            return
+        key, ttl = keys.worker_name(self.name), self.settings.lease_ms
+        try:
+            if not await self._leases.hold(key, self.instance, ttl):
+                holder = (await self.redis.get(key) or b"").decode()
+                if holder and _gone(holder) and await self._leases.replace(key, holder, self.instance, ttl):
+                    log.info("worker %s: took its name back from instance %s, which is gone", self.name, holder)
+                else:
+                    taken = self.name
+                    self._rename(_random_name(taken))
+                    log.warning("worker name %s is held by a running process (instance %s): this one runs as %s",
+                                taken, holder, self.name)
+                    await self._leases.hold(keys.worker_name(self.name), self.instance, ttl)
+        except RedisError as exc:  # Redis down at start: the keep-alive takes the name once it answers
+            log.warning("worker %s: could not take its name yet: %s", self.name, exc)
+        self._named = True
+        _INSTANCES_HERE.add(self.instance)
+
+    def _rename(self, name: str) -> None:
+        self.name = self.clock.name = name
+        self.clock.holding = False
+
     async def run(self) -> None:
+        await self.claim_name()
         log.info("worker %s starting on %d partitions", self.name, self.settings.stream_partitions)
         tasks = [asyncio.create_task(self.clock.run(self._pause, self._stopping))]  # first: its first tick runs at start
         try:
             await self._beat()  # count the others before taking partitions
             tasks += [asyncio.create_task(self._partition(p)) for p in range(self.settings.stream_partitions)]
-            tasks.append(asyncio.create_task(self._heartbeat_loop()))
+            tasks.append(asyncio.create_task(self._keepalive_loop()))
             await asyncio.gather(*tasks)
         finally:
             # cancelled or stopped: the loops also end on the flag, as a cancel can be lost inside a Redis
@@ -175,11 +271,14 @@ class Worker:
             await asyncio.gather(*tasks, return_exceptions=True)
             try:
                 await self.redis.zrem(keys.WORKERS, self.name)
+                await self._leases.release(keys.worker_name(self.name), self.instance)
             except RedisError:
                 pass
+            _INSTANCES_HERE.discard(self.instance)
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._workers_changed.set()  # wakes the partitions waiting for a share
 
     async def _pause(self, seconds: float) -> None:
         try:
@@ -187,14 +286,53 @@ class Worker:
         except asyncio.TimeoutError:
             pass
 
-    async def _heartbeat_loop(self) -> None:
-        """Say we are alive and count who else is, so that each worker holds its fair share of partitions.
+    async def _until_workers_change(self, seconds: float) -> None:
+        """Wait `seconds`, or less: until the count of live workers changes (one gone leaves its partitions
+        free, so they are taken at the next heartbeat rather than a wait later) or we stop."""
+        try:
+            await asyncio.wait_for(self._workers_changed.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
-        Without it the first worker to start keeps every partition (it renews its leases for ever) and a
-        second process has nothing to do (docs/benchmarks.md, the scale run)."""
+    async def _keepalive_loop(self) -> None:
+        """Every third of a lease: renew what we hold, then say we are alive and count who else is.
+
+        Renewing here, not in the partition loops, keeps a live worker's leases from lapsing however long a
+        batch takes (one user's events are handled one after another, each waiting on LINE). Renewals come
+        before the heartbeat, so when the others see this worker gone its leases have lapsed too, and the
+        survivors take its partitions at that heartbeat. The counting shares the partitions fairly: without
+        it the first worker to start keeps every partition and a second process has nothing to do
+        (docs/benchmarks.md, the scale run). Redis load: one call per lease held (at most the partitions, the
+        clock and the name) and three for the heartbeat, every lease/3 (1 s by default)."""
         while not self._stopping.is_set():
-            await self._pause(self.settings.lease_ms / 3000)
-            await self._beat()
+            await self._pause(self._renew_seconds)
+            if not self._stopping.is_set():
+                await self._renew_all()
+                await self._beat()
+
+    async def _renew_all(self) -> None:
+        ttl = self.settings.lease_ms
+        try:
+            if not await self._leases.hold(keys.worker_name(self.name), self.instance, ttl):
+                # our name's lease lapsed (this process stalled for a lease) and another instance took it:
+                # what we held under the name is now its; we go on under a new name
+                taken = self.name
+                self._held.clear()
+                self._rename(_random_name(taken))
+                await self._leases.hold(keys.worker_name(self.name), self.instance, ttl)
+                log.error("worker name %s was taken by another instance while this one stalled: now %s",
+                          taken, self.name)
+                return
+            held = sorted(self._held)
+            renewed = await asyncio.gather(*(self._leases.renew(keys.lease(p), self.name, ttl) for p in held))
+            for p, kept in zip(held, renewed, strict=True):
+                if not kept:  # lapsed (we stalled past a lease): its partition loop stops reading it
+                    log.warning("worker %s lost partition %d's lease", self.name, p)
+                    self._held.discard(p)
+            if self.clock.holding:
+                self.clock.holding = await self._leases.renew(keys.CLOCK_LEASE, self.name, ttl)
+        except RedisError as exc:
+            log.warning("worker %s: renewing its leases failed: %s", self.name, exc)
 
     async def _beat(self) -> None:
         ttl = self.settings.lease_ms  # as long as a lease: a worker silent that long is gone
@@ -202,9 +340,14 @@ class Worker:
             now = int(time.time() * 1000)
             await self.redis.zadd(keys.WORKERS, {self.name: now})
             await self.redis.zremrangebyscore(keys.WORKERS, "-inf", now - ttl)
-            self._live_workers = max(1, int(await self.redis.zcard(keys.WORKERS)))
+            live = max(1, int(await self.redis.zcard(keys.WORKERS)))
         except RedisError as exc:
             log.warning("worker heartbeat failed: %s", exc)
+            return
+        if live != self._live_workers:
+            self._live_workers = live
+            changed, self._workers_changed = self._workers_changed, asyncio.Event()
+            changed.set()  # wakes every partition waiting in _until_workers_change
 
     def _fair_share(self) -> int:
         return -(-self.settings.stream_partitions // self._live_workers)
@@ -218,43 +361,45 @@ class Worker:
                 raise
 
     async def _partition(self, p: int) -> None:
-        """Hold the partition's lease and feed its entries to the users' lanes until stopped or let go."""
+        """Take the partition when it is free and within our share, then feed its entries to the users' lanes
+        while we hold it. The keep-alive renews the lease and drops `p` from `_held` if it was lost."""
         stream, lease = keys.stream(p), keys.lease(p)
         part: _Partition | None = None  # while we hold the partition
         last_reclaim = 0.0
-        block_ms = max(100, min(1000, self.settings.lease_ms // 3))
         while not self._stopping.is_set():
             try:
+                if part and p not in self._held:  # lost (the keep-alive could not renew it): its next owner
+                    await self._let_go(part)      # finishes what is pending
+                    part = None
                 share = self._fair_share()
                 if part and len(self._held) > share and p == max(self._held):
                     # more than our share: give the highest one back (the next owner claims what is still
-                    # pending, so nothing is lost and each user's order is kept)
+                    # pending, so nothing is lost and each user's order is kept). The lease is renewed
+                    # until the events under way have finished.
                     await self._let_go(part)
                     part = None
                     await self._leases.release(lease, self.name)
                     await self._pause(self.settings.lease_ms / 1000)
                     continue
-                if not part and len(self._held) >= share:
-                    await self._pause(self.settings.lease_ms / 3000)
-                    continue
-                if not await self._leases.hold(lease, self.name, self.settings.lease_ms):
-                    if part:  # lost it (we were too slow to renew): its next owner finishes what is pending
-                        await self._let_go(part)
-                        part = None
-                    await self._pause(self.settings.lease_ms / 3000)
-                    continue
-                if part is None:  # just took it: whatever is pending is ours to finish, before anything new
+                if part is None:
+                    if len(self._held) >= share or not await self._leases.hold(lease, self.name,
+                                                                              self.settings.lease_ms):
+                        await self._until_workers_change(self._renew_seconds)
+                        continue
+                    # just took the partition: whatever is pending is ours to finish, before anything new (a
+                    # restarted process with our name takes back its own lease here at once, and its entries)
+                    self._held.add(p)
                     await self._ensure_group(stream)
                     part = _Partition(p)
                     part.room.set()
-                    self._held.add(p)
                     part.claim_from, part.claim_idle_ms = "0-0", 0
                     last_reclaim = time.monotonic()
                 elif part.claim_from is None and time.monotonic() - last_reclaim > RECLAIM_EVERY_SECONDS:
                     part.claim_from, part.claim_idle_ms = "0-0", RECLAIM_IDLE_MS  # anything lost on the way
                     last_reclaim = time.monotonic()
                     self._forget_calm_users(part)
-                if len(part.in_hand) >= MAX_IN_HAND:  # full: wait for the lanes (renewing the lease meanwhile)
+                block_ms = read_block_ms(self.settings.lease_ms)
+                if len(part.in_hand) >= MAX_IN_HAND:  # full: wait for the lanes to make room
                     part.room.clear()
                     try:
                         await asyncio.wait_for(part.room.wait(), block_ms / 1000)
