@@ -230,3 +230,59 @@ async def test_a_coupon_use_whose_audit_write_failed_is_audited_once_on_the_retr
     assert await staff_says(bot, f"クーポン使用 {token}") == said(bot, "staff_coupon_ALREADY_USED")
     assert len(await audited(bot, "use_coupon")) == 1
     assert not bot.platform.violations
+
+
+# ---- the admin API: a client retries a request answered 503 half-way -------------------------------------
+@pytest.mark.parametrize("where", WHERE)
+async def test_an_api_adjustment_retried_after_its_audit_write_failed_is_audited_once(
+        bot: Bot, faults: Faults, where: str) -> None:
+    customer = new_user_id()
+    await follow(bot, customer)
+    url, headers = f"/api/v1/members/{customer}/adjustments", {"Idempotency-Key": "ticket-88"}
+    injected = fail_the_audit_write(bot, faults, where)
+    status, _ = await bot.admin("POST", url, {"points": -30, "reason": "typo"}, headers=headers)
+    assert status == 503 and sum(i.failed for i in injected) == 1
+    status, again = await bot.admin("POST", url, {"points": -30, "reason": "typo"}, headers=headers)
+    assert status == 200 and (again["applied"], again["points"]) == (False, 70), again
+    [entry] = await audited(bot, "adjust_points")
+    assert (entry["who"], entry["before"], entry["after"], entry["points"], entry["reason"]) == (
+        "admin-api", "100", "70", "-30", "typo")
+
+
+@pytest.mark.parametrize("where", WHERE)
+async def test_an_api_review_decision_retried_after_its_audit_write_failed_is_audited_once(
+        bot: Bot, faults: Faults, where: str) -> None:
+    referrer, friend = await review_referral(bot)
+    injected = fail_the_audit_write(bot, faults, where)
+    url = f"/api/v1/referrals/{friend}/void"
+    status, _ = await bot.admin("POST", url, {"reason": "same card"})
+    assert status == 503 and sum(i.failed for i in injected) == 1
+    status, again = await bot.admin("POST", url, {"reason": "same card"})
+    assert status == 200 and (again["status"], again["changed"]) == ("voided", False), again
+    [entry] = await audited(bot, "void_referral")
+    assert (entry["who"], entry["member"], entry["referrer"], entry["before"], entry["after"], entry["reason"]) == (
+        "api", friend, referrer, "review", "voided", "same card")
+
+
+@pytest.mark.parametrize("where", WHERE)
+async def test_an_api_coupon_use_retried_with_its_key_after_its_audit_write_failed_is_audited_once(
+        bot: Bot, faults: Faults, where: str) -> None:
+    customer = new_user_id()
+    catalog = bot.services.catalog
+    await follow(bot, customer)
+    await bot.services.program.adjust(customer, 1000, "test", "test", "adjust:test")
+    offer = await catalog.show(customer, "coffee")
+    assert offer is not None
+    claimed = await catalog.confirm(customer, offer.claim_id)
+    assert claimed.ok and claimed.coupon is not None
+    url, headers = f"/api/v1/coupons/{claimed.coupon.token}/use", {"Idempotency-Key": "counter-2-0931"}
+    injected = fail_the_audit_write(bot, faults, where)
+    status, _ = await bot.admin("POST", url, headers=headers)
+    assert status == 503 and sum(i.failed for i in injected) == 1
+    status, again = await bot.admin("POST", url, headers=headers)
+    assert status == 200 and again["used"] and again["user_id"] == customer, again
+    status, other = await bot.admin("POST", url, headers={"Idempotency-Key": "counter-3-0932"})
+    assert (status, other["error"]["code"]) == (409, "ALREADY_USED")
+    assert (await bot.admin("POST", url))[0] == 409
+    [entry] = await audited(bot, "use_coupon")
+    assert (entry["who"], entry["member"], entry["token"]) == ("admin-api", customer, claimed.coupon.token)
