@@ -286,3 +286,25 @@ async def test_an_api_coupon_use_retried_with_its_key_after_its_audit_write_fail
     assert (await bot.admin("POST", url))[0] == 409
     [entry] = await audited(bot, "use_coupon")
     assert (entry["who"], entry["member"], entry["token"]) == ("admin-api", customer, claimed.coupon.token)
+
+
+@pytest.mark.parametrize("where", WHERE)
+async def test_a_staff_broadcast_whose_audit_write_failed_is_audited_once_on_the_retry(
+        staff_bot: Bot, faults: Faults, where: str) -> None:
+    """The job was stored and queued, then the audit write failed: the retry found the job ("existing") and
+    returned before auditing it."""
+    bot = staff_bot
+    await staff_says(bot, "配信する")
+    picked = await converse(bot.platform, STAFF, bot.platform.text(STAFF, "閉店のお知らせ"))
+    [everyone] = [i["action"] for i in picked[-1]["quickReply"]["items"]
+                  if i["action"]["type"] == "postback" and i["action"]["label"].startswith("全員")]
+    confirm = await converse(bot.platform, STAFF, bot.platform.postback(STAFF, everyone["data"]))
+    [send] = [i["action"] for i in confirm[-1]["quickReply"]["items"] if i["action"]["type"] == "postback"]
+    injected = fail_the_audit_write(bot, faults, where)
+    done = await staff_taps(bot, send["data"])
+    await bot.idle()
+    assert sum(i.failed for i in injected) == 1, "the failure was injected"
+    assert "配信を受け付けました" in done, done
+    [entry] = await audited(bot, "broadcast")
+    assert (entry["who"], entry["total"], entry["status"]) == (STAFF, "1", "queued")
+    assert not bot.platform.violations
