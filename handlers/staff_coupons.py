@@ -49,15 +49,17 @@ def typed_coupon(ctx: Ctx) -> dict[str, str] | None:
 
 async def use(ctx: Ctx, token: str) -> None:
     catalog = ctx.services.catalog
-    try:
-        uid, coupon = await catalog.use_coupon(token)
+    try:  # the event names the use: a retry of this event is told it used the coupon, not "already used"
+        uid, coupon = await catalog.use_coupon(token, f"coupon:chat:{ctx.event_id}")
     except ProgramError as refused:
         log.info("staff %s could not use coupon: %s", ctx.user_id, refused.code)
         await ctx.answer(staff_text(ctx, ctx.t(f"staff_coupon_{refused.code}"), cancel_button(ctx)))
         return
     await FLOW.end(ctx)
-    await ctx.program.audit(ctx.user_id, "use_coupon", uid, token=token, reward=coupon.reward_id, code=coupon.code,
-                            claim=coupon.claim_id, before="unused", after="used")
+    # once per coupon (it is used once): a retry writes the entry if and only if the first try did not
+    await ctx.program.audit(ctx.user_id, "use_coupon", uid, op=f"use_coupon:{token}", token=token,
+                            reward=coupon.reward_id, code=coupon.code, claim=coupon.claim_id, before="unused",
+                            after="used")
     reward = ctx.program.rules.reward(coupon.reward_id)
     name = (reward.name.get(ctx.lang) or reward.name["ja"]) if reward else coupon.reward_id
     await ctx.answer(staff_text(ctx, ctx.t("staff_coupon_used", name=name, code=coupon.code or "-")))

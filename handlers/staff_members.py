@@ -100,21 +100,21 @@ async def on_adjust(ctx: Ctx, who: str, points: str, reason: str) -> None:
     if uid is None:
         await ctx.answer(staff_text(ctx, ctx.t("staff_member_not_found", query=who[:40])))
         return
-    before = await ctx.program.member(uid)
+    # the event id is the operation id: a redelivered or re-run event adjusts once
+    op = f"adjust:chat:{ctx.event_id}"
     try:
-        # the event id is the operation id: a redelivered or re-run event adjusts once
-        written, balance = await ctx.program.adjust(uid, delta, reason, ctx.user_id, f"adjust:chat:{ctx.event_id}")
+        _, balance = await ctx.program.adjust(uid, delta, reason, ctx.user_id, op)
     except ProgramError as refused:
         log.info("staff %s adjust refused: %s", ctx.user_id, refused.code)
         known = refused.code in ADJUST_REFUSALS  # a code without its own text still gets an honest answer
         await ctx.answer(staff_text(ctx, ctx.t(f"staff_adjust_refused_{refused.code}") if known
                                     else ctx.t("staff_adjust_refused", code=refused.code)))
         return
-    if written:
-        await ctx.program.audit(ctx.user_id, "adjust_points", uid, before=before.points if before else 0,
-                                after=balance, points=delta, reason=reason, op=f"chat:{ctx.event_id}")
+    # also when an earlier try adjusted: its audit entry may be what that try did not get to (once per op)
+    await ctx.program.audit_adjustment(ctx.user_id, uid, op, delta)
+    view = await ctx.program.member(uid)
     await ctx.answer(staff_text(ctx, ctx.t("staff_adjust_done", points=f"{delta:+,}", reason=reason,
-                                           balance=f"{balance:,}", code=before.code if before and before.code else uid)))
+                                           balance=f"{balance:,}", code=view.code if view and view.code else uid)))
 
 
 @inputs.on(MessageEvent, FLOW.at(Step.QUERY), is_staff)

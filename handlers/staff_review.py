@@ -55,16 +55,11 @@ async def on_review(ctx: Ctx) -> None:
 
 async def decide(ctx: Ctx, friend: str, approve: bool) -> None:
     review = ReferralReview(ctx.program)
-    before = await review.referral(friend)
-    try:
+    try:  # audited too, once per referral (a retry audits what the first try decided and did not audit)
         decision = await (review.approve(friend, ctx.user_id) if approve else review.void(friend, ctx.user_id))
     except ProgramError as refused:
         await ctx.answer(staff_text(ctx, ctx.t(f"staff_review_refused_{refused.code}")))
         return
-    if decision.changed:
-        await ctx.program.audit(ctx.user_id, "approve_referral" if approve else "void_referral", friend,
-                                referrer=decision.referrer, before=(before or {}).get("status", ""),
-                                after=decision.status)
     await notices.after_review_decision(ctx.services, decision)
     key = "staff_review_approved" if approve else "staff_review_voided"
     await ctx.answer(staff_text(ctx, ctx.t(key, friend=friend)))

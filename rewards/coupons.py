@@ -59,6 +59,7 @@ class Coupon:
 class CouponBook(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int]):
         super().__init__(redis, rules, now_ms)
+        self._use = self.script("coupon_use")
 
     def day_of(self, at_ms: int) -> date:
         """The shop's calendar day at a moment."""
@@ -105,8 +106,11 @@ class CouponBook(Part):
         coupon = await self.held(uid, token)  # None: a claim that never completed
         return (uid, coupon) if coupon is not None else None
 
-    async def use_coupon(self, token: str) -> tuple[str, Coupon]:
-        """Staff mark a coupon used: once. Raises ProgramError UNKNOWN_COUPON, ALREADY_USED or COUPON_EXPIRED."""
+    async def use_coupon(self, token: str, op: str) -> tuple[str, Coupon]:
+        """Staff mark a coupon used: once. `op` names this use (an event, a request's Idempotency-Key): a retry
+        of it is answered as the use it repeats, anyone else with ALREADY_USED.
+
+        Raises ProgramError UNKNOWN_COUPON, ALREADY_USED or COUPON_EXPIRED."""
         found = await self.coupon(token)
         if found is None:
             raise ProgramError("UNKNOWN_COUPON", "no coupon with that token")
@@ -114,8 +118,8 @@ class CouponBook(Part):
         now = self.now_ms()
         if not coupon.used and coupon.expired(now):
             raise ProgramError("COUPON_EXPIRED", "this coupon has expired")
-        if coupon.used or not await self.redis.hsetnx(keys.coupons_used(uid), token, now):
-            used = int(await self.redis.hget(keys.coupons_used(uid), token) or 0)
-            when = datetime.fromtimestamp(used / 1000, self.rules.timezone).isoformat(timespec="seconds")
+        _, used_at, used_by = await self._use(keys=[keys.coupons_used(uid)], args=[token, now, op])
+        if used_by.decode() != op:
+            when = datetime.fromtimestamp(int(used_at) / 1000, self.rules.timezone).isoformat(timespec="seconds")
             raise ProgramError("ALREADY_USED", f"this coupon was already used at {when}")
-        return uid, replace(coupon, used_at_ms=now)
+        return uid, replace(coupon, used_at_ms=int(used_at))

@@ -67,6 +67,9 @@ MEMBERS = f"{PREFIX}:members"  # set of every member id
 SETTLE = f"{PREFIX}:settle"  # set of friends whose referral still has a referrer-side step to do
 STATS = f"{PREFIX}:stats"  # hash of program counters
 AUDIT = f"{PREFIX}:audit"  # stream: every staff action
+# hash: an audited operation's id -> its audit entry's id (audit_once.lua). Its hash tag is AUDIT's whole name,
+# so both hash to one cluster slot (a key without braces hashes on all of it)
+AUDIT_OPS = f"{{{AUDIT}}}:ops"
 
 
 def fingerprints(uid: str) -> str:

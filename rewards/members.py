@@ -51,6 +51,7 @@ class Members(Part):
         self.ledger = ledger
         self.referrals = referrals
         self._seen = self.script("member_seen")
+        self._audit_once = self.script("audit_once")
 
     # ---- sightings -------------------------------------------------------------------
     async def see(self, uid: str, via: str, at_ms: int, lang: str = "") -> bool:
@@ -308,7 +309,26 @@ class Members(Part):
                 next_expiry_ms=next_expiry[i]))
         return facts
 
-    async def audit(self, who: str, what: str, member: str, **details: Any) -> None:
-        """Append-only record of a staff action: who, what, when, before/after."""
+    async def audit(self, who: str, what: str, member: str, *, op: str | None = None, **details: Any) -> bool:
+        """Append-only record of a staff action: who, what, when, before/after.
+
+        With `op` (an id the action keeps however often it is tried) the entry is written once per op, in one
+        step with the op, so a retry of a half-done action writes it if and only if the first try did not.
+        True when written now."""
         entry = {"who": who, "what": what, "member": member, "at": self.now_ms(), **details}
-        await self.redis.xadd(keys.AUDIT, {k: str(v) for k, v in entry.items()})
+        if op is None:
+            await self.redis.xadd(keys.AUDIT, {k: str(v) for k, v in entry.items()})
+            return True
+        fields = [part for k, v in (entry | {"op": op}).items() for part in (k, str(v))]
+        written, _ = await self._audit_once(keys=[keys.AUDIT, keys.AUDIT_OPS], args=[op, *fields])
+        return int(written) == 1
+
+    async def audit_adjustment(self, who: str, uid: str, op: str, points: int) -> bool:
+        """The audit entry of the adjustment `op` (adjust()), once, whichever try of it calls this. Before,
+        after and reason come from the ledger entry the op wrote, so a retry records what the first try did."""
+        entry = await self.ledger.entry(uid, op)
+        if entry is None:
+            return False  # the op changed nothing: nothing to audit
+        after = int(entry["balance"])
+        return await self.audit(who, "adjust_points", uid, op=f"{uid}:{op}", before=after - int(entry["avail"]),
+                                after=after, points=points, reason=entry["note"])

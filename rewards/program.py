@@ -70,6 +70,7 @@ class Program:
         self.member_ids = members.member_ids
         self.member_facts = members.member_facts
         self.audit = members.audit
+        self.audit_adjustment = members.audit_adjustment
 
         ledger = self.points_ledger
         self.earn = ledger.earn

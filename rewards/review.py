@@ -54,13 +54,25 @@ class ReferralReview:
                     found.append({"friend": uid} | record)
         return sorted(found, key=lambda r: int(r.get("created_at", 0)), reverse=True)
 
-    async def approve(self, friend: str, by: str) -> Decision:
-        return await self._take("approve", friend, by)
+    async def approve(self, friend: str, by: str, **details: str) -> Decision:
+        """Approve and audit (`details` go into the audit entry)."""
+        return await self._take("approve", friend, by, details)
 
-    async def void(self, friend: str, by: str) -> Decision:
-        return await self._take("void", friend, by)
+    async def void(self, friend: str, by: str, **details: str) -> Decision:
+        """Void and audit (`details` go into the audit entry)."""
+        return await self._take("void", friend, by, details)
 
-    async def _take(self, decision: str, friend: str, by: str) -> Decision:
+    async def _take(self, decision: str, friend: str, by: str, details: dict[str, str]) -> Decision:
         changed, status, paid_referrer = await self.program.decide_referral(friend, decision, by)
-        referrer = (await self.redis.hget(keys.referral(friend), "referrer") or b"").decode()
+        record = await self.referral(friend) or {}
+        referrer = record.get("referrer", "")
+        # A referral is decided once, so the decision is audited once per referral: also when the decision
+        # was taken by an earlier try that failed before its audit entry. Who and the status it left come
+        # from the record, not from this call, so a retry records what the first try did.
+        approved = decision == "approve"
+        await self.program.audit(record.get("approved_by" if approved else "voided_by", by),
+                                 "approve_referral" if approved else "void_referral", friend,
+                                 op=f"review:{friend}", referrer=referrer,
+                                 before="review" if approved else record.get("voided_from", ""), after=status,
+                                 **details)
         return Decision(friend=friend, referrer=referrer, status=status, changed=changed, paid_referrer=paid_referrer)

@@ -162,6 +162,23 @@ async def test_no_response_names_the_server_software(bot_with: BotWith) -> None:
     assert got == 200 and "Server" not in headers
 
 
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /healthz HTTP/1.1 trailing\r\nHost: x\r\n\r\n",  # a request line aiohttp cannot parse
+    b"G\x00T /healthz HTTP/1.1\r\nHost: x\r\n\r\n",  # no such method
+    b"GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n",  # no such version
+    b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n",  # a header line without its colon
+    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS spoken to the HTTP port
+], ids=["line", "method", "version", "header", "tls"])
+async def test_aiohttps_own_400_for_an_unparseable_request_names_no_server_software(
+        bot_with: BotWith, request_bytes: bytes) -> None:
+    """aiohttp answers a request it cannot parse itself, before any middleware or on_response_prepare runs."""
+    bot = await bot_with(run_worker=False)
+    got, headers = await raw_head(bot, request_bytes)
+    assert got == 400, got
+    assert "Server" not in headers, headers["Server"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+
+
 def style_hashes(page: str) -> set[str]:
     return {"'sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() + "'"
             for block in re.findall(r"<style>(.*?)</style>", page, re.S)}

@@ -275,18 +275,23 @@ class Broadcasts:
         if await self.redis.zscore(keys.BROADCASTS, job_id) is None:
             await self.redis.zadd(keys.BROADCASTS, {job_id: await self.redis.incr(keys.BROADCAST_SEQ)}, nx=True)
         if not written:
-            was, at, count = [(v or b"").decode() for v in await self.redis.hmget(
-                keys.broadcast(job_id), "status", "scheduled_at", "total")]
+            was, at, count, first_by, spec = [(v or b"").decode() for v in await self.redis.hmget(
+                keys.broadcast(job_id), "status", "scheduled_at", "total", "by", "segment")]
             if was in ("queued", "scheduled"):
                 await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, int(at or 0))}, nx=True)
+            # the first try may have stopped before its audit entry: once per job, as the job was stored
+            await self._audit_created(job_id, first_by, int(count or 0), was, spec)
             return {"id": job_id, "status": was, "total": int(count or 0), "existing": True}
         await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, scheduled or 0)})
-        await self.program.audit(by, "broadcast", "*", job=job_id, total=total, status=status,
-                                 segment=json.dumps(segment.spec, ensure_ascii=False))
+        await self._audit_created(job_id, by, total, status, fields["segment"])
         answer: dict[str, Any] = {"id": job_id, "status": status, "total": total}
         if warnings:
             answer["warnings"] = warnings
         return answer
+
+    async def _audit_created(self, job_id: str, by: str, total: int, status: str, segment: str) -> None:
+        await self.program.audit(by, "broadcast", "*", op=f"broadcast:{job_id}", job=job_id, total=total,
+                                 status=status, segment=segment)
 
     async def get(self, job_id: str) -> dict[str, Any] | None:
         if not re.fullmatch(r"[0-9a-f]{32}", job_id):

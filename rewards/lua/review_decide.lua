@@ -19,5 +19,7 @@ if c.decision == 'approve' then
 end
 if status == 'voided' and redis.call('HEXISTS', ref, 'voided_by') == 1 then return {'ALREADY', status} end
 if status ~= 'review' and status ~= 'pending' then return {'NOT_VOIDABLE', status} end
-redis.call('HSET', ref, 'status', 'voided', 'void_reason', 'STAFF', 'voided_at', c.at, 'voided_by', c.by)
+-- voided_from: the status it left, for the decision's audit entry (a retry reads it there)
+redis.call('HSET', ref, 'status', 'voided', 'void_reason', 'STAFF', 'voided_at', c.at, 'voided_by', c.by,
+           'voided_from', status)
 return {'OK', 'voided'}

@@ -76,11 +76,9 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         if not isinstance(op, str) or not 1 <= len(op) <= 128:
             raise ApiError(400, "INVALID_OPERATION_ID", "operation_id must be 1 to 128 characters")
         s = services(request)
-        before = await s.program.member(user_id)
         written, balance = await s.program.adjust(user_id, points, reason, "admin-api", f"adjust:{op}")
-        if written:
-            await s.program.audit("admin-api", "adjust_points", user_id,
-                                  before=before.points if before else 0, after=balance, reason=reason, op=op)
+        # also when a request with this key adjusted before: it may have failed before its audit entry
+        await s.program.audit_adjustment("admin-api", user_id, f"adjust:{op}", points)
         return web.json_response({"user_id": user_id, "points": balance, "applied": written, "operation_id": op})
 
     async def profile(request: web.Request) -> web.Response:

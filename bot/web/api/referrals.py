@@ -44,12 +44,9 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
             raise ApiError(400, "INVALID_REASON", "reason must be at most 500 characters")
         s = services(request)
         review = ReferralReview(s.program)
-        before = await review.referral(friend)
-        decision = await (review.approve(friend, WHO) if approve else review.void(friend, WHO))
-        if decision.changed:
-            await s.program.audit(WHO, "approve_referral" if approve else "void_referral", friend,
-                                  referrer=decision.referrer, before=(before or {}).get("status", ""),
-                                  after=decision.status, reason=reason)
+        # audited too, once per referral: a retried request audits what its first try decided and did not audit
+        decision = await (review.approve(friend, WHO, reason=reason) if approve
+                          else review.void(friend, WHO, reason=reason))
         await notices.after_review_decision(s, decision)
         return web.json_response({"friend_id": friend, "referrer_id": decision.referrer, "status": decision.status,
                                   "changed": decision.changed})

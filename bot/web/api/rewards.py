@@ -4,6 +4,7 @@ Every change is written to the audit stream.
 """
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from aiohttp import web
@@ -87,12 +88,17 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         return web.json_response(_coupon(s, *found))
 
     async def use(request: web.Request) -> web.Response:
-        """POST /api/v1/coupons/{token}/use: staff redeem a coupon, once (again: 409 ALREADY_USED)."""
+        """POST /api/v1/coupons/{token}/use: staff redeem a coupon, once (again: 409 ALREADY_USED). A request
+        repeated with the same Idempotency-Key is answered as the first (200), so a client may retry one that
+        failed half-way and the use is still audited once."""
+        op = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
+        if not 1 <= len(op) <= 128:
+            raise ApiError(400, "INVALID_OPERATION_ID", "Idempotency-Key must be 1 to 128 characters")
         s = services(request)
         token = request.match_info["token"]
-        uid, used = await s.catalog.use_coupon(token)
-        await s.program.audit("admin-api", "use_coupon", uid, token=token, reward=used.reward_id, code=used.code,
-                              claim=used.claim_id)
+        uid, used = await s.catalog.use_coupon(token, f"coupon:api:{op}")
+        await s.program.audit("admin-api", "use_coupon", uid, op=f"use_coupon:{token}", token=token,
+                              reward=used.reward_id, code=used.code, claim=used.claim_id)
         return web.json_response(_coupon(s, uid, used))
 
     app.router.add_get("/api/v1/rewards", rewards)
