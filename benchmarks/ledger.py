@@ -51,7 +51,7 @@ from typing import Any
 import redis as redis_py
 
 from bot.infra.redis_conn import EmbeddedRedis, connect, redis_server_binary
-from rewards import codes, keys
+from rewards import codes, keys, ledger_codec
 from rewards.program import Program
 from rewards.rules import load_rules
 
@@ -270,8 +270,8 @@ def mass_insert(url: str, template: bytes, blocks: int) -> None:
 
 def member_keys(u: str) -> dict[str, str]:
     """kind of key -> key name, for everything one member owns (their invite code sits in a shared bucket)."""
-    return {"member hash": keys.member(u), "ledger list": keys.ledger(u),
-            "ops hash (with lots, lot queue, caps)": keys.ops(u), "hold zset": keys.hold_queue(u),
+    return {"member hash": keys.member(u), "ops hash (entries, op ids, lots, lot queue, caps)": keys.ops(u),
+            "hold zset": keys.hold_queue(u),
             "orders hash": keys.orders(u),
             "referral hash": keys.referral(u), "referrals-made hash": keys.referrals_made(u),
             "order owner string": keys.order_owner(f"order-{u}")}
@@ -333,12 +333,16 @@ async def memory(program: Program, r: Any, url: str, members: int, organic: int)
         breakdown[label] = round(int(await r.memory_usage(name, samples=0) or 0) / members)
     buckets = [n async for n in r.scan_iter(match=keys.codes("") + "*", count=1000)]
     breakdown["invite code buckets (shared)"] = round(sum(await sizes(r, buckets)) / members)
-    entries = sum([await r.llen(keys.ledger(u)) for u in sample]) / len(sample)
+    entries = sum([int(await r.hget(keys.ops(u), ledger_codec.LAST_ID) or 0) for u in sample]) / len(sample)
+    async with r.pipeline(transaction=False) as pipe:  # the entries' own bytes: they share the ops hash
+        for u in sample:
+            pipe.hmget(keys.ops(u), [ledger_codec.entry_field(i + 1) for i in range(100)])
+        entry_bytes = sum(len(e) for row in await pipe.execute() for e in row if e)
     return {"members": members, "organic": organic, "organic_seconds": round(organic_s, 1),
             "organic_bytes_per_member": round(organic_bytes / organic), "used_memory_delta": used,
             "bytes_per_member": round(used / members), "target": TARGET, "meets_target": used / members <= TARGET,
             "ledger_entries_per_member": round(entries, 2),
-            "bytes_per_ledger_entry": round(breakdown["ledger list"] / entries),
+            "bytes_per_ledger_entry": round(entry_bytes / len(sample) / entries),
             "breakdown_bytes_per_member": breakdown, "copies_checked_keys": len(names),
             "copies_memory_usage_ratio": round(copy_ratio, 4)}
 
@@ -381,7 +385,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| **bytes per member** | **{mem['bytes_per_member']:,}** (target ≤ {TARGET:,}: {verdict}) |",
             f"| bytes per member, organic part only | {mem['organic_bytes_per_member']:,} |",
             f"| ledger entries per member | {mem['ledger_entries_per_member']} |",
-            f"| bytes per ledger entry | {mem['bytes_per_ledger_entry']} |",
+            f"| bytes per ledger entry (its stored string) | {mem['bytes_per_ledger_entry']} |",
             "", "| key (MEMORY USAGE, sample average) | bytes/member | share of used_memory |", "|---|--:|--:|"]
     rest = mem["bytes_per_member"] - sum(mem["breakdown_bytes_per_member"].values())
     for kind, size in [*mem["breakdown_bytes_per_member"].items(), ("keyspace table, allocator, other", rest)]:

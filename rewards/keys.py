@@ -9,14 +9,11 @@ def member(uid: str) -> str:
     return f"{PREFIX}:m:{{{uid}}}"  # hash: first sighting, points, lifetime, code, blocked, first_order…
 
 
-def ledger(uid: str) -> str:
-    return f"{PREFIX}:m:{{{uid}}}:ledger"  # list of JSON ledger entries, oldest first
-
-
 def ops(uid: str) -> str:
-    # hash: operation id -> ledger entry id; also the lots ("#<entry id>" -> "remaining|expires_at[|hold_until]",
-    # times in base 36), the caps ("#c<rule>|<period>" -> points) and the lot queue ("#q" -> the spendable lots'
-    # ids by expiry), see ledger.lua and ledger_codec.py: one key, not four
+    # hash: the ledger ("<entry id>" -> the entry, "#n" -> the last id), operation id -> ledger entry id, the
+    # lots ("#<entry id>" -> "remaining|expires_at[|hold_until]", times in base 36), the caps ("#c<rule>|<period>"
+    # -> points) and the lot queue ("#q" -> the spendable lots' ids by expiry), see ledger.lua and
+    # ledger_codec.py: one key, not five
     return f"{PREFIX}:m:{{{uid}}}:ops"
 
 
@@ -25,9 +22,9 @@ def hold_queue(uid: str) -> str:
 
 
 def ledger_keys(uid: str) -> list[str]:
-    """The seven keys every ledger script takes, in the order ledger.lua's K() reads them. The lots, lot queue
-    and caps places name the ops hash, which holds them, so the scripts' other KEYS keep their places."""
-    return [member(uid), ledger(uid), ops(uid), ops(uid), ops(uid), hold_queue(uid), ops(uid)]
+    """The seven keys every ledger script takes, in the order ledger.lua's K() reads them. The ledger, lots, lot
+    queue and caps places name the ops hash, which holds them, so the scripts' other KEYS keep their places."""
+    return [member(uid), ops(uid), ops(uid), ops(uid), ops(uid), hold_queue(uid), ops(uid)]
 
 
 def orders(uid: str) -> str:

@@ -107,29 +107,24 @@ class Ledger(Part):
         entry_id = await self.redis.hget(keys.ops(uid), ledger_codec.op_field(op))
         if entry_id is None:
             return None
-        return ledger_codec.decode(int(entry_id), await self.redis.lindex(keys.ledger(uid), int(entry_id) - 1), op)
+        raw = await self.redis.hget(keys.ops(uid), ledger_codec.entry_field(int(entry_id)))
+        return ledger_codec.decode(int(entry_id), raw, op)
 
     async def recent_ledger(self, uid: str, count: int = 5) -> list[LedgerLine]:
-        async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
-            pipe.llen(keys.ledger(uid))
-            pipe.lrange(keys.ledger(uid), -count * 2, -1)
-            length, raw = await pipe.execute()
-        first_id = int(length) - len(raw) + 1
-        lines = [ledger_codec.decode(first_id + i, r) for i, r in enumerate(raw)][::-1]
+        last = int(await self.redis.hget(keys.ops(uid), ledger_codec.LAST_ID) or 0)
+        ids = list(range(last, max(0, last - count * 2), -1))  # newest first
+        raw = await self.redis.hmget(keys.ops(uid), [ledger_codec.entry_field(i) for i in ids]) if ids else []
+        lines = [ledger_codec.decode(i, r) for i, r in zip(ids, raw, strict=True) if r is not None]
         shown = [e for e in lines if e["kind"] != "release"][:count]  # a release moves points, it earns none
         return [LedgerLine(e["delta"], e["kind"], e["rule"], e["at"], e["balance"], e.get("state", "done"))
                 for e in shown]
 
     async def entries(self, uid: str) -> list[dict[str, Any]]:
         """Every entry, oldest first: what the member's balance is rebuilt from."""
-        async with self.redis.pipeline(transaction=False) as pipe:  # one slot: cluster-safe
-            pipe.lrange(keys.ledger(uid), 0, -1)
-            pipe.hgetall(keys.ops(uid))  # the op ids and the lots
-            raw, ops = await pipe.execute()
-        op_of, lots = ledger_codec.split_ops(ops)
-        entries = [ledger_codec.decode(i + 1, r, op_of.get(i + 1)) for i, r in enumerate(raw)]
+        ops = ledger_codec.split_ops(await self.redis.hgetall(keys.ops(uid)))  # entries, op ids and lots
+        entries = [ledger_codec.decode(i, ops.entries[i], ops.op_of.get(i)) for i in sorted(ops.entries)]
         for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
-            lot = lots.get(e["id"])
+            lot = ops.lots.get(e["id"])
             if lot is not None:
                 e["expires_at"] = ledger_codec.parse_lot(lot).expires_at
         return entries

@@ -4,16 +4,17 @@
 
 rule is '' when it equals kind, '~' + rest when it starts with kind, '!' + rule when it would read as one of
 those; at is base 36 (ms); avail is '' when it is delta - pend; pend and pending are '' when 0; state is one
-letter, blank when it is the usual one (usual_state); n is the length of the rare fields' JSON (capped, reverses, written_off, lot) or ''; the note is
-the rest. An entry starting with '[' is the older positional JSON array
+letter, blank when it is the usual one (usual_state); n is the length of the rare fields' JSON (capped, reverses,
+written_off, lot) or ''; the note is the rest. Blank fields at the end are left out ("event|~s.review|mxbg90oo|10|||110"). An entry starting with '[' is the older positional JSON array
 `[kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare}?]`, still read (see ledger.lua).
 
-The ops hash (rewards/keys.py ops) also holds the member's lots ('#<entry id>' -> "remaining|expires_at", with
-"|hold_until" while on hold, the times in base 36, a remaining of 0 blank: see parse_lot) and caps ('#c…'); an op
-id that starts with '#' is stored with one more '#' (op_field). Its '#q' is the lot queue (queued).
+The entries live in the member's ops hash (rewards/keys.py ops) under their ids ('1', '2', …; '#n' is the last
+id), beside the op ids (op -> entry id), the lots ('#<entry id>' -> "remaining|expires_at", with "|hold_until"
+while on hold, the times in base 36, a remaining of 0 blank: see parse_lot) and the caps ('#c…'); an op id that
+starts with '#' or a digit is stored as '##' + op id (op_field). Its '#q' is the lot queue (queued).
 
-Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's position
-plus one, `op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields
+Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's field name,
+`op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields
 appear when set.
 """
 from __future__ import annotations
@@ -52,6 +53,7 @@ def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, 
         fields = _decode_json(data)
     else:
         parts = data.split(b"|", 10)
+        parts += [b""] * (11 - len(parts))  # the blank fields at the end are not written
         kind, short, at, delta, avail, pend, balance, pending, state, n = (p.decode() for p in parts[:10])
         rest = parts[10]
         pend_n, delta_n, rare_len = int(pend or 0), int(delta), int(n or 0)
@@ -67,8 +69,17 @@ def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, 
 
 
 def op_field(op: str) -> str:
-    """The ops hash's field for an op id (ledger.lua opf)."""
-    return "#" + op if op.startswith("#") else op
+    """The ops hash's field for an op id (ledger.lua opf): '#' starts the lots', caps' and queue's fields and digits
+    are the entries', so an op id starting with either is stored as '##' + op id."""
+    return "##" + op if op[:1] == "#" or "0" <= op[:1] <= "9" else op
+
+
+LAST_ID = "#n"  # the ops hash's field for the last entry id written
+
+
+def entry_field(entry_id: int) -> str:
+    """The ops hash's field for an entry (ledger.lua write)."""
+    return str(entry_id)
 
 
 def lot_field(lot_id: int | str | bytes) -> str:
@@ -104,16 +115,23 @@ def queued(raw: bytes | str | None) -> list[int]:
     return ids
 
 
-def split_ops(fields: dict[bytes, bytes]) -> tuple[dict[int, str], dict[int, bytes]]:
-    """An ops hash read whole -> (entry id -> op id, lot id -> the lot as stored, see parse_lot)."""
-    op_of: dict[int, str] = {}
-    lots: dict[int, bytes] = {}
+class Ops(NamedTuple):
+    """An ops hash read whole."""
+    entries: dict[int, bytes]  # entry id -> the entry as stored (decode)
+    op_of: dict[int, str]  # entry id -> op id
+    lots: dict[int, bytes]  # lot id -> the lot as stored (parse_lot)
+
+
+def split_ops(fields: dict[bytes, bytes]) -> Ops:
+    out = Ops({}, {}, {})
     for field, value in fields.items():
         name = field.decode()
-        if name.startswith("##"):
-            op_of[int(value)] = name[1:]
-        elif name[1:2].isdigit() and name.startswith("#"):
-            lots[int(name[1:])] = value
-        elif not name.startswith("#"):  # '#c…' is a cap
-            op_of[int(value)] = name
-    return op_of, lots
+        if name.isascii() and name.isdigit():
+            out.entries[int(name)] = value
+        elif name.startswith("##"):
+            out.op_of[int(value)] = name[2:]
+        elif name[1:].isascii() and name[1:].isdigit() and name.startswith("#"):
+            out.lots[int(name[1:])] = value
+        elif not name.startswith("#"):  # '#c…' is a cap, '#q' the queue, '#n' the last id
+            out.op_of[int(value)] = name
+    return out

@@ -28,6 +28,14 @@ ODD: list[dict[str, Any]] = [
     {"kind": "event", "rule": "events.review", "note": "", "capped": 5, "delta": 0, "avail": 0, "state": "pending"},
     {"kind": "adjustment", "rule": "staff:a", "note": "", "state": "done"},
     {"kind": "adjustment", "rule": "staff:a", "note": "", "state": "odd"},
+    # blank fields at the end are left out: every mix of blank and set ones before the note reads back
+    {"kind": "event", "rule": "events.review", "note": "", "pending": 25},
+    {"kind": "event", "rule": "events.review", "note": "", "balance": 0},
+    {"kind": "claim", "rule": "coffee", "note": "", "delta": -5, "avail": -5, "state": "done", "balance": -5},
+    {"kind": "adjustment", "rule": "staff:a", "note": "|"},  # a note of bars is not cut
+    {"kind": "adjustment", "rule": "staff:a", "note": "ends with ||"},
+    {"kind": "adjustment", "rule": "staff:a", "note": "0"},
+    {"kind": "event", "rule": "events.review", "note": "", "pending": 25, "state": "odd"},
 ]
 
 
@@ -39,7 +47,7 @@ async def test_the_usual_state_is_left_blank(make, given: dict, written: bytes) 
     program, _ = await make()
     want = entry(kind="event", rule="events.review", note="", **given)
     raw, _ = await program.redis.eval(source(LEDGER_PRELUDE) + ROUND_TRIP, 0, json.dumps(want))
-    assert raw.split(b"|")[8] == written
+    assert (raw.split(b"|") + [b""] * 10)[8] == written
     assert ledger_codec.decode(7, raw, "op:7") == {**want, "id": 7, "op": "op:7"}
 
 
@@ -74,7 +82,7 @@ async def test_an_entry_written_as_json_before_still_reads_and_reverses(make) ->
     e = (await program.ledger(uid))[-1]
     # rewrite it as the previous format wrote it
     old = json.dumps([e["kind"], e["rule"], e["at"], e["delta"], e["avail"], 0, e["balance"], 0, "a", "thanks"])
-    await program.redis.lset(keys.ledger(uid), e["id"] - 1, old)
+    await program.redis.hset(keys.ops(uid), ledger_codec.entry_field(e["id"]), old)
     again = (await program.ledger(uid))[-1]
     assert again == {**e, "note": "thanks"} and again["op"] == earned
     assert (await program.refund("order-1"))[0] == "OK"  # the script reads the old entry to reverse it
@@ -83,19 +91,22 @@ async def test_an_entry_written_as_json_before_still_reads_and_reverses(make) ->
 
 
 async def test_op_ids_that_look_like_lots_or_caps_stay_apart(make) -> None:  # noqa: F811
-    """The ops hash also holds the lots ('#<id>') and caps ('#c…'): op ids starting with '#' must not meet them."""
+    """The ops hash also holds the entries ('<id>'), the lots ('#<id>') and caps ('#c…'): op ids starting with '#'
+    or a digit must not meet them."""
     program, clock = await make()
     uid = await new_member(program, clock)
-    for op in ("#1", "#c", "##x", "1"):
+    for op in ("#1", "#c", "##x", "1", "2x", "#n", "#q"):
         assert (await program.apply(uid, op, 10, "event", "events.review", clock.ms))[0] == 1
         assert (await program.apply(uid, op, 10, "event", "events.review", clock.ms))[0] == 0  # a replay
     entries = await program.ledger(uid)
-    assert [e["op"] for e in entries] == ["#1", "#c", "##x", "1"]
+    assert [e["op"] for e in entries] == ["#1", "#c", "##x", "1", "2x", "#n", "#q"]
     assert all(e["expires_at"] > clock.ms for e in entries)  # every lot found under its own field
     assert (await program.spend(uid, "#2", 35, "coffee"))[0] == 1
-    assert (await program.member(uid)).points == 5
+    assert (await program.member(uid)).points == 70 - 35
     fields = {f.decode() for f in await program.redis.hkeys(keys.ops(uid))}
-    assert {"##1", "##c", "###x", "1", "##2", "#1", "#2", "#3", "#4"} <= fields
+    assert {"###1", "###c", "####x", "##1", "##2x", "###n", "###q", "###2"} <= fields  # the op ids, escaped
+    assert {str(i) for i in range(1, 9)} | {f"#{i}" for i in range(1, 8)} | {"#n", "#q"} <= fields
+    assert (await program.ledger(uid))[-1]["op"] == "#2"
 
 
 @pytest.mark.parametrize(("raw", "lot"), [
@@ -125,7 +136,7 @@ async def queue_of(program: Any, uid: str) -> list[tuple[int, ledger_codec.Lot]]
     """The lot queue with each lot, checked against the lots: exactly the spendable ones with points left,
     soonest expiry first (a tie by lot id)."""
     raw = await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE)
-    _, lots = ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid)))
+    lots = ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid))).lots
     parsed = {i: ledger_codec.parse_lot(v) for i, v in lots.items()}
     queue = [(i, parsed[i]) for i in ledger_codec.queued(raw)]
     assert queue == sorted(queue, key=lambda q: (q[1].expires_at, q[0]))
@@ -209,8 +220,8 @@ def test_the_lot_queue_reads_back(raw: str | None, ids: list[int]) -> None:
 
 
 async def test_a_long_lot_queue_is_stored_as_runs_and_keeps_the_ops_hash_compact(make) -> None:  # noqa: F811
-    """200 spendable lots in a row (401 fields): one run, so the ops hash stays a listpack, which a value over
-    hash-max-listpack-value (512 bytes) would end ("1,2,…,200" is 692 bytes)."""
+    """200 spendable lots in a row (602 fields: entries, ops, lots): one run, so the ops hash stays a listpack,
+    which a value over hash-max-listpack-value (512 bytes) would end ("1,2,…,200" is 692 bytes)."""
     program, clock = await make()
     uid = await new_member(program, clock)
     for n in range(200):

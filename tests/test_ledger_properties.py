@@ -42,8 +42,11 @@ async def check(program: Program, spent_ok: bool) -> None:
     entries = await program.ledger(UID)
     assert sum(e["avail"] for e in entries) == points
     assert sum(e["pend"] for e in entries) == pending
-    op_of, lot_values = ledger_codec.split_ops(await r.hgetall(keys.ops(UID)))  # the ops hash holds the lots
-    lots = [ledger_codec.parse_lot(v) for v in lot_values.values()]
+    stored = ledger_codec.split_ops(await r.hgetall(keys.ops(UID)))  # the ops hash holds entries, ops and lots
+    op_of = stored.op_of
+    lots = [ledger_codec.parse_lot(v) for v in stored.lots.values()]
+    assert sorted(stored.entries) == list(range(1, len(entries) + 1)), "entry ids are 1, 2, … with no gap"
+    assert int(await r.hget(keys.ops(UID), ledger_codec.LAST_ID) or 0) == len(entries)
     spendable = sum(lot.remaining for lot in lots if lot.hold_until == 0)
     held = sum(lot.remaining for lot in lots if lot.hold_until != 0)
     assert all(lot.remaining >= 0 for lot in lots)

@@ -464,7 +464,7 @@ async def test_a_lot_with_nothing_left_in_the_queue_cannot_hang_a_spend(make) ->
     uid = await new_member(program, clock)
     await program.adjust(uid, 100, "a", "test", "a")
     await program.adjust(uid, 100, "b", "test", "b")
-    lot_id, lot = min(ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid)))[1].items())
+    lot_id, lot = min(ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid))).lots.items())
     expires = lot.decode().split("|")[1]
     await program.redis.hset(keys.ops(uid), ledger_codec.lot_field(lot_id), f"|{expires}")  # emptied, still queued
     written, _ = await asyncio.wait_for(program.spend(uid, "claim-1", 50, "reward:x"), 10)

@@ -1,10 +1,12 @@
 -- The ledger, prepended to every script that changes points. All keys belong to one member ({uid}).
 --
 -- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, earned:YYYY-MM…),
---    ledger list (append-only compact entries, see encode(); entry id n sits at index n-1),
---    ops hash, which is also the lots and the caps: one key instead of three, since each key costs ~100
---    bytes before its contents (docs/benchmarks.md). Its fields:
---      op id -> entry id (an op id is written once, with its entry; one starting with '#' gets another '#'),
+--    ops hash, which is also the ledger's entries, the lots and the caps: one key instead of four, since each
+--    key costs ~100 bytes before its contents (a list ~190: docs/benchmarks.md). Its fields:
+--      entry id (1, 2, …: digits only) -> the entry (compact, see encode(); append-only),
+--      '#n' -> the last entry id (ids are 1, 2, … in the order written),
+--      op id -> entry id (an op id is written once, with its entry; one starting with '#' or a digit is
+--      stored as '##' .. op id, so it never reads as an entry, a lot, a cap or the queue),
 --      '#' .. lot id -> "remaining|expires_at", "|hold_until" added while on hold (every earning is a lot,
 --      lot id = entry id; see lot_get),
 --      '#c' .. rule|period -> points earned per rule per day/month/lifetime, for caps,
@@ -12,7 +14,7 @@
 --      (spending and expiry go oldest first). The expiries stay in the lots: a zset kept them a second time
 --      and cost a key per member (~210 bytes, docs/benchmarks.md),
 --    holdq zset (lots on hold, by the time they become spendable).
---    K's lots, lot queue and caps slots name the ops hash too (rewards/keys.py ledger_keys), so every
+--    K's ledger, lots, lot queue and caps slots name the ops hash too (rewards/keys.py ledger_keys), so every
 --    script's KEYS keep their places.
 -- Invariant: points == sum(remaining of spendable lots) - debt; pending_points == sum(remaining of held lots).
 local NEVER = 32503680000000 -- year 3000, in ms: a lot that does not expire
@@ -21,10 +23,10 @@ local function K(ks)
   return {member = ks[1], ledger = ks[2], ops = ks[3], lots = ks[4], lotq = ks[5], holdq = ks[6], caps = ks[7]}
 end
 
--- the ops hash's field for an op id: '#' starts the lots' and caps' fields, so an op id starting with it
--- gets one more (rewards/ledger_codec.py op_field)
+-- the ops hash's field for an op id: '#' starts the lots', caps' and queue's fields and digits are the
+-- entries', so an op id starting with either gets '##' (rewards/ledger_codec.py op_field)
 local function opf(op)
-  if string.sub(op, 1, 1) == '#' then return '#' .. op end
+  if string.find(op, '^[#%d]') then return '##' .. op end
   return op
 end
 
@@ -133,7 +135,8 @@ end
 -- when it is delta - pend; pend and pending: '' when 0. state: one letter, '' when it is usual_state()'s.
 -- n: the length of the rare fields' JSON (capped, reverses, written_off, lot), '' when none; the note is
 -- the rest, so it may hold anything.
--- No id (entry n sits at index n-1), no op (the ops hash), no earning's expiry (its lot): about 30 bytes.
+-- No id (the field's name), no op (the ops hash), no earning's expiry (its lot): about 30 bytes. Blank
+-- fields at the end are left out.
 -- An entry the string cannot hold (a '|' in kind or rule, a fraction) is written as the JSON array that
 -- came before (a leading '['), which decode() still reads, so entries written before this format read too.
 local STATE_CODE = {available = 'a', pending = 'p', done = 'd'}
@@ -185,9 +188,13 @@ local function encode(e)
   local rare_json = any and cjson.encode(rare) or ''
   local avail = (e.avail == e.delta - e.pend) and '' or string.format('%d', e.avail)
   if state == usual_state(e.delta, e.pend) then state = '' end
-  return table.concat({kind, short_rule(kind, rule), base36(e.at), string.format('%d', e.delta), avail,
-                       int_or_blank(e.pend), string.format('%d', e.balance), int_or_blank(e.pending), state,
-                       any and tostring(#rare_json) or '', rare_json .. (e.note or '')}, '|')
+  local out = table.concat({kind, short_rule(kind, rule), base36(e.at), string.format('%d', e.delta), avail,
+                             int_or_blank(e.pend), string.format('%d', e.balance), int_or_blank(e.pending),
+                             state, any and tostring(#rare_json) or '', rare_json .. (e.note or '')}, '|')
+  -- blank fields at the end are left out ('…|110' instead of '…|110||||'); balance is never blank, so
+  -- this stops at it, and never cuts into a note (only a blank note is at the end)
+  if rare_json .. (e.note or '') == '' then out = string.gsub(out, '|+$', '') end
+  return out
 end
 
 local function decode(id, op, raw)
@@ -201,6 +208,12 @@ local function decode(id, op, raw)
   local f, pos = {}, 1
   for i = 1, 10 do
     local bar = string.find(raw, '|', pos, true)
+    if not bar then -- the blank fields at the end are not written
+      f[i] = string.sub(raw, pos)
+      for j = i + 1, 10 do f[j] = '' end
+      pos = #raw + 1
+      break
+    end
     f[i] = string.sub(raw, pos, bar - 1)
     pos = bar + 1
   end
@@ -223,13 +236,19 @@ local function decode(id, op, raw)
   return e
 end
 
+-- the id the next entry will get
+local function next_id(k)
+  return num(k.ledger, '#n') + 1
+end
+
 -- one ledger entry; e.avail and e.pend say how it moved the spendable and held balances
--- The entry's id is the list's length after it: entry n sits at index n-1, so a counter of its own (the
--- member hash's old 'ledger_seq') only repeated LLEN.
+-- The entries sit in the ops hash under their ids, not in a list of their own: a list costs ~190 bytes a
+-- member before its contents, a field's name ~3 bytes an entry (docs/benchmarks.md).
 local function write(k, e)
   e.balance = num(k.member, 'points')
   e.pending = num(k.member, 'pending_points')
-  e.id = redis.call('RPUSH', k.ledger, encode(e))
+  e.id = redis.call('HINCRBY', k.ledger, '#n', 1)
+  redis.call('HSET', k.ledger, e.id, encode(e))
   if e.op then redis.call('HSET', k.ops, opf(e.op), e.id) end
   return e.id
 end
@@ -237,8 +256,7 @@ end
 local function entry_of(k, op)
   local id = redis.call('HGET', k.ops, opf(op))
   if not id then return nil end
-  id = tonumber(id)
-  return decode(id, op, redis.call('LINDEX', k.ledger, id - 1))
+  return decode(tonumber(id), op, redis.call('HGET', k.ledger, id))
 end
 
 -- take `amount` from spendable lots, the given one first, then oldest expiry first; returns what it took
@@ -303,7 +321,7 @@ local function earn(k, c)
              avail = held and 0 or amount, pend = held and amount or 0,
              state = held and 'pending' or 'available', capped = (amount < c.amount) and c.amount or nil}
   -- the entry id is the lot id: write the lot's balance move first so the entry shows the result
-  local id = redis.call('LLEN', k.ledger) + 1
+  local id = next_id(k)
   if held then
     lot_set(k, id, {rem = amount, exp = exp, hold = c.hold_until})
     redis.call('ZADD', k.holdq, c.hold_until, id)

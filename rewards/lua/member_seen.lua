@@ -1,6 +1,8 @@
 -- KEYS: member, and optionally a hash in the member's slot whose 'step' field to read along (the caller's
--- pending conversation step). ARGV: user id, via (follow|unblock|unfollow|message|postback|purchase), at (ms),
--- language
+-- pending conversation step). ARGV: user id (not stored: the key names it), via
+-- (follow|unblock|unfollow|message|postback|purchase), at (ms), language
+-- 'blocked' is there only while the member blocks us ('1'): a field for the usual case costs every member
+-- ~11 bytes (docs/benchmarks.md).
 -- The first sighting is kept forever: how someone was first seen decides whether they can be referred.
 -- Returns {1 when this sighting created the member else 0, the language to speak (own choice, else the LINE
 -- app's, else false), KEYS[2]'s step (else false)}: the worker needs all of them for every event, so one
@@ -13,14 +15,15 @@ local via, at = ARGV[2], ARGV[3]
 local created = 0
 local first = redis.call('HMGET', m, 'first_seen_via', 'first_seen_at')
 if not first[1] then
-  redis.call('HSET', m, 'user_id', ARGV[1], 'first_seen_at', at, 'first_seen_via', via)
+  redis.call('HSET', m, 'first_seen_at', at, 'first_seen_via', via)
   if via == 'follow' then redis.call('HSET', m, 'followed_at', at) end
   created = 1
 elseif first[1] == via and first[2] == at then
   created = 1
 end
 if via == 'follow' or via == 'unblock' then
-  redis.call('HSET', m, 'blocked', 0, 'last_follow_at', at)
+  redis.call('HDEL', m, 'blocked')
+  redis.call('HSET', m, 'last_follow_at', at)
 elseif via == 'unfollow' then
   redis.call('HSET', m, 'blocked', 1, 'blocked_at', at)
 end

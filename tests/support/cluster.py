@@ -68,7 +68,9 @@ class LocalCluster:
             self.procs.append(subprocess.Popen(
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir),
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
-                 "--appendonly", "no", "--save", "", "--logfile", str(node_dir / "redis.log")],
+                 "--appendonly", "no", "--save", "", "--logfile", str(node_dir / "redis.log"),
+                 # as the README asks of a production Redis, and the embedded one has (bot/infra/redis_conn.py)
+                 "--hash-max-ziplist-value", "512", "--hash-max-ziplist-entries", "1024"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + timeout
         for port, proc in zip(self.ports, self.procs, strict=True):
