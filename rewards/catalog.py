@@ -181,7 +181,7 @@ class Catalog:
         stocks = await self.stocks_of(shown)
         claims = await self._all_claims_of(uid, shown)
         return [Listing(reward, stock, await self._preview(uid, reward, view, stock, now, claims.get(reward.id, 0)))
-                for reward, stock in zip(shown, stocks)]
+                for reward, stock in zip(shown, stocks, strict=True)]
 
     async def show(self, uid: str, reward_id: str) -> Offer | None:
         """A reward's details for a member, and a fresh claim id for its confirm button (None: no such reward)."""
