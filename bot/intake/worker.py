@@ -421,10 +421,14 @@ class Worker:
                 raise
             except RedisError as exc:
                 log.warning("partition %d: redis error %s; retrying", p, exc)
+                if part is None:  # failed while taking it: take it afresh next time (the lease is ours to renew)
+                    self._held.discard(p)
                 await self._pause(1.0)
             except Exception:  # never let one bad read stop a partition for good
                 log.exception("partition %d: unexpected error; carrying on", p)
                 self.metrics.handled.labels("worker_error").inc()
+                if part is None:
+                    self._held.discard(p)
                 await self._pause(1.0)
         if part:
             await self._let_go(part)
