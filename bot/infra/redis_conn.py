@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -240,7 +241,7 @@ class RoundTrips:
 ROUND_TRIPS = RoundTrips()
 
 
-def _counting(base: type[aioredis.Connection]) -> type[aioredis.Connection]:
+def _counting(base: type[AbstractConnection]) -> type[AbstractConnection]:
     """`base` (plain, TLS or Unix socket, as the URL chose) with every send counted in ROUND_TRIPS. redis-py
     sends each command, and each pipeline, with one `send_packed_command`."""
 
