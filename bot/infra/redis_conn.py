@@ -245,11 +245,13 @@ def _counting(base: type[AbstractConnection]) -> type[AbstractConnection]:
     """`base` (plain, TLS or Unix socket, as the URL chose) with every send counted in ROUND_TRIPS. redis-py
     sends each command, and each pipeline, with one `send_packed_command`."""
 
+    send = base.send_packed_command
+
     class Counting(base):  # type: ignore[valid-type,misc]
         # not a coroutine itself: hands back the real send's, so counting adds no frame to the await chain
         def send_packed_command(self, command: Any, check_health: bool = True) -> Coroutine[Any, Any, None]:
             ROUND_TRIPS.count += 1
-            return super().send_packed_command(command, check_health)
+            return send(self, command, check_health)
 
     Counting.__name__ = Counting.__qualname__ = f"Counting{base.__name__}"
     return Counting
