@@ -318,9 +318,11 @@ class Bench:
         await asyncio.gather(*tasks)
         await until(lambda: len(stage.replies) >= stage.expect_replies, drain)
         result = stage.result(seconds)
-        if self.meter and before:
-            result.update(per_event(before, await self.meter.read(), n))
         result["drained"] = len(stage.replies) >= stage.expect_replies
+        if self.meter and before:
+            # per event done: a stage that fell behind has not yet spent anything on the events still queued
+            done = n if echo or result["drained"] else len(stage.replies)
+            result.update(per_event(before, await self.meter.read(), done))
         if echo:  # the echo does all its work before its 200 (and replies to texts only): acked = handled
             result["replies_per_s"], result["handled_per_s"] = result["handled_per_s"], result["acked_per_s"]
         result["keeps_up"] = result["drained"] and min(result["handled_per_s"], result["acked_per_s"]) >= KEEP_UP * rate
