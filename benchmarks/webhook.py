@@ -16,6 +16,10 @@ until the system stops keeping up (handled < 90 % of offered, or the replies do 
 
 Reported per stage: offered events/s, acknowledged events/s (200s), handled events/s (a reply reached the
 stand-in), ack p50/p99 (request sent → 200) and event → reply p50/p99 (request sent → reply at the stand-in).
+And what each event cost: the system under test's CPU (utime + stime of its processes, /proc/<pid>/stat) per
+event, for Shokai its Redis round trips per event (its own count, shokai_redis_round_trips_total on /metrics)
+and redis-server's CPU per event (INFO cpu). Measured from the stage's start to its last reply, so the
+worker's polling while idle is in them; at a few hundred events per stage that is a small share.
 Then one more stage at half the highest rate kept up with (the ack p99 target is measured there), and our
 best handled events/s as a ratio to the baseline's. `--fsync always` runs the bot's Redis with
 appendfsync always; `--fsync both` runs the ack stage under both and reports the two. `--scale` drains a
@@ -129,6 +133,88 @@ async def wait_http(http: ClientSession, url: str, proc: Proc, timeout: float = 
     raise SystemExit(f"{proc.name} did not answer {url} in {timeout}s; see {proc.log_path}")
 
 
+# ---- what a stage costs -----------------------------------------------------------------
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """utime + stime of `root` and of every live process below it (/proc/<pid>/stat), in seconds."""
+    times: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        fields = raw[raw.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+        times[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    tree: set[int] = {root}
+    while True:  # add children until no more are found (pids wrap, so their order proves nothing)
+        below = {pid for pid, (parent, _) in times.items() if parent in tree} - tree
+        if not below:
+            return sum(times[pid][1] for pid in tree if pid in times)
+        tree |= below
+
+
+@dataclass
+class Meter:
+    """Readings of what the system under test has spent so far: its processes' CPU and, for Shokai, its Redis
+    round trips (from its /metrics) and redis-server's CPU and reads (INFO). A stage's cost is the difference
+    of two readings."""
+    http: ClientSession
+    procs: list[Proc]
+    metrics_url: str | None = None  # Shokai's /metrics (the web process's count: the worker runs in it)
+    redis: Any = None
+
+    async def read(self) -> dict[str, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out: dict[str, float] = {"cpu_s": sum(tree_cpu_seconds(p.popen.pid) for p in self.procs),
+               "bench_cpu_s": usage.ru_utime + usage.ru_stime}  # the load generator and the LINE stand-in
+        if self.metrics_url:
+            async with self.http.get(self.metrics_url) as r:
+                text = await r.text()
+            counted = [float(line.split()[1]) for line in text.splitlines()
+                       if line.startswith("shokai_redis_round_trips_total ")]
+            if counted:  # a bot from before the counter has none: its reads per event still tell
+                out["round_trips"] = counted[0]
+        if self.redis is not None:
+            cpu, stats = await self.redis.info("cpu"), await self.redis.info("stats")
+            out["redis_cpu_s"] = sum(float(cpu[k]) for k in ("used_cpu_sys", "used_cpu_user",
+                                                              "used_cpu_sys_children", "used_cpu_user_children"))
+            # the server's read events: one per request that arrives in one piece, so nearly one per round trip
+            # of every client (the bot's, and this benchmark's few); what the drain's workers are counted by
+            out["redis_reads"] = float(stats["total_reads_processed"])
+        return out
+
+
+def per_event(before: dict[str, float], after: dict[str, float], events: int) -> dict[str, float]:
+    """The cost of `events` events between two readings: CPU in µs per event, round trips and reads per event."""
+    n = max(1, events)
+    out: dict[str, float] = {"cpu_us_per_event": round((after["cpu_s"] - before["cpu_s"]) / n * 1e6),
+           "bench_cpu_us_per_event": round((after["bench_cpu_s"] - before["bench_cpu_s"]) / n * 1e6)}
+    if "round_trips" in after:
+        out["redis_round_trips_per_event"] = round((after["round_trips"] - before["round_trips"]) / n, 2)
+    if "redis_cpu_s" in after:
+        out["redis_cpu_us_per_event"] = round((after["redis_cpu_s"] - before["redis_cpu_s"]) / n * 1e6)
+        out["redis_reads_per_event"] = round((after["redis_reads"] - before["redis_reads"]) / n, 2)
+    return out
+
+
+# `python -m cProfile` times with the wall clock, so an idle loop's waits in epoll would count as cost; this
+# runs the module that follows (`-m bot serve …`) under cProfile timed by the process's CPU clock instead
+CPU_PROFILE = """
+import cProfile, runpy, sys, time
+out, module = sys.argv[1], sys.argv[3]
+sys.argv = [module, *sys.argv[4:]]
+profile = cProfile.Profile(time.process_time)
+try:
+    profile.runcall(runpy.run_module, module, run_name="__main__", alter_sys=True)
+finally:
+    profile.dump_stats(out)
+"""
+
+
 # ---- traffic ----------------------------------------------------------------------------
 @dataclass
 class Stage:
@@ -194,6 +280,7 @@ class Bench:
         self.stage: Stage | None = None
         self.replied_tokens: set[str] = set()
         self.twice: list[str] = []
+        self.meter: Meter | None = None  # set while a system is measured
         platform.listeners.append(self._on_call)
 
     def _on_call(self, call: Call) -> None:
@@ -233,6 +320,7 @@ class Bench:
         self.stage = stage
         n = max(1, int(rate * seconds))
         tasks: list[asyncio.Task[None]] = []
+        before = await self.meter.read() if self.meter else None
         stage.started = time.perf_counter()
         for i in range(n):
             delay = stage.started + i / rate - time.perf_counter()
@@ -245,12 +333,21 @@ class Bench:
         await until(lambda: len(stage.replies) >= stage.expect_replies, drain)
         result = stage.result(seconds)
         result["drained"] = len(stage.replies) >= stage.expect_replies
+        if self.meter and before:
+            # per event done: a stage that fell behind has not yet spent anything on the events still queued
+            done = n if echo or result["drained"] else len(stage.replies)
+            result.update(per_event(before, await self.meter.read(), done))
         if echo:  # the echo does all its work before its 200 (and replies to texts only): acked = handled
             result["replies_per_s"], result["handled_per_s"] = result["handled_per_s"], result["acked_per_s"]
         result["keeps_up"] = result["drained"] and min(result["handled_per_s"], result["acked_per_s"]) >= KEEP_UP * rate
         self.stage = None
         log(f"{label}: offered {rate:.0f}/s → acked {result['acked_per_s']}/s, handled {result['handled_per_s']}/s, "
             f"ack p99 {result['ack_p99_ms']} ms, reply p99 {result['reply_p99_ms']} ms"
+            + (f", {result['cpu_us_per_event']} µs CPU/event" if "cpu_us_per_event" in result else "")
+            + (f", {result['redis_round_trips_per_event']} round trips/event"
+               if "redis_round_trips_per_event" in result else "")
+            + (f", {result['redis_reads_per_event']} redis reads/event, redis-server "
+               f"{result['redis_cpu_us_per_event']} µs CPU/event" if "redis_reads_per_event" in result else "")
             + ("" if result["keeps_up"] else "  (does not keep up)"))
         return result
 
@@ -311,6 +408,8 @@ async def run_ours(bench: Bench, redis_url: str, logs: Path, args: argparse.Name
     if args.profile:
         wrap = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o",
                 str(RESULTS / "webhook-profile.txt")]
+    elif args.cprofile:  # deterministic: every call counted, so costs per event can be read off it
+        wrap = [sys.executable, "-c", CPU_PROFILE, args.cprofile]  # made absolute by cli()
     proc = spawn("bot-serve", ["-m", "bot", "serve", "--host", "127.0.0.1", "--port", str(port)], env, logs, wrap)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -318,12 +417,29 @@ async def run_ours(bench: Bench, redis_url: str, logs: Path, args: argparse.Name
         bench.platform.bot_url = url + "/callback"
         codes = await invite_codes(bench, url, 20)
         traffic = Traffic(bench.platform, codes)
+        bench.meter = Meter(bench.http, [proc], url + "/metrics", r)
+        idle = await idle_cost(bench.meter)
         stages = await bench.ramp(url + "/callback", traffic, f"shokai (fsync {fsync})", args.rates, args.seconds,
                                   echo=False)
-        return {"fsync": fsync, "stages": stages}
+        return {"fsync": fsync, "idle": idle, "stages": stages}
     finally:
+        bench.meter = None
         proc.stop()
         await r.aclose()
+
+
+async def idle_cost(meter: Meter, seconds: float = 2.0) -> dict[str, float]:
+    """What the bot spends per second with nothing to do (the worker's polling, its heartbeats and leases)."""
+    before = await meter.read()
+    await asyncio.sleep(seconds)
+    after = await meter.read()
+    out = {"cpu_ms_per_s": round((after["cpu_s"] - before["cpu_s"]) / seconds * 1000, 1),
+           "redis_reads_per_s": round((after["redis_reads"] - before["redis_reads"]) / seconds, 1)}
+    if "round_trips" in after:
+        out["round_trips_per_s"] = round((after["round_trips"] - before["round_trips"]) / seconds, 1)
+    log(f"idle: {out['cpu_ms_per_s']} ms CPU/s, {out.get('round_trips_per_s', '?')} round trips/s, "
+        f"{out['redis_reads_per_s']} redis reads/s")
+    return out
 
 
 async def half_rate_ack(bench: Bench, redis_url: str, logs: Path, args: argparse.Namespace, fsync: str,
@@ -338,9 +454,11 @@ async def half_rate_ack(bench: Bench, redis_url: str, logs: Path, args: argparse
         await wait_http(bench.http, url + "/healthz", proc)
         bench.platform.bot_url = url + "/callback"
         traffic = Traffic(bench.platform, await invite_codes(bench, url, 20))
+        bench.meter = Meter(bench.http, [proc], url + "/metrics", r)
         return await bench.run_stage(url + "/callback", traffic, f"shokai half rate (fsync {fsync})", rate,
                                      args.seconds * 2, echo=False, drain=30)
     finally:
+        bench.meter = None
         proc.stop()
         await r.config_set("appendfsync", "everysec")
         await r.aclose()
@@ -353,8 +471,10 @@ async def run_echo(bench: Bench, logs: Path, args: argparse.Namespace) -> dict[s
     try:
         await wait_http(bench.http, url + "/callback", proc)
         traffic = Traffic(bench.platform, ["ABCDEFGH"])
+        bench.meter = Meter(bench.http, [proc])
         return {"stages": await bench.ramp(url + "/callback", traffic, "sdk echo", args.rates, args.seconds, echo=True)}
     finally:
+        bench.meter = None
         proc.stop()
 
 
@@ -385,16 +505,25 @@ async def run_scale(bench: Bench, redis_url: str, logs: Path, args: argparse.Nam
                     event, _echo = traffic.next()
                     await bench._post(url + "/callback", stage, event)
                 stage.expect_replies = len(stage.sent)
-                procs += [spawn(f"scale{workers}-worker{i}", ["-m", "bot", "worker"], env, logs)
-                          for i in range(workers)]
+                worker_procs = [spawn(f"scale{workers}-worker{i}", ["-m", "bot", "worker"], env, logs)
+                                for i in range(workers)]
+                procs += worker_procs
+                # the workers' CPU from their first reply to the last (their start-up is not the drain's),
+                # and the round trips as redis-server's reads (a worker alone serves no /metrics)
+                meter = Meter(bench.http, worker_procs, redis=r)
                 await until(lambda: stage.replies, 60)  # noqa: B023
                 first = time.perf_counter()
+                before = await meter.read()
+                replied_before = len(stage.replies)
                 await until(lambda: len(stage.replies) >= stage.expect_replies, 60)  # noqa: B023
+                cost = per_event(before, await meter.read(), len(stage.replies) - replied_before)
                 span = stage.last_reply - first
                 rate = round((len(stage.replies) - 1) / span) if span > 0 else 0
                 out[f"workers_{workers}_handled_per_s"] = rate
                 out[f"workers_{workers}_handled"] = len(stage.replies)
-                log(f"{workers} worker process(es): {len(stage.replies)}/{stage.expect_replies} handled, {rate}/s")
+                out[f"workers_{workers}_cost"] = cost
+                log(f"{workers} worker process(es): {len(stage.replies)}/{stage.expect_replies} handled, {rate}/s, "
+                    f"{cost['cpu_us_per_event']} µs CPU/event, {cost['redis_reads_per_event']} redis reads/event")
                 bench.stage = None
             finally:
                 for proc in reversed(procs):
@@ -416,13 +545,15 @@ def markdown(result: dict[str, Any]) -> str:
     out = [f"Webhook benchmark {result['date']}: {m['nproc']} × {m['cpu']}, Python {m['python']}; load average "
            f"{m['load_average_at_start']:.2f} at start, {m['load_average_at_end']:.2f} at end. Load generator, "
            "LINE stand-in, bot processes and Redis share these cores.", "",
-           "| stage | offered/s | acked/s | handled/s | ack p50 ms | ack p99 ms | event→reply p50 ms | p99 ms | keeps up |",
-           "|---|--:|--:|--:|--:|--:|--:|--:|:-:|"]
+           "| stage | offered/s | acked/s | handled/s | ack p50 ms | ack p99 ms | event→reply p50 ms | p99 ms | keeps up "
+           "| cpu µs/event | redis round trips/event | redis-server cpu µs/event |",
+           "|---|--:|--:|--:|--:|--:|--:|--:|:-:|--:|--:|--:|"]
     every = [*result["echo"]["stages"], *(s for run in result["ours"] for s in run["stages"]), *result["half_rate"]]
     for s in every:
         out.append(f"| {s['stage']} | {s['offered_per_s']:,} | {s['acked_per_s']:,} | {s['handled_per_s']:,} | "
                    f"{s['ack_p50_ms']} | {s['ack_p99_ms']} | {s['reply_p50_ms']} | {s['reply_p99_ms']} | "
-                   f"{'yes' if s['keeps_up'] else 'no'} |")
+                   f"{'yes' if s['keeps_up'] else 'no'} | {figure(s, 'cpu_us_per_event')} | "
+                   f"{figure(s, 'redis_round_trips_per_event')} | {figure(s, 'redis_cpu_us_per_event')} |")
     s = result["summary"]
     out += ["", "| figure | value | target |", "|---|--:|--:|",
             f"| baseline (SDK echo) best handled events/s | {s['echo_handled_per_s']:,} | |",
@@ -436,7 +567,19 @@ def markdown(result: dict[str, Any]) -> str:
         out += [f"| 1 worker process, backlog of {sc['backlog']:,} drained | {sc['workers_1_handled_per_s']:,}/s | |",
                 f"| 2 worker processes | {sc['workers_2_handled_per_s']:,}/s | |",
                 f"| scale ratio 2 : 1 | {sc['ratio']}× | |"]
+        out += ["", "| drain | handled/s | workers' cpu µs/event | redis reads/event (≈ round trips) "
+                "| redis-server cpu µs/event |", "|---|--:|--:|--:|--:|"]
+        for n in (1, 2):
+            cost = sc[f"workers_{n}_cost"]
+            out.append(f"| {n} worker process{'es' if n > 1 else ''} | {sc[f'workers_{n}_handled_per_s']:,} | "
+                       f"{cost['cpu_us_per_event']:,} | {cost['redis_reads_per_event']} | "
+                       f"{cost['redis_cpu_us_per_event']:,} |")
     return "\n".join(out)
+
+
+def figure(stage: dict[str, Any], key: str) -> str:
+    value = stage.get(key)
+    return "–" if value is None else f"{value:,}"
 
 
 def more_open_files(want: int = 8192) -> None:
@@ -526,10 +669,15 @@ def cli() -> None:
     parser.add_argument("--profile", action="store_true",
                         help="run the bot under pyinstrument (install it in the venv first); "
                              "report in benchmarks/results/webhook-profile.txt")
+    parser.add_argument("--cprofile", metavar="PATH",
+                        help="run the bot (the ramp's serve process) under cProfile, timed by its CPU clock; "
+                             "the stats written to PATH")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 s stages, small backlog")
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
+    if args.cprofile:  # the bot runs in the repository's root, not necessarily here
+        args.cprofile = str(Path(args.cprofile).resolve())
     if args.quick:
         args.seconds, args.backlog, args.rates = 1.0, 300, args.rates[:4]
     result = asyncio.run(main(args))

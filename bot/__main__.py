@@ -7,6 +7,7 @@ import logging
 import sys
 
 from bot.config import CommandLine, ConfigError, Settings, process_env, whole_number
+from bot.infra import event_loop
 from bot.web.listen import bound_port, listening_socket
 from rewards.rules import RulesError
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
             logging.basicConfig(level=defaults.log_level,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            asyncio.run(run_dev(args.host, args.port, args.console_port, process_env()))
+            event_loop.run(run_dev(args.host, args.port, args.console_port, process_env()))
             return 0
         settings = Settings.from_env()
         logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "(the embedded one lives inside `serve`)")
             from bot.app import run_worker_alone
 
-            asyncio.run(run_worker_alone(settings))
+            event_loop.run(run_worker_alone(settings))
         elif args.command == "richmenu":
             from bot.richmenu.cli import run
             from bot.richmenu.spec import RichMenuError

@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 from bot.infra import keys
+from bot.infra.redis_conn import ROUND_TRIPS, connect
 from bot.intake.stream import partition_of
 from handlers.profile import AskNickname
 from linesim.platform import Platform, new_user_id
-from tests.support.harness import converse, make_settings, pack, start_bot
+from tests.support.harness import Bot, BotWith, converse, make_settings, pack, start_bot
 
 
 def watch(redis: Any, monkeypatch: Any) -> list[tuple[str, ...]]:
@@ -80,3 +81,52 @@ def test_the_staff_check_comes_last_on_every_staff_route() -> None:
     assert len(staff_routes) >= 10
     assert all(r.filters[-1] is is_staff for r in staff_routes), [r.handler.__name__ for r in staff_routes
                                                                   if r.filters[-1] is not is_staff]
+
+
+# ---- the round-trip counter (shokai_redis_round_trips_total) ------------------------------
+async def round_trips_metric(bot: Bot) -> float:
+    async with bot.http.get(bot.url + "/metrics") as r:
+        assert r.status == 200
+        text = await r.text()
+    return next(float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("shokai_redis_round_trips_total "))
+
+
+async def test_a_command_and_a_whole_pipeline_are_one_round_trip_each(clean_redis: str) -> None:
+    redis = connect(clean_redis)
+    try:
+        await redis.ping()  # the connection and its handshake, before counting
+        before = ROUND_TRIPS.count
+        await redis.set("rt:a", "1")
+        assert ROUND_TRIPS.count - before == 1
+        async with redis.pipeline(transaction=False) as pipe:
+            for n in range(5):
+                pipe.incr(f"rt:{n}")
+            await pipe.execute()
+        assert ROUND_TRIPS.count - before == 2
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.incr("rt:a").get("rt:a").execute()  # MULTI … EXEC goes out in one write too
+        assert ROUND_TRIPS.count - before == 3
+    finally:
+        await redis.aclose()
+
+
+async def test_the_webhook_and_the_worker_show_in_the_round_trip_metric(bot_with: BotWith,
+                                                                         platform: Platform) -> None:
+    web_only = await bot_with(run_worker=False)  # nothing in the background: the count is exact
+    warm = new_user_id()
+    assert await platform.send(platform.follow(warm)) == 200  # loads intake.lua (a NOSCRIPT retry)
+    before = await round_trips_metric(web_only)
+    assert await platform.send(platform.text(warm, "ヘルプ")) == 200
+    # the intake script's one call, and the second scrape's own read of the queue gauges
+    assert await round_trips_metric(web_only) - before == 2
+    await web_only.stop()
+
+    bot = await bot_with()
+    uid = new_user_id()
+    await converse(platform, uid, platform.follow(uid))
+    before = await round_trips_metric(bot)
+    assert await converse(platform, uid, platform.text(uid, "ヘルプ"))
+    await bot.idle()
+    # at least the intake, the sighting, the sent marker and the finish (the worker's polling adds more)
+    assert await round_trips_metric(bot) - before >= 4

@@ -1,6 +1,7 @@
 """Table tests of the small pure pieces: invite codes, the rules file, settings from the environment,
 start-up failure output, and the locale files.
 """
+import asyncio
 import dataclasses
 import os
 import string
@@ -348,3 +349,20 @@ def test_more_malformed_settings(name: str, value: str) -> None:
            name: value}
     with pytest.raises(ConfigError, match=name):
         Settings.from_env(env)
+
+
+def test_serve_worker_and_dev_run_on_uvloop_unless_told_asyncio(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvloop
+
+    from bot.infra import event_loop
+
+    monkeypatch.delenv("SHOKAI_EVENT_LOOP", raising=False)
+    assert event_loop.loop_factory() is uvloop.new_event_loop
+
+    async def loop_type() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert event_loop.run(loop_type()).startswith("uvloop")
+    monkeypatch.setenv("SHOKAI_EVENT_LOOP", "asyncio")
+    assert event_loop.loop_factory() is None
+    assert event_loop.run(loop_type()).startswith("asyncio")

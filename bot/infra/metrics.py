@@ -1,7 +1,24 @@
 """Prometheus counters and gauges, owned by the app (no module-level registry)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from bot.infra.redis_conn import ROUND_TRIPS
+
+
+class RedisRoundTrips(Collector):
+    """shokai_redis_round_trips_total, read from the plain counter the Redis connections bump (a Counter's
+    lock on every command would cost more than the count is worth)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("shokai_redis_round_trips",
+                                  "Requests sent to Redis by this process (a command, a script call or a "
+                                  "whole pipeline: one round trip each); not counted on a Redis Cluster",
+                                  value=ROUND_TRIPS.count)
 
 
 class Metrics:
@@ -34,3 +51,4 @@ class Metrics:
         self.oldest_queued_seconds = Gauge("shokai_events_oldest_queued_seconds",
                                            "Age of the oldest event not yet finished (0 when none)",
                                            registry=self.registry)
+        self.registry.register(RedisRoundTrips())

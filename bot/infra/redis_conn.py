@@ -9,7 +9,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -226,6 +227,37 @@ class _BoundedPipeline(ClusterPipeline):
             return await super().execute(raise_on_error, allow_redirections)
 
 
+class RoundTrips:
+    """Requests this process sent to Redis, each a round trip: a command, a script call, or a whole pipeline
+    (which goes out in one write and is answered in one read). Connection handshakes and health-check PINGs
+    count too: they are round trips as well. Process-wide (every client `connect` made here adds to it), read
+    by /metrics as `shokai_redis_round_trips_total` (bot/infra/metrics.py) and by the webhook benchmark."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+ROUND_TRIPS = RoundTrips()
+
+
+def _counting(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """`base` (plain, TLS or Unix socket, as the URL chose) with every send counted in ROUND_TRIPS. redis-py
+    sends each command, and each pipeline, with one `send_packed_command`."""
+
+    send = base.send_packed_command
+
+    class Counting(base):  # type: ignore[valid-type,misc]
+        # not a coroutine itself: hands back the real send's, so counting adds no frame to the await chain
+        def send_packed_command(self, command: Any, check_health: bool = True) -> Coroutine[Any, Any, None]:
+            ROUND_TRIPS.count += 1
+            return send(self, command, check_health)
+
+    Counting.__name__ = Counting.__qualname__ = f"Counting{base.__name__}"
+    return Counting
+
+
 def connect(url: str, cluster: bool = False, *, pool_size: int = Settings.redis_pool_size,
             pool_timeout: float = Settings.redis_pool_timeout_seconds) -> Any:
     """An asyncio client (single server or cluster); the caller owns and closes it.
@@ -233,11 +265,14 @@ def connect(url: str, cluster: bool = False, *, pool_size: int = Settings.redis_
     At most `pool_size` connections (per node, on a cluster); a command that finds them all busy waits up to
     `pool_timeout` seconds for one, then fails with ConnectionError (so the webhook answers 503). Without
     the bound a burst of concurrent webhooks opened a connection each and redis-py 8 refused every one past
-    100 at once (tests/test_bursts.py)."""
+    100 at once (tests/test_bursts.py). A single server's round trips are counted (RoundTrips); a cluster's
+    are not (redis-py's cluster client picks its connection class itself)."""
     if cluster or is_cluster_url(url):
         return BoundedRedisCluster.from_url(cluster_node_url(url), socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
                                             pool_size=pool_size, pool_timeout=pool_timeout)
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=pool_size, timeout=pool_timeout, health_check_interval=30,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    # the class the URL chose, counted; connections are made from it lazily, so none was made uncounted
+    pool.connection_class = _counting(pool.connection_class)
     return aioredis.Redis.from_pool(pool)

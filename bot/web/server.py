@@ -30,6 +30,7 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from bot.infra import event_loop
 from bot.infra.signals import until_stopped
 
 log = logging.getLogger(__name__)
@@ -195,6 +196,6 @@ async def serve(app: web.Application, *, sock: socket.socket, header_seconds: fl
 
 def run(app: web.Application, *, sock: socket.socket, header_seconds: float,
         ready: Callable[[], None] = lambda: None, backlog: int = 128) -> None:
-    """`python -m bot serve`: web.run_app(sock=…) with the header deadline; `backlog` connections may wait to be
-    accepted (a burst of webhooks arrives at once: Settings.http_backlog)."""
-    asyncio.run(serve(app, sock=sock, header_seconds=header_seconds, ready=ready, backlog=backlog))
+    """`python -m bot serve`: web.run_app(sock=…) with the header deadline, on uvloop (bot/infra/event_loop.py);
+    `backlog` connections may wait to be accepted (a burst of webhooks arrives at once: Settings.http_backlog)."""
+    event_loop.run(serve(app, sock=sock, header_seconds=header_seconds, ready=ready, backlog=backlog))

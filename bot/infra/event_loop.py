@@ -1,0 +1,31 @@
+"""The event loop that `serve`, `worker` and `dev` run on: uvloop when it is installed (a dependency, except on
+Windows), else asyncio's own. uvloop's loop, transports and scheduling are compiled, and on the hot path the
+loop's own work is a large share of each event's CPU (docs/benchmarks.md, "Where the time goes").
+
+SHOKAI_EVENT_LOOP=asyncio runs asyncio's loop instead: for comparing the two (the webhook benchmark), or to
+rule uvloop out when something misbehaves. Not a setting of the product: nothing else reads it."""
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's new_event_loop, or None (asyncio's default) when it is turned off or not installed."""
+    if os.environ.get("SHOKAI_EVENT_LOOP", "").strip().lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(main) on the loop above."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
