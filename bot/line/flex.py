@@ -11,7 +11,6 @@ data. Texts from people (reward names, nicknames) are cut with `cut()`, as LINE 
 """
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import re
@@ -56,6 +55,8 @@ def text_keys(name: str) -> set[str]:
 def render(name: str, t: Callable[..., str], /, **values: Any) -> dict[str, Any]:
     """The template filled: `t(key, **values)` gives locale texts."""
     def fill_string(s: str) -> Any:
+        if "[[" not in s and "{{" not in s:  # most of a template's strings (types, colours, sizes)
+            return s
         whole = _VALUE.fullmatch(s)
         if whole:
             value = values[whole.group(1)]
@@ -86,8 +87,8 @@ def render(name: str, t: Callable[..., str], /, **values: Any) -> dict[str, Any]
             return items
         return node
 
-    try:
-        return dict(walk(copy.deepcopy(_load(name))))
+    try:  # walk builds new dicts and lists all the way down, so the cached template is never changed
+        return dict(walk(_load(name)))
     except KeyError as missing:
         raise CardError(f"flex template {name}: no value for {missing}") from missing
 
