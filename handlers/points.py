@@ -45,9 +45,8 @@ async def on_points(ctx: Ctx) -> None:
                               kind=ctx.t(f"kind_{entry.kind}")),
                    ctx.t("flex_member_points_value", points=f"{entry.delta:+,}"))
                for entry in await program.recent_ledger(ctx.user_id, HISTORY_LINES)]
-    token = await program.member_token(ctx.user_id)
-    nickname = await program.nickname(ctx.user_id)
-    display_name = cut(nickname, NAME_MAX) if nickname else ctx.t("shop_name")
+    token = member.member_token or await program.member_token(ctx.user_id)  # minted on the first card
+    display_name = cut(member.nickname, NAME_MAX) if member.nickname else ctx.t("shop_name")
     tier = tier_label(ctx, member.tier)
     contents = render(ctx, "membership", shop=ctx.t("shop_name"), display_name=display_name, tier=tier,
                       points=f"{member.points:,}", rows=rows, progress=progress,

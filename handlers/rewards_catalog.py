@@ -95,10 +95,11 @@ async def on_rewards_page(ctx: Ctx, data: RewardsPage) -> None:
 
 async def show_catalog(ctx: Ctx, page: int) -> None:
     """A carousel: the balance, up to ten rewards (the claimable ones first) and a "more" bubble."""
-    catalog = ctx.services.catalog
-    listings = sorted(await catalog.catalog(ctx.user_id), key=lambda item: item.refusal is not None)
     member = await ctx.program.member(ctx.user_id)
-    points = f"{member.points if member else 0:,}"
+    if member is None:  # cannot happen after a sighting, but never answer with nothing
+        return
+    listings = sorted(await ctx.services.catalog.catalog(ctx.user_id, member), key=lambda item: item.refusal is not None)
+    points = f"{member.points:,}"
     if not listings:
         await ctx.answer(text(ctx, ctx.t("rewards_none", points=points), coupons_button(ctx)))
         return

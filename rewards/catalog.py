@@ -173,9 +173,10 @@ class Catalog:
             raise ProgramError("UNKNOWN_MEMBER", "no member with that user id")
         return view
 
-    async def catalog(self, uid: str) -> list[Listing]:
-        """The rewards inside their validity window, each with what a claim would be refused with now."""
-        view = await self._view(uid)
+    async def catalog(self, uid: str, view: MemberView | None = None) -> list[Listing]:
+        """The rewards inside their validity window, each with what a claim would be refused with now (for
+        the member as `view` shows them, when the caller has just read it)."""
+        view = view or await self._view(uid)
         now = self.now_ms()
         shown = [reward for reward in self.rules.rewards if self.available(reward, now)]
         stocks = await self.stocks_of(shown)

@@ -36,6 +36,7 @@ class MemberView:
     nickname: str | None = None  # shown on the leaderboard only with nickname_consent
     nickname_consent: bool = False
     language_chosen: bool = False  # the member picked `lang` themselves (it then wins over LINE's)
+    member_token: str | None = None  # their counter QR's token, once minted (Invites.member_token mints it)
 
     @property
     def language(self) -> str | None:
@@ -249,11 +250,14 @@ class Members(Part):
 
     # ---- what others read ------------------------------------------------------------
     async def member(self, uid: str) -> MemberView | None:
-        fields = await self.redis.hgetall(keys.member(uid))
+        async with self.redis.pipeline(transaction=False) as pipe:  # both in the member's slot: one round trip
+            pipe.hgetall(keys.member(uid))
+            pipe.hgetall(keys.referrals_made(uid))
+            fields, made_raw = await pipe.execute()
         if not fields:
             return None
         m = {k.decode(): v.decode() for k, v in fields.items()}
-        [made] = await self.referrals.statuses([await self.redis.hgetall(keys.referrals_made(uid))])
+        [made] = await self.referrals.statuses([made_raw])
         tier, measure = self.tier(m)
         if self.rules.tier_downgrade == "never" and m.get("tier_peak") != tier.name:
             await self.redis.hset(keys.member(uid), "tier_peak", tier.name)
@@ -267,7 +271,7 @@ class Members(Part):
             code=m.get("code"), blocked=m.get("blocked") == "1", lang=m.get("lang_pref") or m.get("lang"),
             debt=int(m.get("debt", 0)), birthday=m.get("birthday"), gift=m.get("gift") == "1",
             nickname=m.get("nickname"), nickname_consent=m.get("nickname_consent") == "1",
-            language_chosen="lang_pref" in m)
+            language_chosen="lang_pref" in m, member_token=m.get("member_token"))
 
     async def active_members(self) -> list[str]:
         """Every member who has not blocked the account."""
