@@ -31,6 +31,7 @@ from bot.chat.router import Router
 from bot.infra import keys
 from bot.infra.leases import Leases
 from bot.infra.metrics import Metrics
+from bot.intake import events
 from bot.intake.clock import ClockWork
 from bot.services import Services
 from rewards.scripts import register
@@ -571,7 +572,7 @@ class Worker:
         if raw.get("mode") == "standby":
             return await self._standby(raw)
         try:
-            event = Event.from_dict(raw)
+            event = events.parse(raw)
         except (ValueError, TypeError) as exc:
             # the SDK's WebhookParser would silently turn this into an UnknownEvent: say it loudly
             log.warning("event %s does not match LINE's schema, skipped: %s", raw.get("webhookEventId"), exc)
