@@ -385,7 +385,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| **bytes per member** | **{mem['bytes_per_member']:,}** (target ≤ {TARGET:,}: {verdict}) |",
             f"| bytes per member, organic part only | {mem['organic_bytes_per_member']:,} |",
             f"| ledger entries per member | {mem['ledger_entries_per_member']} |",
-            f"| bytes per ledger entry (its stored string) | {mem['bytes_per_ledger_entry']} |",
+            f"| bytes per ledger entry (its stored field: the entry, and an earning's lot in front) | {mem['bytes_per_ledger_entry']} |",
             "", "| key (MEMORY USAGE, sample average) | bytes/member | share of used_memory |", "|---|--:|--:|"]
     rest = mem["bytes_per_member"] - sum(mem["breakdown_bytes_per_member"].values())
     for kind, size in [*mem["breakdown_bytes_per_member"].items(), ("keyspace table, allocator, other", rest)]:

@@ -10,10 +10,9 @@ def member(uid: str) -> str:
 
 
 def ops(uid: str) -> str:
-    # hash: the ledger ("<entry id>" -> the entry, "#n" -> the last id), operation id -> ledger entry id, the
-    # lots ("#<entry id>" -> "remaining|expires_at[|hold_until]", times in base 36), the caps ("#c<rule>|<period>"
-    # -> points) and the lot queue ("#q" -> the spendable lots' ids by expiry), see ledger.lua and
-    # ledger_codec.py: one key, not five
+    # hash: the ledger ("<entry id>" -> the entry, an earning's lot in front of it: "<lot>;<entry>", "#n" -> the
+    # last id), operation id -> ledger entry id, the caps ("#c<rule>|<period>" -> points) and the lot queue
+    # ("#q" -> the spendable lots' ids by expiry), see ledger.lua and ledger_codec.py: one key, not five
     return f"{PREFIX}:m:{{{uid}}}:ops"
 
 
