@@ -2,6 +2,8 @@
 
 One member's keys share the hash tag {user id}, so a Lua script over them stays in one cluster slot.
 """
+import zlib
+
 PREFIX = "shokai"
 
 
@@ -57,9 +59,31 @@ def birthdays(month: int) -> str:
     return f"{PREFIX}:birthdays:{month:02d}"  # set: members whose birthday is in that month
 
 
-DUE = f"{PREFIX}:due"  # zset: member -> the next time their points change by themselves (expiry, release)
+# The per-member entries of the shared schedule and member list are spread over BUCKETS small keys by a hash of
+# the user id. One zset or set over every member is a skiplist / hash table: ~130 and ~80 bytes a member; a
+# bucket of ~100 stays a compact ziplist/listpack (~45 and ~37 bytes), up to zset-/hash-max-ziplist-entries
+# (1,024 on the embedded Redis, README: ~1,000,000 members). Readers go over every bucket in one pipeline.
+BUCKETS = 1024
+
+
+def bucket(uid: str) -> int:
+    return zlib.crc32(uid.encode()) % BUCKETS
+
+
+def due(uid: str) -> str:
+    """zset: member -> the next time their points change by themselves (expiry, release); the bucket of `uid`."""
+    return f"{PREFIX}:due:{bucket(uid)}"
+
+
+def members(uid: str) -> str:
+    """hash: member id -> '' for every member in the bucket of `uid` (a hash: a 6.x set of strings is never
+    compact)."""
+    return f"{PREFIX}:members:{bucket(uid)}"
+
+
+DUE_BUCKETS = [f"{PREFIX}:due:{n}" for n in range(BUCKETS)]
+MEMBER_BUCKETS = [f"{PREFIX}:members:{n}" for n in range(BUCKETS)]
 WARNED = f"{PREFIX}:warned"  # hash: member -> the expiry time they were last warned about
-MEMBERS = f"{PREFIX}:members"  # set of every member id
 SETTLE = f"{PREFIX}:settle"  # set of friends whose referral still has a referrer-side step to do
 STATS = f"{PREFIX}:stats"  # hash of program counters
 AUDIT = f"{PREFIX}:audit"  # stream: every staff action

@@ -68,7 +68,7 @@ class Ledger(Part):
         if self.rules.expiry == "inactivity":
             due += [spec["at"] + self.inactivity_ms for spec in specs]
         if due:
-            await self.redis.zadd(keys.DUE, {uid: min(due)}, lt=True)
+            await self.redis.zadd(keys.due(uid), {uid: min(due)}, lt=True)
 
     async def apply(self, uid: str, op: str, delta: int, kind: str, rule: str, at_ms: int,
                     note: str = "", allow_negative: bool = False) -> tuple[int, int]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rewards import engine, keys, ledger_codec
+from rewards import buckets, engine, keys, ledger_codec
 from rewards.counters import Counters
 from rewards.errors import ProgramError
 from rewards.ledger import Ledger
@@ -72,7 +72,7 @@ class Members(Part):
         extra = [step_key] if step_key else []
         created, language, step = await self._seen(keys=[keys.member(uid), *extra], args=[uid, via, at_ms, lang])
         if created:
-            await self.redis.sadd(keys.MEMBERS, uid)
+            await buckets.add_member(self.redis, uid)
         if via == "unfollow":
             await self.referrals.friend_blocked(uid, at_ms)
         return bool(created), language.decode() if language else None, step.decode() if step else None
@@ -271,7 +271,7 @@ class Members(Part):
 
     async def active_members(self) -> list[str]:
         """Every member who has not blocked the account."""
-        members = [m.decode() for m in await self.redis.smembers(keys.MEMBERS)]
+        members = await buckets.member_ids(self.redis)
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid in members:
                 pipe.hget(keys.member(uid), "blocked")
@@ -280,7 +280,7 @@ class Members(Part):
 
     async def member_ids(self) -> list[str]:
         """Every member ever seen, blocked or not, in a stable order."""
-        return sorted(m.decode() for m in await self.redis.smembers(keys.MEMBERS))
+        return sorted(await buckets.member_ids(self.redis))
 
     async def member_facts(self, uids: list[str]) -> list[MemberFacts]:
         """What broadcast segments look at, for many members in a few round trips (read-only)."""

@@ -214,7 +214,7 @@ async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) 
     assert (await program.maintain(uid))[0] == 50  # released: now the soonest to expire
     queue = await queue_of(program, uid)
     assert queue[0][0] == ids["held"]
-    assert await program.redis.zscore(keys.DUE, uid) == queue[0][1].expires_at
+    assert await program.redis.zscore(keys.due(uid), uid) == queue[0][1].expires_at
 
     before = (await program.member(uid)).points
     assert (await program.spend(uid, "claim", 60, "coffee"))[0] == 1  # 50 from "held", 10 from the next
@@ -224,7 +224,7 @@ async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) 
     clock.advance(days=90)  # the two lots expiring on day 100 are within the warning window, together
     assert await program.expiring(uid) == (10 + 40, t0 + 100 * day)
     await program.maintain(uid)  # the clock job puts the member at the queue's first lot in the due zset
-    assert await program.redis.zscore(keys.DUE, uid) == t0 + 100 * day
+    assert await program.redis.zscore(keys.due(uid), uid) == t0 + 100 * day
     assert (uid, 10 + 40, t0 + 100 * day) in await program.expiring_soon()
     clock.advance(days=10)
     await program.maintain(uid)
@@ -234,13 +234,13 @@ async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) 
     assert sum(-e["delta"] for e in expired if e["lot"] in (ids["soon"], ids["soon-too"])) == 20 + 40 - 10
     queue = await queue_of(program, uid)
     assert [i for i, _ in queue if i in ids.values()] == [ids["late"], ids["never"]]
-    assert await program.redis.zscore(keys.DUE, uid) == queue[0][1].expires_at
+    assert await program.redis.zscore(keys.due(uid), uid) == queue[0][1].expires_at
 
     clock.advance(days=1000)
     await program.maintain(uid)
     assert [i for i, _ in await queue_of(program, uid)] == [ids["never"]]
     assert (await program.member(uid)).points == 30
-    assert await program.redis.zscore(keys.DUE, uid) is None  # nothing left that changes by itself
+    assert await program.redis.zscore(keys.due(uid), uid) is None  # nothing left that changes by itself
 
 
 async def test_entry_ids_come_from_the_list_length_not_a_counter(make) -> None:  # noqa: F811
