@@ -62,6 +62,7 @@ POOL = 1000  # members the throughput runs spread over
 SHAPE = "EESEEEESEE"  # a member's 10 entries after signup: E earn, S spend
 TAG0 = b"U00000000"  # how every organic user id starts; a copy's starts U<block, 8 hex>
 CODES_KEY = keys.codes("").encode()  # every invite code bucket's name starts so
+CODE_FIELD = keys.field("code").encode()  # the member's invite code, in their hash
 MEMBERS_KEY = keys.MEMBER_BUCKETS[0].rsplit(":", 1)[0].encode() + b":"  # and every member list bucket's
 DUE_KEY = keys.DUE_BUCKETS[0].rsplit(":", 1)[0].encode() + b":"  # and every due schedule bucket's
 ALPHABET = codes.ALPHABET.encode()
@@ -254,7 +255,7 @@ async def copy_members(r: Any, url: str, blocks: int) -> None:
         elif TAG0 not in name:
             continue  # the shared counters stay as they are
         elif t == "hash":
-            commands.append(resp(b"HSET", name, *pairs((f, code(v) if f == b"code" else v)
+            commands.append(resp(b"HSET", name, *pairs((f, code(v) if f == CODE_FIELD else v)
                                                        for f, v in value.items())))
         elif t == "list":
             commands.append(resp(b"RPUSH", name, *value))
@@ -286,7 +287,7 @@ def mass_insert(url: str, template: bytes, blocks: int, exact: bytes = b"") -> N
 
 def member_keys(u: str) -> dict[str, str]:
     """kind of key -> key name, for everything one member owns (their invite code sits in a shared bucket)."""
-    return {"member hash": keys.member(u), "ops hash (entries, op ids, lots, lot queue, caps)": keys.ops(u),
+    return {"member hash (record, entries with their lots, op ids, lot queue, caps)": keys.member(u),
             "hold zset": keys.hold_queue(u),
             "orders hash": keys.orders(u),
             "referral hash": keys.referral(u), "referrals-made hash": keys.referrals_made(u),

@@ -83,33 +83,33 @@ class Members(Part):
     # ---- profile ---------------------------------------------------------------------
     async def language(self, uid: str) -> str | None:
         """The member's own choice of language, else the one their LINE app reported."""
-        chosen, line = await self.redis.hmget(keys.member(uid), ["lang_pref", "lang"])
+        chosen, line = await self.redis.hmget(keys.member(uid), [keys.field("lang_pref"), keys.field("lang")])
         lang = chosen or line
         return lang.decode() if lang else None
 
     async def set_line_language(self, uid: str, lang: str) -> None:
         """The LINE app's language (read from the profile on follow): a default, not the member's choice."""
-        await self.redis.hset(keys.member(uid), "lang", lang)
+        await self.redis.hset(keys.member(uid), keys.field("lang"), lang)
 
     async def set_language(self, uid: str, lang: str) -> int:
         """The member's own choice of language; it wins over the LINE app's. Returns profile points paid now."""
-        await self.redis.hset(keys.member(uid), "lang_pref", lang)
+        await self.redis.hset(keys.member(uid), keys.field("lang_pref"), lang)
         return await self._profile_completed(uid)
 
     async def set_nickname(self, uid: str, nickname: str | None, consent: bool) -> None:
         """The leaderboard nickname (None keeps the current one) and whether it may be shown.
 
         The nickname arrives already checked (bot side); consent without a nickname is refused."""
-        if consent and nickname is None and not await self.redis.hexists(keys.member(uid), "nickname"):
+        if consent and nickname is None and not await self.redis.hexists(keys.member(uid), keys.field("nickname")):
             raise ProgramError("NO_NICKNAME", "set a nickname before agreeing to show it")
-        fields: dict[str, str | int] = {"nickname_consent": 1 if consent else 0}
+        fields: dict[str, str | int] = {keys.field("nickname_consent"): 1 if consent else 0}
         if nickname is not None:
-            fields["nickname"] = nickname
+            fields[keys.field("nickname")] = nickname
         await self.redis.hset(keys.member(uid), mapping=fields)
 
     async def nickname(self, uid: str) -> str | None:
         """The nickname the member gave (their own card shows it; others see it only with consent)."""
-        raw = await self.redis.hget(keys.member(uid), "nickname")
+        raw = await self.redis.hget(keys.member(uid), keys.field("nickname"))
         return raw.decode() if raw else None
 
     async def set_birthday(self, uid: str, month: int, day: int) -> bool:
@@ -120,10 +120,10 @@ class Members(Part):
         setting: a first try that stopped after saving the date would otherwise leave the member out of the
         month's birthday list and without their profile and birthday points, as the retry finds it set."""
         value = f"{month:02d}-{day:02d}"
-        if await self.redis.hsetnx(keys.member(uid), "birthday", value):
+        if await self.redis.hsetnx(keys.member(uid), keys.field("birthday"), value):
             await self._birthday_set(uid, month)
             return True
-        if await self.redis.hget(keys.member(uid), "birthday") == value.encode():
+        if await self.redis.hget(keys.member(uid), keys.field("birthday")) == value.encode():
             await self._birthday_set(uid, month)
         return False
 
@@ -139,7 +139,7 @@ class Members(Part):
         """相手に譲る: the member's future referral rewards go to the friend they invited."""
         if gift and not self.rules.allow_gift:
             raise ProgramError("GIFT_NOT_ALLOWED", "this shop's rules do not let referrers give their reward away")
-        await self.redis.hset(keys.member(uid), "gift", 1 if gift else 0)
+        await self.redis.hset(keys.member(uid), keys.field("gift"), 1 if gift else 0)
 
     # ---- points for being a member -----------------------------------------------------
     async def welcome_points(self, uid: str, at_ms: int, event_id: str = "") -> int:
@@ -165,7 +165,7 @@ class Members(Part):
     async def _profile_completed(self, uid: str) -> int:
         """Profile completion = a birthday and a language the member chose (LINE's own does not count);
         pays once (op `profile`). Returns the points paid by this call."""
-        fields = await self.redis.hmget(keys.member(uid), ["birthday", "lang_pref"])
+        fields = await self.redis.hmget(keys.member(uid), [keys.field("birthday"), keys.field("lang_pref")])
         rule = self.rules.earn.get("profile")
         if rule and rule.points and all(fields):
             award = self.ledger.award("profile", rule.points, self.now_ms(), "profile", "profile")
@@ -206,8 +206,20 @@ class Members(Part):
 
     # ---- tiers -----------------------------------------------------------------------
     async def tier_of(self, uid: str) -> Tier:
-        fields = await self.redis.hgetall(keys.member(uid))
-        return self.tier({k.decode(): v.decode() for k, v in fields.items()})[0]
+        return self.tier(await self.record(uid))[0]
+
+    async def record(self, uid: str) -> dict[str, str]:
+        """The member's fields by their long names (keys.FIELDS), with the months the tier is judged on; {} for
+        no member."""
+        return await keys.read_member(self.redis, uid, *self._tier_months())
+
+    def _tier_months(self) -> list[str]:
+        """The monthly fields the tier adds up (none when judged over the member's lifetime)."""
+        if self.rules.tier_window == "lifetime":
+            return []
+        prefix = "earned:" if self.rules.tier_basis == "points" else "spent:"
+        now = engine.shop_time(self.rules, self.now_ms())
+        return [prefix + engine.add_months(now.replace(day=1), -i).strftime("%Y-%m") for i in range(12)]
 
     def tier(self, m: dict[str, str]) -> tuple[Tier, int]:
         """The member's tier and the measure it is judged on (points earned or yen spent, per the rules)."""
@@ -215,9 +227,7 @@ class Members(Part):
         if self.rules.tier_window == "lifetime":
             measure = int(m.get("lifetime" if prefix == "earned:" else "spent", 0))
         else:
-            now = engine.shop_time(self.rules, self.now_ms())
-            months = {engine.add_months(now.replace(day=1), -i).strftime("%Y-%m") for i in range(12)}
-            measure = sum(int(m.get(prefix + month, 0)) for month in months)
+            measure = sum(int(m.get(month, 0)) for month in self._tier_months())
         tier = self.rules.tier_for(measure)
         if self.rules.tier_downgrade == "never":
             peak = m.get("tier_peak")
@@ -230,10 +240,9 @@ class Members(Part):
         """The tier the member has risen to since the last rise was marked told, or None.
 
         A fall (tiers that follow a window down) is marked silently, so the next rise is news again."""
-        fields = await self.redis.hgetall(keys.member(uid))
-        if not fields:
+        m = await self.record(uid)
+        if not m:
             return None
-        m = {k.decode(): v.decode() for k, v in fields.items()}
         tier, _ = self.tier(m)
         ranks = [t.name for t in self.rules.tiers]
         told = m.get("tier_told")
@@ -241,22 +250,21 @@ class Members(Part):
         if ranks.index(tier.name) > told_rank:
             return tier.name
         if ranks.index(tier.name) < told_rank:
-            await self.redis.hset(keys.member(uid), "tier_told", tier.name)
+            await self.redis.hset(keys.member(uid), keys.field("tier_told"), tier.name)
         return None
 
     async def mark_tier_told(self, uid: str, tier: str) -> None:
-        await self.redis.hset(keys.member(uid), "tier_told", tier)
+        await self.redis.hset(keys.member(uid), keys.field("tier_told"), tier)
 
     # ---- what others read ------------------------------------------------------------
     async def member(self, uid: str) -> MemberView | None:
-        fields = await self.redis.hgetall(keys.member(uid))
-        if not fields:
+        m = await self.record(uid)
+        if not m:
             return None
-        m = {k.decode(): v.decode() for k, v in fields.items()}
         [made] = await self.referrals.statuses([await self.redis.hgetall(keys.referrals_made(uid))])
         tier, measure = self.tier(m)
         if self.rules.tier_downgrade == "never" and m.get("tier_peak") != tier.name:
-            await self.redis.hset(keys.member(uid), "tier_peak", tier.name)
+            await self.redis.hset(keys.member(uid), keys.field("tier_peak"), tier.name)
         higher = [t for t in self.rules.tiers if t.threshold > max(measure, tier.threshold)]
         return MemberView(
             user_id=uid, points=int(m.get("points", 0)), pending_points=int(m.get("pending_points", 0)),
@@ -274,7 +282,7 @@ class Members(Part):
         members = await buckets.member_ids(self.redis)
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid in members:
-                pipe.hget(keys.member(uid), "blocked")
+                pipe.hget(keys.member(uid), keys.field("blocked"))
             blocked = await pipe.execute()
         return sorted(uid for uid, b in zip(members, blocked, strict=True) if b != b"1")
 
@@ -284,20 +292,20 @@ class Members(Part):
 
     async def member_facts(self, uids: list[str]) -> list[MemberFacts]:
         """What broadcast segments look at, for many members in a few round trips (read-only)."""
+        names = [*keys.FIELDS, *self._tier_months()]
+        stored = [keys.field(n) for n in names] + [ledger_codec.QUEUE]  # the record, and the lot queue beside it
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid in uids:
-                pipe.hgetall(keys.member(uid))
+                pipe.hmget(keys.member(uid), stored)
                 pipe.hgetall(keys.referrals_made(uid))
-                pipe.hget(keys.ops(uid), ledger_codec.QUEUE)
             raw = await pipe.execute()
-        next_expiry = await self.ledger.next_expiries(uids, [raw[3 * i + 2] for i in range(len(uids))])
-        made_all = await self.referrals.statuses([raw[3 * i + 1] for i in range(len(uids))])
+        next_expiry = await self.ledger.next_expiries(uids, [raw[2 * i][-1] for i in range(len(uids))])
+        made_all = await self.referrals.statuses([raw[2 * i + 1] for i in range(len(uids))])
         facts = []
         for i, uid in enumerate(uids):
-            fields = raw[3 * i]
-            if not fields:
+            m = {n: v.decode() for n, v in zip(names, raw[2 * i], strict=False) if v is not None}
+            if not m:
                 continue  # not a member (an id from a user_ids segment we never saw)
-            m = {k.decode(): v.decode() for k, v in fields.items()}
             counts = referral_counts(made_all[i])
             joined = int(m.get("first_seen_at", 0))
             facts.append(MemberFacts(

@@ -28,8 +28,8 @@ class Upkeep(Part):
         inactivity_ms = self.ledger.inactivity_ms
         released, expired, due = await self._maintain(keys=keys.ledger_keys(uid),
                                                       args=[now, self.rules.expiry, inactivity_ms])
-        if self.rules.expiry == "inactivity" and int((await self.redis.hget(keys.member(uid), "points")) or 0) > 0:
-            last = int((await self.redis.hget(keys.member(uid), "last_activity")) or now)
+        if self.rules.expiry == "inactivity" and int((await self.redis.hget(keys.member(uid), keys.field("points"))) or 0) > 0:
+            last = int((await self.redis.hget(keys.member(uid), keys.field("last_activity"))) or now)
             due = min(int(due) or 2**62, last + inactivity_ms)
         if int(due):
             await self.redis.zadd(keys.due(uid), {uid: int(due)})

@@ -36,9 +36,8 @@ step = st.one_of(
 
 async def check(program: Program, spent_ok: bool) -> None:
     r = program.redis
-    member = {k.decode(): int(v) for k, v in (await r.hgetall(keys.member(UID))).items()
-              if k.decode() in ("points", "pending_points", "debt")}
-    points, pending, debt = (member.get(k, 0) for k in ("points", "pending_points", "debt"))
+    member = await keys.read_member(r, UID)
+    points, pending, debt = (int(member.get(k, 0)) for k in ("points", "pending_points", "debt"))
     entries = await program.ledger(UID)
     assert sum(e["avail"] for e in entries) == points
     assert sum(e["pend"] for e in entries) == pending

@@ -81,7 +81,7 @@ async def test_a_follow_that_failed_before_saving_the_language_saves_it_on_the_r
     """The member was recorded, then Redis failed before their LINE language was saved: the retry used to
     take them for a known member and never save it (nor answer in it)."""
     platform, uid = bot.platform, new_user_id()
-    injected = fail_once("hset", lambda name, key=None, *a, **kw: name == rkeys.member(uid) and key == "lang")
+    injected = fail_once("hset", lambda name, key=None, *a, **kw: name == rkeys.member(uid) and key == rkeys.field("lang"))
     welcome = await converse(platform, uid, platform.follow(uid, language="en"))
     await bot.idle()
     assert injected.failed == 1, "the failure was injected"

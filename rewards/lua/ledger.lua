@@ -280,8 +280,8 @@ end
 -- The entries sit in the ops hash under their ids, not in a list of their own: a list costs ~190 bytes a
 -- member before its contents, a field's name ~3 bytes an entry (docs/benchmarks.md).
 local function write(k, e)
-  e.balance = num(k.member, 'points')
-  e.pending = num(k.member, 'pending_points')
+  e.balance = num(k.member, F.points)
+  e.pending = num(k.member, F.pending_points)
   e.id = redis.call('HINCRBY', k.ledger, '#n', 1)
   local raw = encode(e)
   local lot = lot_get(k, e.id) -- an earning's lot, set just before
@@ -330,13 +330,13 @@ end
 
 -- points into the spendable balance: they pay off any debt first
 local function credit(k, id, lot, amount)
-  local debt = num(k.member, 'debt')
+  local debt = num(k.member, F.debt)
   local repay = math.min(debt, amount)
-  if repay > 0 then incr(k.member, 'debt', -repay) end
+  if repay > 0 then incr(k.member, F.debt, -repay) end
   lot.rem, lot.hold = amount - repay, 0
   lot_set(k, id, lot)
   if lot.rem > 0 then queue_add(k, id, lot.exp) end
-  incr(k.member, 'points', amount)
+  incr(k.member, F.points, amount)
 end
 
 -- Earn: a new lot. c = {op, amount, kind, rule, at, note, expires (ms or 0), hold_until (ms or 0), month, day,
@@ -364,13 +364,13 @@ local function earn(k, c)
   if held then
     lot_set(k, id, {rem = amount, exp = exp, hold = c.hold_until})
     redis.call('ZADD', k.holdq, c.hold_until, id)
-    incr(k.member, 'pending_points', amount)
+    incr(k.member, F.pending_points, amount)
   else
     credit(k, id, {rem = 0, exp = exp, hold = 0}, amount)
   end
-  incr(k.member, 'lifetime', amount)
-  incr(k.member, 'earned:' .. c.month, amount)
-  redis.call('HSET', k.member, 'last_activity', c.at)
+  incr(k.member, F.lifetime, amount)
+  incr(k.member, F['earned:'] .. c.month, amount)
+  redis.call('HSET', k.member, F.last_activity, c.at)
   write(k, e)
   return 1, amount
 end
@@ -379,10 +379,10 @@ end
 -- 0 the op is known.
 local function spend(k, c)
   if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return 0 end
-  if num(k.member, 'points') < c.amount then return -1 end
+  if num(k.member, F.points) < c.amount then return -1 end
   take(k, c.amount, nil)
-  incr(k.member, 'points', -c.amount)
-  redis.call('HSET', k.member, 'last_activity', c.at)
+  incr(k.member, F.points, -c.amount)
+  redis.call('HSET', k.member, F.last_activity, c.at)
   write(k, {op = c.op, kind = c.kind, rule = c.rule, at = c.at, note = c.note or '', delta = -c.amount,
             avail = -c.amount, pend = 0, state = 'done'})
   return 1
@@ -400,7 +400,7 @@ local function deduct(k, c, lot_id)
     lot.rem = lot.rem - pend
     lot_set(k, lot_id, lot)
     if lot.rem == 0 then redis.call('ZREM', k.holdq, lot_id) end
-    incr(k.member, 'pending_points', -pend)
+    incr(k.member, F.pending_points, -pend)
   end
   local avail = c.amount - pend
   local written_off = nil
@@ -410,10 +410,10 @@ local function deduct(k, c, lot_id)
       if c.write_off then -- the shop's rules: what the balance cannot cover is forgiven, never a debt
         written_off, avail = avail - taken, taken
       else
-        incr(k.member, 'debt', avail - taken)
+        incr(k.member, F.debt, avail - taken)
       end
     end
-    incr(k.member, 'points', -avail)
+    incr(k.member, F.points, -avail)
   end
   write(k, {op = c.op, kind = c.kind, rule = c.rule, at = c.at, note = c.note or '', delta = -(avail + pend),
             avail = -avail, pend = -pend, state = 'done', reverses = c.reverses, written_off = written_off})
@@ -436,7 +436,7 @@ local function release(k, now)
     redis.call('ZREM', k.holdq, id)
     if lot and lot.rem > 0 then
       local amount = lot.rem
-      incr(k.member, 'pending_points', -amount)
+      incr(k.member, F.pending_points, -amount)
       credit(k, id, lot, amount)
       write(k, {op = 'release:' .. id, kind = 'release', rule = 'hold', at = now, delta = 0, avail = amount,
                 pend = -amount, state = 'done', lot = tonumber(id)})
@@ -458,7 +458,7 @@ local function expire(k, now)
       local amount = lot.rem
       lot.rem = 0
       lot_set(k, id, lot)
-      incr(k.member, 'points', -amount)
+      incr(k.member, F.points, -amount)
       write(k, {op = 'expire:' .. id, kind = 'expire', rule = 'expiry', at = now, delta = -amount, avail = -amount,
                 pend = 0, state = 'done', lot = tonumber(id)})
       expired = expired + amount
