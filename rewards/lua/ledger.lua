@@ -1,6 +1,7 @@
 -- The ledger, prepended to every script that changes points. All keys belong to one member ({uid}).
 --
--- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, earned:YYYY-MM…),
+-- K: member hash, which is the ops hash (the member record's fields are '#' + an upper-case letter, named in
+--    rewards/keys.py FIELDS and read here as F.points = spendable, F.pending_points = on hold, F.debt, …),
 --    ops hash, which is also the ledger's entries, the lots and the caps: one key instead of four, since each
 --    key costs ~100 bytes before its contents (a list ~190: docs/benchmarks.md). Its fields:
 --      entry id (1, 2, …: digits only) -> the entry (compact, see encode(); append-only), an earning's lot in
