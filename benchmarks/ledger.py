@@ -51,7 +51,7 @@ from typing import Any
 import redis as redis_py
 
 from bot.infra.redis_conn import EmbeddedRedis, connect, redis_server_binary
-from rewards import codes, keys, ledger_codec
+from rewards import buckets, codes, keys, ledger_codec
 from rewards.program import Program
 from rewards.rules import load_rules
 
@@ -62,6 +62,9 @@ POOL = 1000  # members the throughput runs spread over
 SHAPE = "EESEEEESEE"  # a member's 10 entries after signup: E earn, S spend
 TAG0 = b"U00000000"  # how every organic user id starts; a copy's starts U<block, 8 hex>
 CODES_KEY = keys.codes("").encode()  # every invite code bucket's name starts so
+CODE_FIELD = keys.field("code").encode()  # the member's invite code, in their hash
+MEMBERS_KEY = keys.MEMBER_BUCKETS[0].rsplit(":", 1)[0].encode() + b":"  # and every member list bucket's
+DUE_KEY = keys.DUE_BUCKETS[0].rsplit(":", 1)[0].encode() + b":"  # and every due schedule bucket's
 ALPHABET = codes.ALPHABET.encode()
 
 
@@ -237,40 +240,54 @@ async def copy_members(r: Any, url: str, blocks: int) -> None:
         return [x if isinstance(x, bytes) else repr(x).encode() for pair in items for x in pair]
 
     commands = []
+    listed: list[bytes] = []  # the member list's and the due schedule's entries: a copy goes to its own bucket
+    due: list[tuple[bytes, float]] = []
     for name, t, value in zip(names, types, values, strict=True):
-        if name.startswith(CODES_KEY):  # each code again, in the bucket of its stand-in
+        if name.startswith(MEMBERS_KEY):
+            listed.extend(value)
+        elif name.startswith(DUE_KEY):
+            due.extend(value)
+        elif name.startswith(CODES_KEY):  # each code again, in the bucket of its stand-in
             for c, owner in value.items():
                 commands.append(resp(b"HSET", keys.codes(code(c).decode()).encode(), code(c), owner))
-        elif t == "zset":  # a member's lots, or the shared schedule (it gains the copies)
+        elif t == "zset":  # a member's held lots, or the board (it gains the copies)
             commands.append(resp(b"ZADD", name, *pairs((s, m) for m, s in value)))
-        elif t == "set":  # the shared set of members
-            commands.append(resp(b"SADD", name, *value))
         elif TAG0 not in name:
             continue  # the shared counters stay as they are
         elif t == "hash":
-            commands.append(resp(b"HSET", name, *pairs((f, code(v) if f == b"code" else v)
+            commands.append(resp(b"HSET", name, *pairs((f, code(v) if f == CODE_FIELD else v)
                                                        for f, v in value.items())))
         elif t == "list":
             commands.append(resp(b"RPUSH", name, *value))
         else:
             commands.append(resp(b"SET", name, value))
-    await asyncio.to_thread(mass_insert, url, b"".join(commands), blocks)
+    bucketed = []
+    for block in range(1, blocks):
+        tag = b"U%08x" % block
+        for u in listed:
+            copy = u.replace(TAG0, tag)
+            bucketed.append(resp(b"HSET", keys.members(copy.decode()).encode(), copy, b""))
+        for u, score in due:
+            copy = u.replace(TAG0, tag)
+            bucketed.append(resp(b"ZADD", keys.due(copy.decode()).encode(), repr(score).encode(), copy))
+    await asyncio.to_thread(mass_insert, url, b"".join(commands), blocks, b"".join(bucketed))
 
 
-def mass_insert(url: str, template: bytes, blocks: int) -> None:
+def mass_insert(url: str, template: bytes, blocks: int, exact: bytes = b"") -> None:
     cli = subprocess.Popen([redis_cli(), "-u", url, "--pipe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT)
     assert cli.stdin
     for block in range(1, blocks):
         tag = bytes([ALPHABET[block >> 5], ALPHABET[block & 31]])
         cli.stdin.write(template.replace(TAG0, b"U%08x" % block).replace(b"##", tag))
+    cli.stdin.write(exact)
     out, _ = cli.communicate()
     expect(cli.returncode == 0 and b"errors: 0," in out, f"redis-cli --pipe wrote the copies: {out.decode()}")
 
 
 def member_keys(u: str) -> dict[str, str]:
     """kind of key -> key name, for everything one member owns (their invite code sits in a shared bucket)."""
-    return {"member hash": keys.member(u), "ops hash (entries, op ids, lots, lot queue, caps)": keys.ops(u),
+    return {"member hash (record, entries with their lots, op ids, lot queue, caps)": keys.member(u),
             "hold zset": keys.hold_queue(u),
             "orders hash": keys.orders(u),
             "referral hash": keys.referral(u), "referrals-made hash": keys.referrals_made(u),
@@ -318,7 +335,7 @@ async def memory(program: Program, r: Any, url: str, members: int, organic: int)
     expect(await shapes(r, names) == await shapes(r, copies),
            "every copied key has its original's type, encoding and element lengths")
     copy_ratio = sum(await sizes(r, copies)) / sum(await sizes(r, names))
-    expect(await r.scard(keys.MEMBERS) == members, f"{members} members")
+    expect(await buckets.member_count(r) == members, f"{members} members")
 
     # what one member's keys weigh, averaged over a sample spread over organic members and copies
     step = max(1, members // 1000)
@@ -329,10 +346,14 @@ async def memory(program: Program, r: Any, url: str, members: int, organic: int)
         ks = member_keys(u)
         per_kind.update(dict(zip(ks, await sizes(r, list(ks.values())), strict=True)))
     breakdown = {k: round(v / len(sample)) for k, v in per_kind.most_common() if v}
-    for name, label in ((keys.MEMBERS, "members set (shared)"), (keys.DUE, "due zset (shared)")):
-        breakdown[label] = round(int(await r.memory_usage(name, samples=0) or 0) / members)
-    buckets = [n async for n in r.scan_iter(match=keys.codes("") + "*", count=1000)]
-    breakdown["invite code buckets (shared)"] = round(sum(await sizes(r, buckets)) / members)
+    for names_, label in ((keys.MEMBER_BUCKETS, "member list buckets (shared)"),
+                          (keys.DUE_BUCKETS, "due zset buckets (shared)")):
+        async with r.pipeline(transaction=False) as pipe:
+            for name in names_:
+                pipe.memory_usage(name, samples=0)
+            breakdown[label] = round(sum(s or 0 for s in await pipe.execute()) / members)
+    code_buckets = [n async for n in r.scan_iter(match=keys.codes("") + "*", count=1000)]
+    breakdown["invite code buckets (shared)"] = round(sum(await sizes(r, code_buckets)) / members)
     entries = sum([int(await r.hget(keys.ops(u), ledger_codec.LAST_ID) or 0) for u in sample]) / len(sample)
     async with r.pipeline(transaction=False) as pipe:  # the entries' own bytes: they share the ops hash
         for u in sample:
@@ -385,7 +406,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| **bytes per member** | **{mem['bytes_per_member']:,}** (target ≤ {TARGET:,}: {verdict}) |",
             f"| bytes per member, organic part only | {mem['organic_bytes_per_member']:,} |",
             f"| ledger entries per member | {mem['ledger_entries_per_member']} |",
-            f"| bytes per ledger entry (its stored string) | {mem['bytes_per_ledger_entry']} |",
+            f"| bytes per ledger entry (its stored field: the entry, and an earning's lot in front) | {mem['bytes_per_ledger_entry']} |",
             "", "| key (MEMORY USAGE, sample average) | bytes/member | share of used_memory |", "|---|--:|--:|"]
     rest = mem["bytes_per_member"] - sum(mem["breakdown_bytes_per_member"].values())
     for kind, size in [*mem["breakdown_bytes_per_member"].items(), ("keyspace table, allocator, other", rest)]:

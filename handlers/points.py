@@ -1,6 +1,8 @@
 """ポイント / points: the member card — tier, balance, pending points, debt, progress to the next tier,
 points expiring soon, the latest ledger lines and the member QR for the counter."""
 
+import asyncio
+
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, keyword
 from bot.line.flex import cut
@@ -17,7 +19,9 @@ NAME_MAX = 40
 async def on_points(ctx: Ctx) -> None:
     show_loading(ctx)
     program = ctx.program
-    member = await program.member(ctx.user_id)
+    # asked together, so their reads share round trips (bot/infra/redis_conn.py AutoPipelined)
+    member, expiring, recent = await asyncio.gather(
+        program.member(ctx.user_id), program.expiring(ctx.user_id), program.recent_ledger(ctx.user_id, HISTORY_LINES))
     if member is None:  # cannot happen after a sighting, but never answer with nothing
         return
     rows = []
@@ -26,7 +30,6 @@ async def on_points(ctx: Ctx) -> None:
                         ctx.t("flex_member_points_value", points=f"{member.pending_points:,}")))
     if member.debt:
         rows.append(row(ctx, ctx.t("flex_member_debt"), ctx.t("flex_member_points_value", points=f"{member.debt:,}")))
-    expiring = await program.expiring(ctx.user_id)
     if expiring:
         when = engine.shop_time(program.rules, expiring[1]).strftime("%Y/%m/%d")
         rows.append(row(ctx, ctx.t("flex_member_expiring"),
@@ -44,7 +47,7 @@ async def on_points(ctx: Ctx) -> None:
                               date=engine.shop_time(program.rules, entry.at_ms).strftime("%m/%d"),
                               kind=ctx.t(f"kind_{entry.kind}")),
                    ctx.t("flex_member_points_value", points=f"{entry.delta:+,}"))
-               for entry in await program.recent_ledger(ctx.user_id, HISTORY_LINES)]
+               for entry in recent]
     token = member.member_token or await program.member_token(ctx.user_id)  # minted on the first card
     display_name = cut(member.nickname, NAME_MAX) if member.nickname else ctx.t("shop_name")
     tier = tier_label(ctx, member.tier)

@@ -35,7 +35,7 @@ class Board(Part):
         out = []
         for raw, score in board:
             uid = raw.decode()
-            nickname, consent, code = await self.redis.hmget(keys.member(uid), ["nickname", "nickname_consent", "code"])
+            nickname, consent, code = await self.redis.hmget(keys.member(uid), [keys.field("nickname"), keys.field("nickname_consent"), keys.field("code")])
             out.append(Ranked(user_id=uid, completed=int(score),
                               nickname=nickname.decode() if nickname and consent == b"1" else None,
                               code=code.decode() if code else None))
@@ -51,7 +51,7 @@ class Board(Part):
         if not month:
             return
         month = month.decode()
-        count = int(await self.redis.hget(keys.member(referrer), f"ranked:{month}") or 0)
+        count = int(await self.redis.hget(keys.member(referrer), keys.field(f"ranked:{month}")) or 0)
         if count > 0:
             await self.redis.zadd(keys.leaderboard(month), {referrer: count}, gt=only_up)
         else:
@@ -60,7 +60,7 @@ class Board(Part):
     async def rank_all_time(self, referrer: str, only_up: bool) -> None:
         """Copy the referrer's completed count (moved once, in referrer_step.lua) into the all-time board:
         a re-run or a sweep racing an order writes the same number, never one more. GT as in rank_month."""
-        count = int(await self.redis.hget(keys.member(referrer), "referrals_completed") or 0)
+        count = int(await self.redis.hget(keys.member(referrer), keys.field("referrals_completed")) or 0)
         if count > 0:
             await self.redis.zadd(keys.TOP_REFERRERS, {referrer: count}, gt=only_up)
         else:

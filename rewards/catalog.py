@@ -21,6 +21,7 @@ rewards/coupons.py; Catalog drives the claim and answers for both under the name
 """
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -179,8 +180,7 @@ class Catalog:
         view = view or await self._view(uid)
         now = self.now_ms()
         shown = [reward for reward in self.rules.rewards if self.available(reward, now)]
-        stocks = await self.stocks_of(shown)
-        claims = await self._all_claims_of(uid, shown)
+        stocks, claims = await asyncio.gather(self.stocks_of(shown), self._all_claims_of(uid, shown))  # one trip
         return [Listing(reward, stock, await self._preview(uid, reward, view, stock, now, claims.get(reward.id, 0)))
                 for reward, stock in zip(shown, stocks, strict=True)]
 
@@ -189,14 +189,16 @@ class Catalog:
         reward = self.rules.reward(reward_id)
         if reward is None:
             return None
-        view = await self._view(uid)
         now = self.now_ms()
         claim_id = secrets.token_urlsafe(12)
         code = new_coupon_code() if reward.issue != "pool" else ""
-        await self._open(keys=[keys.claim(uid, claim_id)],
-                         args=[reward.id, secrets.token_urlsafe(16), code, now, now + CLAIM_TTL_SECONDS * 1000,
-                               CLAIM_TTL_SECONDS + 3_600])
-        stock = await self.stock(reward)
+        # asked together, so their reads and the claim's opening share round trips (auto-pipelined)
+        view, _, stock = await asyncio.gather(
+            self._view(uid),
+            self._open(keys=[keys.claim(uid, claim_id)],
+                       args=[reward.id, secrets.token_urlsafe(16), code, now, now + CLAIM_TTL_SECONDS * 1000,
+                             CLAIM_TTL_SECONDS + 3_600]),
+            self.stock(reward))
         return Offer(reward, stock, claim_id, await self._preview(uid, reward, view, stock, now), view.points)
 
     # ---- claiming ----------------------------------------------------------------------

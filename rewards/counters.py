@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rewards import engine, keys
+from rewards import buckets, engine, keys
 from rewards.part import Part
 from rewards.rules import Rules
 
@@ -28,5 +28,5 @@ class Counters(Part):
         """Every running total, and how many members there are."""
         raw = await self.redis.hgetall(keys.STATS)
         out = {k.decode(): int(v) for k, v in raw.items()}
-        out["members"] = int(await self.redis.scard(keys.MEMBERS))
+        out["members"] = await buckets.member_count(self.redis)
         return out

@@ -6,6 +6,7 @@ through them alongside the member's steps.
 """
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -44,15 +45,15 @@ class Inventory(Part):
         return (await self.stocks_of([reward]))[0]
 
     async def stocks_of(self, rewards: list[Reward]) -> list[Stock]:
-        """The rewards' stock, read in one pipeline (one round trip however many rewards a list shows)."""
+        """The rewards' stock, read together (one round trip however many rewards a list shows)."""
         if not rewards:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for reward in rewards:
-                pipe.hmget(keys.reward_stock(reward.id), ["taken", "claimed", "added"])
-                pipe.zcard(keys.reward_held(reward.id))
-                pipe.llen(keys.reward_pool(reward.id))  # read for every reward: cheaper than a second trip
-            answers = await pipe.execute()
+        # asked together, so they share one round trip with whatever else is asked now (auto-pipelined:
+        # bot/infra/redis_conn.py); the pool is read for every reward: cheaper than telling them apart
+        answers = await asyncio.gather(*(read for reward in rewards for read in (
+            self.redis.hmget(keys.reward_stock(reward.id), ["taken", "claimed", "added"]),
+            self.redis.zcard(keys.reward_held(reward.id)),
+            self.redis.llen(keys.reward_pool(reward.id)))))
         out = []
         for i, reward in enumerate(rewards):
             (taken, claimed, added), held, pool_length = answers[3 * i:3 * i + 3]

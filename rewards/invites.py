@@ -18,7 +18,7 @@ class Invites:
 
     async def invite_code(self, uid: str) -> str:
         """The member's invite code, minted on first use."""
-        current = await self.redis.hget(keys.member(uid), "code")
+        current = await self.redis.hget(keys.member(uid), keys.field("code"))
         if current:
             return str(current.decode())
         while True:
@@ -27,9 +27,9 @@ class Invites:
                 break
         # Two racing calls may both mint a code; the first to land wins and the loser's code
         # still points at the same member, so a link already sent never breaks.
-        if await self.redis.hsetnx(keys.member(uid), "code", candidate):
+        if await self.redis.hsetnx(keys.member(uid), keys.field("code"), candidate):
             return candidate
-        return str((await self.redis.hget(keys.member(uid), "code")).decode())
+        return str((await self.redis.hget(keys.member(uid), keys.field("code"))).decode())
 
     async def owner_of(self, code: str) -> str | None:
         normal = codes.normalise(code)
@@ -38,14 +38,14 @@ class Invites:
 
     async def member_token(self, uid: str) -> str:
         """The unguessable token the member's counter QR carries (never the user id), minted on first use."""
-        current = await self.redis.hget(keys.member(uid), "member_token")
+        current = await self.redis.hget(keys.member(uid), keys.field("member_token"))
         if current:
             return str(current.decode())
         candidate = secrets.token_urlsafe(16)
         await self.redis.set(keys.member_token(candidate), uid, nx=True)
-        if await self.redis.hsetnx(keys.member(uid), "member_token", candidate):
+        if await self.redis.hsetnx(keys.member(uid), keys.field("member_token"), candidate):
             return candidate
-        return str((await self.redis.hget(keys.member(uid), "member_token")).decode())
+        return str((await self.redis.hget(keys.member(uid), keys.field("member_token"))).decode())
 
     async def member_by_token(self, token: str) -> str | None:
         """Who a scanned member QR belongs to (for staff tools); None for an unknown token."""

@@ -2,18 +2,98 @@
 
 One member's keys share the hash tag {user id}, so a Lua script over them stays in one cluster slot.
 """
+import zlib
+from typing import Any
+
 PREFIX = "shokai"
 
 
 def member(uid: str) -> str:
-    return f"{PREFIX}:m:{{{uid}}}"  # hash: first sighting, points, lifetime, code, blocked, first_order…
+    """The member's one hash: their record (FIELDS below) and their ledger (ops, see there) together. A plain
+    member is one key: a second one cost ~120 bytes before its contents (docs/benchmarks.md)."""
+    return ops(uid)
+
+
+# The member record's fields, in the ops hash beside the ledger: '#' and an upper-case letter (an op id that
+# starts with '#' is stored as '##' + op id, the ledger's own fields are '#n', '#q', '#c…' and digits, so none
+# can clash). Short, since every member carries them (~90 bytes less than the names spelled out). The code reads
+# and writes them by their long names: field() gives the stored one, read_member() reads them back.
+#   long name            stored    what
+#   points               #P        spendable points (below zero while a debt is open)
+#   pending_points       #H        points on hold
+#   debt                 #D        points owed (taken back after being spent)
+#   lifetime             #L        points ever earned
+#   earned:YYYY-MM       #EYYYY-MM points earned in that month (tiers)
+#   last_activity        #A        the last ledger write (ms)
+#   first_seen_at        #F        first sighting (ms)
+#   first_seen_via       #V        how they were first seen (follow, message…)
+#   followed_at          #W        when they first followed (ms)
+#   last_follow_at       #Wl       the last follow or unblock (ms)
+#   last_seen_at         #T        the last sighting (ms)
+#   blocked              #X        '1' while they block us (absent otherwise)
+#   blocked_at           #Xt       when they last blocked us (ms)
+#   lang                 #G        their LINE app's language
+#   lang_pref            #Gp       the language they chose
+#   code                 #I        their invite code
+#   member_token         #M        their counter QR's token
+#   referred_by          #B        who referred them
+#   referrals_completed  #N        friends whose referral completed
+#   referrals:YYYY-MM    #RYYYY-MM referrals completed in that month
+#   ranked:YYYY-MM       #KYYYY-MM referrals that month counted on the board
+#   first_order          #O        their first order's id
+#   orders               #Oc       orders made
+#   spent                #$        yen spent
+#   spent:YYYY-MM        #SYYYY-MM yen spent in that month
+#   refunded:<order id>  #U<order> when that order was refunded (ms)
+#   birthday             #Y        MM-DD
+#   gift                 #Z        '1': their referral rewards go to the friend
+#   nickname             #Nk       for the board
+#   nickname_consent     #Nc       '1': the board may show it
+#   tier_peak            #Tp       the highest tier reached (tiers that never go down)
+#   tier_told            #Tt       the last tier rise they were told of
+FIELDS = {
+    "points": "#P", "pending_points": "#H", "debt": "#D", "lifetime": "#L", "last_activity": "#A",
+    "first_seen_at": "#F", "first_seen_via": "#V", "followed_at": "#W", "last_follow_at": "#Wl",
+    "last_seen_at": "#T", "blocked": "#X", "blocked_at": "#Xt", "lang": "#G", "lang_pref": "#Gp", "code": "#I",
+    "member_token": "#M", "referred_by": "#B", "referrals_completed": "#N", "first_order": "#O", "orders": "#Oc",
+    "spent": "#$", "birthday": "#Y", "gift": "#Z", "nickname": "#Nk", "nickname_consent": "#Nc",
+    "tier_peak": "#Tp", "tier_told": "#Tt",
+}
+# the fields with a month (or an order id) after the prefix: "earned:2026-12" is "#E2026-12"
+FIELD_PREFIXES = {"earned:": "#E", "spent:": "#S", "referrals:": "#R", "ranked:": "#K", "refunded:": "#U"}
+
+
+def field(name: str) -> str:
+    """The stored name of a member field (FIELDS, FIELD_PREFIXES): field("points") == "#P"."""
+    if name in FIELDS:
+        return FIELDS[name]
+    prefix, colon, rest = name.partition(":")
+    return FIELD_PREFIXES[prefix + colon] + rest
+
+
+async def read_member(redis: Any, uid: str, *extra: str) -> dict[str, str]:
+    """The member's record by long names (every FIELDS name that is set, and the `extra` ones such as
+    "earned:2026-12"): {} for no member. An HMGET, not HGETALL: the hash also holds the ledger."""
+    names = [*FIELDS, *extra]
+    values = await redis.hmget(member(uid), [field(n) for n in names])
+    return {n: v.decode() for n, v in zip(names, values, strict=True) if v is not None}
+
+
+def lua_fields() -> str:
+    """FIELDS and FIELD_PREFIXES as a Lua table F, put in front of every script (rewards/part.py): F.points,
+    F['earned:'] .. month."""
+    pairs = {**FIELDS, **FIELD_PREFIXES}
+    return "local F = {" + ", ".join(f"[{_lua(k)}] = {_lua(v)}" for k, v in pairs.items()) + "}"
+
+
+def _lua(text: str) -> str:
+    return "'" + text + "'"  # the names above hold no quote or backslash
 
 
 def ops(uid: str) -> str:
-    # hash: the ledger ("<entry id>" -> the entry, "#n" -> the last id), operation id -> ledger entry id, the
-    # lots ("#<entry id>" -> "remaining|expires_at[|hold_until]", times in base 36), the caps ("#c<rule>|<period>"
-    # -> points) and the lot queue ("#q" -> the spendable lots' ids by expiry), see ledger.lua and
-    # ledger_codec.py: one key, not five
+    # hash: the ledger ("<entry id>" -> the entry, an earning's lot in front of it: "<lot>;<entry>", "#n" -> the
+    # last id), operation id -> ledger entry id, the caps ("#c<rule>|<period>" -> points) and the lot queue
+    # ("#q" -> the spendable lots' ids by expiry), see ledger.lua and ledger_codec.py: one key, not five
     return f"{PREFIX}:m:{{{uid}}}:ops"
 
 
@@ -58,9 +138,31 @@ def birthdays(month: int) -> str:
     return f"{PREFIX}:birthdays:{month:02d}"  # set: members whose birthday is in that month
 
 
-DUE = f"{PREFIX}:due"  # zset: member -> the next time their points change by themselves (expiry, release)
+# The per-member entries of the shared schedule and member list are spread over BUCKETS small keys by a hash of
+# the user id. One zset or set over every member is a skiplist / hash table: ~130 and ~80 bytes a member; a
+# bucket of ~100 stays a compact ziplist/listpack (~45 and ~37 bytes), up to zset-/hash-max-ziplist-entries
+# (1,024 on the embedded Redis, README: ~1,000,000 members). Readers go over every bucket in one pipeline.
+BUCKETS = 1024
+
+
+def bucket(uid: str) -> int:
+    return zlib.crc32(uid.encode()) % BUCKETS
+
+
+def due(uid: str) -> str:
+    """zset: member -> the next time their points change by themselves (expiry, release); the bucket of `uid`."""
+    return f"{PREFIX}:due:{bucket(uid)}"
+
+
+def members(uid: str) -> str:
+    """hash: member id -> '' for every member in the bucket of `uid` (a hash: a 6.x set of strings is never
+    compact)."""
+    return f"{PREFIX}:members:{bucket(uid)}"
+
+
+DUE_BUCKETS = [f"{PREFIX}:due:{n}" for n in range(BUCKETS)]
+MEMBER_BUCKETS = [f"{PREFIX}:members:{n}" for n in range(BUCKETS)]
 WARNED = f"{PREFIX}:warned"  # hash: member -> the expiry time they were last warned about
-MEMBERS = f"{PREFIX}:members"  # set of every member id
 SETTLE = f"{PREFIX}:settle"  # set of friends whose referral still has a referrer-side step to do
 STATS = f"{PREFIX}:stats"  # hash of program counters
 AUDIT = f"{PREFIX}:audit"  # stream: every staff action

@@ -68,7 +68,7 @@ class Ledger(Part):
         if self.rules.expiry == "inactivity":
             due += [spec["at"] + self.inactivity_ms for spec in specs]
         if due:
-            await self.redis.zadd(keys.DUE, {uid: min(due)}, lt=True)
+            await self.redis.zadd(keys.due(uid), {uid: min(due)}, lt=True)
 
     async def apply(self, uid: str, op: str, delta: int, kind: str, rule: str, at_ms: int,
                     note: str = "", allow_negative: bool = False) -> tuple[int, int]:
@@ -126,7 +126,7 @@ class Ledger(Part):
         for e in entries:  # an earning's expiry is stored once, in its lot (lot id = entry id)
             lot = ops.lots.get(e["id"])
             if lot is not None:
-                e["expires_at"] = ledger_codec.parse_lot(lot).expires_at
+                e["expires_at"] = lot.expires_at
         return entries
 
     async def queued_lots(self, uid: str) -> list[ledger_codec.Lot]:
@@ -134,8 +134,8 @@ class Ledger(Part):
         ids = ledger_codec.queued(await self.redis.hget(keys.ops(uid), ledger_codec.QUEUE))
         if not ids:
             return []
-        raw = await self.redis.hmget(keys.ops(uid), [ledger_codec.lot_field(i) for i in ids])
-        return [ledger_codec.parse_lot(lot) for lot in raw if lot is not None]
+        raw = await self.redis.hmget(keys.ops(uid), [ledger_codec.entry_field(i) for i in ids])
+        return [lot for lot in map(ledger_codec.lot_of, raw) if lot is not None]
 
     async def next_expiries(self, uids: list[str], queues: list[bytes | None]) -> list[int | None]:
         """Each member's soonest lot expiry (its lot queue's first lot), one round trip for them all."""
@@ -143,10 +143,10 @@ class Ledger(Part):
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid, first in zip(uids, firsts, strict=True):
                 if first:
-                    pipe.hget(keys.ops(uid), ledger_codec.lot_field(first[0]))
-            lots = iter(await pipe.execute())
+                    pipe.hget(keys.ops(uid), ledger_codec.entry_field(first[0]))
+            fields = iter(await pipe.execute())
         out: list[int | None] = []
         for first in firsts:
-            lot = next(lots) if first else None
-            out.append(ledger_codec.parse_lot(lot).expires_at if lot else None)
+            lot = ledger_codec.lot_of(next(fields)) if first else None
+            out.append(lot.expires_at if lot else None)
         return out

@@ -9,9 +9,9 @@ written_off, lot) or ''; the note is the rest. Blank fields at the end are left 
 `[kind, rule, at, delta, avail, pend, balance, pending, state, note, {rare}?]`, still read (see ledger.lua).
 
 The entries live in the member's ops hash (rewards/keys.py ops) under their ids ('1', '2', …; '#n' is the last
-id), beside the op ids (op -> entry id), the lots ('#<entry id>' -> "remaining|expires_at", with "|hold_until"
-while on hold, the times in base 36, a remaining of 0 blank: see parse_lot) and the caps ('#c…'); an op id that
-starts with '#' or a digit is stored as '##' + op id (op_field). Its '#q' is the lot queue (queued).
+id), beside the op ids (op -> entry id) and the caps ('#c…'); an op id that starts with '#' or a digit is stored
+as '##' + op id (op_field). An earning's lot sits in front of its entry, "<lot>;<entry>" (split_entry,
+parse_lot). Its '#q' is the lot queue (queued).
 
 Reading gives back the entry as a dict with the named fields it always had: `id` is the entry's field name,
 `op` comes from the ops hash (op -> entry id), `state` is spelled out, and the rare fields
@@ -48,7 +48,7 @@ def usual_state(delta: int, pend: int) -> str:
 
 
 def decode(entry_id: int, raw: bytes | str, op: str | None = None) -> dict[str, Any]:
-    data = raw if isinstance(raw, bytes) else raw.encode()
+    _, data = split_entry(raw)  # an earning's lot in front is not part of the entry
     if data[:1] == b"[":
         fields = _decode_json(data)
     else:
@@ -82,23 +82,44 @@ def entry_field(entry_id: int) -> str:
     return str(entry_id)
 
 
-def lot_field(lot_id: int | str | bytes) -> str:
-    """The ops hash's field for a lot (ledger.lua lot_get)."""
-    return "#" + (lot_id.decode() if isinstance(lot_id, bytes) else str(lot_id))
-
-
 class Lot(NamedTuple):
     remaining: int
     expires_at: int  # ms
     hold_until: int  # ms, 0 when spendable
 
 
-def parse_lot(raw: bytes | str) -> Lot:
-    """A lot as ledger.lua lot_set writes it: "remaining|expires_at" or "remaining|expires_at|hold_until", times in
-    base 36, remaining blank when 0 (a spent lot is "|expires_at"); the older "0|exp|0" reads the same."""
-    parts = (raw.decode() if isinstance(raw, bytes) else raw).split("|")
+DAY_MS = 86_400_000
+
+
+def split_entry(raw: bytes | str) -> tuple[bytes | None, bytes]:
+    """An entry field as stored: (its lot, or None when the entry has none; the entry). A lot sits in front of its
+    earning's entry, "<lot>;<entry>", exactly when the field starts with a digit, '-' or '|' (ledger.lua)."""
+    data = raw if isinstance(raw, bytes) else raw.encode()
+    if data[:1].isdigit() or data[:1] in (b"-", b"|"):
+        lot, _, entry = data.partition(b";")
+        return lot, entry
+    return None, data
+
+
+def parse_lot(lot: bytes | str, entry: bytes | str = b"") -> Lot:
+    """A lot as ledger.lua lot_text writes it: "remaining|expires" or "remaining|expires|hold_until", remaining
+    blank when 0 (a spent lot is "|expires"), hold_until in base 36 (ms), expires in base 36 (ms) or "+" and the
+    days after its entry's at in base 36 (then `entry` is needed)."""
+    parts = (lot.decode() if isinstance(lot, bytes) else lot).split("|")
     hold = parts[2] if len(parts) > 2 else ""
-    return Lot(int(parts[0] or 0), int(parts[1], 36), int(hold or "0", 36))
+    if parts[1].startswith("+"):
+        expires = decode(0, entry)["at"] + int(parts[1][1:], 36) * DAY_MS
+    else:
+        expires = int(parts[1], 36)
+    return Lot(int(parts[0] or 0), expires, int(hold or "0", 36))
+
+
+def lot_of(raw: bytes | str | None) -> Lot | None:
+    """The lot in an entry field as stored, or None."""
+    if raw is None:
+        return None
+    lot, entry = split_entry(raw)
+    return parse_lot(lot, entry) if lot is not None else None
 
 
 QUEUE = "#q"  # the ops hash's field for the lot queue: spendable lots' ids by expiry, joined by ','
@@ -119,7 +140,7 @@ class Ops(NamedTuple):
     """An ops hash read whole."""
     entries: dict[int, bytes]  # entry id -> the entry as stored (decode)
     op_of: dict[int, str]  # entry id -> op id
-    lots: dict[int, bytes]  # lot id -> the lot as stored (parse_lot)
+    lots: dict[int, Lot]  # lot id (= its earning's entry id) -> the lot
 
 
 def split_ops(fields: dict[bytes, bytes]) -> Ops:
@@ -127,11 +148,12 @@ def split_ops(fields: dict[bytes, bytes]) -> Ops:
     for field, value in fields.items():
         name = field.decode()
         if name.isascii() and name.isdigit():
-            out.entries[int(name)] = value
+            lot, entry = split_entry(value)
+            out.entries[int(name)] = entry
+            if lot is not None:
+                out.lots[int(name)] = parse_lot(lot, entry)
         elif name.startswith("##"):
             out.op_of[int(value)] = name[2:]
-        elif name[1:].isascii() and name[1:].isdigit() and name.startswith("#"):
-            out.lots[int(name[1:])] = value
         elif not name.startswith("#"):  # '#c…' is a cap, '#q' the queue, '#n' the last id
             out.op_of[int(value)] = name
     return out

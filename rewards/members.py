@@ -3,11 +3,12 @@
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rewards import engine, keys, ledger_codec
+from rewards import buckets, engine, keys, ledger_codec
 from rewards.counters import Counters
 from rewards.errors import ProgramError
 from rewards.ledger import Ledger
@@ -73,7 +74,7 @@ class Members(Part):
         extra = [step_key] if step_key else []
         created, language, step = await self._seen(keys=[keys.member(uid), *extra], args=[uid, via, at_ms, lang])
         if created:
-            await self.redis.sadd(keys.MEMBERS, uid)
+            await buckets.add_member(self.redis, uid)
         if via == "unfollow":
             await self.referrals.friend_blocked(uid, at_ms)
         return bool(created), language.decode() if language else None, step.decode() if step else None
@@ -84,33 +85,33 @@ class Members(Part):
     # ---- profile ---------------------------------------------------------------------
     async def language(self, uid: str) -> str | None:
         """The member's own choice of language, else the one their LINE app reported."""
-        chosen, line = await self.redis.hmget(keys.member(uid), ["lang_pref", "lang"])
+        chosen, line = await self.redis.hmget(keys.member(uid), [keys.field("lang_pref"), keys.field("lang")])
         lang = chosen or line
         return lang.decode() if lang else None
 
     async def set_line_language(self, uid: str, lang: str) -> None:
         """The LINE app's language (read from the profile on follow): a default, not the member's choice."""
-        await self.redis.hset(keys.member(uid), "lang", lang)
+        await self.redis.hset(keys.member(uid), keys.field("lang"), lang)
 
     async def set_language(self, uid: str, lang: str) -> int:
         """The member's own choice of language; it wins over the LINE app's. Returns profile points paid now."""
-        await self.redis.hset(keys.member(uid), "lang_pref", lang)
+        await self.redis.hset(keys.member(uid), keys.field("lang_pref"), lang)
         return await self._profile_completed(uid)
 
     async def set_nickname(self, uid: str, nickname: str | None, consent: bool) -> None:
         """The leaderboard nickname (None keeps the current one) and whether it may be shown.
 
         The nickname arrives already checked (bot side); consent without a nickname is refused."""
-        if consent and nickname is None and not await self.redis.hexists(keys.member(uid), "nickname"):
+        if consent and nickname is None and not await self.redis.hexists(keys.member(uid), keys.field("nickname")):
             raise ProgramError("NO_NICKNAME", "set a nickname before agreeing to show it")
-        fields: dict[str, str | int] = {"nickname_consent": 1 if consent else 0}
+        fields: dict[str, str | int] = {keys.field("nickname_consent"): 1 if consent else 0}
         if nickname is not None:
-            fields["nickname"] = nickname
+            fields[keys.field("nickname")] = nickname
         await self.redis.hset(keys.member(uid), mapping=fields)
 
     async def nickname(self, uid: str) -> str | None:
         """The nickname the member gave (their own card shows it; others see it only with consent)."""
-        raw = await self.redis.hget(keys.member(uid), "nickname")
+        raw = await self.redis.hget(keys.member(uid), keys.field("nickname"))
         return raw.decode() if raw else None
 
     async def set_birthday(self, uid: str, month: int, day: int) -> bool:
@@ -121,10 +122,10 @@ class Members(Part):
         setting: a first try that stopped after saving the date would otherwise leave the member out of the
         month's birthday list and without their profile and birthday points, as the retry finds it set."""
         value = f"{month:02d}-{day:02d}"
-        if await self.redis.hsetnx(keys.member(uid), "birthday", value):
+        if await self.redis.hsetnx(keys.member(uid), keys.field("birthday"), value):
             await self._birthday_set(uid, month)
             return True
-        if await self.redis.hget(keys.member(uid), "birthday") == value.encode():
+        if await self.redis.hget(keys.member(uid), keys.field("birthday")) == value.encode():
             await self._birthday_set(uid, month)
         return False
 
@@ -140,7 +141,7 @@ class Members(Part):
         """相手に譲る: the member's future referral rewards go to the friend they invited."""
         if gift and not self.rules.allow_gift:
             raise ProgramError("GIFT_NOT_ALLOWED", "this shop's rules do not let referrers give their reward away")
-        await self.redis.hset(keys.member(uid), "gift", 1 if gift else 0)
+        await self.redis.hset(keys.member(uid), keys.field("gift"), 1 if gift else 0)
 
     # ---- points for being a member -----------------------------------------------------
     async def welcome_points(self, uid: str, at_ms: int, event_id: str = "") -> int:
@@ -166,7 +167,7 @@ class Members(Part):
     async def _profile_completed(self, uid: str) -> int:
         """Profile completion = a birthday and a language the member chose (LINE's own does not count);
         pays once (op `profile`). Returns the points paid by this call."""
-        fields = await self.redis.hmget(keys.member(uid), ["birthday", "lang_pref"])
+        fields = await self.redis.hmget(keys.member(uid), [keys.field("birthday"), keys.field("lang_pref")])
         rule = self.rules.earn.get("profile")
         if rule and rule.points and all(fields):
             award = self.ledger.award("profile", rule.points, self.now_ms(), "profile", "profile")
@@ -207,8 +208,20 @@ class Members(Part):
 
     # ---- tiers -----------------------------------------------------------------------
     async def tier_of(self, uid: str) -> Tier:
-        fields = await self.redis.hgetall(keys.member(uid))
-        return self.tier({k.decode(): v.decode() for k, v in fields.items()})[0]
+        return self.tier(await self.record(uid))[0]
+
+    async def record(self, uid: str) -> dict[str, str]:
+        """The member's fields by their long names (keys.FIELDS), with the months the tier is judged on; {} for
+        no member."""
+        return await keys.read_member(self.redis, uid, *self._tier_months())
+
+    def _tier_months(self) -> list[str]:
+        """The monthly fields the tier adds up (none when judged over the member's lifetime)."""
+        if self.rules.tier_window == "lifetime":
+            return []
+        prefix = "earned:" if self.rules.tier_basis == "points" else "spent:"
+        now = engine.shop_time(self.rules, self.now_ms())
+        return [prefix + engine.add_months(now.replace(day=1), -i).strftime("%Y-%m") for i in range(12)]
 
     def tier(self, m: dict[str, str]) -> tuple[Tier, int]:
         """The member's tier and the measure it is judged on (points earned or yen spent, per the rules)."""
@@ -216,9 +229,7 @@ class Members(Part):
         if self.rules.tier_window == "lifetime":
             measure = int(m.get("lifetime" if prefix == "earned:" else "spent", 0))
         else:
-            now = engine.shop_time(self.rules, self.now_ms())
-            months = {engine.add_months(now.replace(day=1), -i).strftime("%Y-%m") for i in range(12)}
-            measure = sum(int(m.get(prefix + month, 0)) for month in months)
+            measure = sum(int(m.get(month, 0)) for month in self._tier_months())
         tier = self.rules.tier_for(measure)
         if self.rules.tier_downgrade == "never":
             peak = m.get("tier_peak")
@@ -231,10 +242,9 @@ class Members(Part):
         """The tier the member has risen to since the last rise was marked told, or None.
 
         A fall (tiers that follow a window down) is marked silently, so the next rise is news again."""
-        fields = await self.redis.hgetall(keys.member(uid))
-        if not fields:
+        m = await self.record(uid)
+        if not m:
             return None
-        m = {k.decode(): v.decode() for k, v in fields.items()}
         tier, _ = self.tier(m)
         ranks = [t.name for t in self.rules.tiers]
         told = m.get("tier_told")
@@ -242,25 +252,22 @@ class Members(Part):
         if ranks.index(tier.name) > told_rank:
             return tier.name
         if ranks.index(tier.name) < told_rank:
-            await self.redis.hset(keys.member(uid), "tier_told", tier.name)
+            await self.redis.hset(keys.member(uid), keys.field("tier_told"), tier.name)
         return None
 
     async def mark_tier_told(self, uid: str, tier: str) -> None:
-        await self.redis.hset(keys.member(uid), "tier_told", tier)
+        await self.redis.hset(keys.member(uid), keys.field("tier_told"), tier)
 
     # ---- what others read ------------------------------------------------------------
     async def member(self, uid: str) -> MemberView | None:
-        async with self.redis.pipeline(transaction=False) as pipe:  # both in the member's slot: one round trip
-            pipe.hgetall(keys.member(uid))
-            pipe.hgetall(keys.referrals_made(uid))
-            fields, made_raw = await pipe.execute()
-        if not fields:
+        # both in the member's slot, asked together: one round trip (auto-pipelined, bot/infra/redis_conn.py)
+        m, made_raw = await asyncio.gather(self.record(uid), self.redis.hgetall(keys.referrals_made(uid)))
+        if not m:
             return None
-        m = {k.decode(): v.decode() for k, v in fields.items()}
         [made] = await self.referrals.statuses([made_raw])
         tier, measure = self.tier(m)
         if self.rules.tier_downgrade == "never" and m.get("tier_peak") != tier.name:
-            await self.redis.hset(keys.member(uid), "tier_peak", tier.name)
+            await self.redis.hset(keys.member(uid), keys.field("tier_peak"), tier.name)
         higher = [t for t in self.rules.tiers if t.threshold > max(measure, tier.threshold)]
         return MemberView(
             user_id=uid, points=int(m.get("points", 0)), pending_points=int(m.get("pending_points", 0)),
@@ -275,33 +282,33 @@ class Members(Part):
 
     async def active_members(self) -> list[str]:
         """Every member who has not blocked the account."""
-        members = [m.decode() for m in await self.redis.smembers(keys.MEMBERS)]
+        members = await buckets.member_ids(self.redis)
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid in members:
-                pipe.hget(keys.member(uid), "blocked")
+                pipe.hget(keys.member(uid), keys.field("blocked"))
             blocked = await pipe.execute()
         return sorted(uid for uid, b in zip(members, blocked, strict=True) if b != b"1")
 
     async def member_ids(self) -> list[str]:
         """Every member ever seen, blocked or not, in a stable order."""
-        return sorted(m.decode() for m in await self.redis.smembers(keys.MEMBERS))
+        return sorted(await buckets.member_ids(self.redis))
 
     async def member_facts(self, uids: list[str]) -> list[MemberFacts]:
         """What broadcast segments look at, for many members in a few round trips (read-only)."""
+        names = [*keys.FIELDS, *self._tier_months()]
+        stored = [keys.field(n) for n in names] + [ledger_codec.QUEUE]  # the record, and the lot queue beside it
         async with self.redis.pipeline(transaction=False) as pipe:
             for uid in uids:
-                pipe.hgetall(keys.member(uid))
+                pipe.hmget(keys.member(uid), stored)
                 pipe.hgetall(keys.referrals_made(uid))
-                pipe.hget(keys.ops(uid), ledger_codec.QUEUE)
             raw = await pipe.execute()
-        next_expiry = await self.ledger.next_expiries(uids, [raw[3 * i + 2] for i in range(len(uids))])
-        made_all = await self.referrals.statuses([raw[3 * i + 1] for i in range(len(uids))])
+        next_expiry = await self.ledger.next_expiries(uids, [raw[2 * i][-1] for i in range(len(uids))])
+        made_all = await self.referrals.statuses([raw[2 * i + 1] for i in range(len(uids))])
         facts = []
         for i, uid in enumerate(uids):
-            fields = raw[3 * i]
-            if not fields:
+            m = {n: v.decode() for n, v in zip(names, raw[2 * i], strict=False) if v is not None}
+            if not m:
                 continue  # not a member (an id from a user_ids segment we never saw)
-            m = {k.decode(): v.decode() for k, v in fields.items()}
             counts = referral_counts(made_all[i])
             joined = int(m.get("first_seen_at", 0))
             facts.append(MemberFacts(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rewards import keys
 from rewards.rules import Rules
 from rewards.scripts import register
 
@@ -20,5 +21,7 @@ class Part:
         self.now_ms = now_ms  # the program's clock: tests move it, and every part follows
 
     def script(self, name: str, moves_points: bool = False) -> Any:
-        """rewards/lua/<name>.lua registered on this client, after the ledger prelude when it moves points."""
-        return register(self.redis, LUA / f"{name}.lua", prelude=LEDGER_PRELUDE if moves_points else None)
+        """rewards/lua/<name>.lua registered on this client, after the ledger prelude when it moves points, and
+        after the member fields' stored names (keys.lua_fields: F.points…)."""
+        return register(self.redis, LUA / f"{name}.lua", prelude=LEDGER_PRELUDE if moves_points else None,
+                        header=keys.lua_fields())

@@ -208,7 +208,7 @@ class Referrals(Part):
         if referrer and status == "completed" and not ref.get("referrer_paid"):
             at = int(ref.get("completed_at") or self.now_ms())
             hold = self.rules.referral_hold_days
-            gift = self.rules.allow_gift and (await self.redis.hget(keys.member(referrer), "gift")) == b"1"
+            gift = self.rules.allow_gift and (await self.redis.hget(keys.member(referrer), keys.field("gift"))) == b"1"
             points = self.rules.referrer_points
             if gift:  # 相手に譲る: the friend gets the referrer's reward too
                 await self.ledger.earn(friend, self.ledger.award("referral.referrer", points, at, "referral:gift",
@@ -238,7 +238,7 @@ class Referrals(Part):
 
     async def _count_completed(self, referrer: str, completed_at: int) -> None:
         """The referrer's first completed referral, for the viral cycle time (kept once)."""
-        joined = await self.redis.hget(keys.member(referrer), "first_seen_at")
+        joined = await self.redis.hget(keys.member(referrer), keys.field("first_seen_at"))
         if joined is not None:
             await self.redis.hsetnx(keys.CYCLES, referrer, f"{int(joined)}|{completed_at}")
 
@@ -280,7 +280,7 @@ class Referrals(Part):
         now = self.now_ms()
         for friend, made_status in statuses.items():
             ref = await self.redis.hmget(keys.referral(friend), ["status", "created_at", "hold_until"])
-            code = await self.redis.hget(keys.member(friend), "code")
+            code = await self.redis.hget(keys.member(friend), keys.field("code"))
             # the friend's own record leads (the referrer's says "pending" while staff review it)
             status = statuses[friend] = _newer_status(made_status, ref[0])
             created, hold_until = int(ref[1] or 0), int(ref[2] or 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rewards import keys
+from rewards import buckets, keys
 from rewards.program import Program
 
 STATUSES = ("pending", "review", "completed", "voided", "refused")
@@ -40,7 +40,7 @@ class ReferralReview:
         block). Reads each member's own record (the source of truth), so it costs one round trip per
         SCAN_CHUNK members."""
         wanted = "voided" if status == "refused" else status
-        members = sorted(m.decode() for m in await self.redis.smembers(keys.MEMBERS))
+        members = sorted(await buckets.member_ids(self.redis))
         found = []
         for start in range(0, len(members), SCAN_CHUNK):
             chunk = members[start:start + SCAN_CHUNK]

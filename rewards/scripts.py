@@ -13,12 +13,14 @@ from typing import Any
 
 
 @cache
-def source(path: Path, prelude: Path | None = None) -> str:
-    """The script's text, after the prelude's when it has one (ledger.lua's helpers, for instance)."""
+def source(path: Path, prelude: Path | None = None, header: str = "") -> str:
+    """The script's text, after the header (generated Lua, e.g. a table of names) and the prelude's when it has one
+    (ledger.lua's helpers, for instance)."""
     text = path.read_text()
-    return f"{prelude.read_text()}\n{text}" if prelude else text
+    text = f"{prelude.read_text()}\n{text}" if prelude else text
+    return f"{header}\n{text}" if header else text
 
 
-def register(redis: Any, path: Path, prelude: Path | None = None) -> Any:
+def register(redis: Any, path: Path, prelude: Path | None = None, header: str = "") -> Any:
     """The script registered on this client: sent by EVALSHA, loaded again on NOSCRIPT."""
-    return redis.register_script(source(path, prelude))
+    return redis.register_script(source(path, prelude, header))

@@ -13,7 +13,7 @@ import statistics
 from datetime import timedelta
 from typing import Any
 
-from rewards import engine, keys
+from rewards import buckets, engine, keys
 from rewards.program import Program
 
 MAX_DAYS = 90
@@ -50,7 +50,7 @@ async def report(program: Program, days: int = 30) -> dict[str, Any]:
         for name, value in counters.items():
             if name.startswith("refused:"):
                 refused[name.split(":", 1)[1]] = refused.get(name.split(":", 1)[1], 0) + value
-    members = int(await redis.scard(keys.MEMBERS))
+    members = await buckets.member_count(redis)
     for row in by_day:
         row["k_factor"] = _ratio(int(row["referrals_completed"]), members)
     top = await redis.zrevrangebyscore(keys.TOP_REFERRERS, "+inf", 1, start=0, num=TOP, withscores=True)

@@ -1,11 +1,11 @@
 """Clock work, run by the worker: held points released and old ones expired (maintain.lua) for the members
-`shokai:due` names, warnings before expiry, and the yearly birthday points."""
+the due buckets (keys.due) name, warnings before expiry, and the yearly birthday points."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from rewards import engine, keys
+from rewards import buckets, engine, keys
 from rewards.counters import Counters
 from rewards.ledger import Ledger
 from rewards.members import Members
@@ -28,13 +28,13 @@ class Upkeep(Part):
         inactivity_ms = self.ledger.inactivity_ms
         released, expired, due = await self._maintain(keys=keys.ledger_keys(uid),
                                                       args=[now, self.rules.expiry, inactivity_ms])
-        if self.rules.expiry == "inactivity" and int((await self.redis.hget(keys.member(uid), "points")) or 0) > 0:
-            last = int((await self.redis.hget(keys.member(uid), "last_activity")) or now)
+        if self.rules.expiry == "inactivity" and int((await self.redis.hget(keys.member(uid), keys.field("points"))) or 0) > 0:
+            last = int((await self.redis.hget(keys.member(uid), keys.field("last_activity"))) or now)
             due = min(int(due) or 2**62, last + inactivity_ms)
         if int(due):
-            await self.redis.zadd(keys.DUE, {uid: int(due)})
+            await self.redis.zadd(keys.due(uid), {uid: int(due)})
         else:
-            await self.redis.zrem(keys.DUE, uid)
+            await self.redis.zrem(keys.due(uid), uid)
         if expired:
             await self.counters.count("points_expired", int(expired))
         return int(released), int(expired)
@@ -42,7 +42,7 @@ class Upkeep(Part):
     async def maintain_due(self, now_ms: int | None = None, limit: int = 1000) -> int:
         """The clock job: every member with something due by now. Returns how many were looked at."""
         now = now_ms if now_ms is not None else self.now_ms()
-        due = [u.decode() for u in await self.redis.zrangebyscore(keys.DUE, "-inf", now, start=0, num=limit)]
+        due = await buckets.due_between(self.redis, "-inf", now, limit)
         for uid in due:
             await self.maintain(uid, now)
         return len(due)
@@ -54,8 +54,7 @@ class Upkeep(Part):
         now = now_ms if now_ms is not None else self.now_ms()
         horizon = now + self.rules.warning_days * 86_400_000
         out = []
-        for raw in await self.redis.zrangebyscore(keys.DUE, now, horizon):
-            uid = raw.decode()
+        for uid in await buckets.due_between(self.redis, now, horizon):
             lots = await self.ledger.queued_lots(uid)
             if not lots or lots[0].expires_at > horizon:
                 continue

@@ -217,7 +217,7 @@ async def test_a_birthday_that_is_not_a_real_date_is_400(bot: Bot, birthday: obj
     before = await audit_length(bot)
     status, answer = await bot.admin("PATCH", f"/api/v1/members/{uid}", {"birthday": birthday})
     assert_error(status, answer, 400, "INVALID_BIRTHDAY")
-    assert not await bot.services.redis.hget(rkeys.member(uid), "birthday")
+    assert not await bot.services.redis.hget(rkeys.member(uid), rkeys.field("birthday"))
     assert await audit_length(bot) == before
 
 
@@ -250,7 +250,7 @@ async def test_patch_with_one_bad_field_changes_nothing(bot: Bot) -> None:
     status, answer = await bot.admin("PATCH", f"/api/v1/members/{uid}",
                                      {"birthday": "12-31", "gift_referral_reward": "yes"})
     assert_error(status, answer, 400, "INVALID_FIELD")
-    assert not await bot.services.redis.hget(rkeys.member(uid), "birthday")
+    assert not await bot.services.redis.hget(rkeys.member(uid), rkeys.field("birthday"))
     assert await audit_length(bot) == before
 
 

@@ -18,7 +18,8 @@ async def test_a_compact_entry_reads_back_with_every_field(make) -> None:  # noq
     await program.spend(uid, "claim:c1", 15, "coffee")
     earn, spend = await program.ledger(uid)
     raw = await program.redis.hget(keys.ops(uid), "1")
-    assert raw.startswith(b"event|~s.review|") and b"event:review:1" not in raw  # positional, op not repeated
+    assert raw.startswith(b"25|+") and b";event|~s.review|" in raw  # its lot in front (25 left, expiry in days)
+    assert b"event:review:1" not in raw  # positional, op not repeated
     assert earn["id"] == 1 and earn["op"] == "event:review:1" and earn["note"] == "thanks"
     assert earn["delta"] == earn["avail"] == 40 and earn["state"] == "available" and earn["balance"] == 40
     assert earn["expires_at"] > clock.ms  # from its lot

@@ -72,7 +72,7 @@ async def full_member(bot: Bot, lang: str) -> str:
     offer = await catalog.show(uid, "r01")
     assert offer is not None and offer.refusal is None
     assert (await catalog.confirm(uid, offer.claim_id)).ok
-    await bot.services.redis.hset(keys.member(uid), mapping={"nickname": HOSTILE, "nickname_consent": 1})
+    await bot.services.redis.hset(keys.member(uid), mapping={keys.field("nickname"): HOSTILE, keys.field("nickname_consent"): 1})
     member = await program.member(uid)
     assert member is not None and member.tier == "silver" and member.pending_points > 0
     return uid
@@ -250,7 +250,7 @@ async def test_the_leaderboard_counts_a_referral_once_and_a_void_takes_it_back(s
     assert [(r.user_id, r.completed, r.nickname) for r in board] == [(a, 1, None)]
     said = text_of(await converse(platform, a, platform.text(a, "ランキング")))
     assert f"会員 {code[:4]}" in said, "no nickname without consent: the start of the invite code"
-    await shop.services.redis.hset(keys.member(a), mapping={"nickname": "ハナ", "nickname_consent": 0})
+    await shop.services.redis.hset(keys.member(a), mapping={keys.field("nickname"): "ハナ", keys.field("nickname_consent"): 0})
     assert "ハナ" not in text_of(await converse(platform, a, platform.text(a, "ランキング")))
     status, _ = await shop.admin("POST", "/api/v1/conversions/o-1/refund")
     assert status == 200

@@ -12,7 +12,7 @@ from bot.intake.stream import partition_of
 from bot.intake.worker import Worker
 from handlers import build_router
 from linesim.platform import new_user_id
-from rewards import keys as reward_keys
+from rewards import buckets
 from tests.support.harness import make_settings, start_bot
 
 
@@ -27,7 +27,7 @@ async def test_the_sighting_gives_the_language_its_own_choice_first(clean_redis,
         assert await program.sighting(uid, "message", 3) == (False, "ja")
         assert await program.language(uid) == "ja"
         assert await program.sighting(new_user_id(), "message", 4) == (True, None)
-        assert await bot.services.redis.sismember(reward_keys.MEMBERS, uid)
+        assert await buckets.is_member(bot.services.redis, uid)
     finally:
         await bot.http.close()
         await bot.runner.cleanup()

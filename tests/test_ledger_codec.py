@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from rewards import keys, ledger_codec
+from rewards.engine import Award
 from rewards.part import LEDGER_PRELUDE
 from rewards.scripts import source
 from tests.test_rules_engine import make, new_member  # noqa: F401 (make is a fixture)
@@ -82,7 +83,10 @@ async def test_an_entry_written_as_json_before_still_reads_and_reverses(make) ->
     e = (await program.ledger(uid))[-1]
     # rewrite it as the previous format wrote it
     old = json.dumps([e["kind"], e["rule"], e["at"], e["delta"], e["avail"], 0, e["balance"], 0, "a", "thanks"])
-    await program.redis.hset(keys.ops(uid), ledger_codec.entry_field(e["id"]), old)
+    field = ledger_codec.entry_field(e["id"])
+    lot, _ = ledger_codec.split_entry(await program.redis.hget(keys.ops(uid), field))
+    assert lot is not None
+    await program.redis.hset(keys.ops(uid), field, lot + b";" + old.encode())  # its lot stays in front
     again = (await program.ledger(uid))[-1]
     assert again == {**e, "note": "thanks"} and again["op"] == earned
     assert (await program.refund("order-1"))[0] == "OK"  # the script reads the old entry to reverse it
@@ -105,7 +109,8 @@ async def test_op_ids_that_look_like_lots_or_caps_stay_apart(make) -> None:  # n
     assert (await program.member(uid)).points == 70 - 35
     fields = {f.decode() for f in await program.redis.hkeys(keys.ops(uid))}
     assert {"###1", "###c", "####x", "##1", "##2x", "###n", "###q", "###2"} <= fields  # the op ids, escaped
-    assert {str(i) for i in range(1, 9)} | {f"#{i}" for i in range(1, 8)} | {"#n", "#q"} <= fields
+    assert {str(i) for i in range(1, 9)} | {"#n", "#q"} <= fields
+    assert not {f"#{i}" for i in range(1, 9)} & fields  # each lot sits in its entry's field
     assert (await program.ledger(uid))[-1]["op"] == "#2"
 
 
@@ -113,10 +118,52 @@ async def test_op_ids_that_look_like_lots_or_caps_stay_apart(make) -> None:  # n
     ("10|mwror2eq", (10, int("mwror2eq", 36), 0)),
     ("|mwror2eq", (0, int("mwror2eq", 36), 0)),  # spent: kept only for ledger()'s expires_at
     ("25|mwror2eq|mwq0", (25, int("mwror2eq", 36), int("mwq0", 36))),  # on hold
-    ("0|mwror2eq|0", (0, int("mwror2eq", 36), 0)),  # the longer form written before
+    ("0|mwror2eq|0", (0, int("mwror2eq", 36), 0)),  # the longer form
+    ("10|+a5", (10, int("mxbhh3yv", 36) + 365 * 86_400_000, 0)),  # 365 days after the entry's at
+    ("|+a6|mxbhh3yw", (0, int("mxbhh3yv", 36) + 366 * 86_400_000, int("mxbhh3yw", 36))),
 ])
 def test_lots_read_back(raw: str, lot: tuple[int, int, int]) -> None:
-    assert ledger_codec.parse_lot(raw) == lot
+    entry = "event|~s.review|mxbhh3yv|10|||110"
+    assert ledger_codec.parse_lot(raw, entry) == lot
+    assert ledger_codec.split_entry(f"{raw};{entry}") == (raw.encode(), entry.encode())
+    assert ledger_codec.lot_of(f"{raw};{entry}") == lot
+    assert ledger_codec.lot_of(entry) is None and ledger_codec.split_entry(entry) == (None, entry.encode())
+
+
+async def test_a_lot_sits_in_front_of_its_entry_with_its_expiry_in_days(make) -> None:  # noqa: F811
+    """An earning's field is "<lot>;<entry>"; a whole number of days after the entry's at is written "+<days>"
+    (base 36), any other expiry in full; both sides read both, and an odd kind never reads as a lot."""
+    program, clock = await make()
+    uid = await new_member(program, clock)
+    await program.points_ledger.earn(uid, Award(op="d", rule="events.review", kind="event", amount=5, at_ms=clock.ms,
+                                              note="", expires_ms=clock.ms + 365 * 86_400_000))
+    await program.points_ledger.earn(uid, Award(op="o", rule="events.review", kind="event", amount=6, at_ms=clock.ms,
+                                              note="", expires_ms=clock.ms + 86_400_000 + 7))
+    await program.points_ledger.earn(uid, Award(op="k", rule="x", kind="7up|-", amount=7, at_ms=clock.ms,
+                                              note="", expires_ms=clock.ms + 2 * 86_400_000))
+    entries = {e["op"]: e for e in await program.ledger(uid)}
+    raw = {op: await program.redis.hget(keys.ops(uid), ledger_codec.entry_field(entries[op]["id"]))
+           for op in ("d", "o", "k")}
+    assert raw["d"].startswith(b"5|+a5;event|")
+    assert raw["o"].startswith(b"6|" + ledger_codec_base36(clock.ms + 86_400_000 + 7).encode() + b";event|")
+    assert raw["k"].startswith(b"7|") and b";[" in raw["k"]  # a kind starting with a digit: the JSON form
+    assert entries["d"]["expires_at"] == clock.ms + 365 * 86_400_000
+    assert entries["o"]["expires_at"] == clock.ms + 86_400_000 + 7
+    assert entries["k"]["kind"] == "7up|-" and entries["k"]["expires_at"] == clock.ms + 2 * 86_400_000
+    queue = await program.points_ledger.queued_lots(uid)
+    assert [lot.remaining for lot in queue][:2] == [6, 7] and 5 in [lot.remaining for lot in queue]
+    assert (await program.spend(uid, "s", (await program.member(uid)).points, "coffee"))[0] == 1
+    assert await program.redis.hget(keys.ops(uid), ledger_codec.entry_field(entries["d"]["id"])) == b"|+a5;" + \
+        raw["d"].split(b";", 1)[1]  # spent: the lot keeps its expiry, the entry is untouched
+
+
+def ledger_codec_base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, d = divmod(n, 36)
+        out = digits[d] + out
+    return out or "0"
 
 
 async def test_a_spent_lot_keeps_only_its_expiry_and_ledger_shows_it(make) -> None:  # noqa: F811
@@ -126,9 +173,9 @@ async def test_a_spent_lot_keeps_only_its_expiry_and_ledger_shows_it(make) -> No
     assert (await program.apply(uid, "e1", 30, "event", "events.review", clock.ms))[0] == 1
     assert (await program.spend(uid, "s1", (await program.member(uid)).points, "coffee"))[0] == 1
     earned = next(e for e in await program.ledger(uid) if e["op"] == "e1")
-    raw = await program.redis.hget(keys.ops(uid), ledger_codec.lot_field(earned["id"]))
-    assert raw.startswith(b"|") and b"|" not in raw[1:]  # "|expires_at": nothing left, not on hold
-    assert earned["expires_at"] == ledger_codec.parse_lot(raw).expires_at > clock.ms
+    raw, entry = ledger_codec.split_entry(await program.redis.hget(keys.ops(uid), ledger_codec.entry_field(earned["id"])))
+    assert raw is not None and raw.startswith(b"|") and b"|" not in raw[1:]  # "|expires": nothing left, not on hold
+    assert earned["expires_at"] == ledger_codec.parse_lot(raw, entry).expires_at > clock.ms
     assert len(await program.ledger(uid)) == len(before) + 2
 
 
@@ -136,8 +183,7 @@ async def queue_of(program: Any, uid: str) -> list[tuple[int, ledger_codec.Lot]]
     """The lot queue with each lot, checked against the lots: exactly the spendable ones with points left,
     soonest expiry first (a tie by lot id)."""
     raw = await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE)
-    lots = ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid))).lots
-    parsed = {i: ledger_codec.parse_lot(v) for i, v in lots.items()}
+    parsed = ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid))).lots
     queue = [(i, parsed[i]) for i in ledger_codec.queued(raw)]
     assert queue == sorted(queue, key=lambda q: (q[1].expires_at, q[0]))
     assert {i for i, _ in queue} == {i for i, lot in parsed.items() if lot.remaining > 0 and not lot.hold_until}
@@ -168,7 +214,7 @@ async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) 
     assert (await program.maintain(uid))[0] == 50  # released: now the soonest to expire
     queue = await queue_of(program, uid)
     assert queue[0][0] == ids["held"]
-    assert await program.redis.zscore(keys.DUE, uid) == queue[0][1].expires_at
+    assert await program.redis.zscore(keys.due(uid), uid) == queue[0][1].expires_at
 
     before = (await program.member(uid)).points
     assert (await program.spend(uid, "claim", 60, "coffee"))[0] == 1  # 50 from "held", 10 from the next
@@ -178,7 +224,7 @@ async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) 
     clock.advance(days=90)  # the two lots expiring on day 100 are within the warning window, together
     assert await program.expiring(uid) == (10 + 40, t0 + 100 * day)
     await program.maintain(uid)  # the clock job puts the member at the queue's first lot in the due zset
-    assert await program.redis.zscore(keys.DUE, uid) == t0 + 100 * day
+    assert await program.redis.zscore(keys.due(uid), uid) == t0 + 100 * day
     assert (uid, 10 + 40, t0 + 100 * day) in await program.expiring_soon()
     clock.advance(days=10)
     await program.maintain(uid)
@@ -188,13 +234,13 @@ async def test_the_lot_queue_lives_in_the_ops_hash_and_keeps_expiry_order(make) 
     assert sum(-e["delta"] for e in expired if e["lot"] in (ids["soon"], ids["soon-too"])) == 20 + 40 - 10
     queue = await queue_of(program, uid)
     assert [i for i, _ in queue if i in ids.values()] == [ids["late"], ids["never"]]
-    assert await program.redis.zscore(keys.DUE, uid) == queue[0][1].expires_at
+    assert await program.redis.zscore(keys.due(uid), uid) == queue[0][1].expires_at
 
     clock.advance(days=1000)
     await program.maintain(uid)
     assert [i for i, _ in await queue_of(program, uid)] == [ids["never"]]
     assert (await program.member(uid)).points == 30
-    assert await program.redis.zscore(keys.DUE, uid) is None  # nothing left that changes by itself
+    assert await program.redis.zscore(keys.due(uid), uid) is None  # nothing left that changes by itself
 
 
 async def test_entry_ids_come_from_the_list_length_not_a_counter(make) -> None:  # noqa: F811
@@ -206,8 +252,8 @@ async def test_entry_ids_come_from_the_list_length_not_a_counter(make) -> None: 
     entries = await program.ledger(uid)
     assert [e["id"] for e in entries] == list(range(1, len(entries) + 1))
     ids = {e["op"]: e["id"] for e in entries}
-    assert {ledger_codec.lot_field(ids[f"e{n}"]).encode() for n in range(3)} <= set(
-        await program.redis.hkeys(keys.ops(uid)))  # each earning's lot under its entry's id
+    stored = ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid)))
+    assert {ids[f"e{n}"] for n in range(3)} <= set(stored.lots)  # each earning's lot in its entry's field
     assert await program.redis.hget(keys.member(uid), "ledger_seq") is None
 
 

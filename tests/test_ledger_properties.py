@@ -36,15 +36,14 @@ step = st.one_of(
 
 async def check(program: Program, spent_ok: bool) -> None:
     r = program.redis
-    member = {k.decode(): int(v) for k, v in (await r.hgetall(keys.member(UID))).items()
-              if k.decode() in ("points", "pending_points", "debt")}
-    points, pending, debt = (member.get(k, 0) for k in ("points", "pending_points", "debt"))
+    member = await keys.read_member(r, UID)
+    points, pending, debt = (int(member.get(k, 0)) for k in ("points", "pending_points", "debt"))
     entries = await program.ledger(UID)
     assert sum(e["avail"] for e in entries) == points
     assert sum(e["pend"] for e in entries) == pending
     stored = ledger_codec.split_ops(await r.hgetall(keys.ops(UID)))  # the ops hash holds entries, ops and lots
     op_of = stored.op_of
-    lots = [ledger_codec.parse_lot(v) for v in stored.lots.values()]
+    lots = list(stored.lots.values())
     assert sorted(stored.entries) == list(range(1, len(entries) + 1)), "entry ids are 1, 2, … with no gap"
     assert int(await r.hget(keys.ops(UID), ledger_codec.LAST_ID) or 0) == len(entries)
     spendable = sum(lot.remaining for lot in lots if lot.hold_until == 0)

@@ -32,7 +32,7 @@ async def test_settling_twice_at_once_moves_the_board_by_one(make, monkeypatch, 
     program, clock = await make(referral__allow_gift="true")
     referrer, friend = await half_done(program, clock, monkeypatch)
     if gift:
-        await program.redis.hset(keys.member(referrer), "gift", "1")
+        await program.redis.hset(keys.member(referrer), keys.field("gift"), "1")
     await asyncio.gather(program.settle(friend), program.settle(friend), program.settle_all())
     await program.settle(friend)
     assert await program.redis.zscore(keys.TOP_REFERRERS, referrer) == 1

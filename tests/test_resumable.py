@@ -81,7 +81,7 @@ async def test_a_follow_that_failed_before_saving_the_language_saves_it_on_the_r
     """The member was recorded, then Redis failed before their LINE language was saved: the retry used to
     take them for a known member and never save it (nor answer in it)."""
     platform, uid = bot.platform, new_user_id()
-    injected = fail_once("hset", lambda name, key=None, *a, **kw: name == rkeys.member(uid) and key == "lang")
+    injected = fail_once("hset", lambda name, key=None, *a, **kw: name == rkeys.member(uid) and key == rkeys.field("lang"))
     welcome = await converse(platform, uid, platform.follow(uid, language="en"))
     await bot.idle()
     assert injected.failed == 1, "the failure was injected"
@@ -95,10 +95,10 @@ async def test_a_follow_that_failed_before_saving_the_language_saves_it_on_the_r
 
 async def test_a_first_sighting_that_failed_before_listing_the_member_lists_them_on_the_retry(
         bot: Bot, fail_once: Callable[..., FailsOnce]) -> None:
-    """The member record was written, then adding them to the members set failed: the retry found the record
+    """The member record was written, then adding them to the member list failed: the retry found the record
     and never listed them (no broadcast, no count, no review scan would ever see them)."""
     platform, uid = bot.platform, new_user_id()
-    injected = fail_once("sadd", lambda name, *values: name == rkeys.MEMBERS and uid in values)
+    injected = fail_once("hset", lambda name, *values: name == rkeys.members(uid) and uid in values)
     said = await converse(platform, uid, platform.text(uid, "ヘルプ"))
     await bot.idle()
     assert injected.failed == 1 and said

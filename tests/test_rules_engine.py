@@ -464,9 +464,12 @@ async def test_a_lot_with_nothing_left_in_the_queue_cannot_hang_a_spend(make) ->
     uid = await new_member(program, clock)
     await program.adjust(uid, 100, "a", "test", "a")
     await program.adjust(uid, 100, "b", "test", "b")
-    lot_id, lot = min(ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid))).lots.items())
-    expires = lot.decode().split("|")[1]
-    await program.redis.hset(keys.ops(uid), ledger_codec.lot_field(lot_id), f"|{expires}")  # emptied, still queued
+    lot_id = min(ledger_codec.split_ops(await program.redis.hgetall(keys.ops(uid))).lots)
+    field = ledger_codec.entry_field(lot_id)
+    lot, entry = ledger_codec.split_entry(await program.redis.hget(keys.ops(uid), field))
+    assert lot is not None
+    emptied = b"|" + lot.split(b"|")[1] + b";" + entry
+    await program.redis.hset(keys.ops(uid), field, emptied)  # emptied, still queued
     written, _ = await asyncio.wait_for(program.spend(uid, "claim-1", 50, "reward:x"), 10)
     assert written == 1
     queue = ledger_codec.queued(await program.redis.hget(keys.ops(uid), ledger_codec.QUEUE))

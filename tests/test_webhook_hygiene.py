@@ -10,6 +10,7 @@ import pytest
 
 from bot.infra import keys
 from linesim.platform import Platform, new_user_id, sign
+from rewards import buckets
 from rewards import keys as rkeys
 from tests.support.harness import SECRET, Bot, converse
 
@@ -210,7 +211,7 @@ async def test_user_ids_not_shaped_like_lines_are_counted_logged_and_not_queued(
     warnings = [r.getMessage() for r in caplog.records if "bad_user_id" in r.getMessage()]
     assert len(warnings) == len(bad_events) and all(len(w) < 400 for w in warnings)
     redis = bot.services.redis
-    assert [m.decode() for m in await redis.smembers(rkeys.MEMBERS)] == [good]
+    assert await buckets.member_ids(redis) == [good]
     for uid in BAD_USER_IDS:
         assert not await redis.exists(rkeys.member(uid))
     assert [c.to for c in messages_sent(platform)] == [[good]], "only the good follow was welcomed"

@@ -275,12 +275,14 @@ class Broadcasts:
         if await self.redis.zscore(keys.BROADCASTS, job_id) is None:
             await self.redis.zadd(keys.BROADCASTS, {job_id: await self.redis.incr(keys.BROADCAST_SEQ)}, nx=True)
         if not written:
-            was, at, count, first_by, spec = [(v or b"").decode() for v in await self.redis.hmget(
-                keys.broadcast(job_id), "status", "scheduled_at", "total", "by", "segment")]
+            was, at, count, first_by, spec, created = [(v or b"").decode() for v in await self.redis.hmget(
+                keys.broadcast(job_id), "status", "scheduled_at", "total", "by", "segment", "created_at")]
             if was in ("queued", "scheduled"):
                 await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, int(at or 0))}, nx=True)
-            # the first try may have stopped before its audit entry: once per job, as the job was stored
-            await self._audit_created(job_id, first_by, int(count or 0), was, spec)
+            # the first try may have stopped before its audit entry: once per job, as the job was stored (with
+            # the status it was created with: the runner may have started it since)
+            created_as = "scheduled" if int(at or 0) > int(created or 0) else "queued"
+            await self._audit_created(job_id, first_by, int(count or 0), created_as, spec)
             return {"id": job_id, "status": was, "total": int(count or 0), "existing": True}
         await self.redis.zadd(keys.BROADCAST_QUEUE, {job_id: max(now, scheduled or 0)})
         await self._audit_created(job_id, by, total, status, fields["segment"])

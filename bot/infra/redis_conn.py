@@ -100,10 +100,13 @@ class EmbeddedRedis:
              # answer (~300 bytes) no longer turns the orders hash into a real hash table (docs/benchmarks.md;
              # set the same on a production Redis: hash-max-listpack-value on 7.x)
              "--hash-max-ziplist-value", "512",
-             # and up to 1,024 fields: a member's ops hash holds an op, an entry and a lot per earning (~3
-             # fields: compact up to ~340 earnings), and an invite code bucket ~100 codes per 100,000 members
+             # and up to 1,024 fields: a member's ops hash holds an op and an entry (with its lot) per earning
+             # (2 fields: compact up to ~500 earnings), and an invite code bucket ~100 codes per 100,000 members
              # (hash-max-listpack-entries on 7.x). Lookups in a listpack are linear, a few µs at this size.
-             "--hash-max-ziplist-entries", "1024"],
+             "--hash-max-ziplist-entries", "1024",
+             # the due schedule's buckets (rewards/keys.py due: ~100 members each per 100,000) stay compact
+             # zsets up to 1,024 members each (zset-max-listpack-entries on 7.x)
+             "--zset-max-ziplist-entries", "1024"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(self._lock,))
         os.ftruncate(self._lock, 0)
         os.pwrite(self._lock, f"{self.proc.pid}\n".encode(), 0)

@@ -10,4 +10,4 @@ elseif c.mode == 'spend' then
 else
   written = deduct(k, c, nil)
 end
-return {written, num(k.member, 'points')}
+return {written, num(k.member, F.points)}

@@ -11,12 +11,12 @@ if prior_op then
   if prior_op == c.op then return {'OK', redis.call('HGET', ref, 'referrer'), 1} end
   return {'ALREADY_REFERRED', redis.call('HGET', ref, 'referrer'), 0}
 end
-if redis.call('HGET', k.member, 'first_order') then return {'EXISTING_CUSTOMER', '', 0} end
-if redis.call('HGET', k.member, 'first_seen_via') ~= 'follow' then return {'EXISTING_MEMBER', '', 0} end
-local followed = tonumber(redis.call('HGET', k.member, 'followed_at'))
+if redis.call('HGET', k.member, F.first_order) then return {'EXISTING_CUSTOMER', '', 0} end
+if redis.call('HGET', k.member, F.first_seen_via) ~= 'follow' then return {'EXISTING_MEMBER', '', 0} end
+local followed = tonumber(redis.call('HGET', k.member, F.followed_at))
 if c.now - followed > c.window then return {'EXPIRED', '', 0} end
 redis.call('HSET', ref, 'referrer', c.referrer, 'code', c.code, 'op', c.op, 'status', 'pending', 'created_at', c.now)
-redis.call('HSET', k.member, 'referred_by', c.referrer)
+redis.call('HSET', k.member, F.referred_by, c.referrer)
 if c.complete_on_join then
   redis.call('HSET', ref, 'status', 'completed', 'completed_at', c.now, 'hold_until', c.friend_award.hold_until or 0)
   earn(k, c.friend_award)

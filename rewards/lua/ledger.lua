@@ -1,14 +1,14 @@
 -- The ledger, prepended to every script that changes points. All keys belong to one member ({uid}).
 --
--- K: member hash (points = spendable, pending_points = on hold, debt, lifetime, earned:YYYY-MM…),
+-- K: member hash, which is the ops hash (the member record's fields are '#' + an upper-case letter, named in
+--    rewards/keys.py FIELDS and read here as F.points = spendable, F.pending_points = on hold, F.debt, …),
 --    ops hash, which is also the ledger's entries, the lots and the caps: one key instead of four, since each
 --    key costs ~100 bytes before its contents (a list ~190: docs/benchmarks.md). Its fields:
---      entry id (1, 2, …: digits only) -> the entry (compact, see encode(); append-only),
+--      entry id (1, 2, …: digits only) -> the entry (compact, see encode(); append-only), an earning's lot in
+--      front of it: "<lot>;<entry>" (every earning is a lot, lot id = entry id; see lot_get),
 --      '#n' -> the last entry id (ids are 1, 2, … in the order written),
 --      op id -> entry id (an op id is written once, with its entry; one starting with '#' or a digit is
---      stored as '##' .. op id, so it never reads as an entry, a lot, a cap or the queue),
---      '#' .. lot id -> "remaining|expires_at", "|hold_until" added while on hold (every earning is a lot,
---      lot id = entry id; see lot_get),
+--      stored as '##' .. op id, so it never reads as an entry, a cap or the queue),
 --      '#c' .. rule|period -> points earned per rule per day/month/lifetime, for caps,
 --      '#q' -> the lot queue: the ids of the spendable lots with points left, by expiry then id, joined by ','
 --      (spending and expiry go oldest first). The expiries stay in the lots: a zset kept them a second time
@@ -58,20 +58,56 @@ local function base36(n)
   return out
 end
 
--- a lot is "remaining|expires_at" or, while on hold, "remaining|expires_at|hold_until", the times in base 36
--- (ms): 8 characters instead of 13; a remaining of 0 is written blank. A spent lot stays (for ledger()'s
--- expires_at) as "|expires_at", 9 bytes (rewards/ledger_codec.py parse_lot reads the same).
-local function lot_get(k, id)
-  local raw = redis.call('HGET', k.lots, '#' .. id)
-  if not raw then return nil end
-  local rem, exp, hold = string.match(raw, '^(-?%d*)|(%w+)|?(%w*)$')
-  return {rem = tonumber(rem) or 0, exp = tonumber(exp, 36), hold = tonumber(hold, 36) or 0}
+-- A lot sits in its earning's entry field, in front of the entry: "<lot>;<entry>" (a field of its own cost
+-- ~12 bytes more a lot: docs/benchmarks.md). The lot is "remaining|expires" or, while on hold,
+-- "remaining|expires|hold_until"; a remaining of 0 is written blank (a spent lot stays, for ledger()'s
+-- expires_at). expires is "+" .. the days after the entry's at in base 36 when it is a whole number of days
+-- ("+a5": 365 days), else the time in base 36 (ms); hold_until is in base 36 (ms).
+-- An entry field starts with a lot exactly when its first character is a digit, '-' or '|' (an entry whose
+-- kind would start with one is written as JSON, which starts with '['). rewards/ledger_codec.py reads the same.
+local DAY = 86400000
+
+local function has_lot(raw)
+  return raw ~= nil and string.find(raw, '^[-%d|]') ~= nil
 end
 
-local function lot_set(k, id, lot)
-  local raw = int_or_blank(lot.rem) .. '|' .. base36(lot.exp)
+-- the entry field's parts: lot text (or nil) and the entry
+local function split_entry(raw)
+  if not has_lot(raw) then return nil, raw end
+  local semi = string.find(raw, ';', 1, true)
+  return string.sub(raw, 1, semi - 1), string.sub(raw, semi + 1)
+end
+
+-- the entry's at (ms), nil when there is no entry yet
+local function entry_at(entry)
+  if entry == nil or entry == '' then return nil end
+  if string.sub(entry, 1, 1) == '[' then return tonumber(cjson.decode(entry)[3]) end
+  return tonumber(string.match(entry, '^[^|]*|[^|]*|(%w+)'), 36)
+end
+
+local function lot_text(lot, at)
+  local exp = base36(lot.exp)
+  if at and lot.exp >= at and (lot.exp - at) % DAY == 0 then exp = '+' .. base36((lot.exp - at) / DAY) end
+  local raw = int_or_blank(lot.rem) .. '|' .. exp
   if lot.hold ~= 0 then raw = raw .. '|' .. base36(lot.hold) end
-  redis.call('HSET', k.lots, '#' .. id, raw)
+  return raw
+end
+
+local function lot_get(k, id)
+  local text, entry = split_entry(redis.call('HGET', k.ledger, id) or nil)
+  if not text then return nil end
+  local rem, exp, hold = string.match(text, '^(-?%d*)|(%+?%w+)|?(%w*)$')
+  if string.sub(exp, 1, 1) == '+' then exp = entry_at(entry) + tonumber(string.sub(exp, 2), 36) * DAY
+  else exp = tonumber(exp, 36) end
+  return {rem = tonumber(rem) or 0, exp = exp, hold = tonumber(hold, 36) or 0}
+end
+
+-- an earning's lot is set before its entry is written (the entry shows the balance after it): until then the
+-- field holds the lot alone, "<lot>;", and write() puts the entry behind it
+local function lot_set(k, id, lot)
+  local _, entry = split_entry(redis.call('HGET', k.ledger, id) or nil)
+  entry = entry or ''
+  redis.call('HSET', k.ledger, id, lot_text(lot, entry_at(entry)) .. ';' .. entry)
 end
 
 -- the lot queue ('#q'), as a list of lot ids (strings), soonest expiry first. Stored joined by ',', a run of
@@ -180,7 +216,7 @@ local function encode(e)
     return encode_json(e, rare, any)
   end
   local plain = not (string.find(kind, '|', 1, true) or string.find(rule, '|', 1, true)
-                     or string.find(state, '|', 1, true) or state == '' or string.sub(kind, 1, 1) == '[')
+                     or string.find(state, '|', 1, true) or state == '' or string.find(kind, '^[%[%d|-]'))
   for _, x in ipairs({e.at, e.delta, e.avail, e.pend, e.balance, e.pending}) do
     if not whole(x) then plain = false end
   end
@@ -245,10 +281,13 @@ end
 -- The entries sit in the ops hash under their ids, not in a list of their own: a list costs ~190 bytes a
 -- member before its contents, a field's name ~3 bytes an entry (docs/benchmarks.md).
 local function write(k, e)
-  e.balance = num(k.member, 'points')
-  e.pending = num(k.member, 'pending_points')
+  e.balance = num(k.member, F.points)
+  e.pending = num(k.member, F.pending_points)
   e.id = redis.call('HINCRBY', k.ledger, '#n', 1)
-  redis.call('HSET', k.ledger, e.id, encode(e))
+  local raw = encode(e)
+  local lot = lot_get(k, e.id) -- an earning's lot, set just before
+  if lot then raw = lot_text(lot, entry_at(raw)) .. ';' .. raw end
+  redis.call('HSET', k.ledger, e.id, raw)
   if e.op then redis.call('HSET', k.ops, opf(e.op), e.id) end
   return e.id
 end
@@ -256,7 +295,8 @@ end
 local function entry_of(k, op)
   local id = redis.call('HGET', k.ops, opf(op))
   if not id then return nil end
-  return decode(tonumber(id), op, redis.call('HGET', k.ledger, id))
+  local _, entry = split_entry(redis.call('HGET', k.ledger, id))
+  return decode(tonumber(id), op, entry)
 end
 
 -- take `amount` from spendable lots, the given one first, then oldest expiry first; returns what it took
@@ -291,13 +331,13 @@ end
 
 -- points into the spendable balance: they pay off any debt first
 local function credit(k, id, lot, amount)
-  local debt = num(k.member, 'debt')
+  local debt = num(k.member, F.debt)
   local repay = math.min(debt, amount)
-  if repay > 0 then incr(k.member, 'debt', -repay) end
+  if repay > 0 then incr(k.member, F.debt, -repay) end
   lot.rem, lot.hold = amount - repay, 0
   lot_set(k, id, lot)
   if lot.rem > 0 then queue_add(k, id, lot.exp) end
-  incr(k.member, 'points', amount)
+  incr(k.member, F.points, amount)
 end
 
 -- Earn: a new lot. c = {op, amount, kind, rule, at, note, expires (ms or 0), hold_until (ms or 0), month, day,
@@ -325,13 +365,13 @@ local function earn(k, c)
   if held then
     lot_set(k, id, {rem = amount, exp = exp, hold = c.hold_until})
     redis.call('ZADD', k.holdq, c.hold_until, id)
-    incr(k.member, 'pending_points', amount)
+    incr(k.member, F.pending_points, amount)
   else
     credit(k, id, {rem = 0, exp = exp, hold = 0}, amount)
   end
-  incr(k.member, 'lifetime', amount)
-  incr(k.member, 'earned:' .. c.month, amount)
-  redis.call('HSET', k.member, 'last_activity', c.at)
+  incr(k.member, F.lifetime, amount)
+  incr(k.member, F['earned:'] .. c.month, amount)
+  redis.call('HSET', k.member, F.last_activity, c.at)
   write(k, e)
   return 1, amount
 end
@@ -340,10 +380,10 @@ end
 -- 0 the op is known.
 local function spend(k, c)
   if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return 0 end
-  if num(k.member, 'points') < c.amount then return -1 end
+  if num(k.member, F.points) < c.amount then return -1 end
   take(k, c.amount, nil)
-  incr(k.member, 'points', -c.amount)
-  redis.call('HSET', k.member, 'last_activity', c.at)
+  incr(k.member, F.points, -c.amount)
+  redis.call('HSET', k.member, F.last_activity, c.at)
   write(k, {op = c.op, kind = c.kind, rule = c.rule, at = c.at, note = c.note or '', delta = -c.amount,
             avail = -c.amount, pend = 0, state = 'done'})
   return 1
@@ -361,7 +401,7 @@ local function deduct(k, c, lot_id)
     lot.rem = lot.rem - pend
     lot_set(k, lot_id, lot)
     if lot.rem == 0 then redis.call('ZREM', k.holdq, lot_id) end
-    incr(k.member, 'pending_points', -pend)
+    incr(k.member, F.pending_points, -pend)
   end
   local avail = c.amount - pend
   local written_off = nil
@@ -371,10 +411,10 @@ local function deduct(k, c, lot_id)
       if c.write_off then -- the shop's rules: what the balance cannot cover is forgiven, never a debt
         written_off, avail = avail - taken, taken
       else
-        incr(k.member, 'debt', avail - taken)
+        incr(k.member, F.debt, avail - taken)
       end
     end
-    incr(k.member, 'points', -avail)
+    incr(k.member, F.points, -avail)
   end
   write(k, {op = c.op, kind = c.kind, rule = c.rule, at = c.at, note = c.note or '', delta = -(avail + pend),
             avail = -avail, pend = -pend, state = 'done', reverses = c.reverses, written_off = written_off})
@@ -397,7 +437,7 @@ local function release(k, now)
     redis.call('ZREM', k.holdq, id)
     if lot and lot.rem > 0 then
       local amount = lot.rem
-      incr(k.member, 'pending_points', -amount)
+      incr(k.member, F.pending_points, -amount)
       credit(k, id, lot, amount)
       write(k, {op = 'release:' .. id, kind = 'release', rule = 'hold', at = now, delta = 0, avail = amount,
                 pend = -amount, state = 'done', lot = tonumber(id)})
@@ -419,7 +459,7 @@ local function expire(k, now)
       local amount = lot.rem
       lot.rem = 0
       lot_set(k, id, lot)
-      incr(k.member, 'points', -amount)
+      incr(k.member, F.points, -amount)
       write(k, {op = 'expire:' .. id, kind = 'expire', rule = 'expiry', at = now, delta = -amount, avail = -amount,
                 pend = 0, state = 'done', lot = tonumber(id)})
       expired = expired + amount

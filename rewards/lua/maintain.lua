@@ -9,7 +9,7 @@ local expired = 0
 if ARGV[2] == 'earned' then
   expired = expire(k, now)
 elseif ARGV[2] == 'inactivity' then
-  local last = tonumber(redis.call('HGET', k.member, 'last_activity') or now)
+  local last = tonumber(redis.call('HGET', k.member, F.last_activity) or now)
   if now - last >= tonumber(ARGV[3]) then expired = expire(k, NEVER) end
 end
 return {released, expired, next_due(k) or 0}

@@ -1,7 +1,7 @@
 -- KEYS: member, and optionally a hash in the member's slot whose 'step' field to read along (the caller's
 -- pending conversation step). ARGV: user id (not stored: the key names it), via
 -- (follow|unblock|unfollow|message|postback|purchase), at (ms), language
--- 'blocked' is there only while the member blocks us ('1'): a field for the usual case costs every member
+-- 'blocked' (F.blocked) is there only while the member blocks us ('1'): a field for the usual case costs every member
 -- ~11 bytes (docs/benchmarks.md).
 -- The first sighting is kept forever: how someone was first seen decides whether they can be referred.
 -- Returns {1 when this sighting created the member else 0, the language to speak (own choice, else the LINE
@@ -13,24 +13,24 @@
 local m = KEYS[1]
 local via, at = ARGV[2], ARGV[3]
 local created = 0
-local first = redis.call('HMGET', m, 'first_seen_via', 'first_seen_at')
+local first = redis.call('HMGET', m, F.first_seen_via, F.first_seen_at)
 if not first[1] then
-  redis.call('HSET', m, 'first_seen_at', at, 'first_seen_via', via)
-  if via == 'follow' then redis.call('HSET', m, 'followed_at', at) end
+  redis.call('HSET', m, F.first_seen_at, at, F.first_seen_via, via)
+  if via == 'follow' then redis.call('HSET', m, F.followed_at, at) end
   created = 1
 elseif first[1] == via and first[2] == at then
   created = 1
 end
 if via == 'follow' or via == 'unblock' then
-  redis.call('HDEL', m, 'blocked')
-  redis.call('HSET', m, 'last_follow_at', at)
+  redis.call('HDEL', m, F.blocked)
+  redis.call('HSET', m, F.last_follow_at, at)
 elseif via == 'unfollow' then
-  redis.call('HSET', m, 'blocked', 1, 'blocked_at', at)
+  redis.call('HSET', m, F.blocked, 1, F.blocked_at, at)
 end
 -- for "last active" segments; a purchase shows in the ledger's last_activity, and its replay changes nothing
-if via ~= 'purchase' then redis.call('HSET', m, 'last_seen_at', at) end
-if ARGV[4] ~= '' then redis.call('HSETNX', m, 'lang', ARGV[4]) end
-local lang = redis.call('HMGET', m, 'lang_pref', 'lang')
+if via ~= 'purchase' then redis.call('HSET', m, F.last_seen_at, at) end
+if ARGV[4] ~= '' then redis.call('HSETNX', m, F.lang, ARGV[4]) end
+local lang = redis.call('HMGET', m, F.lang_pref, F.lang)
 local step = false
 if KEYS[2] then step = redis.call('HGET', KEYS[2], 'step') end
 return {created, lang[1] or lang[2], step}

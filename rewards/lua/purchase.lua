@@ -10,11 +10,11 @@ local orders, ref = KEYS[8], KEYS[9]
 local c = cjson.decode(ARGV[1])
 local prior = redis.call('HGET', orders, c.order)
 if prior then return {0, prior} end
-local first = not redis.call('HGET', k.member, 'first_order')
-if first then redis.call('HSET', k.member, 'first_order', c.order) end
-incr(k.member, 'orders', 1)
-incr(k.member, 'spent', c.amount)
-incr(k.member, 'spent:' .. c.month, c.amount)
+local first = not redis.call('HGET', k.member, F.first_order)
+if first then redis.call('HSET', k.member, F.first_order, c.order) end
+incr(k.member, F.orders, 1)
+incr(k.member, F.spent, c.amount)
+incr(k.member, F['spent:'] .. c.month, c.amount)
 local awarded, purchase_points, ops = 0, 0, {}
 local function award(spec)
   local written, amount = earn(k, spec)

@@ -15,10 +15,10 @@ end
 local written, milestone = 0, 0
 if c.status == 'completed' then
   redis.call('HSET', made, c.friend, 'completed')
-  local count = incr(k.member, 'referrals_completed', 1)
-  local this_month = incr(k.member, 'referrals:' .. c.month, 1)
+  local count = incr(k.member, F.referrals_completed, 1)
+  local this_month = incr(k.member, F['referrals:'] .. c.month, 1)
   -- the referrers' board counts by month of completion; a void takes it back from that month
-  incr(k.member, 'ranked:' .. c.month, 1)
+  incr(k.member, F['ranked:'] .. c.month, 1)
   redis.call('HSET', made, c.friend .. '|month', c.month)
   if c.award ~= cjson.null and (c.monthly_cap == 0 or this_month <= c.monthly_cap) then
     written = earn(k, c.award)
@@ -33,9 +33,9 @@ if c.status == 'completed' then
 elseif c.status == 'voided' then
   redis.call('HSET', made, c.friend, 'voided')
   if before == 'completed' then
-    incr(k.member, 'referrals_completed', -1)
+    incr(k.member, F.referrals_completed, -1)
     local ranked_in = redis.call('HGET', made, c.friend .. '|month')
-    if ranked_in then incr(k.member, 'ranked:' .. ranked_in, -1) end
+    if ranked_in then incr(k.member, F['ranked:'] .. ranked_in, -1) end
     local at = c.at
     written = reverse(k, 'referral:' .. c.friend, {op = 'void:referral:' .. c.friend, kind = 'void',
                                                    rule = 'referral.referrer', at = at,

@@ -7,11 +7,11 @@ local orders, ref = KEYS[8], KEYS[9]
 local order, at = ARGV[1], tonumber(ARGV[2])
 local raw = redis.call('HGET', orders, order)
 if not raw then return {'UNKNOWN_ORDER', 0} end
-if redis.call('HGET', k.member, 'refunded:' .. order) then return {'ALREADY_REFUNDED', 0} end
-redis.call('HSET', k.member, 'refunded:' .. order, at)
+if redis.call('HGET', k.member, F['refunded:'] .. order) then return {'ALREADY_REFUNDED', 0} end
+redis.call('HSET', k.member, F['refunded:'] .. order, at)
 local answer = cjson.decode(raw)
-incr(k.member, 'spent', -answer.amount)
-incr(k.member, 'spent:' .. answer.month, -answer.amount)
+incr(k.member, F.spent, -answer.amount)
+incr(k.member, F['spent:'] .. answer.month, -answer.amount)
 local reversed = 0
 for _, op in ipairs(answer.ops) do
   local _, amount = reverse(k, op, {op = 'refund:' .. op, kind = 'refund', rule = 'refund', at = at, note = order,

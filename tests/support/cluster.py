@@ -70,7 +70,8 @@ class LocalCluster:
                  "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
                  "--appendonly", "no", "--save", "", "--logfile", str(node_dir / "redis.log"),
                  # as the README asks of a production Redis, and the embedded one has (bot/infra/redis_conn.py)
-                 "--hash-max-ziplist-value", "512", "--hash-max-ziplist-entries", "1024"],
+                 "--hash-max-ziplist-value", "512", "--hash-max-ziplist-entries", "1024",
+                 "--zset-max-ziplist-entries", "1024"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + timeout
         for port, proc in zip(self.ports, self.procs, strict=True):
