@@ -1,6 +1,7 @@
 """The event loop that `serve`, `worker` and `dev` run on: uvloop when it is installed (a dependency, except on
-Windows), else asyncio's own. uvloop's loop, transports and scheduling are compiled, and on the hot path the
-loop's own work is a large share of each event's CPU (docs/benchmarks.md, "Where the time goes").
+Windows), else asyncio's own. uvloop's loop, transports and scheduling are compiled; measured on this
+project's hot path its gain was within the noise (the costly parts are Python that runs the same on either
+loop: docs/benchmarks.md), and it stays because it costs nothing and the socket-heavy web side can only gain.
 
 SHOKAI_EVENT_LOOP=asyncio runs asyncio's loop instead: for comparing the two (the webhook benchmark), or to
 rule uvloop out when something misbehaves. Not a setting of the product: nothing else reads it."""

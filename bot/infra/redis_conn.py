@@ -292,6 +292,11 @@ def _blocks(args: tuple[Any, ...]) -> bool:
         for a in args[1:]))
 
 
+def unbatched(client: Any) -> Any:
+    """`client` without auto-pipelining (itself when it has none: a cluster)."""
+    return client.direct if isinstance(client, AutoPipelined) else client
+
+
 class AutoPipelined(aioredis.Redis):
     """A single server's client whose commands issued in the same turn of the event loop go in one pipeline.
 
@@ -302,6 +307,16 @@ class AutoPipelined(aioredis.Redis):
     error: the pipeline runs with raise_on_error=False), one coroutine's commands still go one after another
     in its order, a lone command goes alone, blocking reads are never batched, and MULTI/EXEC pipelines and
     scripts' NOSCRIPT reloads behave as before. A cluster client is not wrapped (its pipelines split by node)."""
+
+    _direct: aioredis.Redis | None = None
+
+    @property
+    def direct(self) -> aioredis.Redis:
+        """The same pool without the gathering: for a caller that must not wait a turn of the loop behind
+        the worker's callbacks (the webhook's intake, which groups its own calls)."""
+        if self._direct is None:
+            self._direct = aioredis.Redis(connection_pool=self.connection_pool)
+        return self._direct
 
     # the commands gathered in this turn of the loop by the one that came first (the leader), else None
     _gathering: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any] | None]] | None = None

@@ -14,6 +14,7 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.infra import keys
+from bot.infra.redis_conn import unbatched
 from rewards.scripts import register
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class Intake:
     def __init__(self, redis: Any, partitions: int):
         self.redis = redis
         self.partitions = partitions
-        self._script = register(redis, _LUA / "intake.lua")
+        # not auto-pipelined: the ack would wait a turn of the loop behind the worker's callbacks, and the
+        # intake already groups the calls that arrive together (below)
+        self._script = register(unbatched(redis), _LUA / "intake.lua")
         self._busy: set[int] = set()  # partitions with a call in flight
         self._waiting: dict[int, deque[_Waiting]] = defaultdict(deque)
         self._flushers: set[asyncio.Task[None]] = set()
