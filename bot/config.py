@@ -186,6 +186,9 @@ class Settings:
         if env.get("WORKER_LEASE_MS"):
             values["lease_ms"] = whole_number(env["WORKER_LEASE_MS"], "WORKER_LEASE_MS", 500, 3_600_000,
                                               "a whole number of milliseconds from 500 to 3600000")
+        if env.get("STREAM_PARTITIONS"):
+            values["stream_partitions"] = whole_number(env["STREAM_PARTITIONS"], "STREAM_PARTITIONS", 1, 1024,
+                                                       "a whole number of intake partitions from 1 to 1024")
         if env.get("DYNO", "").strip():  # the platform's, not ours to refuse: made safe for a key and a log line
             values["worker_name"] = re.sub(r"[^A-Za-z0-9._:-]", "_", env["DYNO"].strip())[:64]
         if env.get("TRUSTED_PROXY_HOPS"):

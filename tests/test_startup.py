@@ -70,6 +70,17 @@ def test_a_lease_in_plain_digits_is_taken() -> None:
     assert Settings.from_env({**GOOD_ENV, "WORKER_LEASE_MS": "0750"}).lease_ms == 750
 
 
+@pytest.mark.parametrize("value", ["0", "1025", "²", "8.5", "-8"])
+def test_stream_partitions_out_of_range_are_refused_by_name(value: str) -> None:
+    with pytest.raises(ConfigError, match="STREAM_PARTITIONS"):
+        Settings.from_env({**GOOD_ENV, "STREAM_PARTITIONS": value})
+
+
+def test_stream_partitions_are_taken() -> None:
+    assert Settings.from_env({**GOOD_ENV, "STREAM_PARTITIONS": "32"}).stream_partitions == 32
+    assert Settings.from_env(GOOD_ENV).stream_partitions == 8
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("PORT", "abc"), ("PORT", "²"), ("PORT", "0"), ("PORT", "65536"), ("PORT", "9" * 5000), ("PORT", "-1"),
     ("CONSOLE_PORT", "abc"), ("CONSOLE_PORT", "8080.5"), ("LOG_LEVEL", "loud"),
