@@ -17,24 +17,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform as host
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import redis_url
 from bot.broadcasts.runner import BroadcastRunner
 from bot.broadcasts.service import Broadcasts
 from bot.config import ASSETS, Settings
 from bot.infra.metrics import Metrics
-from bot.infra.redis_conn import EmbeddedRedis, connect
 from bot.line.i18n import Texts
 from bot.services import open_services
 from linesim.platform import Platform, new_user_id
@@ -43,26 +40,6 @@ from rewards.rules import load_rules
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 SECRET, TOKEN = "bench-secret", "bench-token"
-
-
-@contextlib.asynccontextmanager
-async def redis_url() -> AsyncIterator[str]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        client = connect(url)
-        try:
-            if await client.dbsize():
-                raise SystemExit("REDIS_URL names a database that is not empty; the benchmark flushes it")
-        finally:
-            await client.aclose()
-        yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="shokai-bench-") as data:
-        server = EmbeddedRedis(Path(data)).start()
-        try:
-            yield server.url
-        finally:
-            server.stop()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform as host
@@ -31,13 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import redis_url
 from bot.infra import keys
-from bot.infra.redis_conn import EmbeddedRedis, connect
+from bot.infra.redis_conn import connect
 from bot.intake.stream import Intake, partition_of
 from linesim.platform import Platform, new_user_id
 
@@ -45,26 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 SECRET, TOKEN, PUBLIC = "bench-secret", "bench-token", "https://bench.example.test"
 PARTITIONS = 8  # the default
-
-
-@contextlib.asynccontextmanager
-async def redis_url() -> AsyncIterator[str]:
-    url = os.environ.get("REDIS_URL")
-    if url:
-        client = connect(url)
-        try:
-            if await client.dbsize():
-                raise SystemExit("REDIS_URL names a database that is not empty; the benchmark flushes it")
-        finally:
-            await client.aclose()
-        yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="shokai-takeover-") as data:
-        server = EmbeddedRedis(Path(data)).start()
-        try:
-            yield server.url
-        finally:
-            server.stop()
 
 
 def worker(url: str, platform: Platform, dyno: str, logs: Path) -> subprocess.Popen[bytes]:
@@ -165,7 +144,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                               "machine": {"nproc": os.cpu_count(), "python": host.python_version()}}
     try:
         with tempfile.TemporaryDirectory(prefix="shokai-takeover-logs-") as tmp:
-            async with redis_url() as url:
+            async with redis_url("shokai-takeover-") as url:
                 for mode in ("survivor", "restart"):
                     seconds, by = [], []
                     for i in range(args.runs):

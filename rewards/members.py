@@ -109,11 +109,6 @@ class Members(Part):
             fields[keys.field("nickname")] = nickname
         await self.redis.hset(keys.member(uid), mapping=fields)
 
-    async def nickname(self, uid: str) -> str | None:
-        """The nickname the member gave (their own card shows it; others see it only with consent)."""
-        raw = await self.redis.hget(keys.member(uid), keys.field("nickname"))
-        return raw.decode() if raw else None
-
     async def set_birthday(self, uid: str, month: int, day: int) -> bool:
         """Once: the birthday can be set but not changed (so it cannot be moved to earn twice). True when this
         call set it.

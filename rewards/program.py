@@ -56,7 +56,6 @@ class Program:
         self.set_line_language = members.set_line_language
         self.set_language = members.set_language
         self.set_nickname = members.set_nickname
-        self.nickname = members.nickname
         self.set_birthday = members.set_birthday
         self.set_gift = members.set_gift
         self.welcome_points = members.welcome_points

@@ -206,12 +206,8 @@ async def test_a_review_decision_whose_audit_write_failed_is_audited_once_on_the
     assert not bot.platform.violations
 
 
-@pytest.mark.parametrize("where", WHERE)
-async def test_a_coupon_use_whose_audit_write_failed_is_audited_once_on_the_retry(
-        staff_bot: Bot, faults: Faults, where: str) -> None:
-    """The coupon was marked used, then the audit write failed: the retry found it used, answered "already
-    used" to the staff who had just used it, and never audited the use."""
-    bot, customer = staff_bot, new_user_id()
+async def a_claimed_coffee(bot: Bot, customer: str) -> Any:
+    """A new member with points enough and a coffee claimed: the claim's result, with its coupon."""
     catalog = bot.services.catalog
     await follow(bot, customer)
     await bot.services.program.adjust(customer, 1000, "test", "test", "adjust:test")
@@ -219,6 +215,16 @@ async def test_a_coupon_use_whose_audit_write_failed_is_audited_once_on_the_retr
     assert offer is not None
     claimed = await catalog.confirm(customer, offer.claim_id)
     assert claimed.ok and claimed.coupon is not None
+    return claimed
+
+
+@pytest.mark.parametrize("where", WHERE)
+async def test_a_coupon_use_whose_audit_write_failed_is_audited_once_on_the_retry(
+        staff_bot: Bot, faults: Faults, where: str) -> None:
+    """The coupon was marked used, then the audit write failed: the retry found it used, answered "already
+    used" to the staff who had just used it, and never audited the use."""
+    bot, customer = staff_bot, new_user_id()
+    claimed = await a_claimed_coffee(bot, customer)
     token = claimed.coupon.token
     injected = fail_the_audit_write(bot, faults, where)
     answer = await staff_says(bot, f"クーポン使用 {token}")
@@ -268,13 +274,7 @@ async def test_an_api_review_decision_retried_after_its_audit_write_failed_is_au
 async def test_an_api_coupon_use_retried_with_its_key_after_its_audit_write_failed_is_audited_once(
         bot: Bot, faults: Faults, where: str) -> None:
     customer = new_user_id()
-    catalog = bot.services.catalog
-    await follow(bot, customer)
-    await bot.services.program.adjust(customer, 1000, "test", "test", "adjust:test")
-    offer = await catalog.show(customer, "coffee")
-    assert offer is not None
-    claimed = await catalog.confirm(customer, offer.claim_id)
-    assert claimed.ok and claimed.coupon is not None
+    claimed = await a_claimed_coffee(bot, customer)
     url, headers = f"/api/v1/coupons/{claimed.coupon.token}/use", {"Idempotency-Key": "counter-2-0931"}
     injected = fail_the_audit_write(bot, faults, where)
     status, _ = await bot.admin("POST", url, headers=headers)
