@@ -25,7 +25,7 @@ from rewards.catalog import Stock
 from rewards.orders import Purchase
 from rewards.referrals import Attribution
 from rewards.review import Decision
-from rewards.rules import NOTICE_KINDS, Notifications
+from rewards.rules import FRIEND_COUPON_POOL, NOTICE_KINDS, Notifications
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,7 @@ async def after_purchase(services: Services, purchase: Purchase, user_id: str, o
     """An order recorded (or the same order again): the referral it completed, if any, then the buyer's tier."""
     if purchase.completed_referral_of:
         await _referral_completed(services, purchase.completed_referral_of, user_id)
+        await _friend_paid(services, user_id)
     await _tier_check(services, user_id, f"order:{order_id}")
 
 
@@ -150,9 +151,11 @@ async def after_custom_event(services: Services, user_id: str, name: str, event_
 
 async def after_review_decision(services: Services, decision: Decision) -> None:
     """Staff approved or voided a reviewed referral. Told when this call paid the referrer, even when the
-    decision itself was taken before a crash."""
+    decision itself was taken before a crash; the friend, whenever it stands approved (keyed: told once)."""
     if decision.paid_referrer:
         await _referral_completed(services, decision.paid_referrer, decision.friend)
+    if decision.status == "completed":  # approved: the friend's own points came with it
+        await _friend_paid(services, decision.friend)
 
 
 async def after_attribution(services: Services, attribution: Attribution, friend: str, op: str) -> None:
@@ -190,7 +193,10 @@ async def after_stock_added(services: Services, reward_id: str, added: int, stoc
 
 
 async def after_codes_added(services: Services, reward_id: str, added: int, pool: int) -> int:
-    """New codes joined a pool reward's pool (its stock): back in stock, told as above."""
+    """New codes joined a pool reward's pool (its stock): back in stock, told as above. Codes for the friend
+    welcome coupon go first to the friends whose coupon found the pool empty, each told once."""
+    if reward_id == FRIEND_COUPON_POOL:
+        return await _friend_coupons_owed(services)
     if added:
         return await _stock_back(services, reward_id, f"codes:{pool}:{added}")
     return 0
@@ -231,6 +237,35 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
                  balance=f"{view.points if view else 0:,}")
     await _milestone_check(services, referrer, friend)
     await _tier_check(services, referrer, f"referral:{friend}")
+
+
+async def _friend_paid(services: Services, friend: str) -> None:
+    """The friend's own referral points were credited (their qualifying order, or staff approving it): told once,
+    keyed by the operation that paid them. Held points are told now, with the day they can be spent: the news is
+    the earning; a second push at the release would cost the shop a message for what the points card shows."""
+    paid = await services.program.friend_reward(friend)
+    if paid is None or paid[0] <= 0:
+        return
+    points, hold_until = paid
+    key = retry_key("friend-points", friend, "referral:friend")
+    if hold_until:
+        day = engine.shop_time(services.program.rules, hold_until).strftime("%Y/%m/%d")
+        await notify(services, "friend_points", friend, "notice_friend_points_held", key, points=f"{points:,}",
+                     date=day)
+    else:
+        view = await services.program.member(friend)
+        await notify(services, "friend_points", friend, "notice_friend_points", key, points=f"{points:,}",
+                     balance=f"{view.points if view else 0:,}")
+
+
+async def _friend_coupons_owed(services: Services) -> int:
+    """Codes reached the friend coupon's pool: give the owed coupons (oldest first) and tell each friend once."""
+    told = 0
+    for friend, coupon in await services.program.friend_coupons.give_owed():
+        status = await notify(services, "friend_coupon", friend, "notice_friend_coupon",
+                              retry_key("friend-coupon", friend, coupon.token), code=coupon.code)
+        told += status in ("sent", "deferred", "retrying")
+    return told
 
 
 async def _stock_back(services: Services, reward_id: str, restock: str) -> int:

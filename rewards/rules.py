@@ -87,7 +87,25 @@ class Reward:
     image: str | None = None
 
 
-NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back")
+@dataclass(frozen=True)
+class FriendCoupon:
+    """[referral.friend_coupon]: the coupon a referred friend gets when their referral becomes pending."""
+
+    kind: str  # generated: we make the code | pool: codes the shop uploaded (to FRIEND_COUPON_POOL)
+    yen_off: int  # one of yen_off / percent_off is set, the other 0
+    percent_off: int
+    minimum_order: int  # yen; 0: any order
+    valid_days: int | None  # usable through the end of this many days after it is given; None: no end
+    prefix: str  # generated codes start with it ("" for none)
+    name: dict[str, str]  # what the friend reads, per language
+
+
+# The reward id the friend coupon is filed under (a member's coupons, the code pool): a dot is never in a catalog
+# reward's id, so the two cannot clash.
+FRIEND_COUPON_POOL = "referral.friend_coupon"
+
+NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back",
+                "friend_points", "friend_coupon")
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,7 @@ class Rules:
     campaigns: tuple[Campaign, ...] = ()
     rewards: tuple[Reward, ...] = field(default_factory=tuple)
     notifications: Notifications = Notifications()
+    friend_coupon: FriendCoupon | None = None  # None: no welcome coupon
 
     @property
     def signup_points(self) -> int:
@@ -378,6 +397,7 @@ def _load_rules(path: Path) -> Rules:
             image=w.get("image")))
 
     notifications = _notifications(r, r.table(data, "", "notifications"))
+    friend_coupon = _friend_coupon(r, r.table(referral, "referral", "friend_coupon"))
 
     return Rules(
         timezone=zone,
@@ -406,7 +426,44 @@ def _load_rules(path: Path) -> Rules:
         tier_basis=r.choice(tiers_table, "tiers", "basis", ("points", "yen")),
         tier_window=r.choice(tiers_table, "tiers", "window", ("lifetime", "rolling_12_months")),
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
-        tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications)
+        tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
+        friend_coupon=friend_coupon)
+
+
+_PREFIX = re.compile(r"^[A-Z0-9]{0,12}-?$")
+
+
+def _friend_coupon(r: _Reader, table: dict[str, Any]) -> FriendCoupon | None:
+    """[referral.friend_coupon]: absent, or enabled = false, gives no coupon."""
+    where = "referral.friend_coupon"
+    if not table or not r.flag(table, where, "enabled", True):
+        return None
+    unknown = set(table) - {"enabled", "kind", "yen_off", "percent_off", "minimum_order", "valid_days", "prefix",
+                            "name"}
+    if unknown:
+        raise r.fail(f"{where}.{sorted(unknown)[0]}", "unknown setting; see docs/rules.md (friend coupon)")
+    kind = r.choice(table, where, "kind", ("generated", "pool"))
+    yen = r.whole(table, where, "yen_off", 0)
+    percent = r.whole(table, where, "percent_off", 0)
+    if (yen > 0) == (percent > 0):
+        raise r.fail(f"{where}.yen_off", "give the offer as one of yen_off (yen) or percent_off (1-100)")
+    if percent > 100:
+        raise r.fail(f"{where}.percent_off", f"must be 1 to 100, not {percent}")
+    prefix = table.get("prefix", "")
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise r.fail(f"{where}.prefix", f"up to 12 capital letters or digits, optionally ending in -, not {prefix!r}")
+    if prefix and kind == "pool":
+        raise r.fail(f"{where}.prefix", "a pool's codes are the shop's own: prefix is for kind = \"generated\"")
+    minimum = r.whole(table, where, "minimum_order", 0)
+    if "name" in table:
+        name = r.texts(table, where, "name")
+    elif yen:
+        name = {"ja": f"初回のお買い物{yen:,}円引き", "en": f"¥{yen:,} off your first order"}
+    else:
+        name = {"ja": f"初回のお買い物{percent}%オフ", "en": f"{percent}% off your first order"}
+    return FriendCoupon(kind=kind, yen_off=yen, percent_off=percent, minimum_order=minimum,
+                        valid_days=r.whole(table, where, "valid_days", minimum=1) if "valid_days" in table else None,
+                        prefix=prefix, name=name)
 
 
 _QUIET = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")

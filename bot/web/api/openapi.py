@@ -64,8 +64,8 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      [_path_param("order_id")], [], None, 200),
     ("get", "/api/v1/members", "Find a member by invite code (or link, or user id)", [],
      [_query("code", {"type": "string"}, required=True)], None, 200),
-    ("get", "/api/v1/members/{user_id}", "A member's points, tier and referrals", [_path_param("user_id", USER_ID)],
-     [], None, 200),
+    ("get", "/api/v1/members/{user_id}", "A member's points, tier, referrals and welcome coupon",
+     [_path_param("user_id", USER_ID)], [], None, 200),
     ("patch", "/api/v1/members/{user_id}", "Set the birthday (once) and gift_referral_reward",
      [_path_param("user_id", USER_ID)], [], _obj([], birthday={"type": "string", "pattern": "^([0-9]{4}-)?[0-9]{2}-[0-9]{2}$"},
                                                  gift_referral_reward={"type": "boolean"}), 200),
@@ -117,9 +117,20 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
 ]
 
 
+# success bodies described field by field (the others: an object)
+RESPONSES: dict[str, dict[str, Any]] = {
+    "/api/v1/members/{user_id}": {"type": "object", "properties": {
+        "friend_coupon": {"type": ["object", "null"], "required": ["code"],
+                          "properties": {"code": {"type": "string"}},
+                          "description": "the welcome coupon a referral gave this member ([referral.friend_coupon]); "
+                                         "null: none (yet). Its code names the member when it comes back on an "
+                                         "order"}}},
+}
+
+
 def _responses(success: int, path: str) -> dict[str, Any]:
     content = ({"text/csv": {"schema": {"type": "string"}}} if path.endswith(".csv")
-               else {"application/json": {"schema": OBJECT}})
+               else {"application/json": {"schema": copy.deepcopy(RESPONSES.get(path, OBJECT))}})
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     return {str(success): {"description": "OK", "content": content},
             "400": {"description": "the request is malformed", **error},
