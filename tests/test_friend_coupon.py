@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -414,3 +415,37 @@ def test_switched_off_or_left_out_gives_none(tmp_path: Path) -> None:
                       ).friend_coupon is None
     rule = load_rules(rules_with(tmp_path)).friend_coupon
     assert rule is not None and rule.name["en"] == "¥500 off your first order" and rule.valid_days == 30
+
+
+async def test_points_approved_after_review_are_told_to_the_friend_once(bot_with: BotWith, tmp_path: Path) -> None:
+    bot = await bot_with(rewards_config=rules_with(tmp_path))
+    platform, program = bot.platform, bot.services.program
+    referrer, friend = await joined(bot), await joined(bot)
+    await converse(platform, friend, platform.text(friend, f"招待コード {await program.invite_code(referrer)}"))
+    own = {"order_id": "o-own", "user_id": referrer, "amount": 1000, "fingerprint": "fp-1"}
+    assert (await bot.admin("POST", "/api/v1/conversions", own))[0] == 200
+    mark = len(platform.calls)
+    status, body = await bot.admin("POST", "/api/v1/conversions",
+                                   {"order_id": "o-first", "user_id": friend, "amount": 2000, "fingerprint": "fp-1"})
+    assert status == 200 and body["referral"]["status"] == "review", body
+    assert pushes_to(platform, friend, mark) == [], "nothing paid yet: nothing told"
+    for _ in range(2):  # approved, then the same approval again (a retried request)
+        assert (await bot.admin("POST", f"/api/v1/referrals/{friend}/approve", {}))[0] == 200
+    told = pushes_to(platform, friend, mark)
+    assert len(told) == 1 and "ポイントが届きました" in told[0]["text"], told
+
+
+async def test_the_friend_hears_of_their_points_at_once_even_at_night(bot_with: BotWith, tmp_path: Path) -> None:
+    """The shipped rules: the friend's points notice, like the referrer's, is the answer to something that just
+    happened (their order), so it ignores the quiet hours."""
+    bot = await bot_with(rewards_config=variant(tmp_path, GENERATED))
+    platform, program = bot.platform, bot.services.program
+    tokyo = program.rules.timezone
+    night = (datetime.now(tokyo) + timedelta(days=1)).replace(hour=2).timestamp()
+    program.clock = lambda: night
+    referrer, friend = await joined(bot), await joined(bot)
+    await converse(platform, friend, platform.text(friend, f"招待コード {await program.invite_code(referrer)}"))
+    mark = len(platform.calls)
+    assert (await bot.admin("POST", "/api/v1/conversions",
+                            {"order_id": "o-night", "user_id": friend, "amount": 5000}))[0] == 200
+    assert len(pushes_to(platform, friend, mark)) == 1
