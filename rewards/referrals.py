@@ -147,7 +147,7 @@ class Referrals(Part):
             if on_join:
                 await self.counters.count("points_issued", self.rules.friend_points)
         return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay),
-                           coupon=await self.friend_coupons.held(friend))
+                           coupon=await self.friend_coupons.held(friend) if coupon else None)
 
     async def decide_referral(self, friend: str, decision: str, by: str) -> tuple[bool, str, str | None]:
         """Staff's decision ("approve" | "void") on a reviewed (or, to void, pending) referral: (changed now,
