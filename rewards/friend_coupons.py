@@ -136,9 +136,9 @@ class FriendCoupons(Part):
         token = await self.redis.hget(keys.referral(friend), "coupon")
         if token is None or token == b"due":
             return None
-        raw, used = await self.redis.hmget(keys.coupons(friend), [token.decode()]), \
-            await self.redis.hget(keys.coupons_used(friend), token.decode())
-        return Coupon.from_json(raw[0], int(used or 0)) if raw[0] else None
+        raw = await self.redis.hget(keys.coupons(friend), token.decode())
+        used = await self.redis.hget(keys.coupons_used(friend), token.decode())
+        return Coupon.from_json(raw, int(used or 0)) if raw else None
 
     async def friend_coupon(self, uid: str) -> str | None:
         """The code of the member's welcome coupon, None when they have none."""

@@ -107,6 +107,13 @@ async def test_the_coupon_is_given_once_shown_at_once_and_leads_back_to_the_frie
     _, member = await bot.admin("GET", f"/api/v1/members/{referrer}")
     assert member["referrals"] == {"invited": 1, "pending": 1, "completed": 0}
     assert await stat(bot, "friend_coupons_given") == 1
+    # at the counter staff scan its page's QR and mark it used, as any coupon
+    link = next(b["action"]["uri"] for m in flex_cards(said) for b in m["contents"]["footer"]["contents"]
+                if b["action"]["type"] == "uri")
+    async with bot.http.get(bot.url + "/c/" + link.rsplit("/", 1)[1]) as page:
+        assert page.status == 200 and "初回のお買い物500円引き" in await page.text() and code in await page.text()
+    status, used = await bot.admin("POST", f"/api/v1/coupons/{link.rsplit('/', 1)[1]}/use")
+    assert status == 200 and used["code"] == code and used["user_id"] == friend, used
     # the same code again from the friend (a new message): refused as already referred, no second coupon
     again = await converse(platform, friend, platform.text(friend, f"招待コード {invite}"))
     assert not flex_cards(again)
