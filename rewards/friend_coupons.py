@@ -78,16 +78,26 @@ class FriendCoupons(Part):
                                                 keys.coupon_order(friend)],
                                           args=[token, coupon.to_json(), now])
         outcome = outcome.decode()
-        if outcome == "NOT_DUE":  # voided meanwhile
+        if outcome == "NOT_DUE":  # voided meanwhile (a pool code taken for it stays set aside for this friend)
             return None
+        if rule.kind == "pool":  # filed: the pool's record of the code taken has done its work
+            await self.redis.delete(keys.friend_coupon_taken(FRIEND_COUPON_POOL, friend))
         if outcome == "NEW":
             await self.counters.count("friend_coupons_given")
             await self.redis.zrem(keys.FRIEND_COUPONS_OWED, friend)
             return coupon
         given = Coupon.from_json(rest[0])  # given meanwhile (the sweep and the handler at once): that one stands
-        if rule.kind == "generated" and given.code != code:
-            await self.redis.delete(keys.friend_coupon_code(index_form(code)))  # ours never went out
+        if given.code != code:
+            await self._unused(friend, rule.kind, code)
         return await self.held(friend)
+
+    async def _unused(self, friend: str, kind: str, code: str) -> None:
+        """A code taken for a coupon that another call gave first: a pool code goes back to the front of the pool,
+        and its index (when it is this friend's) goes, so the next friend can have it."""
+        if kind == "pool":
+            await self.redis.lpush(keys.reward_pool(FRIEND_COUPON_POOL), code)
+        if await self.friend_by_coupon(code) == friend:
+            await self.redis.delete(keys.friend_coupon_code(index_form(code)))
 
     async def _code_for(self, friend: str, kind: str, prefix: str) -> str | None:
         """The code to give: taken from the pool (the same one on a retry), or a fresh generated one that no other

@@ -456,3 +456,40 @@ async def test_the_friend_hears_of_their_points_at_once_even_at_night(bot_with: 
     assert (await bot.admin("POST", "/api/v1/conversions",
                             {"order_id": "o-night", "user_id": friend, "amount": 5000}))[0] == 200
     assert len(pushes_to(platform, friend, mark)) == 1
+
+
+@pytest.mark.parametrize("kind", ["generated", "pool"])
+async def test_two_calls_racing_give_one_coupon_and_lose_no_code(clean_redis: str, tmp_path: Path, kind: str) -> None:
+    """The sweep and the handler at once: one reads "due", the other gives the coupon meanwhile, then the first
+    takes a code. One coupon stands; the first's code goes back (pool) or is forgotten (generated)."""
+    clock = Clock()
+    program = await program_for(clean_redis, rules_with(tmp_path, GENERATED if kind == "generated" else POOL), clock)
+    try:
+        coupons = program.friend_coupons
+        referrer, friend = new_user_id(), new_user_id()
+        for uid in (referrer, friend):
+            await program.see(uid, "follow", clock.ms)
+        if kind == "pool":
+            await program.redis.rpush(rewards_keys.reward_pool(FRIEND_COUPON_POOL), "P-1", "P-2")
+        real = coupons._code_for
+        taken: list[str | None] = []
+
+        async def the_other_call_first(uid: str, kind: str, prefix: str) -> str | None:
+            coupons._code_for = real  # type: ignore[method-assign]
+            await coupons.give(uid)  # the whole other call, between this one's read of "due" and its code
+            taken.append(await real(uid, kind, prefix))
+            return taken[-1]
+
+        coupons._code_for = the_other_call_first  # type: ignore[method-assign]
+        attribution = await program.attribute(friend, await program.invite_code(referrer), op="e-1")
+        given = await program.friend_coupon(friend)
+        assert attribution.coupon is not None and attribution.coupon.code == given
+        assert await program.friend_by_coupon(given) == friend
+        lost = taken[0]
+        assert lost is not None and lost != given and await program.friend_by_coupon(lost) is None
+        if kind == "pool":
+            assert given == "P-1"
+            assert await program.redis.lrange(rewards_keys.reward_pool(FRIEND_COUPON_POOL), 0, -1) == [b"P-2"]
+        assert int(await program.redis.hget(rewards_keys.STATS, "friend_coupons_given")) == 1
+    finally:
+        await program.redis.aclose()
