@@ -242,3 +242,13 @@ def member_token(token: str) -> str:
 
 def leaderboard(month: str) -> str:
     return f"{PREFIX}:board:{month}"  # zset: referrer -> referrals completed in that month (YYYY-MM)
+
+
+# ---- prompts (rewards/prompts.py) ----------------------------------------------------------------------------
+def prompts(uid: str) -> str:
+    # hash in the member's slot: "w" the ISO week counted, "n" prompts in it, and per cause "c:<cause>" (pruned
+    # after a week) or "o:<cause>" (kept: once ever) -> "<week>:h" (let through) | "<week>:d" (handed to LINE)
+    return f"{PREFIX}:m:{{{uid}}}:prompts"
+
+
+REMINDERS_DUE = f"{PREFIX}:prompts:reminders"  # zset: referred friend -> when their one reminder is due (ms)
