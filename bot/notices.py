@@ -191,6 +191,8 @@ async def after_attribution(services: Services, attribution: Attribution, friend
                  retry_key(op, "friend_joined", attribution.referrer), referrer_points=rules.referrer_points)
     if rules.referral_trigger == "join":
         await _milestone_check(services, attribution.referrer, friend)
+        for paid in (attribution.referrer, friend):  # both were just paid: a reward may be in reach
+            await _ask(services, functools.partial(prompts.reward_in_reach, services, paid))
     elif "friend_reminder" in rules.prompts.enabled:  # the friend's one reminder if no order comes in time
         due = services.program.now_ms() + rules.prompts.reminder_days * 86_400_000
         await services.program.prompts.schedule_reminder(friend, due)

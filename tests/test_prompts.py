@@ -88,6 +88,30 @@ async def test_a_purchase_invites_the_buyer_to_refer_once(bot_with: BotWith, tmp
     assert len(pushes(platform, uid)) == 1
 
 
+async def test_a_crash_after_the_push_is_finished_by_the_repeated_order_once(bot_with: BotWith, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The push went out, then the process died before noting it: the shop reports the order again (it got no
+    answer); the prompt is sent again with the same retry key, LINE answers 409, the member has one."""
+    shop = await shop_with(bot_with, tmp_path, prompts__refer_after_purchase="true")
+    platform, prompts = shop.platform, shop.services.program.prompts
+    uid = await member(shop)
+    real = prompts.handed
+
+    async def crash(*args: object) -> None:
+        raise ConnectionError("the process died right after LINE took the push")
+
+    monkeypatch.setattr(prompts, "handed", crash)
+    status, _ = await shop.admin("POST", "/api/v1/conversions", {"order_id": "o-1", "user_id": uid, "amount": 500})
+    assert status == 500 and len(pushes(platform, uid)) == 1
+    monkeypatch.setattr(prompts, "handed", real)
+    await order(shop, uid, "o-1")
+    repeated = [c for c in platform.calls if c.endpoint == "push" and c.status == 409]
+    assert len(repeated) == 1 and repeated[0].headers["X-Line-Retry-Key"] == \
+        pushes(platform, uid)[0].headers["X-Line-Retry-Key"]
+    await order(shop, uid, "o-1")  # noted now: a third report sends nothing at all
+    assert len([c for c in platform.calls if c.endpoint == "push"]) == 2
+
+
 async def test_an_order_below_the_referral_minimum_or_switched_off_prompts_nothing(bot_with: BotWith,
                                                                                     tmp_path: Path) -> None:
     shop = await shop_with(bot_with, tmp_path, prompts__refer_after_purchase="true", referral__minimum_order="1000")
@@ -351,6 +375,14 @@ async def test_no_reminder_when_joining_completes_the_referral(bot_with: BotWith
     assert await shop.services.program.prompts.reminders_scheduled() == 0
     await tick_at(shop, start + 5 * 86_400)
     assert pushes(shop.platform) == []
+
+
+async def test_points_paid_on_joining_may_put_a_reward_in_reach(bot_with: BotWith, tmp_path: Path) -> None:
+    shop = await shop_with(bot_with, tmp_path, referral__trigger='"join"', prompts__reward_in_reach="true")
+    referrer, friend = await referred_friend(shop)  # 100 + 500 and 100 + 300 points: the coffee (300) for both
+    for uid in (referrer, friend):
+        await shop.platform.wait_for(lambda uid=uid: pushes(shop.platform, uid))
+        assert len(pushes(shop.platform, uid)) == 1 and "コーヒー" in said(pushes(shop.platform, uid)[0])
 
 
 # ---- the rules ---------------------------------------------------------------------------------------------
