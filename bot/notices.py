@@ -160,8 +160,8 @@ async def after_purchase(services: Services, purchase: Purchase, user_id: str, o
     if purchase.completed_referral_of:
         await _referral_completed(services, purchase.completed_referral_of, user_id)
     await _tier_check(services, user_id, f"order:{order_id}")
-    await _ask(services, lambda: prompts.after_purchase(services, purchase, user_id, order_id),
-               lambda: prompts.reward_in_reach(services, user_id))
+    await _ask(services, lambda: prompts.reward_in_reach(services, user_id),
+               lambda: prompts.after_purchase(services, purchase, user_id, order_id))
 
 
 async def after_custom_event(services: Services, user_id: str, name: str, event_id: str, value: int | None = None,
@@ -169,8 +169,8 @@ async def after_custom_event(services: Services, user_id: str, name: str, event_
     """A custom event (a review, a share…) recorded, or the same one again (`new` False): the member's tier,
     then a prompt when the rules mark the event (its `value`, a review's stars, at least their minimum)."""
     await _tier_check(services, user_id, f"event:{name}:{event_id}")
-    await _ask(services, lambda: prompts.after_custom_event(services, user_id, name, event_id, value, new),
-               lambda: prompts.reward_in_reach(services, user_id))
+    await _ask(services, lambda: prompts.reward_in_reach(services, user_id),
+               lambda: prompts.after_custom_event(services, user_id, name, event_id, value, new))
 
 
 async def after_review_decision(services: Services, decision: Decision) -> None:
@@ -284,7 +284,8 @@ async def _stock_back(services: Services, reward_id: str, restock: str) -> int:
 
 # ---- prompts ([prompts]: bot/prompts.py says what, rewards/prompts.py counts) ---------------------------------
 async def _ask(services: Services, *candidates: Callable[[], Awaitable[prompts.Prompt | None]]) -> str | None:
-    """At most one prompt per outcome: the first candidate that applies, let through the member's weekly cap
+    """At most one prompt per outcome: the first candidate that applies (callers put a reward in reach first: it
+    is news once, where an invitation comes with every order), let through the member's weekly cap
     and once-per-cause gate, then sent as a notice (quiet hours defer it). Never to a blocked member or staff.
     Returns the gate's or the notice's answer, or None when no candidate applied."""
     program = services.program

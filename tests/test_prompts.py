@@ -269,6 +269,17 @@ async def test_a_jump_past_several_costs_tells_the_dearest_once(bot_with: BotWit
     assert len(pushes(shop.platform, uid)) == 1, "the cheaper coffee is no news after the tote"
 
 
+async def test_one_prompt_per_outcome_a_reward_in_reach_before_the_invitation(bot_with: BotWith,
+                                                                              tmp_path: Path) -> None:
+    shop = await shop_with(bot_with, tmp_path, **ALL_PROMPTS, prompts__weekly_cap="10")
+    uid = await member(shop)
+    await order(shop, uid, "o-1", amount=20_000)  # 300 points: the coffee is news; no invitation on top
+    await order(shop, uid, "o-2")  # nothing new in reach: the invitation
+    sent = pushes(shop.platform, uid)
+    assert [m["type"] for c in sent for m in c.body["messages"]] == ["text", "flex"]
+    assert "コーヒー" in said(sent[0]) and "招待" in said(sent[1])
+
+
 # ---- the referred friend's one reminder ------------------------------------------------------------------------
 async def referred_friend(shop: Bot) -> tuple[str, str]:
     platform, program = shop.platform, shop.services.program
