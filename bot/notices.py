@@ -299,6 +299,8 @@ async def _ask(services: Services, *candidates: Callable[[], Awaitable[prompts.P
         gate = await program.prompts.gate(prompt.to, prompt.cause, prompt.may_start)
         if gate == "SKIP":  # a repeated outcome whose prompt never started: the next candidate may apply
             continue
+        if gate == "OK" or gate == "CAPPED":  # counted once per cause: what prompts cost, and what the cap saved
+            await program.count(f"prompts:{prompt.kind}" if gate == "OK" else f"prompts_capped:{prompt.kind}")
         if gate not in SEND:
             log.info("prompt %s to %s not sent: %s", prompt.kind, prompt.to, gate.lower())
             return gate.lower()

@@ -193,6 +193,8 @@ async def test_prompts_decided_at_the_same_moment_never_pass_the_cap(bot_with: B
     uid = await member(shop)
     await asyncio.gather(*(order(shop, uid, f"o-{n}") for n in range(8)))
     assert len(pushes(shop.platform, uid)) == cap
+    _, stats = await shop.admin("GET", "/api/v1/stats")
+    assert stats["prompts:refer_after_purchase"] == cap and stats["prompts_capped:refer_after_purchase"] == 8 - cap
     other = await member(shop)  # the cap is per member
     await order(shop, other, "o-other")
     assert len(pushes(shop.platform, other)) == 1
