@@ -96,8 +96,9 @@ async def reward_in_reach(services: Services, uid: str) -> Prompt | None:
     view = await program.member(uid)
     if view is None or (program.rules.block_claims_in_debt and view.debt > 0):
         return None
+    now = program.now_ms()
     within = [r for r in program.rules.rewards
-              if r.cost <= view.points and catalog.available(r) and catalog.tier_reached(r, view.tier)]
+              if r.cost <= view.points and catalog.available(r, now) and catalog.tier_reached(r, view.tier)]
     stocks = await catalog.stocks_of(within)
     within = [r for r, stock in zip(within, stocks, strict=True) if stock.left != 0]
     if not within:
