@@ -257,3 +257,13 @@ def friend_coupon_taken(pool_id: str, friend: str) -> str:
 
 
 FRIEND_COUPONS_OWED = f"{PREFIX}:fcoupon:owed"  # zset: friend -> when their coupon found the pool empty (ms)
+
+
+# ---- prompts (rewards/prompts.py) ----------------------------------------------------------------------------
+def prompts(uid: str) -> str:
+    # hash in the member's slot: "w" the ISO week counted, "n" prompts in it, and per cause "c:<cause>" (pruned
+    # after a week) or "o:<cause>" (kept: once ever) -> "<week>:h" (let through) | "<week>:d" (handed to LINE)
+    return f"{PREFIX}:m:{{{uid}}}:prompts"
+
+
+REMINDERS_DUE = f"{PREFIX}:prompts:reminders"  # zset: referred friend -> when their one reminder is due (ms)

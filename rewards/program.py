@@ -24,6 +24,7 @@ from rewards.invites import Invites
 from rewards.ledger import Ledger
 from rewards.members import Members
 from rewards.orders import Orders
+from rewards.prompts import Prompts
 from rewards.referrals import Referrals
 from rewards.rules import Rules
 from rewards.upkeep import Upkeep
@@ -48,6 +49,7 @@ class Program:
                              members=self.members, referrals=self.referrals)
         self.upkeep = Upkeep(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                              members=self.members)
+        self.prompts = Prompts(redis, rules, now_ms)
 
         members = self.members
         self.see = members.see

@@ -125,6 +125,29 @@ class Notifications:
         return minute_of_day >= self.quiet_start or minute_of_day < self.quiet_end  # across midnight
 
 
+PROMPT_KINDS = ("refer_after_purchase", "refer_after_event", "friend_reminder", "reward_in_reach")
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """[prompts]: pushes that ask at the right moment (invite after a purchase or a marked event, remind a
+    referred friend who has not bought, a reward now in reach), each switchable, all within one weekly cap."""
+
+    enabled: frozenset[str] = frozenset()  # none unless the rules file switches them on
+    weekly_cap: int = 1  # prompts per member per ISO week (Monday to Sunday, shop time), all kinds together
+    events: frozenset[str] = frozenset()  # custom events (POST /api/v1/events names) that invite to refer
+    event_min_value: dict[str, int] = field(default_factory=dict)  # event -> the least "value" that invites
+    reminder_days: int = 3  # a referred friend with no order this many days after joining gets the reminder
+
+    def invites_after(self, name: str, value: int | None) -> bool:
+        """A custom event the rules mark (a review), with its value at least the rules' minimum when they set
+        one (a 5★ review: min 5); an event without a value never meets a minimum."""
+        if "refer_after_event" not in self.enabled or name not in self.events:
+            return False
+        least = self.event_min_value.get(name)
+        return least is None or (value is not None and value >= least)
+
+
 @dataclass(frozen=True)
 class Rules:
     timezone: ZoneInfo
@@ -158,6 +181,7 @@ class Rules:
     rewards: tuple[Reward, ...] = field(default_factory=tuple)
     notifications: Notifications = Notifications()
     friend_coupon: FriendCoupon | None = None  # None: no welcome coupon
+    prompts: Prompts = Prompts()
 
     @property
     def signup_points(self) -> int:
@@ -398,6 +422,8 @@ def _load_rules(path: Path) -> Rules:
 
     notifications = _notifications(r, r.table(data, "", "notifications"))
     friend_coupon = _friend_coupon(r, r.table(referral, "referral", "friend_coupon"))
+    prompts = _prompts(r, r.table(data, "", "prompts"), {n.removeprefix("events.") for n in earn
+                                                          if n.startswith("events.")})
 
     return Rules(
         timezone=zone,
@@ -427,7 +453,7 @@ def _load_rules(path: Path) -> Rules:
         tier_window=r.choice(tiers_table, "tiers", "window", ("lifetime", "rolling_12_months")),
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
-        friend_coupon=friend_coupon)
+        friend_coupon=friend_coupon, prompts=prompts)
 
 
 _PREFIX = re.compile(r"^[A-Z0-9]{0,12}-?$")
@@ -488,3 +514,25 @@ def _notifications(r: _Reader, table: dict[str, Any]) -> Notifications:
     if not isinstance(ignore, list) or set(ignore) - set(NOTICE_KINDS):
         raise r.fail(f"{where}.ignore_quiet_hours", f"name notices from: {', '.join(NOTICE_KINDS)}")
     return Notifications(enabled, start, end, frozenset(ignore))
+
+
+def _prompts(r: _Reader, table: dict[str, Any], events: set[str]) -> Prompts:
+    """[prompts]: a true/false per prompt, the weekly cap, the events that invite (with an optional least
+    value each) and the reminder's days."""
+    where = "prompts"
+    known = {*PROMPT_KINDS, "weekly_cap", "events", "event_min_value", "reminder_days"}
+    unknown = set(table) - known
+    if unknown:
+        raise r.fail(f"{where}.{sorted(unknown)[0]}", f"unknown setting; [prompts] takes {', '.join(sorted(known))}")
+    enabled = frozenset(kind for kind in PROMPT_KINDS if r.flag(table, where, kind, False))
+    marked = table.get("events", [])
+    if not isinstance(marked, list) or not all(isinstance(n, str) for n in marked) or set(marked) - events:
+        raise r.fail(f"{where}.events", f"name custom events from [earn.events.*]: {', '.join(sorted(events)) or 'none'}")
+    least = table.get("event_min_value", {})
+    if not isinstance(least, dict) or set(least) - set(marked):
+        raise r.fail(f"{where}.event_min_value", 'give a least value per event listed in events, '
+                                                 'e.g. { review = 5 }')
+    minimum = {name: r.whole(least, f"{where}.event_min_value", name) for name in least}
+    return Prompts(enabled=enabled, weekly_cap=r.whole(table, where, "weekly_cap", 1, minimum=1),
+                   events=frozenset(marked), event_min_value=minimum,
+                   reminder_days=r.whole(table, where, "reminder_days", 3, minimum=1))

@@ -75,8 +75,10 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      [_path_param("user_id", USER_ID)], [], _obj(["points", "reason"], points={"type": "integer"},
                                                  reason={"type": "string", "maxLength": 500},
                                                  operation_id={"type": "string", "maxLength": 128}), 200),
-    ("post", "/api/v1/events", "A custom event the rules name (review, share…), once per event_id", [], [],
-     _obj(["user_id", "name", "event_id"], user_id=USER_ID, name={"type": "string"}, event_id={"type": "string"}),
+    ("post", "/api/v1/events", "A custom event the rules name (review, share…), once per event_id; value: a "
+     "review's stars, for [prompts] event_min_value", [], [],
+     _obj(["user_id", "name", "event_id"], user_id=USER_ID, name={"type": "string"}, event_id={"type": "string"},
+          value={"type": "integer", "minimum": 0, "maximum": 1_000_000}),
      200),
     ("get", "/api/v1/referrals", "Referrals by status (refused = voided)", [],
      [_query("status", {"type": "string", "enum": ["pending", "review", "completed", "voided", "refused"]},
