@@ -76,3 +76,9 @@ def note(ctx: Ctx, body: str) -> dict[str, Any]:
 def tier_label(ctx: Ctx, tier: str) -> str:
     """A tier as the person we answer reads it (its label in their language); the stored name stays the id."""
     return ctx.program.rules.tier_label(tier, ctx.lang)
+
+
+def attribution_accepted(ctx: Ctx) -> list[dict[str, Any]]:
+    """What the friend is told when their attribution is accepted, in chat: after a code message, and in the
+    reply to the follow that completes an attribution begun on the LIFF page. One place, so both say the same."""
+    return [text(ctx, ctx.t("referral_ok", friend_points=ctx.program.rules.friend_points))]

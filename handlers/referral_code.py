@@ -4,7 +4,7 @@ import logging
 from bot import notices
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, carries_code
-from handlers.common import text
+from handlers.common import attribution_accepted, text
 
 router = Router("referral_code")
 log = logging.getLogger(__name__)
@@ -18,5 +18,5 @@ async def on_code(ctx: Ctx, code: str) -> None:
         log.info("referral refused for %s: %s (code %s)", ctx.user_id, outcome.reason, code)
         await ctx.answer(text(ctx, ctx.t(f"refused_{outcome.reason}", days=rules.referral_window_days)))
         return
-    await ctx.answer(text(ctx, ctx.t("referral_ok", friend_points=rules.friend_points)))
+    await ctx.answer(*attribution_accepted(ctx))
     await notices.after_attribution(ctx.services, outcome, ctx.user_id, op=ctx.event_id)

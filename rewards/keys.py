@@ -242,3 +242,14 @@ def member_token(token: str) -> str:
 
 def leaderboard(month: str) -> str:
     return f"{PREFIX}:board:{month}"  # zset: referrer -> referrals completed in that month (YYYY-MM)
+
+
+# ---- invites through LIFF (rewards/pre_follow.py, rewards/shares.py) ------------------------------------------
+def pre_follow(uid: str) -> str:
+    """string: "code|referrer|at ms" while a person attributed through LIFF before following awaits their follow;
+    in their own slot, expiring after the referral window"""
+    return f"{PREFIX}:m:{{{uid}}}:prefollow"
+
+
+def shares_day(day: str) -> str:
+    return f"{PREFIX}:shares:{day}"  # set: "user|code" shared through the LIFF page that shop-time day (counted once)

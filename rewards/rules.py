@@ -87,7 +87,8 @@ class Reward:
     image: str | None = None
 
 
-NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back")
+NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back",
+                "referral_accepted")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class Notifications:
     enabled: frozenset[str] = frozenset(NOTICE_KINDS)
     quiet_start: int | None = 21 * 60  # None: no quiet hours
     quiet_end: int | None = 9 * 60
-    ignore_quiet_hours: frozenset[str] = frozenset({"friend_joined", "referral_completed"})
+    ignore_quiet_hours: frozenset[str] = frozenset({"friend_joined", "referral_completed", "referral_accepted"})
 
     def quiet_at(self, minute_of_day: int) -> bool:
         if self.quiet_start is None or self.quiet_end is None or self.quiet_start == self.quiet_end:
@@ -427,7 +428,7 @@ def _notifications(r: _Reader, table: dict[str, Any]) -> Notifications:
         if not match or hours[0] > 23 or hours[2] > 23 or hours[1] > 59 or hours[3] > 59:
             raise r.fail(f"{where}.quiet_hours", f'must be "HH:MM-HH:MM" (e.g. "21:00-09:00") or "", not {quiet!r}')
         start, end = hours[0] * 60 + hours[1], hours[2] * 60 + hours[3]
-    ignore = table.get("ignore_quiet_hours", ["friend_joined", "referral_completed"])
+    ignore = table.get("ignore_quiet_hours", ["friend_joined", "referral_completed", "referral_accepted"])
     if not isinstance(ignore, list) or set(ignore) - set(NOTICE_KINDS):
         raise r.fail(f"{where}.ignore_quiet_hours", f"name notices from: {', '.join(NOTICE_KINDS)}")
     return Notifications(enabled, start, end, frozenset(ignore))
