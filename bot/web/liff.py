@@ -64,9 +64,10 @@ def page_policy(sdk_url: str) -> str:
     """The LIFF page's Content-Security-Policy: the invite page's, plus its own script and LINE's SDK, which
     talks to LINE's servers (the app's settings, the login, the friendship) from the page."""
     sdk = urlsplit(sdk_url)
+    sdk_origin = f" {sdk.scheme}://{sdk.netloc}" if sdk.netloc else ""  # a path: served by the page's own origin
     return "; ".join([
         "default-src 'none'",
-        f"script-src 'self' {sdk.scheme}://{sdk.netloc}",
+        f"script-src 'self'{sdk_origin}",
         "connect-src 'self' https://*.line.me https://*.line-scdn.net",
         "style-src " + " ".join(style_sources()),
         "img-src 'self' https: data:",
