@@ -27,7 +27,9 @@ async def on_follow(ctx: Ctx) -> None:
         points = await ctx.program.welcome_points(ctx.user_id, ctx.event.timestamp, ctx.event_id)
     body = ctx.t("welcome_new", points=points) if points else ctx.t("welcome_back")
     said = [text(ctx, body)]
-    awaiting = await ctx.program.pre_follow.awaiting(ctx.user_id) if ctx.member_is_new else None
+    # only with LIFF on can anyone have opened an invite before following: without it, no extra read per follow
+    liff_on = ctx.member_is_new and ctx.services.settings.liff_id
+    awaiting = await ctx.program.pre_follow.awaiting(ctx.user_id) if liff_on else None
     if awaiting is None:
         await ctx.answer(*said)
         return

@@ -447,7 +447,6 @@ class Console:
         frame = f"/phone/{quote(customer.uid, safe='')}{urlsplit(target).path}"
         if state:
             frame += "?liff.state=" + quote(state, safe="")
-        self.add_log("liff", f"{customer.name} opened the LIFF app {self.liff_id}{state}")
         return {"effect": "liff", "url": uri, "frame": frame}
 
     async def phone_request(self, customer: Customer, method: str, path_qs: str, body: bytes | None,

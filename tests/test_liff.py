@@ -272,6 +272,8 @@ async def test_the_liff_page_in_both_languages(liff_bot: Bot) -> None:
     state = "%3Fcode%3D" + code  # LINE's first redirect keeps the query in liff.state
     async with liff_bot.http.get(f"{liff_bot.url}/liff/invite?liff.state={state}") as response:
         assert response.status == 200 and code in await response.text()
+    # LINE loads the page twice per open (liff.state, then the query): two opens above, plus that one
+    assert (await stats(liff_bot))["report"]["funnel"]["liff_pages_opened"] == 2
     async with liff_bot.http.get(f"{liff_bot.url}/liff/invite?code=ZZZZ2345") as response:
         assert response.status == 404
     async with liff_bot.http.get(f"{liff_bot.url}/liff/invite.js") as response:

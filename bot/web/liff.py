@@ -171,7 +171,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
             add_friend_url=add_friend_link(basic_id), add_friend=texts.get(lang, "invite_page_add_friend"),
             oa_message_url=oa_message_link(basic_id, texts.get(lang, "invite_prefill", code=code)),
             button=texts.get(lang, "invite_page_button"), note=texts.get(lang, "invite_page_note"))
-        await program.count("liff_pages_opened")
+        if "liff.state" not in request.query:  # LINE loads the page twice (liff.state, then the query): count once
+            await program.count("liff_pages_opened")
         return web.Response(text=body, content_type="text/html",
                             headers={"Content-Security-Policy": page_policy(settings.liff_sdk_url)})
 
