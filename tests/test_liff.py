@@ -296,3 +296,24 @@ async def test_a_share_counts_once_per_person_code_and_day(liff_bot: Bot) -> Non
     assert report["shares"] == 2 and report["funnel"]["shares"] == 2
     day = report["by_day"][-1]
     assert day["shares"] == 2
+
+
+async def test_the_share_card_names_the_code_owner_only_with_consent(liff_bot: Bot) -> None:
+    import html
+    import json
+
+    a, code = await referrer(liff_bot)
+
+    async def card() -> dict:
+        async with liff_bot.http.get(f"{liff_bot.url}/liff/invite?code={code}") as response:
+            page = await response.text()
+        found = re.search(r'data-card="([^"]*)"', page)
+        assert found, "no share card in the page"
+        return dict(json.loads(html.unescape(found.group(1))))
+
+    await liff_bot.services.program.set_nickname(a, "ミカ", False)
+    hidden = await card()
+    assert "ミカ" not in json.dumps(hidden, ensure_ascii=False)
+    assert hidden["type"] == "flex" and f"https://liff.line.me/{LIFF_ID}?code={code}" in json.dumps(hidden)
+    await liff_bot.services.program.set_nickname(a, None, True)
+    assert "ミカさんからの招待です" in json.dumps(await card(), ensure_ascii=False)

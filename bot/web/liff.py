@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -35,8 +36,9 @@ from bot.line.login import IdToken, IdTokenRefused, LoginClient, LoginUnavailabl
 from bot.services import Services
 from bot.web.http import JsonRefused, error_response, loads_json
 from bot.web.limits import client_address, too_many
-from bot.web.pages.invite import _CODE_PATH, GUESSES
+from bot.web.pages.invite import GUESSES
 from bot.web.pages.render import NOT_FOUND, WAIT, page_language, render, style_sources
+from rewards import codes
 from rewards.pre_follow import liff_op
 from rewards.referrals import UNKNOWN_CODE
 
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 LOGIN = web.AppKey("liff_login", LoginClient)
 RETRY_AFTER_SECONDS = 5  # what a 503 for LINE's verify not answering tells the page
 NICKNAME_MAX = 20
+CODE = re.compile(f"[{re.escape(codes.ALPHABET)}]{{{codes.LENGTH}}}")  # an invite code, as the invite pages take it
 
 
 class LiffRefused(Exception):
@@ -67,8 +70,9 @@ def page_policy(sdk_url: str) -> str:
     sdk_origin = f" {sdk.scheme}://{sdk.netloc}" if sdk.netloc else ""  # a path: served by the page's own origin
     return "; ".join([
         "default-src 'none'",
-        f"script-src 'self'{sdk_origin}",
-        "connect-src 'self' https://*.line.me https://*.line-scdn.net",
+        # the SDK may load parts of itself from LINE's CDN, and calls LINE's API hosts
+        f"script-src 'self'{sdk_origin} https://*.line-scdn.net",
+        "connect-src 'self' https://*.line.me https://*.line-scdn.net https://*.line-apps.com",
         "style-src " + " ".join(style_sources()),
         "img-src 'self' https: data:",
         "base-uri 'none'",
@@ -142,7 +146,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
         settings, texts, program = services.settings, services.texts, services.program
         lang = page_language(request, texts)
         code = code_of(request)
-        if not settings.liff_id or not _CODE_PATH.match(code):
+        if not settings.liff_id or not CODE.fullmatch(code):
             return not_here(lang, services)
         client = client_address(request, settings.trusted_proxy_hops)
         wait = request.app[GUESSES].retry_after(client)
@@ -201,7 +205,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
         token, code = body.get("id_token"), body.get("code")
         if not isinstance(token, str) or not token:
             raise LiffRefused(400, "MISSING_FIELD", "id_token is required: the string liff.getIDToken() gives")
-        if not isinstance(code, str) or not _CODE_PATH.match(code.strip().upper()):
+        if not isinstance(code, str) or not CODE.fullmatch(code.strip().upper()):
             raise LiffRefused(400, "INVALID_CODE", "code must be an invite code (8 letters and digits)")
         ignored = sorted(set(body) - {"id_token", "code"})
         if ignored:  # a user id among them is exactly what must never be believed: the token says who it is
