@@ -267,3 +267,14 @@ def prompts(uid: str) -> str:
 
 
 REMINDERS_DUE = f"{PREFIX}:prompts:reminders"  # zset: referred friend -> when their one reminder is due (ms)
+
+
+# ---- invites through LIFF (rewards/pre_follow.py, rewards/shares.py) ------------------------------------------
+def pre_follow(uid: str) -> str:
+    """string: "code|referrer|at ms" while a person attributed through LIFF before following awaits their follow;
+    in their own slot, expiring after the referral window"""
+    return f"{PREFIX}:m:{{{uid}}}:prefollow"
+
+
+def shares_day(day: str) -> str:
+    return f"{PREFIX}:shares:{day}"  # set: "user|code" shared through the LIFF page that shop-time day (counted once)

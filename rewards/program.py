@@ -24,9 +24,11 @@ from rewards.invites import Invites
 from rewards.ledger import Ledger
 from rewards.members import Members
 from rewards.orders import Orders
+from rewards.pre_follow import PreFollow
 from rewards.prompts import Prompts
 from rewards.referrals import Referrals
 from rewards.rules import Rules
+from rewards.shares import Shares
 from rewards.upkeep import Upkeep
 
 
@@ -50,6 +52,9 @@ class Program:
         self.upkeep = Upkeep(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                              members=self.members)
         self.prompts = Prompts(redis, rules, now_ms)
+        # invites through LIFF: attribution before the follow, and the shares the page reports
+        self.pre_follow = PreFollow(redis, rules, now_ms, counters=self.counters, invites=self.invites)
+        self.shares = Shares(redis, rules, now_ms, counters=self.counters)
 
         members = self.members
         self.see = members.see

@@ -105,7 +105,7 @@ class FriendCoupon:
 FRIEND_COUPON_POOL = "referral.friend_coupon"
 
 NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back",
-                "friend_points", "friend_coupon")
+                "friend_points", "friend_coupon", "referral_accepted")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,8 @@ class Notifications:
     enabled: frozenset[str] = frozenset(NOTICE_KINDS)
     quiet_start: int | None = 21 * 60  # None: no quiet hours
     quiet_end: int | None = 9 * 60
-    ignore_quiet_hours: frozenset[str] = frozenset({"friend_joined", "referral_completed", "friend_points"})
+    ignore_quiet_hours: frozenset[str] = frozenset({"friend_joined", "referral_completed", "friend_points",
+                                                    "referral_accepted"})
 
     def quiet_at(self, minute_of_day: int) -> bool:
         if self.quiet_start is None or self.quiet_end is None or self.quiet_start == self.quiet_end:

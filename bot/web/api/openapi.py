@@ -130,6 +130,28 @@ RESPONSES: dict[str, dict[str, Any]] = {
 }
 
 
+# The LIFF page's two calls (README "Invites through LIFF"): no admin token, an ID token from LINE instead.
+LIFF_BODY = _obj(["id_token", "code"], id_token={"type": "string", "description": "liff.getIDToken(), verified with "
+                                                                             "LINE; the user is its `sub`"},
+                 code={"type": "string", "pattern": "^[2-9A-HJ-NP-Z]{8}$"})
+LIFF_PATHS = [
+    ("/liff/v1/attribution", "Attribute the LIFF page's viewer to an invite code: 200 {status: pending | "
+     "awaiting_follow | refused, reason?, message}; the same request again answers the current status"),
+    ("/liff/v1/shares", "Count a completed liff.shareTargetPicker share, once per person, code and day: 200 "
+     "{counted}"),
+]
+
+
+def _liff_responses() -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {"200": {"description": "OK", "content": {"application/json": {"schema": OBJECT}}},
+            "400": {"description": "the body is malformed (nothing changed)", **error},
+            "401": {"description": "INVALID_ID_TOKEN: LINE refused the token, or it is for another channel", **error},
+            "404": {"description": "LIFF_DISABLED: LIFF_ID is not set", **error},
+            "429": {"description": "too many unknown codes or refused tokens from this address", **error},
+            "503": {"description": "LINE_UNAVAILABLE: LINE's verify did not answer; try again", **error}}
+
+
 def _responses(success: int, path: str) -> dict[str, Any]:
     content = ({"text/csv": {"schema": {"type": "string"}}} if path.endswith(".csv")
                else {"application/json": {"schema": copy.deepcopy(RESPONSES.get(path, OBJECT))}})
@@ -154,6 +176,12 @@ def document() -> dict[str, Any]:
             operation["requestBody"] = {"required": body is not REASON,  # approve/void take an optional reason
                                         "content": {"application/json": {"schema": copy.deepcopy(body)}}}
         paths.setdefault(path, {})[method] = operation
+    for path, summary in LIFF_PATHS:
+        paths[path] = {"post": {"summary": summary, "security": [],
+                                "operationId": "post_" + path.strip("/").replace("/", "_"),
+                                "requestBody": {"required": True,
+                                                "content": {"application/json": {"schema": copy.deepcopy(LIFF_BODY)}}},
+                                "responses": _liff_responses()}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Shokai admin API", "version": "1",
