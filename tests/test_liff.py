@@ -3,8 +3,10 @@ and after the follow, every refusal, forged / other-channel / expired tokens, a 
 LINE's verify down, shares, and the funnel in the stats. Everything through HTTP and signed webhooks."""
 from __future__ import annotations
 
+import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -317,3 +319,32 @@ async def test_the_share_card_names_the_code_owner_only_with_consent(liff_bot: B
     assert hidden["type"] == "flex" and f"https://liff.line.me/{LIFF_ID}?code={code}" in json.dumps(hidden)
     await liff_bot.services.program.set_nickname(a, None, True)
     assert "ミカさんからの招待です" in json.dumps(await card(), ensure_ascii=False)
+
+
+# ---- the welcome coupon comes along on both LIFF paths ------------------------------------------------
+async def test_the_welcome_coupon_comes_with_a_liff_attribution_before_and_after_the_follow(
+        bot_with: BotWith, tmp_path: Path) -> None:
+    from tests.support.rules_helpers import variant
+
+    coupon = '\n[referral.friend_coupon]\nkind = "generated"\nyen_off = 500\nprefix = "WELCOME-"\n'
+    bot = await bot_with(**LIFF, rewards_config=variant(tmp_path, coupon, notifications__quiet_hours='""'))
+    platform = bot.platform
+    a, code = await referrer(bot)
+    # before the follow: the follow's reply shows the card, as a code message's answer would
+    b = new_user_id()
+    assert (await attribution(bot, b, code))[1]["status"] == "awaiting_follow"
+    said = await converse(platform, b, platform.follow(b))
+    given = await bot.services.program.friend_coupon(b)
+    assert given and given.startswith("WELCOME-")
+    assert given in json.dumps([m for m in said if m.get("type") == "flex"], ensure_ascii=False)
+    # a friend who followed first: the page's push carries the code, once
+    c = new_user_id()
+    await converse(platform, c, platform.follow(c))
+    mark = len(platform.calls)
+    assert (await attribution(bot, c, code))[1]["status"] == "pending"
+    code_c = await bot.services.program.friend_coupon(c)
+    assert code_c and code_c != given
+    await platform.wait_for(lambda: code_c in text_of(platform.said_to(c, mark)))
+    assert (await attribution(bot, c, code))[1]["status"] == "pending"
+    pushed = [call for call in platform.calls[mark:] if call.endpoint == "push" and c in call.to and call.status == 200]
+    assert sum(code_c in json.dumps(call.body, ensure_ascii=False) for call in pushed) == 1, "the code pushed once"
