@@ -34,6 +34,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from bot.line.limits import DISPLAY_NAME_MAX
 
+from . import shop
 from .phone import classify_uri, decode_qr, failure_text, image_document, page_document, plain_document, under
 from .platform import Call, Platform, new_user_id
 
@@ -77,8 +78,10 @@ class Console:
     """State and behaviour behind the console's HTTP API (kept apart from routing so tests can
     reach it as `app[CONSOLE_KEY]`)."""
 
-    def __init__(self, platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str) -> None:
+    def __init__(self, platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str,
+                 shop_link_url: str | None = None) -> None:
         self.platform = platform
+        self.shop_link_url = shop_link_url.rstrip("/") if shop_link_url else None  # the stand-in shop (shop.py)
         self.bot_url = bot_url.rstrip("/")
         self.public_base_url = public_base_url.rstrip("/")
         self.admin_token = admin_token
@@ -306,6 +309,8 @@ class Console:
 
     async def open_uri(self, customer: Customer, uri: str, origin: str) -> dict:
         """What the phone does with a link the customer taps (in the chat or in a page)."""
+        if shop.is_dialog(uri) or (self.shop_link_url and under(uri, self.shop_link_url)):
+            return await shop.open_shop(self, customer, uri, origin)  # the account link story
         found = classify_uri(uri)
         warning = None
         if found["kind"] in ("oaMessage", "addFriend") and found["account"] != self.platform.basic_id:
@@ -413,9 +418,11 @@ class Console:
             return web.Response(status=502, text=f"bot unreachable: {failure_text(exc)}")
 
     # -- purchases through the admin API
-    async def purchase(self, customer: Customer, amount: int) -> dict:
+    async def purchase(self, customer: Customer, amount: int, customer_id: str | None = None) -> dict:
+        """A purchase as the shop reports it: by the LINE user, or by the shop's own customer id (account link)."""
         order_id = "sim-" + secrets.token_hex(8)
-        payload = {"order_id": order_id, "user_id": customer.uid, "amount": amount}
+        payload: dict[str, Any] = {"order_id": order_id, "amount": amount}
+        payload.update({"customer_id": customer_id} if customer_id else {"user_id": customer.uid})
         try:
             async with self.session.post(self.bot_url + "/api/v1/conversions", json=payload,
                                          headers={"Authorization": f"Bearer {self.admin_token}"}) as response:
@@ -428,6 +435,7 @@ class Console:
             answer: Any = json.loads(text)
         except json.JSONDecodeError:
             answer = text
-        self.add_entry(customer, "system", text=f"購入を報告 purchase ¥{amount:,} (order {order_id}) → HTTP {status}",
+        by = f" 会員ID customer {customer_id}" if customer_id else ""
+        self.add_entry(customer, "system", text=f"購入を報告 purchase ¥{amount:,}{by} (order {order_id}) → HTTP {status}",
                        json=answer)
         return {"order_id": order_id, "status": status, "answer": answer}
