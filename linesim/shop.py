@@ -38,8 +38,8 @@ def is_dialog(uri: str) -> bool:
 
 
 def login_page(link_token: str, lang: str, action: str) -> str:
-    """The login form. In the console's phone browser (a sandboxed frame) the submit is handed to the console as
-    a tap on the login URL, as the frame's links are; opened on its own, the form simply submits."""
+    """The login form. In the console's phone browser (a frame sandboxed without forms) the login is handed to the
+    console as a tap on the login URL, as the frame's links are; opened on its own, the form simply submits."""
     t = TEXTS.get(lang, TEXTS["ja"])
     esc = html.escape
     return f"""<!doctype html><html lang="{esc(lang)}"><head><meta charset="utf-8">
@@ -57,13 +57,22 @@ margin-top:16px;padding:12px;border:0;border-radius:8px;background:#06C755;color
 <input id="customer_id" name="customer_id" required maxlength="128" autocomplete="username" placeholder="C-10001">
 <button type="submit" id="login-button">{esc(t['button'])}</button></form></main>
 <script>
-document.getElementById("login").addEventListener("submit", function (event) {{
-  if (window.parent === window) {{ return; }}
-  event.preventDefault();
-  var form = event.target;
-  var query = new URLSearchParams(new FormData(form)).toString();
-  parent.postMessage({{shokaiTap: form.action + "?" + query}}, "*");
-}});
+// the phone browser's frame is sandboxed without forms: a tap on the button (or Enter) goes to the console as
+// a tap on the login URL, as the frame's links do; opened on its own, the form submits as usual
+(function () {{
+  var form = document.getElementById("login");
+  function login(event) {{
+    if (window.parent === window) {{ return; }}
+    event.preventDefault();
+    if (!form.reportValidity()) {{ return; }}
+    var query = new URLSearchParams(new FormData(form)).toString();
+    parent.postMessage({{shokaiTap: form.action + "?" + query}}, "*");
+  }}
+  document.getElementById("login-button").addEventListener("click", login);
+  document.getElementById("customer_id").addEventListener("keydown", function (event) {{
+    if (event.key === "Enter") {{ login(event); }}
+  }});
+}})();
 </script></body></html>"""
 
 

@@ -203,7 +203,8 @@ class Links(Part):
             return CustomerPurchase("credited", owner, await self.orders.record_purchase(order_id, owner, amount,
                                                                                           at, fingerprint))
         if owner == f"x:{customer_id}":
-            raise ProgramError("ORDER_REFUNDED", "this order was refunded before it was credited")
+            raise ProgramError("ORDER_DROPPED", "this order was dropped before it was credited: refunded, or its "
+                                                "customer did not link within the rules' window")
         if owner != f"c:{customer_id}":
             raise ProgramError("ORDER_CONFLICT", "this order_id was already reported for another customer")
         kept = json.dumps({"amount": amount, "at": at, "fingerprint": fingerprint})
