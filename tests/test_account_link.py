@@ -450,3 +450,33 @@ async def test_unknown_customers_and_bad_conversion_bodies(bot: Bot) -> None:
     assert [both[0], neither[0], bad[0]] == [400, 400, 400]
     assert bad[1]["error"]["code"] == "INVALID_CUSTOMER_ID"
     assert not [k async for k in bot.services.redis.scan_iter(match="shokai:order:*")]
+
+
+# ---- settings and rules -------------------------------------------------------------------------------------------
+BASE_ENV = {"LINE_CHANNEL_SECRET": "s", "LINE_CHANNEL_ACCESS_TOKEN": "t", "PUBLIC_BASE_URL": "https://bot.test"}
+
+
+def test_shop_link_url_is_an_http_url_short_enough_for_a_button() -> None:
+    from bot.config import ConfigError, Settings
+
+    assert Settings.from_env(BASE_ENV).shop_link_url is None
+    assert Settings.from_env({**BASE_ENV, "SHOP_LINK_URL": " https://s.test/l?a=1 "}).shop_link_url == \
+        "https://s.test/l?a=1"
+    for bad in ("s.test/login", "ftp://s.test/", "https://s.test/l#top", "https://s.test/" + "x" * 900):
+        with pytest.raises(ConfigError, match="SHOP_LINK_URL"):
+            Settings.from_env({**BASE_ENV, "SHOP_LINK_URL": bad})
+
+
+def test_the_unattributed_window_is_a_rule(tmp_path: Any) -> None:
+    from bot.config import ASSETS
+    from rewards.rules import RulesError, load_rules
+
+    assert load_rules(ASSETS / "rules.toml").unattributed_days == 30
+    text = (ASSETS / "rules.toml").read_text(encoding="utf-8")
+    short = tmp_path / "short.toml"
+    short.write_text(text.replace("unattributed_days = 30", "unattributed_days = 7"), encoding="utf-8")
+    assert load_rules(short).unattributed_days == 7
+    zero = tmp_path / "zero.toml"
+    zero.write_text(text.replace("unattributed_days = 30", "unattributed_days = 0"), encoding="utf-8")
+    with pytest.raises(RulesError, match="account_link.unattributed_days"):
+        load_rules(zero)
