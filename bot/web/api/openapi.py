@@ -139,8 +139,18 @@ RESPONSES: dict[str, dict[str, Any]] = {
                           "properties": {"code": {"type": "string"}},
                           "description": "the welcome coupon a referral gave this member ([referral.friend_coupon]); "
                                          "null: none (yet). Its code names the member when it comes back on an "
-                                         "order"}}},
+                                         "order"},
+        "customer_id": {"type": ["string", "null"], "description": "the shop customer linked to this member (account "
+                                                                  "link); null: none"}}},
 }
+
+
+RESPONSES["/api/v1/customers/{customer_id}"] = RESPONSES["/api/v1/members/{user_id}"]  # the same member view
+
+# answers besides the success status, by (method, path)
+OTHER_SUCCESS = {("post", "/api/v1/conversions"): {
+    "202": "kept: the customer_id is not linked to a LINE user yet; {order_id, status: \"unattributed\"}, credited "
+           "when the customer links within [account_link] unattributed_days"}}
 
 
 def _responses(success: int, path: str) -> dict[str, Any]:
@@ -161,6 +171,9 @@ def document() -> dict[str, Any]:
         operation: dict[str, Any] = {"summary": summary, "operationId": f"{method}_{path}".replace("/api/v1/", "")
                                      .replace("/", "_").replace("{", "").replace("}", "").replace(".", "_"),
                                      "responses": _responses(success, path)}
+        for status, description in OTHER_SUCCESS.get((method, path), {}).items():
+            operation["responses"][status] = {"description": description,
+                                              "content": {"application/json": {"schema": OBJECT}}}
         if path_params or query:
             operation["parameters"] = copy.deepcopy(path_params + query)
         if body is not None:
