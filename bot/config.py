@@ -102,6 +102,9 @@ class Settings:
     line_login_channel_id: str | None = None  # the LINE Login channel whose ID tokens are accepted
     # the LIFF SDK the LIFF page loads: LINE's own in production; `python -m bot dev` points it at the simulator's
     liff_sdk_url: str = LIFF_SDK_URL
+    # the shop's login page for LINE's account link (SHOP_LINK_URL): the bot opens it with ?linkToken=… appended.
+    # Unset: this shop offers no account link (連携 / link answers so)
+    shop_link_url: str | None = None
     # plumbing knobs (not part of the contract; tests shorten them)
     stream_partitions: int = 8
     # how long a worker's leases (partitions, clock, broadcast jobs, its name) last unrenewed; it renews them
@@ -184,6 +187,14 @@ class Settings:
             if not basic_id.startswith("@") or len(basic_id) < 2:
                 raise ConfigError(f"LINE_BASIC_ID must start with @, got {basic_id!r}")
             values["line_basic_id"] = basic_id
+        if env.get("SHOP_LINK_URL", "").strip():
+            link_url = env["SHOP_LINK_URL"].strip()
+            parsed = urlparse(link_url)
+            if parsed.scheme not in ("https", "http") or not parsed.netloc or parsed.fragment or len(link_url) > 900:
+                # 900: the link token (and its name) must still fit LINE's 1,000 characters of a button's uri
+                raise ConfigError(f"SHOP_LINK_URL must be an https (or http) URL without #, at most 900 "
+                                  f"characters, got {link_url[:80]!r}")
+            values["shop_link_url"] = link_url
         if env.get("REWARDS_CONFIG"):
             path = Path(env["REWARDS_CONFIG"])
             if not path.is_file():

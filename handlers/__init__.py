@@ -1,6 +1,7 @@
 """One module per intent. The order here is the routing order: the first match handles the event."""
 from bot.chat.router import Router
 from handlers import (
+    account_link,
     cancel,
     coupons,
     fallback,
@@ -36,6 +37,6 @@ def build_router() -> Router:
     # referral status before invite: its exact words ("referrals") would otherwise be taken, as a typo
     # forgiven, for the invite word "referral"
     root.include(follow.router, unfollow.router, profile.router, help.router, referral_status.router,
-                 invite.router, points.router, rewards_catalog.router, coupons.router, leaderboard.router, gift.router,
+                 invite.router, points.router, account_link.router, rewards_catalog.router, coupons.router, leaderboard.router, gift.router,
                  referral_code.router, richmenu_switch.router, fallback.router)
     return root

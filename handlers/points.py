@@ -7,6 +7,7 @@ from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, keyword
 from bot.line.flex import cut
 from bot.line.links import member_qr_url
+from handlers.account_link import member_card_part
 from handlers.common import card, note, render, row, show_loading, tier_label
 from rewards import engine
 
@@ -49,10 +50,12 @@ async def on_points(ctx: Ctx) -> None:
                    ctx.t("flex_member_points_value", points=f"{entry.delta:+,}"))
                for entry in recent]
     token = member.member_token or await program.member_token(ctx.user_id)  # minted on the first card
+    linked = await program.links.customer_of(ctx.user_id) if ctx.services.settings.shop_link_url else None
     display_name = cut(member.nickname, NAME_MAX) if member.nickname else ctx.t("shop_name")
     tier = tier_label(ctx, member.tier)
     contents = render(ctx, "membership", shop=ctx.t("shop_name"), display_name=display_name, tier=tier,
                       points=f"{member.points:,}", rows=rows, progress=progress,
                       history=history or [note(ctx, ctx.t("flex_member_history_empty"))],
-                      qr_url=member_qr_url(ctx.services.settings, token))
+                      qr_url=member_qr_url(ctx.services.settings, token),
+                      account_link=member_card_part(ctx, linked))
     await ctx.answer(card(ctx, ctx.t("flex_member_alt", points=f"{member.points:,}", tier=tier), contents))

@@ -35,6 +35,7 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, web
 from bot.line import limits as line_limits
 from bot.line.limits import DISPLAY_NAME_MAX
 
+from . import shop
 from .phone import (
     classify_uri,
     decode_qr,
@@ -88,12 +89,14 @@ class Console:
     reach it as `app[CONSOLE_KEY]`)."""
 
     def __init__(self, platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str,
-                 liff_id: str | None = None, liff_endpoint: str | None = None) -> None:
+                 liff_id: str | None = None, liff_endpoint: str | None = None,
+                 shop_link_url: str | None = None) -> None:
         self.platform = platform
         # the LIFF app the phones know (its ID, and the endpoint URL its console registers): a LIFF URL with
         # this ID opens the endpoint in the phone's LIFF browser, with the stand-in SDK (static/liff-sdk.js)
         self.liff_id = liff_id
         self.liff_endpoint = liff_endpoint
+        self.shop_link_url = shop_link_url.rstrip("/") if shop_link_url else None  # the stand-in shop (shop.py)
         self.bot_url = bot_url.rstrip("/")
         self.public_base_url = public_base_url.rstrip("/")
         self.admin_token = admin_token
@@ -321,6 +324,8 @@ class Console:
 
     async def open_uri(self, customer: Customer, uri: str, origin: str) -> dict:
         """What the phone does with a link the customer taps (in the chat or in a page)."""
+        if shop.is_dialog(uri) or (self.shop_link_url and under(uri, self.shop_link_url)):
+            return await shop.open_shop(self, customer, uri, origin)  # the account link story
         found = classify_uri(uri)
         warning = None
         if found["kind"] in ("oaMessage", "addFriend") and found["account"] != self.platform.basic_id:
@@ -502,9 +507,11 @@ class Console:
         return {"status": "success", "to": [t.uid for t in targets]}
 
     # -- purchases through the admin API
-    async def purchase(self, customer: Customer, amount: int) -> dict:
+    async def purchase(self, customer: Customer, amount: int, customer_id: str | None = None) -> dict:
+        """A purchase as the shop reports it: by the LINE user, or by the shop's own customer id (account link)."""
         order_id = "sim-" + secrets.token_hex(8)
-        payload = {"order_id": order_id, "user_id": customer.uid, "amount": amount}
+        payload: dict[str, Any] = {"order_id": order_id, "amount": amount}
+        payload.update({"customer_id": customer_id} if customer_id else {"user_id": customer.uid})
         try:
             async with self.session.post(self.bot_url + "/api/v1/conversions", json=payload,
                                          headers={"Authorization": f"Bearer {self.admin_token}"}) as response:
@@ -517,6 +524,7 @@ class Console:
             answer: Any = json.loads(text)
         except json.JSONDecodeError:
             answer = text
-        self.add_entry(customer, "system", text=f"購入を報告 purchase ¥{amount:,} (order {order_id}) → HTTP {status}",
+        by = f" 会員ID customer {customer_id}" if customer_id else ""
+        self.add_entry(customer, "system", text=f"購入を報告 purchase ¥{amount:,}{by} (order {order_id}) → HTTP {status}",
                        json=answer)
         return {"order_id": order_id, "status": status, "answer": answer}

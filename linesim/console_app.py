@@ -11,10 +11,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from . import shop
 from .console import SSE_KEEPALIVE_SECONDS, STATIC, Console, ConsoleError, Customer
 from .platform import Platform
 
 CONSOLE_KEY = web.AppKey("console", Console)
+SHOP_PATH = "/shop/link"  # the stand-in shop's login page: SHOP_LINK_URL in dev mode (linesim/shop.py)
 
 
 # ---- routes -----------------------------------------------------------------------------
@@ -100,12 +102,13 @@ def local_only(hosts: Iterable[str] = ()) -> Any:
 
 def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str,
                 hosts: Iterable[str] = (), liff_id: str | None = None,
-                liff_endpoint: str | None = None) -> web.Application:
+                liff_endpoint: str | None = None, shop_link_url: str | None = None) -> web.Application:
     """The console as an aiohttp app; serve it on its own port next to the bot. It answers loopback requests
     only, and `hosts` (the address `dev` was told to listen on, when not loopback). With `liff_id`, LIFF URLs
-    of that app open `liff_endpoint` (a page of the bot's) in the phone's LIFF browser."""
+    of that app open `liff_endpoint` (a page of the bot's) in the phone's LIFF browser; `shop_link_url` is
+    the stand-in shop's login page (shop.py)."""
     console = Console(platform, bot_url=bot_url, public_base_url=public_base_url, admin_token=admin_token,
-                      liff_id=liff_id, liff_endpoint=liff_endpoint)
+                      liff_id=liff_id, liff_endpoint=liff_endpoint, shop_link_url=shop_link_url)
     app = web.Application(middlewares=[local_only(hosts), _errors])
     app[CONSOLE_KEY] = console
     app.cleanup_ctx.append(console.lifecycle)
@@ -189,10 +192,20 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
 
     async def purchase(request: web.Request) -> web.Response:
         customer = target(request)
-        amount = (await _json_body(request)).get("amount", 3000)
+        body = await _json_body(request)
+        amount = body.get("amount", 3000)
         if not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= 100_000_000:
             raise ConsoleError(400, "amount must be a whole number of yen from 1 to 100,000,000")
-        return web.json_response(await console.purchase(customer, amount))
+        customer_id = body.get("customer_id") or None  # the shop's id instead of the LINE user (account link)
+        if customer_id is not None and not isinstance(customer_id, str):
+            raise ConsoleError(400, "customer_id must be a string")
+        return web.json_response(await console.purchase(customer, amount, customer_id))
+
+    async def shop_page(request: web.Request) -> web.Response:
+        """The stand-in shop's login page opened outside the phone (SHOP_LINK_URL in an ordinary browser)."""
+        link_token = request.query.get("linkToken", "")
+        return web.Response(text=shop.login_page(link_token, "ja", str(request.url.with_query(None)) + "/login"),
+                            content_type="text/html")
 
     async def richmenu(request: web.Request) -> web.Response:
         return web.json_response({"menu": console.richmenu(target(request))})
@@ -267,4 +280,5 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
     r.add_post("/api/customers/{uid}/richmenu/{index}", tap_richmenu)
     r.add_get("/api/richmenus/{id}.img", richmenu_image)
     r.add_get("/bot/{tail:.*}", proxy)
+    r.add_get(SHOP_PATH, shop_page)
     return app

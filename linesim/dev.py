@@ -47,7 +47,7 @@ async def _rich_menus(app: web.Application) -> None:
 
 
 async def run_dev(host: str, port: int, console_port: int, environment: Mapping[str, str]) -> None:
-    from linesim.console_app import console_app  # the console's page and API
+    from linesim.console_app import SHOP_PATH, console_app  # the console's page and API
 
     # both ports first: one in use stops start-up with one line before anything was started
     bot_socket = listening_socket(host, port, "--port or PORT")
@@ -62,7 +62,9 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
     platform = Platform(secret=DEV_SECRET, token=DEV_TOKEN, basic_id=DEV_BASIC_ID, strict_media=False,
                         bot_url=f"http://{host}:{port}/callback")
     await platform.start()
-    env = {**environment, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
+    # the account link story: the console stands in for the shop's login page unless a real one is given
+    shop_link_url = environment.get("SHOP_LINK_URL") or f"http://{host}:{console_port}{SHOP_PATH}"
+    env = {**environment, "SHOP_LINK_URL": shop_link_url, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
            "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": public, "LINE_BASIC_ID": DEV_BASIC_ID,
            "ADMIN_TOKEN": admin_token, **dev_liff(environment)}
     console_url = f"http://{host}:{console_port}"
@@ -78,7 +80,8 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         await _rich_menus(bot_runner.app)
         console_runner = web.AppRunner(
             console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token,
-                        hosts=(host,), liff_id=settings.liff_id, liff_endpoint=f"{public}/liff/invite"),
+                        hosts=(host,), liff_id=settings.liff_id, liff_endpoint=f"{public}/liff/invite",
+                        shop_link_url=shop_link_url),
             access_log=None)
         await console_runner.setup()
         runners.append(console_runner)

@@ -102,6 +102,8 @@ class Platform:
     login_channel_id: str = LOGIN_CHANNEL_ID
     login_secret: str = field(default_factory=lambda: secrets.token_hex(16))
     verify_down: bool = False
+    # account link: link token -> (the user it was issued for, issued at on this stand-in's clock, used)
+    link_tokens: dict[str, tuple[str, float, bool]] = field(default_factory=dict)
     richmenus: RichMenuStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +123,7 @@ class Platform:
         r.add_get("/v2/bot/message/quota", self._quota)
         r.add_get("/v2/bot/message/quota/consumption", self._consumption)
         r.add_post("/oauth2/v2.1/verify", self._verify_id_token)
+        r.add_post("/v2/bot/user/{user_id}/linkToken", self._link_token)
         self.richmenus.add_routes(r)
         r.add_route("*", "/{tail:.*}", self._unknown)
         return app
@@ -384,6 +387,32 @@ class Platform:
         self._record(Call("verify", {"client_id": client_id, "sub": claims.get("sub")}, dict(request.headers), 200,
                           self.clock()))
         return web.json_response(claims)
+
+    async def _link_token(self, request: web.Request) -> web.Response:
+        """Issue link token (messaging-api.yml issueLinkToken): no body; {"linkToken"}, valid 10 minutes, once."""
+        _, error = await self._authorized_json(request, "link_token")
+        if error:
+            return error
+        user_id = request.match_info["user_id"]
+        if user_id not in self.profiles and user_id not in self.followers:
+            return web.json_response({"message": "Not found"}, status=404)
+        token = secrets.token_urlsafe(24)[:32]
+        self.link_tokens[token] = (user_id, self.clock(), False)
+        self._record(Call("link_token", {}, dict(request.headers), 200, self.clock(), to=[user_id]))
+        return web.json_response({"linkToken": token})
+
+    def account_link(self, link_token: str, nonce: str) -> dict | None:
+        """What https://access.line.me/dialog/bot/accountLink?linkToken=…&nonce=… does: the accountLink event for
+        the user the token was issued to, "ok" with a reply token when the token is fresh and unused, else
+        "failed" without one. None for a token LINE never issued (LINE shows an error page, sends nothing)."""
+        found = self.link_tokens.get(link_token)
+        if found is None:
+            return None
+        user_id, issued, used = found
+        if used or self.clock() - issued > line_limits.LINK_TOKEN_SECONDS:
+            return self.event("accountLink", user_id, reply=False, link={"result": "failed", "nonce": nonce})
+        self.link_tokens[link_token] = (user_id, issued, True)
+        return self.event("accountLink", user_id, link={"result": "ok", "nonce": nonce})
 
     async def _unknown(self, request: web.Request) -> web.Response:
         self._violation(f"unknown endpoint {request.method} {request.path}")

@@ -51,13 +51,15 @@ def member(uid: str) -> str:
 #   nickname_consent     #Nc       '1': the board may show it
 #   tier_peak            #Tp       the highest tier reached (tiers that never go down)
 #   tier_told            #Tt       the last tier rise they were told of
+#   customer_id          #C        the shop customer linked to them (account link; true only while that
+#                                  customer's record names them back: rewards/links.py)
 FIELDS = {
     "points": "#P", "pending_points": "#H", "debt": "#D", "lifetime": "#L", "last_activity": "#A",
     "first_seen_at": "#F", "first_seen_via": "#V", "followed_at": "#W", "last_follow_at": "#Wl",
     "last_seen_at": "#T", "blocked": "#X", "blocked_at": "#Xt", "lang": "#G", "lang_pref": "#Gp", "code": "#I",
     "member_token": "#M", "referred_by": "#B", "referrals_completed": "#N", "first_order": "#O", "orders": "#Oc",
     "spent": "#$", "birthday": "#Y", "gift": "#Z", "nickname": "#Nk", "nickname_consent": "#Nc",
-    "tier_peak": "#Tp", "tier_told": "#Tt",
+    "tier_peak": "#Tp", "tier_told": "#Tt", "customer_id": "#C",
 }
 # the fields with a month (or an order id) after the prefix: "earned:2026-12" is "#E2026-12"
 FIELD_PREFIXES = {"earned:": "#E", "spent:": "#S", "referrals:": "#R", "ranked:": "#K", "refunded:": "#U"}
@@ -278,3 +280,29 @@ def pre_follow(uid: str) -> str:
 
 def shares_day(day: str) -> str:
     return f"{PREFIX}:shares:{day}"  # set: "user|code" shared through the LIFF page that shop-time day (counted once)
+
+
+# ---- account link: shop customers and LINE users (rewards/links.py) ----------------------------------------
+# A customer's keys share the hash tag {c:<customer id>} (customer ids never hold braces: bot/web/api/account_links.py)
+def customer(customer_id: str) -> str:
+    return f"{PREFIX}:cust:{{c:{customer_id}}}"  # hash: user (the linked LINE user), op (the link's nonce), prev, at
+
+
+def customer_orders(customer_id: str) -> str:
+    # hash: order id -> the unattributed order (JSON: amount, at, fingerprint), kept until credited, dropped or old
+    return f"{PREFIX}:cust:{{c:{customer_id}}}:unattributed"
+
+
+def customer_order_ids(customer_id: str) -> str:
+    return f"{PREFIX}:cust:{{c:{customer_id}}}:orders"  # set: every order id reported for this customer
+
+
+def link_nonce(nonce: str) -> str:
+    return f"{PREFIX}:linknonce:{nonce}"  # hash: customer, link_token, user, expires_at; used_by once taken
+
+
+def link_token(token: str) -> str:
+    return f"{PREFIX}:linktoken:{token}"  # string: the LINE user we issued this link token for (10 minutes)
+
+
+LINKS_SETTLE = f"{PREFIX}:links:settle"  # hash: nonce -> a link whose steps are still to finish (JSON)

@@ -22,6 +22,7 @@ from rewards.counters import Counters
 from rewards.friend_coupons import FriendCoupons
 from rewards.invites import Invites
 from rewards.ledger import Ledger
+from rewards.links import Links
 from rewards.members import Members
 from rewards.orders import Orders
 from rewards.pre_follow import PreFollow
@@ -49,6 +50,7 @@ class Program:
                                referrals=self.referrals)
         self.orders = Orders(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                              members=self.members, referrals=self.referrals)
+        self.links = Links(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders)
         self.upkeep = Upkeep(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                              members=self.members)
         self.prompts = Prompts(redis, rules, now_ms)
@@ -109,7 +111,7 @@ class Program:
         self.leaderboard = self.board.leaderboard
 
         self.record_purchase = self.orders.record_purchase
-        self.refund = self.orders.refund
+        self.refund = self.links.refund  # a kept order of a customer not linked yet is dropped, any other refunded
 
         upkeep = self.upkeep
         self.maintain = upkeep.maintain

@@ -183,6 +183,9 @@ class Rules:
     notifications: Notifications = Notifications()
     friend_coupon: FriendCoupon | None = None  # None: no welcome coupon
     prompts: Prompts = Prompts()
+    # [account_link]: an order reported for a shop customer not yet linked to a LINE user is kept this many days
+    # after it happened; linking within them credits it to the member (rewards/links.py)
+    unattributed_days: int = 30
 
     @property
     def signup_points(self) -> int:
@@ -207,6 +210,10 @@ class Rules:
     def tier_for(self, measure: int) -> Tier:
         reached = [t for t in self.tiers if measure >= t.threshold]
         return reached[-1] if reached else self.tiers[0]
+
+    @property
+    def unattributed_ms(self) -> int:
+        return self.unattributed_days * 86_400_000
 
     @property
     def referral_window_ms(self) -> int:
@@ -370,6 +377,7 @@ def _load_rules(path: Path) -> Rules:
 
     guessing = r.table(data, "", "code_guessing")
     pace = r.table(data, "", "chat_pace")
+    account_link = r.table(data, "", "account_link")
     tiers_table = r.table(data, "", "tiers")
     levels = tiers_table.get("levels") or [{"name": "member", "threshold": 0}]
     tiers = []
@@ -454,7 +462,8 @@ def _load_rules(path: Path) -> Rules:
         tier_window=r.choice(tiers_table, "tiers", "window", ("lifetime", "rolling_12_months")),
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
-        friend_coupon=friend_coupon, prompts=prompts)
+        friend_coupon=friend_coupon, prompts=prompts,
+        unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1))
 
 
 _PREFIX = re.compile(r"^[A-Z0-9]{0,12}-?$")

@@ -49,6 +49,7 @@ class ClockWork:
     async def tick(self, now_ms: int | None = None) -> None:
         program = self.services.program
         await program.settle_all()
+        await program.links.finish_all()  # account links a crash left half done
         await program.maintain_due(now_ms)
         for uid, points, when in await program.expiring_soon(now_ms):
             await notices.points_expiring(self.services, uid, points, when)

@@ -20,7 +20,7 @@ from rewards.scripts import register
 log = logging.getLogger(__name__)
 
 SEEN_TTL_SECONDS = 7 * 86_400  # longer than LINE's redelivery window
-HANDLED_TYPES = frozenset({"message", "follow", "unfollow", "postback"})
+HANDLED_TYPES = frozenset({"message", "follow", "unfollow", "postback", "accountLink"})
 # LINE's user ids; anything else would be queued and then used in Redis keys: "" or "}" would even put one
 # member's keys in different cluster slots (their hash tag {U…} would be empty or broken)
 USER_ID = re.compile(r"U[0-9a-f]{32}")

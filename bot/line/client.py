@@ -163,6 +163,30 @@ class LineClient:
         except (ApiException, asyncio.TimeoutError, OSError, ClientError) as exc:
             log.debug("loading animation not shown: %s", exc)  # cosmetic only
 
+    async def issue_link_token(self, user_id: str) -> str:
+        """A link token for LINE's account link (valid 10 minutes, once). Retried on 429/5xx and timeouts:
+        issuing a second token is harmless (an unused one simply expires)."""
+        url = f"{self.settings.line_api_base_url}/v2/bot/user/{quote(user_id, safe='')}/linkToken"
+        last: Exception | None = None
+        for attempt in range(self.settings.line_retry_attempts):
+            try:
+                async with self._messages_session.post(url) as response:
+                    self._count("link_token", response.status)
+                    text = await response.text()
+                    if response.status == 200:
+                        token = json.loads(text).get("linkToken")
+                        if isinstance(token, str) and token:
+                            return token
+                        raise LineRejected(response.status, text)
+                    if response.status != 429 and response.status < 500:
+                        raise LineRejected(response.status, text)
+                    last = RuntimeError(f"LINE answered {response.status}")
+            except (asyncio.TimeoutError, OSError, ClientError) as exc:
+                self._count("link_token", "timeout")
+                last = exc
+            await self._backoff(attempt)
+        raise RuntimeError(f"link token still failing after {self.settings.line_retry_attempts} attempts") from last
+
     async def basic_id(self) -> str:
         """The account's LINE ID (@xxxx): from LINE_BASIC_ID, else asked of LINE once."""
         if self._basic_id is None:

@@ -28,6 +28,7 @@ POSTBACK_DATA_MAX = 300
 DISPLAY_TEXT_MAX = 300  # a postback action's displayText
 MESSAGE_ACTION_TEXT_MAX = 300  # what a message action sends
 URI_MAX = 1000
+LINK_TOKEN_SECONDS = 600  # an account link token's life (issueLinkToken), usable once
 DISPLAY_NAME_MAX = 20  # a user's display name: the LINE app's limit, not in the API reference
 
 # sending

@@ -10,6 +10,7 @@ from bot.infra.metrics import Metrics
 from bot.services import Services
 from bot.web import health, liff
 from bot.web.api import (
+    account_links,
     audit,
     broadcasts,
     conversions,
@@ -36,6 +37,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     audit.setup(app, services_key)
     exports.setup(app, services_key)
     staff.setup(app, services_key)
+    account_links.setup(app, services_key)
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)

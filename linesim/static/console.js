@@ -119,6 +119,9 @@ function buildPhone(c) {
   el.amount = h("input", { type: "number", class: "amount", min: "1", step: "1", value: "3000", "aria-label": "amount (yen)" });
   el.purchase = h("button", { type: "button", class: "act-purchase", onclick: () => purchase(c.uid) },
     bi("購入を報告", "report purchase"));
+  // the shop's own customer id (account link): filled, the purchase is reported by it instead of the LINE user
+  el.customerId = h("input", { type: "text", class: "customer-id", maxlength: "128", placeholder: "会員ID customer id",
+    "aria-label": "shop customer id (optional)" });
   el.chat = h("div", { class: "chat" });
   el.typing = h("div", { class: "typing", hidden: true }, h("span", {}, "●"), h("span", {}, "●"), h("span", {}, "●"));
   el.quick = h("div", { class: "quick-replies" });
@@ -133,7 +136,7 @@ function buildPhone(c) {
       h("div", { class: "who" }, el.name, h("span", { class: "lang" }, c.language), el.state,
         h("span", { class: "uid", title: c.uid }, c.uid.slice(0, 9) + "…")),
       h("div", { class: "controls" }, el.follow, el.block, el.unblock),
-      h("div", { class: "controls" }, h("label", { class: "yen" }, "¥", el.amount), el.purchase)),
+      h("div", { class: "controls" }, h("label", { class: "yen" }, "¥", el.amount), el.customerId, el.purchase)),
     el.chat,
     el.quick,
     h("form", { class: "composer", onsubmit: (ev) => { ev.preventDefault(); send(c.uid); } }, el.draft, el.send),
@@ -211,7 +214,8 @@ async function purchase(uid) {
   const c = S.customers.get(uid);
   const amount = parseInt(c.el.amount.value, 10);
   if (!Number.isFinite(amount) || amount < 1) { toast("金額を入力してください enter an amount", "error"); return; }
-  await api(customerPath(uid, "purchase"), { amount });
+  const customerId = c.el.customerId.value.trim();
+  await api(customerPath(uid, "purchase"), customerId ? { amount, customer_id: customerId } : { amount });
 }
 
 function setDraft(uid, text) {
@@ -280,6 +284,10 @@ function handleEffect(uid, res) {
       break;
     case "liff":
       showLiff(uid, res);
+      break;
+    case "account_link":
+      closeBrowser(); // LINE's dialog hands back to the chat, where the bot says how it went
+      toast(`${name}: アカウント連携 account link — ${res.result}`, res.result === "ok" ? undefined : "error");
       break;
     case "external":
       if (isHttp(res.url)) window.open(res.url, "_blank", "noopener");

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bot import notices
 from bot.services import Services
+from bot.web.api.account_links import valid_customer_id
 from bot.web.http import ApiError, field, json_body, valid_user_id
 from rewards import times
 
@@ -17,7 +18,7 @@ MAX_AMOUNT_YEN = 100_000_000
 # expired under the default 12 months, and are for an import of opening balances), up to a few minutes ahead
 # (the shop's clock running fast). Outside it: 400 before anything is written.
 ORDER_MAX_AGE = timedelta(days=366)
-CONVERSION_FIELDS = ("order_id", "user_id", "amount", "occurred_at", "fingerprint")
+CONVERSION_FIELDS = ("order_id", "user_id", "customer_id", "amount", "occurred_at", "fingerprint")
 EVENT_FIELDS = ("user_id", "name", "event_id", "value")
 MAX_EVENT_VALUE = 1_000_000  # a rating, a score: what [prompts] event_min_value compares
 
@@ -31,7 +32,11 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         order_id = field(body, "order_id", str)
         if not ORDER_ID.fullmatch(order_id):
             raise ApiError(400, "INVALID_ORDER_ID", "order_id must be 1 to 128 printable ASCII characters")
-        user_id = valid_user_id(field(body, "user_id", str))
+        if ("user_id" in body) == ("customer_id" in body):
+            raise ApiError(400, "MISSING_FIELD" if "user_id" not in body else "INVALID_BODY",
+                           "send either user_id (a LINE user) or customer_id (the shop's customer), not both")
+        customer_id = valid_customer_id(field(body, "customer_id", str)) if "customer_id" in body else None
+        user_id = valid_user_id(field(body, "user_id", str)) if customer_id is None else ""
         amount = field(body, "amount", int)
         if not 0 <= amount <= MAX_AMOUNT_YEN:
             raise ApiError(400, "INVALID_AMOUNT", f"amount must be yen between 0 and {MAX_AMOUNT_YEN}")
@@ -48,7 +53,14 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         if fingerprint is not None and not ORDER_ID.fullmatch(fingerprint):
             raise ApiError(400, "INVALID_FINGERPRINT", "fingerprint must be 1 to 128 printable ASCII characters "
                                                        "(send a hash, never the address or card itself)")
-        purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms, fingerprint)
+        if customer_id is not None:  # the shop's own id: the linked member's order, or kept until they link
+            by_customer = await s.program.links.record_customer_purchase(order_id, customer_id, amount, at_ms,
+                                                                         fingerprint)
+            if by_customer.purchase is None or by_customer.user_id is None:
+                return web.json_response({"order_id": order_id, "status": "unattributed"}, status=202)
+            purchase, user_id = by_customer.purchase, by_customer.user_id
+        else:
+            purchase = await s.program.record_purchase(order_id, user_id, amount, at_ms, fingerprint)
         await notices.after_purchase(s, purchase, user_id, order_id)
         answer = purchase.answer
         referral = answer.get("referral") or None

@@ -51,23 +51,32 @@ def friend_coupon(code: str | None) -> dict[str, str] | None:
     return {"code": code} if code is not None else None
 
 
+async def member_answer(s: Services, user_id: str) -> dict[str, Any] | None:
+    """GET /api/v1/members/{user_id}'s body (also GET /api/v1/customers/{customer_id}'s); None: no such member."""
+    view = await s.program.member(user_id)
+    if view is None:
+        return None
+    return {
+        "user_id": view.user_id, "points": view.points, "pending_points": view.pending_points,
+        "tier": view.tier, "next_tier": view.next_tier, "to_next_tier": view.to_next_tier,
+        "lifetime_points": view.lifetime_points, "debt": view.debt, "blocked": view.blocked,
+        "birthday": view.birthday, "gift_referral_reward": view.gift,
+        "referrals": {"invited": view.referrals.invited, "pending": view.referrals.pending,
+                      "completed": view.referrals.completed},
+        "friend_coupon": friend_coupon(await s.program.friend_coupon(user_id)),
+        "customer_id": await s.program.links.customer_of(user_id)}
+
+
 def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     def services(request: web.Request) -> Services:
         return request.app[services_key]
 
     async def member(request: web.Request) -> web.Response:
         user_id = valid_user_id(request.match_info["user_id"])
-        view = await services(request).program.member(user_id)
-        if view is None:
+        answer = await member_answer(services(request), user_id)
+        if answer is None:
             raise ApiError(404, "UNKNOWN_MEMBER", "no member with that user id")
-        return web.json_response({
-            "user_id": view.user_id, "points": view.points, "pending_points": view.pending_points,
-            "tier": view.tier, "next_tier": view.next_tier, "to_next_tier": view.to_next_tier,
-            "lifetime_points": view.lifetime_points, "debt": view.debt, "blocked": view.blocked,
-            "birthday": view.birthday, "gift_referral_reward": view.gift,
-            "referrals": {"invited": view.referrals.invited, "pending": view.referrals.pending,
-                          "completed": view.referrals.completed},
-            "friend_coupon": friend_coupon(await services(request).program.friend_coupon(user_id))})
+        return web.json_response(answer)
 
     async def adjust(request: web.Request) -> web.Response:
         user_id = valid_user_id(request.match_info["user_id"])

@@ -37,7 +37,13 @@ def _query(name: str, schema: dict[str, Any], required: bool = False, descriptio
 
 PAGE = [_query("offset", {"type": "integer", "minimum": 0}), _query("limit", {"type": "integer", "minimum": 1,
                                                                               "maximum": 500})]
-CONVERSION = _obj(["order_id", "user_id", "amount"], order_id={"type": "string", "maxLength": 128}, user_id=USER_ID,
+CUSTOMER_ID = {"type": "string", "pattern": "^[\\x21-\\x7a\\x7c\\x7e]{1,128}$",
+               "description": "the shop's own customer id (printable ASCII without spaces, { or })"}
+CONVERSION = _obj(["order_id", "amount"], order_id={"type": "string", "maxLength": 128}, user_id=USER_ID,
+                  customer_id={**CUSTOMER_ID, "description": "instead of user_id: the shop's customer; linked, the "
+                               "order is the linked member's (200); not linked yet, it is kept and answered 202 "
+                               "{order_id, status: unattributed}, and credited when the customer links within "
+                               "[account_link] unattributed_days"},
                   amount={"type": "integer", "minimum": 0},
                   occurred_at={"type": "string", "format": "date-time",
                                "description": "from 366 days ago to 5 minutes ahead; no offset: the shop's time "
@@ -46,6 +52,7 @@ CONVERSION = _obj(["order_id", "user_id", "amount"], order_id={"type": "string",
                                "description": "a hash the shop derives from e.g. the delivery address or payment "
                                               "token (never the raw value); a referred friend's order carrying one "
                                               "of the referrer's sends the referral to review"})
+CONVERSION["oneOf"] = [{"required": ["user_id"]}, {"required": ["customer_id"]}]
 BROADCAST = {"type": "object", "additionalProperties": False, "properties": {
     "text": {"type": "string", "maxLength": TEXT_MAX},
     "messages": {"type": "array", "minItems": 1, "maxItems": MESSAGES_PER_REQUEST_MAX, "items": OBJECT},
@@ -115,6 +122,12 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
     ("post", "/api/v1/staff/{user_id}", "Make a user staff", [_path_param("user_id", USER_ID)], [], None, 200),
     ("delete", "/api/v1/staff/{user_id}", "Remove a staff member added here", [_path_param("user_id", USER_ID)], [],
      None, 200),
+    ("post", "/api/v1/account-links", "The shop's server, after its customer logged in: a nonce for LINE's account "
+     "link (10 minutes, once) and the redirect_url to send the customer to", [], [],
+     _obj(["link_token", "customer_id"], link_token={"type": "string", "maxLength": 256}, customer_id=CUSTOMER_ID),
+     201),
+    ("get", "/api/v1/customers/{customer_id}", "The member linked to a shop customer (as GET /members/{user_id}); "
+     "404 UNKNOWN_CUSTOMER when none", [_path_param("customer_id", CUSTOMER_ID)], [], None, 200),
     ("get", "/api/v1/openapi.json", "This document", [], [], None, 200),
 ]
 
@@ -126,9 +139,18 @@ RESPONSES: dict[str, dict[str, Any]] = {
                           "properties": {"code": {"type": "string"}},
                           "description": "the welcome coupon a referral gave this member ([referral.friend_coupon]); "
                                          "null: none (yet). Its code names the member when it comes back on an "
-                                         "order"}}},
+                                         "order"},
+        "customer_id": {"type": ["string", "null"], "description": "the shop customer linked to this member (account "
+                                                                  "link); null: none"}}},
 }
 
+
+RESPONSES["/api/v1/customers/{customer_id}"] = RESPONSES["/api/v1/members/{user_id}"]  # the same member view
+
+# answers besides the success status, by (method, path)
+OTHER_SUCCESS = {("post", "/api/v1/conversions"): {
+    "202": "kept: the customer_id is not linked to a LINE user yet; {order_id, status: \"unattributed\"}, credited "
+           "when the customer links within [account_link] unattributed_days"}}
 
 # The LIFF page's two calls (README "Invites through LIFF"): no admin token, an ID token from LINE instead.
 LIFF_BODY = _obj(["id_token", "code"], id_token={"type": "string", "description": "liff.getIDToken(), verified with "
@@ -170,6 +192,9 @@ def document() -> dict[str, Any]:
         operation: dict[str, Any] = {"summary": summary, "operationId": f"{method}_{path}".replace("/api/v1/", "")
                                      .replace("/", "_").replace("{", "").replace("}", "").replace(".", "_"),
                                      "responses": _responses(success, path)}
+        for status, description in OTHER_SUCCESS.get((method, path), {}).items():
+            operation["responses"][status] = {"description": description,
+                                              "content": {"application/json": {"schema": OBJECT}}}
         if path_params or query:
             operation["parameters"] = copy.deepcopy(path_params + query)
         if body is not None:
