@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from bot.infra import keys
+from bot.line import offer_texts
 from bot.line.client import LineRejected, retry_key
 from bot.line.limits import TEXT_MAX, clip
+from bot.line.offer_texts import Say
 from bot.services import Services
 from rewards import engine
 from rewards.catalog import Stock
@@ -42,10 +47,13 @@ def quiet_until(rules_notifications: Notifications, local: datetime) -> datetime
     return end if end > local else end + timedelta(days=1)
 
 
-async def notify(services: Services, kind: str, to: str, text_key: str, key: str, **values: Any) -> str:
+async def notify(services: Services, kind: str, to: str, text_key: str | Callable[[Say], str], key: str,
+                 **values: Any) -> str:
     """Tell member `to` something, in their language: "off" (switched off), "blocked", "sent", "deferred"
     (quiet hours), "retrying" (LINE failing: kept for the clock) or "rejected" (LINE refused it for good).
 
+    `text_key`: a locale text filled with `values`, or a function that writes the text with the member's
+    language's lookup (a text made of parts, bot/line/offer_texts.py).
     `key` is the notice's retry key: the same cause must always give the same key."""
     if kind not in NOTICE_KINDS:  # a programming error: fail loudly, also under python -O
         raise ValueError(f"unknown notice kind {kind!r}")
@@ -58,7 +66,9 @@ async def notify(services: Services, kind: str, to: str, text_key: str, key: str
     if view is None or view.blocked:
         return "blocked"
     lang = services.texts.lang_for(view.language)
-    messages = [{"type": "text", "text": clip(services.texts.get(lang, text_key, **values), TEXT_MAX)}]
+    body = text_key(partial(services.texts.get, lang)) if callable(text_key) else \
+        services.texts.get(lang, text_key, **values)
+    messages = [{"type": "text", "text": clip(body, TEXT_MAX)}]
     now_ms = int(program.clock() * 1000)
     if kind not in rules.ignore_quiet_hours:
         until = quiet_until(rules, engine.shop_time(program.rules, now_ms))
@@ -161,9 +171,18 @@ async def after_attribution(services: Services, attribution: Attribution, friend
     rules' trigger "join"), the milestone it reached, if any."""
     if not attribution.ok or attribution.referrer is None:
         return
-    rules = services.program.rules
-    await notify(services, "friend_joined", attribution.referrer, "referral_ok_referrer",
-                 retry_key(op, "friend_joined", attribution.referrer), referrer_points=rules.referrer_points)
+    rules, offer = services.program.rules, services.program.referral_offer()
+    if offer.on_join:  # joining paid the referrer already: what they were paid, whatever the campaign now
+        offer = replace(offer, referrer_points=await _referral_points(services, attribution.referrer, friend,
+                                                                      offer.referrer_points))
+
+    def told(say: Say) -> str:  # a promise for later (a first purchase) comes with the campaign's last day
+        campaign = None if offer.on_join else offer_texts.campaign_note(say, offer)
+        return offer_texts.joined(offer_texts.offer_text(say, "referral_ok_referrer", offer),
+                                  offer_texts.hold_note(say, offer), campaign)
+
+    await notify(services, "friend_joined", attribution.referrer, told,
+                 retry_key(op, "friend_joined", attribution.referrer))
     if rules.referral_trigger == "join":
         await _milestone_check(services, attribution.referrer, friend)
 
@@ -226,11 +245,24 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
     them their points are in, then any milestone and tier it reached. Keyed by the friend, so however often
     a retried event or request calls this, LINE delivers it once."""
     view = await services.program.member(referrer)
-    await notify(services, "referral_completed", referrer, "referral_completed_referrer",
-                 retry_key("referral-completed", friend), points=services.program.rules.referrer_points,
-                 balance=f"{view.points if view else 0:,}")
+    offer = services.program.referral_offer()
+    points = await _referral_points(services, referrer, friend, offer.referrer_points)
+
+    def told(say: Say) -> str:
+        return offer_texts.joined(offer_texts.offer_text(say, "referral_completed_referrer", offer,
+                                                         points=f"{points:,}", balance=f"{view.points if view else 0:,}"),
+                                  offer_texts.hold_note(say, offer))
+
+    await notify(services, "referral_completed", referrer, told, retry_key("referral-completed", friend))
     await _milestone_check(services, referrer, friend)
     await _tier_check(services, referrer, f"referral:{friend}")
+
+
+async def _referral_points(services: Services, referrer: str, friend: str, otherwise: int) -> int:
+    """What the referrer's ledger says this friend's referral paid them (campaigns of that moment included);
+    `otherwise` when it paid them nothing of their own (given to the friend, or not written yet)."""
+    entry = await services.program.points_ledger.entry(referrer, f"referral:{friend}")
+    return int(entry["delta"]) if entry and entry["delta"] > 0 else otherwise
 
 
 async def _stock_back(services: Services, reward_id: str, restock: str) -> int:

@@ -21,6 +21,7 @@ from rewards.counters import Counters
 from rewards.invites import Invites
 from rewards.ledger import Ledger
 from rewards.members import Members
+from rewards.offer import ReferralOffer, referral_offer
 from rewards.orders import Orders
 from rewards.referrals import Referrals
 from rewards.rules import Rules
@@ -116,3 +117,7 @@ class Program:
     def now_ms(self) -> int:
         """The program's clock, in ms: what every part judges time by."""
         return int(self.clock() * 1000)
+
+    def referral_offer(self) -> ReferralOffer:
+        """What a referral would pay each side now (campaigns included), on what condition, boosted until when."""
+        return referral_offer(self._rules, self.now_ms())
