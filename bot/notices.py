@@ -246,12 +246,12 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
     a retried event or request calls this, LINE delivers it once."""
     view = await services.program.member(referrer)
     offer = services.program.referral_offer()
-    points = await _referral_points(services, referrer, friend, offer.referrer_points)
+    points = f"{await _referral_points(services, referrer, friend, offer.referrer_points):,}"
+    balance = f"{view.points if view else 0:,}"
 
     def told(say: Say) -> str:
-        return offer_texts.joined(offer_texts.offer_text(say, "referral_completed_referrer", offer,
-                                                         points=f"{points:,}", balance=f"{view.points if view else 0:,}"),
-                                  offer_texts.hold_note(say, offer))
+        paid = offer_texts.offer_text(say, "referral_completed_referrer", offer, points=points, balance=balance)
+        return offer_texts.joined(paid, offer_texts.hold_note(say, offer))
 
     await notify(services, "referral_completed", referrer, told, retry_key("referral-completed", friend))
     await _milestone_check(services, referrer, friend)

@@ -163,6 +163,13 @@ async def test_a_minimum_order_and_a_hold_are_stated(bot_with: BotWith, tmp_path
         assert hold in said, f"{where} does not state the hold: {said}"
     status = await say(bot, referrer, WORDS[lang]["referrals"])
     assert bot.services.texts.get(lang, "flex_refs_state_FIRST_PURCHASE_MIN", yen="3,000") in status
+    mark = len(bot.platform.calls)
+    status_code, body = await bot.admin("POST", "/api/v1/conversions", {"order_id": "o-1", "user_id": friend,
+                                                                       "amount": 3000})
+    assert status_code == 200 and body["referral"]["status"] == "completed", body
+    await bot.platform.wait_for(lambda: bot.platform.said_to(referrer, mark), 10)
+    paid = readable(bot.platform.said_to(referrer, mark))
+    assert "500" in paid and hold in paid, f"the completed notice: the points, and that they wait: {paid}"
 
 
 async def test_milestones_show_only_when_the_rules_have_them(bot_with: BotWith, tmp_path: Path) -> None:
