@@ -171,14 +171,15 @@ async def after_attribution(services: Services, attribution: Attribution, friend
     rules' trigger "join"), the milestone it reached, if any."""
     if not attribution.ok or attribution.referrer is None:
         return
-    rules, offer = services.program.rules, services.program.referral_offer()
+    rules, view = services.program.rules, await services.program.member(attribution.referrer)
+    offer = services.program.referral_offer(gift=bool(view and view.gift))
     if offer.on_join:  # joining paid the referrer already: what they were paid, whatever the campaign now
         offer = replace(offer, referrer_points=await _referral_points(services, attribution.referrer, friend,
                                                                       offer.referrer_points))
 
     def told(say: Say) -> str:  # a promise for later (a first purchase) comes with the campaign's last day
         campaign = None if offer.on_join else offer_texts.campaign_note(say, offer)
-        return offer_texts.joined(offer_texts.offer_text(say, "referral_ok_referrer", offer),
+        return offer_texts.joined(offer_texts.offer_text(say, "referral_ok_referrer", offer, to_referrer=True),
                                   offer_texts.hold_note(say, offer), campaign)
 
     await notify(services, "friend_joined", attribution.referrer, told,
@@ -245,12 +246,13 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
     them their points are in, then any milestone and tier it reached. Keyed by the friend, so however often
     a retried event or request calls this, LINE delivers it once."""
     view = await services.program.member(referrer)
-    offer = services.program.referral_offer()
+    offer = services.program.referral_offer(gift=bool(view and view.gift))
     points = f"{await _referral_points(services, referrer, friend, offer.referrer_points):,}"
     balance = f"{view.points if view else 0:,}"
 
     def told(say: Say) -> str:
-        paid = offer_texts.offer_text(say, "referral_completed_referrer", offer, points=points, balance=balance)
+        paid = offer_texts.offer_text(say, "referral_completed_referrer", offer, to_referrer=True, points=points,
+                                      balance=balance)
         return offer_texts.joined(paid, offer_texts.hold_note(say, offer))
 
     await notify(services, "referral_completed", referrer, told, retry_key("referral-completed", friend))
@@ -259,9 +261,10 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
 
 
 async def _referral_points(services: Services, referrer: str, friend: str, otherwise: int) -> int:
-    """What the referrer's ledger says this friend's referral paid them (campaigns of that moment included);
-    `otherwise` when it paid them nothing of their own (given to the friend, or not written yet)."""
-    entry = await services.program.points_ledger.entry(referrer, f"referral:{friend}")
+    """What the ledger says the referrer's share of this friend's referral was (campaigns of that moment
+    included): paid to the referrer, or given to the friend (相手に譲る); `otherwise` when not written yet."""
+    ledger = services.program.points_ledger
+    entry = await ledger.entry(referrer, f"referral:{friend}") or await ledger.entry(friend, "referral:gift")
     return int(entry["delta"]) if entry and entry["delta"] > 0 else otherwise
 
 

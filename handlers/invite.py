@@ -1,5 +1,6 @@
 """招待 / invite: the invite card — the offer for both sides as the rules pay it now (the condition, the
-amounts with any campaign, the hold), the QR code, a "share in LINE" button and the link."""
+amounts with any campaign, the hold, the member's share shown as the friend's when they give it away),
+the QR code, a "share in LINE" button and the link."""
 from urllib.parse import quote
 
 from bot.chat.context import Ctx
@@ -15,11 +16,13 @@ router = Router("invite")
 async def on_invite(ctx: Ctx) -> None:
     code = await ctx.program.invite_code(ctx.user_id)
     await ctx.program.count("invites_shown")
-    settings, offer = ctx.services.settings, ctx.program.referral_offer()
+    member = await ctx.program.member(ctx.user_id)
+    settings, offer = ctx.services.settings, ctx.program.referral_offer(gift=bool(member and member.gift))
     link = invite_link(settings, code)
     campaign, hold = campaign_note(ctx.t, offer), hold_note(ctx.t, offer)
     caption = joined(campaign, offer_text(ctx.t, "invite_caption", offer, shop=ctx.t("shop_name"), link=link))
-    rows = [row(ctx, ctx.t("flex_invite_you"), ctx.t("flex_invite_points", points=f"{offer.referrer_points:,}")),
+    yours = ctx.t("flex_invite_given") if offer.gift else ctx.t("flex_invite_points", points=f"{offer.referrer_points:,}")
+    rows = [row(ctx, ctx.t("flex_invite_you"), yours),
             row(ctx, ctx.t("flex_invite_friend"), ctx.t("flex_invite_points", points=f"{offer.friend_points:,}")),
             row(ctx, ctx.t("flex_invite_code"), code)]
     contents = render(ctx, "invite", qr_url=qr_image_url(settings, code), link=link, rows=rows,

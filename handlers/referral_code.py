@@ -24,6 +24,8 @@ async def on_code(ctx: Ctx, code: str) -> None:
             refusal = ctx.t(f"refused_{outcome.reason}", days=rules.referral_window_days)
         await ctx.answer(text(ctx, refusal))
         return
+    referrer = await ctx.program.member(outcome.referrer) if outcome.referrer else None
+    offer = ctx.program.referral_offer(gift=bool(referrer and referrer.gift))  # 相手に譲る: their share too
     # joining paid already: no campaign to hurry for; a first purchase still has to come in time
     campaign = None if offer.on_join else campaign_note(ctx.t, offer)
     await ctx.answer(text(ctx, joined(offer_text(ctx.t, "referral_ok", offer), hold_note(ctx.t, offer), campaign)))

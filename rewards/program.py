@@ -118,6 +118,7 @@ class Program:
         """The program's clock, in ms: what every part judges time by."""
         return int(self.clock() * 1000)
 
-    def referral_offer(self) -> ReferralOffer:
-        """What a referral would pay each side now (campaigns included), on what condition, boosted until when."""
-        return referral_offer(self._rules, self.now_ms())
+    def referral_offer(self, gift: bool = False) -> ReferralOffer:
+        """What a referral would pay each side now (campaigns included), on what condition, boosted until when;
+        `gift`: for a referrer who gives their share to the friend (相手に譲る)."""
+        return referral_offer(self._rules, self.now_ms(), gift)

@@ -247,6 +247,10 @@ def test_the_offer_comes_from_the_engine_and_ends_with_the_first_campaign_behind
     assert (later.referrer_points, later.friend_points, later.boost_ends) == (500, 900, datetime(2027, 6, 1, tzinfo=JST))
     joined = referral_offer(load_rules(variant(tmp_path, referral__trigger='"join"', referral__minimum_order=3000)), at_ms)
     assert joined.on_join and joined.minimum_order == 0, "a minimum order binds only a first purchase"
+    given = referral_offer(load_rules(variant(tmp_path, both)), at_ms, gift=True)
+    assert (given.gift, given.referrer_points, given.friend_points) == (True, 550, 900 + 550), "both shares"
+    no_gifts = load_rules(variant(tmp_path, referral__allow_gift="false"))
+    assert not referral_offer(no_gifts, at_ms, gift=True).gift, "only where the rules allow it"
 
 
 @pytest.mark.parametrize("ends, ja, en", [
@@ -259,6 +263,39 @@ def test_a_campaigns_last_moment_reads_as_people_say_it(ends: datetime, ja: str,
     texts = Texts(ASSETS / "locales")
     assert last_moment(lambda key, **v: texts.get("ja", key, **v), ends) == ja
     assert last_moment(lambda key, **v: texts.get("en", key, **v), ends) == en
+
+
+# ---- 相手に譲る: a referrer who gives their share away ------------------------------------------------
+@pytest.mark.parametrize("trigger", ["first_purchase", "join"])
+async def test_a_referrer_giving_their_share_away_is_told_so_and_the_friend_is_promised_both(
+        bot_with: BotWith, tmp_path: Path, trigger: str) -> None:
+    bot = await bot_with(rewards_config=variant(tmp_path, referral__trigger=f'"{trigger}"', **EVERY_NOTICE_NOW))
+    program = bot.services.program
+    referrer, friend = await member(bot), await member(bot)
+    await program.set_gift(referrer, True)
+    card_messages = await converse(bot.platform, referrer, bot.platform.text(referrer, "招待"))
+    card = readable(card_messages)
+    assert "友だちに譲る" in card and "800 pt" in card and "500 pt" not in card, card
+    assert "800" in share_caption(card_messages)
+    code = await invite_code(bot, referrer)
+    assert "800 ポイント" in await invite_page(bot, code, "ja")
+    answer, told = await send_code(bot, friend, code, referrer)
+    assert "800 ポイント" in answer, answer
+    assert "あなたの分の" in told and "500 ポイント" in told and "追加しました" not in told, told
+    before = (await program.member(referrer)).points
+    if trigger == "join":
+        no_purchase("the referrer's notice", told)
+        assert (await program.member(friend)).points == 100 + 800, "the code answer told the truth"
+        return
+    mark = len(bot.platform.calls)
+    status, body = await bot.admin("POST", "/api/v1/conversions", {"order_id": "o-1", "user_id": friend,
+                                                                  "amount": 2000})
+    assert status == 200 and body["referral"]["status"] == "completed", body
+    await bot.platform.wait_for(lambda: bot.platform.said_to(referrer, mark), 10)
+    paid = readable(bot.platform.said_to(referrer, mark))
+    assert "500 ポイントはお友だちにプレゼント" in paid and "追加しました" not in paid, paid
+    assert (await program.member(referrer)).points == before, "nothing was added to the referrer"
+    assert (await program.member(friend)).points == 100 + 800 + 20, "the friend got both shares (and 20 for ¥2,000)"
 
 
 # ---- the profile card offers English -------------------------------------------------------------

@@ -3,7 +3,8 @@
 computed (rewards/offer.py), the hold when there is one, and a running campaign's last day.
 
 `say` is a locale lookup in one language: `ctx.t` in a handler, `functools.partial(texts.get, lang)` elsewhere.
-The variants are `KEY` (a first purchase), `KEY_min` and `KEY_join` (assets/locales/*.texts.toml)."""
+The variants are `KEY` (a first purchase), `KEY_min` and `KEY_join` (assets/locales/*.texts.toml), and for
+the referrer's own share given away (相手に譲る) `KEY_gift` and `KEY_gift_join`."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,8 +15,11 @@ from rewards.offer import ReferralOffer
 Say = Callable[..., str]
 
 
-def terms_key(key: str, offer: ReferralOffer) -> str:
-    """The variant of `key` that states the offer's condition truthfully."""
+def terms_key(key: str, offer: ReferralOffer, to_referrer: bool = False) -> str:
+    """The variant of `key` that states the offer's condition truthfully. A text `to_referrer` about their
+    own share has a variant for a referrer who gives it away (KEY_gift, KEY_gift_join)."""
+    if to_referrer and offer.gift:
+        return f"{key}_gift_join" if offer.on_join else f"{key}_gift"
     if offer.on_join:
         return f"{key}_join"
     if offer.minimum_order:
@@ -23,11 +27,11 @@ def terms_key(key: str, offer: ReferralOffer) -> str:
     return key
 
 
-def offer_text(say: Say, key: str, offer: ReferralOffer, **values: object) -> str:
+def offer_text(say: Say, key: str, offer: ReferralOffer, to_referrer: bool = False, **values: object) -> str:
     """`key` in the rules' variant, with the offer's numbers (and any `values` the text takes besides)."""
     numbers = {"friend_points": f"{offer.friend_points:,}", "referrer_points": f"{offer.referrer_points:,}",
                "yen": f"{offer.minimum_order:,}"}
-    return say(terms_key(key, offer), **{**numbers, **values})
+    return say(terms_key(key, offer, to_referrer), **{**numbers, **values})
 
 
 def hold_note(say: Say, offer: ReferralOffer) -> str | None:

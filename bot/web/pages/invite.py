@@ -55,12 +55,15 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             body = render("notice.html", lang=lang, icon=WAIT, title=texts.get(lang, "invite_rate_limited_title"),
                           body=texts.get(lang, "invite_rate_limited_body"))
             return too_many(wait, body, "text/html")
-        if await services.program.owner_of(code) is None:
+        owner = await services.program.owner_of(code)
+        if owner is None:
             missed(request, client)
             return not_found(lang, texts)
         basic_id = await services.line.basic_id()
+        referrer = await services.program.member(owner)  # 相手に譲る: their share goes to the friend too
         shop = texts.get(lang, "shop_name")
-        say, offer = functools.partial(texts.get, lang), services.program.referral_offer()
+        say = functools.partial(texts.get, lang)
+        offer = services.program.referral_offer(gift=bool(referrer and referrer.gift))
         body = render(
             "invite.html", lang=lang, title=texts.get(lang, "invite_page_title", shop=shop),
             offer=offer_text(say, "invite_page_offer", offer),
