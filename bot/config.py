@@ -25,6 +25,7 @@ def process_env() -> Mapping[str, str]:
 
 
 REQUIRED = ("LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN", "PUBLIC_BASE_URL")
+LIFF_SDK_URL = "https://static.line-scdn.net/liff/edge/2/sdk.js"  # LINE's SDK, its CDN edge path (LIFF v2)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,11 @@ class Settings:
     staff_user_ids: frozenset[str] = field(default_factory=frozenset)
     rewards_config: Path = ASSETS / "rules.toml"
     log_level: str = "INFO"
+    # LIFF invites (README "Invites through LIFF"): unset, invite links stay plain pages
+    liff_id: str | None = None
+    line_login_channel_id: str | None = None  # the LINE Login channel whose ID tokens are accepted
+    # the LIFF SDK the LIFF page loads: LINE's own in production; `python -m bot dev` points it at the simulator's
+    liff_sdk_url: str = LIFF_SDK_URL
     # plumbing knobs (not part of the contract; tests shorten them)
     stream_partitions: int = 8
     # how long a worker's leases (partitions, clock, broadcast jobs, its name) last unrenewed; it renews them
@@ -201,7 +207,25 @@ class Settings:
         if env.get("HEALTH_MAX_QUEUE_AGE_SECONDS"):
             values["health_max_queue_age_seconds"] = _number(env, "HEALTH_MAX_QUEUE_AGE_SECONDS", sys.float_info.max,
                                                              "a number of seconds above 0")
+        values.update(_liff(env))
         for bad in [u for u in values["staff_user_ids"] if not re.fullmatch(r"U[0-9a-f]{32}", u)]:  # type: ignore[attr-defined]
             raise ConfigError(f"STAFF_USER_IDS holds something that is not a LINE user id: {bad!r}")
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _liff(env: Mapping[str, str]) -> dict[str, object]:
+    """LIFF_ID and LINE_LOGIN_CHANNEL_ID: both or neither (a LIFF page whose ID tokens nobody can verify would
+    attribute no one). The LIFF ID is LINE's "{channel id}-{8 letters}"; the channel id is digits."""
+    liff_id = env.get("LIFF_ID", "").strip()
+    channel = env.get("LINE_LOGIN_CHANNEL_ID", "").strip()
+    if channel and not re.fullmatch(r"[0-9]{1,20}", channel):
+        raise ConfigError(f"LINE_LOGIN_CHANNEL_ID must be a channel ID (digits), got {channel[:60]!r}")
+    if not liff_id:
+        return {"line_login_channel_id": channel} if channel else {}
+    if not re.fullmatch(r"[0-9]{1,20}-[A-Za-z0-9]{1,40}", liff_id):
+        raise ConfigError(f"LIFF_ID must be a LIFF app's ID such as 1234567890-AbCdEfGh, got {liff_id[:60]!r}")
+    if not channel:
+        raise ConfigError("LIFF_ID is set but LINE_LOGIN_CHANNEL_ID is not: set it to the ID of the LINE Login "
+                          "channel that holds the LIFF app, whose ID tokens the bot verifies")
+    return {"liff_id": liff_id, "line_login_channel_id": channel}

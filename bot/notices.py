@@ -11,14 +11,16 @@ A push that fails for a while (5xx, timeouts) is kept the same way and tried aga
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from functools import partial
 from typing import Any
 
+from bot import prompts
+from bot.chat.staff import is_staff_user
 from bot.infra import keys
 from bot.line import offer_texts
 from bot.line.client import LineRejected, retry_key
@@ -28,14 +30,16 @@ from bot.services import Services
 from rewards import engine
 from rewards.catalog import Stock
 from rewards.orders import Purchase
+from rewards.prompts import SEND
 from rewards.referrals import Attribution
 from rewards.review import Decision
-from rewards.rules import NOTICE_KINDS, Notifications
+from rewards.rules import FRIEND_COUPON_POOL, NOTICE_KINDS, PROMPT_KINDS, Notifications, Rules
 
 log = logging.getLogger(__name__)
 
 RETRY_LATER_MS = 60_000  # a push LINE would not take now is tried again after this
 SEND_BATCH = 200  # deferred notices sent per clock tick at most
+REMIND_BATCH = 200  # friends' reminders handled per clock tick at most (the rest wait for the next tick)
 
 
 def quiet_until(rules_notifications: Notifications, local: datetime) -> datetime | None:
@@ -55,28 +59,40 @@ async def notify(services: Services, kind: str, to: str, text_key: str | Callabl
     `text_key`: a locale text filled with `values`, or a function that writes the text with the member's
     language's lookup (a text made of parts, bot/line/offer_texts.py).
     `key` is the notice's retry key: the same cause must always give the same key."""
-    if kind not in NOTICE_KINDS:  # a programming error: fail loudly, also under python -O
+    def text(lang: str, t: Callable[..., str]) -> list[dict[str, Any]]:
+        body = text_key(t) if callable(text_key) else t(text_key, **values)
+        return [{"type": "text", "text": clip(body, TEXT_MAX)}]
+
+    return await send(services, kind, to, key, text)
+
+
+def _switched_on(rules: Rules, kind: str) -> bool:
+    return kind in rules.notifications.enabled or kind in rules.prompts.enabled
+
+
+async def send(services: Services, kind: str, to: str, key: str,
+               messages: Callable[[str, Callable[..., str]], list[dict[str, Any]]]) -> str:
+    """As notify, with the messages made by `messages(lang, t)` in the member's language (a card, buttons)."""
+    if kind not in NOTICE_KINDS and kind not in PROMPT_KINDS:  # a programming error: fail loudly, also under -O
         raise ValueError(f"unknown notice kind {kind!r}")
     program = services.program
     rules = program.rules.notifications
-    if kind not in rules.enabled:
+    if not _switched_on(program.rules, kind):
         log.info("notice %s to %s not sent: switched off in the rules", kind, to)
         return "off"
     view = await program.member(to)
     if view is None or view.blocked:
         return "blocked"
     lang = services.texts.lang_for(view.language)
-    body = text_key(partial(services.texts.get, lang)) if callable(text_key) else \
-        services.texts.get(lang, text_key, **values)
-    messages = [{"type": "text", "text": clip(body, TEXT_MAX)}]
+    made = messages(lang, lambda text_key, **values: services.texts.get(lang, text_key, **values))
     now_ms = int(program.clock() * 1000)
     if kind not in rules.ignore_quiet_hours:
         until = quiet_until(rules, engine.shop_time(program.rules, now_ms))
         if until is not None:
-            await _keep(services, key, kind, to, messages, int(until.timestamp() * 1000))
+            await _keep(services, key, kind, to, made, int(until.timestamp() * 1000))
             log.info("notice %s to %s deferred to %s (quiet hours)", kind, to, until.isoformat())
             return "deferred"
-    return await _push(services, key, kind, to, messages, now_ms, kept=False)
+    return await _push(services, key, kind, to, made, now_ms, kept=False)
 
 
 async def _keep(services: Services, key: str, kind: str, to: str, messages: list[dict], due_ms: int) -> None:
@@ -128,7 +144,7 @@ async def send_due(services: Services, now_ms: int | None = None) -> int:
             await services.redis.zrem(keys.NOTICES_DUE, key)
             continue
         notice = json.loads(raw)
-        if notice["kind"] not in services.program.rules.notifications.enabled:
+        if not _switched_on(services.program.rules, notice["kind"]):
             await _forget(services, key)  # switched off since it was kept
             continue
         view = await services.program.member(notice["to"])
@@ -150,19 +166,28 @@ async def after_purchase(services: Services, purchase: Purchase, user_id: str, o
     """An order recorded (or the same order again): the referral it completed, if any, then the buyer's tier."""
     if purchase.completed_referral_of:
         await _referral_completed(services, purchase.completed_referral_of, user_id)
+        await _friend_paid(services, user_id)
     await _tier_check(services, user_id, f"order:{order_id}")
+    await _ask(services, lambda: prompts.reward_in_reach(services, user_id),
+               lambda: prompts.after_purchase(services, purchase, user_id, order_id))
 
 
-async def after_custom_event(services: Services, user_id: str, name: str, event_id: str) -> None:
-    """A custom event (a review, a share…) recorded, or the same one again: the member's tier."""
+async def after_custom_event(services: Services, user_id: str, name: str, event_id: str, value: int | None = None,
+                             new: bool = True) -> None:
+    """A custom event (a review, a share…) recorded, or the same one again (`new` False): the member's tier,
+    then a prompt when the rules mark the event (its `value`, a review's stars, at least their minimum)."""
     await _tier_check(services, user_id, f"event:{name}:{event_id}")
+    await _ask(services, lambda: prompts.reward_in_reach(services, user_id),
+               lambda: prompts.after_custom_event(services, user_id, name, event_id, value, new))
 
 
 async def after_review_decision(services: Services, decision: Decision) -> None:
     """Staff approved or voided a reviewed referral. Told when this call paid the referrer, even when the
-    decision itself was taken before a crash."""
+    decision itself was taken before a crash; the friend, whenever it stands approved (keyed: told once)."""
     if decision.paid_referrer:
         await _referral_completed(services, decision.paid_referrer, decision.friend)
+    if decision.status == "completed":  # approved: the friend's own points came with it
+        await _friend_paid(services, decision.friend)
 
 
 async def after_attribution(services: Services, attribution: Attribution, friend: str, op: str) -> None:
@@ -186,6 +211,11 @@ async def after_attribution(services: Services, attribution: Attribution, friend
                  retry_key(op, "friend_joined", attribution.referrer))
     if rules.referral_trigger == "join":
         await _milestone_check(services, attribution.referrer, friend)
+        for paid in (attribution.referrer, friend):  # both were just paid: a reward may be in reach
+            await _ask(services, functools.partial(prompts.reward_in_reach, services, paid))
+    elif "friend_reminder" in rules.prompts.enabled:  # the friend's one reminder if no order comes in time
+        due = services.program.now_ms() + rules.prompts.reminder_days * 86_400_000
+        await services.program.prompts.schedule_reminder(friend, due)
 
 
 async def points_expiring(services: Services, uid: str, points: int, when_ms: int) -> None:
@@ -210,7 +240,10 @@ async def after_stock_added(services: Services, reward_id: str, added: int, stoc
 
 
 async def after_codes_added(services: Services, reward_id: str, added: int, pool: int) -> int:
-    """New codes joined a pool reward's pool (its stock): back in stock, told as above."""
+    """New codes joined a pool reward's pool (its stock): back in stock, told as above. Codes for the friend
+    welcome coupon go first to the friends whose coupon found the pool empty, each told once."""
+    if reward_id == FRIEND_COUPON_POOL:
+        return await _friend_coupons_owed(services)
     if added:
         return await _stock_back(services, reward_id, f"codes:{pool}:{added}")
     return 0
@@ -258,6 +291,36 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
     await notify(services, "referral_completed", referrer, told, retry_key("referral-completed", friend))
     await _milestone_check(services, referrer, friend)
     await _tier_check(services, referrer, f"referral:{friend}")
+    await _ask(services, lambda: prompts.reward_in_reach(services, referrer))
+
+
+async def _friend_paid(services: Services, friend: str) -> None:
+    """The friend's own referral points were credited (their qualifying order, or staff approving it): told once,
+    keyed by the operation that paid them. Held points are told now, with the day they can be spent: the news is
+    the earning; a second push at the release would cost the shop a message for what the points card shows."""
+    paid = await services.program.friend_reward(friend)
+    if paid is None or paid[0] <= 0:
+        return
+    points, hold_until = paid
+    key = retry_key("friend-points", friend, "referral:friend")
+    if hold_until:
+        day = engine.shop_time(services.program.rules, hold_until).strftime("%Y/%m/%d")
+        await notify(services, "friend_points", friend, "notice_friend_points_held", key, points=f"{points:,}",
+                     date=day)
+    else:
+        view = await services.program.member(friend)
+        await notify(services, "friend_points", friend, "notice_friend_points", key, points=f"{points:,}",
+                     balance=f"{view.points if view else 0:,}")
+
+
+async def _friend_coupons_owed(services: Services) -> int:
+    """Codes reached the friend coupon's pool: give the owed coupons (oldest first) and tell each friend once."""
+    told = 0
+    for friend, coupon in await services.program.friend_coupons.give_owed():
+        status = await notify(services, "friend_coupon", friend, "notice_friend_coupon",
+                              retry_key("friend-coupon", friend, coupon.token), code=coupon.code)
+        told += status in ("sent", "deferred", "retrying")
+    return told
 
 
 async def _referral_points(services: Services, referrer: str, friend: str, otherwise: int) -> int:
@@ -283,4 +346,47 @@ async def _stock_back(services: Services, reward_id: str, restock: str) -> int:
                               retry_key("stock-back", reward_id, uid, restock), name=name)
         told += status in ("sent", "deferred", "retrying")
         await services.catalog.stop_waiting(reward_id, uid)
+    return told
+
+
+# ---- prompts ([prompts]: bot/prompts.py says what, rewards/prompts.py counts) ---------------------------------
+async def _ask(services: Services, *candidates: Callable[[], Awaitable[prompts.Prompt | None]]) -> str | None:
+    """At most one prompt per outcome: the first candidate that applies (callers put a reward in reach first: it
+    is news once, where an invitation comes with every order), let through the member's weekly cap
+    and once-per-cause gate, then sent as a notice (quiet hours defer it). Never to a blocked member or staff.
+    Returns the gate's or the notice's answer, or None when no candidate applied."""
+    program = services.program
+    for candidate in candidates:
+        prompt = await candidate()
+        if prompt is None:
+            continue
+        view = await program.member(prompt.to)
+        if view is None or view.blocked or await is_staff_user(services, prompt.to):
+            return "not_for_them"
+        gate = await program.prompts.gate(prompt.to, prompt.cause, prompt.may_start)
+        if gate == "SKIP":  # a repeated outcome whose prompt never started: the next candidate may apply
+            continue
+        if gate == "OK" or gate == "CAPPED":  # counted once per cause: what prompts cost, and what the cap saved
+            await program.count(f"prompts:{prompt.kind}" if gate == "OK" else f"prompts_capped:{prompt.kind}")
+        if gate not in SEND:
+            log.info("prompt %s to %s not sent: %s", prompt.kind, prompt.to, gate.lower())
+            return gate.lower()
+        status = await send(services, prompt.kind, prompt.to, prompt.key, prompt.messages)
+        await program.prompts.handed(prompt.to, prompt.cause, *prompt.also_told)
+        return status
+    return None
+
+
+async def remind_friends(services: Services, now_ms: int | None = None) -> int:
+    """The clock's part: referred friends whose reminder is due get it once (when they still have not ordered).
+    In quiet hours the due ones simply wait in their schedule, re-checked when sent. Returns how many went."""
+    program = services.program
+    now = now_ms if now_ms is not None else program.now_ms()
+    if quiet_until(program.rules.notifications, engine.shop_time(program.rules, now)) is not None:
+        return 0
+    told = 0
+    for friend in await program.prompts.reminders_due(now, REMIND_BATCH):
+        status = await _ask(services, functools.partial(prompts.friend_reminder, services, friend))
+        told += status in ("sent", "deferred", "retrying")
+        await program.prompts.reminder_handled(friend)  # once: sent, capped, bought meanwhile or switched off
     return told

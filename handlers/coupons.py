@@ -6,6 +6,7 @@ from bot.chat.router import MessageEvent, Router, keyword
 from bot.line import flex
 from bot.line.flex import cut
 from handlers.common import card, text
+from handlers.friend_coupon import is_friend_coupon, offer_name
 from handlers.rewards_catalog import NAME_MAX, coupon_card
 
 router = Router("coupons")
@@ -25,6 +26,8 @@ async def on_coupons(ctx: Ctx) -> None:
     for coupon in coupons:
         reward = ctx.program.rules.reward(coupon.reward_id)
         name = cut((reward.name.get(ctx.lang) or reward.name["ja"]) if reward else coupon.reward_id, NAME_MAX)
+        if is_friend_coupon(coupon):  # the welcome coupon a referral gave: named by its offer
+            name = offer_name(ctx, ctx.program.rules.friend_coupon)
         if coupon.used:
             state = "used"
             headline = ctx.t("coupon_state_used", date=catalog.day_of(coupon.used_at_ms).strftime("%Y/%m/%d"))

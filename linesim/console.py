@@ -28,13 +28,23 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from bot.line import limits as line_limits
 from bot.line.limits import DISPLAY_NAME_MAX
 
-from .phone import classify_uri, decode_qr, failure_text, image_document, page_document, plain_document, under
+from .phone import (
+    classify_uri,
+    decode_qr,
+    failure_text,
+    image_document,
+    page_document,
+    plain_document,
+    under,
+    with_tap_script,
+)
 from .platform import Call, Platform, new_user_id
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -77,8 +87,13 @@ class Console:
     """State and behaviour behind the console's HTTP API (kept apart from routing so tests can
     reach it as `app[CONSOLE_KEY]`)."""
 
-    def __init__(self, platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str) -> None:
+    def __init__(self, platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str,
+                 liff_id: str | None = None, liff_endpoint: str | None = None) -> None:
         self.platform = platform
+        # the LIFF app the phones know (its ID, and the endpoint URL its console registers): a LIFF URL with
+        # this ID opens the endpoint in the phone's LIFF browser, with the stand-in SDK (static/liff-sdk.js)
+        self.liff_id = liff_id
+        self.liff_endpoint = liff_endpoint
         self.bot_url = bot_url.rstrip("/")
         self.public_base_url = public_base_url.rstrip("/")
         self.admin_token = admin_token
@@ -120,7 +135,7 @@ class Console:
     def state(self) -> dict:
         return {
             "config": {"public_base_url": self.public_base_url, "bot_url": self.bot_url,
-                       "basic_id": self.platform.basic_id, "languages": list(LANGUAGES)},
+                       "basic_id": self.platform.basic_id, "languages": list(LANGUAGES), "liff_id": self.liff_id},
             "customers": [dict(c.summary(), transcript=c.transcript) for c in self.customers.values()],
             "log": self.log,
         }
@@ -319,6 +334,8 @@ class Console:
             answer = await self.follow(customer)
         elif found["kind"] == "share":
             return {"effect": "share", "text": found["text"]}
+        elif found["kind"] == "liff":
+            return self.open_liff(customer, uri, found)
         elif self.bot_target(uri) is not None:
             return await self.browse(customer, uri, origin)
         elif urlsplit(uri).scheme in ("http", "https"):
@@ -395,7 +412,7 @@ class Console:
                         decoded = await asyncio.to_thread(decode_qr, await response.read())
             except (ClientError, TimeoutError):
                 decoded = None
-        link = decoded or next((u for u in links if self.bot_target(u) is not None), None)
+        link = decoded or next((u for u in links if self.bot_target(u) is not None or self.is_liff(u)), None)
         if link is None:
             raise ConsoleError(422, "no QR code found in the image and no link sent with it")
         answer = await self.open_uri(customer, link, origin)
@@ -411,6 +428,78 @@ class Console:
                 return web.Response(status=response.status, body=body, headers=headers)
         except (ClientError, TimeoutError) as exc:
             return web.Response(status=502, text=f"bot unreachable: {failure_text(exc)}")
+
+    # -- the LIFF browser (LINE's, for LIFF URLs) ----------------------------------------------------------
+    def is_liff(self, url: str) -> bool:
+        found = classify_uri(url)
+        return found["kind"] == "liff" and bool(self.liff_id) and found["liff_id"] == self.liff_id
+
+    def open_liff(self, customer: Customer, uri: str, found: dict) -> dict:
+        """A LIFF URL: as LINE does, the endpoint opens with the URL's path and query kept in `liff.state`
+        (the SDK's liff.init() puts them back). The page is served through the console's /phone/{uid}/ so
+        that it runs with this customer's LINE: the stand-in SDK knows who is browsing from that path."""
+        if not self.liff_id or found["liff_id"] != self.liff_id or not self.liff_endpoint:
+            return {"effect": "unsupported", "message": f"no LIFF app {found['liff_id']!r} in this console"}
+        target = self.bot_target(self.liff_endpoint)
+        if target is None:
+            return {"effect": "unsupported", "message": "the LIFF endpoint is not the bot's"}
+        state = found["path"] + ("?" + found["query"] if found["query"] else "")
+        frame = f"/phone/{quote(customer.uid, safe='')}{urlsplit(target).path}"
+        if state:
+            frame += "?liff.state=" + quote(state, safe="")
+        return {"effect": "liff", "url": uri, "frame": frame}
+
+    async def phone_request(self, customer: Customer, method: str, path_qs: str, body: bytes | None,
+                            content_type: str | None) -> web.Response:
+        """A request of the LIFF page (the page itself, its script, its calls) sent on to the bot as this
+        customer's LIFF browser sends it: their language, LINE's user agent."""
+        headers = {"Accept-Language": ACCEPT_LANGUAGE[customer.language], "User-Agent": PHONE_USER_AGENT + " LIFF"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            async with self.session.request(method, self.bot_url + path_qs, data=body, headers=headers,
+                                            allow_redirects=False) as response:
+                answer = await response.read()
+                kept = {k: v for k, v in response.headers.items()
+                        if k.lower() in ("content-type", "cache-control", "location", "retry-after")}
+                if response.content_type == "text/html":
+                    answer = with_tap_script(answer.decode(response.charset or "utf-8", errors="replace")).encode()
+                return web.Response(status=response.status, body=answer, headers=kept)
+        except (ClientError, TimeoutError) as exc:
+            return web.Response(status=502, text=f"bot unreachable: {failure_text(exc)}")
+
+    def liff_login(self, customer: Customer, liff_id: str) -> dict:
+        """liff.init(): the customer is logged in to the LIFF app (LINE does it silently in its own browser);
+        the ID token is what liff.getIDToken() then gives, and what LINE's verify accepts."""
+        if not self.liff_id or liff_id != self.liff_id:
+            raise ConsoleError(400, f"INIT_FAILED: no LIFF app {liff_id!r} in this console")
+        return {"id_token": self.platform.id_token(customer.uid, name=customer.name),
+                "friendFlag": customer.state == "friend"}
+
+    async def liff_request_friendship(self, customer: Customer) -> dict:
+        """liff.requestFriendship(): LINE's add-friend (or unblock) dialog, accepted; a friend sees it close."""
+        if customer.state == "friend":
+            return {"effect": "already_friend"}
+        return await self.follow(customer)
+
+    def liff_share(self, sender: Customer, to: list[str], messages: Any) -> dict:
+        """liff.shareTargetPicker(): the chosen customers receive the messages from the sender, as LINE checks
+        them (1 to 5 message objects within its limits)."""
+        if not isinstance(messages, list) or not 1 <= len(messages) <= line_limits.MESSAGES_PER_REQUEST_MAX:
+            raise ConsoleError(400, "shareTargetPicker takes 1 to 5 message objects")
+        if not all(isinstance(m, dict) and m.get("type") in ("text", "image", "video", "audio", "location", "flex",
+                                                            "template") for m in messages):
+            raise ConsoleError(400, "shareTargetPicker sends text, image, video, audio, location, flex or template")
+        problem = line_limits.problem(messages, strict_media=False)
+        if problem:
+            self.platform.violations.append(f"shareTargetPicker: {problem}")
+            raise ConsoleError(400, f"LINE would refuse this message: {problem}")
+        targets = [self.customer(uid) for uid in dict.fromkeys(to) if uid != sender.uid]
+        if not targets:
+            raise ConsoleError(400, "pick at least one other customer")
+        for target in targets:
+            self.add_entry(target, "shared", sender=sender.name, messages=messages)
+        return {"status": "success", "to": [t.uid for t in targets]}
 
     # -- purchases through the admin API
     async def purchase(self, customer: Customer, amount: int) -> dict:

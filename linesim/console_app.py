@@ -99,10 +99,13 @@ def local_only(hosts: Iterable[str] = ()) -> Any:
 
 
 def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str,
-                hosts: Iterable[str] = ()) -> web.Application:
+                hosts: Iterable[str] = (), liff_id: str | None = None,
+                liff_endpoint: str | None = None) -> web.Application:
     """The console as an aiohttp app; serve it on its own port next to the bot. It answers loopback requests
-    only, and `hosts` (the address `dev` was told to listen on, when not loopback)."""
-    console = Console(platform, bot_url=bot_url, public_base_url=public_base_url, admin_token=admin_token)
+    only, and `hosts` (the address `dev` was told to listen on, when not loopback). With `liff_id`, LIFF URLs
+    of that app open `liff_endpoint` (a page of the bot's) in the phone's LIFF browser."""
+    console = Console(platform, bot_url=bot_url, public_base_url=public_base_url, admin_token=admin_token,
+                      liff_id=liff_id, liff_endpoint=liff_endpoint)
     app = web.Application(middlewares=[local_only(hosts), _errors])
     app[CONSOLE_KEY] = console
     app.cleanup_ctx.append(console.lifecycle)
@@ -212,8 +215,40 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
         # the raw (still percent-encoded) path, so the bot sees exactly what a phone would ask for
         return await console.proxy(request.rel_url.raw_path_qs[len("/bot"):])
 
+    # the LIFF browser: the page and its calls, as this customer's LINE sends them (linesim/static/liff-sdk.js)
+    async def phone(request: web.Request) -> web.Response:
+        customer = target(request)
+        path_qs = request.rel_url.raw_path_qs[len("/phone/") + len(request.match_info["uid"]):]
+        body = await request.read() if request.method == "POST" else None
+        return await console.phone_request(customer, request.method, path_qs, body,
+                                           request.content_type if body is not None else None)
+
+    async def liff_login(request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        return web.json_response(console.liff_login(target(request), str(body.get("liff_id", ""))))
+
+    async def liff_friendship(request: web.Request) -> web.Response:
+        return web.json_response({"friendFlag": target(request).state == "friend"})
+
+    async def liff_request_friendship(request: web.Request) -> web.Response:
+        return web.json_response(await console.liff_request_friendship(target(request)))
+
+    async def liff_share(request: web.Request) -> web.Response:
+        sender = target(request)
+        body = await _json_body(request)
+        to = body.get("to")
+        if not isinstance(to, list) or not all(isinstance(u, str) for u in to):
+            raise ConsoleError(400, "to must be a list of customer ids")
+        return web.json_response(console.liff_share(sender, to, body.get("messages")))
+
     r = app.router
     r.add_get("/", index)
+    r.add_route("GET", "/phone/{uid}/{tail:.*}", phone)
+    r.add_route("POST", "/phone/{uid}/{tail:.*}", phone)
+    r.add_post("/api/customers/{uid}/liff/login", liff_login)
+    r.add_post("/api/customers/{uid}/liff/friendship", liff_friendship)
+    r.add_post("/api/customers/{uid}/liff/request-friendship", liff_request_friendship)
+    r.add_post("/api/customers/{uid}/liff/share", liff_share)
     r.add_static("/static/", STATIC)
     r.add_get("/api/state", state)
     r.add_get("/api/events", events)

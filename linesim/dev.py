@@ -11,11 +11,20 @@ from bot.config import Settings
 from bot.infra.signals import until_stopped
 from bot.web.listen import listening_socket
 from bot.web.server import Site
-from linesim.platform import Platform
+from linesim.platform import LIFF_ID, LOGIN_CHANNEL_ID, Platform
 
 DEV_SECRET = "shokai-dev-channel-secret"
 DEV_TOKEN = "shokai-dev-access-token"
 DEV_BASIC_ID = "@shokai-dev"
+SIMULATOR_SDK_PATH = "/static/liff-sdk.js"  # the stand-in LIFF SDK, on the console's origin
+
+
+def dev_liff(environment: Mapping[str, str]) -> dict[str, str]:
+    """The simulator's LIFF app, so that `make run` plays invites through LIFF: its ID and LINE Login channel,
+    unless LIFF_ID is given (an empty LIFF_ID keeps the plain invite pages, as without LIFF)."""
+    if "LIFF_ID" in environment:
+        return {}
+    return {"LIFF_ID": LIFF_ID, "LINE_LOGIN_CHANNEL_ID": LOGIN_CHANNEL_ID}
 
 
 def dev_admin_token(environment: Mapping[str, str]) -> str:
@@ -55,10 +64,13 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
     await platform.start()
     env = {**environment, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
            "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": public, "LINE_BASIC_ID": DEV_BASIC_ID,
-           "ADMIN_TOKEN": admin_token}
+           "ADMIN_TOKEN": admin_token, **dev_liff(environment)}
+    console_url = f"http://{host}:{console_port}"
     runners = []
     try:
-        settings = Settings.from_env(env)
+        # the LIFF page loads the simulator's stand-in SDK, which the console serves (production: LINE's own);
+        # the console serves the page from its own origin (its LIFF browser), so a path is enough
+        settings = Settings.from_env(env, liff_sdk_url=SIMULATOR_SDK_PATH)
         bot_runner = web.AppRunner(create_app(settings), access_log=None)
         await bot_runner.setup()
         runners.append(bot_runner)
@@ -66,13 +78,13 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         await _rich_menus(bot_runner.app)
         console_runner = web.AppRunner(
             console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token,
-                        hosts=(host,)),
+                        hosts=(host,), liff_id=settings.liff_id, liff_endpoint=f"{public}/liff/invite"),
             access_log=None)
         await console_runner.setup()
         runners.append(console_runner)
         await web.SockSite(console_runner, console_socket).start()
         print(f"\n  Shokai is running (data in {settings.data_dir}/redis).\n"
-              f"  Open the LINE simulator console:  http://{host}:{console_port}/\n"
+              f"  Open the LINE simulator console:  {console_url}/\n"
               f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n", flush=True)
         await until_stopped()
     finally:

@@ -18,6 +18,11 @@ def classify_uri(uri: str) -> dict:
     """What tapping a LINE URL scheme link does on a phone with LINE installed (the kinds the
     console simulates); anything else is {"kind": "other"}."""
     parts = urlsplit(uri)
+    if parts.scheme == "https" and parts.netloc == "liff.line.me":
+        # https://liff.line.me/{LIFF ID}[/path][?query]: LINE opens the LIFF app's endpoint in its LIFF browser
+        liff_id, _, path = parts.path.lstrip("/").partition("/")
+        return {"kind": "liff", "liff_id": unquote(liff_id), "path": "/" + path if path else "",
+                "query": parts.query}
     if parts.scheme == "https" and parts.netloc in ("line.me", "www.line.me"):
         path = parts.path
         if path.startswith("/R/oaMessage/"):
@@ -51,6 +56,12 @@ document.addEventListener("click", function (event) {
 _RESOURCE_TAG = re.compile(r"<(?:img|script|link|source|video|audio|input)\b[^>]*>", re.IGNORECASE)
 _RESOURCE_ATTR = re.compile(r"""(\s(?:src|href|poster)\s*=\s*)("[^"]*"|'[^']*'|[^\s>"']+)""", re.IGNORECASE)
 _HEAD_OPEN = re.compile(r"<head\b[^>]*>", re.IGNORECASE)
+
+
+def with_tap_script(body: str) -> str:
+    """A LIFF page as the console serves it (from its own origin): its links handed to the console too."""
+    head = _HEAD_OPEN.search(body)
+    return body[:head.end()] + _TAP_SCRIPT + body[head.end():] if head else _TAP_SCRIPT + body
 
 
 def page_document(body: str, *, base: str, rewrite_resource: Callable[[str], str]) -> str:

@@ -40,6 +40,9 @@ from bot.line import limits as line_limits
 from linesim.richmenus import RichMenuStore
 
 BOT_USER_ID = "U" + "b0" * 16
+LOGIN_CHANNEL_ID = "2000000001"  # the stand-in's LINE Login channel (the LIFF app's); `python -m bot dev` uses it
+LIFF_ID = f"{LOGIN_CHANNEL_ID}-ShokaiSm"  # the stand-in's LIFF app on that channel
+ID_TOKEN_SECONDS = 3600  # LINE's ID tokens live an hour (the JWT's exp)
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -94,6 +97,11 @@ class Platform:
         "multicast": float(line_limits.MULTICAST_PER_SECOND), "push": float(line_limits.PUSH_PER_SECOND)})
     request_times: dict[str, list[float]] = field(default_factory=dict)
     monthly_quota: int | None = 30000  # None: unlimited ("none" plan type)
+    # LINE Login (LIFF): the channel whose ID tokens this stand-in issues, and its signing key (HS256, as LINE
+    # signs web-login tokens with the channel secret); verify_down makes /oauth2/v2.1/verify answer 500
+    login_channel_id: str = LOGIN_CHANNEL_ID
+    login_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    verify_down: bool = False
     richmenus: RichMenuStore = field(init=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +120,7 @@ class Platform:
         r.add_post("/v2/bot/chat/loading/start", self._loading)
         r.add_get("/v2/bot/message/quota", self._quota)
         r.add_get("/v2/bot/message/quota/consumption", self._consumption)
+        r.add_post("/oauth2/v2.1/verify", self._verify_id_token)
         self.richmenus.add_routes(r)
         r.add_route("*", "/{tail:.*}", self._unknown)
         return app
@@ -312,6 +321,69 @@ class Platform:
     async def _consumption(self, request: web.Request) -> web.Response:
         used = sum(len(c.to) for c in self.calls if c.status == 200 and c.endpoint in ("push", "multicast", "broadcast"))
         return web.json_response({"totalUsage": used})
+
+    # ---- LINE Login: ID tokens as liff.getIDToken() gives them, and their verification ----
+    def id_token(self, user_id: str, *, channel_id: str | None = None, expires_in: int = ID_TOKEN_SECONDS,
+                 name: str | None = None) -> str:
+        """A JWT as LINE issues for the LIFF app (iss access.line.me, sub the user, aud the channel), signed with
+        this stand-in's key so that only its own tokens verify; `expires_in` <= 0 gives an expired one."""
+        now = int(time.time())
+        claims = {"iss": "https://access.line.me", "sub": user_id, "aud": channel_id or self.login_channel_id,
+                  "exp": now + expires_in, "iat": now, "amr": ["linesso"],
+                  "name": name or self.profiles.get(user_id, {}).get("displayName", "LINE user")}
+
+        def part(value: dict) -> str:
+            raw = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        head = part({"typ": "JWT", "alg": "HS256"}) + "." + part(claims)
+        mac = hmac.new(self.login_secret.encode(), head.encode(), hashlib.sha256).digest()
+        return head + "." + base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def _claims(self, token: str) -> dict | None:
+        """The claims of a token this stand-in signed, or None (forged, altered, not a JWT)."""
+        try:
+            head, body, mac = token.split(".")
+            expected = hmac.new(self.login_secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+            given = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))
+            if not hmac.compare_digest(expected, given):
+                return None
+            claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except (ValueError, json.JSONDecodeError):
+            return None
+        return claims if isinstance(claims, dict) else None
+
+    async def _verify_id_token(self, request: web.Request) -> web.Response:
+        """POST /oauth2/v2.1/verify (form: id_token, client_id, optional nonce and user_id), as LINE Login
+        answers it: the claims, or 400 {"error": "invalid_request", "error_description"}."""
+        form = await request.post()
+
+        def refused(description: str) -> web.Response:
+            self._record(Call("verify", {"client_id": form.get("client_id")}, dict(request.headers), 400, self.clock()))
+            return web.json_response({"error": "invalid_request", "error_description": description}, status=400)
+
+        if self.verify_down:
+            self._record(Call("verify", {}, dict(request.headers), 500, self.clock()))
+            return web.json_response({"message": "Internal server error"}, status=500)
+        token, client_id = form.get("id_token"), form.get("client_id")
+        if not isinstance(token, str) or not token:
+            return refused("id_token is required")
+        if not isinstance(client_id, str) or not client_id:
+            return refused("client_id is required")
+        claims = self._claims(token)
+        if claims is None:
+            return refused("Invalid IdToken.")
+        if int(claims.get("exp", 0)) <= int(time.time()):
+            return refused("IdToken expired.")
+        if str(claims.get("aud")) != client_id:
+            return refused("Invalid IdToken Audience.")
+        for name in ("nonce", "user_id"):
+            given = form.get(name)
+            if isinstance(given, str) and given and given != claims.get("sub" if name == "user_id" else name):
+                return refused(f"Invalid IdToken {'Subject' if name == 'user_id' else 'Nonce'}.")
+        self._record(Call("verify", {"client_id": client_id, "sub": claims.get("sub")}, dict(request.headers), 200,
+                          self.clock()))
+        return web.json_response(claims)
 
     async def _unknown(self, request: web.Request) -> web.Response:
         self._violation(f"unknown endpoint {request.method} {request.path}")

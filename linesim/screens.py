@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, web
 
 from bot.config import ASSETS, Settings
-from linesim.dev import DEV_BASIC_ID, DEV_SECRET, DEV_TOKEN, dev_admin_token
+from linesim.dev import DEV_BASIC_ID, DEV_SECRET, DEV_TOKEN, SIMULATOR_SDK_PATH, dev_admin_token, dev_liff
 from linesim.platform import Platform
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,8 +110,9 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def local_stack(data_dir: Path) -> AsyncIterator[Stack]:
-    """What `python -m bot dev` starts, on free loopback ports, with its data in data_dir."""
+async def local_stack(data_dir: Path, *, liff: bool = False) -> AsyncIterator[Stack]:
+    """What `python -m bot dev` starts, on free loopback ports, with its data in data_dir; with `liff`, its LIFF
+    app too (invite links open the LIFF page in the console's LIFF browser, with the stand-in SDK)."""
     from bot.app import SERVICES, create_app
     from bot.richmenu.sync import sync
     from bot.web.listen import listening_socket
@@ -126,10 +127,11 @@ async def local_stack(data_dir: Path) -> AsyncIterator[Stack]:
     admin_token = dev_admin_token({})  # a new one per run, as `python -m bot dev` makes
     env = {"LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
            "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": bot_url, "LINE_BASIC_ID": DEV_BASIC_ID,
-           "ADMIN_TOKEN": admin_token, "DATA_DIR": str(data_dir), "REWARDS_CONFIG": str(screen_rules(data_dir))}
+           "ADMIN_TOKEN": admin_token, "DATA_DIR": str(data_dir), "REWARDS_CONFIG": str(screen_rules(data_dir)),
+           **(dev_liff({}) if liff else {})}
     runners: list[web.AppRunner] = []
     try:
-        settings = Settings.from_env(env)
+        settings = Settings.from_env(env, liff_sdk_url=SIMULATOR_SDK_PATH)
         bot_runner = web.AppRunner(create_app(settings), access_log=None)
         await bot_runner.setup()
         runners.append(bot_runner)
@@ -138,7 +140,8 @@ async def local_stack(data_dir: Path) -> AsyncIterator[Stack]:
         services = bot_runner.app[SERVICES]
         await sync(services.line, services.redis)  # the rich menus, as `make run` sets them up
         console_runner = web.AppRunner(
-            console_app(platform, bot_url=bot_url, public_base_url=bot_url, admin_token=admin_token),
+            console_app(platform, bot_url=bot_url, public_base_url=bot_url, admin_token=admin_token,
+                        liff_id=settings.liff_id, liff_endpoint=f"{bot_url}/liff/invite"),
             access_log=None)
         await console_runner.setup()
         runners.append(console_runner)

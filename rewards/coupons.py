@@ -24,6 +24,15 @@ def new_coupon_code() -> str:
     return f"{raw[:5]}-{raw[5:]}"
 
 
+def valid_through(rules: Rules, valid_days: int | None, now_ms: int) -> int:
+    """When a coupon given at `now_ms` stops working: the end of the day `valid_days` later, shop time; 0: never."""
+    if not valid_days:
+        return 0
+    day = datetime.fromtimestamp(now_ms / 1000, rules.timezone).date()
+    end = datetime.combine(day + timedelta(days=valid_days + 1), datetime.min.time(), tzinfo=rules.timezone)
+    return int(end.timestamp() * 1000)
+
+
 @dataclass(frozen=True)
 class Coupon:
     token: str  # unguessable: the coupon page's address and what staff scan
@@ -67,12 +76,7 @@ class CouponBook(Part):
 
     def expires_at(self, reward: Reward, now_ms: int) -> int:
         """Usable through the end of the day `valid_days` after the claim, in the shop's time zone."""
-        if not reward.valid_days:
-            return 0
-        day = datetime.fromtimestamp(now_ms / 1000, self.rules.timezone).date()
-        end = datetime.combine(day + timedelta(days=reward.valid_days + 1), datetime.min.time(),
-                               tzinfo=self.rules.timezone)
-        return int(end.timestamp() * 1000)
+        return valid_through(self.rules, reward.valid_days, now_ms)
 
     def last_day(self, coupon: Coupon) -> date | None:
         """The last day (shop time) a coupon can be used on; None: it does not expire."""

@@ -15,7 +15,7 @@ from typing import Any
 from rewards import keys
 from rewards.errors import ProgramError
 from rewards.part import Part
-from rewards.rules import Reward, Rules
+from rewards.rules import FRIEND_COUPON_POOL, Reward, Rules
 
 KEEP_SECONDS = 30 * 86_400  # how long a claim's outcome (and its reservation record) is remembered
 POOL_CODE = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces
@@ -109,10 +109,18 @@ class Inventory(Part):
 
     # ---- staff ---------------------------------------------------------------------------
     def _reward(self, reward_id: str) -> Reward:
-        reward = self.rules.reward(reward_id)
+        reward = self.rules.reward(reward_id) or self._friend_coupon_pool(reward_id)
         if reward is None:
             raise ProgramError("UNKNOWN_REWARD", "the rules name no reward with that id")
         return reward
+
+    def _friend_coupon_pool(self, reward_id: str) -> Reward | None:
+        """The friend welcome coupon's pool (rules [referral.friend_coupon] kind = "pool") takes uploads like a
+        pool reward's: codes go to the reward pool named FRIEND_COUPON_POOL (rewards/friend_coupons.py)."""
+        rule = self.rules.friend_coupon
+        if reward_id != FRIEND_COUPON_POOL or rule is None or rule.kind != "pool":
+            return None
+        return Reward(id=FRIEND_COUPON_POOL, cost=0, name=rule.name, description={"ja": ""}, issue="pool")
 
     async def add_stock(self, reward_id: str, count: int) -> Stock:
         """Staff add stock (negative: take some away, never below what is already taken)."""

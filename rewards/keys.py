@@ -242,3 +242,39 @@ def member_token(token: str) -> str:
 
 def leaderboard(month: str) -> str:
     return f"{PREFIX}:board:{month}"  # zset: referrer -> referrals completed in that month (YYYY-MM)
+
+
+# ---- the referred friend's welcome coupon (rewards/friend_coupons.py) ------------------------------------
+# The coupon itself is one of the friend's coupons (coupons(uid) above, token in their referral hash); its
+# pool is the reward pool of rules.FRIEND_COUPON_POOL, so uploads and pool_add.lua serve it as any pool.
+def friend_coupon_code(code: str) -> str:
+    return f"{PREFIX}:fcoupon:{code}"  # string: the friend a welcome coupon code was given to (SET NX: unique)
+
+
+def friend_coupon_taken(pool_id: str, friend: str) -> str:
+    # hash in the pool's slot: the pool code popped for this friend, so a retried pop hands back the same one
+    return f"{PREFIX}:reward:{{r:{pool_id}}}:friend:{friend}"
+
+
+FRIEND_COUPONS_OWED = f"{PREFIX}:fcoupon:owed"  # zset: friend -> when their coupon found the pool empty (ms)
+
+
+# ---- prompts (rewards/prompts.py) ----------------------------------------------------------------------------
+def prompts(uid: str) -> str:
+    # hash in the member's slot: "w" the ISO week counted, "n" prompts in it, and per cause "c:<cause>" (pruned
+    # after a week) or "o:<cause>" (kept: once ever) -> "<week>:h" (let through) | "<week>:d" (handed to LINE)
+    return f"{PREFIX}:m:{{{uid}}}:prompts"
+
+
+REMINDERS_DUE = f"{PREFIX}:prompts:reminders"  # zset: referred friend -> when their one reminder is due (ms)
+
+
+# ---- invites through LIFF (rewards/pre_follow.py, rewards/shares.py) ------------------------------------------
+def pre_follow(uid: str) -> str:
+    """string: "code|referrer|at ms" while a person attributed through LIFF before following awaits their follow;
+    in their own slot, expiring after the referral window"""
+    return f"{PREFIX}:m:{{{uid}}}:prefollow"
+
+
+def shares_day(day: str) -> str:
+    return f"{PREFIX}:shares:{day}"  # set: "user|code" shared through the LIFF page that shop-time day (counted once)

@@ -6,7 +6,8 @@ steps driven by the friend's referral record, so it finishes after a crash and n
 
 Each part owns one concern and gets what it needs passed in: counters.py (the numbers), ledger.py (points
 in and out, entries and lots), invites.py (invite codes, member tokens), board.py (the referrer boards),
-referrals.py (attribution, settle, staff decisions), members.py (sightings, profile, tiers, views),
+referrals.py (attribution, settle, staff decisions),
+friend_coupons.py (the referred friend's welcome coupon), members.py (sightings, profile, tiers, views),
 orders.py (purchases, refunds), upkeep.py (the worker's clock work). Program wires them once and hands out
 their methods under the names callers have always used: bound here, so a call costs no extra hop.
 """
@@ -18,13 +19,17 @@ from typing import Any
 
 from rewards.board import Board
 from rewards.counters import Counters
+from rewards.friend_coupons import FriendCoupons
 from rewards.invites import Invites
 from rewards.ledger import Ledger
 from rewards.members import Members
 from rewards.offer import ReferralOffer, referral_offer
 from rewards.orders import Orders
+from rewards.pre_follow import PreFollow
+from rewards.prompts import Prompts
 from rewards.referrals import Referrals
 from rewards.rules import Rules
+from rewards.shares import Shares
 from rewards.upkeep import Upkeep
 
 
@@ -38,14 +43,19 @@ class Program:
         self.points_ledger = Ledger(redis, rules, now_ms, self.counters)
         self.invites = Invites(redis)
         self.board = Board(redis, rules, now_ms)
+        self.friend_coupons = FriendCoupons(redis, rules, now_ms, counters=self.counters)
         self.referrals = Referrals(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
-                                   invites=self.invites, board=self.board)
+                                   invites=self.invites, board=self.board, friend_coupons=self.friend_coupons)
         self.members = Members(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                                referrals=self.referrals)
         self.orders = Orders(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                              members=self.members, referrals=self.referrals)
         self.upkeep = Upkeep(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                              members=self.members)
+        self.prompts = Prompts(redis, rules, now_ms)
+        # invites through LIFF: attribution before the follow, and the shares the page reports
+        self.pre_follow = PreFollow(redis, rules, now_ms, counters=self.counters, invites=self.invites)
+        self.shares = Shares(redis, rules, now_ms, counters=self.counters)
 
         members = self.members
         self.see = members.see
@@ -91,6 +101,10 @@ class Program:
         self.decide_referral = referrals.decide_referral
         self.referral_status = referrals.referral_status
         self.milestone_reached = referrals.milestone_reached
+        self.friend_reward = referrals.friend_reward
+
+        self.friend_coupon = self.friend_coupons.friend_coupon
+        self.friend_by_coupon = self.friend_coupons.friend_by_coupon
 
         self.month_of = self.board.month_of
         self.leaderboard = self.board.leaderboard

@@ -15,7 +15,9 @@ from typing import Any
 from rewards import engine, keys
 from rewards.board import Board
 from rewards.counters import Counters
+from rewards.coupons import Coupon
 from rewards.errors import ProgramError
+from rewards.friend_coupons import FriendCoupons
 from rewards.invites import Invites
 from rewards.ledger import Ledger
 from rewards.names import NAME_FIELDS, shown_nickname
@@ -40,6 +42,7 @@ class Attribution:
     reason: str | None = None  # a refusal reason code when not ok
     referrer: str | None = None
     replay: bool = False  # the same event again: already recorded, nothing new happened
+    coupon: Coupon | None = None  # the friend's welcome coupon (the same one on a replay); None: none, or owed
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,10 @@ def referral_counts(statuses: dict[str, str]) -> ReferralCounts:
 
 class Referrals(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
-                 invites: Invites, board: Board):
+                 invites: Invites, board: Board, friend_coupons: FriendCoupons):
         super().__init__(redis, rules, now_ms)
         self.counters = counters
+        self.friend_coupons = friend_coupons
         self.ledger = ledger
         self.invites = invites
         self.board = board
@@ -125,25 +129,27 @@ class Referrals(Part):
             return await self._refused(SELF_REFERRAL)
         now = self.now_ms()
         on_join = self.rules.referral_trigger == "join"
-        if on_join:
+        coupon = self.rules.friend_coupon is not None
+        if on_join or coupon:
             await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
         outcome, recorded_referrer, replay = await self._attribute(
             keys=[*keys.ledger_keys(friend), keys.referral(friend)],
             args=[json.dumps({"referrer": referrer, "code": code, "op": op, "now": now,
                               "window": self.rules.referral_window_ms, "complete_on_join": on_join,
-                              "friend_award": self.friend_award(now, "join")})])
+                              "friend_award": self.friend_award(now, "join"), "coupon": coupon})])
         outcome = outcome.decode()
         if outcome != "OK":
             return await self._refused(outcome)
         # The referrer's half; on a replay it is simply written again.
         await self._referrer_step(referrer, friend, "pending")
-        if on_join:
-            await self.settle(friend)
+        if on_join or coupon:
+            await self.settle(friend)  # the referrer's side (join), the welcome coupon: each once
         if not replay:
             await self.counters.count("referrals_pending")
             if on_join:
                 await self.counters.count("points_issued", self.rules.friend_points)
-        return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay))
+        return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay),
+                           coupon=await self.friend_coupons.held(friend) if coupon else None)
 
     async def decide_referral(self, friend: str, decision: str, by: str) -> tuple[bool, str, str | None]:
         """Staff's decision ("approve" | "void") on a reviewed (or, to void, pending) referral: (changed now,
@@ -207,6 +213,8 @@ class Referrals(Part):
         ref = {k.decode(): v.decode() for k, v in (await self.redis.hgetall(keys.referral(friend))).items()}
         status, referrer = ref.get("status"), ref.get("referrer")
         paid_now = None
+        if ref.get("coupon") == "due":  # a crash between the attribution and the coupon: give it now
+            await self.friend_coupons.give(friend)
         if referrer and status == "completed" and not ref.get("referrer_paid"):
             at = int(ref.get("completed_at") or self.now_ms())
             hold = self.rules.referral_hold_days
@@ -302,6 +310,14 @@ class Referrals(Part):
         return ReferralStatus(referrals=referrals, friends=friends[:shown],
                               next_milestone=ahead[0] if ahead else None,
                               to_next_milestone=ahead[0].count - referrals.completed if ahead else None)
+
+    async def friend_reward(self, friend: str) -> tuple[int, int] | None:
+        """(points, held until ms or 0) of the friend's own referral reward (op `referral:friend`), None while unpaid."""
+        entry = next((e for e in await self.ledger.entries(friend) if e.get("op") == "referral:friend"), None)
+        if entry is None:
+            return None
+        hold_until = int(await self.redis.hget(keys.referral(friend), "hold_until") or 0)
+        return int(entry.get("delta", 0)), hold_until if hold_until > self.now_ms() else 0
 
     async def milestone_reached(self, referrer: str, friend: str) -> int | None:
         """The milestone count this friend's completed referral reached for the referrer, if it reached one."""

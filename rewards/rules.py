@@ -87,7 +87,25 @@ class Reward:
     image: str | None = None
 
 
-NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back")
+@dataclass(frozen=True)
+class FriendCoupon:
+    """[referral.friend_coupon]: the coupon a referred friend gets when their referral becomes pending."""
+
+    kind: str  # generated: we make the code | pool: codes the shop uploaded (to FRIEND_COUPON_POOL)
+    yen_off: int  # one of yen_off / percent_off is set, the other 0
+    percent_off: int
+    minimum_order: int  # yen; 0: any order
+    valid_days: int | None  # usable through the end of this many days after it is given; None: no end
+    prefix: str  # generated codes start with it ("" for none)
+    name: dict[str, str]  # what the friend reads, per language
+
+
+# The reward id the friend coupon is filed under (a member's coupons, the code pool): a dot is never in a catalog
+# reward's id, so the two cannot clash.
+FRIEND_COUPON_POOL = "referral.friend_coupon"
+
+NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back",
+                "friend_points", "friend_coupon", "referral_accepted")
 
 
 @dataclass(frozen=True)
@@ -97,7 +115,8 @@ class Notifications:
     enabled: frozenset[str] = frozenset(NOTICE_KINDS)
     quiet_start: int | None = 21 * 60  # None: no quiet hours
     quiet_end: int | None = 9 * 60
-    ignore_quiet_hours: frozenset[str] = frozenset({"friend_joined", "referral_completed"})
+    ignore_quiet_hours: frozenset[str] = frozenset({"friend_joined", "referral_completed", "friend_points",
+                                                    "referral_accepted"})
 
     def quiet_at(self, minute_of_day: int) -> bool:
         if self.quiet_start is None or self.quiet_end is None or self.quiet_start == self.quiet_end:
@@ -105,6 +124,29 @@ class Notifications:
         if self.quiet_start < self.quiet_end:
             return self.quiet_start <= minute_of_day < self.quiet_end
         return minute_of_day >= self.quiet_start or minute_of_day < self.quiet_end  # across midnight
+
+
+PROMPT_KINDS = ("refer_after_purchase", "refer_after_event", "friend_reminder", "reward_in_reach")
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """[prompts]: pushes that ask at the right moment (invite after a purchase or a marked event, remind a
+    referred friend who has not bought, a reward now in reach), each switchable, all within one weekly cap."""
+
+    enabled: frozenset[str] = frozenset()  # none unless the rules file switches them on
+    weekly_cap: int = 1  # prompts per member per ISO week (Monday to Sunday, shop time), all kinds together
+    events: frozenset[str] = frozenset()  # custom events (POST /api/v1/events names) that invite to refer
+    event_min_value: dict[str, int] = field(default_factory=dict)  # event -> the least "value" that invites
+    reminder_days: int = 3  # a referred friend with no order this many days after joining gets the reminder
+
+    def invites_after(self, name: str, value: int | None) -> bool:
+        """A custom event the rules mark (a review), with its value at least the rules' minimum when they set
+        one (a 5★ review: min 5); an event without a value never meets a minimum."""
+        if "refer_after_event" not in self.enabled or name not in self.events:
+            return False
+        least = self.event_min_value.get(name)
+        return least is None or (value is not None and value >= least)
 
 
 @dataclass(frozen=True)
@@ -139,6 +181,8 @@ class Rules:
     campaigns: tuple[Campaign, ...] = ()
     rewards: tuple[Reward, ...] = field(default_factory=tuple)
     notifications: Notifications = Notifications()
+    friend_coupon: FriendCoupon | None = None  # None: no welcome coupon
+    prompts: Prompts = Prompts()
 
     @property
     def signup_points(self) -> int:
@@ -378,6 +422,9 @@ def _load_rules(path: Path) -> Rules:
             image=w.get("image")))
 
     notifications = _notifications(r, r.table(data, "", "notifications"))
+    friend_coupon = _friend_coupon(r, r.table(referral, "referral", "friend_coupon"))
+    prompts = _prompts(r, r.table(data, "", "prompts"), {n.removeprefix("events.") for n in earn
+                                                          if n.startswith("events.")})
 
     return Rules(
         timezone=zone,
@@ -406,7 +453,44 @@ def _load_rules(path: Path) -> Rules:
         tier_basis=r.choice(tiers_table, "tiers", "basis", ("points", "yen")),
         tier_window=r.choice(tiers_table, "tiers", "window", ("lifetime", "rolling_12_months")),
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
-        tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications)
+        tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
+        friend_coupon=friend_coupon, prompts=prompts)
+
+
+_PREFIX = re.compile(r"^[A-Z0-9]{0,12}-?$")
+
+
+def _friend_coupon(r: _Reader, table: dict[str, Any]) -> FriendCoupon | None:
+    """[referral.friend_coupon]: absent, or enabled = false, gives no coupon."""
+    where = "referral.friend_coupon"
+    if not table or not r.flag(table, where, "enabled", True):
+        return None
+    unknown = set(table) - {"enabled", "kind", "yen_off", "percent_off", "minimum_order", "valid_days", "prefix",
+                            "name"}
+    if unknown:
+        raise r.fail(f"{where}.{sorted(unknown)[0]}", "unknown setting; see docs/rules.md (friend coupon)")
+    kind = r.choice(table, where, "kind", ("generated", "pool"))
+    yen = r.whole(table, where, "yen_off", 0)
+    percent = r.whole(table, where, "percent_off", 0)
+    if (yen > 0) == (percent > 0):
+        raise r.fail(f"{where}.yen_off", "give the offer as one of yen_off (yen) or percent_off (1-100)")
+    if percent > 100:
+        raise r.fail(f"{where}.percent_off", f"must be 1 to 100, not {percent}")
+    prefix = table.get("prefix", "")
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise r.fail(f"{where}.prefix", f"up to 12 capital letters or digits, optionally ending in -, not {prefix!r}")
+    if prefix and kind == "pool":
+        raise r.fail(f"{where}.prefix", "a pool's codes are the shop's own: prefix is for kind = \"generated\"")
+    minimum = r.whole(table, where, "minimum_order", 0)
+    if "name" in table:
+        name = r.texts(table, where, "name")
+    elif yen:
+        name = {"ja": f"初回のお買い物{yen:,}円引き", "en": f"¥{yen:,} off your first order"}
+    else:
+        name = {"ja": f"初回のお買い物{percent}%オフ", "en": f"{percent}% off your first order"}
+    return FriendCoupon(kind=kind, yen_off=yen, percent_off=percent, minimum_order=minimum,
+                        valid_days=r.whole(table, where, "valid_days", minimum=1) if "valid_days" in table else None,
+                        prefix=prefix, name=name)
 
 
 _QUIET = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
@@ -427,7 +511,29 @@ def _notifications(r: _Reader, table: dict[str, Any]) -> Notifications:
         if not match or hours[0] > 23 or hours[2] > 23 or hours[1] > 59 or hours[3] > 59:
             raise r.fail(f"{where}.quiet_hours", f'must be "HH:MM-HH:MM" (e.g. "21:00-09:00") or "", not {quiet!r}')
         start, end = hours[0] * 60 + hours[1], hours[2] * 60 + hours[3]
-    ignore = table.get("ignore_quiet_hours", ["friend_joined", "referral_completed"])
+    ignore = table.get("ignore_quiet_hours", sorted(Notifications.ignore_quiet_hours))
     if not isinstance(ignore, list) or set(ignore) - set(NOTICE_KINDS):
         raise r.fail(f"{where}.ignore_quiet_hours", f"name notices from: {', '.join(NOTICE_KINDS)}")
     return Notifications(enabled, start, end, frozenset(ignore))
+
+
+def _prompts(r: _Reader, table: dict[str, Any], events: set[str]) -> Prompts:
+    """[prompts]: a true/false per prompt, the weekly cap, the events that invite (with an optional least
+    value each) and the reminder's days."""
+    where = "prompts"
+    known = {*PROMPT_KINDS, "weekly_cap", "events", "event_min_value", "reminder_days"}
+    unknown = set(table) - known
+    if unknown:
+        raise r.fail(f"{where}.{sorted(unknown)[0]}", f"unknown setting; [prompts] takes {', '.join(sorted(known))}")
+    enabled = frozenset(kind for kind in PROMPT_KINDS if r.flag(table, where, kind, False))
+    marked = table.get("events", [])
+    if not isinstance(marked, list) or not all(isinstance(n, str) for n in marked) or set(marked) - events:
+        raise r.fail(f"{where}.events", f"name custom events from [earn.events.*]: {', '.join(sorted(events)) or 'none'}")
+    least = table.get("event_min_value", {})
+    if not isinstance(least, dict) or set(least) - set(marked):
+        raise r.fail(f"{where}.event_min_value", 'give a least value per event listed in events, '
+                                                 'e.g. { review = 5 }')
+    minimum = {name: r.whole(least, f"{where}.event_min_value", name) for name in least}
+    return Prompts(enabled=enabled, weekly_cap=r.whole(table, where, "weekly_cap", 1, minimum=1),
+                   events=frozenset(marked), event_min_value=minimum,
+                   reminder_days=r.whole(table, where, "reminder_days", 3, minimum=1))

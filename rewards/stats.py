@@ -1,6 +1,9 @@
 """The program's numbers over the last N days, from the per-day counters rewards/counters.py keeps.
 
 Definitions (also in the README):
+- funnel: shares (completed liff.shareTargetPicker sends) and invites shown → invite pages opened (plain and
+  LIFF) → codes sent and LIFF attributions (awaiting_follow: attributed before the follow) → referrals
+  pending → completed.
 - conversion rate: referrals completed ÷ invite pages opened, over the period.
 - K-factor: referrals completed in the period ÷ members (per day: that day's completed ÷ members).
 - referrals per referrer: completed referrals ÷ members with at least one (all time).
@@ -23,7 +26,9 @@ DAY_MS = 86_400_000
 # The per-day counters shown for every day (missing ones read 0).
 DAILY = ("invites_shown", "invite_pages_opened", "codes_sent", "referrals_pending", "referrals_completed",
          "referrals_review", "referrals_voided", "orders", "revenue_yen", "referred_revenue_yen", "points_issued",
-         "points_spent", "points_expired", "rewards_claimed")
+         "points_spent", "points_expired", "rewards_claimed",
+         # invites through LIFF: pages opened in LINE, shares, people waiting for their follow, attributions
+         "liff_pages_opened", "shares", "awaiting_follow", "liff_attributions")
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -72,6 +77,15 @@ async def report(program: Program, days: int = 30) -> dict[str, Any]:
         "referrals": {"pending": totals["referrals_pending"], "completed": totals["referrals_completed"],
                       "review": totals["referrals_review"], "voided": totals["referrals_voided"],
                       "refused": dict(sorted(refused.items()))},
+        # the referral funnel: shares and invites → pages opened → codes sent and LIFF attributions (some
+        # waiting for their follow) → referrals pending → completed (a purchase)
+        "funnel": {"invites_shown": totals["invites_shown"], "shares": totals["shares"],
+                   "invite_pages_opened": totals["invite_pages_opened"],
+                   "liff_pages_opened": totals["liff_pages_opened"], "codes_sent": totals["codes_sent"],
+                   "awaiting_follow": totals["awaiting_follow"], "liff_attributions": totals["liff_attributions"],
+                   "referrals_pending": totals["referrals_pending"],
+                   "referrals_completed": totals["referrals_completed"]},
+        "shares": totals["shares"], "liff_attributions": totals["liff_attributions"],
         "conversion_rate": _ratio(totals["referrals_completed"], totals["invite_pages_opened"]),
         "k_factor": _ratio(totals["referrals_completed"], members),
         "referrals_per_referrer": _ratio(completed_ever, referrers),

@@ -12,7 +12,8 @@ CLUSTER_MODULES = frozenset({
     "test_admin_api", "test_line_faults", "test_cluster", "test_ledger_properties",
     "test_admin_api_more", "test_staff", "test_stats", "test_broadcasts", "test_notices", "test_profile",
     "test_flex_cards", "test_richmenu", "test_hot_path", "test_ledger_codec",
-    "test_health", "test_bursts",
+    "test_health", "test_bursts", "test_friend_coupon",
+    "test_prompts",
 })
 
 

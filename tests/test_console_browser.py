@@ -144,6 +144,7 @@ async def local_stack(tmp_path: Path) -> AsyncIterator[dict]:
     port, console_port = free_port(), free_port()
     env = {**os.environ, "DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
     env.pop("PUBLIC_BASE_URL", None)  # links must point at this stack: http://127.0.0.1:<port>
+    env["LIFF_ID"] = ""  # the plain invite page's story (tests/test_liff_browser.py plays the LIFF one)
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(

@@ -1,8 +1,8 @@
 """Clock work: what the clock drives rather than an event, run by one worker at a time under a lease.
 
 Every CLOCK_SECONDS the worker holding the clock lease finishes half-done referrals, releases held points,
-expires old ones, warns before they expire, pays birthday points, frees stale claims and sends the notices
-kept through quiet hours. Each step is idempotent, so a takeover mid-tick repeats nothing.
+expires old ones, warns before they expire, pays birthday points, frees stale claims, reminds referred friends
+who have not ordered ([prompts]) and sends the notices kept through quiet hours. Each step is idempotent, so a takeover mid-tick repeats nothing.
 """
 from __future__ import annotations
 
@@ -54,4 +54,5 @@ class ClockWork:
             await notices.points_expiring(self.services, uid, points, when)
         await program.birthdays_due(now_ms)
         await self.services.catalog.release_stale(now_ms)
+        await notices.remind_friends(self.services, now_ms)  # referred friends' one reminder ([prompts])
         await notices.send_due(self.services, now_ms)  # notices kept through quiet hours or a LINE outage

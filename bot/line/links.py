@@ -5,7 +5,15 @@ from bot.config import Settings
 
 
 def invite_link(settings: Settings, code: str) -> str:
+    """What the bot sends (and the QR encodes): the LIFF app with LIFF_ID set, else the plain invite page."""
+    if settings.liff_id:
+        return liff_invite_link(settings.liff_id, code)
     return f"{settings.public_base_url}/i/{code}"
+
+
+def liff_invite_link(liff_id: str, code: str) -> str:
+    """LINE opens the LIFF app's endpoint (PUBLIC_BASE_URL/liff/invite) with this query, after liff.init()."""
+    return f"https://liff.line.me/{quote(liff_id, safe='')}?code={quote(code, safe='')}"
 
 
 def qr_image_url(settings: Settings, code: str) -> str:

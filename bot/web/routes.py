@@ -8,7 +8,7 @@ from aiohttp import web
 
 from bot.infra.metrics import Metrics
 from bot.services import Services
-from bot.web import health
+from bot.web import health, liff
 from bot.web.api import (
     audit,
     broadcasts,
@@ -39,3 +39,4 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)
+    liff.setup(app, services_key, metrics)

@@ -42,9 +42,16 @@ function under(url, base) {
   return typeof url === "string" && !!base && (url === base || url.startsWith(base + "/") || url.startsWith(base + "?"));
 }
 
-/** A link of the bot's own (an invite page, a QR image): opened in the phone browser. */
+/** The console's LIFF app's URL (https://liff.line.me/{LIFF ID}…): LINE opens it in its LIFF browser. */
+function isLiff(url) {
+  const id = S.config.liff_id;
+  return typeof url === "string" && !!id && (url === `https://liff.line.me/${id}`
+    || url.startsWith(`https://liff.line.me/${id}?`) || url.startsWith(`https://liff.line.me/${id}/`));
+}
+
+/** A link of the bot's own (an invite page, a QR image, its LIFF app): opened in the phone browser. */
 function isPublic(url) {
-  return typeof url === "string" && (under(url, S.config.public_base_url) || under(url, S.config.bot_url));
+  return typeof url === "string" && (under(url, S.config.public_base_url) || under(url, S.config.bot_url) || isLiff(url));
 }
 
 /** A URL the console page can load: the bot's resources through the console's /bot proxy. */
@@ -271,6 +278,9 @@ function handleEffect(uid, res) {
     case "browser":
       showBrowser(uid, res);
       break;
+    case "liff":
+      showLiff(uid, res);
+      break;
     case "external":
       if (isHttp(res.url)) window.open(res.url, "_blank", "noopener");
       break;
@@ -314,6 +324,10 @@ function openAsControl(url) {
 // ---- the phone browser and the share sheet -------------------------------------------------------
 function showBrowser(uid, res) {
   const c = S.customers.get(uid);
+  const frame = $("#browser-frame");
+  frame.setAttribute("sandbox", "allow-scripts"); // the bot's pages as documents of no origin
+  frame.removeAttribute("src");
+  $("#browser").dataset.kind = "browser";
   S.browserUid = uid;
   S.browserUrl = res.url;
   $("#browser").dataset.uid = uid;
@@ -324,15 +338,38 @@ function showBrowser(uid, res) {
   $("#browser").hidden = false;
 }
 
+/** A LIFF URL: LINE's LIFF browser. The page is served by the console under /phone/{uid}/ (so it runs with
+ *  this customer's LINE: the stand-in SDK at /static/liff-sdk.js) and may call the bot and the console. */
+function showLiff(uid, res) {
+  const c = S.customers.get(uid);
+  const frame = $("#browser-frame");
+  S.browserUid = uid;
+  S.browserUrl = res.url;
+  $("#browser").dataset.uid = uid;
+  $("#browser").dataset.kind = "liff";
+  $("#browser-who").replaceChildren(`📱 ${c ? c.name : uid} の LIFF`);
+  $("#browser-url").replaceChildren(res.url);
+  $("#browser-url").title = res.url;
+  frame.removeAttribute("srcdoc");
+  // the console's own origin: the page's fetches reach the bot through /phone/, the SDK the console's /api
+  frame.setAttribute("sandbox", "allow-scripts allow-same-origin");
+  frame.src = res.frame;
+  $("#browser").hidden = false;
+}
+
 function closeBrowser() {
+  const frame = $("#browser-frame");
   $("#browser").hidden = true;
-  $("#browser-frame").srcdoc = "";
+  frame.removeAttribute("src");
+  frame.setAttribute("sandbox", "allow-scripts");
+  frame.srcdoc = "";
   S.browserUid = null;
 }
 
 // a tap inside the phone browser: the injected script hands us the link
 window.addEventListener("message", (ev) => {
   if (ev.source !== $("#browser-frame").contentWindow) return;
+  if (ev.data && ev.data.shokaiLiffClose) { closeBrowser(); return; } // liff.closeWindow()
   const href = ev.data && ev.data.shokaiTap;
   if (typeof href === "string" && S.browserUid) tapUri(S.browserUid, href);
 });
@@ -676,6 +713,15 @@ function renderEntry(entry, uid) {
           h("div", { class: "sender" }, `${entry.sender} さんから `, h("small", {}, "shared with you")),
           h("div", { class: "bubble friend" }, ...linkified(uid, entry.text || "", null)),
           h("div", { class: "meta" }, time)));
+    case "shared": { // messages another customer sent with liff.shareTargetPicker (a Flex invite card…)
+      const ctx = { inline: new Set(), images: [] };
+      return h("div", { class: "entry bot note shared", dataset: { seq: entry.seq, kind: "shared" } },
+        h("div", { class: "avatar friend" }, (entry.sender || "?").slice(0, 1)),
+        h("div", { class: "stack" },
+          h("div", { class: "sender" }, `${entry.sender} さんから `, h("small", {}, "shared with you")),
+          (entry.messages || []).map((m) => renderMessage(m, uid, ctx)),
+          h("div", { class: "meta" }, time)));
+    }
     case "system":
     default:
       return h("div", { class: "entry system", dataset: { seq: entry.seq, kind: entry.kind } },

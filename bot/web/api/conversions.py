@@ -18,7 +18,8 @@ MAX_AMOUNT_YEN = 100_000_000
 # (the shop's clock running fast). Outside it: 400 before anything is written.
 ORDER_MAX_AGE = timedelta(days=366)
 CONVERSION_FIELDS = ("order_id", "user_id", "amount", "occurred_at", "fingerprint")
-EVENT_FIELDS = ("user_id", "name", "event_id")
+EVENT_FIELDS = ("user_id", "name", "event_id", "value")
+MAX_EVENT_VALUE = 1_000_000  # a rating, a score: what [prompts] event_min_value compares
 
 
 def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
@@ -63,15 +64,19 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                                   "points_reversed": reversed_points})
 
     async def custom_event(request: web.Request) -> web.Response:
-        """POST /api/v1/events {user_id, name, event_id}: a review, a share… as the rules name them."""
+        """POST /api/v1/events {user_id, name, event_id, value?}: a review (value: its stars), a share… as the rules
+        name them."""
         body = await json_body(request, EVENT_FIELDS)
         user_id = valid_user_id(field(body, "user_id", str))
         name = field(body, "name", str)
         event_id = field(body, "event_id", str)
         if not ORDER_ID.fullmatch(event_id):
             raise ApiError(400, "INVALID_EVENT_ID", "event_id must be 1 to 128 printable ASCII characters")
+        value = field(body, "value", int, required=False)
+        if value is not None and not 0 <= value <= MAX_EVENT_VALUE:
+            raise ApiError(400, "INVALID_VALUE", f"value must be a whole number between 0 and {MAX_EVENT_VALUE}")
         applied, points = await services(request).program.custom_event(user_id, name, event_id)
-        await notices.after_custom_event(services(request), user_id, name, event_id)
+        await notices.after_custom_event(services(request), user_id, name, event_id, value, new=applied)
         return web.json_response({"user_id": user_id, "name": name, "event_id": event_id, "applied": applied,
                                   "points_awarded": points})
 

@@ -46,6 +46,11 @@ def _entry(services: Services, entry: dict[str, Any]) -> dict[str, Any]:
             "balance": entry.get("balance"), "state": entry.get("state", "done"), "note": entry.get("note", "")}
 
 
+def friend_coupon(code: str | None) -> dict[str, str] | None:
+    """The welcome coupon a referral gave the member: null, or {"code"}."""
+    return {"code": code} if code is not None else None
+
+
 def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     def services(request: web.Request) -> Services:
         return request.app[services_key]
@@ -61,7 +66,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
             "lifetime_points": view.lifetime_points, "debt": view.debt, "blocked": view.blocked,
             "birthday": view.birthday, "gift_referral_reward": view.gift,
             "referrals": {"invited": view.referrals.invited, "pending": view.referrals.pending,
-                          "completed": view.referrals.completed}})
+                          "completed": view.referrals.completed},
+            "friend_coupon": friend_coupon(await services(request).program.friend_coupon(user_id))})
 
     async def adjust(request: web.Request) -> web.Response:
         user_id = valid_user_id(request.match_info["user_id"])

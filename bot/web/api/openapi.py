@@ -64,8 +64,8 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      [_path_param("order_id")], [], None, 200),
     ("get", "/api/v1/members", "Find a member by invite code (or link, or user id)", [],
      [_query("code", {"type": "string"}, required=True)], None, 200),
-    ("get", "/api/v1/members/{user_id}", "A member's points, tier and referrals", [_path_param("user_id", USER_ID)],
-     [], None, 200),
+    ("get", "/api/v1/members/{user_id}", "A member's points, tier, referrals and welcome coupon",
+     [_path_param("user_id", USER_ID)], [], None, 200),
     ("patch", "/api/v1/members/{user_id}", "Set the birthday (once) and gift_referral_reward",
      [_path_param("user_id", USER_ID)], [], _obj([], birthday={"type": "string", "pattern": "^([0-9]{4}-)?[0-9]{2}-[0-9]{2}$"},
                                                  gift_referral_reward={"type": "boolean"}), 200),
@@ -75,8 +75,10 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      [_path_param("user_id", USER_ID)], [], _obj(["points", "reason"], points={"type": "integer"},
                                                  reason={"type": "string", "maxLength": 500},
                                                  operation_id={"type": "string", "maxLength": 128}), 200),
-    ("post", "/api/v1/events", "A custom event the rules name (review, share…), once per event_id", [], [],
-     _obj(["user_id", "name", "event_id"], user_id=USER_ID, name={"type": "string"}, event_id={"type": "string"}),
+    ("post", "/api/v1/events", "A custom event the rules name (review, share…), once per event_id; value: a "
+     "review's stars, for [prompts] event_min_value", [], [],
+     _obj(["user_id", "name", "event_id"], user_id=USER_ID, name={"type": "string"}, event_id={"type": "string"},
+          value={"type": "integer", "minimum": 0, "maximum": 1_000_000}),
      200),
     ("get", "/api/v1/referrals", "Referrals by status (refused = voided)", [],
      [_query("status", {"type": "string", "enum": ["pending", "review", "completed", "voided", "refused"]},
@@ -117,9 +119,42 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
 ]
 
 
+# success bodies described field by field (the others: an object)
+RESPONSES: dict[str, dict[str, Any]] = {
+    "/api/v1/members/{user_id}": {"type": "object", "properties": {
+        "friend_coupon": {"type": ["object", "null"], "required": ["code"],
+                          "properties": {"code": {"type": "string"}},
+                          "description": "the welcome coupon a referral gave this member ([referral.friend_coupon]); "
+                                         "null: none (yet). Its code names the member when it comes back on an "
+                                         "order"}}},
+}
+
+
+# The LIFF page's two calls (README "Invites through LIFF"): no admin token, an ID token from LINE instead.
+LIFF_BODY = _obj(["id_token", "code"], id_token={"type": "string", "description": "liff.getIDToken(), verified with "
+                                                                             "LINE; the user is its `sub`"},
+                 code={"type": "string", "pattern": "^[2-9A-HJ-NP-Z]{8}$"})
+LIFF_PATHS = [
+    ("/liff/v1/attribution", "Attribute the LIFF page's viewer to an invite code: 200 {status: pending | "
+     "awaiting_follow | refused, reason?, message}; the same request again answers the current status"),
+    ("/liff/v1/shares", "Count a completed liff.shareTargetPicker share, once per person, code and day: 200 "
+     "{counted}"),
+]
+
+
+def _liff_responses() -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {"200": {"description": "OK", "content": {"application/json": {"schema": OBJECT}}},
+            "400": {"description": "the body is malformed (nothing changed)", **error},
+            "401": {"description": "INVALID_ID_TOKEN: LINE refused the token, or it is for another channel", **error},
+            "404": {"description": "LIFF_DISABLED: LIFF_ID is not set", **error},
+            "429": {"description": "too many unknown codes or refused tokens from this address", **error},
+            "503": {"description": "LINE_UNAVAILABLE: LINE's verify did not answer; try again", **error}}
+
+
 def _responses(success: int, path: str) -> dict[str, Any]:
     content = ({"text/csv": {"schema": {"type": "string"}}} if path.endswith(".csv")
-               else {"application/json": {"schema": OBJECT}})
+               else {"application/json": {"schema": copy.deepcopy(RESPONSES.get(path, OBJECT))}})
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     return {str(success): {"description": "OK", "content": content},
             "400": {"description": "the request is malformed", **error},
@@ -141,6 +176,12 @@ def document() -> dict[str, Any]:
             operation["requestBody"] = {"required": body is not REASON,  # approve/void take an optional reason
                                         "content": {"application/json": {"schema": copy.deepcopy(body)}}}
         paths.setdefault(path, {})[method] = operation
+    for path, summary in LIFF_PATHS:
+        paths[path] = {"post": {"summary": summary, "security": [],
+                                "operationId": "post_" + path.strip("/").replace("/", "_"),
+                                "requestBody": {"required": True,
+                                                "content": {"application/json": {"schema": copy.deepcopy(LIFF_BODY)}}},
+                                "responses": _liff_responses()}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Shokai admin API", "version": "1",

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from bot.line.links import coupon_qr_url
 from bot.web.pages.render import NOT_FOUND, page_language, qr_png, render
+from rewards.rules import FRIEND_COUPON_POOL
 
 _TOKEN = r"{token:[A-Za-z0-9_-]{22}}"
 _PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}  # Referrer-Policy &c.: http.security_headers
@@ -29,6 +30,9 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
         _, coupon = found
         reward = services.program.rules.reward(coupon.reward_id)
         name = (reward.name.get(lang) or reward.name["ja"]) if reward else coupon.reward_id
+        welcome = services.program.rules.friend_coupon
+        if coupon.reward_id == FRIEND_COUPON_POOL and welcome:  # a referral's welcome coupon: named by its offer
+            name = welcome.name.get(lang) or welcome.name["ja"]
         last = catalog.last_day(coupon)
         if coupon.used:
             state_class = "used"
