@@ -6,7 +6,7 @@ from typing import Any
 from bot import notices
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, carries_code
-from bot.line.offer_texts import campaign_note, hold_note, joined, offer_text
+from bot.line.offer_texts import offer_text, referral_ok
 from handlers.common import text
 from handlers.friend_coupon import friend_coupon_messages
 from rewards.referrals import Attribution
@@ -40,7 +40,5 @@ async def attribution_accepted(ctx: Ctx, outcome: Attribution) -> list[dict[str,
     and the welcome coupon when the rules give one."""
     referrer = await ctx.program.member(outcome.referrer) if outcome.referrer else None
     offer = ctx.program.referral_offer(gift=bool(referrer and referrer.gift))
-    # joining paid already: no campaign to hurry for; a first purchase still has to come in time
-    campaign = None if offer.on_join else campaign_note(ctx.t, offer)
-    said = [text(ctx, joined(offer_text(ctx.t, "referral_ok", offer), hold_note(ctx.t, offer), campaign))]
+    said = [text(ctx, referral_ok(ctx.t, offer))]
     return said + friend_coupon_messages(ctx, outcome.coupon)

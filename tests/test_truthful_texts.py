@@ -298,6 +298,67 @@ async def test_a_referrer_giving_their_share_away_is_told_so_and_the_friend_is_p
     assert (await program.member(friend)).points == 100 + 800 + 20, "the friend got both shares (and 20 for ¥2,000)"
 
 
+# ---- the LIFF path (LIFF_ID set): the page, its answer, the share card, the follow's reply ----------------
+async def liff_page(bot: Bot, code: str, lang: str) -> tuple[str, str]:
+    """The LIFF page's visible text and its share card's text."""
+    import html
+    import json
+
+    async with bot.http.get(f"{bot.url}/liff/invite?code={code}", headers={"Accept-Language": lang}) as r:
+        assert r.status == 200
+        page = await r.text()
+    found = re.search(r'data-card="([^"]*)"', page)
+    assert found, "no share card in the page"
+    card = readable([json.loads(html.unescape(found.group(1)))])
+    return re.sub(r"\s+", " ", re.sub(r"(?s)<style>.*?</style>|<script.*?</script>|<[^>]+>", " ", page)), card
+
+
+async def liff_attribution(bot: Bot, uid: str, code: str, lang: str) -> dict:
+    async with bot.http.post(f"{bot.url}/liff/v1/attribution", headers={"Accept-Language": lang},
+                             json={"id_token": bot.platform.id_token(uid), "code": code}) as r:
+        assert r.status == 200
+        return dict(await r.json())
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+async def test_under_join_the_liff_path_never_mentions_a_purchase(bot_with: BotWith, tmp_path: Path,
+                                                                  lang: str) -> None:
+    from linesim.platform import LIFF_ID, LOGIN_CHANNEL_ID
+
+    bot = await bot_with(liff_id=LIFF_ID, line_login_channel_id=LOGIN_CHANNEL_ID,
+                         rewards_config=variant(tmp_path, referral__trigger='"join"', **EVERY_NOTICE_NOW))
+    referrer = await member(bot, lang)
+    code = await bot.services.program.invite_code(referrer)
+    page, card = await liff_page(bot, code, lang)
+    friend = new_user_id()
+    awaiting = await liff_attribution(bot, friend, code, lang)
+    assert awaiting["status"] == "awaiting_follow", awaiting
+    followed = readable(await converse(bot.platform, friend, bot.platform.follow(friend, language=lang)))
+    again = await liff_attribution(bot, friend, code, lang)
+    seen = {"LIFF page": page, "share card": card, "awaiting answer": awaiting["message"],
+            "the follow's reply": followed, "pending answer": again["message"]}
+    for where, said in seen.items():
+        no_purchase(where, said)
+    texts = bot.services.texts
+    assert texts.get(lang, "liff_share_offer_join", friend_points="300") in card
+    assert texts.get(lang, "referral_ok_join", friend_points="300") in followed
+    assert (await bot.services.program.member(friend)).points == 100 + 300
+
+
+async def test_during_a_campaign_the_liff_page_and_share_card_show_the_boosted_amount_and_the_last_day(
+        bot_with: BotWith, tmp_path: Path) -> None:
+    from linesim.platform import LIFF_ID, LOGIN_CHANNEL_ID
+
+    rules, ends = campaign_rules(tmp_path, '["referral.friend"]')
+    bot = await bot_with(liff_id=LIFF_ID, line_login_channel_id=LOGIN_CHANNEL_ID, rewards_config=rules)
+    code = await bot.services.program.invite_code(await member(bot))
+    page, card = await liff_page(bot, code, "ja")
+    for where, said in {"LIFF page": page, "share card": card}.items():
+        assert "600 ポイント" in said and until("ja", ends) in said, f"{where}: {said}"
+    answer = await liff_attribution(bot, new_user_id(), code, "ja")
+    assert "600 ポイント" in answer["message"], answer
+
+
 # ---- the profile card offers English -------------------------------------------------------------
 def quick_labels(messages: list[dict]) -> list[str]:
     return [item["action"]["label"] for item in messages[-1].get("quickReply", {}).get("items", [])]

@@ -46,6 +46,13 @@ def campaign_note(say: Say, offer: ReferralOffer) -> str | None:
     return say("offer_campaign", until=last_moment(say, offer.boost_ends))
 
 
+def referral_ok(say: Say, offer: ReferralOffer) -> str:
+    """What the friend is told once attributed (in chat, or pushed after the LIFF page): the offer as the rules
+    pay it, the hold, and while a first purchase is still to come, the campaign's last day."""
+    campaign = None if offer.on_join else campaign_note(say, offer)  # joining paid already: nothing to hurry
+    return joined(offer_text(say, "referral_ok", offer), hold_note(say, offer), campaign)
+
+
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
