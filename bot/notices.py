@@ -15,14 +15,17 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot import prompts
 from bot.chat.staff import is_staff_user
 from bot.infra import keys
+from bot.line import offer_texts
 from bot.line.client import LineRejected, retry_key
 from bot.line.limits import TEXT_MAX, clip
+from bot.line.offer_texts import Say
 from bot.services import Services
 from rewards import engine
 from rewards.catalog import Stock
@@ -48,13 +51,17 @@ def quiet_until(rules_notifications: Notifications, local: datetime) -> datetime
     return end if end > local else end + timedelta(days=1)
 
 
-async def notify(services: Services, kind: str, to: str, text_key: str, key: str, **values: Any) -> str:
+async def notify(services: Services, kind: str, to: str, text_key: str | Callable[[Say], str], key: str,
+                 **values: Any) -> str:
     """Tell member `to` something, in their language: "off" (switched off), "blocked", "sent", "deferred"
     (quiet hours), "retrying" (LINE failing: kept for the clock) or "rejected" (LINE refused it for good).
 
+    `text_key`: a locale text filled with `values`, or a function that writes the text with the member's
+    language's lookup (a text made of parts, bot/line/offer_texts.py).
     `key` is the notice's retry key: the same cause must always give the same key."""
     def text(lang: str, t: Callable[..., str]) -> list[dict[str, Any]]:
-        return [{"type": "text", "text": clip(t(text_key, **values), TEXT_MAX)}]
+        body = text_key(t) if callable(text_key) else t(text_key, **values)
+        return [{"type": "text", "text": clip(body, TEXT_MAX)}]
 
     return await send(services, kind, to, key, text)
 
@@ -189,9 +196,19 @@ async def after_attribution(services: Services, attribution: Attribution, friend
     rules' trigger "join"), the milestone it reached, if any."""
     if not attribution.ok or attribution.referrer is None:
         return
-    rules = services.program.rules
-    await notify(services, "friend_joined", attribution.referrer, "referral_ok_referrer",
-                 retry_key(op, "friend_joined", attribution.referrer), referrer_points=rules.referrer_points)
+    rules, view = services.program.rules, await services.program.member(attribution.referrer)
+    offer = services.program.referral_offer(gift=bool(view and view.gift))
+    if offer.on_join:  # joining paid the referrer already: what they were paid, whatever the campaign now
+        offer = replace(offer, referrer_points=await _referral_points(services, attribution.referrer, friend,
+                                                                      offer.referrer_points))
+
+    def told(say: Say) -> str:  # a promise for later (a first purchase) comes with the campaign's last day
+        campaign = None if offer.on_join else offer_texts.campaign_note(say, offer)
+        return offer_texts.joined(offer_texts.offer_text(say, "referral_ok_referrer", offer, to_referrer=True),
+                                  offer_texts.hold_note(say, offer), campaign)
+
+    await notify(services, "friend_joined", attribution.referrer, told,
+                 retry_key(op, "friend_joined", attribution.referrer))
     if rules.referral_trigger == "join":
         await _milestone_check(services, attribution.referrer, friend)
         for paid in (attribution.referrer, friend):  # both were just paid: a reward may be in reach
@@ -262,9 +279,16 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
     them their points are in, then any milestone and tier it reached. Keyed by the friend, so however often
     a retried event or request calls this, LINE delivers it once."""
     view = await services.program.member(referrer)
-    await notify(services, "referral_completed", referrer, "referral_completed_referrer",
-                 retry_key("referral-completed", friend), points=services.program.rules.referrer_points,
-                 balance=f"{view.points if view else 0:,}")
+    offer = services.program.referral_offer(gift=bool(view and view.gift))
+    points = f"{await _referral_points(services, referrer, friend, offer.referrer_points):,}"
+    balance = f"{view.points if view else 0:,}"
+
+    def told(say: Say) -> str:
+        paid = offer_texts.offer_text(say, "referral_completed_referrer", offer, to_referrer=True, points=points,
+                                      balance=balance)
+        return offer_texts.joined(paid, offer_texts.hold_note(say, offer))
+
+    await notify(services, "referral_completed", referrer, told, retry_key("referral-completed", friend))
     await _milestone_check(services, referrer, friend)
     await _tier_check(services, referrer, f"referral:{friend}")
     await _ask(services, lambda: prompts.reward_in_reach(services, referrer))
@@ -297,6 +321,14 @@ async def _friend_coupons_owed(services: Services) -> int:
                               retry_key("friend-coupon", friend, coupon.token), code=coupon.code)
         told += status in ("sent", "deferred", "retrying")
     return told
+
+
+async def _referral_points(services: Services, referrer: str, friend: str, otherwise: int) -> int:
+    """What the ledger says the referrer's share of this friend's referral was (campaigns of that moment
+    included): paid to the referrer, or given to the friend (相手に譲る); `otherwise` when not written yet."""
+    ledger = services.program.points_ledger
+    entry = await ledger.entry(referrer, f"referral:{friend}") or await ledger.entry(friend, "referral:gift")
+    return int(entry["delta"]) if entry and entry["delta"] > 0 else otherwise
 
 
 async def _stock_back(services: Services, reward_id: str, restock: str) -> int:

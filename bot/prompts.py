@@ -19,8 +19,9 @@ from bot.line import flex
 from bot.line.client import retry_key
 from bot.line.limits import TEXT_MAX, clip
 from bot.line.links import invite_link
+from bot.line.offer_texts import campaign_note, joined, offer_text
 from bot.services import Services
-from rewards import engine
+from rewards.offer import ReferralOffer
 from rewards.orders import Purchase
 from rewards.prompts import REMIND_CAUSE, afford_cause
 
@@ -42,22 +43,21 @@ def _quick(t: Texts, label_key: str, word_key: str) -> dict[str, Any]:
     return {"items": [{"type": "action", "action": {"type": "message", "label": t(label_key), "text": t(word_key)}}]}
 
 
-def _referral_amounts(services: Services) -> dict[str, str]:
+def _referral_amounts(offer: ReferralOffer) -> dict[str, str]:
     """What each side gets for a referral now, campaigns included (as the invite promises it)."""
-    rules, now = services.program.rules, services.program.now_ms()
-    referrer = engine.award(rules, "referral.referrer", rules.referrer_points, now, "", "").amount
-    friend = engine.award(rules, "referral.friend", rules.friend_points, now, "", "").amount
-    return {"referrer_points": f"{referrer:,}", "friend_points": f"{friend:,}"}
+    return {"referrer_points": f"{offer.referrer_points:,}", "friend_points": f"{offer.friend_points:,}"}
 
 
 async def _refer(services: Services, kind: str, uid: str, cause: str, headline_key: str, may_start: bool
                  ) -> Prompt:
     code = await services.program.invite_code(uid)
     link = invite_link(services.settings, code)
-    amounts = _referral_amounts(services)
+    offer = services.program.referral_offer()
+    amounts = _referral_amounts(offer)
 
     def messages(lang: str, t: Texts) -> list[dict[str, Any]]:
-        caption = t("invite_caption", shop=t("shop_name"), friend_points=amounts["friend_points"], link=link)
+        caption = joined(campaign_note(t, offer),
+                         offer_text(t, "invite_caption", offer, shop=t("shop_name"), link=link))
         card = flex.render("prompt_invite", t, headline=t(headline_key),
                            share_uri="https://line.me/R/share?text=" + quote(caption), **amounts)
         return [flex.message(t("prompt_invite_alt", **amounts), card)]
@@ -136,10 +136,10 @@ async def friend_reminder(services: Services, friend: str) -> Prompt | None:
     if not await program.prompts.waiting_for_first_order(friend):
         return None
     coupon = await friend_coupon(services, friend)
-    amounts = _referral_amounts(services)
+    offer = program.referral_offer()
 
     def messages(lang: str, t: Texts) -> list[dict[str, Any]]:
-        lines = [t("prompt_friend_reminder", shop=t("shop_name"), friend_points=amounts["friend_points"])]
+        lines = [offer_text(t, "prompt_friend_reminder", offer, shop=t("shop_name"))]
         if coupon:
             lines.append(t("prompt_friend_reminder_coupon", code=coupon))
         return [{"type": "text", "text": clip("\n".join(lines), TEXT_MAX),

@@ -9,7 +9,7 @@ from bot import notices
 from bot.chat.context import Ctx
 from bot.chat.router import FollowEvent, Router
 from handlers.common import text
-from handlers.referral_code import attribution_accepted
+from handlers.referral_code import attribution_accepted, refusal
 from rewards.pre_follow import liff_op
 
 router = Router("follow")
@@ -40,12 +40,11 @@ async def on_follow(ctx: Ctx) -> None:
     if outcome.ok:
         if not outcome.replay:
             await ctx.program.count("liff_attributions")
-        said += attribution_accepted(ctx, outcome)
+        said += await attribution_accepted(ctx, outcome)
     else:
         log.info("LIFF attribution refused at the follow of %s: %s (code %s)", ctx.user_id, outcome.reason,
                  awaiting.code)
-        said.append(text(ctx, ctx.t(f"refused_{outcome.reason}",
-                                    days=ctx.program.rules.referral_window_days)))
+        said.append(text(ctx, refusal(ctx, outcome.reason or "UNKNOWN_CODE")))
     await ctx.answer(*said)
     if outcome.ok:
         await notices.after_attribution(ctx.services, outcome, ctx.user_id, op=op)

@@ -1,10 +1,13 @@
-"""招待 / invite: the invite card — the offer for both sides, the QR code, a "share in LINE" button and the link."""
+"""招待 / invite: the invite card — the offer for both sides as the rules pay it now (the condition, the
+amounts with any campaign, the hold, the member's share shown as the friend's when they give it away),
+the QR code, a "share in LINE" button and the link."""
 from urllib.parse import quote
 
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, keyword
 from bot.line.links import invite_link, qr_image_url
-from handlers.common import card, render, row
+from bot.line.offer_texts import campaign_note, hold_note, joined, offer_text
+from handlers.common import card, note, render, row
 
 router = Router("invite")
 
@@ -13,12 +16,18 @@ router = Router("invite")
 async def on_invite(ctx: Ctx) -> None:
     code = await ctx.program.invite_code(ctx.user_id)
     await ctx.program.count("invites_shown")
-    settings, rules = ctx.services.settings, ctx.program.rules
+    member = await ctx.program.member(ctx.user_id)
+    settings, offer = ctx.services.settings, ctx.program.referral_offer(gift=bool(member and member.gift))
     link = invite_link(settings, code)
-    caption = ctx.t("invite_caption", shop=ctx.t("shop_name"), friend_points=rules.friend_points, link=link)
-    rows = [row(ctx, ctx.t("flex_invite_you"), ctx.t("flex_invite_points", points=f"{rules.referrer_points:,}")),
-            row(ctx, ctx.t("flex_invite_friend"), ctx.t("flex_invite_points", points=f"{rules.friend_points:,}")),
+    campaign, hold = campaign_note(ctx.t, offer), hold_note(ctx.t, offer)
+    caption = joined(campaign, offer_text(ctx.t, "invite_caption", offer, shop=ctx.t("shop_name"), link=link))
+    yours = ctx.t("flex_invite_given") if offer.gift else ctx.t("flex_invite_points", points=f"{offer.referrer_points:,}")
+    rows = [row(ctx, ctx.t("flex_invite_you"), yours),
+            row(ctx, ctx.t("flex_invite_friend"), ctx.t("flex_invite_points", points=f"{offer.friend_points:,}")),
             row(ctx, ctx.t("flex_invite_code"), code)]
     contents = render(ctx, "invite", qr_url=qr_image_url(settings, code), link=link, rows=rows,
+                      how=offer_text(ctx.t, "flex_invite_how", offer),
+                      campaign=render(ctx, "_campaign", text=campaign) if campaign else None,
+                      hold=note(ctx, hold) if hold else None,
                       share_uri="https://line.me/R/share?text=" + quote(caption))
     await ctx.answer(card(ctx, ctx.t("flex_invite_alt", link=link), contents))

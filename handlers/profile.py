@@ -118,6 +118,12 @@ def birthday_picker(ctx: Ctx) -> dict[str, Any]:
         "max": today.isoformat()}}
 
 
+def language_label(ctx: Ctx, lang: str) -> str:
+    """A language's chip, named in that language (日本語, English): found by whoever reads it, whatever
+    language the card is in. Both are always offered: choosing completes the profile, the current one too."""
+    return ctx.services.texts.get(lang, f"profile_language_name_{lang}")
+
+
 def _completion_note(ctx: Ctx, points: int) -> str:
     return ctx.t("profile_completed", points=f"{points:,}") if points else ""
 
@@ -140,8 +146,7 @@ async def _card(ctx: Ctx, lead: str = "") -> None:
     if member.nickname:
         buttons.append(_postback(ctx, ctx.t("profile_hide" if member.nickname_consent else "profile_show"),
                                  ShowNickname(not member.nickname_consent)))
-    other = "en" if ctx.lang == "ja" else "ja"
-    buttons.append(_postback(ctx, ctx.t(f"profile_language_{other}"), ChooseLanguage(other)))
+    buttons.extend(_postback(ctx, language_label(ctx, lang), ChooseLanguage(lang)) for lang in LANGUAGES)
     rule = ctx.program.rules.earn.get("profile")
     paid = await ctx.program.profile_points_paid(ctx.user_id)
     offer = ctx.t("profile_offer", points=f"{rule.points:,}") if rule and rule.points and not paid else ""

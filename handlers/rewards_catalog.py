@@ -104,6 +104,7 @@ async def show_catalog(ctx: Ctx, page: int) -> None:
         await ctx.answer(text(ctx, ctx.t("rewards_none", points=points), coupons_button(ctx)))
         return
     shown = listings[page * PAGE_SIZE:(page + 1) * PAGE_SIZE] or listings[:PAGE_SIZE]
+    # the head first, the rewards to its right (a carousel runs left to right), so its hint says swipe left
     bubbles = [render(ctx, "catalog_head", points=points)]
     for item in shown:
         notes = [n for n in (ctx.t("rewards_tier", tier=tier_label(ctx, item.reward.tier)) if item.reward.tier else None,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rewards import engine, keys
+from rewards.names import NAME_FIELDS, shown_nickname
 from rewards.part import Part
 from rewards.rules import Rules
 
@@ -17,8 +18,7 @@ from rewards.rules import Rules
 class Ranked:
     user_id: str
     completed: int
-    nickname: str | None  # only when the member consented to show it
-    code: str | None  # the member's invite code, for an anonymous label
+    nickname: str | None  # only when the member consented to show it (rewards/names.py)
 
 
 class Board(Part):
@@ -35,10 +35,8 @@ class Board(Part):
         out = []
         for raw, score in board:
             uid = raw.decode()
-            nickname, consent, code = await self.redis.hmget(keys.member(uid), [keys.field("nickname"), keys.field("nickname_consent"), keys.field("code")])
-            out.append(Ranked(user_id=uid, completed=int(score),
-                              nickname=nickname.decode() if nickname and consent == b"1" else None,
-                              code=code.decode() if code else None))
+            nickname, consent = await self.redis.hmget(keys.member(uid), NAME_FIELDS)
+            out.append(Ranked(user_id=uid, completed=int(score), nickname=shown_nickname(nickname, consent)))
         return out
 
     async def rank_month(self, referrer: str, friend: str, only_up: bool) -> None:

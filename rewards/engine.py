@@ -44,20 +44,20 @@ def add_months(moment: datetime, months: int) -> datetime:
     return moment.replace(year=year, month=month, day=min(moment.day, calendar.monthrange(year, month)[1]))
 
 
-def campaign_effect(campaigns: tuple[Campaign, ...], rule: str, at: datetime) -> tuple[float, int]:
-    """(multiplier, bonus) of the campaigns running for `rule` at `at`.
-
-    Stackable campaigns all apply (multipliers multiply, bonuses add); of the others only the strongest
-    applies, and the stackable ones on top of it.
-    """
+def campaigns_in_effect(campaigns: tuple[Campaign, ...], rule: str, at: datetime) -> list[Campaign]:
+    """The campaigns that boost `rule` at `at`: every stackable one running, and of the others only the
+    strongest."""
     active = [c for c in campaigns if c.active(at, rule)]
-    multiplier, bonus = 1.0, 0
-    for c in (c for c in active if c.stackable):
-        multiplier, bonus = multiplier * c.multiplier, bonus + c.bonus
     alone = [c for c in active if not c.stackable]
-    if alone:
-        best = max(alone, key=lambda c: (c.multiplier, c.bonus))
-        multiplier, bonus = multiplier * best.multiplier, bonus + best.bonus
+    best = [max(alone, key=lambda c: (c.multiplier, c.bonus))] if alone else []
+    return [c for c in active if c.stackable] + best
+
+
+def campaign_effect(campaigns: tuple[Campaign, ...], rule: str, at: datetime) -> tuple[float, int]:
+    """(multiplier, bonus) of the campaigns in effect for `rule` at `at`: multipliers multiply, bonuses add."""
+    multiplier, bonus = 1.0, 0
+    for c in campaigns_in_effect(campaigns, rule, at):
+        multiplier, bonus = multiplier * c.multiplier, bonus + c.bonus
     return multiplier, bonus
 
 

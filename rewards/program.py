@@ -24,6 +24,7 @@ from rewards.invites import Invites
 from rewards.ledger import Ledger
 from rewards.links import Links
 from rewards.members import Members
+from rewards.offer import ReferralOffer, referral_offer
 from rewards.orders import Orders
 from rewards.pre_follow import PreFollow
 from rewards.prompts import Prompts
@@ -132,3 +133,8 @@ class Program:
     def now_ms(self) -> int:
         """The program's clock, in ms: what every part judges time by."""
         return int(self.clock() * 1000)
+
+    def referral_offer(self, gift: bool = False) -> ReferralOffer:
+        """What a referral would pay each side now (campaigns included), on what condition, boosted until when;
+        `gift`: for a referrer who gives their share to the friend (相手に譲る)."""
+        return referral_offer(self._rules, self.now_ms(), gift)

@@ -20,6 +20,7 @@ from rewards.errors import ProgramError
 from rewards.friend_coupons import FriendCoupons
 from rewards.invites import Invites
 from rewards.ledger import Ledger
+from rewards.names import NAME_FIELDS, shown_nickname
 from rewards.part import Part
 from rewards.rules import Milestone, Rules
 
@@ -53,7 +54,8 @@ class ReferralCounts:
 
 @dataclass(frozen=True)
 class FriendReferral:
-    code_hint: str | None  # the first characters of the friend's own invite code, if they have one
+    user_id: str  # the friend, named to the referrer as handlers/names.py says
+    nickname: str | None  # only when the friend consented to show it (rewards/names.py)
     status: str  # pending | completed | voided
     needs: str | None  # what a pending referral still waits for: FIRST_PURCHASE | HOLD
     minimum_order: int  # with FIRST_PURCHASE: the yen the first order must reach (0: any)
@@ -288,7 +290,7 @@ class Referrals(Part):
         now = self.now_ms()
         for friend, made_status in statuses.items():
             ref = await self.redis.hmget(keys.referral(friend), ["status", "created_at", "hold_until"])
-            code = await self.redis.hget(keys.member(friend), keys.field("code"))
+            nickname, consent = await self.redis.hmget(keys.member(friend), NAME_FIELDS)
             # the friend's own record leads (the referrer's says "pending" while staff review it)
             status = statuses[friend] = _newer_status(made_status, ref[0])
             created, hold_until = int(ref[1] or 0), int(ref[2] or 0)
@@ -299,7 +301,7 @@ class Referrals(Part):
                 needs = "REVIEW"
             elif status == "completed" and hold_until > now:
                 needs = "HOLD"
-            friends.append(FriendReferral(code_hint=code.decode()[:4] if code else None, status=status,
+            friends.append(FriendReferral(user_id=friend, nickname=shown_nickname(nickname, consent), status=status,
                                           needs=needs, minimum_order=self.rules.referral_minimum_order,
                                           at_ms=created))
         friends.sort(key=lambda f: f.at_ms, reverse=True)

@@ -19,6 +19,7 @@ from handlers.rewards_catalog import ConfirmClaim, RewardsPage, ShowReward
 from linesim.phone import decode_qr
 from linesim.platform import Platform, new_user_id, text_of
 from rewards import keys
+from rewards.names import masked_label
 from tests.support.harness import PUBLIC, Bot, BotWith, converse, pack
 from tests.support.rules_helpers import variant
 
@@ -72,7 +73,9 @@ async def full_member(bot: Bot, lang: str) -> str:
     offer = await catalog.show(uid, "r01")
     assert offer is not None and offer.refusal is None
     assert (await catalog.confirm(uid, offer.claim_id)).ok
-    await bot.services.redis.hset(keys.member(uid), mapping={keys.field("nickname"): HOSTILE, keys.field("nickname_consent"): 1})
+    for named in (uid, done):  # the member's own (their card) and a friend's (the referral status)
+        await bot.services.redis.hset(keys.member(named), mapping={keys.field("nickname"): HOSTILE,
+                                                                   keys.field("nickname_consent"): 1})
     member = await program.member(uid)
     assert member is not None and member.tier == "silver" and member.pending_points > 0
     return uid
@@ -146,7 +149,8 @@ async def test_every_card_renders_within_limits(shop: Bot, lang: str, who: str) 
         assert texts.get(lang, "flex_member_pending") in member_card
         assert texts.get(lang, "flex_refs_state_FIRST_PURCHASE") in said[WORDS[lang][2]]
         assert texts.get(lang, "flex_refs_state_HOLD") in said[WORDS[lang][2]]
-        assert flex.cut(HOSTILE, 20) in said[WORDS[lang][3]], "a consented nickname, verbatim but cut"
+        assert flex.cut(HOSTILE, 20) in said[WORDS[lang][2]], "a friend's consented nickname, verbatim but cut"
+        assert texts.get(lang, "name_you") in said[WORDS[lang][3]], "on the leaderboard, the member is 'you'"
         assert flex.cut(HOSTILE, 40) in member_card
         assert texts.get(lang, "coupon_state_valid") in said[WORDS[lang][5]]
     else:
@@ -248,10 +252,11 @@ async def test_the_leaderboard_counts_a_referral_once_and_a_void_takes_it_back(s
         await program.settle_all()
     board = await program.leaderboard()
     assert [(r.user_id, r.completed, r.nickname) for r in board] == [(a, 1, None)]
-    said = text_of(await converse(platform, a, platform.text(a, "ランキング")))
-    assert f"会員 {code[:4]}" in said, "no nickname without consent: the start of the invite code"
+    said = text_of(await converse(platform, friend, platform.text(friend, "ランキング")))
+    assert f"会員 {masked_label(a)}" in said, "no nickname without consent: the member's masked label"
+    assert "あなた" in text_of(await converse(platform, a, platform.text(a, "ランキング"))), "the member is 'you'"
     await shop.services.redis.hset(keys.member(a), mapping={keys.field("nickname"): "ハナ", keys.field("nickname_consent"): 0})
-    assert "ハナ" not in text_of(await converse(platform, a, platform.text(a, "ランキング")))
+    assert "ハナ" not in text_of(await converse(platform, friend, platform.text(friend, "ランキング")))
     status, _ = await shop.admin("POST", "/api/v1/conversions/o-1/refund")
     assert status == 200
     assert await program.leaderboard() == []

@@ -17,6 +17,7 @@ refused token, so neither can be used to probe codes.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -33,12 +34,14 @@ from bot.line import flex
 from bot.line.client import retry_key
 from bot.line.links import add_friend_link, liff_invite_link, oa_message_link
 from bot.line.login import IdToken, IdTokenRefused, LoginClient, LoginUnavailable
+from bot.line.offer_texts import Say, campaign_note, hold_note, joined, offer_text, referral_ok
 from bot.services import Services
 from bot.web.http import JsonRefused, error_response, loads_json
 from bot.web.limits import client_address, too_many
 from bot.web.pages.invite import GUESSES
 from bot.web.pages.render import NOT_FOUND, WAIT, page_language, render, style_sources
 from rewards import codes
+from rewards.offer import ReferralOffer
 from rewards.pre_follow import liff_op
 from rewards.referrals import UNKNOWN_CODE
 
@@ -115,8 +118,9 @@ async def attribute(services: Services, friend: str, code: str) -> tuple[str, st
         return "pending", None
     await program.count("liff_attributions")
     # the friend has no reply token here: a push, keyed by the attribution, so it is sent once
-    await notices.notify(services, "referral_accepted", friend, "referral_ok", retry_key(op, "accepted", friend),
-                         friend_points=program.rules.friend_points)
+    offer = await offer_of(services, outcome.referrer)
+    await notices.notify(services, "referral_accepted", friend, lambda say: referral_ok(say, offer),
+                         retry_key(op, "accepted", friend))
     if outcome.coupon is not None:  # the welcome coupon the chat answer would have shown as a card
         await notices.notify(services, "friend_coupon", friend, "notice_friend_coupon_given",
                              retry_key(op, "coupon", friend), code=outcome.coupon.code)
@@ -163,11 +167,12 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
             return not_here(lang, services)
         basic_id = await services.line.basic_id()
         shop = texts.get(lang, "shop_name")
-        friend_points = program.rules.friend_points
+        say, offer = functools.partial(texts.get, lang), await offer_of(services, referrer)
         card = await share_card(services, lang, referrer, code)
         body = render(
             "liff_invite.html", lang=lang, title=texts.get(lang, "invite_page_title", shop=shop),
-            offer=texts.get(lang, "invite_page_offer", friend_points=friend_points),
+            offer=offer_text(say, "invite_page_offer", offer),
+            campaign=campaign_note(say, offer) or "", hold=hold_note(say, offer) or "",
             code_label=texts.get(lang, "invite_page_code"), code=code, liff_id=settings.liff_id,
             sdk_url=settings.liff_sdk_url, checking=texts.get(lang, "liff_page_checking"),
             error=texts.get(lang, "liff_result_error"), shared=texts.get(lang, "liff_share_done"),
@@ -236,14 +241,11 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
         if reason == UNKNOWN_CODE:
             request.app[GUESSES].missed(client)
         lang = page_language(request, services.texts)
-        rules = services.program.rules
-        key = {"pending": "liff_result_pending", "awaiting_follow": "liff_result_awaiting"}.get(status,
-                                                                                                f"refused_{reason}")
+        say = functools.partial(services.texts.get, lang)
         answer: dict[str, Any] = {"status": status}
         if reason:
             answer["reason"] = reason
-        answer["message"] = services.texts.get(lang, key, friend_points=rules.friend_points,
-                                               days=rules.referral_window_days)
+        answer["message"] = await result_message(services, say, status, reason, code)
         log.info("LIFF attribution of %s to %s: %s%s", identity.sub, code, status, f" ({reason})" if reason else "")
         return web.json_response(answer, headers={"Cache-Control": "no-store"})
 
@@ -272,10 +274,30 @@ async def share_card(services: Services, lang: str, referrer: str, code: str) ->
     view = await program.member(referrer)
     nickname = view.nickname if view is not None and view.nickname_consent and view.nickname else None
     link = liff_invite_link(settings.liff_id or "", code)
-    friend_points = program.rules.friend_points
+    say = functools.partial(texts.get, lang)
+    offer = program.referral_offer(gift=bool(view and view.gift))  # 相手に譲る: the owner's share too
+    campaign = campaign_note(say, offer)
     contents = flex.render("liff_share", lambda key, **values: texts.get(lang, key),
                            title=texts.get(lang, "liff_share_title", shop=shop),
                            **{"from": texts.get(lang, "liff_share_from", name=flex.cut(nickname, NICKNAME_MAX))
                               if nickname else None},
-                           offer=texts.get(lang, "liff_share_offer", friend_points=friend_points), link=link)
-    return flex.message(texts.get(lang, "liff_share_alt", shop=shop, friend_points=friend_points), contents)
+                           campaign=flex.render("_campaign", say, text=campaign) if campaign else None,
+                           offer=offer_text(say, "liff_share_offer", offer), link=link)
+    return flex.message(offer_text(say, "liff_share_alt", offer, shop=shop), contents)
+
+
+async def offer_of(services: Services, referrer: str | None) -> ReferralOffer:
+    """The referral offer now for a friend of `referrer`: with the referrer's share when they give it away."""
+    view = await services.program.member(referrer) if referrer else None
+    return services.program.referral_offer(gift=bool(view and view.gift))
+
+
+async def result_message(services: Services, say: Say, status: str, reason: str | None, code: str) -> str:
+    """The page's line for an attribution's status, stating the offer as the rules pay it."""
+    if status in ("pending", "awaiting_follow"):
+        offer = await offer_of(services, await services.program.owner_of(code))
+        key = "liff_result_pending" if status == "pending" else "liff_result_awaiting"
+        return joined(offer_text(say, key, offer), hold_note(say, offer))
+    if reason == "ALREADY_REFERRED":
+        return offer_text(say, "refused_ALREADY_REFERRED", services.program.referral_offer())
+    return say(f"refused_{reason}", days=services.program.rules.referral_window_days)

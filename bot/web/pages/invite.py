@@ -6,6 +6,7 @@ an unknown code and answer 429 once it is spent. Security headers and the pages'
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from bot.line.i18n import Texts
 from bot.line.links import add_friend_link, invite_link, oa_message_link
+from bot.line.offer_texts import campaign_note, hold_note, offer_text
 from bot.web.limits import MissBudget, client_address, too_many
 from bot.web.pages.render import NOT_FOUND, WAIT, page_language, qr_png, render
 
@@ -53,14 +55,19 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             body = render("notice.html", lang=lang, icon=WAIT, title=texts.get(lang, "invite_rate_limited_title"),
                           body=texts.get(lang, "invite_rate_limited_body"))
             return too_many(wait, body, "text/html")
-        if await services.program.owner_of(code) is None:
+        owner = await services.program.owner_of(code)
+        if owner is None:
             missed(request, client)
             return not_found(lang, texts)
         basic_id = await services.line.basic_id()
+        referrer = await services.program.member(owner)  # 相手に譲る: their share goes to the friend too
         shop = texts.get(lang, "shop_name")
+        say = functools.partial(texts.get, lang)
+        offer = services.program.referral_offer(gift=bool(referrer and referrer.gift))
         body = render(
             "invite.html", lang=lang, title=texts.get(lang, "invite_page_title", shop=shop),
-            offer=texts.get(lang, "invite_page_offer", friend_points=services.program.rules.friend_points),
+            offer=offer_text(say, "invite_page_offer", offer),
+            campaign=campaign_note(say, offer) or "", hold=hold_note(say, offer) or "",
             code_label=texts.get(lang, "invite_page_code"), code=code,
             step1=texts.get(lang, "invite_page_step1"), step2=texts.get(lang, "invite_page_step2"),
             add_friend_url=add_friend_link(basic_id), add_friend=texts.get(lang, "invite_page_add_friend"),
