@@ -53,17 +53,18 @@ def referral_ok(say: Say, offer: ReferralOffer) -> str:
     return joined(offer_text(say, "referral_ok", offer), hold_note(say, offer), campaign)
 
 
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
 def last_moment(say: Say, ends: datetime) -> str:
     """A campaign's end (exclusive, shop time) as people read it: the last day it runs (12月31日 / Dec 31),
     with the hour when it does not end at midnight (12月31日 18:00)."""
     if (ends.hour, ends.minute, ends.second, ends.microsecond) == (0, 0, 0, 0):
         day = ends - timedelta(days=1)
-        return say("offer_date", month=day.month, day=day.day, mon=MONTHS[day.month - 1])
-    return say("offer_date_time", month=ends.month, day=ends.day, mon=MONTHS[ends.month - 1],
-               time=ends.strftime("%H:%M"))
+        return say("offer_date", month=month_name(say, day.month), day=day.day)
+    return say("offer_date_time", month=month_name(say, ends.month), day=ends.day, time=ends.strftime("%H:%M"))
+
+
+def month_name(say: Say, month: int) -> str:
+    """The month as the locale writes it in a date (12 in 12月31日, Dec in Dec 31): its `offer_months` list."""
+    return say("offer_months").split()[month - 1]
 
 
 def joined(*parts: str | None, sep: str = "\n") -> str:
