@@ -102,7 +102,9 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         await web.SockSite(console_runner, console_socket).start()
         print(f"\n  Shokai is running (data in {settings.data_dir}/redis).\n"
               f"  Open the LINE simulator console:  {console_url}/\n"
-              f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n", flush=True)
+              f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n"
+              + (f"  Shopify Admin stand-in: {shopify.url} (the 特典 / rewards online500 makes its codes there)\n"
+                 if settings.shopify_shop == DEV_SHOPIFY_SHOP else ""), flush=True)
         await until_stopped()
     finally:
         for runner in reversed(runners):

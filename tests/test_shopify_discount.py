@@ -190,7 +190,7 @@ async def test_shopify_failing_for_good_gives_the_points_back_once(store: Store,
     claim_id = await store.offer(uid)
     result = await store.catalog.confirm(uid, claim_id)
     assert (result.ok, result.reason) == (False, SHOP_UNAVAILABLE)
-    assert len(store.shopify.calls) == 4, "bounded: SHOPIFY_RETRY_ATTEMPTS tries"
+    assert len(store.shopify.calls) == 4, "bounded: shopify_retry_attempts tries"
     assert made(store.shopify) == []
     assert await store.points(uid) == 1000
     refunds = await store.entries(uid, "refund")

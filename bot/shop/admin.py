@@ -6,7 +6,7 @@ query cost, a leaky bucket (README "Spending points at the online shop"): every 
 the last answer left it, refilled at its rate since, and wait before a call that would not fit. A THROTTLED
 answer (another process of ours, or another of the shop's tools sharing nothing with us but the store, never
 our own bucket) is waited out and tried again without counting as a failure. 5xx, 429 and timeouts are tried
-again with a doubling wait up to SHOPIFY_RETRY_ATTEMPTS; anything else is Shopify refusing, for good.
+again with a doubling wait, four tries in all (Settings.shopify_retry_attempts); anything else is Shopify refusing, for good.
 """
 from __future__ import annotations
 
