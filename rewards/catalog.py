@@ -22,6 +22,7 @@ rewards/coupons.py; Catalog drives the claim and answers for both under the name
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import time
@@ -55,6 +56,8 @@ REASONS = (OUT_OF_STOCK, NOT_ENOUGH_POINTS, TIER_TOO_LOW, NOT_AVAILABLE, LIMIT_R
 
 CLAIM_TTL_SECONDS = 86_400  # a confirm button works for a day after the reward was shown
 STALE_MINUTES = 15  # a reservation this old whose claim never finished is settled by release_stale()
+
+log = logging.getLogger(__name__)
 
 _CLAIM_ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
 
@@ -348,19 +351,23 @@ class Catalog:
         if outcome == "DONE":  # another try of this claim finished it meanwhile
             return await self._issued(uid, claim_id, reward)
         if outcome == "REFUSED":
+            log.warning("claim %s (%s): the shop made no discount code, points given back: %s", claim_id,
+                        reward.id, why)
             await self.program.count(f"claims_refused:{SHOP_UNAVAILABLE}")
             await self._give_back(uid, claim_id, reward)
         stored = await self.redis.hget(keys.claim(uid, claim_id), "reason")
         return ClaimResult(ok=False, reason=_s(stored) if stored else SHOP_UNAVAILABLE, reward=reward)
 
-    async def _give_back(self, uid: str, claim_id: str, reward: Reward) -> None:
-        """A refused claim's spent points (op `unclaim:{id}`: written once, however often this runs) and stock."""
-        if await self.program.points_ledger.entry(uid, self._op(claim_id)) is not None:
-            written, _ = await self.program.apply(uid, f"unclaim:{claim_id}", reward.cost, "refund",
+    async def _give_back(self, uid: str, claim_id: str, reward: Reward) -> int:
+        """A refused claim's stock, and its spent points: what the spend took, as op `unclaim:{id}`, written once
+        however often this runs. Returns what releasing the stock returned."""
+        spent = await self.program.points_ledger.entry(uid, self._op(claim_id))
+        if spent is not None and spent["delta"] < 0:
+            written, _ = await self.program.apply(uid, f"unclaim:{claim_id}", -spent["delta"], "refund",
                                                   f"reward:{reward.id}", self.now_ms(), note=claim_id)
             if written == 1:
                 await self.program.count("claims_refunded")
-        await self.inventory.release(reward.id, claim_id, uid)
+        return await self.inventory.release(reward.id, claim_id, uid)
 
     async def _issued(self, uid: str, claim_id: str, reward: Reward | None) -> ClaimResult:
         """The answer to a claim confirmed before: the same coupon."""
@@ -393,8 +400,8 @@ class Catalog:
                     await self._complete(uid, claim_id, reward, pool_code)
                 elif outcome == "DONE":
                     await self.inventory.commit(reward.id, claim_id)
+                elif await self.redis.hget(keys.claim(uid, claim_id), "refund"):  # the shop refused its code
+                    released += await self._give_back(uid, claim_id, reward)
                 else:
-                    if await self.redis.hget(keys.claim(uid, claim_id), "refund"):  # the shop refused its code
-                        await self._give_back(uid, claim_id, reward)
                     released += await self.inventory.release(reward.id, claim_id, uid)
         return released
