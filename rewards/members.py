@@ -147,6 +147,8 @@ class Members(Part):
         """
         if self.rules.signup_points <= 0:
             return 0
+        if await self.redis.hget(keys.member(uid), keys.field("first_seen_via")) == b"import":
+            return 0  # a member the shop imported was one before: their opening balance stands for their past
         award = self.ledger.award("signup", self.rules.signup_points, at_ms, "signup", "signup", note=event_id)
         written, _ = await self.ledger.earn(uid, award)
         if written == 1:

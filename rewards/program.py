@@ -20,6 +20,7 @@ from typing import Any
 from rewards.board import Board
 from rewards.counters import Counters
 from rewards.friend_coupons import FriendCoupons
+from rewards.imports import Imports
 from rewards.invites import Invites
 from rewards.ledger import Ledger
 from rewards.links import Links
@@ -52,6 +53,8 @@ class Program:
         self.orders = Orders(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                              members=self.members, referrals=self.referrals)
         self.links = Links(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders)
+        self.imports = Imports(redis, rules, now_ms, ledger=self.points_ledger, members=self.members,
+                               links=self.links)  # what the shop already has (rewards/imports.py)
         self.upkeep = Upkeep(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                              members=self.members)
         self.prompts = Prompts(redis, rules, now_ms)

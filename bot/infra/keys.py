@@ -85,3 +85,16 @@ def richmenu_calls(endpoint: str) -> str:
 
 def worker_name(name: str) -> str:
     return f"{PREFIX}:workers:lease:{name}"  # the name's lease: which process instance ("pid:token") goes by it now
+
+
+# CSV imports (bot/web/api/imports.py): one hash tag per import, so its keys change together in one MULTI
+def import_job(import_id: str) -> str:
+    return f"{PREFIX}:import:{{{import_id}}}"  # hash: kind, status, lines_read, imported, skipped, errors_total, times
+
+
+def import_errors(import_id: str) -> str:
+    return f"{PREFIX}:import:{{{import_id}}}:errors"  # list: the first row errors ({"line", "code"} JSON)
+
+
+def import_seen(import_id: str) -> str:
+    return f"{PREFIX}:import:{{{import_id}}}:seen"  # set: "u:<user>", "c:<customer>", "o:<order>" claimed in the file

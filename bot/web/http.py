@@ -177,6 +177,10 @@ def auth_middleware(services_key: web.AppKey[Services]) -> Any:
     return middleware
 
 
+# request bodies read as a stream by their handler, with its own deadline per chunk and size limit (CSV imports)
+STREAMED_PREFIX = "/api/v1/imports/"
+
+
 def body_timeout_middleware(seconds: float, max_size: int) -> Any:
     """Slow bodies: a client that trickles its request body (slowloris-style) is cut off, not waited for.
 
@@ -187,7 +191,7 @@ def body_timeout_middleware(seconds: float, max_size: int) -> Any:
     """
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.body_exists:
+        if request.body_exists and not request.path.startswith(STREAMED_PREFIX):
             try:
                 await asyncio.wait_for(request.read(), seconds)
             except asyncio.TimeoutError:

@@ -15,6 +15,7 @@ from bot.web.api import (
     broadcasts,
     conversions,
     exports,
+    imports,
     members,
     openapi,
     referrals,
@@ -38,6 +39,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     exports.setup(app, services_key)
     staff.setup(app, services_key)
     account_links.setup(app, services_key)
+    imports.setup(app, services_key)
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)
