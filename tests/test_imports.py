@@ -12,7 +12,7 @@ from rewards import keys as rkeys
 from tests.support.harness import ADMIN, PUBLIC, Bot, BotWith, converse
 from tests.support.rules_helpers import variant
 
-INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)")
+INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)|https://liff\.line\.me/[^?]+\?code=([A-Z0-9]+)")
 
 
 async def upload(bot: Bot, kind: str, body: str | bytes, content_type: str = "text/csv",
@@ -49,7 +49,7 @@ async def invite_code(bot: Bot, uid: str) -> str:
     said = await converse(platform, uid, platform.text(uid, "招待"))
     found = INVITE.search(text_of(said))
     assert found, text_of(said)
-    return found.group(1)
+    return found.group(1) or found.group(2)
 
 
 # ---- members -------------------------------------------------------------------------------------------------
@@ -128,11 +128,11 @@ async def test_optional_columns_may_be_left_out_and_bom_and_crlf_are_read(bot: B
 
 async def test_the_header_the_content_type_and_the_token_are_checked_first(bot: Bot) -> None:
     uid = new_user_id()
-    for csv, code in [(f"user_id,email\n{uid},a@b\n", "UNKNOWN_COLUMN"), (f"points\n5\n", "MISSING_COLUMN"),
+    for csv, code in [(f"user_id,email\n{uid},a@b\n", "UNKNOWN_COLUMN"), ("points\n5\n", "MISSING_COLUMN"),
                       ("", "EMPTY_FILE"), (f"user_id,user_id\n{uid},{uid}\n", "DUPLICATE_COLUMN")]:
         status, body = await upload(bot, "members", csv)
         assert status == 400 and body["error"]["code"] == code, (csv, body)  # type: ignore[index]
-    status, body = await upload(bot, "orders", f"order_id,amount,occurred_at\no-1,100,2025-01-01\n")
+    status, body = await upload(bot, "orders", "order_id,amount,occurred_at\no-1,100,2025-01-01\n")
     assert status == 400 and body["error"]["code"] == "MISSING_COLUMN"  # type: ignore[index]
     status, body = await upload(bot, "members", f"user_id\n{uid}\n", content_type="application/json")
     assert status == 415 and body["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"  # type: ignore[index]
@@ -225,3 +225,17 @@ async def test_a_long_file_becomes_a_job_with_progress(bot: Bot) -> None:
     assert (await member(bot, uids[49]))["points"] == 49
     status, missing = await bot.admin("GET", "/api/v1/imports/" + "0" * 32)
     assert status == 404 and missing["error"]["code"] == "UNKNOWN_IMPORT"  # type: ignore[index]
+
+
+async def test_an_imported_member_opening_an_invite_on_the_liff_page_is_refused_as_an_existing_member(
+        bot_with: BotWith) -> None:
+    from linesim.platform import LIFF_ID, LOGIN_CHANNEL_ID
+    bot = await bot_with(liff_id=LIFF_ID, line_login_channel_id=LOGIN_CHANNEL_ID)
+    referrer, friend = new_user_id(), new_user_id()
+    code = await invite_code(bot, referrer)
+    assert (await upload(bot, "members", f"user_id\n{friend}\n"))[0] == 200
+    async with bot.http.post(bot.url + "/liff/v1/attribution",
+                             json={"id_token": bot.platform.id_token(friend), "code": code}) as r:
+        answer = await r.json()
+    assert r.status == 200 and (answer["status"], answer["reason"]) == ("refused", "EXISTING_MEMBER"), answer
+    assert not await bot.services.redis.exists(rkeys.referral(friend))

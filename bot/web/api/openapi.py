@@ -128,6 +128,14 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      201),
     ("get", "/api/v1/customers/{customer_id}", "The member linked to a shop customer (as GET /members/{user_id}); "
      "404 UNKNOWN_CUSTOMER when none", [_path_param("customer_id", CUSTOMER_ID)], [], None, 200),
+    ("post", "/api/v1/imports/members", "Import the shop's members from CSV (friends from before: never referable "
+     "as new; an opening balance once per member; a customer link): up to 1,000 rows answered at once, longer files "
+     "a job (202)", [], [], None, 200),
+    ("post", "/api/v1/imports/orders", "Import past orders from CSV: they count for \"already a customer\" and tiers "
+     "by spend and earn nothing (no points, no referral step, no notice); longer files a job (202)", [], [], None,
+     200),
+    ("get", "/api/v1/imports/{import_id}", "An import job's progress (kept 7 days)",
+     [_path_param("import_id", {"type": "string", "pattern": "^[0-9a-f]{32}$"})], [], None, 200),
     ("get", "/api/v1/openapi.json", "This document", [], [], None, 200),
 ]
 
@@ -146,6 +154,42 @@ RESPONSES: dict[str, dict[str, Any]] = {
 
 
 RESPONSES["/api/v1/customers/{customer_id}"] = RESPONSES["/api/v1/members/{user_id}"]  # the same member view
+
+# CSV imports (README "Importing what the shop already has"): a text/csv body, line 1 the header
+ROW_ERRORS = {"type": "array", "items": {"type": "object", "required": ["line", "code"], "properties": {
+    "line": {"type": "integer", "minimum": 2, "description": "the file's line, the header being line 1"},
+    "code": {"type": "string", "description": "why the row stored nothing (README: the row codes)"}}}}
+IMPORTED = {"type": "object", "required": ["imported", "skipped", "errors"], "properties": {
+    "imported": {"type": "integer", "description": "rows that changed something"},
+    "skipped": {"type": "integer", "description": "rows already imported: nothing changed (the same file again)"},
+    "errors": ROW_ERRORS}}
+IMPORT_JOB = {"type": "object", "required": ["id", "kind", "status", "lines_read", "imported", "skipped", "errors",
+                                             "errors_total", "created_at", "finished_at"], "properties": {
+    "id": {"type": "string"}, "kind": {"enum": ["members", "orders"]},
+    "status": {"enum": ["running", "done", "failed", "interrupted"],
+               "description": "interrupted: its process stopped; post the same file again to finish it (rows done "
+                              "are skipped)"},
+    "lines_read": {"type": "integer", "description": "lines of the file read so far, the header included"},
+    "imported": {"type": "integer"}, "skipped": {"type": "integer"},
+    "errors": {**ROW_ERRORS, "description": "the first 1,000 row errors"},
+    "errors_total": {"type": "integer"}, "created_at": {"type": "integer", "description": "ms"},
+    "finished_at": {"type": ["integer", "null"], "description": "ms"}}}
+RESPONSES["/api/v1/imports/members"] = IMPORTED
+RESPONSES["/api/v1/imports/orders"] = IMPORTED
+RESPONSES["/api/v1/imports/{import_id}"] = IMPORT_JOB
+CSV_BODIES = {
+    "/api/v1/imports/members": "header user_id[,customer_id][,points][,joined_at] in any order (only user_id "
+                               "required); UTF-8, a BOM and CRLF are fine; one row a line, at most 4,096 bytes; "
+                               "64 MiB in all",
+    "/api/v1/imports/orders": "header order_id,amount,occurred_at and user_id and/or customer_id (each row names "
+                              "its buyer by exactly one); UTF-8, a BOM and CRLF are fine; one row a line, at most "
+                              "4,096 bytes; 64 MiB in all",
+}
+CSV_ANSWERS = {
+    "202": "more than 1,000 rows: a job, {id}; follow it at GET /api/v1/imports/{id}",
+    "400": "the header is empty, names an unknown or doubled column, or lacks a required one (nothing imported)",
+    "408": "BODY_TIMEOUT: the body stalled", "413": "BODY_TOO_LARGE: over 64 MiB",
+    "415": "UNSUPPORTED_MEDIA_TYPE: not Content-Type text/csv"}
 
 # answers besides the success status, by (method, path)
 OTHER_SUCCESS = {("post", "/api/v1/conversions"): {
@@ -201,6 +245,15 @@ def document() -> dict[str, Any]:
             operation["requestBody"] = {"required": body is not REASON,  # approve/void take an optional reason
                                         "content": {"application/json": {"schema": copy.deepcopy(body)}}}
         paths.setdefault(path, {})[method] = operation
+    for path, described in CSV_BODIES.items():
+        operation = paths[path]["post"]
+        operation["requestBody"] = {"required": True, "content": {"text/csv": {"schema": {"type": "string",
+                                                                                          "description": described}}}}
+        error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for status, description in CSV_ANSWERS.items():
+            body = ({"content": {"application/json": {"schema": _obj(["id"], id={"type": "string"})}}}
+                    if status == "202" else error)
+            operation["responses"][status] = {"description": description, **body}
     for path, summary in LIFF_PATHS:
         paths[path] = {"post": {"summary": summary, "security": [],
                                 "operationId": "post_" + path.strip("/").replace("/", "_"),
