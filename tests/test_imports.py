@@ -239,3 +239,27 @@ async def test_an_imported_member_opening_an_invite_on_the_liff_page_is_refused_
         answer = await r.json()
     assert r.status == 200 and (answer["status"], answer["reason"]) == ("refused", "EXISTING_MEMBER"), answer
     assert not await bot.services.redis.exists(rkeys.referral(friend))
+
+
+# ---- the stream ----------------------------------------------------------------------------------------------
+async def test_lines_are_split_the_same_wherever_the_chunks_break_and_a_long_line_is_cut() -> None:
+    from bot.web.api.imports import MAX_LINE_BYTES, split_lines
+
+    body = b"a,b\r\n1,2\n\n" + b"x" * (MAX_LINE_BYTES + 10) + b"\r\nlast"
+    expected = [b"a,b", b"1,2", b"", b"x" * (MAX_LINE_BYTES + 1), b"last"]
+
+    async def chunks(size: int):  # type: ignore[no-untyped-def]
+        for i in range(0, len(body), size):
+            yield body[i:i + size]
+
+    for size in (1, 2, 3, 7, 64, 4096, 5000, len(body)):
+        assert [line async for line in split_lines(chunks(size))] == expected, size
+
+
+async def test_a_too_long_or_undecodable_row_is_reported(bot: Bot) -> None:
+    uid = new_user_id()
+    body = (f"user_id,points\n{uid},{'1' * 5000}\n".encode() + b"\xff\xfe,1\n" + f"{uid},3\n".encode())
+    status, answer = await upload(bot, "members", body)
+    assert (status, answer) == (200, {"imported": 1, "skipped": 0, "errors": [
+        {"line": 2, "code": "LINE_TOO_LONG"}, {"line": 3, "code": "BAD_ENCODING"}]})
+    assert (await member(bot, uid))["points"] == 3

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 SYNC_MAX_ROWS = 1_000  # up to this many lines after the header: answered at once (200); more: a job (202)
 MAX_LINE_BYTES = 4_096  # a row longer than this is LINE_TOO_LONG (every valid row is far shorter)
 MAX_BODY_BYTES = 64 * 1024 * 1024  # 64 MiB: ~600,000 member rows; more is 413 BODY_TOO_LARGE
+UPLOAD_SECONDS = 900  # the whole body: 64 MiB at ~0.6 Mbit/s; a slower upload holds a connection too long
 MAX_POINTS = 10_000_000
 BATCH = 200  # rows written side by side (their commands share pipelines), then the job's progress is saved
 ERRORS_KEPT = 1_000  # a job keeps its first row errors; errors_total counts them all
@@ -172,24 +173,28 @@ async def split_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             if dropping:
                 dropping = False
                 continue
-            yield line.removesuffix(b"\r")
+            yield line.removesuffix(b"\r")[:MAX_LINE_BYTES + 1]
         if len(buf) > MAX_LINE_BYTES and not dropping:
             yield buf[:MAX_LINE_BYTES + 1]
             dropping = True
         if dropping:
             buf = b""
     if buf and not dropping:
-        yield buf.removesuffix(b"\r")
+        yield buf.removesuffix(b"\r")[:MAX_LINE_BYTES + 1]
 
 
 async def body_chunks(request: web.Request, seconds: float) -> AsyncIterator[bytes]:
-    """The request body as it arrives: each chunk within `seconds` (slow bodies are cut off), MAX_BODY_BYTES in all."""
+    """The request body as it arrives: each chunk within `seconds` and all of it within UPLOAD_SECONDS (a trickle is
+    cut off, not waited for), MAX_BODY_BYTES in all."""
     total = 0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + UPLOAD_SECONDS
     while True:
         try:
-            chunk = await asyncio.wait_for(request.content.readany(), seconds)
+            chunk = await asyncio.wait_for(request.content.readany(), min(seconds, max(0.0, end - loop.time())))
         except asyncio.TimeoutError as exc:
-            raise ApiError(408, "BODY_TIMEOUT", f"the body stalled for more than {seconds:g} s") from exc
+            raise ApiError(408, "BODY_TIMEOUT", f"the body stalled for {seconds:g} s, or took over "
+                                                f"{UPLOAD_SECONDS} s in all") from exc
         if not chunk:
             return
         total += len(chunk)
