@@ -263,3 +263,36 @@ async def test_a_too_long_or_undecodable_row_is_reported(bot: Bot) -> None:
     assert (status, answer) == (200, {"imported": 1, "skipped": 0, "errors": [
         {"line": 2, "code": "LINE_TOO_LONG"}, {"line": 3, "code": "BAD_ENCODING"}]})
     assert (await member(bot, uid))["points"] == 3
+
+
+async def test_a_job_cut_short_reads_interrupted_and_the_same_file_again_finishes_it(bot: Bot) -> None:
+    from bot.web.api.imports import JOBS
+
+    uids = [new_user_id() for _ in range(3_000)]
+    csv = "user_id,points\n" + "".join(f"{uid},{i % 7 + 1}\n" for i, uid in enumerate(uids))
+    status, body = await upload(bot, "members", csv)
+    assert status == 202, body
+    import_id = body["id"]  # type: ignore[index]
+    for _ in range(1_000):  # the first batch written, then the process "dies" (its task is cancelled)
+        _, job = await bot.admin("GET", f"/api/v1/imports/{import_id}")
+        if job["lines_read"] > 1:  # type: ignore[index]
+            break
+        await asyncio.sleep(0.01)
+    [task] = bot.app[JOBS].tasks
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    _, job = await bot.admin("GET", f"/api/v1/imports/{import_id}")
+    assert job["status"] == "interrupted" and 1 < job["lines_read"] < 3_001, job  # type: ignore[index]
+    done_before = job["imported"]  # type: ignore[index]
+    status, body = await upload(bot, "members", csv)
+    assert status == 202
+    for _ in range(1_000):
+        _, job = await bot.admin("GET", f"/api/v1/imports/{body['id']}")  # type: ignore[index]
+        if job["status"] != "running":  # type: ignore[index]
+            break
+        await asyncio.sleep(0.05)
+    assert job["status"] == "done" and job["errors_total"] == 0, job  # type: ignore[index]
+    assert job["imported"] + job["skipped"] == 3_000 and job["skipped"] >= done_before  # type: ignore[index]
+    for i in (0, 1_499, 2_999):
+        assert (await member(bot, uids[i]))["points"] == i % 7 + 1
+        assert len(await bot.services.program.points_ledger.entries(uids[i])) == 1
