@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 @router.on(FollowEvent)
 async def on_follow(ctx: Ctx) -> None:
-    if ctx.member_is_new:
+    # a member the shop imported follows for the first time as "not new", and no language is known for them yet
+    if ctx.member_is_new or (not ctx.event.follow.is_unblocked and await ctx.program.language(ctx.user_id) is None):
         language = await ctx.services.line.profile_language(ctx.user_id)
         if language:
             await ctx.program.set_line_language(ctx.user_id, language)

@@ -296,3 +296,12 @@ async def test_a_job_cut_short_reads_interrupted_and_the_same_file_again_finishe
     for i in (0, 1_499, 2_999):
         assert (await member(bot, uids[i]))["points"] == i % 7 + 1
         assert len(await bot.services.program.points_ledger.entries(uids[i])) == 1
+
+
+async def test_an_imported_members_first_follow_reads_their_line_language(bot: Bot) -> None:
+    platform = bot.platform
+    uid = new_user_id()
+    assert (await upload(bot, "members", f"user_id\n{uid}\n"))[0] == 200
+    said = await converse(platform, uid, platform.follow(uid, language="en"))
+    assert "Welcome back" in text_of(said)
+    assert await bot.services.program.language(uid) == "en"
