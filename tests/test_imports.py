@@ -70,6 +70,8 @@ async def test_a_good_file_imports_and_the_same_file_again_changes_nothing(bot: 
     assert int(record["first_seen_at"]) == 1709254800000  # 2024-03-01 10:00 JST
     [entry] = await program.points_ledger.entries(a)
     assert (entry["op"], entry["delta"], entry["kind"]) == ("import", 500, "import")
+    entries = [fields for _, fields in await bot.services.redis.xrange(rkeys.AUDIT)]
+    assert [(e[b"what"], e[b"imported"], e[b"errors"]) for e in entries] == [(b"import_members", b"3", b"0")]
     before = await state(bot, a, b, c)
     status, body = await upload(bot, "members", csv)
     assert (status, body) == (200, {"imported": 0, "skipped": 3, "errors": []})

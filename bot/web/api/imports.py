@@ -360,6 +360,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                     await run.add(line)
                 await run.flush()
                 await s.redis.delete(keys.import_seen(run.run_id))
+                await _audit(s, run, "done")
                 log.info("import of %s: %d imported, %d skipped, %d bad rows", kind.name, run.imported, run.skipped,
                          run.errors_total)
                 return web.json_response({"imported": run.imported, "skipped": run.skipped, "errors": run.errors})
@@ -438,6 +439,13 @@ async def _progress(s: Services, run: Run, status: str | None = None) -> None:
     run.errors = []
 
 
+async def _audit(s: Services, run: Run, status: str) -> None:
+    """An import in the audit log, once it ended (opening balances and links are staff actions)."""
+    await s.program.audit("admin-api", f"import_{run.kind.name}", "", op=f"import:{run.run_id}", id=run.run_id,
+                          status=status, lines=run.lines_read, imported=run.imported, skipped=run.skipped,
+                          errors=run.errors_total)
+
+
 async def _job(s: Services, run: Run, path: str) -> None:
     """A long import in the background: the spooled file in batches, the progress saved after each."""
     status = "failed"
@@ -456,6 +464,7 @@ async def _job(s: Services, run: Run, path: str) -> None:
         with contextlib.suppress(Exception):
             await _progress(s, run, status)
             await s.redis.delete(keys.import_seen(run.run_id))
+            await _audit(s, run, status)
         os.unlink(path)
         log.info("import job %s (%s) %s: %d lines, %d imported, %d skipped, %d bad rows", run.run_id, run.kind.name,
                  status, run.lines_read, run.imported, run.skipped, run.errors_total)
