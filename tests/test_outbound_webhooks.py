@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from bot import notices
-from bot.app import SENDER
+from bot.app import SENDER, WORKER
 from bot.deliveries import keys
 from bot.deliveries.engine import (
     FIRST_RETRY_MS,
@@ -31,8 +31,9 @@ from bot.infra import keys as infra_keys
 from bot.infra.redis_conn import connect
 from bot.intake.stream import partition_of
 from bot.web.api.openapi import WEBHOOK_EVENTS, document
+from handlers.rewards_catalog import ConfirmClaim
 from linesim.platform import Platform, new_user_id
-from tests.support.harness import Bot, BotWith, converse
+from tests.support.harness import Bot, BotWith, converse, pack
 from tests.support.receivers import closed_port_url, receiver
 from tests.test_referrals import code_of, send_code
 
@@ -340,3 +341,46 @@ async def test_events_are_emitted_once_across_a_redelivered_and_a_re_run_line_ev
     pending = next(json.loads(r.body) for r in shop.got if json.loads(r.body)["type"] == "referral.pending")
     assert pending["data"] == {"referrer_user_id": referrer, "friend_user_id": friend}
     assert len(await deliveries_of(bot, endpoint["id"])) == 3
+
+
+async def test_completed_claimed_linked_and_expired_are_emitted_once_each(bot_with: BotWith,
+                                                                         platform: Platform) -> None:
+    """The other outcomes, each handled twice (a retried API call, a second tap, a second clock run, the
+    notice called again): one delivery each, with its documented data."""
+    bot, sender, clock = await manual_bot(bot_with)
+    async with receiver() as shop:
+        await register(bot, shop.url, *EVENTS)
+        referrer, friend = new_user_id(), new_user_id()
+        await converse(platform, referrer, platform.follow(referrer))
+        await converse(platform, friend, platform.follow(friend))
+        code = await bot.services.program.invite_code(referrer)
+        await converse(platform, friend, platform.text(friend, code))
+        order = {"order_id": "o-1", "user_id": friend, "amount": 5_000}
+        for _ in range(2):  # the shop retries its call
+            status, body = await bot.admin("POST", "/api/v1/conversions", order)
+            assert status == 200 and isinstance(body, dict) and body["referral"]["status"] == "completed", body
+        offer = await bot.services.catalog.show(friend, "coffee")
+        assert offer is not None and offer.refusal is None, offer
+        for _ in range(2):  # the confirm button tapped twice
+            await converse(platform, friend, platform.postback(friend, pack(ConfirmClaim(offer.claim_id))))
+        await notices.after_link(bot.services, friend, "cust-1")
+        await notices.after_link(bot.services, friend, "cust-1")
+        later = clock.ms() + 400 * 86_400_000  # past every expiry
+        await bot.app[WORKER].clock.tick(later)
+        await bot.app[WORKER].clock.tick(later + 60_000)
+        while await sender.tick():
+            pass
+    got: dict[str, list[dict]] = {}
+    for r in shop.got:
+        payload = json.loads(r.body)
+        got.setdefault(payload["type"], []).append(payload["data"])
+    assert got["referral.completed"] == [{"referrer_user_id": referrer, "friend_user_id": friend,
+                                          "referrer_points": got["referral.completed"][0]["referrer_points"]}]
+    assert got["referral.completed"][0]["referrer_points"] > 0
+    [claimed] = got["reward.claimed"]
+    assert claimed["user_id"] == friend and claimed["reward_id"] == "coffee" and claimed["claim_id"] == offer.claim_id
+    assert claimed["cost"] == 300 and claimed["coupon_code"]
+    assert got["member.linked"] == [{"user_id": friend, "customer_id": "cust-1"}]
+    expired = {d["user_id"]: d["points"] for d in got["points.expired"]}
+    assert len(got["points.expired"]) == len(expired) and expired.get(friend, 0) > 0, got["points.expired"]
+    assert len(got["referral.pending"]) == 1 and len(got["member.joined"]) == 2
