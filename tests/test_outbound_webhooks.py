@@ -21,6 +21,7 @@ from bot.deliveries.engine import (
     FIRST_RETRY_MS,
     GIVE_UP_AFTER_MS,
     MAX_GAP_MS,
+    VISIBILITY_MS,
     Deliveries,
     NewDelivery,
     Sender,
@@ -158,6 +159,33 @@ async def test_a_receiver_that_never_answers_is_retried_with_doubling_gaps_and_b
             assert len(slow.got) == 2
     finally:
         await sender.close()
+        await redis.aclose()
+
+
+async def test_a_hanging_host_holds_at_most_its_share_of_the_slots(clean_redis: str) -> None:
+    redis = connect(clean_redis)
+    now = [int(time.time() * 1000)]
+    store = Deliveries(redis, lambda: now[0])
+    sender = Sender(redis, lambda: now[0], concurrency=4, per_target=2, timeout_s=60)
+    try:
+        async with receiver(*["hang"] * 3) as slow, receiver() as fast:
+            await store.enqueue([*(NewDelivery(f"a_slow{i}", slow.url, b"{}", {}, "t", "x") for i in range(3)),
+                                 *(NewDelivery(f"b_fast{i}", fast.url, b"{}", {}, "t", "x") for i in range(5))])
+            assert await sender.tick(wait=False) == 4  # two to the hanging host (its share), two others
+            for want in (2, 4, 5):
+                for _ in range(500):  # the fast receiver answers while the slow one hangs
+                    if len(fast.got) >= want and len(sender._in_flight) == 2:
+                        break
+                    await asyncio.sleep(0.01)
+                assert len(fast.got) == want
+                await sender.tick(wait=False)  # the freed slots go to the fast host, not the third slow one
+            assert len(slow.got) == 2 and await store.status("a_slow2") == "pending"
+            assert all([await store.status(f"b_fast{i}") == "delivered" for i in range(5)])
+            await sender.close(grace_s=0)  # the hanging attempts cancelled: their claims lapse, nothing is lost
+            assert await store.status("a_slow0") == "pending"
+            assert await redis.zscore(keys.DUE, "a_slow0") == now[0] + VISIBILITY_MS
+    finally:
+        await sender.close(grace_s=0)
         await redis.aclose()
 
 

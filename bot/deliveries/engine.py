@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 from redis.exceptions import RedisError
@@ -42,6 +45,7 @@ GIVE_UP_AFTER_MS = 24 * 3_600_000  # retried for at least 24 hours
 ATTEMPT_TIMEOUT_S = 10.0  # one attempt's whole time: a receiver slower than this counts as failing
 VISIBILITY_MS = 60_000  # a claimed attempt is nobody else's for this long (well past the attempt's timeout)
 CONCURRENCY = 32  # attempts in flight per sender
+PER_TARGET = 8  # of which to one host at most: a receiver that hangs holds these, never the other slots
 POLL_S = 1.0  # how often a sender looks for due deliveries
 KEEP_S = 7 * 86_400  # a finished delivery (and its attempts) stays visible, and deduplicated, this long
 LOG_MAX = 60  # attempts kept per delivery (a delivery given up after 24 h makes about 35)
@@ -146,15 +150,16 @@ class Sender:
     """Claims due deliveries and makes their attempts; one in every worker process (claims keep them apart)."""
 
     def __init__(self, redis: Any, now_ms: Callable[[], int], signers: dict[str, Signer] | None = None,
-                 concurrency: int = CONCURRENCY, timeout_s: float = ATTEMPT_TIMEOUT_S):
+                 concurrency: int = CONCURRENCY, timeout_s: float = ATTEMPT_TIMEOUT_S, per_target: int = PER_TARGET):
         self.redis = redis
         self.now_ms = now_ms
         self.signers = signers or {}  # by owner prefix ("wh"): owners without one send their stored headers
         self.timeout_s = timeout_s
         self._claim = register(redis, _LUA / "claim.lua")
         self._settle = register(redis, _LUA / "settle.lua")
-        self._slots = asyncio.Semaphore(concurrency)
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._per_host: Counter[str] = Counter()  # attempts in flight by target host
+        self.per_target = per_target
         self._session: aiohttp.ClientSession | None = None
         self.concurrency = concurrency
 
@@ -185,63 +190,77 @@ class Sender:
         free = self.concurrency - len(self._in_flight)
         started = 0
         if free > 0:
-            due = await self.redis.zrangebyscore(keys.DUE, "-inf", now, start=0, num=free)
-            for raw in due:
-                delivery_id = raw.decode()
-                token = uuid.uuid4().hex
+            # a few more than the free slots: those to a host already at its share wait for a later tick
+            due = [raw.decode() for raw in await self.redis.zrangebyscore(keys.DUE, "-inf", now, start=0,
+                                                                          num=free * 4)]
+            urls = await asyncio.gather(*(self.redis.hget(keys.delivery(i), "url") for i in due))
+            for delivery_id, url in zip(due, urls, strict=True):
+                host = urlsplit(url.decode()).netloc if url else ""
+                if started == free:
+                    break
+                if self._per_host[host] >= self.per_target:
+                    continue
                 fields = await self._claim(keys=[keys.DUE, keys.delivery(delivery_id)],
-                                           args=[delivery_id, now, VISIBILITY_MS, token])
+                                           args=[delivery_id, now, VISIBILITY_MS, uuid.uuid4().hex])
                 if not fields:
-                    continue  # another sender has it
-                task = asyncio.create_task(self._attempt(Delivery.from_hash(_pairs(fields)), now))
+                    continue  # another sender has it, or it is gone
+                self._per_host[host] += 1
+                task = asyncio.create_task(self._attempt(Delivery.from_hash(_pairs(fields))))
                 self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(functools.partial(self._done, host))
                 started += 1
         if wait and self._in_flight:
             await asyncio.gather(*list(self._in_flight), return_exceptions=True)
         return started
 
-    async def _attempt(self, d: Delivery, claimed_ms: int) -> None:
-        async with self._slots:
-            signer = self.signers.get(d.owner.split(":", 1)[0])
-            headers = d.headers
-            if signer is not None:
-                prepared = await signer.prepare(d, self.now_ms())
-                if isinstance(prepared, str):
-                    log.info("delivery %s dropped: %s", d.id, prepared)
-                    await self._settle_it(d, "dropped", 0, json.dumps({"at": self.now_ms() // 1000,
-                                                                        "error": prepared}))
-                    return
-                headers = prepared
-            started = time.perf_counter()
-            at_s = self.now_ms() // 1000
-            code: int | None = None
-            error = ""
-            try:
-                async with self._http().post(d.url, data=d.body, headers=headers, allow_redirects=False) as r:
-                    code = r.status
-                    await r.content.read(4096)  # a little of the answer; the rest is not ours to wait for
-            except asyncio.TimeoutError:
-                error = "timeout"
-            except (aiohttp.ClientError, OSError) as exc:
-                error = type(exc).__name__
-            ok = code is not None and 200 <= code < 300
-            now = self.now_ms()
-            attempt = {"n": d.attempts, "at": at_s, "code": code, "error": error or None,
-                       "ms": round((time.perf_counter() - started) * 1000)}
-            if ok:
-                outcome, due = "delivered", 0
-            elif now - d.created_ms >= GIVE_UP_AFTER_MS:
-                outcome, due = "failed", 0
-            else:
-                outcome, due = "retry", now + next_gap_ms(d.attempts)
-            if not ok:
-                log.info("delivery %s to %s: attempt %d failed (%s)%s", d.id, d.url, d.attempts, code or error,
-                         " — given up" if outcome == "failed" else "")
-            if signer is not None:
-                await signer.attempted(d, ok, outcome == "failed", now,
-                                       f"HTTP {code}" if code is not None else error)
-            await self._settle_it(d, outcome, due, json.dumps(attempt))
+    def _done(self, host: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._per_host[host] -= 1
+        if not self._per_host[host]:
+            del self._per_host[host]
+        if not task.cancelled() and task.exception() is not None:  # Redis failed mid-attempt: the claim lapses
+            log.warning("delivery attempt not settled: %s", task.exception())
+
+    async def _attempt(self, d: Delivery) -> None:
+        signer = self.signers.get(d.owner.split(":", 1)[0])
+        headers = d.headers
+        if signer is not None:
+            prepared = await signer.prepare(d, self.now_ms())
+            if isinstance(prepared, str):
+                log.info("delivery %s dropped: %s", d.id, prepared)
+                await self._settle_it(d, "dropped", 0, json.dumps({"at": self.now_ms() // 1000,
+                                                                    "error": prepared}))
+                return
+            headers = prepared
+        started = time.perf_counter()
+        at_s = self.now_ms() // 1000
+        code: int | None = None
+        error = ""
+        try:
+            async with self._http().post(d.url, data=d.body, headers=headers, allow_redirects=False) as r:
+                code = r.status
+                await r.content.read(4096)  # a little of the answer; the rest is not ours to wait for
+        except asyncio.TimeoutError:
+            error = "timeout"
+        except (aiohttp.ClientError, OSError) as exc:
+            error = type(exc).__name__
+        ok = code is not None and 200 <= code < 300
+        now = self.now_ms()
+        attempt = {"n": d.attempts, "at": at_s, "code": code, "error": error or None,
+                   "ms": round((time.perf_counter() - started) * 1000)}
+        if ok:
+            outcome, due = "delivered", 0
+        elif now - d.created_ms >= GIVE_UP_AFTER_MS:
+            outcome, due = "failed", 0
+        else:
+            outcome, due = "retry", now + next_gap_ms(d.attempts)
+        if not ok:
+            log.info("delivery %s to %s: attempt %d failed (%s)%s", d.id, d.url, d.attempts, code or error,
+                     " — given up" if outcome == "failed" else "")
+        if signer is not None:
+            await signer.attempted(d, ok, outcome == "failed", now,
+                                   f"HTTP {code}" if code is not None else error)
+        await self._settle_it(d, outcome, due, json.dumps(attempt))
 
     async def _settle_it(self, d: Delivery, outcome: str, due_ms: int, attempt: str) -> None:
         settled = await self._settle(keys=[keys.DUE, keys.delivery(d.id), keys.attempts(d.id)],
