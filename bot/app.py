@@ -10,7 +10,7 @@ from linebot.v3.webhook import SignatureValidator
 
 from bot.broadcasts.runner import BroadcastRunner
 from bot.config import ASSETS, Settings
-from bot.deliveries.engine import Deliveries, Sender
+from bot.deliveries.engine import FORWARD_OWNER, Deliveries, Sender
 from bot.deliveries.forward import Forwarder
 from bot.deliveries.outbound import OWNER as OUTBOUND_OWNER
 from bot.infra.metrics import Metrics
@@ -41,9 +41,12 @@ FORWARDER = web.AppKey("forwarder", Forwarder)
 SENDER = web.AppKey("sender", Sender)
 
 
-def delivery_sender(services: Services) -> Sender:
+def delivery_sender(services: Services, metrics: Metrics) -> Sender:
     """The delivery engine's sender: outbound webhooks signed per attempt, forwarded LINE bodies as they came."""
-    return Sender(services.redis, services.program.now_ms, {OUTBOUND_OWNER: services.outbound})
+    kinds = {OUTBOUND_OWNER: "webhook", FORWARD_OWNER: "forward"}
+    return Sender(services.redis, services.program.now_ms, {OUTBOUND_OWNER: services.outbound},
+                  counted=lambda owner, outcome: metrics.delivery_attempts.labels(kinds.get(owner, owner),
+                                                                                  outcome).inc())
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +56,7 @@ async def running_worker(services: Services, metrics: Metrics, sender: Sender | 
     await worker.claim_name()  # before the broadcast runner takes it: the name may get a suffix
     broadcasts = BroadcastRunner(services, worker.name)
     # the delivery sender runs in every worker: each attempt is claimed, so two never make the same one
-    sender = sender or delivery_sender(services)
+    sender = sender or delivery_sender(services, metrics)
     stopping = asyncio.Event()
     tasks = [asyncio.create_task(worker.run()), asyncio.create_task(broadcasts.run(stopping)),
              asyncio.create_task(sender.run(stopping, services.settings.delivery_poll_seconds))]
@@ -91,7 +94,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
                 app[FORWARDER] = Forwarder(Deliveries(unbatched(services.redis), services.program.now_ms),
                                            settings.forward_webhook_urls)
             if run_worker:
-                app[SENDER] = delivery_sender(services)
+                app[SENDER] = delivery_sender(services, metrics)
                 async with running_worker(services, metrics, app[SENDER]) as worker:
                     app[WORKER] = worker
                     yield

@@ -49,6 +49,10 @@ async def test_the_body_and_signature_reach_every_target_byte_for_byte(bot_with:
         assert await bot.app[SENDER].tick() == 1
         assert other.got[1].body == raw and other.got[1].headers["X-Line-Signature"] == signature
         assert len(tool.got) == 1
+        async with bot.http.get(bot.url + "/metrics") as r:
+            scraped = await r.text()
+        assert 'shokai_delivery_attempts_total{kind="forward",outcome="delivered"} 2.0' in scraped
+        assert 'shokai_delivery_attempts_total{kind="forward",outcome="retry"} 1.0' in scraped
 
 
 async def test_line_s_empty_events_check_is_forwarded_too(bot_with: BotWith, platform: Platform) -> None:

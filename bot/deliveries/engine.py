@@ -150,7 +150,8 @@ class Sender:
     """Claims due deliveries and makes their attempts; one in every worker process (claims keep them apart)."""
 
     def __init__(self, redis: Any, now_ms: Callable[[], int], signers: dict[str, Signer] | None = None,
-                 concurrency: int = CONCURRENCY, timeout_s: float = ATTEMPT_TIMEOUT_S, per_target: int = PER_TARGET):
+                 concurrency: int = CONCURRENCY, timeout_s: float = ATTEMPT_TIMEOUT_S, per_target: int = PER_TARGET,
+                 counted: Callable[[str, str], None] | None = None):
         self.redis = redis
         self.now_ms = now_ms
         self.signers = signers or {}  # by owner prefix ("wh"): owners without one send their stored headers
@@ -160,6 +161,7 @@ class Sender:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._per_host: Counter[str] = Counter()  # attempts in flight by target host
         self.per_target = per_target
+        self.counted = counted or (lambda kind, outcome: None)  # (owner kind, outcome) per attempt: metrics
         self._session: aiohttp.ClientSession | None = None
         self.concurrency = concurrency
 
@@ -222,12 +224,14 @@ class Sender:
             log.warning("delivery attempt not settled: %s", task.exception())
 
     async def _attempt(self, d: Delivery) -> None:
-        signer = self.signers.get(d.owner.split(":", 1)[0])
+        signer_kind = d.owner.split(":", 1)[0]
+        signer = self.signers.get(signer_kind)
         headers = d.headers
         if signer is not None:
             prepared = await signer.prepare(d, self.now_ms())
             if isinstance(prepared, str):
                 log.info("delivery %s dropped: %s", d.id, prepared)
+                self.counted(signer_kind, "dropped")
                 await self._settle_it(d, "dropped", 0, json.dumps({"at": self.now_ms() // 1000,
                                                                     "error": prepared}))
                 return
@@ -261,6 +265,7 @@ class Sender:
             await signer.attempted(d, ok, outcome == "failed", now,
                                    f"HTTP {code}" if code is not None else error)
         await self._settle_it(d, outcome, due, json.dumps(attempt))
+        self.counted(signer_kind, outcome)
 
     async def _settle_it(self, d: Delivery, outcome: str, due_ms: int, attempt: str) -> None:
         settled = await self._settle(keys=[keys.DUE, keys.delivery(d.id), keys.attempts(d.id)],
