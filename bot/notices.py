@@ -223,6 +223,17 @@ async def after_attribution(services: Services, attribution: Attribution, friend
         await services.program.prompts.schedule_reminder(friend, due)
 
 
+async def after_refund(services: Services, order_id: str) -> None:
+    """An order refunded (or the same refund again): when it voided the buyer's referral, the shop's systems hear
+    it (outbound webhooks, keyed by the friend: once)."""
+    friend = await services.program.orders.buyer(order_id)
+    if friend is None:
+        return
+    status, referrer = await services.program.referrals.of_friend(friend)
+    if status == "voided" and referrer:
+        await webhook_events.referral_voided(services, referrer, friend)
+
+
 async def after_join(services: Services, user_id: str) -> None:
     """A new friend's first follow: the shop's systems hear it (outbound webhooks); the welcome is the reply."""
     await webhook_events.member_joined(services, user_id)

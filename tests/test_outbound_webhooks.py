@@ -371,10 +371,10 @@ async def test_events_are_emitted_once_across_a_redelivered_and_a_re_run_line_ev
     assert len(await deliveries_of(bot, endpoint["id"])) == 3
 
 
-async def test_completed_claimed_linked_and_expired_are_emitted_once_each(bot_with: BotWith,
+async def test_completed_claimed_linked_expired_and_voided_are_emitted_once_each(bot_with: BotWith,
                                                                          platform: Platform) -> None:
     """The other outcomes, each handled twice (a retried API call, a second tap, a second clock run, the
-    notice called again): one delivery each, with its documented data."""
+    notice called again, a refund retried): one delivery each, with its documented data."""
     bot, sender, clock = await manual_bot(bot_with)
     async with receiver() as shop:
         await register(bot, shop.url, *EVENTS)
@@ -396,6 +396,9 @@ async def test_completed_claimed_linked_and_expired_are_emitted_once_each(bot_wi
         later = clock.ms() + 400 * 86_400_000  # past every expiry
         await bot.app[WORKER].clock.tick(later)
         await bot.app[WORKER].clock.tick(later + 60_000)
+        for _ in range(2):  # the order refunded, the call retried: the referral it completed is voided, once
+            status, body = await bot.admin("POST", "/api/v1/conversions/o-1/refund")
+            assert status == 200, body
         while await sender.tick():
             pass
     got: dict[str, list[dict]] = {}
@@ -412,3 +415,4 @@ async def test_completed_claimed_linked_and_expired_are_emitted_once_each(bot_wi
     expired = {d["user_id"]: d["points"] for d in got["points.expired"]}
     assert len(got["points.expired"]) == len(expired) and expired.get(friend, 0) > 0, got["points.expired"]
     assert len(got["referral.pending"]) == 1 and len(got["member.joined"]) == 2
+    assert got["referral.voided"] == [{"referrer_user_id": referrer, "friend_user_id": friend}]

@@ -79,7 +79,8 @@ EVENT_DATA: dict[str, tuple[str, dict[str, Any]]] = {
     "referral.completed": ("The referrer was paid for a friend (their order qualified, or staff approved it)",
                            {"referrer_user_id": _USER, "friend_user_id": _USER,
                             "referrer_points": {"type": "integer"}}),
-    "referral.voided": ("Staff voided a reviewed referral: nobody is paid for it",
+    "referral.voided": ("A referral voided: staff voided it, or the order that completed it was refunded (what it "
+                        "paid is taken back)",
                         {"referrer_user_id": _USER, "friend_user_id": _USER}),
     "reward.claimed": ("A member spent points on a catalog reward and got its coupon",
                        {"user_id": _USER, "reward_id": {"type": "string"}, "claim_id": {"type": "string"},
