@@ -210,7 +210,8 @@ class Settings:
                                   f"characters, got {link_url[:80]!r}")
             values["shop_link_url"] = link_url
         if env.get("FORWARD_WEBHOOK_URLS", "").strip():
-            values["forward_webhook_urls"] = _forward_urls(env["FORWARD_WEBHOOK_URLS"])
+            values["forward_webhook_urls"] = _forward_urls(env["FORWARD_WEBHOOK_URLS"],
+                                                           str(values["public_base_url"]))
         if env.get("REWARDS_CONFIG"):
             path = Path(env["REWARDS_CONFIG"])
             if not path.is_file():
@@ -242,11 +243,15 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _forward_urls(value: str) -> tuple[str, ...]:
-    """FORWARD_WEBHOOK_URLS: comma-separated; each https, or http to a loopback address; no repeats."""
+def _forward_urls(value: str, public_base_url: str) -> tuple[str, ...]:
+    """FORWARD_WEBHOOK_URLS: comma-separated; each https, or http to a loopback address; no repeats; never our own
+    webhook (each forwarded body would come back, be forwarded again, and so on for ever)."""
     urls: list[str] = []
+    own = public_base_url.rstrip("/") + "/callback"
     for url in (u.strip() for u in value.split(",")):
         why = target_refusal(url) if url else "an empty entry (a stray comma?)"
+        if not why and url.split("?")[0].rstrip("/") == own:
+            why = "it is this bot's own webhook (PUBLIC_BASE_URL/callback): bodies would loop"
         if why:
             raise ConfigError(f"FORWARD_WEBHOOK_URLS: {url[:80]!r} refused: {why}")
         if url not in urls:

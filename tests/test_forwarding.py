@@ -123,7 +123,8 @@ def test_forward_webhook_urls_are_checked_at_start_up() -> None:
     settings = Settings.from_env({**base, "FORWARD_WEBHOOK_URLS": " https://lstep.example/hook , http://127.0.0.1:9/x"})
     assert settings.forward_webhook_urls == ("https://lstep.example/hook", "http://127.0.0.1:9/x")
     assert Settings.from_env(base).forward_webhook_urls == ()
-    for bad in ("http://lstep.example/hook", "https://a.example/x,", "lstep.example", "https://u:p@a.example/"):
+    for bad in ("http://lstep.example/hook", "https://a.example/x,", "lstep.example", "https://u:p@a.example/",
+                "https://x.example/callback"):
         with pytest.raises(ConfigError, match="FORWARD_WEBHOOK_URLS"):
             Settings.from_env({**base, "FORWARD_WEBHOOK_URLS": bad})
 
