@@ -10,7 +10,11 @@ from linebot.v3.webhook import SignatureValidator
 
 from bot.broadcasts.runner import BroadcastRunner
 from bot.config import ASSETS, Settings
+from bot.deliveries.engine import FORWARD_OWNER, Deliveries, Sender
+from bot.deliveries.forward import Forwarder
+from bot.deliveries.outbound import OWNER as OUTBOUND_OWNER
 from bot.infra.metrics import Metrics
+from bot.infra.redis_conn import unbatched
 from bot.infra.signals import until_stopped
 from bot.intake import webhook
 from bot.intake.stream import Intake
@@ -33,15 +37,29 @@ SERVICES = web.AppKey("services", Services)
 INTAKE = web.AppKey("intake", Intake)
 METRICS = web.AppKey("metrics", Metrics)
 WORKER = web.AppKey("worker", Worker)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+SENDER = web.AppKey("sender", Sender)
+
+
+def delivery_sender(services: Services, metrics: Metrics) -> Sender:
+    """The delivery engine's sender: outbound webhooks signed per attempt, forwarded LINE bodies as they came."""
+    kinds = {OUTBOUND_OWNER: "webhook", FORWARD_OWNER: "forward"}
+    return Sender(services.redis, services.program.now_ms, {OUTBOUND_OWNER: services.outbound},
+                  counted=lambda owner, outcome: metrics.delivery_attempts.labels(kinds.get(owner, owner),
+                                                                                  outcome).inc())
 
 
 @contextlib.asynccontextmanager
-async def running_worker(services: Services, metrics: Metrics) -> AsyncIterator[Worker]:
+async def running_worker(services: Services, metrics: Metrics, sender: Sender | None = None
+                         ) -> AsyncIterator[Worker]:
     worker = Worker(services, build_router(), metrics)
     await worker.claim_name()  # before the broadcast runner takes it: the name may get a suffix
     broadcasts = BroadcastRunner(services, worker.name)
+    # the delivery sender runs in every worker: each attempt is claimed, so two never make the same one
+    sender = sender or delivery_sender(services, metrics)
     stopping = asyncio.Event()
-    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(broadcasts.run(stopping))]
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(broadcasts.run(stopping)),
+             asyncio.create_task(sender.run(stopping, services.settings.delivery_poll_seconds))]
     try:
         yield worker
     finally:
@@ -71,15 +89,21 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
         async with open_services(settings, metrics, rules, texts) as services:
             app[SERVICES] = services
             app[INTAKE] = Intake(services.redis, settings.stream_partitions)
+            if settings.forward_webhook_urls:
+                # not auto-pipelined, as the intake's own call: the 200 waits for it
+                app[FORWARDER] = Forwarder(Deliveries(unbatched(services.redis), services.program.now_ms),
+                                           settings.forward_webhook_urls)
             if run_worker:
-                async with running_worker(services, metrics) as worker:
+                app[SENDER] = delivery_sender(services, metrics)
+                async with running_worker(services, metrics, app[SENDER]) as worker:
                     app[WORKER] = worker
                     yield
             else:
                 yield
 
     app.cleanup_ctx.append(services_ctx)
-    app.router.add_post("/callback", webhook.make_handler(SignatureValidator(settings.channel_secret), INTAKE, METRICS))
+    app.router.add_post("/callback", webhook.make_handler(SignatureValidator(settings.channel_secret), INTAKE, METRICS,
+                                                          FORWARDER))
 
     routes.setup(app, SERVICES, metrics)
     return app

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from bot.deliveries.targets import refusal as target_refusal
 from bot.line.limits import MULTICAST_PER_SECOND
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -25,6 +26,7 @@ def process_env() -> Mapping[str, str]:
 
 
 REQUIRED = ("LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN", "PUBLIC_BASE_URL")
+MAX_FORWARD_URLS = 5  # each one is another delivery per webhook
 LIFF_SDK_URL = "https://static.line-scdn.net/liff/edge/2/sdk.js"  # LINE's SDK, its CDN edge path (LIFF v2)
 
 
@@ -105,6 +107,9 @@ class Settings:
     # the shop's login page for LINE's account link (SHOP_LINK_URL): the bot opens it with ?linkToken=… appended.
     # Unset: this shop offers no account link (連携 / link answers so)
     shop_link_url: str | None = None
+    # FORWARD_WEBHOOK_URLS: every verified LINE webhook body goes on, unchanged, to each (the shop's other LINE
+    # tool; README "Alongside another LINE tool"). Empty: nothing is forwarded
+    forward_webhook_urls: tuple[str, ...] = ()
     # Shopify Admin API (README "Spending points at the online shop"): both or neither. Unset: rewards of
     # issue "shopify_discount" are not offered
     shopify_shop: str | None = None  # the shop's myshopify domain, e.g. example.myshopify.com
@@ -129,6 +134,7 @@ class Settings:
     broadcast_rate: float = 100.0  # multicast requests per second (LINE allows 200)
     broadcast_concurrency: int = 4  # multicast requests in flight at once, paced by broadcast_rate
     broadcast_poll_seconds: float = 1.0
+    delivery_poll_seconds: float = 1.0  # how often a worker's delivery sender looks for due deliveries
     body_read_seconds: float = 10.0  # a request body must arrive within this (slowloris); LINE's arrive at once
     header_read_seconds: float = 10.0  # a request's line and headers must arrive within this (bot/web/server.py)
     # how many reverse proxies in front of us append to X-Forwarded-For (TRUSTED_PROXY_HOPS); 0: the socket's
@@ -203,6 +209,9 @@ class Settings:
                 raise ConfigError(f"SHOP_LINK_URL must be an https (or http) URL without #, at most 900 "
                                   f"characters, got {link_url[:80]!r}")
             values["shop_link_url"] = link_url
+        if env.get("FORWARD_WEBHOOK_URLS", "").strip():
+            values["forward_webhook_urls"] = _forward_urls(env["FORWARD_WEBHOOK_URLS"],
+                                                           str(values["public_base_url"]))
         if env.get("REWARDS_CONFIG"):
             path = Path(env["REWARDS_CONFIG"])
             if not path.is_file():
@@ -232,6 +241,24 @@ class Settings:
             raise ConfigError(f"STAFF_USER_IDS holds something that is not a LINE user id: {bad!r}")
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _forward_urls(value: str, public_base_url: str) -> tuple[str, ...]:
+    """FORWARD_WEBHOOK_URLS: comma-separated; each https, or http to a loopback address; no repeats; never our own
+    webhook (each forwarded body would come back, be forwarded again, and so on for ever)."""
+    urls: list[str] = []
+    own = public_base_url.rstrip("/") + "/callback"
+    for url in (u.strip() for u in value.split(",")):
+        why = target_refusal(url) if url else "an empty entry (a stray comma?)"
+        if not why and url.split("?")[0].rstrip("/") == own:
+            why = "it is this bot's own webhook (PUBLIC_BASE_URL/callback): bodies would loop"
+        if why:
+            raise ConfigError(f"FORWARD_WEBHOOK_URLS: {url[:80]!r} refused: {why}")
+        if url not in urls:
+            urls.append(url)
+    if len(urls) > MAX_FORWARD_URLS:
+        raise ConfigError(f"FORWARD_WEBHOOK_URLS holds {len(urls)} URLs; at most {MAX_FORWARD_URLS}")
+    return tuple(urls)
 
 
 def _liff(env: Mapping[str, str]) -> dict[str, object]:

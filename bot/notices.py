@@ -21,6 +21,7 @@ from typing import Any
 
 from bot import prompts
 from bot.chat.staff import is_staff_user
+from bot.deliveries import events as webhook_events
 from bot.infra import keys
 from bot.line import offer_texts
 from bot.line.client import LineRejected, retry_key
@@ -28,7 +29,7 @@ from bot.line.limits import TEXT_MAX, clip
 from bot.line.offer_texts import Say
 from bot.services import Services
 from rewards import engine
-from rewards.catalog import Stock
+from rewards.catalog import ClaimResult, Stock
 from rewards.orders import Purchase
 from rewards.prompts import SEND
 from rewards.referrals import Attribution
@@ -184,6 +185,8 @@ async def after_custom_event(services: Services, user_id: str, name: str, event_
 async def after_review_decision(services: Services, decision: Decision) -> None:
     """Staff approved or voided a reviewed referral. Told when this call paid the referrer, even when the
     decision itself was taken before a crash; the friend, whenever it stands approved (keyed: told once)."""
+    if decision.status == "voided":  # the shop's systems hear it (outbound webhooks); nobody is pushed
+        await webhook_events.referral_voided(services, decision.referrer, decision.friend)
     if decision.paid_referrer:
         await _referral_completed(services, decision.paid_referrer, decision.friend)
     if decision.status == "completed":  # approved: the friend's own points came with it
@@ -196,6 +199,7 @@ async def after_attribution(services: Services, attribution: Attribution, friend
     rules' trigger "join"), the milestone it reached, if any."""
     if not attribution.ok or attribution.referrer is None:
         return
+    await webhook_events.referral_pending(services, attribution.referrer, friend)
     rules, view = services.program.rules, await services.program.member(attribution.referrer)
     offer = services.program.referral_offer(gift=bool(view and view.gift))
     if offer.on_join:  # joining paid the referrer already: what they were paid, whatever the campaign now
@@ -210,12 +214,47 @@ async def after_attribution(services: Services, attribution: Attribution, friend
     await notify(services, "friend_joined", attribution.referrer, told,
                  retry_key(op, "friend_joined", attribution.referrer))
     if rules.referral_trigger == "join":
+        await webhook_events.referral_completed(services, attribution.referrer, friend, offer.referrer_points)
         await _milestone_check(services, attribution.referrer, friend)
         for paid in (attribution.referrer, friend):  # both were just paid: a reward may be in reach
             await _ask(services, functools.partial(prompts.reward_in_reach, services, paid))
     elif "friend_reminder" in rules.prompts.enabled:  # the friend's one reminder if no order comes in time
         due = services.program.now_ms() + rules.prompts.reminder_days * 86_400_000
         await services.program.prompts.schedule_reminder(friend, due)
+
+
+async def after_refund(services: Services, order_id: str) -> None:
+    """An order refunded (or the same refund again): when it voided the buyer's referral, the shop's systems hear
+    it (outbound webhooks, keyed by the friend: once)."""
+    friend = await services.program.orders.buyer(order_id)
+    if friend is None:
+        return
+    status, referrer = await services.program.referrals.of_friend(friend)
+    if status == "voided" and referrer:
+        await webhook_events.referral_voided(services, referrer, friend)
+
+
+async def after_join(services: Services, user_id: str) -> None:
+    """A new friend's first follow: the shop's systems hear it (outbound webhooks); the welcome is the reply."""
+    await webhook_events.member_joined(services, user_id)
+
+
+async def after_link(services: Services, user_id: str, customer_id: str | None) -> None:
+    """A member's LINE account linked to a shop customer: the shop's systems hear it (outbound webhooks)."""
+    if customer_id:
+        await webhook_events.member_linked(services, user_id, customer_id)
+
+
+async def after_claim(services: Services, user_id: str, result: ClaimResult) -> None:
+    """A reward claimed (or the same claim confirmed again): the shop's systems hear it once; the coupon card
+    is the reply."""
+    await webhook_events.reward_claimed(services, user_id, result)
+
+
+async def after_expiry(services: Services, expired: list[tuple[str, int]], at_ms: int) -> None:
+    """The clock expired members' points: the shop's systems hear it (outbound webhooks)."""
+    for uid, points in expired:
+        await webhook_events.points_expired(services, uid, points, at_ms)
 
 
 async def points_expiring(services: Services, uid: str, points: int, when_ms: int) -> None:
@@ -280,7 +319,9 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
     a retried event or request calls this, LINE delivers it once."""
     view = await services.program.member(referrer)
     offer = services.program.referral_offer(gift=bool(view and view.gift))
-    points = f"{await _referral_points(services, referrer, friend, offer.referrer_points):,}"
+    paid = await _referral_points(services, referrer, friend, offer.referrer_points)
+    await webhook_events.referral_completed(services, referrer, friend, paid)
+    points = f"{paid:,}"
     balance = f"{view.points if view else 0:,}"
 
     def told(say: Say) -> str:

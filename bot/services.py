@@ -15,6 +15,8 @@ from typing import Any
 
 from bot.chat.postback import key_for
 from bot.config import Settings
+from bot.deliveries.engine import Deliveries
+from bot.deliveries.outbound import Outbound
 from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import EmbeddedRedis, connect, ready
 from bot.line.client import LineClient
@@ -35,6 +37,8 @@ class Services:
     texts: Texts
     redis: Any
     catalog: Catalog
+    deliveries: Deliveries  # the durable delivery engine's store (bot/deliveries/)
+    outbound: Outbound  # outbound webhooks: endpoints and the events emitted to them
 
     @property
     def postback_key(self) -> bytes:
@@ -70,8 +74,10 @@ async def open_services(settings: Settings, metrics: Metrics, rules: Rules, text
         shop = ShopifyAdmin(settings) if settings.shopify_shop else None  # shopify_discount rewards' codes
         try:
             program = Program(redis, rules)
+            deliveries = Deliveries(redis, program.now_ms)
             yield Services(settings=settings, program=program, line=line, texts=texts, redis=redis,
-                           catalog=Catalog(redis, program, rules, shop=shop))
+                           catalog=Catalog(redis, program, rules, shop=shop), deliveries=deliveries,
+                           outbound=Outbound(redis, deliveries, program.now_ms))
         finally:
             if shop is not None:
                 await shop.close()

@@ -108,6 +108,8 @@ async def on_account_link(ctx: Ctx) -> None:
     assert isinstance(event, AccountLinkEvent)
     outcome = await ctx.program.links.account_link(ctx.user_id, str(event.link.result), str(event.link.nonce),
                                                    ctx.event_id)
+    if outcome.ok:
+        await notices.after_link(ctx.services, ctx.user_id, outcome.customer_id)
     for order_id, purchase in outcome.credited:  # the referral it completed, the tier it reached
         await notices.after_purchase(ctx.services, purchase, ctx.user_id, order_id)
     await ctx.answer(text(ctx, told(ctx, outcome)))

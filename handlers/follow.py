@@ -27,6 +27,7 @@ async def on_follow(ctx: Ctx) -> None:
     points = 0
     if not ctx.event.follow.is_unblocked:  # signup's op id makes it once per member, ever
         points = await ctx.program.welcome_points(ctx.user_id, ctx.event.timestamp, ctx.event_id)
+        await notices.after_join(ctx.services, ctx.user_id)  # the first follow: once per member, ever
     body = ctx.t("welcome_new", points=points) if points else ctx.t("welcome_back")
     said = [text(ctx, body)]
     # only with LIFF on can anyone have opened an invite before following: without it, no extra read per follow

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot import notices
 from bot.chat.context import Ctx
 from bot.chat.postback import PostbackData
 from bot.chat.router import MessageEvent, PostbackEvent, Router, keyword, postback
@@ -183,6 +184,7 @@ async def on_confirm(ctx: Ctx, data: ConfirmClaim) -> None:
                               coupons_button(ctx)))
         return
     assert result.coupon is not None
+    await notices.after_claim(ctx.services, ctx.user_id, result)
     name = cut(name_of(ctx, result.reward) if result.reward else result.coupon.reward_id, NAME_MAX)
     contents = coupon_card(ctx, result.coupon, name, ctx.t("flex_coupon_issued"), "#06C755",
                            balance=ctx.t("flex_coupon_balance", points=f"{result.balance or 0:,}"))

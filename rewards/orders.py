@@ -93,6 +93,12 @@ class Orders(Part):
             return False
         return bool(await self.redis.sismember(keys.fingerprints(ref[1].decode()), fingerprint))
 
+    async def buyer(self, order_id: str) -> str | None:
+        """The member an order was credited to (None: unknown, or kept for a customer not linked yet)."""
+        owner = await self.redis.get(keys.order_owner(order_id))
+        uid = owner.decode() if owner is not None else ""
+        return uid if uid.startswith("U") else None
+
     async def refund(self, order_id: str) -> tuple[str, int]:
         """Reverse what an order awarded, once: ("OK" | "ALREADY_REFUNDED", points reversed)."""
         owner = await self.redis.get(keys.order_owner(order_id))

@@ -205,6 +205,11 @@ class Referrals(Part):
             await self.board.rank_all_time(referrer, only_up=status == "completed")
         return int(written), int(milestone)
 
+    async def of_friend(self, friend: str) -> tuple[str | None, str | None]:
+        """The friend's referral as it stands: (status, referrer); (None, None) when they were never referred."""
+        status, referrer = await self.redis.hmget(keys.referral(friend), ["status", "referrer"])
+        return (status.decode() if status else None), (referrer.decode() if referrer else None)
+
     async def settle(self, friend: str) -> str | None:
         """Finish the referrer's side of the friend's referral; returns the referrer when it paid just now.
 

@@ -39,12 +39,16 @@ class Upkeep(Part):
             await self.counters.count("points_expired", int(expired))
         return int(released), int(expired)
 
-    async def maintain_due(self, now_ms: int | None = None, limit: int = 1000) -> int:
-        """The clock job: every member with something due by now. Returns how many were looked at."""
+    async def maintain_due(self, now_ms: int | None = None, limit: int = 1000,
+                           expired: list[tuple[str, int]] | None = None) -> int:
+        """The clock job: every member with something due by now. Returns how many were looked at; `expired`,
+        when given, gets (member, points) for each member whose points expired now."""
         now = now_ms if now_ms is not None else self.now_ms()
         due = await buckets.due_between(self.redis, "-inf", now, limit)
         for uid in due:
-            await self.maintain(uid, now)
+            _, lost = await self.maintain(uid, now)
+            if lost and expired is not None:
+                expired.append((uid, lost))
         return len(due)
 
     async def expiring_soon(self, now_ms: int | None = None) -> list[tuple[str, int, int]]:

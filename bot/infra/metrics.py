@@ -40,6 +40,9 @@ class Metrics:
         self.postbacks_refused = Counter("shokai_postbacks_refused",
                                          "Postbacks refused as tampered (our prefix, a wrong mac)",
                                          registry=self.registry)
+        # outbound webhooks ("webhook") and forwarded LINE bodies ("forward"): delivered, retry, failed, dropped
+        self.delivery_attempts = Counter("shokai_delivery_attempts", "Delivery attempts by kind and outcome",
+                                         ["kind", "outcome"], registry=self.registry)
         self.ack_seconds = Histogram("shokai_webhook_ack_seconds", "Time from request to 200",
                                      buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 2),
                                      registry=self.registry)

@@ -50,7 +50,10 @@ class ClockWork:
         program = self.services.program
         await program.settle_all()
         await program.links.finish_all()  # account links a crash left half done
-        await program.maintain_due(now_ms)
+        expired: list[tuple[str, int]] = []
+        at_ms = now_ms if now_ms is not None else program.now_ms()
+        await program.maintain_due(at_ms, expired=expired)
+        await notices.after_expiry(self.services, expired, at_ms)  # outbound webhooks: points.expired
         for uid, points, when in await program.expiring_soon(now_ms):
             await notices.points_expiring(self.services, uid, points, when)
         await program.birthdays_due(now_ms)

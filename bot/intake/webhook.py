@@ -1,6 +1,7 @@
 """POST /callback: verify on the raw bytes, queue durably, then 200. No handling happens here."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -9,6 +10,7 @@ from aiohttp import web
 from linebot.v3.webhook import SignatureValidator
 from redis.exceptions import RedisError
 
+from bot.deliveries.forward import Forwarder
 from bot.infra.metrics import Metrics
 from bot.intake.stream import Intake
 from bot.web.http import JsonRefused, loads_json
@@ -22,12 +24,14 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def make_handler(validator: SignatureValidator, intake_key: web.AppKey[Intake],
-                 metrics_key: web.AppKey[Metrics]) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def make_handler(validator: SignatureValidator, intake_key: web.AppKey[Intake], metrics_key: web.AppKey[Metrics],
+                 forward_key: web.AppKey[Forwarder] | None = None
+                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def callback(request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         metrics = request.app[metrics_key]
-        response = await _callback(request, validator, request.app[intake_key], metrics)
+        forwarder = request.app.get(forward_key) if forward_key is not None else None
+        response = await _callback(request, validator, request.app[intake_key], metrics, forwarder)
         metrics.webhooks.labels(str(response.status)).inc()
         metrics.ack_seconds.observe(time.perf_counter() - started)
         return response
@@ -36,7 +40,7 @@ def make_handler(validator: SignatureValidator, intake_key: web.AppKey[Intake],
 
 
 async def _callback(request: web.Request, validator: SignatureValidator, intake: Intake,
-                    metrics: Metrics) -> web.StreamResponse:
+                    metrics: Metrics, forwarder: Forwarder | None = None) -> web.StreamResponse:
     if request.content_length is not None and request.content_length > MAX_BODY:
         return _error(413, "BODY_TOO_LARGE", "webhook bodies are at most 1 MiB")
     signature = request.headers.get("X-Line-Signature")  # aiohttp matches header names case-insensitively
@@ -61,10 +65,19 @@ async def _callback(request: web.Request, validator: SignatureValidator, intake:
         return _error(400, "TOO_DEEP" if exc.too_deep else "NOT_JSON", str(exc))
     if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
         return _error(400, "NOT_A_WEBHOOK", "the body is not a webhook object with an events list")
-    if not payload["events"]:
-        return web.Response(text="OK")  # LINE's connectivity check
+    # FORWARD_WEBHOOK_URLS: the verified body is stored for the shop's other tool before the 200, beside the
+    # intake's own call (side by side: one more round trip, no longer wait); sent later by the worker
+    forwarded = forwarder.keep(raw, signature, request.headers.get("Content-Type", "")) if forwarder else None
     try:
-        counts = await intake.enqueue(payload["events"], int(time.time() * 1000))
+        if not payload["events"]:  # LINE's connectivity check: forwarded too, else only answered
+            if forwarded is not None:
+                await forwarded
+            return web.Response(text="OK")
+        queued = intake.enqueue(payload["events"], int(time.time() * 1000))
+        if forwarded is None:
+            counts = await queued
+        else:
+            counts, _ = await asyncio.gather(queued, forwarded)
     except (RedisError, OSError) as exc:
         # 503 and not 200: LINE keeps the events (redelivery) instead of us losing them
         log.error("events not queued, answering 503: %s", exc)

@@ -22,6 +22,7 @@ from bot.web.api import (
     rewards,
     staff,
     stats,
+    webhooks,
 )
 from bot.web.pages import coupon, invite, member
 
@@ -40,6 +41,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     staff.setup(app, services_key)
     account_links.setup(app, services_key)
     imports.setup(app, services_key)
+    webhooks.setup(app, services_key)
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)

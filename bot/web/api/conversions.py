@@ -71,6 +71,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     async def refund(request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"]
         outcome, reversed_points = await services(request).program.refund(order_id)
+        await notices.after_refund(services(request), order_id)  # a referral it voided: outbound webhooks
         return web.json_response({"order_id": order_id, "refunded": outcome == "OK",
                                   "already_refunded": outcome == "ALREADY_REFUNDED",
                                   "points_reversed": reversed_points})

@@ -63,6 +63,54 @@ BROADCAST = {"type": "object", "additionalProperties": False, "properties": {
                                     "time zone"},
     "dry_run": {"type": "boolean", "description": "answer the count and a preview; store nothing"}}}
 REASON = _obj([], reason={"type": "string", "maxLength": 500})
+WEBHOOK_EVENTS = ["member.joined", "member.linked", "referral.pending", "referral.completed", "referral.voided",
+                  "reward.claimed", "points.expired"]  # bot/deliveries/outbound.py EVENTS (a test keeps them equal)
+WEBHOOK = _obj(["url", "events"], url={"type": "string", "format": "uri", "maxLength": 2000},
+               events={"type": "array", "minItems": 1, "items": {"enum": WEBHOOK_EVENTS}})
+_USER = {"type": "string", "pattern": "^U[0-9a-f]{32}$"}
+# each event's `data` (the payload is {type, timestamp, data}), described under the document's `webhooks`
+EVENT_DATA: dict[str, tuple[str, dict[str, Any]]] = {
+    "member.joined": ("A new friend followed the account (once per member, ever)", {"user_id": _USER}),
+    "member.linked": ("A member linked their LINE account to a shop customer (account link)",
+                      {"user_id": _USER, "customer_id": {"type": "string"}}),
+    "referral.pending": ("A friend was attributed to a referrer's code; it completes with their qualifying order "
+                         "(or at once when the rules' trigger is the join: then referral.completed follows)",
+                         {"referrer_user_id": _USER, "friend_user_id": _USER}),
+    "referral.completed": ("The referrer was paid for a friend (their order qualified, or staff approved it)",
+                           {"referrer_user_id": _USER, "friend_user_id": _USER,
+                            "referrer_points": {"type": "integer"}}),
+    "referral.voided": ("A referral voided: staff voided it, or the order that completed it was refunded (what it "
+                        "paid is taken back)",
+                        {"referrer_user_id": _USER, "friend_user_id": _USER}),
+    "reward.claimed": ("A member spent points on a catalog reward and got its coupon",
+                       {"user_id": _USER, "reward_id": {"type": "string"}, "claim_id": {"type": "string"},
+                        "cost": {"type": "integer"}, "coupon_code": {"type": "string"},
+                        "expires_at": {"type": ["string", "null"], "format": "date-time"}}),
+    "points.expired": ("Points of a member expired (the rules' [expiry])",
+                       {"user_id": _USER, "points": {"type": "integer", "minimum": 1}}),
+}
+
+
+def _webhooks() -> dict[str, Any]:
+    """OpenAPI 3.1's `webhooks`: what we POST to a registered endpoint, one entry per event."""
+    headers = {"webhook-id": "the delivery's id (msg_…), the same on every retry: dedupe on it",
+               "webhook-timestamp": "this attempt's time, unix seconds (refuse it more than 5 minutes off)",
+               "webhook-signature": "v1,<base64 HMAC-SHA256 of \"{webhook-id}.{webhook-timestamp}.{body}\" keyed "
+                                    "with the secret's base64-decoded part after whsec_>"}
+    out = {}
+    for name, (summary, data) in EVENT_DATA.items():
+        payload = {"type": "object", "required": ["type", "timestamp", "data"], "properties": {
+            "type": {"const": name}, "timestamp": {"type": "string", "format": "date-time"},
+            "data": {"type": "object", "required": sorted(data), "properties": copy.deepcopy(data)}}}
+        out[name] = {"post": {
+            "summary": summary, "operationId": "webhook_" + name.replace(".", "_"),
+            "parameters": [{"name": h, "in": "header", "required": True, "description": d,
+                            "schema": {"type": "string"}} for h, d in headers.items()],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": payload}}},
+            "responses": {"200": {"description": "any 2xx: delivered; anything else (or no answer within 10 s) "
+                                                 "is retried: after 5 s, then the gap doubles up to an hour, for "
+                                                 "24 hours"}}}}
+    return out
 
 # (method, path, summary, path params, query params, request body schema or None, success status)
 PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
@@ -136,6 +184,18 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      200),
     ("get", "/api/v1/imports/{import_id}", "An import job's progress (kept 7 days)",
      [_path_param("import_id", {"type": "string", "pattern": "^[0-9a-f]{32}$"})], [], None, 200),
+    ("post", "/api/v1/webhooks", "Register an outbound webhook endpoint (Standard Webhooks; the events under "
+     "`webhooks` below): 201 {id, url, events, secret: \"whsec_…\" (shown this once), enabled, …}. url: https, or "
+     "http to a loopback address (400 INVALID_URL); unknown event names: 400 UNKNOWN_EVENT", [], [], WEBHOOK, 201),
+    ("get", "/api/v1/webhooks", "The endpoints: {webhooks: [{id, url, events, secret (masked), enabled, "
+     "disabled_at, disabled_reason, failing_since, created_at}]}", [], [], None, 200),
+    ("patch", "/api/v1/webhooks/{id}", "Enable an endpoint again after it was disabled for failing "
+     "(body {\"enabled\": true}); deliveries resume with the next event", [_path_param("id")], [],
+     _obj(["enabled"], enabled={"const": True}), 200),
+    ("delete", "/api/v1/webhooks/{id}", "Delete an endpoint; its pending deliveries are dropped",
+     [_path_param("id")], [], None, 200),
+    ("get", "/api/v1/webhooks/{id}/deliveries", "An endpoint's deliveries, newest first, each with every attempt",
+     [_path_param("id")], [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500})], None, 200),
     ("get", "/api/v1/openapi.json", "This document", [], [], None, 200),
 ]
 
@@ -266,6 +326,7 @@ def document() -> dict[str, Any]:
                  "description": "Every call needs Authorization: Bearer $ADMIN_TOKEN. Errors are "
                                 "{\"error\": {\"code\", \"message\"}} with a 4xx status."},
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {"schemas": {"Error": ERROR},
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}],
