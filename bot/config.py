@@ -105,6 +105,9 @@ class Settings:
     # the shop's login page for LINE's account link (SHOP_LINK_URL): the bot opens it with ?linkToken=… appended.
     # Unset: this shop offers no account link (連携 / link answers so)
     shop_link_url: str | None = None
+    # the secret Shopify signs webhooks with (SHOPIFY_WEBHOOK_SECRET; README "Connect your Shopify store").
+    # Unset: POST /webhooks/shopify answers 404
+    shopify_webhook_secret: str | None = None
     # plumbing knobs (not part of the contract; tests shorten them)
     stream_partitions: int = 8
     # how long a worker's leases (partitions, clock, broadcast jobs, its name) last unrenewed; it renews them
@@ -195,6 +198,8 @@ class Settings:
                 raise ConfigError(f"SHOP_LINK_URL must be an https (or http) URL without #, at most 900 "
                                   f"characters, got {link_url[:80]!r}")
             values["shop_link_url"] = link_url
+        if env.get("SHOPIFY_WEBHOOK_SECRET", "").strip():
+            values["shopify_webhook_secret"] = env["SHOPIFY_WEBHOOK_SECRET"].strip()
         if env.get("REWARDS_CONFIG"):
             path = Path(env["REWARDS_CONFIG"])
             if not path.is_file():

@@ -19,6 +19,7 @@ from bot.web.api import (
     openapi,
     referrals,
     rewards,
+    shopify,
     staff,
     stats,
 )
@@ -38,6 +39,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     exports.setup(app, services_key)
     staff.setup(app, services_key)
     account_links.setup(app, services_key)
+    shopify.setup(app, services_key)
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)

@@ -128,6 +128,8 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      201),
     ("get", "/api/v1/customers/{customer_id}", "The member linked to a shop customer (as GET /members/{user_id}); "
      "404 UNKNOWN_CUSTOMER when none", [_path_param("customer_id", CUSTOMER_ID)], [], None, 200),
+    ("get", "/api/v1/shopify/data-requests", "Shopify's customers/data_request webhooks kept for staff, oldest first, "
+     "each with what we hold about the customer: answer the store within 30 days", [], [], None, 200),
     ("get", "/api/v1/openapi.json", "This document", [], [], None, 200),
 ]
 
