@@ -460,3 +460,31 @@ async def test_a_worker_dying_mid_webhook_loses_and_duplicates_nothing(clean_red
         assert second.handled == 1
     finally:
         await bot.stop()
+
+
+# ---- the simulator console's store path ---------------------------------------------------------------------
+async def test_the_console_reports_a_shopify_order_by_customer_id_or_coupon(bot_with: BotWith, tmp_path: Path) -> None:
+    from linesim.console import Console, ConsoleError
+
+    bot = await bot_with(shopify_webhook_secret=SECRET, shop_link_url=SHOP,
+                         rewards_config=variant(tmp_path, COUPON, **NO_QUIET))
+    console = Console(bot.platform, bot_url=bot.url, public_base_url=bot.url, admin_token="x", shopify_secret=SECRET)
+    hanako = console.add_customer("花子", "ja")
+    await converse(bot.platform, hanako.uid, bot.platform.follow(hanako.uid))
+    await link(bot, hanako.uid, "424242")
+    answer = await console.shopify_order(hanako, 3000, "424242")
+    assert answer["answers"] == [200]
+    await bot.idle()
+    assert (await member(bot, hanako.uid))["points"] == 130
+    # a referred friend's coupon on an order with no customer id
+    referrer, friend_uid = new_user_id(), new_user_id()
+    await refer(bot, referrer, friend_uid)
+    code = (await member(bot, friend_uid))["friend_coupon"]["code"]
+    answer = await console.shopify_order(hanako, 2000, None, code)
+    await bot.idle()
+    assert (await member(bot, friend_uid))["points"] == 100 + 20 + 300
+    with pytest.raises(ConsoleError):
+        await console.shopify_order(hanako, 2000, "not-a-number")
+    without = Console(bot.platform, bot_url=bot.url, public_base_url=bot.url, admin_token="x")
+    with pytest.raises(ConsoleError):
+        await without.shopify_order(hanako, 2000, "1")
