@@ -247,6 +247,21 @@ async def test_a_partial_refund_reverses_in_proportion_then_a_full_one_the_rest_
     assert sorted(-e["delta"] for e in refunds) == [25, 25, 300]
 
 
+async def test_partial_refunds_round_down_and_the_apis_full_refund_takes_the_rest(bot: Bot) -> None:
+    uid = await friend(bot)
+    await link(bot, uid, "9051")
+    body = store.order_body(customer_id=9051, items=[("a", 1, 500), ("b", 1, 499)])  # ¥999: 9 points
+    await send(bot, "orders/paid", body)
+    assert (await member(bot, uid))["points"] == 109
+    await send(bot, "refunds/create", store.refund_body(body, [(0, 1)]))  # ¥500 of ¥999: 4.5 → 4 back
+    assert (await member(bot, uid))["points"] == 105
+    status, answer = await bot.admin("POST", f"/api/v1/conversions/{body['id']}/refund")
+    assert status == 200 and answer["points_reversed"] == 5  # type: ignore[index]
+    assert (await member(bot, uid))["points"] == 100
+    await send(bot, "refunds/create", store.refund_body(body, [(1, 1)]))  # Shopify's own refund of the rest
+    assert (await member(bot, uid))["points"] == 100
+
+
 async def test_a_partial_refund_voids_the_referral_only_when_what_is_left_no_longer_qualifies(
         bot_with: BotWith, tmp_path: Path) -> None:
     bot = await bot_with(shopify_webhook_secret=SECRET, shop_link_url=SHOP,
@@ -399,19 +414,20 @@ async def test_the_stand_in_retries_a_failing_or_slow_bot_with_the_same_webhook_
     assert (await member(bot, uid))["points"] == 120
 
 
-async def test_redis_down_answers_503_so_shopify_retries(bot: Bot) -> None:
-    class Broken:
-        async def enqueue_entry(self, *args: object) -> bool:
-            raise ConnectionError("redis is down")
+async def test_redis_down_answers_503_so_shopify_retries(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     from bot.app import INTAKE
-    working = bot.app[INTAKE]
-    bot.app[INTAKE] = Broken()  # type: ignore[assignment]
-    try:
-        delivery = await stand_in(bot).send("orders/paid", order(customer_id=1), retries=0)
-    finally:
-        bot.app[INTAKE] = working
-    assert delivery.answers == [503]
+
+    async def down(*args: object, **kwargs: object) -> object:
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(bot.app[INTAKE], "_script", down)  # the intake's one Redis call: intake.lua
+    delivery = await stand_in(bot).send("orders/paid", order(customer_id=1), retries=1)
+    monkeypatch.undo()
+    assert delivery.answers == [503, 503]
+    assert await stand_in(bot).attempt(store.Delivery(delivery.topic, delivery.webhook_id, delivery.raw,
+                                                      delivery.headers)) == 200  # Shopify's next retry
 
 
 async def test_a_worker_dying_mid_webhook_loses_and_duplicates_nothing(clean_redis: str, platform: object) -> None:
