@@ -128,7 +128,7 @@ class Shopify(Part):
         return PaidOutcome("unmatched")
 
     # ---- refunds/create -------------------------------------------------------------------------------------
-    async def refund(self, order_id: str, refund_id: str, yen: int) -> RefundOutcome:
+    async def refund(self, order_id: str, refund_id: str, yen: int, retried: bool = False) -> RefundOutcome:
         """Reverse what `yen` of the order's subtotal earned (refund.lua), once per refund id. An order we do not
         know yet keeps the refund until it comes."""
         owner_raw = await self.redis.get(keys.order_owner(order_id))
@@ -147,6 +147,8 @@ class Shopify(Part):
         if customer is not None:  # kept for a customer not linked yet: credit only what is left when they link
             outcome, left = await self._kept_refund(keys=[keys.customer_orders(customer)],
                                                     args=[order_id, refund_id, yen])
+            if outcome.decode() == "UNKNOWN_ORDER" and not retried:  # credited (or dropped) meanwhile: again
+                return await self.refund(order_id, refund_id, yen, retried=True)
             if outcome.decode() == "ALREADY_REFUNDED":
                 return RefundOutcome("already", yen_left=int(left))
             if outcome.decode() == "OK" and int(left) > 0:
