@@ -504,3 +504,20 @@ async def test_the_console_reports_a_shopify_order_by_customer_id_or_coupon(bot_
     without = Console(bot.platform, bot_url=bot.url, public_base_url=bot.url, admin_token="x")
     with pytest.raises(ConsoleError):
         await without.shopify_order(hanako, 2000, "1")
+
+
+def test_the_secret_is_read_from_the_environment_and_blank_means_unset() -> None:
+    from bot.config import Settings
+    from tests.test_startup import GOOD_ENV
+
+    assert Settings.from_env({**GOOD_ENV, "SHOPIFY_WEBHOOK_SECRET": f" {SECRET} "}).shopify_webhook_secret == SECRET
+    assert Settings.from_env({**GOOD_ENV, "SHOPIFY_WEBHOOK_SECRET": " "}).shopify_webhook_secret is None
+    assert Settings.from_env(GOOD_ENV).shopify_webhook_secret is None
+
+
+async def test_a_body_over_one_mib_is_413_as_for_lines_webhook(bot: Bot) -> None:
+    body = order(customer_id=1)
+    body["note"] = "x" * (1024 * 1024)
+    shop = stand_in(bot)
+    assert await shop.attempt(shop.webhook("orders/paid", body)) == 413
+    assert await queued(bot) == 0
