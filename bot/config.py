@@ -5,7 +5,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -105,6 +105,14 @@ class Settings:
     # the shop's login page for LINE's account link (SHOP_LINK_URL): the bot opens it with ?linkToken=… appended.
     # Unset: this shop offers no account link (連携 / link answers so)
     shop_link_url: str | None = None
+    # Shopify Admin API (README "Spending points at the online shop"): both or neither. Unset: rewards of
+    # issue "shopify_discount" are not offered
+    shopify_shop: str | None = None  # the shop's myshopify domain, e.g. example.myshopify.com
+    shopify_admin_token: str | None = None  # the custom app's Admin API access token (shpat_…)
+    shopify_api_base_url: str | None = None  # None: https://{shopify_shop}; tests and the simulator point it home
+    shopify_timeout_seconds: float = 10.0
+    shopify_retry_attempts: int = 4  # tries of one discount code (5xx, timeouts) before the claim is refunded
+    shopify_retry_base_seconds: float = 0.5  # the wait before the second try; doubled before each further one
     # the secret Shopify signs webhooks with (SHOPIFY_WEBHOOK_SECRET; README "Connect your Shopify store").
     # Unset: POST /webhooks/shopify answers 404
     shopify_webhook_secret: str | None = None
@@ -224,6 +232,7 @@ class Settings:
             values["health_max_queue_age_seconds"] = _number(env, "HEALTH_MAX_QUEUE_AGE_SECONDS", sys.float_info.max,
                                                              "a number of seconds above 0")
         values.update(_liff(env))
+        values.update(_shopify(env, url))
         for bad in [u for u in values["staff_user_ids"] if not re.fullmatch(r"U[0-9a-f]{32}", u)]:  # type: ignore[attr-defined]
             raise ConfigError(f"STAFF_USER_IDS holds something that is not a LINE user id: {bad!r}")
         values.update(overrides)
@@ -245,3 +254,31 @@ def _liff(env: Mapping[str, str]) -> dict[str, object]:
         raise ConfigError("LIFF_ID is set but LINE_LOGIN_CHANNEL_ID is not: set it to the ID of the LINE Login "
                           "channel that holds the LIFF app, whose ID tokens the bot verifies")
     return {"liff_id": liff_id, "line_login_channel_id": channel}
+
+
+# The Admin API version every call names: Shopify keeps each stable version for a year, so the one we were
+# built and tested against is pinned here and moved on deliberately (README "Spending points at the online shop").
+SHOPIFY_API_VERSION = "2025-10"
+
+
+def _shopify(env: Mapping[str, str], url: Callable[[str, str, tuple[str, ...]], str]) -> dict[str, object]:
+    """SHOPIFY_SHOP and SHOPIFY_ADMIN_TOKEN: both or neither (a shop we cannot call, or a token for no shop,
+    would take points for codes that never come)."""
+    shop = env.get("SHOPIFY_SHOP", "").strip().lower()
+    token = env.get("SHOPIFY_ADMIN_TOKEN", "").strip()
+    if shop and not token:
+        raise ConfigError("SHOPIFY_SHOP is set but SHOPIFY_ADMIN_TOKEN is not: set it to the custom app's Admin API "
+                          "access token (shpat_…)")
+    if token and not shop:
+        raise ConfigError("SHOPIFY_ADMIN_TOKEN is set but SHOPIFY_SHOP is not: set it to the shop's myshopify "
+                          "domain, such as example.myshopify.com")
+    if not shop:
+        return {}
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,59}\.myshopify\.com", shop):
+        raise ConfigError(f"SHOPIFY_SHOP must be the shop's myshopify domain, such as example.myshopify.com, "
+                          f"got {shop[:80]!r}")
+    if not re.fullmatch(r"[\x21-\x7e]{1,200}", token):
+        raise ConfigError("SHOPIFY_ADMIN_TOKEN must be the Admin API access token as Shopify shows it (no spaces)")
+    base = env.get("SHOPIFY_API_BASE_URL", "").strip() or f"https://{shop}"
+    return {"shopify_shop": shop, "shopify_admin_token": token,
+            "shopify_api_base_url": url("SHOPIFY_API_BASE_URL", base, ("https", "http"))}

@@ -19,6 +19,7 @@ from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import EmbeddedRedis, connect, ready
 from bot.line.client import LineClient
 from bot.line.i18n import Texts
+from bot.shop.admin import ShopifyAdmin
 from rewards.catalog import Catalog
 from rewards.program import Program
 from rewards.rules import Rules
@@ -66,9 +67,12 @@ async def open_services(settings: Settings, metrics: Metrics, rules: Rules, text
     """Redis, the LINE client and the program, closed in reverse order."""
     async with open_redis(settings) as redis:
         line = LineClient(settings, metrics)
+        shop = ShopifyAdmin(settings) if settings.shopify_shop else None  # shopify_discount rewards' codes
         try:
             program = Program(redis, rules)
             yield Services(settings=settings, program=program, line=line, texts=texts, redis=redis,
-                           catalog=Catalog(redis, program, rules))
+                           catalog=Catalog(redis, program, rules, shop=shop))
         finally:
+            if shop is not None:
+                await shop.close()
             await line.close()

@@ -16,7 +16,7 @@ from handlers.common import card, note, render, show_loading, text, tier_label
 from rewards.catalog import OUT_OF_STOCK
 from rewards.coupons import Coupon
 from rewards.inventory import Stock
-from rewards.rules import Reward
+from rewards.rules import SHOPIFY_DISCOUNT, Reward
 
 router = Router("rewards_catalog")
 
@@ -198,7 +198,9 @@ def coupon_card(ctx: Ctx, coupon: Coupon, name: str, headline: str, color: str, 
     if balance:
         lines.append(balance)
     return render(ctx, "coupon", headline=headline, color=color, name=name, rows=[note(ctx, line) for line in lines],
-                  note=note(ctx, ctx.t("flex_coupon_show")), link=coupon_link(ctx.services.settings, coupon.token))
+                  note=note(ctx, ctx.t("flex_coupon_show_online" if coupon.issue == SHOPIFY_DISCOUNT
+                                       else "flex_coupon_show")),
+                  link=coupon_link(ctx.services.settings, coupon.token))
 
 
 @router.on(PostbackEvent, postback(CancelClaim))

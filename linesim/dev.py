@@ -13,10 +13,13 @@ from bot.web.listen import listening_socket
 from bot.web.server import Site
 from linesim.platform import LIFF_ID, LOGIN_CHANNEL_ID, Platform
 from linesim.shopify import DEV_WEBHOOK_SECRET
+from linesim.shopify_admin import ShopifyAdminStandIn
 
 DEV_SECRET = "shokai-dev-channel-secret"
 DEV_TOKEN = "shokai-dev-access-token"
 DEV_BASIC_ID = "@shokai-dev"
+DEV_SHOPIFY_SHOP = "shokai-dev.myshopify.com"
+DEV_SHOPIFY_TOKEN = "shpat_shokai_dev"
 SIMULATOR_SDK_PATH = "/static/liff-sdk.js"  # the stand-in LIFF SDK, on the console's origin
 
 
@@ -26,6 +29,14 @@ def dev_liff(environment: Mapping[str, str]) -> dict[str, str]:
     if "LIFF_ID" in environment:
         return {}
     return {"LIFF_ID": LIFF_ID, "LINE_LOGIN_CHANNEL_ID": LOGIN_CHANNEL_ID}
+
+
+def dev_shopify(environment: Mapping[str, str], admin_url: str) -> dict[str, str]:
+    """The Shopify Admin stand-in, so that `make run` can claim a shopify_discount reward, unless SHOPIFY_SHOP is
+    given (an empty one: no Shopify, as in production without it)."""
+    if "SHOPIFY_SHOP" in environment:
+        return {}
+    return {"SHOPIFY_SHOP": DEV_SHOPIFY_SHOP, "SHOPIFY_ADMIN_TOKEN": DEV_SHOPIFY_TOKEN, "SHOPIFY_API_BASE_URL": admin_url}
 
 
 def dev_admin_token(environment: Mapping[str, str]) -> str:
@@ -63,11 +74,14 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
     platform = Platform(secret=DEV_SECRET, token=DEV_TOKEN, basic_id=DEV_BASIC_ID, strict_media=False,
                         bot_url=f"http://{host}:{port}/callback")
     await platform.start()
+    shopify = ShopifyAdminStandIn(token=DEV_SHOPIFY_TOKEN)
+    await shopify.start(host)
     # the account link story: the console stands in for the shop's login page unless a real one is given
     shop_link_url = environment.get("SHOP_LINK_URL") or f"http://{host}:{console_port}{SHOP_PATH}"
     env = {**environment, "SHOP_LINK_URL": shop_link_url, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
            "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": public, "LINE_BASIC_ID": DEV_BASIC_ID,
            "ADMIN_TOKEN": admin_token, **dev_liff(environment),
+           **dev_shopify(environment, shopify.url),
            # the store path: the console's Shopify stand-in signs its webhooks with this secret
            "SHOPIFY_WEBHOOK_SECRET": environment.get("SHOPIFY_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET}
     console_url = f"http://{host}:{console_port}"
@@ -91,11 +105,14 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         await web.SockSite(console_runner, console_socket).start()
         print(f"\n  Shokai is running (data in {settings.data_dir}/redis).\n"
               f"  Open the LINE simulator console:  {console_url}/\n"
-              f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n", flush=True)
+              f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n"
+              + (f"  Shopify Admin stand-in: {shopify.url} (the 特典 / rewards online500 makes its codes there)\n"
+                 if settings.shopify_shop == DEV_SHOPIFY_SHOP else ""), flush=True)
         await until_stopped()
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
         await platform.stop()
+        await shopify.stop()
         bot_socket.close()
         console_socket.close()

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-API_VERSION = "2025-07"
+API_VERSION = "2025-10"  # as bot/config.py SHOPIFY_API_VERSION (the Admin API)
 SHOP_DOMAIN = "shokai-dev.myshopify.com"
 DEV_WEBHOOK_SECRET = "shpss_simulator_webhook_secret"  # the secret `make run` gives the bot and the stand-in
 RETRIES = 8  # after the first attempt

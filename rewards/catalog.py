@@ -22,6 +22,7 @@ rewards/coupons.py; Catalog drives the claim and answers for both under the name
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 import time
@@ -38,8 +39,9 @@ from rewards.ledger_codec import op_field
 from rewards.members import MemberView
 from rewards.part import LUA
 from rewards.program import Program
-from rewards.rules import Reward, Rules
+from rewards.rules import SHOPIFY_DISCOUNT, Reward, Rules
 from rewards.scripts import register
+from rewards.shop_discounts import SHOP_UNAVAILABLE, DiscountShop, ShopDiscount, ShopRefused, discount_code
 
 # Why a claim is refused (stable codes; texts are per locale under claim_refused_<code>).
 OUT_OF_STOCK = "OUT_OF_STOCK"
@@ -49,10 +51,13 @@ NOT_AVAILABLE = "NOT_AVAILABLE"  # outside the reward's validity window, or no l
 LIMIT_REACHED = "LIMIT_REACHED"  # the member's per-member limit for the reward
 IN_DEBT = "IN_DEBT"
 UNKNOWN_CLAIM = "UNKNOWN_CLAIM"  # expired, unknown, or another member's claim id
-REASONS = (OUT_OF_STOCK, NOT_ENOUGH_POINTS, TIER_TOO_LOW, NOT_AVAILABLE, LIMIT_REACHED, IN_DEBT, UNKNOWN_CLAIM)
+REASONS = (OUT_OF_STOCK, NOT_ENOUGH_POINTS, TIER_TOO_LOW, NOT_AVAILABLE, LIMIT_REACHED, IN_DEBT, UNKNOWN_CLAIM,
+           SHOP_UNAVAILABLE)  # the last: the shop would not make a shopify_discount code (points given back)
 
 CLAIM_TTL_SECONDS = 86_400  # a confirm button works for a day after the reward was shown
 STALE_MINUTES = 15  # a reservation this old whose claim never finished is settled by release_stale()
+
+log = logging.getLogger(__name__)
 
 _CLAIM_ID = re.compile(r"^[A-Za-z0-9_-]{16}$")
 
@@ -88,11 +93,14 @@ class ClaimResult:
 
 
 class Catalog:
-    def __init__(self, redis: Any, program: Program, rules: Rules, clock: Callable[[], float] = time.time):
+    def __init__(self, redis: Any, program: Program, rules: Rules, clock: Callable[[], float] = time.time,
+                 shop: DiscountShop | None = None):
         self.redis = redis
         self.program = program
         self.rules = rules
         self.clock = clock
+        self.shop = shop  # makes the codes of shopify_discount rewards; None: those rewards are not offered
+        self._fail = register(redis, LUA / "claim_fail.lua")
         self._open = register(redis, LUA / "claim_open.lua")
         self._begin = register(redis, LUA / "claim_begin.lua")
         self._refuse_script = register(redis, LUA / "claim_refuse.lua")
@@ -122,6 +130,8 @@ class Catalog:
     # ---- what a member sees ------------------------------------------------------------
     def available(self, reward: Reward, now_ms: int | None = None) -> bool:
         """Inside the reward's validity window (from inclusive, until exclusive)."""
+        if reward.issue == SHOPIFY_DISCOUNT and self.shop is None:  # no shop configured (SHOPIFY_SHOP)
+            return False
         now = datetime.fromtimestamp((now_ms if now_ms is not None else self.now_ms()) / 1000, self.rules.timezone)
         if reward.available_from and now < reward.available_from:
             return False
@@ -191,7 +201,7 @@ class Catalog:
             return None
         now = self.now_ms()
         claim_id = secrets.token_urlsafe(12)
-        code = new_coupon_code() if reward.issue != "pool" else ""
+        code = {"pool": "", SHOPIFY_DISCOUNT: discount_code(claim_id)}.get(reward.issue) or new_coupon_code()
         # asked together, so their reads and the claim's opening share round trips (auto-pipelined)
         view, _, stock = await asyncio.gather(
             self._view(uid),
@@ -225,6 +235,8 @@ class Catalog:
         if claim["state"] == "done":
             return await self._issued(uid, claim_id, reward)
         if claim["state"] == "refused":
+            if claim.get("refund") and reward is not None:  # a crash may have come before the points went back
+                await self._give_back(uid, claim_id, reward)
             return ClaimResult(ok=False, reason=claim["reason"], reward=reward)
         if reward is None:  # taken out of the rules since it was shown
             return await self._refused(NOT_AVAILABLE)
@@ -288,10 +300,18 @@ class Catalog:
         if not claim:
             raise RuntimeError(f"claim {claim_id} of {uid} vanished after its points were spent")
         now = self.now_ms()
+        expires = self.coupon_book.expires_at(reward, now)
+        if reward.issue == SHOPIFY_DISCOUNT and claim["state"] == "pending":
+            begun = int(claim.get("begun_at") or now)  # the same validity on every try of the claim
+            expires = self.coupon_book.expires_at(reward, begun)
+            try:
+                await self._make_shop_code(uid, claim_id, reward, begun, expires)
+            except ShopRefused as exc:
+                return await self._shop_failed(uid, claim_id, reward, exc.why)
         token = claim["token"]
         coupon = Coupon(token=token, reward_id=reward.id, code=pool_code if reward.issue == "pool" else claim["code"],
                         claim_id=claim_id, issue=reward.issue, cost=reward.cost, issued_at_ms=now,
-                        expires_at_ms=self.coupon_book.expires_at(reward, now))
+                        expires_at_ms=expires)
         await self.redis.set(keys.coupon(token), uid)  # the page's way to the coupon; harmless if never issued
         outcome, *rest = await self._finish(
             keys=[keys.claim(uid, claim_id), keys.ops(uid), keys.coupons(uid), keys.coupon_order(uid)],
@@ -313,6 +333,41 @@ class Catalog:
             await self.inventory.release(reward.id, claim_id, uid)
             return ClaimResult(ok=False, reason=_s(rest[0]), reward=reward)
         raise RuntimeError(f"claim {claim_id} of {uid} cannot finish: {outcome}")
+
+    async def _make_shop_code(self, uid: str, claim_id: str, reward: Reward, begun_ms: int, expires_ms: int) -> None:
+        """The claim's code in the shop: made now, or adopted when an earlier try of this claim made it."""
+        assert self.shop is not None
+        customer = await self.program.links.customer_of(uid)
+        made = await self.shop.create_discount(ShopDiscount(
+            code=discount_code(claim_id), title=f"Shokai {reward.id} {claim_id}", yen_off=reward.yen_off,
+            percent_off=reward.percent_off, minimum_order=reward.minimum_order, starts_at_ms=begun_ms,
+            ends_at_ms=expires_ms, customer_id=customer))
+        await self.program.count("shop_discounts_made" if made else "shop_discounts_adopted")
+
+    async def _shop_failed(self, uid: str, claim_id: str, reward: Reward, why: str) -> ClaimResult:
+        """The shop would not make the code: the claim is refused for good and its points go back, once."""
+        outcome = _s(await self._fail(keys=[keys.claim(uid, claim_id), keys.claimed(uid)],
+                                      args=[SHOP_UNAVAILABLE, self.now_ms()]))
+        if outcome == "DONE":  # another try of this claim finished it meanwhile
+            return await self._issued(uid, claim_id, reward)
+        if outcome == "REFUSED":
+            log.warning("claim %s (%s): the shop made no discount code, points given back: %s", claim_id,
+                        reward.id, why)
+            await self.program.count(f"claims_refused:{SHOP_UNAVAILABLE}")
+            await self._give_back(uid, claim_id, reward)
+        stored = await self.redis.hget(keys.claim(uid, claim_id), "reason")
+        return ClaimResult(ok=False, reason=_s(stored) if stored else SHOP_UNAVAILABLE, reward=reward)
+
+    async def _give_back(self, uid: str, claim_id: str, reward: Reward) -> int:
+        """A refused claim's stock, and its spent points: what the spend took, as op `unclaim:{id}`, written once
+        however often this runs. Returns what releasing the stock returned."""
+        spent = await self.program.points_ledger.entry(uid, self._op(claim_id))
+        if spent is not None and spent["delta"] < 0:
+            written, _ = await self.program.apply(uid, f"unclaim:{claim_id}", -spent["delta"], "refund",
+                                                  f"reward:{reward.id}", self.now_ms(), note=claim_id)
+            if written == 1:
+                await self.program.count("claims_refunded")
+        return await self.inventory.release(reward.id, claim_id, uid)
 
     async def _issued(self, uid: str, claim_id: str, reward: Reward | None) -> ClaimResult:
         """The answer to a claim confirmed before: the same coupon."""
@@ -345,6 +400,8 @@ class Catalog:
                     await self._complete(uid, claim_id, reward, pool_code)
                 elif outcome == "DONE":
                     await self.inventory.commit(reward.id, claim_id)
+                elif await self.redis.hget(keys.claim(uid, claim_id), "refund"):  # the shop refused its code
+                    released += await self._give_back(uid, claim_id, reward)
                 else:
                     released += await self.inventory.release(reward.id, claim_id, uid)
         return released

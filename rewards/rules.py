@@ -77,7 +77,7 @@ class Reward:
     cost: int
     name: dict[str, str]
     description: dict[str, str]
-    issue: str = "generated"  # generated | pool | manual
+    issue: str = "generated"  # generated | pool | manual | shopify_discount
     stock: int | None = None  # None: no limit
     per_member: int | None = None
     tier: str | None = None
@@ -85,6 +85,14 @@ class Reward:
     available_until: datetime | None = None
     valid_days: int | None = None
     image: str | None = None
+    # issue = "shopify_discount": the code made in the shop takes one of these off an order (the other is 0)
+    yen_off: int = 0
+    percent_off: int = 0
+    minimum_order: int = 0  # yen; the order's subtotal must reach it (0: any order)
+
+
+SHOPIFY_DISCOUNT = "shopify_discount"  # the issue of a reward claimed as a one-time code in the Shopify store
+REWARD_ISSUES = ("generated", "pool", "manual", SHOPIFY_DISCOUNT)
 
 
 @dataclass(frozen=True)
@@ -418,10 +426,11 @@ def _load_rules(path: Path) -> Rules:
         tier = w.get("tier")
         if tier is not None and tier not in tier_names:
             raise r.fail(f"{where}.tier", f"no tier named {tier!r}")
+        issue = r.choice(w, where, "issue", REWARD_ISSUES)
         rewards.append(Reward(
             id=reward_id, cost=r.whole(w, where, "cost", minimum=1), name=r.texts(w, where, "name"),
             description=r.texts(w, where, "description") if "description" in w else {"ja": ""},
-            issue=r.choice(w, where, "issue", ("generated", "pool", "manual")),
+            issue=issue, **_shop_discount(r, w, where, issue),
             stock=r.whole(w, where, "stock") if "stock" in w else None,
             per_member=r.whole(w, where, "per_member", minimum=1) if "per_member" in w else None,
             tier=tier, available_from=r.time(w, where, "available_from", zone, required=False),
@@ -464,6 +473,22 @@ def _load_rules(path: Path) -> Rules:
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
         friend_coupon=friend_coupon, prompts=prompts,
         unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1))
+
+
+def _shop_discount(r: _Reader, w: dict[str, Any], where: str, issue: str) -> dict[str, int]:
+    """A shopify_discount reward's offer: yen_off or percent_off, and an optional minimum_order (docs/rules.md)."""
+    given = [name for name in ("yen_off", "percent_off", "minimum_order") if name in w]
+    if issue != SHOPIFY_DISCOUNT:
+        if given:
+            raise r.fail(f"{where}.{given[0]}", 'only a reward with issue = "shopify_discount" takes an amount off')
+        return {}
+    yen = r.whole(w, where, "yen_off", 0)
+    percent = r.whole(w, where, "percent_off", 0)
+    if (yen > 0) == (percent > 0):
+        raise r.fail(f"{where}.yen_off", "a shopify_discount reward gives one of yen_off (yen) or percent_off (1-100)")
+    if percent > 100:
+        raise r.fail(f"{where}.percent_off", f"must be 1 to 100, not {percent}")
+    return {"yen_off": yen, "percent_off": percent, "minimum_order": r.whole(w, where, "minimum_order", 0)}
 
 
 _PREFIX = re.compile(r"^[A-Z0-9]{0,12}-?$")

@@ -13,7 +13,7 @@ CLUSTER_MODULES = frozenset({
     "test_admin_api_more", "test_staff", "test_stats", "test_broadcasts", "test_notices", "test_profile",
     "test_flex_cards", "test_richmenu", "test_hot_path", "test_ledger_codec",
     "test_health", "test_bursts", "test_friend_coupon",
-    "test_prompts", "test_account_link", "test_shopify_webhooks",
+    "test_prompts", "test_account_link", "test_shopify_discount", "test_shopify_webhooks",
 })
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from bot.line.links import coupon_qr_url
 from bot.web.pages.render import NOT_FOUND, page_language, qr_png, render
-from rewards.rules import FRIEND_COUPON_POOL
+from rewards.rules import FRIEND_COUPON_POOL, SHOPIFY_DISCOUNT
 
 _TOKEN = r"{token:[A-Za-z0-9_-]{22}}"
 _PRIVATE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}  # Referrer-Policy &c.: http.security_headers
@@ -48,7 +48,8 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             show=texts.get(lang, "coupon_page_show"), qr_url=coupon_qr_url(services.settings, coupon.token),
             qr_alt=texts.get(lang, "coupon_page_qr_alt"), code_label=texts.get(lang, "coupon_page_code"),
             code=coupon.code, state=state, state_class=state_class,
-            note=texts.get(lang, "coupon_page_manual" if coupon.issue == "manual" else "coupon_page_note"))
+            note=texts.get(lang, {"manual": "coupon_page_manual", SHOPIFY_DISCOUNT: "coupon_page_online"}.get(
+                coupon.issue, "coupon_page_note")))
         return web.Response(text=body, content_type="text/html", headers=_PRIVATE)
 
     async def coupon_qr(request: web.Request) -> web.StreamResponse:
