@@ -21,6 +21,7 @@ from bot.intake.stream import Intake
 from bot.intake.worker import Worker
 from bot.line.i18n import Texts
 from bot.services import Services, open_services
+from bot.shopify import webhook as shopify_webhook
 from bot.web import routes
 from bot.web.http import (
     OUTAGE,
@@ -105,6 +106,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
     app.router.add_post("/callback", webhook.make_handler(SignatureValidator(settings.channel_secret), INTAKE, METRICS,
                                                           FORWARDER))
 
+    app.router.add_post("/webhooks/shopify", shopify_webhook.make_handler(settings.shopify_webhook_secret, INTAKE,
+                                                                          METRICS, SERVICES))
     routes.setup(app, SERVICES, metrics)
     return app
 

@@ -118,6 +118,9 @@ class Settings:
     shopify_timeout_seconds: float = 10.0
     shopify_retry_attempts: int = 4  # tries of one discount code (5xx, timeouts) before the claim is refunded
     shopify_retry_base_seconds: float = 0.5  # the wait before the second try; doubled before each further one
+    # the secret Shopify signs webhooks with (SHOPIFY_WEBHOOK_SECRET; README "Connect your Shopify store").
+    # Unset: POST /webhooks/shopify answers 404
+    shopify_webhook_secret: str | None = None
     # plumbing knobs (not part of the contract; tests shorten them)
     stream_partitions: int = 8
     # how long a worker's leases (partitions, clock, broadcast jobs, its name) last unrenewed; it renews them
@@ -212,6 +215,8 @@ class Settings:
         if env.get("FORWARD_WEBHOOK_URLS", "").strip():
             values["forward_webhook_urls"] = _forward_urls(env["FORWARD_WEBHOOK_URLS"],
                                                            str(values["public_base_url"]))
+        if env.get("SHOPIFY_WEBHOOK_SECRET", "").strip():
+            values["shopify_webhook_secret"] = env["SHOPIFY_WEBHOOK_SECRET"].strip()
         if env.get("REWARDS_CONFIG"):
             path = Path(env["REWARDS_CONFIG"])
             if not path.is_file():

@@ -47,6 +47,8 @@ from .phone import (
     with_tap_script,
 )
 from .platform import Call, Platform, new_user_id
+from .shopify import ShopifyStandIn
+from .shopify import order_body as shopify_order_body
 
 STATIC = Path(__file__).resolve().parent / "static"
 LANGUAGES = ("ja", "en")
@@ -90,8 +92,11 @@ class Console:
 
     def __init__(self, platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str,
                  liff_id: str | None = None, liff_endpoint: str | None = None,
-                 shop_link_url: str | None = None) -> None:
+                 shop_link_url: str | None = None, shopify_secret: str | None = None) -> None:
         self.platform = platform
+        # the Shopify store's stand-in (shopify.py), signing with the secret `dev` gave the bot; None: no store
+        self.shopify = ShopifyStandIn(bot_url.rstrip("/") + "/webhooks/shopify", shopify_secret) \
+            if shopify_secret else None
         # the LIFF app the phones know (its ID, and the endpoint URL its console registers): a LIFF URL with
         # this ID opens the endpoint in the phone's LIFF browser, with the stand-in SDK (static/liff-sdk.js)
         self.liff_id = liff_id
@@ -507,6 +512,25 @@ class Console:
         return {"status": "success", "to": [t.uid for t in targets]}
 
     # -- purchases through the admin API
+    async def shopify_order(self, customer: Customer, amount: int, customer_id: str | None = None,
+                            coupon: str | None = None) -> dict:
+        """An order paid at the Shopify store: the stand-in sends orders/paid, signed as Shopify signs it, and
+        retries as Shopify would. The buyer is the shop's customer id (linked, or kept until they link) and/or a
+        friend's welcome coupon code."""
+        if self.shopify is None:
+            raise ConsoleError(409, "no Shopify store here: the bot runs without SHOPIFY_WEBHOOK_SECRET")
+        if customer_id is not None and not customer_id.isdigit():
+            raise ConsoleError(400, "a Shopify customer id is a number")
+        body = shopify_order_body(customer_id=int(customer_id) if customer_id else None,
+                                  items=[("シミュレーター商品", 1, amount)], discount_codes=(coupon,) if coupon else ())
+        delivery = await self.shopify.send("orders/paid", body, retries=2)
+        by = "".join([f" 会員ID customer {customer_id}" if customer_id else "", f" クーポン coupon {coupon}" if coupon
+                      else ""])
+        self.add_entry(customer, "system", text=f"Shopify注文 order paid ¥{amount:,}{by} (order {body['id']}) → "
+                                                f"{' / '.join(str(a) for a in delivery.answers)}",
+                       json={"topic": "orders/paid", "webhook_id": delivery.webhook_id, "answers": delivery.answers})
+        return {"order_id": str(body["id"]), "answers": delivery.answers}
+
     async def purchase(self, customer: Customer, amount: int, customer_id: str | None = None) -> dict:
         """A purchase as the shop reports it: by the LINE user, or by the shop's own customer id (account link)."""
         order_id = "sim-" + secrets.token_hex(8)

@@ -102,13 +102,15 @@ def local_only(hosts: Iterable[str] = ()) -> Any:
 
 def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin_token: str,
                 hosts: Iterable[str] = (), liff_id: str | None = None,
-                liff_endpoint: str | None = None, shop_link_url: str | None = None) -> web.Application:
+                liff_endpoint: str | None = None, shop_link_url: str | None = None,
+                shopify_secret: str | None = None) -> web.Application:
     """The console as an aiohttp app; serve it on its own port next to the bot. It answers loopback requests
     only, and `hosts` (the address `dev` was told to listen on, when not loopback). With `liff_id`, LIFF URLs
     of that app open `liff_endpoint` (a page of the bot's) in the phone's LIFF browser; `shop_link_url` is
     the stand-in shop's login page (shop.py)."""
     console = Console(platform, bot_url=bot_url, public_base_url=public_base_url, admin_token=admin_token,
-                      liff_id=liff_id, liff_endpoint=liff_endpoint, shop_link_url=shop_link_url)
+                      liff_id=liff_id, liff_endpoint=liff_endpoint, shop_link_url=shop_link_url,
+                      shopify_secret=shopify_secret)
     app = web.Application(middlewares=[local_only(hosts), _errors])
     app[CONSOLE_KEY] = console
     app.cleanup_ctx.append(console.lifecycle)
@@ -201,6 +203,17 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
             raise ConsoleError(400, "customer_id must be a string")
         return web.json_response(await console.purchase(customer, amount, customer_id))
 
+    async def shopify_order(request: web.Request) -> web.Response:
+        customer = target(request)
+        body = await _json_body(request)
+        amount = body.get("amount", 3000)
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= 100_000_000:
+            raise ConsoleError(400, "amount must be a whole number of yen from 1 to 100,000,000")
+        customer_id, coupon = body.get("customer_id") or None, body.get("coupon") or None
+        if not isinstance(customer_id, (str, type(None))) or not isinstance(coupon, (str, type(None))):
+            raise ConsoleError(400, "customer_id and coupon are strings")
+        return web.json_response(await console.shopify_order(customer, amount, customer_id, coupon))
+
     async def shop_page(request: web.Request) -> web.Response:
         """The stand-in shop's login page opened outside the phone (SHOP_LINK_URL in an ordinary browser)."""
         link_token = request.query.get("linkToken", "")
@@ -276,6 +289,7 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
     r.add_post("/api/customers/{uid}/scan", scan)
     r.add_post("/api/customers/{uid}/share", share)
     r.add_post("/api/customers/{uid}/purchase", purchase)
+    r.add_post("/api/customers/{uid}/shopify-order", shopify_order)
     r.add_get("/api/customers/{uid}/richmenu", richmenu)
     r.add_post("/api/customers/{uid}/richmenu/{index}", tap_richmenu)
     r.add_get("/api/richmenus/{id}.img", richmenu_image)

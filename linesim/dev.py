@@ -12,6 +12,7 @@ from bot.infra.signals import until_stopped
 from bot.web.listen import listening_socket
 from bot.web.server import Site
 from linesim.platform import LIFF_ID, LOGIN_CHANNEL_ID, Platform
+from linesim.shopify import DEV_WEBHOOK_SECRET
 from linesim.shopify_admin import ShopifyAdminStandIn
 
 DEV_SECRET = "shokai-dev-channel-secret"
@@ -80,7 +81,9 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
     env = {**environment, "SHOP_LINK_URL": shop_link_url, "LINE_CHANNEL_SECRET": DEV_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": DEV_TOKEN,
            "LINE_API_BASE_URL": platform.api_url, "PUBLIC_BASE_URL": public, "LINE_BASIC_ID": DEV_BASIC_ID,
            "ADMIN_TOKEN": admin_token, **dev_liff(environment),
-           **dev_shopify(environment, shopify.url)}
+           **dev_shopify(environment, shopify.url),
+           # the store path: the console's Shopify stand-in signs its webhooks with this secret
+           "SHOPIFY_WEBHOOK_SECRET": environment.get("SHOPIFY_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET}
     console_url = f"http://{host}:{console_port}"
     runners = []
     try:
@@ -95,7 +98,7 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         console_runner = web.AppRunner(
             console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token,
                         hosts=(host,), liff_id=settings.liff_id, liff_endpoint=f"{public}/liff/invite",
-                        shop_link_url=shop_link_url),
+                        shop_link_url=shop_link_url, shopify_secret=settings.shopify_webhook_secret),
             access_log=None)
         await console_runner.setup()
         runners.append(console_runner)

@@ -306,3 +306,13 @@ def link_token(token: str) -> str:
 
 
 LINKS_SETTLE = f"{PREFIX}:links:settle"  # hash: nonce -> a link whose steps are still to finish (JSON)
+
+
+# ---- Shopify (rewards/shopify.py) -------------------------------------------------------------------------------
+SHOPIFY_CUSTOMERS = f"{PREFIX}:shopify:customers"  # set: every shop customer id we hold something for (shop/redact)
+SHOPIFY_EARLY_ORDERS = f"{PREFIX}:shopify:early"  # set: order ids with a refund that came before the order
+SHOPIFY_DATA_REQUESTS = f"{PREFIX}:shopify:data_requests"  # hash: request id -> what we hold (JSON), for staff
+
+
+def shopify_early_refunds(order_id: str) -> str:
+    return f"{PREFIX}:shopify:{{o:{order_id}}}:early"  # hash: refund id -> yen, a refund waiting for its order

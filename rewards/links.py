@@ -161,6 +161,7 @@ class Links(Part):
             await self._swap(keys=[keys.customer(moved_from_customer)], args=["user", uid, ""])
             await self.members.audit("account_link", "relink_user", uid, op=f"link:{nonce}:user",
                                      customer=customer_id, from_customer=moved_from_customer)
+        await self.redis.sadd(keys.SHOPIFY_CUSTOMERS, customer_id)  # the shop's erasure (shop/redact) finds it
         credited = await self.credit(customer_id, at)
         await self.redis.hset(keys.link_nonce(nonce), "done", 1)  # before the intent goes: see account_link
         await self.redis.hdel(keys.LINKS_SETTLE, nonce)

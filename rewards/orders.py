@@ -99,18 +99,28 @@ class Orders(Part):
         uid = owner.decode() if owner is not None else ""
         return uid if uid.startswith("U") else None
 
-    async def refund(self, order_id: str) -> tuple[str, int]:
-        """Reverse what an order awarded, once: ("OK" | "ALREADY_REFUNDED", points reversed)."""
+    async def refund(self, order_id: str, refund_id: str = "", yen: int | None = None) -> tuple[str, int]:
+        """Reverse what an order awarded, once: ("OK" | "ALREADY_REFUNDED", points reversed).
+
+        With `refund_id` and `yen` (a shop's partial refund: the yen of the order's subtotal it gives back), only
+        the refunded part: purchase points in proportion, the rest once nothing is left (refund.lua)."""
+        return (await self.refund_part(order_id, refund_id, yen))[:2]
+
+    async def refund_part(self, order_id: str, refund_id: str = "", yen: int | None = None) -> tuple[str, int, int, bool]:
+        """As refund(), and also the yen left of the order and whether this refund voided its referral."""
         owner = await self.redis.get(keys.order_owner(order_id))
         if owner is None:
             raise ProgramError("UNKNOWN_ORDER", "no order with that order_id was reported")
         uid = owner.decode()
         await self.redis.sadd(keys.SETTLE, uid)
-        outcome, reversed_points = await self._refund(
+        outcome, reversed_points, left, voided = await self._refund(
             keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
-            args=[order_id, self.now_ms(), int(self.ledger.write_off)])
+            args=[order_id, self.now_ms(), int(self.ledger.write_off), refund_id, "" if yen is None else yen,
+                  self.rules.referral_minimum_order])
         await self.referrals.settle(uid)
         outcome = outcome.decode()
         if outcome == "UNKNOWN_ORDER":  # the owner key landed but the order never did: a crash mid-report
             raise ProgramError("UNKNOWN_ORDER", "no order with that order_id was recorded")
-        return outcome, int(reversed_points)
+        if outcome == "OK" and int(voided):
+            await self.counters.count("referrals_voided_by_refund")
+        return outcome, int(reversed_points), int(left), bool(int(voided))

@@ -32,6 +32,7 @@ from rewards.prompts import Prompts
 from rewards.referrals import Referrals
 from rewards.rules import Rules
 from rewards.shares import Shares
+from rewards.shopify import Shopify
 from rewards.upkeep import Upkeep
 
 
@@ -61,6 +62,8 @@ class Program:
         # invites through LIFF: attribution before the follow, and the shares the page reports
         self.pre_follow = PreFollow(redis, rules, now_ms, counters=self.counters, invites=self.invites)
         self.shares = Shares(redis, rules, now_ms, counters=self.counters)
+        self.shopify = Shopify(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders,
+                               links=self.links, friend_coupons=self.friend_coupons)
 
         members = self.members
         self.see = members.see

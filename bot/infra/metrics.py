@@ -30,6 +30,9 @@ class Metrics:
         # bad_user_id: a user source whose userId is not LINE's U + 32 hex digits, never queued)
         self.events = Counter("shokai_webhook_events", "Webhook events by intake outcome", ["outcome"],
                               registry=self.registry)
+        # POST /webhooks/shopify by topic (only for 200s: "-" otherwise, a bad request's header is not trusted)
+        self.shopify_webhooks = Counter("shokai_shopify_webhooks", "Shopify webhook requests by topic and status",
+                                        ["topic", "status"], registry=self.registry)
         self.handled = Counter("shokai_events_handled", "Events handled by the worker", ["outcome"],
                                registry=self.registry)
         self.line_calls = Counter("shokai_line_api_calls", "Messaging API calls", ["endpoint", "status"],

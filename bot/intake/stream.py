@@ -112,6 +112,13 @@ class Intake:
             counts["duplicate"] += len(flags) - added
         return dict(counts)
 
+    async def enqueue_entry(self, lane: str, event_id: str, entry: dict[str, Any], received_at_ms: int) -> bool:
+        """Queue one entry that did not come from LINE (a Shopify webhook: bot/shopify/) in the partition of its
+        lane, with the same seen-key dedupe and group commit. True when queued, False for a duplicate."""
+        flags = await self._queue(partition_of(lane, self.partitions),
+                                  [(event_id, json.dumps(entry, ensure_ascii=False))], received_at_ms)
+        return flags == "1"
+
     async def _queue(self, p: int, items: list[tuple[str, str]], received_at_ms: int) -> str:
         """One webhook's events of partition p: "1" queued / "0" duplicate, per event."""
         if p in self._busy:  # a call is in flight: go in the next one, with whatever else arrives meanwhile

@@ -34,6 +34,7 @@ from bot.infra.metrics import Metrics
 from bot.intake import events
 from bot.intake.clock import ClockWork
 from bot.services import Services
+from bot.shopify import topics as shopify_topics
 from rewards.scripts import register
 
 log = logging.getLogger(__name__)
@@ -569,6 +570,8 @@ class Worker:
     async def handle(self, raw: dict, received_at_ms: int, done_marks: list[str] | None = None,
                      partition: int | None = None, first_run: bool = False, pace: str = "normal") -> str:
         """One event through sighting, routing and its handler; returns what happened."""
+        if raw.get("type") == shopify_topics.KIND:  # a Shopify webhook, queued by bot/shopify/webhook.py
+            return await shopify_topics.handle(self.services, raw)
         if raw.get("mode") == "standby":
             return await self._standby(raw)
         try:

@@ -20,6 +20,7 @@ from bot.web.api import (
     openapi,
     referrals,
     rewards,
+    shopify,
     staff,
     stats,
     webhooks,
@@ -42,6 +43,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     account_links.setup(app, services_key)
     imports.setup(app, services_key)
     webhooks.setup(app, services_key)
+    shopify.setup(app, services_key)
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)

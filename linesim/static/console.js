@@ -122,6 +122,11 @@ function buildPhone(c) {
   // the shop's own customer id (account link): filled, the purchase is reported by it instead of the LINE user
   el.customerId = h("input", { type: "text", class: "customer-id", maxlength: "128", placeholder: "会員ID customer id",
     "aria-label": "shop customer id (optional)" });
+  // an order at the Shopify store (orders/paid from the store's stand-in): by the customer id above and/or a coupon
+  el.coupon = h("input", { type: "text", class: "coupon", maxlength: "100", placeholder: "クーポン coupon",
+    "aria-label": "discount code on the Shopify order (optional)" });
+  el.shopify = h("button", { type: "button", class: "act-shopify", onclick: () => shopifyOrder(c.uid) },
+    bi("Shopify注文", "Shopify order"));
   el.chat = h("div", { class: "chat" });
   el.typing = h("div", { class: "typing", hidden: true }, h("span", {}, "●"), h("span", {}, "●"), h("span", {}, "●"));
   el.quick = h("div", { class: "quick-replies" });
@@ -136,7 +141,8 @@ function buildPhone(c) {
       h("div", { class: "who" }, el.name, h("span", { class: "lang" }, c.language), el.state,
         h("span", { class: "uid", title: c.uid }, c.uid.slice(0, 9) + "…")),
       h("div", { class: "controls" }, el.follow, el.block, el.unblock),
-      h("div", { class: "controls" }, h("label", { class: "yen" }, "¥", el.amount), el.customerId, el.purchase)),
+      h("div", { class: "controls" }, h("label", { class: "yen" }, "¥", el.amount), el.customerId, el.purchase),
+      h("div", { class: "controls" }, el.coupon, el.shopify)),
     el.chat,
     el.quick,
     h("form", { class: "composer", onsubmit: (ev) => { ev.preventDefault(); send(c.uid); } }, el.draft, el.send),
@@ -216,6 +222,15 @@ async function purchase(uid) {
   if (!Number.isFinite(amount) || amount < 1) { toast("金額を入力してください enter an amount", "error"); return; }
   const customerId = c.el.customerId.value.trim();
   await api(customerPath(uid, "purchase"), customerId ? { amount, customer_id: customerId } : { amount });
+}
+
+async function shopifyOrder(uid) {
+  const c = S.customers.get(uid);
+  const amount = parseInt(c.el.amount.value, 10);
+  if (!Number.isFinite(amount) || amount < 1) { toast("金額を入力してください enter an amount", "error"); return; }
+  const customerId = c.el.customerId.value.trim(), coupon = c.el.coupon.value.trim();
+  await api(customerPath(uid, "shopify-order"), { amount, ...(customerId && { customer_id: customerId }),
+    ...(coupon && { coupon }) });
 }
 
 function setDraft(uid, text) {

@@ -15,7 +15,7 @@ if first then redis.call('HSET', k.member, F.first_order, c.order) end
 incr(k.member, F.orders, 1)
 incr(k.member, F.spent, c.amount)
 incr(k.member, F['spent:'] .. c.month, c.amount)
-local awarded, purchase_points, ops = 0, 0, {}
+local awarded, purchase_points, ops, purchase_ops = 0, 0, {}, {}
 local function award(spec)
   local written, amount = earn(k, spec)
   if written == 1 then
@@ -24,7 +24,11 @@ local function award(spec)
   end
   return amount
 end
-for _, spec in ipairs(c.awards) do purchase_points = purchase_points + award(spec) end
+for _, spec in ipairs(c.awards) do
+  local amount = award(spec)
+  purchase_points = purchase_points + amount
+  if amount > 0 then table.insert(purchase_ops, spec.op) end -- a partial refund reverses these in proportion
+end
 if first then
   for _, spec in ipairs(c.first_awards) do award(spec) end
 end
@@ -43,6 +47,6 @@ elseif status then
   referral = {status = status, referrer = redis.call('HGET', ref, 'referrer')}
 end
 local answer = cjson.encode({order_id = c.order, purchase_points = purchase_points, points_awarded = awarded,
-                             referral = referral, ops = ops, amount = c.amount, month = c.month})
+                             referral = referral, ops = ops, purchase_ops = purchase_ops, amount = c.amount, month = c.month})
 redis.call('HSET', orders, c.order, answer)
 return {1, answer}

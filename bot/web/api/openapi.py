@@ -196,6 +196,8 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      [_path_param("id")], [], None, 200),
     ("get", "/api/v1/webhooks/{id}/deliveries", "An endpoint's deliveries, newest first, each with every attempt",
      [_path_param("id")], [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500})], None, 200),
+    ("get", "/api/v1/shopify/data-requests", "Shopify's customers/data_request webhooks kept for staff, oldest first, "
+     "each with what we hold about the customer: answer the store within 30 days", [], [], None, 200),
     ("get", "/api/v1/openapi.json", "This document", [], [], None, 200),
 ]
 
@@ -278,6 +280,32 @@ def _liff_responses() -> dict[str, Any]:
             "503": {"description": "LINE_UNAVAILABLE: LINE's verify did not answer; try again", **error}}
 
 
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+
+
+# Shopify's webhooks (README "Connect your Shopify store"): no admin token, Shopify's HMAC instead
+SHOPIFY_WEBHOOK = {"post": {
+    "summary": "A Shopify webhook (orders/paid, refunds/create, customers/data_request, customers/redact, "
+               "shop/redact; other topics: 200, counted), verified and queued durably, then 200",
+    "operationId": "post_webhooks_shopify", "security": [],
+    "parameters": [
+        _header("X-Shopify-Hmac-Sha256", "base64 HMAC-SHA256 of the raw body keyed with SHOPIFY_WEBHOOK_SECRET"),
+        _header("X-Shopify-Topic", "the topic, e.g. orders/paid"),
+        _header("X-Shopify-Webhook-Id", "the webhook's id: the same id again changes nothing"),
+        _header("X-Shopify-Shop-Domain", "the store, e.g. example.myshopify.com"),
+        {**_header("X-Shopify-Triggered-At", "when the event happened (orders an order's webhooks)"),
+         "required": False}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": OBJECT}}},
+    "responses": {
+        "200": {"description": "queued (or a duplicate, or a topic we do not handle)"},
+        "400": {"description": "signed, but a required header or the topic's required fields are missing"},
+        "401": {"description": "X-Shopify-Hmac-Sha256 missing or wrong: nothing stored"},
+        "404": {"description": "SHOPIFY_WEBHOOK_SECRET is not set"},
+        "413": {"description": "the body is over 1 MiB"},
+        "503": {"description": "Redis did not take it: Shopify retries"}}}}
+
+
 def _responses(success: int, path: str) -> dict[str, Any]:
     content = ({"text/csv": {"schema": {"type": "string"}}} if path.endswith(".csv")
                else {"application/json": {"schema": copy.deepcopy(RESPONSES.get(path, OBJECT))}})
@@ -320,6 +348,7 @@ def document() -> dict[str, Any]:
                                 "requestBody": {"required": True,
                                                 "content": {"application/json": {"schema": copy.deepcopy(LIFF_BODY)}}},
                                 "responses": _liff_responses()}}
+    paths["/webhooks/shopify"] = copy.deepcopy(SHOPIFY_WEBHOOK)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Shokai admin API", "version": "1",
