@@ -521,3 +521,32 @@ async def test_a_body_over_one_mib_is_413_as_for_lines_webhook(bot: Bot) -> None
     shop = stand_in(bot)
     assert await shop.attempt(shop.webhook("orders/paid", body)) == 413
     assert await queued(bot) == 0
+
+
+async def test_a_shopify_refund_that_voids_the_referral_tells_the_shops_webhooks_once(bot_with: BotWith,
+                                                                                    tmp_path: Path) -> None:
+    """The voided referral reaches the shop's outbound webhooks from a Shopify refund as from the API's refund,
+    once, though Shopify sends the refund twice."""
+    import json
+
+    from bot.app import SENDER
+    from tests.support.receivers import receiver
+
+    bot = await bot_with(shopify_webhook_secret=SECRET, shop_link_url=SHOP, delivery_poll_seconds=3600,
+                         rewards_config=variant(tmp_path, **NO_QUIET))
+    referrer, buyer = new_user_id(), new_user_id()
+    async with receiver() as hooks:
+        status, _ = await bot.admin("POST", "/api/v1/webhooks", {"url": hooks.url, "events": ["referral.voided"]})
+        assert status == 201
+        await refer(bot, referrer, buyer)
+        await link(bot, buyer, "9002")
+        body = order(customer_id=9002, yen=5000)
+        await send(bot, "orders/paid", body)
+        whole = store.refund_body(body, [(0, 1), (1, 1)])
+        await send(bot, "refunds/create", whole)
+        await send(bot, "refunds/create", whole)  # Shopify again, under a new webhook id
+        while await bot.app[SENDER].tick():
+            pass
+    voided = [json.loads(r.body) for r in hooks.got]
+    assert [v["type"] for v in voided] == ["referral.voided"]
+    assert voided[0]["data"] == {"referrer_user_id": referrer, "friend_user_id": buyer}
