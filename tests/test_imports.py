@@ -307,3 +307,15 @@ async def test_an_imported_members_first_follow_reads_their_line_language(bot: B
     said = await converse(platform, uid, platform.follow(uid, language="en"))
     assert "Welcome back" in text_of(said)
     assert await bot.services.program.language(uid) == "en"
+
+
+async def test_the_first_order_is_the_earliest_past_order_whatever_the_rows_order(bot_with: BotWith) -> None:
+    """Rows are imported side by side: a member's first order is the earliest by occurred_at, not the row that
+    happened to be written first (nor the first row of the file)."""
+    bot = await bot_with()
+    a = new_user_id()
+    csv = "order_id,user_id,amount,occurred_at\n" + "".join(
+        f"late-{n},{a},100,2025-0{9 - n}-01\n" for n in range(5)) + f"early,{a},100,2024-12-31\n"
+    assert (await upload(bot, "orders", csv))[0] == 200
+    record = await bot.services.program.members.record(a)
+    assert (record["first_order"], record["orders"]) == ("early", "6")

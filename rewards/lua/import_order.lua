@@ -13,11 +13,22 @@ if not seen then
 elseif c.at < tonumber(seen) then
   redis.call('HSET', m, F.first_seen_at, c.at)
 end
-redis.call('HSETNX', m, F.first_order, c.order)
+-- the member's first order is the earliest past order (rows of one file are imported side by side, in any order);
+-- an order reported live is never replaced by a past one
+local first = redis.call('HGET', m, F.first_order)
+local prior = first and redis.call('HGET', orders, first)
+if not first then
+  redis.call('HSET', m, F.first_order, c.order)
+elseif prior then
+  local p = cjson.decode(prior)
+  if p.imported and p.at and (c.at < p.at or (c.at == p.at and c.order < first)) then
+    redis.call('HSET', m, F.first_order, c.order)
+  end
+end
 redis.call('HINCRBY', m, F.orders, 1)
 redis.call('HINCRBY', m, F.spent, c.amount)
 redis.call('HINCRBY', m, F['spent:'] .. c.month, c.amount)
 redis.call('HSET', orders, c.order, cjson.encode({order_id = c.order, purchase_points = 0, points_awarded = 0,
                                                   referral = cjson.null, ops = {}, amount = c.amount,
-                                                  month = c.month, imported = true}))
+                                                  month = c.month, at = c.at, imported = true}))
 return 1
