@@ -21,7 +21,7 @@ from bot.infra.metrics import Metrics
 from bot.infra.redis_conn import EmbeddedRedis, connect, ready
 from bot.line.client import LineClient
 from bot.line.i18n import Texts
-from bot.shop.admin import ShopifyAdmin
+from bot.shopify.admin import ShopifyAdmin
 from rewards.catalog import Catalog
 from rewards.program import Program
 from rewards.rules import Rules

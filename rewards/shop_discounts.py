@@ -1,7 +1,7 @@
 """Rewards of issue "shopify_discount": what the catalog asks of the shop, and the code a claim gets there.
 
 The domain stays pure: the catalog is handed something that can create a one-time discount code in the shop
-(bot/shop/admin.py talks to Shopify's Admin API) and only knows this protocol and its two outcomes.
+(bot/shopify/admin.py talks to Shopify's Admin API) and only knows this protocol and its two outcomes.
 
 The code is derived from the claim id alone, so however often a claim is tried again (a crash between the
 shop's answer and our write, a double tap, the stale sweep), it asks the shop for the same code, and the shop

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from bot.config import SHOPIFY_API_VERSION, ConfigError, Settings
 from bot.infra.redis_conn import connect
-from bot.shop.admin import ShopifyAdmin
+from bot.shopify.admin import ShopifyAdmin
 from handlers.rewards_catalog import ShowReward
 from linesim.platform import new_user_id, text_of
 from linesim.shopify_admin import ShopifyAdminStandIn
