@@ -20,7 +20,7 @@ from linesim.shopify import ShopifyStandIn
 from rewards import keys
 from tests.support.harness import Bot, BotWith, converse, make_settings, start_bot
 from tests.support.rules_helpers import variant
-from tests.test_account_link import SHOP, link
+from tests.test_account_link import SHOP, link, member, stats
 from tests.test_admin_api import refer
 
 SECRET = "shpss_test_secret_0123456789abcdef"
@@ -51,19 +51,6 @@ async def send(bot: Bot, topic: str, body: dict, **kwargs: object) -> store.Deli
     delivery = await stand_in(bot).send(topic, body, **kwargs)
     await bot.idle()
     return delivery
-
-
-async def member(bot: Bot, uid: str) -> dict:
-    status, answer = await bot.admin("GET", f"/api/v1/members/{uid}")
-    assert status == 200, answer
-    assert isinstance(answer, dict)
-    return answer
-
-
-async def stats(bot: Bot) -> dict:
-    _, answer = await bot.admin("GET", "/api/v1/stats")
-    assert isinstance(answer, dict)
-    return answer
 
 
 async def queued(bot: Bot) -> int:
