@@ -194,6 +194,13 @@ class Rules:
     # [account_link]: an order reported for a shop customer not yet linked to a LINE user is kept this many days
     # after it happened; linking within them credits it to the member (rewards/links.py)
     unattributed_days: int = 30
+    # [points] point_value_yen: what one point costs the shop in yen, so every figure that counts points also
+    # shows yen (stats, the dashboard, what-if, experiments, budgets, the premiums-law check)
+    point_value_yen: float = 1.0
+
+    def yen(self, points: int) -> int:
+        """Points as the shop's cost in yen, rounded half up to a whole yen."""
+        return math.floor(points * self.point_value_yen + 0.5)
 
     @property
     def signup_points(self) -> int:
@@ -449,6 +456,7 @@ def _load_rules(path: Path) -> Rules:
         expire_after_months=r.whole(points, "points", "expire_after_months", 12, minimum=1),
         warning_days=r.whole(points, "points", "warning_days", 0),
         block_claims_in_debt=r.flag(points, "points", "block_claims_in_debt", True),
+        point_value_yen=_point_value(r, points),
         earn=earn,
         yen_per_point=r.whole(purchase, "earn.purchase", "yen_per_point", minimum=1),
         rounding=r.choice(purchase, "earn.purchase", "rounding", ("floor", "round", "ceil")),
@@ -473,6 +481,13 @@ def _load_rules(path: Path) -> Rules:
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
         friend_coupon=friend_coupon, prompts=prompts,
         unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1))
+
+
+def _point_value(r: _Reader, points: dict[str, Any]) -> float:
+    value = r.number(points, "points", "point_value_yen", 1.0)
+    if not 0 < value <= 10_000:
+        raise r.fail("points.point_value_yen", "must be more than 0 and at most 10000 (yen per point)")
+    return value
 
 
 def _shop_discount(r: _Reader, w: dict[str, Any], where: str, issue: str) -> dict[str, int]:
