@@ -1,10 +1,11 @@
-"""Command line: `python -m bot serve | worker | dev | richmenu` (also installed as `shokai`)."""
+"""Command line: `python -m bot serve | worker | dev | richmenu | whatif` (also installed as `shokai`)."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from bot.config import CommandLine, ConfigError, Settings, process_env, whole_number
 from bot.infra import event_loop
@@ -16,6 +17,14 @@ def _port(raw: str) -> int:
     """--port / --console-port: 0 (any free port) to 65535."""
     try:
         return whole_number(raw, "the port", 0, 65_535, "a port number from 0 to 65535")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _days(raw: str) -> int:
+    """--days: 1 to 400 (the facts are kept 400 days, rewards/facts.py)."""
+    try:
+        return whole_number(raw, "--days", 1, 400, "a number of days from 1 to 400")
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -33,6 +42,11 @@ def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     dev.add_argument("--port", type=_port, default=defaults.port)
     dev.add_argument("--console-port", type=_port, default=defaults.console_port)
     commands.add_parser("richmenu", help="create or update the rich menus from assets/richmenu (idempotent)")
+    whatif = commands.add_parser("whatif", help="replay the recorded facts under draft rules, beside the live rules "
+                                                "(a sandbox: live data is only read)")
+    whatif.add_argument("--rules", required=True, type=Path, help="the draft rules file (TOML)")
+    whatif.add_argument("--days", type=_days, default=30, help="how many days of facts to replay (default 30)")
+    whatif.add_argument("--json", action="store_true", help='one JSON object {"live": {...}, "draft": {...}}')
     return parser
 
 
@@ -72,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             from bot.app import run_worker_alone
 
             event_loop.run(run_worker_alone(settings))
+        elif args.command == "whatif":
+            import time
+
+            from bot.whatif import run as whatif
+
+            print(event_loop.run(whatif(settings, args.rules, args.days, args.json, int(time.time() * 1000))))
         elif args.command == "richmenu":
             from bot.richmenu.cli import run
             from bot.richmenu.spec import RichMenuError

@@ -87,6 +87,7 @@ class Imports(Part):
         await buckets.add_member(self.redis, uid)
         if spec:
             await self.ledger.schedule(uid, spec)
+        await self.fact(f"im:{uid}", "im", u=uid, cu=row.customer_id, p=row.points, j=row.joined_at_ms)
         if row.customer_id:  # orders the shop reported for this customer before: credited as on any link
             await self.links.credit(row.customer_id, now)
         return "imported" if changed or int(member_changed) else "skipped"
@@ -116,6 +117,7 @@ class Imports(Part):
                                 args=[json.dumps({"order": row.order_id, "amount": row.amount,
                                                   "at": row.occurred_at_ms, "month": month})])
         await buckets.add_member(self.redis, uid)
+        await self.fact(f"io:{row.order_id}", "io", o=row.order_id, a=row.amount, at=row.occurred_at_ms, u=uid)
         # a tier reached through history is not news: marked told, so no push follows the next event
         rise = await self.members.tier_rise(uid)
         if rise:

@@ -182,6 +182,12 @@ def stats_day(day: str) -> str:
     return f"{PREFIX}:stats:day:{day}"  # hash: the counters of one shop-time day (YYYY-MM-DD)
 
 
+def facts_day(day: str) -> str:
+    """hash: the program's facts accepted on one shop-time day (YYYY-MM-DD), op key -> "<seq> <fact>", and `#`
+    the day's last sequence number (rewards/facts.py; what `python -m bot whatif` replays). Its own slot."""
+    return f"{PREFIX}:facts:{day}"
+
+
 TOP_REFERRERS = f"{PREFIX}:stats:referrers"  # zset: referrer -> referrals completed (a copy of the member's count)
 CYCLES = f"{PREFIX}:stats:cycles"  # hash: referrer -> "joined_ms|first_completed_ms" (written once)
 

@@ -92,6 +92,8 @@ class Ledger(Part):
         written, balance = await self.apply(uid, op, -points, "claim", rule, self.now_ms(), note)
         if written == 1:
             await self.counters.count("points_spent", points)
+        if written != -1:  # spent (now or before): a fact for the what-if replay, once per op
+            await self.fact(f"c:{uid}:{op}", "c", u=uid, o=op, p=points, r=rule, n=note or None)
         return written, balance
 
     async def reverse(self, uid: str, op: str, new_op: str) -> None:

@@ -17,6 +17,8 @@ from rewards.referrals import ReferralCounts, Referrals, referral_counts
 from rewards.rules import Rules, Tier
 from rewards.segments import MemberFacts
 
+JOINS = ("follow", "unblock", "unfollow")  # sightings that are facts of the program (rewards/facts.py)
+
 
 @dataclass(frozen=True)
 class MemberView:
@@ -75,6 +77,8 @@ class Members(Part):
         created, language, step = await self._seen(keys=[keys.member(uid), *extra], args=[uid, via, at_ms, lang])
         if created:
             await buckets.add_member(self.redis, uid)
+        if created or via in JOINS:  # a fact for the what-if replay; a plain message of a known member is none
+            await self.fact(f"s:{uid}:{via}:{at_ms}", "s", u=uid, v=via, at=at_ms)
         if via == "unfollow":
             await self.referrals.friend_blocked(uid, at_ms)
         return bool(created), language.decode() if language else None, step.decode() if step else None
@@ -96,6 +100,7 @@ class Members(Part):
     async def set_language(self, uid: str, lang: str) -> int:
         """The member's own choice of language; it wins over the LINE app's. Returns profile points paid now."""
         await self.redis.hset(keys.member(uid), keys.field("lang_pref"), lang)
+        await self.fact(f"L:{uid}", "L", u=uid, l=lang)  # the first choice: what completes a profile
         return await self._profile_completed(uid)
 
     async def set_nickname(self, uid: str, nickname: str | None, consent: bool) -> None:
@@ -118,6 +123,7 @@ class Members(Part):
         month's birthday list and without their profile and birthday points, as the retry finds it set."""
         value = f"{month:02d}-{day:02d}"
         if await self.redis.hsetnx(keys.member(uid), keys.field("birthday"), value):
+            await self.fact(f"B:{uid}", "B", u=uid, m=month, d=day)
             await self._birthday_set(uid, month)
             return True
         if await self.redis.hget(keys.member(uid), keys.field("birthday")) == value.encode():
@@ -145,6 +151,7 @@ class Members(Part):
         Returns what this event earned: the same answer when the event is handled again after a crash
         (the entry remembers the event), 0 for any other follow.
         """
+        await self.fact(f"w:{uid}", "w", u=uid, at=at_ms, e=event_id or None)  # a first follow, whatever it pays
         if self.rules.signup_points <= 0:
             return 0
         if await self.redis.hget(keys.member(uid), keys.field("first_seen_via")) == b"import":
@@ -180,6 +187,8 @@ class Members(Part):
         award = self.ledger.award("birthday", rule.points, at_ms, f"birthday:{year}", "birthday",
                                   tier=await self.tier_of(uid))
         written, _ = await self.ledger.earn(uid, award)
+        if written == 1:  # only when paid: the clock asks every member of the month again and again
+            await self.fact(f"bd:{uid}:{year}", "bd", u=uid, at=at_ms)
         return award.amount if written == 1 else 0
 
     async def custom_event(self, uid: str, name: str, event_id: str, at_ms: int | None = None) -> tuple[bool, int]:
@@ -192,6 +201,7 @@ class Members(Part):
         award = self.ledger.award(rule.name, rule.points, at_ms or self.now_ms(), f"event:{name}:{event_id}",
                                   "event", tier=await self.tier_of(uid))
         written, _ = await self.ledger.earn(uid, award)
+        await self.fact(f"e:{uid}:{name}:{event_id}", "e", u=uid, n=name, i=event_id, at=award.at_ms)
         entry = await self.ledger.entry(uid, award.op)
         return written == 1, int(entry["delta"]) if entry else 0
 
@@ -201,6 +211,7 @@ class Members(Part):
             raise ProgramError("UNKNOWN_MEMBER", "no member with that user id")
         written, balance = await self.ledger.apply(uid, op, points, "adjustment", f"staff:{staff}", self.now_ms(),
                                                    note=reason, allow_negative=True)
+        await self.fact(f"x:{uid}:{op}", "x", u=uid, p=points, r=reason, s=staff, o=op)
         return written == 1, balance
 
     # ---- tiers -----------------------------------------------------------------------

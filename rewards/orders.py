@@ -71,6 +71,7 @@ class Orders(Part):
                               "referral_min": self.rules.referral_minimum_order, "friend_award": friend_spec,
                               "review": review})])
         answer = json.loads(raw)
+        await self.fact(f"p:{order_id}", "p", u=uid, o=order_id, a=amount, at=at, f=fingerprint)
         if fingerprint:
             await self.redis.sadd(keys.fingerprints(uid), fingerprint)
         await self.ledger.schedule(uid, *specs, *first_specs, friend_spec)
@@ -117,8 +118,10 @@ class Orders(Part):
             keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
             args=[order_id, self.now_ms(), int(self.ledger.write_off), refund_id, "" if yen is None else yen,
                   self.rules.referral_minimum_order])
-        await self.referrals.settle(uid)
         outcome = outcome.decode()
+        if outcome != "UNKNOWN_ORDER":
+            await self.fact(f"r:{order_id}:{refund_id}", "r", o=order_id, r=refund_id or None, y=yen)
+        await self.referrals.settle(uid)
         if outcome == "UNKNOWN_ORDER":  # the owner key landed but the order never did: a crash mid-report
             raise ProgramError("UNKNOWN_ORDER", "no order with that order_id was recorded")
         if outcome == "OK" and int(voided):

@@ -19,6 +19,7 @@ from typing import Any
 
 from rewards.board import Board
 from rewards.counters import Counters
+from rewards.facts import Facts
 from rewards.friend_coupons import FriendCoupons
 from rewards.imports import Imports
 from rewards.invites import Invites
@@ -64,6 +65,9 @@ class Program:
         self.shares = Shares(redis, rules, now_ms, counters=self.counters)
         self.shopify = Shopify(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders,
                                links=self.links, friend_coupons=self.friend_coupons)
+        self.facts = Facts(redis, rules, now_ms)  # what happened, kept for the what-if replay (rewards/whatif.py)
+        for part in (self.points_ledger, self.referrals, self.members, self.orders, self.imports):
+            part.facts = self.facts  # each keeps the facts it accepts
 
         members = self.members
         self.see = members.see

@@ -138,6 +138,7 @@ class Referrals(Part):
                               "window": self.rules.referral_window_ms, "complete_on_join": on_join,
                               "friend_award": self.friend_award(now, "join"), "coupon": coupon})])
         outcome = outcome.decode()
+        await self.fact(f"a:{friend}:{op}", "a", u=friend, c=code, r=referrer, o=op)  # accepted or not
         if outcome != "OK":
             return await self._refused(outcome)
         # The referrer's half; on a replay it is simply written again.
@@ -169,6 +170,7 @@ class Referrals(Part):
                         "NOT_IN_REVIEW": f"only a referral in review can be approved (this one is {status})",
                         "NOT_VOIDABLE": f"only a pending or reviewed referral can be voided (this one is {status})"}
             raise ProgramError(outcome, messages[outcome])
+        await self.fact(f"d:{friend}:{decision}", "d", u=friend, d=decision, b=by)
         if outcome == "OK" and decision == "approve":
             await self.ledger.schedule(friend, spec)  # the friend's points may be held: release them on time
             await self.counters.count("points_issued", int(spec["amount"]))

@@ -1,0 +1,241 @@
+"""What if the rules had been different? The program's recorded facts (rewards/facts.py) replayed in a sandbox.
+
+The replay runs the real program (every part, every Lua script) on a Redis of its own that starts empty: once
+under the live rules and once under a draft, each from the same facts in the order they were accepted, with the
+program's clock set to each fact's time. Nothing is written where the facts are read from: they are read with
+HSCAN only, and the sandbox must hold no key at all when a replay starts (so it can never be the live Redis).
+
+Facts of different members go side by side (the commands of those in flight share round trips), but two facts
+that touch the same member — a friend and their referrer count as one — go in the order they were accepted, so
+each member's history, and every cap and milestone judged on it, is as it was.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections import Counter
+from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from rewards import codes, engine, keys, ledger_codec
+from rewards.errors import ProgramError
+from rewards.facts import Fact
+from rewards.imports import MemberRow, OrderRow
+from rewards.program import Program
+from rewards.rules import Rules
+
+MAX_SIDE_BY_SIDE = 256  # facts replayed at once (of different members)
+READ_CHUNK = 500  # members read back per pipeline when the totals are counted
+
+Sandbox = Callable[[], AbstractAsyncContextManager[Any]]  # a fresh, empty Redis client each time it is entered
+
+_now: contextvars.ContextVar[int] = contextvars.ContextVar("whatif_now")
+
+
+class SandboxNotEmpty(RuntimeError):
+    """The replay refuses a Redis that holds anything: it could be the live one."""
+
+
+class _ReplayProgram(Program):
+    """The program whose clock is the replayed fact's time (each fact in flight has its own, a context variable),
+    and which keeps no facts of its own."""
+
+    def now_ms(self) -> int:
+        return _now.get()
+
+
+@dataclass
+class Totals:
+    """What one replay came to. The first four names are the contract's (CONTRACT.md "Program economics")."""
+    points_issued: int
+    yen_cost: int
+    referrals_completed: int
+    members_per_tier: dict[str, int]
+    milestone_payouts: int  # milestone rewards paid
+    milestone_points: int
+    capped_months: list[str]  # months whose referral rewards would have reached the budget (see budget_cap_yen)
+    yen_by_month: dict[str, int]  # yen issued per shop-time month
+    facts: int
+    refused: dict[str, int] = field(default_factory=dict)  # facts the program refused under these rules, by kind
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def budget_cap_yen(rules: Rules) -> int | None:
+    """The monthly budget in yen the rules set, None without one.
+
+    The hook for the rules' `[budget]` (issue 15, part 2): read as `rules.budget.monthly_yen` when that setting
+    exists; until then no month is capped."""
+    budget = getattr(rules, "budget", None)
+    cap = getattr(budget, "monthly_yen", None) if budget is not None else None
+    return int(cap) if cap else None
+
+
+def capped_months(rules: Rules, yen_by_month: dict[str, int]) -> list[str]:
+    """The months whose yen would have reached the rules' monthly budget."""
+    cap = budget_cap_yen(rules)
+    return [] if cap is None else [month for month, yen in sorted(yen_by_month.items()) if yen >= cap]
+
+
+def lanes(facts: Iterable[Fact]) -> list[set[str]]:
+    """Per fact, the members it touches: its member, and a referred friend's referrer (known from the
+    attributions before it). A refund names its order: its member is the order's buyer."""
+    referrer_of: dict[str, str] = {}
+    buyer_of: dict[str, str] = {}
+    out = []
+    for f in facts:
+        b = f.body
+        uid = b.get("u") or buyer_of.get(str(b.get("o")), f"o:{b.get('o')}")
+        if f.kind == "a":
+            referrer_of.setdefault(uid, str(b["r"]))
+        if f.kind in ("p", "io"):
+            buyer_of[str(b["o"])] = uid
+        touched = {uid}
+        if f.kind == "a":
+            touched.add(str(b["r"]))
+        if uid in referrer_of:
+            touched.add(referrer_of[uid])
+        out.append(touched)
+    return out
+
+
+def batches(facts: list[Fact]) -> Iterable[list[Fact]]:
+    """Runs of consecutive facts that touch no member twice: each run can go side by side."""
+    batch: list[Fact] = []
+    busy: set[str] = set()
+    for f, touched in zip(facts, lanes(facts), strict=True):
+        if batch and (busy & touched or len(batch) >= MAX_SIDE_BY_SIDE):
+            yield batch
+            batch, busy = [], set()
+        batch.append(f)
+        busy |= touched
+    if batch:
+        yield batch
+
+
+async def _apply(program: Program, f: Fact) -> None:
+    """One fact, through the same call that accepted it live."""
+    _now.set(f.at_ms)
+    b = f.body
+    kind = f.kind
+    if kind == "s":
+        await program.sighting_and_step(b["u"], b["v"], b["at"])
+    elif kind == "w":
+        await program.welcome_points(b["u"], b["at"], b.get("e", ""))
+    elif kind == "a":
+        normal = codes.normalise(b["c"])
+        if normal:  # the code's owner, as the live program had minted it
+            await program.redis.hsetnx(keys.codes(normal), normal, b["r"])
+        await program.attribute(b["u"], b["c"], op=b["o"])
+    elif kind == "d":
+        await program.decide_referral(b["u"], b["d"], b["b"])
+    elif kind == "p":
+        await program.record_purchase(b["o"], b["u"], int(b["a"]), int(b["at"]), b.get("f"))
+    elif kind == "r":
+        await program.orders.refund_part(b["o"], b.get("r", ""), b.get("y"))
+    elif kind == "e":
+        await program.custom_event(b["u"], b["n"], b["i"], int(b["at"]))
+    elif kind == "B":
+        await program.set_birthday(b["u"], int(b["m"]), int(b["d"]))
+    elif kind == "L":
+        await program.set_language(b["u"], b["l"])
+    elif kind == "bd":
+        await program.birthday_points(b["u"], int(b["at"]))
+    elif kind == "x":
+        await program.adjust(b["u"], int(b["p"]), b["r"], b["s"], b["o"])
+    elif kind == "c":
+        written, _ = await program.spend(b["u"], b["o"], int(b["p"]), b["r"], b.get("n", ""))
+        if written == -1:
+            raise ProgramError("NOT_ENOUGH_POINTS", "the claim could not be paid under these rules")
+    elif kind == "im":
+        await program.imports.member(MemberRow(user_id=b["u"], customer_id=b.get("cu"), points=b.get("p"),
+                                               joined_at_ms=b.get("j")))
+    elif kind == "io":
+        await program.imports.order(OrderRow(order_id=b["o"], amount=int(b["a"]), occurred_at_ms=int(b["at"]),
+                                             user_id=b.get("u")))
+    else:
+        raise ValueError(f"a fact of an unknown kind {kind!r} ({f.key})")
+
+
+async def _apply_counted(program: Program, f: Fact, refused: Counter[str]) -> None:
+    try:
+        await _apply(program, f)
+    except ProgramError as exc:  # refused under these rules (a claim the points no longer cover, an event…)
+        refused[f"{f.kind}:{exc.code}"] += 1
+
+
+async def replay(redis: Any, rules: Rules, facts: list[Fact], end_ms: int) -> Totals:
+    """Replay `facts` (in order) under `rules` on the empty Redis `redis`, and count what they came to at
+    `end_ms` (the moment tiers are judged at)."""
+    if await redis.dbsize():
+        raise SandboxNotEmpty("the what-if sandbox must be an empty Redis of its own")
+    program = _ReplayProgram(redis, rules)
+    program.facts.enabled = False
+    refused: Counter[str] = Counter()
+    for batch in batches(facts):
+        if len(batch) == 1:
+            await _apply_counted(program, batch[0], refused)
+        else:
+            await asyncio.gather(*(_apply_counted(program, f, refused) for f in batch))
+    _now.set(end_ms)
+    await program.settle_all()  # what the live worker's sweep would have finished
+    return await _totals(program, rules, facts, end_ms, refused)
+
+
+async def _totals(program: Program, rules: Rules, facts: list[Fact], end_ms: int, refused: Counter[str]) -> Totals:
+    stats = await program.stats()
+    points = stats.get("points_issued", 0)
+    uids = await program.member_ids()
+    tiers = {t.name: 0 for t in rules.tiers}
+    milestones = milestone_points = 0
+    for i in range(0, len(uids), READ_CHUNK):
+        chunk = uids[i:i + READ_CHUNK]
+        for member in await program.member_facts(chunk):
+            tiers[member.tier] = tiers.get(member.tier, 0) + 1
+        async with program.redis.pipeline(transaction=False) as pipe:
+            for uid in chunk:
+                pipe.hgetall(keys.ops(uid))
+            for raw in await pipe.execute():
+                ops = ledger_codec.split_ops(raw)
+                for entry_id, stored in ops.entries.items():
+                    entry = ledger_codec.decode(entry_id, stored)
+                    if entry["kind"] == "milestone" and entry["delta"] > 0:
+                        milestones += 1
+                        milestone_points += entry["delta"]
+    yen_by_month = await _yen_by_month(program, rules, facts, end_ms)
+    return Totals(points_issued=points, yen_cost=rules.yen(points),
+                  referrals_completed=stats.get("referrals_completed", 0), members_per_tier=tiers,
+                  milestone_payouts=milestones, milestone_points=milestone_points,
+                  capped_months=capped_months(rules, yen_by_month), yen_by_month=yen_by_month, facts=len(facts),
+                  refused=dict(sorted(refused.items())))
+
+
+async def _yen_by_month(program: Program, rules: Rules, facts: list[Fact], end_ms: int) -> dict[str, int]:
+    """Points issued per shop-time month (the sandbox's daily counters), in yen."""
+    if not facts:
+        return {}
+    first = engine.shop_time(rules, min(f.at_ms for f in facts)).date()
+    last = engine.shop_time(rules, max(end_ms, max(f.at_ms for f in facts))).date()
+    days = [(first + timedelta(days=i)).strftime("%Y-%m-%d") for i in range((last - first).days + 1)]
+    async with program.redis.pipeline(transaction=False) as pipe:
+        for day in days:
+            pipe.hget(keys.stats_day(day), "points_issued")
+        issued = await pipe.execute()
+    by_month: Counter[str] = Counter()
+    for day, points in zip(days, issued, strict=True):
+        by_month[day[:7]] += int(points or 0)
+    return {month: rules.yen(points) for month, points in sorted(by_month.items())}
+
+
+async def compare(facts: list[Fact], live: Rules, draft: Rules, sandbox: Sandbox, end_ms: int) -> dict[str, Totals]:
+    """The same facts under the live rules and under the draft, each in a sandbox of its own (side by side)."""
+    async def one(rules: Rules) -> Totals:
+        async with sandbox() as redis:
+            return await replay(redis, rules, facts, end_ms)
+
+    live_totals, draft_totals = await asyncio.gather(one(live), one(draft))
+    return {"live": live_totals, "draft": draft_totals}
