@@ -17,7 +17,9 @@ from rewards.referrals import ReferralCounts, Referrals, referral_counts
 from rewards.rules import Rules, Tier
 from rewards.segments import MemberFacts
 
-JOINS = ("follow", "unblock", "unfollow")  # sightings that are facts of the program (rewards/facts.py)
+# sightings that are facts of the program (rewards/facts.py), besides a member's first; a follow (never an
+# unblock) is always followed by welcome_points, whose fact stands for both
+JOINS = ("unblock", "unfollow")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Members(Part):
         created, language, step = await self._seen(keys=[keys.member(uid), *extra], args=[uid, via, at_ms, lang])
         if created:
             await buckets.add_member(self.redis, uid)
-        if created or via in JOINS:  # a fact for the what-if replay; a plain message of a known member is none
+        if (created or via in JOINS) and via != "follow":  # a fact for the what-if replay (a follow's is welcome's)
             await self.fact(f"s:{uid}:{via}:{at_ms}", "s", u=uid, v=via, at=at_ms)
         if via == "unfollow":
             await self.referrals.friend_blocked(uid, at_ms)
@@ -151,7 +153,7 @@ class Members(Part):
         Returns what this event earned: the same answer when the event is handled again after a crash
         (the entry remembers the event), 0 for any other follow.
         """
-        await self.fact(f"w:{uid}", "w", u=uid, at=at_ms, e=event_id or None)  # a first follow, whatever it pays
+        await self.fact(f"w:{uid}", "w", u=uid, at=at_ms, e=event_id or None)  # the first follow, whatever it pays
         if self.rules.signup_points <= 0:
             return 0
         if await self.redis.hget(keys.member(uid), keys.field("first_seen_via")) == b"import":

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from rewards import codes, engine, keys, ledger_codec
@@ -27,7 +26,7 @@ from rewards.imports import MemberRow, OrderRow
 from rewards.program import Program
 from rewards.rules import Rules
 
-MAX_SIDE_BY_SIDE = 256  # facts replayed at once (of different members)
+MAX_IN_FLIGHT = 256  # facts replayed at once (of different members)
 READ_CHUNK = 500  # members read back per pipeline when the totals are counted
 
 Sandbox = Callable[[], AbstractAsyncContextManager[Any]]  # a fresh, empty Redis client each time it is entered
@@ -45,6 +44,22 @@ class _ReplayProgram(Program):
 
     def now_ms(self) -> int:
         return _now.get()
+
+
+class _Tally:
+    """The program's counters, added up in this process instead of in Redis: a counter is only ever added to and
+    never read by the program, so the sums are the same, for half the sandbox's commands."""
+
+    def __init__(self, rules: Rules, now_ms: Callable[[], int]):
+        self.rules = rules
+        self.now_ms = now_ms
+        self.total: Counter[str] = Counter()
+        self.by_day: dict[str, Counter[str]] = {}
+
+    async def count(self, name: str, by: int = 1) -> None:
+        day = engine.shop_time(self.rules, self.now_ms()).strftime("%Y-%m-%d")
+        self.total[name] += by
+        self.by_day.setdefault(day, Counter())[name] += by
 
 
 @dataclass
@@ -103,18 +118,41 @@ def lanes(facts: Iterable[Fact]) -> list[set[str]]:
     return out
 
 
-def batches(facts: list[Fact]) -> Iterable[list[Fact]]:
-    """Runs of consecutive facts that touch no member twice: each run can go side by side."""
-    batch: list[Fact] = []
-    busy: set[str] = set()
+async def _in_order(program: Program, facts: list[Fact], refused: Counter[str]) -> None:
+    """Every fact, each once the facts before it that touch one of its members are done; the others meanwhile
+    (at most MAX_IN_FLIGHT at a time)."""
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+    last: dict[str, asyncio.Future[None]] = {}  # member -> the latest fact of theirs so far
+    running: set[asyncio.Task[None]] = set()
+    failures: list[BaseException] = []
+
+    async def one(f: Fact, after: list[asyncio.Future[None]], done: asyncio.Future[None]) -> None:
+        try:
+            for earlier in after:
+                await earlier
+            await _apply_counted(program, f, refused)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            done.set_result(None)
+            slots.release()
+
+    loop = asyncio.get_running_loop()
     for f, touched in zip(facts, lanes(facts), strict=True):
-        if batch and (busy & touched or len(batch) >= MAX_SIDE_BY_SIDE):
-            yield batch
-            batch, busy = [], set()
-        batch.append(f)
-        busy |= touched
-    if batch:
-        yield batch
+        await slots.acquire()
+        if failures:
+            break
+        done = loop.create_future()
+        after = [last[m] for m in touched if m in last]
+        for m in touched:
+            last[m] = done
+        task = asyncio.create_task(one(f, after, done))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    if running:
+        await asyncio.wait(running)
+    if failures:
+        raise failures[0]
 
 
 async def _apply(program: Program, f: Fact) -> None:
@@ -124,7 +162,8 @@ async def _apply(program: Program, f: Fact) -> None:
     kind = f.kind
     if kind == "s":
         await program.sighting_and_step(b["u"], b["v"], b["at"])
-    elif kind == "w":
+    elif kind == "w":  # the first follow: its sighting, then the welcome (as the follow handler does)
+        await program.sighting_and_step(b["u"], "follow", b["at"])
         await program.welcome_points(b["u"], b["at"], b.get("e", ""))
     elif kind == "a":
         normal = codes.normalise(b["c"])
@@ -175,19 +214,17 @@ async def replay(redis: Any, rules: Rules, facts: list[Fact], end_ms: int) -> To
         raise SandboxNotEmpty("the what-if sandbox must be an empty Redis of its own")
     program = _ReplayProgram(redis, rules)
     program.facts.enabled = False
+    tally = _Tally(rules, program.now_ms)
+    program.counters.count = tally.count  # type: ignore[method-assign]  # every part holds this one Counters
     refused: Counter[str] = Counter()
-    for batch in batches(facts):
-        if len(batch) == 1:
-            await _apply_counted(program, batch[0], refused)
-        else:
-            await asyncio.gather(*(_apply_counted(program, f, refused) for f in batch))
+    await _in_order(program, facts, refused)
     _now.set(end_ms)
     await program.settle_all()  # what the live worker's sweep would have finished
-    return await _totals(program, rules, facts, end_ms, refused)
+    return await _totals(program, rules, facts, tally, refused)
 
 
-async def _totals(program: Program, rules: Rules, facts: list[Fact], end_ms: int, refused: Counter[str]) -> Totals:
-    stats = await program.stats()
+async def _totals(program: Program, rules: Rules, facts: list[Fact], tally: _Tally, refused: Counter[str]) -> Totals:
+    stats = tally.total
     points = stats.get("points_issued", 0)
     uids = await program.member_ids()
     tiers = {t.name: 0 for t in rules.tiers}
@@ -206,29 +243,15 @@ async def _totals(program: Program, rules: Rules, facts: list[Fact], end_ms: int
                     if entry["kind"] == "milestone" and entry["delta"] > 0:
                         milestones += 1
                         milestone_points += entry["delta"]
-    yen_by_month = await _yen_by_month(program, rules, facts, end_ms)
+    by_month: Counter[str] = Counter()
+    for day, counted in tally.by_day.items():
+        by_month[day[:7]] += counted.get("points_issued", 0)
+    yen_by_month = {month: rules.yen(points) for month, points in sorted(by_month.items())}
     return Totals(points_issued=points, yen_cost=rules.yen(points),
                   referrals_completed=stats.get("referrals_completed", 0), members_per_tier=tiers,
                   milestone_payouts=milestones, milestone_points=milestone_points,
                   capped_months=capped_months(rules, yen_by_month), yen_by_month=yen_by_month, facts=len(facts),
                   refused=dict(sorted(refused.items())))
-
-
-async def _yen_by_month(program: Program, rules: Rules, facts: list[Fact], end_ms: int) -> dict[str, int]:
-    """Points issued per shop-time month (the sandbox's daily counters), in yen."""
-    if not facts:
-        return {}
-    first = engine.shop_time(rules, min(f.at_ms for f in facts)).date()
-    last = engine.shop_time(rules, max(end_ms, max(f.at_ms for f in facts))).date()
-    days = [(first + timedelta(days=i)).strftime("%Y-%m-%d") for i in range((last - first).days + 1)]
-    async with program.redis.pipeline(transaction=False) as pipe:
-        for day in days:
-            pipe.hget(keys.stats_day(day), "points_issued")
-        issued = await pipe.execute()
-    by_month: Counter[str] = Counter()
-    for day, points in zip(days, issued, strict=True):
-        by_month[day[:7]] += int(points or 0)
-    return {month: rules.yen(points) for month, points in sorted(by_month.items())}
 
 
 async def compare(facts: list[Fact], live: Rules, draft: Rules, sandbox: Sandbox, end_ms: int) -> dict[str, Totals]:
