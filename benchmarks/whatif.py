@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import re
+import resource
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 from benchmarks.common import redis_url
@@ -69,7 +72,7 @@ def generate(count: int, seed: int, start_ms: int, days: int) -> list[Fact]:
             uid = _uid(len(members) + 1)
             add(f"w:{uid}", "w", u=uid, at=t, e=f"ev-{len(facts)}")
             if members and rng.random() < 0.35:
-                referrer = int(len(members) * rng.random() ** 3)  # a few members refer many (milestones)
+                referrer = int(len(members) * rng.random() ** 2)  # a few members refer many (milestones)
                 add(f"a:{uid}:ev-{len(facts)}", "a", u=uid, c=_code(referrer + 1), r=members[referrer],
                     o=f"ev-{len(facts)}")
                 first_order_due.append(uid)
@@ -130,15 +133,27 @@ async def bench(count: int, seed: int) -> dict[str, object]:
             read_s = time.perf_counter() - began
         finally:
             await live.aclose()
-    began = time.perf_counter()
+    began, cpu_here, cpu_children = time.perf_counter(), time.process_time(), _children_cpu()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as where:
         draft_path = Path(where) / "draft.toml"
         draft_path.write_text(draft_text(), encoding="utf-8")
         result = await compare_apart(read, ASSETS / "rules.toml", draft_path, end_ms)
     replay_s = time.perf_counter() - began
+    here, children = time.process_time() - cpu_here, _children_cpu() - cpu_children
     return {"facts": len(read), "read_seconds": round(read_s, 2), "replay_seconds": round(replay_s, 2),
-            "facts_per_second": round(len(read) / replay_s), "python": platform.python_version(),
+            "facts_per_second": round(len(read) / replay_s),
+            # CPU seconds: this process (the live rules' replay), and its children (the draft's process and both
+            # sandbox Redis servers); on two free cores the replays take about the larger half of their sum
+            "cpu_seconds_live_replay": round(here, 1), "cpu_seconds_draft_and_redis": round(children, 1),
+            "load_average_before": round(load_before, 1), "load_average_after": round(os.getloadavg()[0], 1),
+            "cores": os.cpu_count(), "python": platform.python_version(),
             "live": result["live"].as_json(), "draft": result["draft"].as_json()}
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def main() -> None:
@@ -148,9 +163,11 @@ def main() -> None:
     args = parser.parse_args()
     out = run_loop(bench(args.facts, args.seed))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "whatif.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    (RESULTS / f"whatif-{date.today().isoformat()}.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     print(f"{out['facts']:,} facts: read in {out['read_seconds']} s, replayed under the live rules and a draft "
-          f"(side by side) in {out['replay_seconds']} s ({out['facts_per_second']:,} facts/s)")
+          f"(side by side) in {out['replay_seconds']} s ({out['facts_per_second']:,} facts/s); CPU: "
+          f"{out['cpu_seconds_live_replay']} s the live replay, {out['cpu_seconds_draft_and_redis']} s the draft's "
+          f"and both Redis servers; load average {out['load_average_before']} on {out['cores']} cores")
     for side in ("live", "draft"):
         totals = out[side]
         assert isinstance(totals, dict)

@@ -229,20 +229,26 @@ async def _totals(program: Program, rules: Rules, facts: list[Fact], tally: _Tal
     uids = await program.member_ids()
     tiers = {t.name: 0 for t in rules.tiers}
     milestones = milestone_points = 0
+    milestone_ops = [ledger_codec.op_field(f"milestone:{m.count}") for m in rules.milestones]
     for i in range(0, len(uids), READ_CHUNK):
         chunk = uids[i:i + READ_CHUNK]
         for member in await program.member_facts(chunk):
             tiers[member.tier] = tiers.get(member.tier, 0) + 1
-        async with program.redis.pipeline(transaction=False) as pipe:
+        if not milestone_ops:
+            continue
+        async with program.redis.pipeline(transaction=False) as pipe:  # the entry each milestone op wrote, if any
             for uid in chunk:
-                pipe.hgetall(keys.ops(uid))
-            for raw in await pipe.execute():
-                ops = ledger_codec.split_ops(raw)
-                for entry_id, stored in ops.entries.items():
-                    entry = ledger_codec.decode(entry_id, stored)
-                    if entry["kind"] == "milestone" and entry["delta"] > 0:
-                        milestones += 1
-                        milestone_points += entry["delta"]
+                pipe.hmget(keys.ops(uid), milestone_ops)
+            paid = [(uid, int(entry_id)) for uid, ids in zip(chunk, await pipe.execute(), strict=True)
+                    for entry_id in ids if entry_id is not None]
+        async with program.redis.pipeline(transaction=False) as pipe:
+            for uid, entry_id in paid:
+                pipe.hget(keys.ops(uid), ledger_codec.entry_field(entry_id))
+            for (_, entry_id), raw in zip(paid, await pipe.execute(), strict=True):
+                entry = ledger_codec.decode(entry_id, raw)
+                if entry["delta"] > 0:
+                    milestones += 1
+                    milestone_points += entry["delta"]
     by_month: Counter[str] = Counter()
     for day, counted in tally.by_day.items():
         by_month[day[:7]] += counted.get("points_issued", 0)
