@@ -197,6 +197,9 @@ class Rules:
     # [points] point_value_yen: what one point costs the shop in yen, so every figure that counts points also
     # shows yen (stats, the dashboard, what-if, experiments, budgets, the premiums-law check)
     point_value_yen: float = 1.0
+    # [broadcasts] extra_message_yen: what LINE charges for a message beyond the plan's free monthly quota (the
+    # dashboard's broadcast estimate); 0 for a plan that sells none (a send past the quota pauses)
+    extra_message_yen: float = 3.0
 
     def yen(self, points: int) -> int:
         """Points as the shop's cost in yen, rounded half up to a whole yen."""
@@ -480,7 +483,8 @@ def _load_rules(path: Path) -> Rules:
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
         friend_coupon=friend_coupon, prompts=prompts,
-        unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1))
+        unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1),
+        extra_message_yen=_extra_message_yen(r, r.table(data, "", "broadcasts")))
 
 
 def _point_value(r: _Reader, points: dict[str, Any]) -> float:
@@ -488,6 +492,15 @@ def _point_value(r: _Reader, points: dict[str, Any]) -> float:
     if not 0 < value <= 10_000:
         raise r.fail("points.point_value_yen", "must be more than 0 and at most 10000 (yen per point)")
     return value
+
+
+def _extra_message_yen(r: _Reader, table: dict[str, Any]) -> float:
+    value = table.get("extra_message_yen", 3)
+    if set(table) - {"extra_message_yen"}:
+        raise r.fail("broadcasts", f"unknown setting {sorted(set(table) - {'extra_message_yen'})[0]!r}")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise r.fail("broadcasts.extra_message_yen", f"must be a number of yen from 0 to 100, not {value!r}")
+    return float(value)
 
 
 def _shop_discount(r: _Reader, w: dict[str, Any], where: str, issue: str) -> dict[str, int]:
