@@ -9,12 +9,13 @@ from types import ModuleType
 
 from aiohttp import web
 
-from bot.web.dashboard import auth, overview, signin
+from bot.web.dashboard import auth, broadcasts, overview, signin
 from bot.web.dashboard.render import NAV, STATIC, setup_templates
 
 PAGES: list[ModuleType] = [
     signin,
     overview,
+    broadcasts,
 ]
 
 
