@@ -175,9 +175,16 @@ async def test_every_broadcast_post_is_refused_without_a_session_a_token_or_the_
     whos = [(e["who"], e["what"]) for e in (await audit_entries(bot))[before:]]
     assert whos == [("web:staff@example.test", "broadcast"), ("web:owner@example.test", "broadcast"),
                     ("web:staff@example.test", "broadcast_cancel")], whos
+    # an unknown job: 404 on its page, its progress and its buttons
+    unknown = "a" * 32
+    assert (await viewer.get(f"/admin/broadcasts/{unknown}"))[0] == 404
+    assert (await viewer.get(f"/admin/broadcasts/{unknown}/progress"))[0] == 404
+    assert (await post(staff, f"/admin/broadcasts/{unknown}/cancel", []))[0] == 404
     # a bad draft is answered with why, and stores nothing
     status, page, _ = await post(staff, "/admin/broadcasts", form(text="", draft="e" * 32))
     assert status == 400 and 'id="bc-refused"' in page and len(await b.latest()) == 3
+    status, page, _ = await post(staff, "/admin/broadcasts", form(draft="not-a-draft"))
+    assert status == 400 and 'data-code="INVALID_DRAFT"' in page and len(await b.latest()) == 3
     status, page, _ = await post(staff, "/admin/broadcasts/estimate", form(segment=["bogus"]))
     assert status == 400 and "INVALID_SEGMENT" in page
 

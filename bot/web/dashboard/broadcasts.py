@@ -226,11 +226,11 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         draft = Draft.read(form)
         if draft.audience == "everyone" and not staff.may("broadcast_everyone"):
             return await refusal(request, staff, 403)
-        if not DRAFT.fullmatch(draft.draft):
-            raise web.HTTPBadRequest(text="the form has no draft id: open the composer again")
         lang = language(request)
         t = translator(request, lang)
         try:
+            if not DRAFT.fullmatch(draft.draft):
+                raise BroadcastError("INVALID_DRAFT", "the form has no draft id: open the composer again")
             if form.get("confirmed") != "yes":
                 answer, messages = await dry_run(request, staff, draft)
                 return render(request, staff, "broadcast_confirm.html", draft=draft, estimate=answer,
@@ -244,20 +244,24 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                           error=exc.message, error_code=exc.code)
         raise web.HTTPSeeOther(f"/admin/broadcasts/{job['id']}")
 
-    async def job_or_404(request: web.Request) -> dict[str, Any]:
+    async def job_view(request: web.Request) -> dict[str, Any] | None:
         view = await service(request).get(request.match_info["job_id"])
-        if view is None:
-            raise web.HTTPNotFound(text="no broadcast with that id")
-        return _progress(services_of(request), view)
+        return None if view is None else _progress(services_of(request), view)
 
     @requires("read")
     async def job(request: web.Request, staff: Staff) -> web.StreamResponse:
-        return render(request, staff, "broadcast_job.html", job=await job_or_404(request),
-                      may_send=staff.may("broadcast"))
+        view = await job_view(request)
+        if view is None:
+            return await refusal(request, staff, 404)
+        return render(request, staff, "broadcast_job.html", job=view, may_send=staff.may("broadcast"))
 
     @requires("read")
     async def progress(request: web.Request, staff: Staff) -> web.StreamResponse:
-        return web.json_response(await job_or_404(request), headers={"Cache-Control": "no-store"})
+        view = await job_view(request)
+        if view is None:
+            return web.json_response({"error": {"code": "UNKNOWN_BROADCAST", "message": "no broadcast with that id"}},
+                                     status=404)
+        return web.json_response(view, headers={"Cache-Control": "no-store"})
 
     def action(name: str) -> Any:
         @requires("broadcast")
@@ -267,7 +271,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                 await getattr(service(request), name)(job_id, staff.who)
             except BroadcastError as exc:
                 if exc.status == 404:
-                    raise web.HTTPNotFound(text=exc.message) from exc
+                    return await refusal(request, staff, 404)
                 # pressed twice (cancelled already, no longer paused): the job's page shows how it stands
             raise web.HTTPSeeOther(f"/admin/broadcasts/{job_id}")
         return handler
