@@ -218,6 +218,16 @@ async def test_compose_preview_send_and_watch_it_done_then_pause_resume_and_canc
         await sign_in_page(page, bot, "owner", next_path="/admin/broadcasts")
         await expect(page.locator("main h1")).to_have_text("配信")
 
+        # what staff type is drawn as text, never run as markup
+        hostile = '<img src=x onerror="window.__pwned=1"><b>太字?</b>'
+        await page.fill("#bc-text", hostile)
+        await expect(page.locator("#bc-estimate .notice.error")).to_contain_text(
+            "送る相手の条件を1つ以上選んでください。", timeout=WAIT_MS)  # no recipients chosen yet: said in Japanese
+        await page.check('input[name="segment"][value="birthday"]')
+        await expect(page.locator("#bc-preview .bubble")).to_have_text(hostile, timeout=WAIT_MS)
+        assert await page.evaluate("() => window.__pwned") is None
+        await page.uncheck('input[name="segment"][value="birthday"]')
+
         # compose: a text with {name} and the help card, to Japanese speakers; the count and preview follow the form
         await page.fill("#bc-text", "{name}、週末はポイント2倍！")
         await page.check('input[name="segment"][value="language:ja"]')

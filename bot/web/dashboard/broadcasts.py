@@ -104,6 +104,13 @@ class Draft:
 
 
 Texts = Any  # t(key, **values): the page's language
+# refusals the composer explains in the page's language (the service's own message follows, for the detail)
+EXPLAINED = ("INVALID_TEXT", "INVALID_MESSAGES", "INVALID_SEGMENT", "UNKNOWN_PLACEHOLDER", "INVALID_SCHEDULED_AT",
+             "INVALID_CARD", "INVALID_DRAFT", "FORBIDDEN")
+
+
+def explain(t: Texts, code: str) -> str:
+    return str(t("dash_bc_error_" + code.lower())) if code in EXPLAINED else ""
 
 
 def cost_lines(t: Texts, answer: dict[str, Any]) -> list[tuple[str, str]]:
@@ -210,13 +217,14 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
 
     @requires("broadcast")
     async def estimate(request: web.Request, staff: Staff) -> web.StreamResponse:
+        t = translator(request, language(request))
         try:
             answer, messages = await dry_run(request, staff, Draft.read(await request.post()))
-        except Refused as exc:
-            return web.json_response({"error": {"code": "FORBIDDEN", "message": str(exc)}}, status=403)
-        except BroadcastError as exc:
-            return web.json_response({"error": {"code": exc.code, "message": exc.message}}, status=exc.status)
-        t = translator(request, language(request))
+        except (Refused, BroadcastError) as exc:
+            code, message, status = ("FORBIDDEN", str(exc), 403) if isinstance(exc, Refused) else (
+                exc.code, exc.message, exc.status)
+            return web.json_response({"error": {"code": code, "message": message, "text": explain(t, code)}},
+                                     status=status)
         lines = [{"kind": kind, "text": text} for kind, text in cost_lines(t, answer)]
         return web.json_response({**answer, "lines": lines, "preview": messages})
 
@@ -241,7 +249,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                                                 job_id=uuid.uuid5(DRAFTS, f"{staff.email}:{draft.draft}").hex)
         except BroadcastError as exc:
             return render(request, staff, "broadcast_confirm.html", status=exc.status, draft=draft,
-                          error=exc.message, error_code=exc.code)
+                          error=explain(t, exc.code) or exc.message, detail=exc.message, error_code=exc.code)
         raise web.HTTPSeeOther(f"/admin/broadcasts/{job['id']}")
 
     async def job_view(request: web.Request) -> dict[str, Any] | None:

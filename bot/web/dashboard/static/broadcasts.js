@@ -32,7 +32,8 @@
     const estimateBox = $("#bc-estimate");
     const preview = $("#bc-preview");
     let timer = null;
-    let asked = 0; // answers that come back out of order are dropped
+    let busy = false; // one estimate in flight per page (a segment is counted over every member)
+    let again = false; // the form changed meanwhile: ask once more when the answer is in
 
     const syncControls = () => {
       const everyone = $("#bc-everyone");
@@ -50,7 +51,17 @@
     };
 
     async function estimate() {
-      const mine = ++asked;
+      if (busy) { again = true; return; }
+      busy = true;
+      try {
+        await ask();
+      } finally {
+        busy = false;
+      }
+      if (again) { again = false; estimate(); }
+    }
+
+    async function ask() {
       estimateBox.dataset.state = "counting";
       estimateBox.replaceChildren(LineRender.h("p", { class: "muted" }, say("counting")));
       let answer = null;
@@ -61,11 +72,13 @@
         answer = await response.json();
         ok = response.ok;
       } catch (_) { /* shown as failed below */ }
-      if (mine !== asked) return;
+      if (again) return; // already out of date: the next answer shows
       if (!ok || !answer) {
         estimateBox.dataset.state = "error";
-        const why = answer && answer.error ? answer.error.message : say("failed");
-        estimateBox.replaceChildren(LineRender.h("p", { class: "notice error" }, why));
+        const error = answer && answer.error;
+        estimateBox.replaceChildren(LineRender.h("p", { class: "notice error", dataset: { code: error ? error.code : "" } },
+          error ? error.text || error.message : say("failed"),
+          error && error.text ? [LineRender.h("br"), LineRender.h("small", {}, error.message)] : null));
         return;
       }
       estimateBox.dataset.state = "ready";
