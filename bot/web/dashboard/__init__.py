@@ -9,12 +9,15 @@ from types import ModuleType
 
 from aiohttp import web
 
-from bot.web.dashboard import auth, overview, signin
+from bot.web.dashboard import accounts_page, audit_log, auth, members, overview, signin
 from bot.web.dashboard.render import NAV, STATIC, setup_templates
 
 PAGES: list[ModuleType] = [
     signin,
     overview,
+    members,
+    accounts_page,
+    audit_log,
 ]
 
 
