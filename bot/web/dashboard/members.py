@@ -135,10 +135,10 @@ def check_adjustment(form: Any, role: str, staff_limit: int) -> tuple[int, str, 
     reason = str(form.get("reason", "")).strip()
     op = str(form.get("op", ""))
     if not POINTS.fullmatch(raw_points) or int(raw_points) == 0 or abs(int(raw_points)) > MAX_POINTS:
-        raise Refused("dash_adjust_bad_points", max=MAX_POINTS)
+        raise Refused("dash_adjust_bad_points", max=f"{MAX_POINTS:,}")
     points = int(raw_points)
     if role != "owner" and abs(points) > staff_limit:
-        raise Refused("dash_adjust_over_limit", limit=staff_limit)
+        raise Refused("dash_adjust_over_limit", limit=f"{staff_limit:,}")
     if not 1 <= len(reason) <= MAX_REASON:
         raise Refused("dash_adjust_bad_reason", max=MAX_REASON)
     if not OP.fullmatch(op):
