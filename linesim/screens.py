@@ -339,6 +339,8 @@ async def take_pictures(phones: Phones, out: Path) -> list[Path]:
     await phones.act(staff, "follow")
     before = await phones.last_seq(staff)
     said = await phones.say(staff, "今日の数字")
+    # the rich menu starts closed, as in LINE: its bar opens it
+    await phones.page.locator(f'.phone[data-uid="{staff}"] .richmenu-bar').click(timeout=WAIT_SECONDS * 1000)
     await phones.page.wait_for_function(
         "sel => { const m = document.querySelector(sel); return m && !m.hidden && m.querySelector('img')?.complete; }",
         arg=f'.phone[data-uid="{staff}"] .richmenu', timeout=WAIT_SECONDS * 1000)

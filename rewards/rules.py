@@ -200,6 +200,9 @@ class Rules:
     # [broadcasts] extra_message_yen: what LINE charges for a message beyond the plan's free monthly quota (the
     # dashboard's broadcast estimate); 0 for a plan that sells none (a send past the quota pauses)
     extra_message_yen: float = 3.0
+    # [dashboard] staff_adjust_limit: the most points a "staff" account may add or take away in one adjustment
+    # on the staff dashboard (owners have no limit; the admin API is the machines' and has none)
+    staff_adjust_limit: int = 1000
 
     def yen(self, points: int) -> int:
         """Points as the shop's cost in yen, rounded half up to a whole yen."""
@@ -396,6 +399,7 @@ def _load_rules(path: Path) -> Rules:
     guessing = r.table(data, "", "code_guessing")
     pace = r.table(data, "", "chat_pace")
     account_link = r.table(data, "", "account_link")
+    dashboard = r.table(data, "", "dashboard")
     tiers_table = r.table(data, "", "tiers")
     levels = tiers_table.get("levels") or [{"name": "member", "threshold": 0}]
     tiers = []
@@ -484,7 +488,8 @@ def _load_rules(path: Path) -> Rules:
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
         friend_coupon=friend_coupon, prompts=prompts,
         unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1),
-        extra_message_yen=_extra_message_yen(r, r.table(data, "", "broadcasts")))
+        extra_message_yen=_extra_message_yen(r, r.table(data, "", "broadcasts")),
+        staff_adjust_limit=r.whole(dashboard, "dashboard", "staff_adjust_limit", 1000, minimum=1))
 
 
 def _point_value(r: _Reader, points: dict[str, Any]) -> float:
