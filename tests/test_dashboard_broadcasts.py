@@ -3,6 +3,7 @@ named segments combined, the Flex cards a broadcast may carry, the estimate (cou
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections import Counter
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.broadcasts import cards
+from bot.broadcasts.runner import BroadcastRunner
 from bot.broadcasts.service import BroadcastError, Broadcasts
 from linesim.platform import new_user_id
 from rewards import segments
@@ -175,6 +177,23 @@ async def test_every_broadcast_post_is_refused_without_a_session_a_token_or_the_
     whos = [(e["who"], e["what"]) for e in (await audit_entries(bot))[before:]]
     assert whos == [("web:staff@example.test", "broadcast"), ("web:owner@example.test", "broadcast"),
                     ("web:staff@example.test", "broadcast_cancel")], whos
+    # a job's page says to whom and what, as stored
+    staff_job = (await b.latest())[1]["id"]
+    status, page = await viewer.get(f"/admin/broadcasts/{staff_job}")
+    assert status == 200 and '<dd id="bc-who">日本語の方</dd>' in page
+    assert json.dumps("週末はポイント2倍！")[1:-1] in page  # the messages, for the preview (JSON, never markup)
+
+    # resuming a paused job to everyone sends to everyone: an owner's, as creating it was
+    bot.platform.monthly_limit_reached = True
+    await BroadcastRunner(bot.services, "dash").run_due()
+    everyone_job = location.rsplit("/", 1)[1]
+    assert (await b.get(everyone_job) or {})["status"] == "paused"
+    bot.platform.monthly_limit_reached = False
+    assert (await post(staff, f"/admin/broadcasts/{everyone_job}/resume", []))[0] == 403
+    assert (await b.get(everyone_job) or {})["status"] == "paused"
+    assert (await post(owner, f"/admin/broadcasts/{everyone_job}/resume", []))[0] == 303
+    assert (await b.get(everyone_job) or {})["status"] == "queued"
+
     # an unknown job: 404 on its page, its progress and its buttons
     unknown = "a" * 32
     assert (await viewer.get(f"/admin/broadcasts/{unknown}"))[0] == 404

@@ -7,6 +7,7 @@ Staff tools (the admin API and the staff chat commands) use one small service:
     await b.preview(body, sample=3)        -> {"total", "preview": [{"user_id", "messages"}], "warnings"}
     await b.create(body, by="staff:U…")    -> {"id", "status", "total", "warnings"?}  (dry_run: the preview, nothing stored)
     await b.get(id) / b.latest(limit)      -> job views (below), newest first
+    await b.content(id)                    -> {"messages", "segment"} the job sends, as stored
     await b.cancel(id, by) / b.resume(id, by) -> the job view after
     await b.quota()                        -> {"limit": int | None, "used": int} this month, or None (LINE did not say)
     await b.estimate(body)                 -> the dry run and its cost: messages, quota, beyond the free quota, yen
@@ -345,6 +346,15 @@ class Broadcasts:
         if j.get("reason"):
             view["reason"] = j["reason"]
         return view
+
+    async def content(self, job_id: str) -> dict[str, Any] | None:
+        """What a job sends and to whom, as stored: {"messages": [...], "segment": its JSON ("everyone")}."""
+        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+            return None
+        messages, segment = await self.redis.hmget(keys.broadcast(job_id), "messages", "segment")
+        if messages is None:
+            return None
+        return {"messages": json.loads(messages), "segment": json.loads(segment) if segment else "everyone"}
 
     async def latest(self, limit: int = 50) -> list[dict[str, Any]]:
         ids = [i.decode() for i in await self.redis.zrevrange(keys.BROADCASTS, 0, limit - 1)]

@@ -15,6 +15,7 @@ The segment "everyone" also needs `broadcast_everyone` (owners). Everything goes
 """
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -134,21 +135,22 @@ def cost_lines(t: Texts, answer: dict[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
-def who_text(t: Texts, draft: Draft, rules: Any, lang: str) -> str:
-    """The recipients in words, as the composer named them."""
-    if draft.audience == "everyone":
+def describe(t: Texts, segment: Any, rules: Any, lang: str) -> str:
+    """A segment in words, as the composer names its parts (JSON for what the composer cannot make)."""
+    if segment == "everyone":
         return str(t("dash_bc_everyone"))
-
-    def label(name: str) -> str:
-        kind, _, value = name.partition(":")
-        if kind == "tier":
-            return str(t("dash_bc_seg_tier", tier=rules.tier_label(value, lang)))
-        if kind == "language" and value in LANGUAGES:
-            return str(t("dash_bc_seg_language_" + value))
-        return str(t("dash_bc_seg_" + name)) if name in segments.PRESETS else name
-
-    joiner = " AND " if draft.combine == "all" else " OR "
-    return joiner.join(label(p) for p in dict.fromkeys(draft.picks))
+    if isinstance(segment, dict) and len(segment) == 1:
+        (key, value), = segment.items()
+        if key in ("all", "any") and isinstance(value, list):
+            return (" AND " if key == "all" else " OR ").join(describe(t, v, rules, lang) for v in value)
+        named = next((name for name, preset in segments.PRESETS.items() if preset == segment), None)
+        if named:
+            return str(t("dash_bc_seg_" + named))
+        if key == "tier" and isinstance(value, list) and len(value) == 1:
+            return str(t("dash_bc_seg_tier", tier=rules.tier_label(value[0], lang)))
+        if key == "language" and isinstance(value, list) and len(value) == 1 and value[0] in LANGUAGES:
+            return str(t("dash_bc_seg_language_" + value[0]))
+    return json.dumps(segment, ensure_ascii=False)
 
 
 def _may_send(staff: Staff, draft: Draft) -> None:
@@ -243,7 +245,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                 answer, messages = await dry_run(request, staff, draft)
                 return render(request, staff, "broadcast_confirm.html", draft=draft, estimate=answer,
                               lines=cost_lines(t, answer), preview=messages, error=None,
-                              who=who_text(t, draft, services_of(request).program.rules, lang), **common(request))
+                              who=describe(t, draft.segment() or "everyone", services_of(request).program.rules,
+                                           lang), **common(request))
             body = draft.body(services_of(request))
             job = await service(request).create(body, by=staff.who,
                                                 job_id=uuid.uuid5(DRAFTS, f"{staff.email}:{draft.draft}").hex)
@@ -259,9 +262,13 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     @requires("read")
     async def job(request: web.Request, staff: Staff) -> web.StreamResponse:
         view = await job_view(request)
-        if view is None:
+        content = await service(request).content(request.match_info["job_id"])
+        if view is None or content is None:
             return await refusal(request, staff, 404)
-        return render(request, staff, "broadcast_job.html", job=view, may_send=staff.may("broadcast"))
+        lang = language(request)
+        who = describe(translator(request, lang), content["segment"], services_of(request).program.rules, lang)
+        return render(request, staff, "broadcast_job.html", job=view, may_send=staff.may("broadcast"), who=who,
+                      preview=content["messages"], **common(request))
 
     @requires("read")
     async def progress(request: web.Request, staff: Staff) -> web.StreamResponse:
@@ -275,6 +282,11 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         @requires("broadcast")
         async def handler(request: web.Request, staff: Staff) -> web.StreamResponse:
             job_id = request.match_info["job_id"]
+            content = await service(request).content(job_id)
+            if content is None:
+                return await refusal(request, staff, 404)
+            if name == "resume" and content["segment"] == "everyone" and not staff.may("broadcast_everyone"):
+                return await refusal(request, staff, 403)  # resuming sends to everyone: an owner's, as creating it
             try:
                 await getattr(service(request), name)(job_id, staff.who)
             except BroadcastError as exc:

@@ -99,9 +99,9 @@
     syncControls();
   }
 
-  // ---- the confirmation page's preview -------------------------------------------------------------------
+  // ---- the confirmation's and a job's preview -----------------------------------------------------------------
   const previewData = $("#bc-preview-data");
-  if (previewData && !form) drawPreview($("#bc-preview"), $("#bc-confirm"), JSON.parse(previewData.textContent));
+  if (previewData && !form) drawPreview($("#bc-preview"), $("[data-public]"), JSON.parse(previewData.textContent));
 
   // ---- a job's progress, live (polling the job view) ---------------------------------------------------------
   const job = $("#bc-job");
