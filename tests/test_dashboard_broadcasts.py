@@ -166,11 +166,11 @@ async def test_every_broadcast_post_is_refused_without_a_session_a_token_or_the_
     status, _, location = await post(staff, "/admin/broadcasts", form())
     again = await post(staff, "/admin/broadcasts", form())
     assert status == 303 and again[0] == 303 and again[2] == location and location
+    first = location
     job = await b.get(location.rsplit("/", 1)[1]) or {}
     assert job["total"] == 4 and job["by"] == "web:staff@example.test"
     assert len(await b.latest()) == 2
-    status, _, location = await post(owner, "/admin/broadcasts", form(audience="everyone", segment=[],
-                                                                       draft="f" * 32))
+    status, _, location = await post(owner, "/admin/broadcasts", form(audience="everyone", segment=[]))
     assert status == 303 and (await b.get(location.rsplit("/", 1)[1]) or {})["total"] == 6
     status, _, _ = await post(staff, f"/admin/broadcasts/{later}/cancel", [])
     assert status == 303 and (await b.get(later) or {})["status"] == "cancelled"
@@ -206,6 +206,9 @@ async def test_every_broadcast_post_is_refused_without_a_session_a_token_or_the_
     assert status == 400 and 'data-code="INVALID_DRAFT"' in page and len(await b.latest()) == 3
     status, page, _ = await post(staff, "/admin/broadcasts/estimate", form(segment=["bogus"]))
     assert status == 400 and "INVALID_SEGMENT" in page
+    # the same draft changed (back in the browser, the text edited) is another broadcast, not the first one again
+    status, _, location = await post(staff, "/admin/broadcasts", form(text="直した本文"))
+    assert status == 303 and location != first and len(await b.latest()) == 4
 
 
 def _in_days(days: int) -> str:
@@ -268,6 +271,14 @@ async def test_compose_preview_send_and_watch_it_done_then_pause_resume_and_canc
         await page.click("#bc-review")
         await expect(page.locator("#bc-confirm-count")).to_have_text("4人に送信します。", timeout=WAIT_MS)
         await expect(page.locator("#bc-preview .fx-bubble")).to_be_visible()
+        await page.click("#bc-edit")  # back to edit: the draft is still there, counted and drawn again
+        await expect(page.locator("#bc-text")).to_have_value("{name}、週末はポイント2倍！", timeout=WAIT_MS)
+        await expect(page.locator("#bc-card")).to_have_value("help")
+        await expect(page.locator('input[name="segment"][value="language:ja"]')).to_be_checked()
+        await expect(estimate.locator(".bc-line-count")).to_have_text("4人に届きます", timeout=WAIT_MS)
+        await expect(page.locator("#bc-preview .fx-bubble")).to_be_visible()
+        await page.click("#bc-review")
+        await expect(page.locator("#bc-confirm-count")).to_have_text("4人に送信します。", timeout=WAIT_MS)
         await page.click("#bc-send")
         await expect(page.locator("#bc-status")).to_have_attribute("data-status", "done", timeout=WAIT_MS)
         await expect(page.locator("#bc-count")).to_have_text("4 / 4人")

@@ -15,6 +15,7 @@ The segment "everyone" also needs `broadcast_everyone` (owners). Everything goes
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -153,6 +154,13 @@ def describe(t: Texts, segment: Any, rules: Any, lang: str) -> str:
     return json.dumps(segment, ensure_ascii=False)
 
 
+def job_id(staff: Staff, draft: Draft, body: dict[str, Any]) -> str:
+    """The job a confirmed draft makes: the same form sent again (a double click, a reload) finds the same job;
+    a draft changed after going back in the browser is another broadcast."""
+    what = json.dumps(body, ensure_ascii=False, sort_keys=True)
+    return uuid.uuid5(DRAFTS, f"{staff.email}:{draft.draft}:{what}").hex
+
+
 def _may_send(staff: Staff, draft: Draft) -> None:
     if draft.audience == "everyone" and not staff.may("broadcast_everyone"):
         raise Refused("only an owner may broadcast to everyone")
@@ -185,27 +193,35 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     def common(request: web.Request) -> dict[str, Any]:
         return {"public_base_url": services_of(request).settings.public_base_url.rstrip("/")}
 
-    def composer(request: web.Request, staff: Staff) -> dict[str, Any]:
+    def composer(request: web.Request, staff: Staff, draft: Draft | None = None) -> dict[str, Any]:
         rules = services_of(request).program.rules
         lang = language(request)
+        if draft is None:
+            draft = Draft(text="", card="", card_lang=lang, audience="segments", picks=(), combine="all", when="now",
+                          scheduled_at="", draft=uuid.uuid4().hex)
+        elif not DRAFT.fullmatch(draft.draft):  # brought back to edit without its id: a new one
+            draft = dataclasses.replace(draft, draft=uuid.uuid4().hex)
         shop_now = datetime.fromtimestamp(services_of(request).program.now_ms() / 1000, rules.timezone)
         return {
             "cards": cards.choices(services_of(request), lang), "presets": list(segments.PRESETS),
             "tiers": [(tier.name, tier.label_in(lang)) for tier in rules.tiers], "languages": LANGUAGES,
-            "may_everyone": staff.may("broadcast_everyone"), "draft_id": uuid.uuid4().hex,
+            "may_everyone": staff.may("broadcast_everyone"), "draft": draft,
             "timezone": str(rules.timezone),
             # the schedule's input: from now to the service's farthest (shop time, as the input reads it)
             "at_min": shop_now.strftime("%Y-%m-%dT%H:%M"),
             "at_max": (shop_now + SCHEDULE_AHEAD_MAX - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")}
 
-    @requires("read")
-    async def page(request: web.Request, staff: Staff) -> web.StreamResponse:
+    async def page_with(request: web.Request, staff: Staff, draft: Draft | None = None) -> web.StreamResponse:
         services = services_of(request)
         jobs = [_progress(services, v) for v in await service(request).latest(LIST_LIMIT)]
         context: dict[str, Any] = {"jobs": jobs, "may_send": staff.may("broadcast"), **common(request)}
         if staff.may("broadcast"):
-            context.update(composer(request, staff))
+            context.update(composer(request, staff, draft))
         return render(request, staff, "broadcasts.html", **context)
+
+    @requires("read")
+    async def page(request: web.Request, staff: Staff) -> web.StreamResponse:
+        return await page_with(request, staff)
 
     async def dry_run(request: web.Request, staff: Staff, draft: Draft) -> tuple[dict[str, Any], list[dict]]:
         """The draft's estimate and the messages its first recipient would get (as typed when it reaches
@@ -236,6 +252,8 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         draft = Draft.read(form)
         if draft.audience == "everyone" and not staff.may("broadcast_everyone"):
             return await refusal(request, staff, 403)
+        if form.get("edit") == "yes":  # back from the confirmation: the composer with this draft
+            return await page_with(request, staff, draft)
         lang = language(request)
         t = translator(request, lang)
         try:
@@ -248,8 +266,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
                               who=describe(t, draft.segment() or "everyone", services_of(request).program.rules,
                                            lang), **common(request))
             body = draft.body(services_of(request))
-            job = await service(request).create(body, by=staff.who,
-                                                job_id=uuid.uuid5(DRAFTS, f"{staff.email}:{draft.draft}").hex)
+            job = await service(request).create(body, by=staff.who, job_id=job_id(staff, draft, body))
         except BroadcastError as exc:
             return render(request, staff, "broadcast_confirm.html", status=exc.status, draft=draft,
                           error=explain(t, exc.code) or exc.message, detail=exc.message, error_code=exc.code)

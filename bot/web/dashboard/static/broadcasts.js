@@ -97,6 +97,7 @@
     form.addEventListener("input", changed);
     form.addEventListener("change", changed);
     syncControls();
+    if (hasBody()) estimate(); // back from the confirmation to edit: the draft's count and preview at once
   }
 
   // ---- the confirmation's and a job's preview -----------------------------------------------------------------
