@@ -229,3 +229,20 @@ async def test_secure_cookie_on_https(bot_with: BotWith, staff_clients) -> None:
         set_cookie = [v for v in r.headers.getall("Set-Cookie") if v.startswith("shokai_admin=")][0]
     assert "Secure" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
     assert DASH_PUBLIC.startswith("http://")
+
+
+async def test_every_page_for_each_role(setting) -> None:
+    bot, uid, _, clients = setting
+    pages = {"/admin/": ROLES, "/admin/members?q=x": ROLES, f"/admin/members/{uid}": ROLES,
+             f"/admin/members/{uid}?page=2&lang=en": ROLES, "/admin/audit?what=adjust_points&since=2020-01-01": ROLES,
+             "/admin/accounts": ("owner",)}
+    for path, allowed in pages.items():
+        for role in ROLES:
+            status, page = await clients[role].get(path)
+            assert status == (200 if role in allowed else 403), (path, role, status)
+            if status == 200:  # the nav offers only what the role may open
+                assert ('href="/admin/accounts"' in page) == (role == "owner"), (path, role)
+    # unknown members and malformed ids: the dashboard's 404 page, for every role
+    for role in ROLES:
+        assert (await clients[role].get("/admin/members/U" + "0" * 32))[0] == 404
+        assert (await clients[role].get("/admin/members/not-an-id"))[0] == 404
