@@ -246,3 +246,36 @@ async def test_every_page_for_each_role(setting) -> None:
     for role in ROLES:
         assert (await clients[role].get("/admin/members/U" + "0" * 32))[0] == 404
         assert (await clients[role].get("/admin/members/not-an-id"))[0] == 404
+
+
+async def test_users_command(clean_redis: str, capsys) -> None:
+    """`python -m bot users …` (in-process, on the test Redis): the password from stdin, one line."""
+    import io
+
+    from bot.__main__ import _parser
+    from bot.config import CommandLine, Settings
+    from bot.infra.redis_conn import connect
+    from bot.web.dashboard import cli
+
+    settings = Settings(channel_secret="s", channel_access_token="t", public_base_url="http://x.test",
+                        redis_url=clean_redis)
+
+    async def users(*argv: str, stdin: str = "") -> int:
+        return await cli.run(settings, _parser(CommandLine.from_env({})).parse_args(["users", *argv]),
+                             stdin=io.StringIO(stdin))
+
+    assert await users("add", "Boss@Example.TEST", "--role", "owner", stdin="a long passphrase\n") == 0
+    assert await users("add", "boss@example.test", "--role", "staff", stdin="another passphrase\n") == 1
+    assert await users("add", "short@example.test", "--role", "viewer", stdin="short\n") == 1
+    assert await users("list") == 0
+    assert "boss@example.test\towner" in capsys.readouterr().out
+    redis = connect(clean_redis, False)
+    accounts = StaffAccounts(redis)
+    assert await accounts.verify("boss@example.test", "a long passphrase") is not None
+    assert await users("reset-password", "boss@example.test", stdin="the new passphrase\n") == 0
+    assert await accounts.verify("boss@example.test", "a long passphrase") is None
+    assert await accounts.verify("BOSS@example.test", "the new passphrase") is not None
+    assert await users("remove", "boss@example.test") == 0
+    assert await users("remove", "boss@example.test") == 1
+    assert await accounts.list() == []
+    await redis.aclose()
