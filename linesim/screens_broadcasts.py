@@ -19,7 +19,7 @@ PASSWORD = "screens-password-0"  # a throwaway account in the screens' temporary
 LOCALES = {"ja": "ja-JP", "en": "en-US"}
 TEXTS = {"ja": "{name}、今週末はポイント2倍です！お店でお待ちしています。",
          "en": "{name}, double points this weekend! See you at the shop."}
-DESK = {"width": 1280, "height": 900}
+DESK = {"width": 1000, "height": 700}  # as the other dashboard pictures (linesim/screens.py)
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 30_000  # an upper bound for each step, not a speed requirement
 

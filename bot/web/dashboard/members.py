@@ -32,6 +32,8 @@ COUPON_TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 MAX_POINTS = 10_000_000  # as the admin API
 MAX_REASON = 500
 LEDGER_PAGE = 20
+# ledger kinds whose note people wrote (an adjustment's reason); other notes are ids (a claim, an event)
+NOTED_KINDS = ("adjustment", "import")
 AUDIT_SHOWN = 20
 
 
@@ -98,7 +100,7 @@ async def _member_page(request: web.Request, staff: auth.Staff, uid: str, *, sta
         label=masked_label(uid), customer_id=await program.links.customer_of(uid),
         referred_by=referred_by_referrer, referred_status=referral_status, made=made, friend_names=friend_names,
         masked=masked_label, ledger=entries[(page - 1) * LEDGER_PAGE:page * LEDGER_PAGE], ledger_total=len(entries),
-        page=page, pages=pages,
+        page=page, pages=pages, noted_kinds=NOTED_KINDS,
         coupons=[{"c": c, "expired": c.expired(now), "name": _reward_name(rules, c.reward_id, request),
                   "last_day": catalog.last_day(c)} for c in coupons],
         trail=trail, may_adjust=staff.may("adjust_points"), may_redeem=staff.may("redeem_coupon"),
