@@ -316,3 +316,18 @@ SHOPIFY_DATA_REQUESTS = f"{PREFIX}:shopify:data_requests"  # hash: request id ->
 
 def shopify_early_refunds(order_id: str) -> str:
     return f"{PREFIX}:shopify:{{o:{order_id}}}:early"  # hash: refund id -> yen, a refund waiting for its order
+
+
+# ---- referral rings (rewards/ring_watch.py) ---------------------------------------------------------------------
+def ring_marks(uid: str) -> str:
+    # set in the member's slot: "fp:", "cust:", "addr:" + a hash seen on their orders, "used:<member>" for a
+    # coupon of that member's on one of their orders
+    return f"{PREFIX}:m:{{{uid}}}:rings"
+
+
+def ring_mark(mark: str) -> str:
+    return f"{PREFIX}:rings:mark:{mark}"  # set: the members a mark was seen on (a single-key write)
+
+
+RING_GROUPS = f"{PREFIX}:rings:groups"  # hash: group id -> the flagged group (JSON: members, score, reasons, at)
+RING_SCANNED = f"{PREFIX}:rings:scanned"  # string: when the last whole-graph pass ran (ms)

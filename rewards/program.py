@@ -29,7 +29,8 @@ from rewards.offer import ReferralOffer, referral_offer
 from rewards.orders import Orders
 from rewards.pre_follow import PreFollow
 from rewards.prompts import Prompts
-from rewards.referrals import Referrals
+from rewards.referrals import Attribution, Referrals
+from rewards.ring_watch import RingWatch
 from rewards.rules import Rules
 from rewards.shares import Shares
 from rewards.shopify import Shopify
@@ -51,8 +52,9 @@ class Program:
                                    invites=self.invites, board=self.board, friend_coupons=self.friend_coupons)
         self.members = Members(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                                referrals=self.referrals)
+        self.rings = RingWatch(redis, rules, now_ms, counters=self.counters)  # [rings]: referral-ring detection
         self.orders = Orders(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
-                             members=self.members, referrals=self.referrals)
+                             members=self.members, referrals=self.referrals, rings=self.rings)
         self.links = Links(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders)
         self.imports = Imports(redis, rules, now_ms, ledger=self.points_ledger, members=self.members,
                                links=self.links)  # what the shop already has (rewards/imports.py)
@@ -63,7 +65,7 @@ class Program:
         self.pre_follow = PreFollow(redis, rules, now_ms, counters=self.counters, invites=self.invites)
         self.shares = Shares(redis, rules, now_ms, counters=self.counters)
         self.shopify = Shopify(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders,
-                               links=self.links, friend_coupons=self.friend_coupons)
+                               links=self.links, friend_coupons=self.friend_coupons, rings=self.rings)
 
         members = self.members
         self.see = members.see
@@ -103,7 +105,7 @@ class Program:
         self.member_by_token = self.invites.member_by_token
 
         referrals = self.referrals
-        self.attribute = referrals.attribute
+        self.attribute = self._attribute  # referrals.attribute, then the ring check
         self.settle = referrals.settle
         self.settle_all = referrals.settle_all
         self.decide_referral = referrals.decide_referral
@@ -130,6 +132,12 @@ class Program:
 
         self.count = self.counters.count
         self.stats = self.counters.totals
+
+    async def _attribute(self, friend: str, code: str, op: str) -> Attribution:
+        outcome = await self.referrals.attribute(friend, code, op)
+        if outcome.ok and not outcome.replay:
+            await self.rings.after_attribution(friend)  # [rings]: a burst, a quick referrer, a cycle show now
+        return outcome
 
     @property
     def rules(self) -> Rules:

@@ -17,6 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rewards.errors import DomainError
+from rewards.rings import RING_MODES
+from rewards.rings import Settings as RingSettings
 
 
 class RulesError(DomainError):
@@ -197,6 +199,8 @@ class Rules:
     # [points] point_value_yen: what one point costs the shop in yen, so every figure that counts points also
     # shows yen (stats, the dashboard, what-if, experiments, budgets, the premiums-law check)
     point_value_yen: float = 1.0
+    # [rings]: referral-ring detection (rewards/rings.py, rewards/ring_watch.py); off unless the file turns it on
+    rings: RingSettings = RingSettings()
 
     def yen(self, points: int) -> int:
         """Points as the shop's cost in yen, rounded half up to a whole yen."""
@@ -480,7 +484,8 @@ def _load_rules(path: Path) -> Rules:
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
         friend_coupon=friend_coupon, prompts=prompts,
-        unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1))
+        unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1),
+        rings=_rings(r, r.table(data, "", "rings")))
 
 
 def _point_value(r: _Reader, points: dict[str, Any]) -> float:
@@ -586,3 +591,17 @@ def _prompts(r: _Reader, table: dict[str, Any], events: set[str]) -> Prompts:
     return Prompts(enabled=enabled, weekly_cap=r.whole(table, where, "weekly_cap", 1, minimum=1),
                    events=frozenset(marked), event_min_value=minimum,
                    reminder_days=r.whole(table, where, "reminder_days", 3, minimum=1))
+
+
+def _rings(r: _Reader, table: dict[str, Any]) -> RingSettings:
+    """[rings]: the mode (off | flag | hold), the score that flags a group and what counts as each signal."""
+    where = "rings"
+    default = RingSettings()
+    whole = ("burst_size", "burst_minutes", "quick_minutes", "block_days", "mark_max", "batch_hours", "every_minutes")
+    known = {"mode", "threshold", *whole}
+    unknown = set(table) - known
+    if unknown:
+        raise r.fail(f"{where}.{sorted(unknown)[0]}", f"unknown setting; [rings] takes {', '.join(sorted(known))}")
+    return RingSettings(mode=r.choice(table, where, "mode", RING_MODES),
+                        threshold=r.number(table, where, "threshold", default.threshold),
+                        **{k: r.whole(table, where, k, getattr(default, k), minimum=1) for k in whole})

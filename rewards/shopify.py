@@ -28,6 +28,7 @@ from rewards.links import Links, unattributed
 from rewards.members import Members
 from rewards.orders import Orders, Purchase
 from rewards.part import Part
+from rewards.ring_watch import RingWatch, mark_of
 from rewards.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class PaidOrder:
     at_ms: int
     customer_id: str | None
     coupon_codes: tuple[str, ...] = ()
+    address_mark: str | None = None  # the delivery address as a ring mark (hashed at intake: ring_watch.mark_of)
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,9 @@ class PaidOutcome:
 
 class Shopify(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, members: Members,
-                 orders: Orders, links: Links, friend_coupons: FriendCoupons):
+                 orders: Orders, links: Links, friend_coupons: FriendCoupons, rings: RingWatch | None = None):
         super().__init__(redis, rules, now_ms)
+        self.rings = rings
         self.counters = counters
         self.members = members
         self.orders = orders
@@ -100,6 +103,7 @@ class Shopify(Part):
         refunds = await self._apply_early_refunds(order.order_id)
         if outcome.purchase is not None and outcome.purchase.new:
             await self.counters.count("shopify_orders")
+            await self._note_ring_signals(order, outcome.user_id)
         return PaidOutcome(outcome.status, outcome.user_id, outcome.purchase, refunds=refunds)
 
     async def _record(self, order: PaidOrder) -> PaidOutcome:
@@ -126,6 +130,15 @@ class Shopify(Part):
                 purchase = await self.orders.record_purchase(order.order_id, friend, order.amount, order.at_ms)
                 return PaidOutcome("credited", friend, purchase)
         return PaidOutcome("unmatched")
+
+    async def _note_ring_signals(self, order: PaidOrder, buyer: str | None) -> None:
+        """[rings]: the order's Shopify customer and address (hashed), and any friend's coupon it carried that is
+        not the buyer's own (someone else's coupon: rewards/ring_watch.py)."""
+        if self.rings is None or not self.rings.on or not buyer:
+            return
+        marks = [m for m in (order.address_mark, mark_of("cust", order.customer_id) if order.customer_id else None) if m]
+        holders = [await self.friend_coupons.friend_by_coupon(code) for code in order.coupon_codes]
+        await self.rings.note(buyer, marks, [h for h in holders if h])
 
     # ---- refunds/create -------------------------------------------------------------------------------------
     async def refund(self, order_id: str, refund_id: str, yen: int, retried: bool = False) -> RefundOutcome:

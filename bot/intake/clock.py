@@ -57,6 +57,7 @@ class ClockWork:
         for uid, points, when in await program.expiring_soon(now_ms):
             await notices.points_expiring(self.services, uid, points, when)
         await program.birthdays_due(now_ms)
+        await program.rings.scan_due(at_ms)  # [rings]: the whole-graph pass, every every_minutes
         await self.services.catalog.release_stale(now_ms)
         await notices.remind_friends(self.services, now_ms)  # referred friends' one reminder ([prompts])
         await notices.send_due(self.services, now_ms)  # notices kept through quiet hours or a LINE outage

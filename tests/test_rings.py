@@ -1,0 +1,197 @@
+"""Referral rings ([rings], rewards/rings.py, rewards/ring_watch.py): the generated benchmark at a small size,
+the honest look-alikes, and flag mode against hold mode on the real program (a real Redis)."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_asyncio
+
+from benchmarks.ring_program import DAY, HOUR, MINUTE, START, generate
+from rewards import keys
+from rewards.program import Program
+from rewards.review import ReferralReview
+from rewards.rings import Member, Settings, detect, flagged, measure
+from tests.support.rules_helpers import Clock, program_for, variant
+from tests.test_rules_engine import new_member, points
+
+JST = ZoneInfo("Asia/Tokyo")
+SETTINGS = Settings(mode="flag")
+
+
+# ---- the detector on a generated program -------------------------------------------------------------------
+def test_the_generated_benchmark_finds_the_planted_rings() -> None:
+    program = generate(2_000, seed=1)
+    groups = detect(program.members.values(), SETTINGS)
+    result = measure(groups, set(program.planted), SETTINGS)
+    assert result.precision >= 0.9 and result.recall >= 0.9, result
+    caught = {program.planted[uid] for g in flagged(groups, SETTINGS) for uid in g.members if uid in program.planted}
+    assert caught == {"star", "chain", "cycle", "burst", "tree", "coupon"}, "a ring shape went unseen"
+    honest = {program.honest_kind.get(uid) for uid in result.flagged_honest}
+    assert not honest & {"influencer", "office", "pickup"}, f"honest look-alikes flagged: {honest}"
+    assert detect(program.members.values(), SETTINGS) == groups, "the same program gave other groups"
+
+
+def _family(n: int) -> list[Member]:
+    """A family at one address, referring each other days apart; the parents' card on one child's order."""
+    people = [Member(uid=f"U{n}0", joined_at=START, marks=frozenset({"addr:home", "fp:parents"}))]
+    for i in range(1, 4):
+        at = START + i * 3 * DAY
+        people.append(Member(uid=f"U{n}{i}", referrer=people[0].uid, referred_at=at, joined_at=at,
+                             marks=frozenset({"addr:home", "fp:parents" if i == 1 else f"fp:{n}{i}"})))
+    return people
+
+
+def test_honest_look_alikes_are_grouped_but_not_flagged() -> None:
+    family = _family(1)
+    office = [Member(uid=f"U2{i:02d}", referrer="U200" if i else None, referred_at=START + i * 2 * DAY,
+                     joined_at=START + i * 2 * DAY, marks=frozenset({"addr:office", f"fp:2{i}"})) for i in range(12)]
+    star = Member(uid="U300", joined_at=START)
+    post = START + 5 * DAY  # one post: 30 real friends within 20 minutes, two of whom churn after the coupon
+    fans = [Member(uid=f"U3{i:02d}", referrer=star.uid, referred_at=post + i * 40_000, joined_at=post + i * 40_000,
+                   marks=frozenset({f"fp:3{i}"})) for i in range(1, 31)]
+    for fan in fans[:2]:
+        fan.claimed_at, fan.blocked_at = fan.joined_at + HOUR, fan.joined_at + DAY
+    groups = detect([*family, *office, star, *fans], SETTINGS)
+    assert len(groups) == 3, "the family, the office and the influencer's post are each one group"
+    assert not flagged(groups, SETTINGS), [(g.members[0], g.score, g.reasons) for g in groups]
+    burst = next(g for g in groups if star.uid in g.members)
+    assert burst.reasons["BURST"] == 30 and burst.score < 0.6
+
+
+def test_a_ring_is_scored_with_its_reasons() -> None:
+    boss = Member(uid="U900", joined_at=START, marks=frozenset({"fp:phone"}))
+    fakes = []
+    for i in range(1, 7):
+        at = START + DAY + i * 3 * MINUTE
+        fakes.append(Member(uid=f"U90{i}", referrer=boss.uid, referred_at=at, joined_at=at, claimed_at=at + MINUTE,
+                            blocked_at=at + HOUR if i <= 4 else 0,
+                            marks=frozenset({"fp:phone" if i <= 3 else f"fp:9{i}"})))
+    [group] = flagged(detect([boss, *fakes], SETTINGS), SETTINGS)
+    assert group.members == tuple(sorted(m.uid for m in [boss, *fakes]))
+    assert group.reasons == {"JOIN_CLAIM_BLOCK": 4, "FINGERPRINT": 4, "BURST": 6}
+    assert group.reason_text() == "JOIN_CLAIM_BLOCK 4, FINGERPRINT 4, BURST 6"
+    assert group.score == pytest.approx(1.0 + 0.6 + 0.4)
+
+
+# ---- flag mode and hold mode on the real program --------------------------------------------------------------
+@pytest_asyncio.fixture
+async def make(clean_redis: str, tmp_path: Path) -> AsyncIterator[Callable]:
+    made: list[Program] = []
+
+    async def factory(mode: str) -> tuple[Program, Clock]:
+        clock = Clock(datetime(2026, 11, 20, 12, tzinfo=JST).timestamp())
+        program = await program_for(clean_redis, variant(tmp_path, "", rings__mode=f'"{mode}"'), clock)
+        made.append(program)
+        return program, clock
+
+    yield factory
+    for program in made:
+        await program.redis.aclose()
+
+
+async def burst_of_friends(program: Program, clock: Clock, count: int = 6) -> tuple[str, list[str]]:
+    """A referrer and `count` friends on their code within minutes (a burst), who then buy with one card
+    (not the referrer's: the pairwise fingerprint check sees nothing)."""
+    referrer = await new_member(program, clock)
+    code = await program.invite_code(referrer)
+    friends = []
+    for _ in range(count):
+        clock.advance(minutes=2)
+        friend = await new_member(program, clock)
+        assert (await program.attribute(friend, code, op=f"ev-{friend}")).ok
+        friends.append(friend)
+    return referrer, friends
+
+
+async def paid_for(program: Program, referrer: str) -> list[str]:
+    """The friends the referrer's ledger holds a referral reward for (op referral:{friend}), each entry once."""
+    return sorted(e["op"].removeprefix("referral:") for e in await program.ledger(referrer)
+                  if e.get("op", "").startswith("referral:U"))
+
+
+async def buy_all(program: Program, clock: Clock, friends: list[str]) -> list[str]:
+    statuses = []
+    for n, friend in enumerate(friends):
+        clock.advance(hours=1)
+        purchase = await program.record_purchase(f"order-{n}", friend, 3000, fingerprint="card-9")
+        statuses.append(purchase.answer["referral"]["status"])
+    return statuses
+
+
+async def test_hold_mode_holds_the_rings_referrals_and_pays_once_when_approved(make) -> None:
+    program, clock = await make("hold")
+    referrer, friends = await burst_of_friends(program, clock)
+    # a burst alone is not enough (score 0.4); the shared card grows with each order: at the fourth the group
+    # scores 1.0 (BURST 6, FINGERPRINT 4) and the referrals still to complete wait for staff
+    assert await buy_all(program, clock, friends) == ["completed"] * 3 + ["review"] * 3
+    assert await paid_for(program, referrer) == sorted(friends[:3])
+    queue = await ReferralReview(program).referrals("review")
+    by_friend = {r["friend"]: r for r in queue}
+    assert set(by_friend) == set(friends), "the held ones and the paid ones of the group are all in the queue"
+    held = by_friend[friends[3]]
+    assert held["status"] == "review" and held["review_reason"] == "RING"
+    assert held["ring"] == f"ring:{min([referrer, *friends])}" and float(held["ring_score"]) >= 1.0
+    assert held["ring_reasons"] == "FINGERPRINT 6, BURST 6"  # as the last order's check found it
+
+    review = ReferralReview(program)
+    first = await review.approve(friends[3], "staff")
+    again = await review.approve(friends[3], "staff")
+    assert first.changed and first.paid_referrer == referrer
+    assert not again.changed and again.paid_referrer is None
+    assert await paid_for(program, referrer) == sorted(friends[:4])
+    assert (await points(program, friends[3]))[0] >= program.rules.friend_points
+    await program.rings.scan()  # the whole-graph pass finds the group again: the approved one stays cleared
+    assert friends[3] not in {r["friend"] for r in await review.referrals("review")}
+    [group] = await program.rings.groups()
+    assert group["members"] == sorted([referrer, *friends]) and group["mode"] == "hold"
+
+
+async def test_flag_mode_pays_as_usual_and_lists_the_group_for_review(make) -> None:
+    program, clock = await make("flag")
+    referrer, friends = await burst_of_friends(program, clock)
+    assert await buy_all(program, clock, friends) == ["completed"] * 6
+    assert await paid_for(program, referrer) == sorted(friends)
+    review = ReferralReview(program)
+    queue = await review.referrals("review")
+    assert {r["friend"] for r in queue} == set(friends)
+    assert all(r["status"] == "completed" and r["ring_reasons"] == "FINGERPRINT 6, BURST 6" for r in queue)
+    assert await review.flagged_only(friends[0])
+    assert await review.dismiss_ring(friends[0], "staff")  # staff looked: honest after all
+    assert friends[0] not in {r["friend"] for r in await review.referrals("review")}
+    assert await paid_for(program, referrer) == sorted(friends)
+
+
+async def test_off_mode_keeps_nothing_and_flags_nothing(make) -> None:
+    program, clock = await make("off")
+    _, friends = await burst_of_friends(program, clock)
+    assert await buy_all(program, clock, friends) == ["completed"] * 6
+    assert await ReferralReview(program).referrals("review") == []
+    assert await program.rings.scan_due() is None
+    assert not await program.redis.keys("shokai:rings:*")
+
+
+async def test_the_clock_pass_finds_join_claim_block_that_no_order_shows(make) -> None:
+    """Fake friends who take the welcome coupon and block never buy: only the whole-graph pass sees them."""
+    program, clock = await make("flag")
+    referrer = await new_member(program, clock)
+    code = await program.invite_code(referrer)
+    friends = []
+    for _ in range(4):
+        clock.advance(hours=3)  # hours apart: no burst
+        friend = await new_member(program, clock)
+        assert (await program.attribute(friend, code, op=f"ev-{friend}")).ok
+        await program.redis.zadd(keys.coupon_order(friend), {"t": clock.ms})  # the welcome coupon, taken
+        friends.append(friend)
+    assert await program.rings.scan_due() is not None and await ReferralReview(program).referrals("review") == []
+    clock.advance(minutes=30)
+    for friend in friends:
+        await program.see(friend, "unfollow", clock.ms)
+    assert await program.rings.scan_due() is None, "the pass runs every every_minutes"
+    clock.advance(minutes=31)
+    [group] = await program.rings.scan_due() or []
+    assert group.reasons == {"JOIN_CLAIM_BLOCK": 4} and group.members == tuple(sorted([referrer, *friends]))
+    assert {r["friend"] for r in await ReferralReview(program).referrals("review")} == set(friends)
