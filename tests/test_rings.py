@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from benchmarks.ring_program import DAY, HOUR, MINUTE, START, generate
+from linesim.platform import new_user_id
 from rewards import keys
 from rewards.program import Program
 from rewards.review import ReferralReview
@@ -195,3 +196,49 @@ async def test_the_clock_pass_finds_join_claim_block_that_no_order_shows(make) -
     [group] = await program.rings.scan_due() or []
     assert group.reasons == {"JOIN_CLAIM_BLOCK": 4} and group.members == tuple(sorted([referrer, *friends]))
     assert {r["friend"] for r in await ReferralReview(program).referrals("review")} == set(friends)
+
+
+# ---- the signals a Shopify order brings, and the review queue over the API ------------------------------------
+async def test_a_shopify_order_keeps_only_hashes_and_a_coupon_used_by_someone_else(bot_with, tmp_path: Path) -> None:
+    from tests.test_account_link import link, member
+    from tests.test_admin_api import refer as refer_in_chat
+    from tests.test_shopify_webhooks import COUPON, NO_QUIET, SECRET, SHOP, order, send
+
+    bot = await bot_with(shopify_webhook_secret=SECRET, shop_link_url=SHOP,
+                         rewards_config=variant(tmp_path, COUPON, rings__mode='"flag"', **NO_QUIET))
+    referrer, friend = new_user_id(), new_user_id()
+    await refer_in_chat(bot, referrer, friend)
+    await link(bot, referrer, "6101")
+    code = (await member(bot, friend))["friend_coupon"]["code"]
+    home = {"first_name": "花子", "last_name": "山田", "address1": "千代田1-1", "city": "千代田区",
+            "province": "東京都", "zip": "100-0001", "country_code": "JP"}
+    # the referrer's own account pays with the friend's welcome coupon: the order is the referrer's
+    await send(bot, "orders/paid", order(customer_id=6101, yen=3000, discount_codes=(code,), discount=500,
+                                         shipping_address=home))
+    redis = bot.services.redis
+    marks = {m.decode() for m in await redis.smembers(keys.ring_marks(referrer))}
+    assert {m.split(":")[0] for m in marks} == {"addr", "cust", "used"} and f"used:{friend}" in marks
+    for key in [keys.ring_marks(referrer), *[keys.ring_mark(m) for m in marks if not m.startswith("used:")]]:
+        stored = " ".join(v.decode() for v in await redis.smembers(key))
+        assert "6101" not in key + stored and "千代田" not in key + stored and "100-0001" not in key + stored
+    groups = detect([m for m, _ in (await bot.services.program.rings._load([referrer, friend])).values()], SETTINGS)
+    assert [g.reasons for g in groups] == [{"COUPON": 2}]
+
+
+async def test_the_review_queue_over_the_api_shows_the_ring_and_approving_a_flag_clears_it(
+        bot_with, tmp_path: Path) -> None:
+    bot = await bot_with(rewards_config=variant(tmp_path, "", rings__mode='"flag"'))
+    program = bot.services.program
+    clock = Clock(program.clock())
+    program.clock = clock
+    _, friends = await burst_of_friends(program, clock)
+    await buy_all(program, clock, friends)
+    status, body = await bot.admin("GET", "/api/v1/referrals?status=review")
+    assert status == 200 and body["total"] == 6
+    ring = body["referrals"][0]["ring"]
+    assert ring["reasons"] == ["FINGERPRINT 6", "BURST 6"] and ring["score"] >= 1.0 and not ring["cleared"]
+    assert body["referrals"][0]["status"] == "completed"
+    status, answer = await bot.admin("POST", f"/api/v1/referrals/{friends[0]}/approve", {"reason": "family"})
+    assert status == 200 and answer["ring_cleared"] and answer["status"] == "completed"
+    status, body = await bot.admin("GET", "/api/v1/referrals?status=review")
+    assert body["total"] == 5

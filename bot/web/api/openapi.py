@@ -135,10 +135,12 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      _obj(["user_id", "name", "event_id"], user_id=USER_ID, name={"type": "string"}, event_id={"type": "string"},
           value={"type": "integer", "minimum": 0, "maximum": 1_000_000}),
      200),
-    ("get", "/api/v1/referrals", "Referrals by status (refused = voided)", [],
+    ("get", "/api/v1/referrals", "Referrals by status (refused = voided); review also lists referrals flagged as "
+     "part of a referral ring ([rings]), each with ring: {group, score, reasons, cleared}", [],
      [_query("status", {"type": "string", "enum": ["pending", "review", "completed", "voided", "refused"]},
              required=True), *PAGE], None, 200),
-    ("post", "/api/v1/referrals/{friend_id}/approve", "Approve a referral held for review (pays both once)",
+    ("post", "/api/v1/referrals/{friend_id}/approve", "Approve a referral held for review (pays both once); "
+     "for one only flagged as part of a referral ring, clear the flag (ring_cleared: true)",
      [_path_param("friend_id", USER_ID)], [], REASON, 200),
     ("post", "/api/v1/referrals/{friend_id}/void", "Void a pending or reviewed referral",
      [_path_param("friend_id", USER_ID)], [], REASON, 200),
