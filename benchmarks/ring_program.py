@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
+from rewards import keys
 from rewards.rings import Member
 
 MINUTE = 60_000
@@ -276,3 +278,30 @@ def generate(members: int = 10_000, seed: int = 1) -> Program:
     maker.pickup()
     maker.honest(max(0, members - maker.n))
     return maker.program
+
+
+async def store(redis: Any, program: Program, chunk: int = 1_000) -> None:
+    """Write the program into Redis as the bot keeps it (the keys rewards/ring_watch.py reads), so the
+    whole-graph pass can be run on it: member record and list, referral records both sides, the first coupon
+    taken, the ring marks and their index."""
+    members = list(program.members.values())
+    for start in range(0, len(members), chunk):
+        async with redis.pipeline(transaction=False) as pipe:
+            for m in members[start:start + chunk]:
+                pipe.hset(keys.members(m.uid), m.uid, "")
+                record = {keys.field("first_seen_at"): m.joined_at}
+                if m.blocked_at:
+                    record |= {keys.field("blocked"): 1, keys.field("blocked_at"): m.blocked_at}
+                pipe.hset(keys.member(m.uid), mapping=record)
+                if m.referrer:
+                    pipe.hset(keys.referral(m.uid), mapping={"referrer": m.referrer, "created_at": m.referred_at,
+                                                             "status": "pending"})
+                    pipe.hset(keys.referrals_made(m.referrer), m.uid, "pending")
+                if m.claimed_at:
+                    pipe.zadd(keys.coupon_order(m.uid), {"coupon": m.claimed_at})
+                marks = [*m.marks, *(f"used:{h}" for h in m.used_coupons_of)]
+                if marks:
+                    pipe.sadd(keys.ring_marks(m.uid), *marks)
+                for mark in m.marks:
+                    pipe.sadd(keys.ring_mark(mark), m.uid)
+            await pipe.execute()

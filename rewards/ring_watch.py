@@ -114,7 +114,7 @@ class RingWatch(Part):
         uids = sorted(await buckets.member_ids(self.redis))
         members: list[Member] = []
         for start in range(0, len(uids), CHUNK):
-            members.extend(m for m, _ in (await self._load(uids[start:start + CHUNK])).values())
+            members.extend(m for m, _ in (await self._load(uids[start:start + CHUNK], with_friends=False)).values())
         groups = flagged(detect(members, self.settings), self.settings)
         for group in groups:
             await self._flag(group)
@@ -154,8 +154,9 @@ class RingWatch(Part):
             found = await pipe.execute()
         return {u.decode() for members in found for u in members}
 
-    async def _load(self, uids: list[str]) -> dict[str, tuple[Member, list[str]]]:
-        """The detector's input for these members, with each one's friends: one pipelined round trip."""
+    async def _load(self, uids: list[str], with_friends: bool = True) -> dict[str, tuple[Member, list[str]]]:
+        """The detector's input for these members, with each one's friends (a local check follows them; the
+        whole-graph pass has everyone already): one pipelined round trip."""
         if not uids:
             return {}
         fields = [keys.field(n) for n in ("first_seen_at", "blocked_at")]
@@ -166,11 +167,14 @@ class RingWatch(Part):
                 pipe.zrange(keys.coupon_order(uid), 0, 0, withscores=True)
                 pipe.smembers(keys.ring_marks(uid))
                 pipe.smembers(keys.fingerprints(uid))
-                pipe.hkeys(keys.referrals_made(uid))
+                if with_friends:
+                    pipe.hkeys(keys.referrals_made(uid))
             replies = await pipe.execute()
         out = {}
+        each = 6 if with_friends else 5
         for i, uid in enumerate(uids):
-            (referrer, referred_at), (joined, blocked), first_coupon, marks, prints, made = replies[i * 6:i * 6 + 6]
+            (referrer, referred_at), (joined, blocked), first_coupon, marks, prints, *made = \
+                replies[i * each:(i + 1) * each]
             kept = {m.decode() for m in marks}
             kept |= {mark_of("fp", p.decode()) for p in prints}  # orders reported before detection was on
             member = Member(uid=uid, referrer=referrer.decode() if referrer else None,
@@ -178,7 +182,7 @@ class RingWatch(Part):
                             claimed_at=int(first_coupon[0][1]) if first_coupon else 0, blocked_at=int(blocked or 0),
                             marks=frozenset(m for m in kept if not m.startswith("used:")),
                             used_coupons_of=frozenset(m.removeprefix("used:") for m in kept if m.startswith("used:")))
-            friends = [f.decode() for f in made if b"|" not in f]
+            friends = [f.decode() for f in (made[0] if made else []) if b"|" not in f]
             out[uid] = (member, friends)
         return out
 

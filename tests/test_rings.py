@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import pytest_asyncio
 
-from benchmarks.ring_program import DAY, HOUR, MINUTE, START, generate
+from benchmarks.ring_program import DAY, HOUR, MINUTE, START, generate, store
 from linesim.platform import new_user_id
 from rewards import keys
 from rewards.program import Program
@@ -34,6 +34,19 @@ def test_the_generated_benchmark_finds_the_planted_rings() -> None:
     honest = {program.honest_kind.get(uid) for uid in result.flagged_honest}
     assert not honest & {"influencer", "office", "pickup"}, f"honest look-alikes flagged: {honest}"
     assert detect(program.members.values(), SETTINGS) == groups, "the same program gave other groups"
+
+
+async def test_the_whole_graph_pass_on_redis_finds_what_the_detector_finds_fed_directly(clean_redis: str,
+                                                                                      tmp_path: Path) -> None:
+    generated = generate(1_000, seed=2)
+    program = await program_for(clean_redis, variant(tmp_path, "", rings__mode='"flag"'), Clock(2_000_000_000))
+    try:
+        await store(program.redis, generated)
+        found = await program.rings.scan()
+    finally:
+        await program.redis.aclose()
+    direct = flagged(detect(generated.members.values(), program.rules.rings), program.rules.rings)
+    assert found == direct and found, "the keys the bot keeps must tell the detector what the generator knew"
 
 
 def _family(n: int) -> list[Member]:
