@@ -2,9 +2,10 @@
 
 A referral goes to "review" when the friend's qualifying order carries a fingerprint already seen on the
 referrer's orders (Program.record_purchase, review_reason FINGERPRINT), or, with [rings] mode "hold", when the
-friend is in a flagged referral ring (review_reason RING, rewards/ring_watch.py). With mode "flag" a flagged
-referral keeps its status and pays as usual, but is listed with the review queue too, marked by its `ring`. Staff approve it (it completes: both sides are paid, each once,
-by the usual single-member steps) or void it (nobody is paid). Pending referrals may be voided too.
+friend is in a flagged referral ring (review_reason RING, rewards/ring_watch.py). Staff approve it (it
+completes: both sides are paid, each once, by the usual single-member steps) or void it (nobody is paid).
+Pending referrals may be voided too. With [rings] mode "flag" a flagged referral keeps its status and pays as
+usual, but is listed with the review queue, marked by its `ring`; approving it clears the flag.
 """
 from __future__ import annotations
 

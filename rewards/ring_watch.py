@@ -131,6 +131,20 @@ class RingWatch(Part):
             return None
         return await self.scan()
 
+    async def forget(self, uid: str) -> None:
+        """A member's erasure (APPI, Shopify's redact): their marks, their place in each mark's index and in the
+        groups kept go; the referral records' ring fields go with the records. Idempotent."""
+        marks = [m.decode() for m in await self.redis.smembers(keys.ring_marks(uid))]
+        for mark in marks:
+            if not mark.startswith("used:"):
+                await self.redis.srem(keys.ring_mark(mark), uid)
+        await self.redis.delete(keys.ring_marks(uid))
+        for group_id, raw in (await self.redis.hgetall(keys.RING_GROUPS)).items():
+            doc = json.loads(raw)
+            if uid in doc["members"]:
+                doc["members"] = [m for m in doc["members"] if m != uid]
+                await self.redis.hset(keys.RING_GROUPS, group_id, json.dumps(doc))
+
     async def groups(self) -> list[dict[str, Any]]:
         """The flagged groups kept, highest score first."""
         raw = await self.redis.hgetall(keys.RING_GROUPS)

@@ -236,15 +236,21 @@ async def test_a_shopify_order_keeps_only_hashes_and_a_coupon_used_by_someone_el
         assert "6101" not in key + stored and "千代田" not in key + stored and "100-0001" not in key + stored
     groups = detect([m for m, _ in (await bot.services.program.rings._load([referrer, friend])).values()], SETTINGS)
     assert [g.reasons for g in groups] == [{"COUPON": 2}]
+    await bot.services.program.rings.forget(referrer)  # an erasure: no mark, no index names them
+    assert not await redis.exists(keys.ring_marks(referrer))
+    for mark in marks - {f"used:{friend}"}:
+        assert not await redis.sismember(keys.ring_mark(mark), referrer)
 
 
 async def test_the_review_queue_over_the_api_shows_the_ring_and_approving_a_flag_clears_it(
         bot_with, tmp_path: Path) -> None:
-    bot = await bot_with(rewards_config=variant(tmp_path, "", rings__mode='"flag"'))
+    from tests.test_staff import STAFF, ja, postbacks, say, tap
+    from tests.test_staff import body as text
+    bot = await bot_with(rewards_config=variant(tmp_path, "", rings__mode='"flag"'), staff_user_ids=frozenset({STAFF}))
     program = bot.services.program
     clock = Clock(program.clock())
     program.clock = clock
-    _, friends = await burst_of_friends(program, clock)
+    referrer, friends = await burst_of_friends(program, clock)
     await buy_all(program, clock, friends)
     status, body = await bot.admin("GET", "/api/v1/referrals?status=review")
     assert status == 200 and body["total"] == 6
@@ -255,3 +261,13 @@ async def test_the_review_queue_over_the_api_shows_the_ring_and_approving_a_flag
     assert status == 200 and answer["ring_cleared"] and answer["status"] == "completed"
     status, body = await bot.admin("GET", "/api/v1/referrals?status=review")
     assert body["total"] == 5
+
+    # the same queue in chat, for staff: the ring's score and reasons under each referral; 承認 clears the flag
+    listed = await say(bot, STAFF, "審査待ち")
+    assert ja(bot, "staff_review_ring_line", score=ring["score"], reasons="FINGERPRINT 6, BURST 6",
+              status="completed") in text(listed)
+    approve = postbacks(listed)[0]
+    shown_first = next(r["friend_id"] for r in body["referrals"])
+    assert text(await tap(bot, STAFF, approve["data"])) == ja(bot, "staff_review_ring_cleared", friend=shown_first)
+    assert (await bot.admin("GET", "/api/v1/referrals?status=review"))[1]["total"] == 4
+    assert await paid_for(program, referrer) == sorted(friends), "clearing a flag pays nobody again"
