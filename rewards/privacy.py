@@ -35,7 +35,6 @@ from rewards import engine, keys, ledger_codec
 from rewards.counters import Counters
 from rewards.friend_coupons import index_form
 from rewards.ledger import Ledger
-from rewards.links import Links
 from rewards.members import Members
 from rewards.part import Part
 from rewards.referrals import Referrals
@@ -90,13 +89,12 @@ def _without_note(raw: bytes) -> bytes:
 
 class Privacy(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
-                 members: Members, referrals: Referrals, links: Links):
+                 members: Members, referrals: Referrals):
         super().__init__(redis, rules, now_ms)
         self.counters = counters
         self.ledger = ledger
         self.members = members
         self.referrals = referrals
-        self.links = links
         self._forfeit = self.script("forfeit", moves_points=True)
         self._rename = self.script("rename_in_hash")
         self._swap = self.script("link_swap")
@@ -380,13 +378,15 @@ class Privacy(Part):
             await self._move_ledger(uid, pseudo, plan["at"])
         entry = await self.ledger.entry(pseudo, FORFEIT_OP)
         forfeited = -int(entry["delta"]) if entry else 0
-        if await r.exists(keys.referral(uid)):
-            ref = _strs(await r.hgetall(keys.referral(uid)))
-            moved = {k: v.replace(uid, pseudo) for k, v in ref.items() if k not in REFERRAL_DROPPED}
-            await self._copy(keys.referral(pseudo), moved)
+        # (each copy only from what is there: a run beside this one may have moved it just now)
+        ref = _strs(await r.hgetall(keys.referral(uid)))
+        if ref:
+            await self._copy(keys.referral(pseudo),
+                             {k: v.replace(uid, pseudo) for k, v in ref.items() if k not in REFERRAL_DROPPED})
             await r.delete(keys.referral(uid))
-        if await r.exists(keys.referrals_made(uid)):
-            await self._copy(keys.referrals_made(pseudo), _strs(await r.hgetall(keys.referrals_made(uid))))
+        made = _strs(await r.hgetall(keys.referrals_made(uid)))
+        if made:
+            await self._copy(keys.referrals_made(pseudo), made)
             await r.delete(keys.referrals_made(uid))
         # 3. the other side of each referral names the pseudonym
         for friend in plan["friends"]:
@@ -438,7 +438,10 @@ class Privacy(Part):
         """The ledger under the pseudonym: entries without notes, op ids (ids of the shop's orders, events,
         claims: no person's) and the record's kept amounts; then the person's hash goes."""
         moved: dict[str, Any] = {}
-        for raw, value in (await self.redis.hgetall(keys.ops(uid))).items():
+        whole = await self.redis.hgetall(keys.ops(uid))
+        if not whole:
+            return  # moved meanwhile by a run beside this one (the clock's finish_all and a DELETE)
+        for raw, value in whole.items():
             name = _s(raw)
             if name.isascii() and name.isdigit():
                 moved[name] = _without_note(value)

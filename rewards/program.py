@@ -65,7 +65,7 @@ class Program:
         self.shares = Shares(redis, rules, now_ms, counters=self.counters)
         # a member's data on request: export and erasure (APPI)
         self.privacy = Privacy(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
-                               members=self.members, referrals=self.referrals, links=self.links)
+                               members=self.members, referrals=self.referrals)
         self.members.was_erased = self.privacy.was_erased
         self.shopify = Shopify(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders,
                                links=self.links, friend_coupons=self.friend_coupons, privacy=self.privacy)

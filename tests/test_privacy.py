@@ -3,6 +3,7 @@ personal field anywhere in Redis, keeps the ledger adding up under a pseudonym a
 afterwards; the chat's data link and 退会 flow; Shopify's customers/redact reaches the same erasure."""
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from pathlib import Path
@@ -176,12 +177,16 @@ async def test_a_crash_midway_is_finished_by_the_next_delete_or_the_clock(bot: B
         await program.privacy.erase(uid, by="admin-api")
     assert not await program.exists(uid) and await program.privacy.erasing(uid)
     monkeypatch.setattr(program.privacy, "_rewrite_audit", failing)
-    status, answer = await bot.admin("DELETE", f"/api/v1/members/{uid}")  # the plan is there: finished, 200
+    # the next DELETE and the clock's sweep at once: the plan is there, both finish it, as one
+    (status, answer), _ = await asyncio.gather(bot.admin("DELETE", f"/api/v1/members/{uid}"),
+                                               program.privacy.finish_all())
     assert status == 200 and answer["points_forfeited"] == 100, answer
     assert not await program.privacy.erasing(uid) and await program.privacy.was_erased(uid)
     assert (await bot.admin("DELETE", f"/api/v1/members/{uid}"))[0] == 404
     assert await program.privacy.finish_all() == 0
-    assert len(await pseudonyms(program)) == 1  # one pseudonym however often it ran
+    [pseudo] = await pseudonyms(program)  # one pseudonym however often it ran
+    await ledger_adds_up(program, pseudo)
+    assert [e["kind"] for e in await program.ledger(pseudo)] == ["signup", "forfeit"]
     assert not holding(await everything(bot), uid, NICKNAME)
 
 

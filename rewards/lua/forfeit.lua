@@ -6,6 +6,8 @@
 local k = K(KEYS)
 local c = cjson.decode(ARGV[1])
 if redis.call('HEXISTS', k.ops, opf(c.op)) == 1 then return {0, 0, 0} end
+-- moved to the pseudonym meanwhile (another run of the same erasure): never start a ledger again
+if redis.call('EXISTS', k.member) == 0 then return {0, 0, 0} end
 local pend = 0
 for _, id in ipairs(redis.call('ZRANGE', k.holdq, 0, -1)) do
   local lot = lot_get(k, id)
