@@ -325,4 +325,4 @@ def shopify_early_refunds(order_id: str) -> str:
 PRIVACY_ERASING = f"{PREFIX}:privacy:erasing"
 # hash: keyed hash of an erased user id -> when (ms). Never the id itself: it tells a returning person from a new one
 PRIVACY_ERASED = f"{PREFIX}:privacy:erased"
-PRIVACY_KEY = f"{PREFIX}:privacy:key"  # string: the keyed hashes' key when none is configured (random, made once)
+PRIVACY_KEY = f"{PREFIX}:privacy:key"  # string: the key of those keyed hashes (random, made once per database)

@@ -142,7 +142,7 @@ class Privacy(Part):
                 held.append(key)
             return value
 
-        record = {k: v for k, v in (await self._record(uid)).items()}
+        record = await self._record(uid)
         held.append(keys.member(uid))
         entries = await self.ledger.entries(uid)
         hold = note(keys.hold_queue(uid), {_s(k): int(v) for k, v in await r.zrange(keys.hold_queue(uid), 0, -1,
@@ -239,7 +239,8 @@ class Privacy(Part):
             "user_id": uid, "exported_at": self.now_ms(),
             "member": record, "ledger": entries, "held_lots": hold, "orders": orders,
             "referral": referral or None, "referrals_made": made,
-            "claims": claims, "stock_reservations": reservations, "rewards_claimed": claimed, "coupons": coupons, "coupons_used": used,
+            "claims": claims, "stock_reservations": reservations, "rewards_claimed": claimed,
+            "coupons": coupons, "coupons_used": used,
             "friend_coupon_codes": welcome_codes, "prompts": prompts, "schedules": schedules,
             "fingerprints": fingerprints, "unknown_codes_sent": guesses, "pre_follow": pre_follow or None,
             "indexes": indexes | {"coupon_tokens": coupon_index}, "boards": boards, "numbers": numbers,
