@@ -13,6 +13,7 @@ import pytest
 
 from linesim.platform import new_user_id, text_of
 from rewards import keys, ledger_codec
+from rewards.names import masked_label
 from rewards.program import Program
 from rewards.stats import report
 from tests.support.harness import Bot, BotWith, converse
@@ -198,8 +199,8 @@ def _postbacks(messages: list[dict]) -> dict[str, str]:
 async def test_in_chat_a_member_reads_their_data_by_a_link_that_expires_and_is_forgotten_after_confirming(
         bot: Bot) -> None:
     program, platform = bot.services.program, bot.platform
-    uid = new_user_id()
-    await converse(platform, uid, platform.follow(uid))
+    referrer, uid = new_user_id(), new_user_id()
+    await refer(bot, referrer, uid)
     said = await converse(platform, uid, platform.text(uid, "データ"))
     path = DATA_LINK.search(text_of(said))
     assert path, text_of(said)
@@ -207,6 +208,7 @@ async def test_in_chat_a_member_reads_their_data_by_a_link_that_expires_and_is_f
         assert r.status == 200 and r.headers["Cache-Control"] == "no-store"
         mine = await r.json()
     assert mine["user_id"] == uid and mine["ledger"][0]["op"] == "signup"
+    assert referrer not in str(mine) and mine["referral"]["referrer"] == f"member-{masked_label(referrer)}"
     async with bot.http.get(bot.url + path.group(1)[:-2] + "xx") as r:
         assert r.status == 404  # a token edited by hand
     program.clock = lambda: time.time() + 16 * 60
