@@ -28,6 +28,7 @@ from rewards.members import Members
 from rewards.offer import ReferralOffer, referral_offer
 from rewards.orders import Orders
 from rewards.pre_follow import PreFollow
+from rewards.privacy import Privacy
 from rewards.prompts import Prompts
 from rewards.referrals import Attribution, Referrals
 from rewards.ring_watch import RingWatch
@@ -64,8 +65,15 @@ class Program:
         # invites through LIFF: attribution before the follow, and the shares the page reports
         self.pre_follow = PreFollow(redis, rules, now_ms, counters=self.counters, invites=self.invites)
         self.shares = Shares(redis, rules, now_ms, counters=self.counters)
+        # a member's data on request: export and erasure (APPI)
+        self.privacy = Privacy(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
+                               members=self.members, referrals=self.referrals)
+        self.members.was_erased = self.privacy.was_erased
         self.shopify = Shopify(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders,
-                               links=self.links, friend_coupons=self.friend_coupons, rings=self.rings)
+                               links=self.links, friend_coupons=self.friend_coupons, privacy=self.privacy,
+                               rings=self.rings)
+        # what ring detection keeps about a member (hashed marks, group membership) is exported and erased too
+        self.privacy.add_plumbing(export=self.rings.export, erase=self.rings.forget)
 
         members = self.members
         self.see = members.see

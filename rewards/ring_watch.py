@@ -131,6 +131,12 @@ class RingWatch(Part):
             return None
         return await self.scan()
 
+    async def export(self, uid: str) -> dict[str, Any]:
+        """A member's data export: the hashed marks seen on their orders and the flagged groups naming them."""
+        marks = sorted(m.decode() for m in await self.redis.smembers(keys.ring_marks(uid)))
+        groups = [g for g in await self.groups() if uid in g["members"]]
+        return {"ring_marks": marks, "ring_groups": groups}
+
     async def forget(self, uid: str) -> None:
         """A member's erasure (APPI, Shopify's redact): their marks, their place in each mark's index and in the
         groups kept go; the referral records' ring fields go with the records. Idempotent."""

@@ -50,6 +50,7 @@ class ClockWork:
         program = self.services.program
         await program.settle_all()
         await program.links.finish_all()  # account links a crash left half done
+        await program.privacy.finish_all()  # erasures a crash left half done (rewards/privacy.py)
         expired: list[tuple[str, int]] = []
         at_ms = now_ms if now_ms is not None else program.now_ms()
         await program.maintain_due(at_ms, expired=expired)

@@ -18,6 +18,7 @@ from bot.web.api import (
     imports,
     members,
     openapi,
+    privacy,
     referrals,
     rewards,
     shopify,
@@ -25,7 +26,7 @@ from bot.web.api import (
     stats,
     webhooks,
 )
-from bot.web.pages import coupon, invite, member
+from bot.web.pages import coupon, invite, member, my_data
 
 
 def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Metrics) -> None:
@@ -33,6 +34,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     invite.setup(app, services_key)
     conversions.setup(app, services_key)
     members.setup(app, services_key)
+    privacy.setup(app, services_key)
     stats.setup(app, services_key)
     broadcasts.setup(app, services_key)
     rewards.setup(app, services_key)
@@ -47,4 +49,5 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)
+    my_data.setup(app, services_key)
     liff.setup(app, services_key, metrics)

@@ -126,6 +126,11 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
                                                  gift_referral_reward={"type": "boolean"}), 200),
     ("get", "/api/v1/members/{user_id}/ledger", "A member's ledger entries, newest first",
      [_path_param("user_id", USER_ID)], PAGE, None, 200),
+    ("get", "/api/v1/members/{user_id}/export", "Everything kept about one member, as JSON (APPI); `keys` lists "
+     "the Redis keys it was read from", [_path_param("user_id", USER_ID)], [], None, 200),
+    ("delete", "/api/v1/members/{user_id}", "Erase a member's personal data (APPI): points forfeited, the ledger's "
+     "amounts kept under a pseudonym, audited; afterwards this and the export answer 404",
+     [_path_param("user_id", USER_ID)], [], None, 200),
     ("post", "/api/v1/members/{user_id}/adjustments", "A manual points adjustment (Idempotency-Key header)",
      [_path_param("user_id", USER_ID)], [], _obj(["points", "reason"], points={"type": "integer"},
                                                  reason={"type": "string", "maxLength": 500},
