@@ -316,3 +316,11 @@ SHOPIFY_DATA_REQUESTS = f"{PREFIX}:shopify:data_requests"  # hash: request id ->
 
 def shopify_early_refunds(order_id: str) -> str:
     return f"{PREFIX}:shopify:{{o:{order_id}}}:early"  # hash: refund id -> yen, a refund waiting for its order
+
+
+def experiment(exp_id: str) -> str:
+    """Hash of one offer experiment (rewards/experiments.py): `end` (its ending, JSON, once), `u:<referrer>` (the
+    arm recorded at first exposure), `x:`/`k:<referrer>` (their friends acquired, their cost in yen),
+    `f:<friend>` (a: attribution counted, c: completion counted) and `c:<arm>:<metric>` (the arm's counters).
+    One key, so experiment_count.lua stays in one slot."""
+    return f"{PREFIX}:exp:{exp_id}"

@@ -19,6 +19,7 @@ from typing import Any
 
 from rewards.board import Board
 from rewards.counters import Counters
+from rewards.experiments import Experiments, Terms
 from rewards.friend_coupons import FriendCoupons
 from rewards.imports import Imports
 from rewards.invites import Invites
@@ -46,9 +47,12 @@ class Program:
         self.points_ledger = Ledger(redis, rules, now_ms, self.counters)
         self.invites = Invites(redis)
         self.board = Board(redis, rules, now_ms)
+        # offer experiments: the referrer's arm decides a referral's amounts and the friend's coupon
+        self.experiments = Experiments(redis, rules, now_ms, audit=lambda *a, **k: self.members.audit(*a, **k))
         self.friend_coupons = FriendCoupons(redis, rules, now_ms, counters=self.counters)
         self.referrals = Referrals(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
-                                   invites=self.invites, board=self.board, friend_coupons=self.friend_coupons)
+                                   invites=self.invites, board=self.board, friend_coupons=self.friend_coupons,
+                                   experiments=self.experiments)
         self.members = Members(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                                referrals=self.referrals)
         self.orders = Orders(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
@@ -61,7 +65,7 @@ class Program:
         self.prompts = Prompts(redis, rules, now_ms)
         # invites through LIFF: attribution before the follow, and the shares the page reports
         self.pre_follow = PreFollow(redis, rules, now_ms, counters=self.counters, invites=self.invites)
-        self.shares = Shares(redis, rules, now_ms, counters=self.counters)
+        self.shares = Shares(redis, rules, now_ms, counters=self.counters, experiments=self.experiments)
         self.shopify = Shopify(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders,
                                links=self.links, friend_coupons=self.friend_coupons)
 
@@ -144,3 +148,17 @@ class Program:
         """What a referral would pay each side now (campaigns included), on what condition, boosted until when;
         `gift`: for a referrer who gives their share to the friend (相手に譲る)."""
         return referral_offer(self._rules, self.now_ms(), gift)
+
+    async def offer_for(self, referrer: str | None, gift: bool = False) -> ReferralOffer:
+        """The offer a referral by `referrer` would pay now: their experiment arm's when one runs (assigned now at
+        their first exposure, rewards/experiments.py), else as referral_offer()."""
+        if referrer is None:
+            return self.referral_offer(gift)
+        return self._offer(await self.experiments.terms_for(referrer), gift)
+
+    async def offer_of_referral(self, friend: str, gift: bool = False) -> ReferralOffer:
+        """The offer the friend's referral pays: the arm it was attributed under (kept with it)."""
+        return self._offer(await self.experiments.referral_terms(friend), gift)
+
+    def _offer(self, terms: Terms, gift: bool) -> ReferralOffer:
+        return referral_offer(self._rules, self.now_ms(), gift, (terms.referrer_points, terms.friend_points))
