@@ -3,9 +3,9 @@ when the shares change), exact per-arm figures on a scripted program driven thro
 intervals against known values, and the ending that moves everyone to the winner once, audited."""
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -100,9 +100,11 @@ async def test_arms_are_stable_across_restarts_and_processes_and_kept_when_the_s
     script = ("import sys; from rewards.rules import load_rules; from rewards.experiments import hashed_arm; "
               "e = load_rules(__import__('pathlib').Path(sys.argv[1])).experiments[0]; "
               "print(' '.join(hashed_arm(e, u).id for u in sys.argv[2:]))")
-    out = subprocess.run([sys.executable, "-c", script, str(rules_with(tmp_path)), *people], check=True,
-                         capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
-    assert out.split() == [first[uid] for uid in people]
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(rules_with(tmp_path)), *people,
+                                                 stdout=asyncio.subprocess.PIPE,
+                                                 env={**os.environ, "PYTHONHASHSEED": "12345"})
+    out, _ = await child.communicate()
+    assert child.returncode == 0 and out.decode().split() == [first[uid] for uid in people]
     # a restart (a new Program on the same Redis) with the shares changed to 10/90: the exposed keep their arm,
     # new referrers follow the new shares
     program = Program(connect(redis_url), load_rules(rules_with(tmp_path, 10, 90)), clock=Clock())
@@ -168,6 +170,8 @@ async def test_a_scripted_program_has_exact_figures_per_arm_and_the_ending_moves
         await follow(bot, uid)
     cards = {uid: await invite(bot, uid) for uid in (c1, c2, g1, g2)}
     await invite(bot, c1)  # shown twice
+    shares = bot.services.program.shares  # a LIFF share, counted once a day under the sharer's arm
+    assert await shares.record(g1, cards[g1][1]) and not await shares.record(g1, cards[g1][1])
     # the card states the arm's offer
     assert "500" in cards[c1][0] and "300" in cards[c1][0] and "1,000" not in cards[c1][0]
     assert "800" in cards[g1][0] and "1,000" in cards[g1][0]
@@ -186,12 +190,11 @@ async def test_a_scripted_program_has_exact_figures_per_arm_and_the_ending_moves
 
     arms = await arm_report(bot)
     control, generous = arms["control"], arms["generous"]
-    assert {k: control[k] for k in ("referrers", "invites_shown", "attributions", "completions", "points",
-                                    "cost_yen")} == {"referrers": 2, "invites_shown": 3, "attributions": 3,
-                                                     "completions": 2, "points": 1600, "cost_yen": 1600}
-    assert {k: generous[k] for k in ("referrers", "invites_shown", "attributions", "completions", "points",
-                                     "cost_yen")} == {"referrers": 2, "invites_shown": 2, "attributions": 3,
-                                                      "completions": 2, "points": 3600, "cost_yen": 6600}
+    figures = ("referrers", "invites_shown", "shares", "attributions", "completions", "points", "cost_yen")
+    assert {k: control[k] for k in figures} == {"referrers": 2, "invites_shown": 3, "shares": 0, "attributions": 3,
+                                                "completions": 2, "points": 1600, "cost_yen": 1600}
+    assert {k: generous[k] for k in figures} == {"referrers": 2, "invites_shown": 2, "shares": 1, "attributions": 3,
+                                                 "completions": 2, "points": 3600, "cost_yen": 6600}
     low, high = st.wilson(2, 3) or (0, 0)
     assert control["completion_rate"] == {"value": 0.6667, "low": round(low, 4), "high": round(high, 4)}
     assert generous["converting_referrers"]["value"] == 0.5  # g1 acquired friends, g2 none yet
