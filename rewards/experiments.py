@@ -12,8 +12,9 @@ counts per arm, the report, and the ending that moves everyone to the winner.
 - **The ending** (end()) is kept in Redis once, audited: from then on, while the rules still list the
   experiment and before its `ends`, every referrer gets the winner's terms and nothing more is counted.
   Referrals attributed before keep their arm (above).
-- **Counts** go to one hash per experiment (experiment_count.lua): each friend's attribution and completion
-  once, whatever retries; the referrers' per-person totals feed the report's delta method.
+- **Counts** go to a small counters hash per experiment (experiment_count.lua, in one step with the people's
+  hash): each friend's attribution and completion once, whatever retries; the referrers' per-person totals,
+  kept in the people's hash, feed the report's delta method.
 
 The arm decides amounts only: holds (budget, review, rings) stay where they are decided.
 """
@@ -95,6 +96,11 @@ class Experiments(Part):
         self._count = self.script("experiment_count")
         self._audit = audit  # Members.audit, given by Program (the staff action's record)
 
+    @staticmethod
+    def _keys(exp_id: str) -> list[str]:
+        """experiment_count.lua's keys: the people, the counters (one hash tag)."""
+        return [keys.experiment(exp_id), keys.experiment_counts(exp_id)]
+
     def _running(self) -> Experiment | None:
         return in_effect(self.rules, engine.shop_time(self.rules, self.now_ms()))
 
@@ -109,7 +115,7 @@ class Experiments(Part):
             return arm_terms(self.rules, experiment.id, json.loads(ending)["winner"])
         arm_id = _text(recorded)
         if arm_id is None or experiment.arm(arm_id) is None:  # first exposure (or their arm left the rules)
-            arm_id = _text(await self._count(keys=[keys.experiment(experiment.id)], args=[json.dumps(
+            arm_id = _text(await self._count(keys=self._keys(experiment.id), args=[json.dumps(
                 {"what": "expose", "arm": hashed_arm(experiment, referrer).id, "user": referrer,
                  "replace": arm_id is not None})]))
         return arm_terms(self.rules, experiment.id, arm_id, counted=True)
@@ -125,7 +131,7 @@ class Experiments(Part):
         """invites_shown or shares, under the referrer's arm while an experiment runs."""
         terms = await self.terms_for(referrer)
         if terms.counted:
-            await self._count(keys=[keys.experiment(str(terms.experiment))],
+            await self._count(keys=self._keys(str(terms.experiment)),
                               args=[json.dumps({"what": "count", "arm": terms.arm, "metric": metric})])
 
     async def attributed(self, terms: Terms, referrer: str, friend: str) -> None:
@@ -134,7 +140,7 @@ class Experiments(Part):
         if not terms.counted:
             return
         coupon = terms.friend_coupon
-        await self._count(keys=[keys.experiment(str(terms.experiment))], args=[json.dumps(
+        await self._count(keys=self._keys(str(terms.experiment)), args=[json.dumps(
             {"what": "attributed", "arm": terms.arm, "user": referrer, "friend": friend,
              "yen": coupon.yen_off if coupon else 0})])
 
@@ -145,7 +151,7 @@ class Experiments(Part):
         exp_id, arm_id = await self.redis.hmget(keys.referral(friend), ["exp", "arm"])
         if exp_id is None or arm_id is None:
             return
-        await self._count(keys=[keys.experiment(exp_id.decode())], args=[json.dumps(
+        await self._count(keys=self._keys(exp_id.decode()), args=[json.dumps(
             {"what": "completed", "arm": arm_id.decode(), "user": referrer, "friend": friend, "points": points,
              "yen": points * self.rules.point_value_yen})])
 
@@ -200,9 +206,9 @@ class Experiments(Part):
         """Every experiment the rules list, newest start first, each arm with its figures (report())."""
         out = []
         for experiment in sorted(self.rules.experiments, key=lambda e: e.starts, reverse=True):
-            raw = await self.redis.hgetall(keys.experiment(experiment.id))
-            counters = {k.decode(): v.decode() for k, v in raw.items() if k.startswith(b"c:") or k == b"end"}
-            out.append(report(self.rules, experiment, counters, self.now_ms()))
+            raw = await self.redis.hgetall(keys.experiment_counts(experiment.id))
+            counters = {k.decode(): v.decode() for k, v in raw.items()}
+            out.append(report(self.rules, experiment, counters, await self.ending(experiment.id), self.now_ms()))
         return out
 
 
@@ -226,21 +232,21 @@ def _rate(successes: int, trials: int) -> dict[str, float] | None:
     return None if bounds is None else _interval((successes / trials, *bounds), 4)
 
 
-def report(rules: Rules, experiment: Experiment, counters: dict[str, str], now_ms: int) -> dict[str, Any]:
-    """One experiment's report from its hash's counters (`c:<arm>:<metric>`, `end`). Pure.
+def report(rules: Rules, experiment: Experiment, counters: dict[str, str], ending: dict[str, Any] | None,
+           now_ms: int) -> dict[str, Any]:
+    """One experiment's report from its counters (`<arm>:<metric>`) and its ending (None: not ended). Pure.
 
     Per arm: referrers exposed, invites shown, shares, attributions, completions (friends acquired); the
     completion rate (completions ÷ attributions) and the converting referrers (÷ referrers) with Wilson
     intervals; the K-factor (friends per referrer) with the exact Poisson interval; the cost (points paid to
     both sides in yen, plus yen-off coupons at face value) and the cost per friend with the delta method's
     interval; against the first arm, a two-proportion z-test of the completion rate."""
-    ending = json.loads(counters["end"]) if "end" in counters else None
     comparisons = max(1, len(experiment.arms) - 1)
     alpha = experiment_stats.ALPHA / comparisons
     arms: list[dict[str, Any]] = []
     first: dict[str, int] = {}
     for arm in experiment.arms:
-        got = {m: float(counters.get(f"c:{arm.id}:{m}", 0)) for m in METRICS}
+        got = {m: float(counters.get(f"{arm.id}:{m}", 0)) for m in METRICS}
         n, attributions, completions = int(got["referrers"]), int(got["attributions"]), int(got["completions"])
         terms = arm_terms(rules, experiment.id, arm.id)
         cost_yen = rules.yen(int(got["points"])) + int(got["coupon_yen"])

@@ -319,8 +319,13 @@ def shopify_early_refunds(order_id: str) -> str:
 
 
 def experiment(exp_id: str) -> str:
-    """Hash of one offer experiment (rewards/experiments.py): `end` (its ending, JSON, once), `u:<referrer>` (the
-    arm recorded at first exposure), `x:`/`k:<referrer>` (their friends acquired, their cost in yen),
-    `f:<friend>` (a: attribution counted, c: completion counted) and `c:<arm>:<metric>` (the arm's counters).
-    One key, so experiment_count.lua stays in one slot."""
-    return f"{PREFIX}:exp:{exp_id}"
+    """Hash of one offer experiment's people (rewards/experiments.py): `end` (its ending, JSON, once),
+    `u:<referrer>` (the arm recorded at first exposure), `x:`/`k:<referrer>` (their friends acquired, their cost
+    in yen), `f:<friend>` (a: attribution counted, c: completion counted). Hash tag {id}: one slot with the
+    counters, for experiment_count.lua."""
+    return f"{PREFIX}:exp:{{{exp_id}}}"
+
+
+def experiment_counts(exp_id: str) -> str:
+    """Hash of one offer experiment's counters, `<arm>:<metric>`: small, so the report reads it whole."""
+    return f"{PREFIX}:exp:{{{exp_id}}}:counts"
