@@ -144,15 +144,15 @@ class Experiments(Part):
             {"what": "attributed", "arm": terms.arm, "user": referrer, "friend": friend,
              "yen": coupon.yen_off if coupon else 0})])
 
-    async def completed(self, referrer: str, friend: str, points: int) -> None:
-        """A referral paid both sides `points` in all: counted once, when its attribution was counted."""
-        if not self.rules.experiments:
+    async def completed(self, referrer: str, friend: str, terms: Terms, at_ms: int) -> None:
+        """A referral under `terms` completed at `at_ms`, both sides paid (the engine's amounts then, campaigns
+        included): counted once, when its attribution was counted."""
+        if terms.experiment is None or terms.arm is None:
             return
-        exp_id, arm_id = await self.redis.hmget(keys.referral(friend), ["exp", "arm"])
-        if exp_id is None or arm_id is None:
-            return
-        await self._count(keys=self._keys(exp_id.decode()), args=[json.dumps(
-            {"what": "completed", "arm": arm_id.decode(), "user": referrer, "friend": friend, "points": points,
+        points = sum(engine.award(self.rules, rule, base, at_ms, "", "").amount for rule, base in
+                     (("referral.referrer", terms.referrer_points), ("referral.friend", terms.friend_points)))
+        await self._count(keys=self._keys(terms.experiment), args=[json.dumps(
+            {"what": "completed", "arm": terms.arm, "user": referrer, "friend": friend, "points": points,
              "yen": points * self.rules.point_value_yen})])
 
     def experiment(self, exp_id: str) -> Experiment:

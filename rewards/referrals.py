@@ -155,7 +155,7 @@ class Referrals(Part):
         if not replay:
             await self.counters.count("referrals_pending")
             if on_join:
-                await self.counters.count("points_issued", int(friend_award["amount"]))
+                await self.counters.count("points_issued", terms.friend_points)
         return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay),
                            coupon=await self.friend_coupons.held(friend) if coupon else None)
 
@@ -234,20 +234,19 @@ class Referrals(Part):
             gift = self.rules.allow_gift and (await self.redis.hget(keys.member(referrer), keys.field("gift"))) == b"1"
             terms = arm_terms(self.rules, ref.get("exp"), ref.get("arm"))  # the arm it was attributed under
             points = terms.referrer_points
-            paid = self.ledger.award("referral.referrer", points, at, "referral:gift" if gift else f"referral:{friend}",
-                                     "referral", hold_days=hold, note=referrer if gift else friend)
             if gift:  # 相手に譲る: the friend gets the referrer's reward too
-                await self.ledger.earn(friend, paid)
-            award = None if gift else paid.spec(self.rules)
+                await self.ledger.earn(friend, self.ledger.award("referral.referrer", points, at, "referral:gift",
+                                                                 "referral", hold_days=hold, note=referrer))
+            award = None if gift else self.ledger.award("referral.referrer", points, at, f"referral:{friend}",
+                                                        "referral", hold_days=hold, note=friend).spec(self.rules)
             written, _ = await self._referrer_step(referrer, friend, "completed", award, at)
             await self.redis.hset(keys.referral(friend), mapping={"referrer_paid": 1, "gift": int(gift)})
             if written == 1 or gift:
                 await self.counters.count("referrals_completed")
                 await self._count_completed(referrer, at)
                 paid_now = referrer
-            if terms.experiment:  # both sides' points, for the arm's cost (counted once per friend)
-                friend_paid = engine.award(self.rules, "referral.friend", terms.friend_points, at, "", "").amount
-                await self.experiments.completed(referrer, friend, paid.amount + friend_paid)
+            if terms.experiment:  # the arm's figures: both sides' points, once per friend
+                await self.experiments.completed(referrer, friend, terms, at)
         elif referrer and status == "voided" and ref.get("referrer_paid") and not ref.get("referrer_reversed"):
             if ref.get("gift") == "1":
                 await self.ledger.reverse(friend, "referral:gift", "void:referral:gift")

@@ -93,8 +93,8 @@ async def test_arms_are_stable_across_restarts_and_processes_and_kept_when_the_s
     rules = load_rules(rules_with(tmp_path))
     experiment = rules.experiments[0]
     people = [new_user_id() for _ in range(40)]
-    program = await program_for(redis_url, rules, Clock())
-    first = {uid: (await program.experiments.terms_for(uid)).arm for uid in people}
+    before = await program_for(redis_url, rules, Clock())
+    first = {uid: (await before.experiments.terms_for(uid)).arm for uid in people}
     assert set(first.values()) == {"control", "generous"}
     # another process, another hash seed: the same arms from the hash alone, nothing read
     script = ("import sys; from rewards.rules import load_rules; from rewards.experiments import hashed_arm; "
@@ -116,6 +116,8 @@ async def test_arms_are_stable_across_restarts_and_processes_and_kept_when_the_s
            [hashed_arm(program.rules.experiments[0], u).id for u in newcomers]
     counted = await program.experiments.report()
     assert sum(a["referrers"] for a in counted[0]["arms"]) == 80  # each exposed once, however often asked
+    for made in (before, program):
+        await made.redis.aclose()
 
 
 def people_in(bot: Bot, arm: str, count: int) -> list[str]:
@@ -241,3 +243,48 @@ async def test_a_scripted_program_has_exact_figures_per_arm_and_the_ending_moves
     assert (after["generous"]["attributions"], after["generous"]["completions"]) == (3, 2)
     staff_card = text_of(await converse(bot.platform, STAFF, bot.platform.text(STAFF, "今日の数字")))
     assert "🏁 friend-500-vs-1000: generous に決定" in staff_card
+
+
+async def test_every_way_a_referral_pays_pays_its_arm_with_the_same_op_ids(redis_url: str, tmp_path: Path) -> None:
+    """Joining (trigger join), a reviewed order approved by staff, and a referrer who gives their share away:
+    each pays the arm's amounts, under the op ids the program always used."""
+    async def paid(program: Program, uid: str, op: str) -> int:
+        return sum(int(e["delta"]) for e in await program.ledger(uid) if e.get("op") == op)
+
+    async def referral(program: Program, arm: str, clock: Clock) -> tuple[str, str]:
+        experiment = program.rules.experiments[0]
+        referrer = new_user_id()
+        while hashed_arm(experiment, referrer).id != arm:
+            referrer = new_user_id()
+        friend = new_user_id()
+        for uid in (referrer, friend):
+            await program.see(uid, "follow", clock.ms)
+        assert (await program.attribute(friend, await program.invite_code(referrer), op=f"ev-{friend}")).ok
+        return referrer, friend
+
+    clock = Clock()
+    on_join = await program_for(redis_url, variant(tmp_path, EXPERIMENT.format(control=50, generous=50),
+                                                   referral__trigger='"join"'), clock)
+    referrer, friend = await referral(on_join, "generous", clock)
+    assert (await paid(on_join, friend, "referral:friend"), await paid(on_join, referrer, f"referral:{friend}")) \
+        == (1000, 800)
+    assert (await on_join.experiments.report())[0]["arms"][1]["completions"] == 1
+
+    program = await program_for(redis_url, rules_with(tmp_path), clock)
+    referrer, friend = await referral(program, "generous", clock)
+    await program.record_purchase("own", referrer, 1000, fingerprint="fp-1")
+    assert (await program.record_purchase("first", friend, 2000, fingerprint="fp-1")).answer["referral"]["status"] \
+        == "review"
+    await program.decide_referral(friend, "approve", "staff")
+    assert (await paid(program, friend, "referral:friend"), await paid(program, referrer, f"referral:{friend}")) \
+        == (1000, 800)
+
+    giver, friend = await referral(program, "control", clock)
+    await program.set_gift(giver, True)
+    await program.record_purchase("gift-first", friend, 2000)
+    assert (await paid(program, friend, "referral:friend"), await paid(program, friend, "referral:gift")) == (300, 500)
+    arms = {a["id"]: a for a in (await program.experiments.report())[0]["arms"]}
+    assert (arms["generous"]["completions"], arms["generous"]["points"]) == (1, 1800)
+    assert (arms["control"]["completions"], arms["control"]["points"]) == (1, 800)  # the gift costs the same
+    for made in (on_join, program):
+        await made.redis.aclose()
