@@ -340,3 +340,16 @@ PRIVACY_ERASING = f"{PREFIX}:privacy:erasing"
 # hash: keyed hash of an erased user id -> when (ms). Never the id itself: it tells a returning person from a new one
 PRIVACY_ERASED = f"{PREFIX}:privacy:erased"
 PRIVACY_KEY = f"{PREFIX}:privacy:key"  # string: the key of those keyed hashes (random, made once per database)
+
+
+def experiment(exp_id: str) -> str:
+    """Hash of one offer experiment's people (rewards/experiments.py): `end` (its ending, JSON, once),
+    `u:<referrer>` (the arm recorded at first exposure), `x:`/`k:<referrer>` (their friends acquired, their cost
+    in yen), `f:<friend>` (a: attribution counted, c: completion counted). Hash tag {id}: one slot with the
+    counters, for experiment_count.lua."""
+    return f"{PREFIX}:exp:{{{exp_id}}}"
+
+
+def experiment_counts(exp_id: str) -> str:
+    """Hash of one offer experiment's counters, `<arm>:<metric>`: small, so the report reads it whole."""
+    return f"{PREFIX}:exp:{{{exp_id}}}:counts"

@@ -62,7 +62,8 @@ class Orders(Part):
                                           note=order_id)] if first and first.points else []
         specs = [a.spec(self.rules) for a in awards if a.amount > 0]
         first_specs = [a.spec(self.rules) for a in first_awards]
-        friend_spec = self.referrals.friend_award(at, order_id)
+        terms = await self.referrals.experiments.referral_terms(uid)  # a referral pays the arm it was attributed under
+        friend_spec = self.referrals.friend_award(at, order_id, terms.friend_points)
         review = await self._looks_like_self_referral(uid, fingerprint) if fingerprint else False
         # [rings] hold: purchase.lua holds the referral (RING) when the friend's record names a flagged group
         ring_hold = await self.rings.before_completion(uid, fingerprint) if self.rings else False

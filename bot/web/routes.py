@@ -14,6 +14,7 @@ from bot.web.api import (
     audit,
     broadcasts,
     conversions,
+    experiments,
     exports,
     imports,
     members,
@@ -36,6 +37,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     members.setup(app, services_key)
     privacy.setup(app, services_key)
     stats.setup(app, services_key)
+    experiments.setup(app, services_key)
     broadcasts.setup(app, services_key)
     rewards.setup(app, services_key)
     referrals.setup(app, services_key)
