@@ -232,6 +232,9 @@ class Rules:
     # [rings]: referral-ring detection (rewards/rings.py, rewards/ring_watch.py); off unless the file turns it on
     rings: RingSettings = RingSettings()
     experiments: tuple[Experiment, ...] = ()  # [[experiments]]: offer experiments (rewards/experiments.py)
+    # [dashboard] staff_adjust_limit: the most points a "staff" account may add or take away in one adjustment
+    # on the staff dashboard (owners have no limit; the admin API is the machines' and has none)
+    staff_adjust_limit: int = 1000
 
     def yen(self, points: int) -> int:
         """Points as the shop's cost in yen, rounded half up to a whole yen."""
@@ -428,6 +431,7 @@ def _load_rules(path: Path) -> Rules:
     guessing = r.table(data, "", "code_guessing")
     pace = r.table(data, "", "chat_pace")
     account_link = r.table(data, "", "account_link")
+    dashboard = r.table(data, "", "dashboard")
     tiers_table = r.table(data, "", "tiers")
     levels = tiers_table.get("levels") or [{"name": "member", "threshold": 0}]
     tiers = []
@@ -517,7 +521,9 @@ def _load_rules(path: Path) -> Rules:
         friend_coupon=friend_coupon, prompts=prompts,
         unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1),
         experiments=_experiments(r, data.get("experiments", []), zone, friend_coupon),
-        rings=_rings(r, r.table(data, "", "rings")))
+        rings=_rings(r, r.table(data, "", "rings")),
+        staff_adjust_limit=r.whole(dashboard, "dashboard", "staff_adjust_limit", 1000, minimum=1))
+
 
 
 def _point_value(r: _Reader, points: dict[str, Any]) -> float:
