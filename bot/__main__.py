@@ -1,4 +1,4 @@
-"""Command line: `python -m bot serve | worker | dev | richmenu | whatif` (also installed as `shokai`)."""
+"""Command line: `python -m bot serve | worker | dev | richmenu | users | whatif` (also installed as `shokai`)."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,9 @@ def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     dev.add_argument("--port", type=_port, default=defaults.port)
     dev.add_argument("--console-port", type=_port, default=defaults.console_port)
     commands.add_parser("richmenu", help="create or update the rich menus from assets/richmenu (idempotent)")
+    from bot.web.dashboard.cli import add_parser as add_users
+
+    add_users(commands)
     whatif = commands.add_parser("whatif", help="replay the recorded facts under draft rules, beside the live rules "
                                                 "(a sandbox: live data is only read)")
     whatif.add_argument("--rules", required=True, type=Path, help="the draft rules file (TOML)")
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             from bot.app import run_worker_alone
 
             event_loop.run(run_worker_alone(settings))
+        elif args.command == "users":
+            from bot.web.dashboard import cli as users
+
+            return asyncio.run(users.run(settings, args))
         elif args.command == "whatif":
             import time
 

@@ -14,23 +14,7 @@ const S = {
 // ---- small helpers ------------------------------------------------------------------------
 const $ = (selector, root = document) => root.querySelector(selector);
 
-/** Build an element; children may be nodes or strings (always inserted as text). */
-function h(tag, props = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") el.className = value;
-    else if (key === "style") Object.assign(el.style, value);
-    else if (key === "dataset") Object.assign(el.dataset, value);
-    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
-    else el.setAttribute(key, value === true ? "" : String(value));
-  }
-  for (const child of children.flat(Infinity)) {
-    if (child === undefined || child === null || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
+const { h, renderMessage } = LineRender; // the shared renderer (bot/web/dashboard/static/line-render.js)
 
 const bi = (ja, en) => [ja, " ", h("small", {}, en)]; // Japanese label with English in small text
 
@@ -134,8 +118,8 @@ function buildPhone(c) {
   el.send = h("button", { type: "submit", class: "send" }, "送信");
   // the rich menu under the chat, opened and closed by its chat bar, as in LINE
   el.menu = h("div", { class: "richmenu", hidden: true });
-  el.menuBar = h("button", { type: "button", class: "richmenu-bar", hidden: true,
-    onclick: () => { c.menuOpen = !c.menuOpen; el.menu.hidden = !c.menuOpen; } });
+  el.menuBar = h("button", { type: "button", class: "richmenu-bar", hidden: true, "aria-expanded": "false",
+    onclick: () => { c.menuOpen = !c.menuOpen; showMenuState(c); } });
   el.root = h("section", { class: "phone", dataset: { uid: c.uid, name: c.name } },
     h("header", { class: "phone-head" },
       h("div", { class: "who" }, el.name, h("span", { class: "lang" }, c.language), el.state,
@@ -152,6 +136,13 @@ function buildPhone(c) {
   return el;
 }
 
+/** The rich menu open or closed, and its bar saying which way a tap goes. */
+function showMenuState(c) {
+  c.el.menu.hidden = !c.menuOpen;
+  c.el.menuBar.setAttribute("aria-expanded", String(!!c.menuOpen));
+  c.el.menuBar.replaceChildren((c.menuText || "") + (c.menuOpen ? " ▾" : " ▴"));
+}
+
 /** Ask which rich menu the customer sees now (the default, or one linked to them) and draw it. */
 async function refreshRichMenu(c) {
   let data = null;
@@ -164,9 +155,9 @@ async function refreshRichMenu(c) {
   c.el.menu.dataset.id = data ? data.id : "";
   c.el.menuBar.hidden = !data;
   if (!data) { c.el.menu.hidden = true; c.el.menu.replaceChildren(); return; }
-  if (c.menuOpen === undefined) c.menuOpen = true;
-  c.el.menu.hidden = !c.menuOpen;
-  c.el.menuBar.replaceChildren(data.chatBarText + " ▾");
+  if (c.menuOpen === undefined) c.menuOpen = false; // closed until its bar is tapped, as LINE shows it
+  c.menuText = data.chatBarText;
+  showMenuState(c);
   const { width, height } = data.size;
   c.el.menu.style.aspectRatio = `${width} / ${height}`;
   c.el.menu.replaceChildren(h("img", { src: data.image, alt: "" }), ...data.areas.map((area, index) => {
@@ -322,7 +313,7 @@ function handleEffect(uid, res) {
 // ---- the chooser (which customer opens / scans this) -------------------------------------------
 function choose(anchor, title, onPick) {
   const box = $("#chooser");
-  $("#chooser-title").replaceChildren(title);
+  $("#chooser-title").replaceChildren(...[title].flat()); // a label built by bi() is a list of nodes
   const items = [...S.customers.values()].map((c) =>
     h("button", { type: "button", dataset: { uid: c.uid, name: c.name },
       onclick: (ev) => { ev.stopPropagation(); box.hidden = true; onPick(c.uid); } }, c.name));
@@ -433,258 +424,10 @@ function linkified(uid, text, ctx) {
   return out;
 }
 
-// ---- rendering: Flex -------------------------------------------------------------------------------
-const SPACING = { none: 0, xs: 2, sm: 4, md: 8, lg: 12, xl: 16, xxl: 20 };
-const TEXT_SIZE = { xxs: 11, xs: 12, sm: 13, md: 15, lg: 17, xl: 20, xxl: 24, "3xl": 30, "4xl": 40, "5xl": 56 };
-const IMAGE_SIZE = { xxs: 40, xs: 60, sm: 80, md: 100, lg: 120, xl: 140, xxl: 160, "3xl": 180, "4xl": 200, "5xl": 220 };
-const ICON_SIZE = { xxs: 11, xs: 12, sm: 13, md: 15, lg: 17, xl: 20, xxl: 24, "3xl": 30, "4xl": 40, "5xl": 56 };
-const BUBBLE_WIDTH = { nano: 120, micro: 160, deca: 220, hecto: 241, kilo: 260, mega: 300, giga: 386 };
+// ---- rendering: LINE's messages are drawn by the shared renderer; taps, links and media are the console's
+LineRender.use({ tap, text: linkified, media: mediaUrl });
 
-function length(value, table) {
-  if (value === undefined || value === null) return undefined;
-  if (table && Object.prototype.hasOwnProperty.call(table, value)) return table[value] + "px";
-  return /^-?\d+(\.\d+)?(px|%)$/.test(String(value)) ? String(value) : undefined;
-}
-
-function color(value) {
-  return /^#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?$/.test(String(value)) ? String(value) : undefined;
-}
-
-function flexValue(comp, parentLayout) {
-  const grow = comp.flex !== undefined ? Number(comp.flex) : (parentLayout === "vertical" ? 0 : 1);
-  return grow > 0 ? `${grow} 1 0` : "0 0 auto";
-}
-
-/** Layout properties shared by every component. */
-function common(el, comp, parentLayout, isFirst, parentSpacing) {
-  el.style.flex = flexValue(comp, parentLayout);
-  const margin = length(comp.margin, SPACING) ?? (isFirst ? undefined : parentSpacing);
-  if (margin) el.style[parentLayout === "vertical" ? "marginTop" : "marginLeft"] = margin;
-  if (comp.position === "absolute") el.style.position = "absolute";
-  for (const [key, css] of [["offsetTop", "top"], ["offsetBottom", "bottom"], ["offsetStart", "left"], ["offsetEnd", "right"]]) {
-    const v = length(comp[key], SPACING);
-    if (v) { el.style[css] = v; if (comp.position !== "absolute") el.style.position = "relative"; }
-  }
-  if (comp.gravity === "center") el.style.alignSelf = "center";
-  else if (comp.gravity === "bottom") el.style.alignSelf = "flex-end";
-  return el;
-}
-
-function tappable(el, uid, action) {
-  if (!action) return el;
-  el.classList.add("tappable");
-  el.title = action.label || action.uri || action.data || action.text || "";
-  el.addEventListener("click", (ev) => { ev.stopPropagation(); tap(uid, action); });
-  return el;
-}
-
-function renderComponent(comp, uid, ctx, parentLayout = "vertical", isFirst = true, parentSpacing) {
-  if (!comp || typeof comp !== "object") return h("span");
-  const type = comp.type;
-  if (type === "box") return renderBox(comp, uid, ctx, parentLayout, isFirst, parentSpacing);
-  if (type === "text") return renderFlexText(comp, uid, ctx, parentLayout, isFirst, parentSpacing);
-  if (type === "button") {
-    const style = comp.style || "link";
-    const btn = h("button", { type: "button", class: `fx-button ${style} ${comp.height === "sm" ? "sm" : ""}` },
-      (comp.action && comp.action.label) || "");
-    const c = color(comp.color);
-    if (c) { if (style === "link") btn.style.color = c; else btn.style.background = c; }
-    if (comp.action && comp.action.type === "uri") btn.dataset.uri = comp.action.uri;
-    btn.addEventListener("click", (ev) => { ev.stopPropagation(); tap(uid, comp.action); });
-    return common(btn, comp, parentLayout, isFirst, parentSpacing);
-  }
-  if (type === "image") {
-    const wrap = h("div", { class: "fx-image" });
-    const src = mediaUrl(comp.url);
-    const img = h("img", { alt: "image", loading: "lazy", class: "msg-image" });
-    if (src) { img.src = src; img.dataset.src = comp.url; }
-    const width = comp.size === "full" ? "100%" : (length(comp.size, IMAGE_SIZE) || "100px");
-    wrap.style.width = width;
-    wrap.style.maxWidth = "100%";
-    const [w, hgt] = String(comp.aspectRatio || "1:1").split(":").map(Number);
-    if (w > 0 && hgt > 0) wrap.style.aspectRatio = `${w} / ${hgt}`;
-    img.style.objectFit = comp.aspectMode === "cover" ? "cover" : "contain";
-    const bg = color(comp.backgroundColor);
-    if (bg) wrap.style.background = bg;
-    wrap.append(img);
-    if (comp.align === "start") wrap.style.alignSelf = "flex-start";
-    else if (comp.align === "end") wrap.style.alignSelf = "flex-end";
-    else wrap.style.alignSelf = "center";
-    if (comp.url) ctx.images.push(comp.url);
-    return tappable(common(wrap, comp, parentLayout, isFirst, parentSpacing), uid, comp.action);
-  }
-  if (type === "separator") {
-    const sep = h("div", { class: "fx-separator " + (parentLayout === "vertical" ? "h" : "v") });
-    const c = color(comp.color);
-    if (c) sep.style.background = c;
-    const margin = length(comp.margin, SPACING);
-    if (margin) sep.style[parentLayout === "vertical" ? "marginTop" : "marginLeft"] = margin;
-    return sep;
-  }
-  if (type === "filler") return h("div", { class: "fx-filler", style: { flex: comp.flex !== undefined ? `${Number(comp.flex)} 1 0` : "1 1 0" } });
-  if (type === "spacer") return h("div", { class: "fx-filler", style: { flex: `0 0 ${length(comp.size, SPACING) || "8px"}` } });
-  if (type === "icon") {
-    const img = h("img", { class: "fx-icon", alt: "" });
-    const src = mediaUrl(comp.url);
-    if (src) img.src = src;
-    img.style.height = img.style.width = length(comp.size, ICON_SIZE) || "15px";
-    return common(img, comp, parentLayout, isFirst, parentSpacing);
-  }
-  return common(h("div", { class: "fx-unknown" }, `[${String(type)}]`), comp, parentLayout, isFirst, parentSpacing);
-}
-
-function renderBox(comp, uid, ctx, parentLayout, isFirst, parentSpacing) {
-  const layout = comp.layout || "vertical";
-  const box = h("div", { class: `fx-box ${layout}` });
-  const spacing = length(comp.spacing, SPACING);
-  (comp.contents || []).forEach((child, i) =>
-    box.append(renderComponent(child, uid, ctx, layout, i === 0, spacing)));
-  const bg = color(comp.backgroundColor) || (comp.background && color(comp.background.startColor));
-  if (bg) box.style.background = bg;
-  const border = color(comp.borderColor);
-  if (border) box.style.border = `${length(comp.borderWidth, { none: 0, light: 0.5, normal: 1, medium: 2, "semi-bold": 3, bold: 4 }) || "1px"} solid ${border}`;
-  const radius = length(comp.cornerRadius, SPACING);
-  if (radius) box.style.borderRadius = radius;
-  for (const [key, css] of [["paddingAll", "padding"], ["paddingTop", "paddingTop"], ["paddingBottom", "paddingBottom"],
-    ["paddingStart", "paddingLeft"], ["paddingEnd", "paddingRight"]]) {
-    const v = length(comp[key], SPACING);
-    if (v) box.style[css] = v;
-  }
-  for (const key of ["width", "maxWidth", "height", "maxHeight"]) {
-    const v = length(comp[key]);
-    if (v) box.style[key] = v;
-  }
-  const JUSTIFY = { "flex-start": "flex-start", center: "center", "flex-end": "flex-end", "space-between": "space-between", "space-around": "space-around", "space-evenly": "space-evenly" };
-  if (JUSTIFY[comp.justifyContent]) box.style.justifyContent = JUSTIFY[comp.justifyContent];
-  if (JUSTIFY[comp.alignItems]) box.style.alignItems = JUSTIFY[comp.alignItems];
-  return tappable(common(box, comp, parentLayout, isFirst, parentSpacing), uid, comp.action);
-}
-
-function styleText(el, comp) {
-  const size = length(comp.size, TEXT_SIZE);
-  if (size) el.style.fontSize = size;
-  if (comp.weight === "bold") el.style.fontWeight = "bold";
-  if (comp.style === "italic") el.style.fontStyle = "italic";
-  if (comp.decoration === "underline" || comp.decoration === "line-through") el.style.textDecoration = comp.decoration;
-  const c = color(comp.color);
-  if (c) el.style.color = c;
-}
-
-function renderFlexText(comp, uid, ctx, parentLayout, isFirst, parentSpacing) {
-  const el = h("div", { class: "fx-text" + (comp.wrap ? " wrap" : "") });
-  if (Array.isArray(comp.contents) && comp.contents.length) {
-    for (const span of comp.contents) {
-      const s = h("span", {}, span.text || "");
-      styleText(s, span);
-      el.append(s);
-    }
-  } else {
-    el.append(...linkified(uid, comp.text || "", ctx));
-  }
-  styleText(el, comp);
-  if (["start", "center", "end"].includes(comp.align)) el.style.textAlign = comp.align === "end" ? "right" : comp.align === "start" ? "left" : "center";
-  if (comp.maxLines > 0 && comp.wrap) { el.classList.add("clamp"); el.style.webkitLineClamp = String(comp.maxLines); }
-  const lineSpacing = length(comp.lineSpacing);
-  if (lineSpacing) el.style.lineHeight = `calc(1.4em + ${lineSpacing})`;
-  return tappable(common(el, comp, parentLayout, isFirst, parentSpacing), uid, comp.action);
-}
-
-function renderBubble(bubble, uid, ctx) {
-  const el = h("div", { class: "fx-bubble" });
-  el.style.width = (BUBBLE_WIDTH[bubble.size] || BUBBLE_WIDTH.mega) + "px";
-  const styles = bubble.styles || {};
-  for (const part of ["header", "hero", "body", "footer"]) {
-    const comp = bubble[part];
-    if (!comp) continue;
-    const section = h("div", { class: "fx-" + part });
-    const root = renderComponent(comp, uid, ctx, "vertical", true);
-    // as in LINE, a block's padding belongs to its root box: that box's background fills the block
-    if (comp.type === "box") root.classList.add("fx-root");
-    section.append(root);
-    const st = styles[part] || {};
-    const bg = color(st.backgroundColor);
-    if (bg) section.style.background = bg;
-    if (st.separator && part !== "header") section.style.borderTop = `1px solid ${color(st.separatorColor) || "#e0e0e0"}`;
-    el.append(section);
-  }
-  return tappable(el, uid, bubble.action);
-}
-
-function renderFlex(message, uid, ctx) {
-  const contents = message.contents || {};
-  if (contents.type === "carousel") {
-    return h("div", { class: "carousel" }, (contents.contents || []).map((b) => renderBubble(b, uid, ctx)));
-  }
-  if (contents.type === "bubble") return renderBubble(contents, uid, ctx);
-  return h("div", { class: "bubble bot unknown" }, `[flex: ${String(contents.type)}]`);
-}
-
-// ---- rendering: templates -----------------------------------------------------------------------------
-function actionButton(action, uid) {
-  const btn = h("button", { type: "button", class: "tpl-action" }, (action && action.label) || "");
-  if (action && action.type === "uri") btn.dataset.uri = action.uri;
-  btn.addEventListener("click", () => tap(uid, action));
-  return btn;
-}
-
-function templateCard(col, uid, ctx, opts = {}) {
-  const card = h("div", { class: "tpl-card" });
-  const thumb = col.thumbnailImageUrl || col.imageUrl;
-  if (thumb) {
-    const img = h("img", { class: "tpl-thumb msg-image", alt: "image" });
-    const src = mediaUrl(thumb);
-    if (src) { img.src = src; img.dataset.src = thumb; }
-    if (opts.square) img.classList.add("square");
-        card.append(img);
-  }
-  if (col.title) card.append(h("div", { class: "tpl-title" }, col.title));
-  if (col.text) card.append(h("div", { class: "tpl-text" }, ...linkified(uid, col.text, ctx)));
-  const actions = col.actions || (col.action ? [col.action] : []);
-  card.append(h("div", { class: "tpl-actions" + (opts.row ? " row" : "") }, actions.map((a) => actionButton(a, uid))));
-  return tappable(card, uid, col.defaultAction);
-}
-
-function renderTemplate(message, uid, ctx) {
-  const t = message.template || {};
-  const square = t.imageAspectRatio === "square";
-  if (t.type === "buttons") return templateCard(t, uid, ctx, { square });
-  if (t.type === "confirm") return templateCard(t, uid, ctx, { row: true });
-  if (t.type === "carousel") return h("div", { class: "carousel" }, (t.columns || []).map((col) => templateCard(col, uid, ctx, { square })));
-  if (t.type === "image_carousel") {
-    return h("div", { class: "carousel" }, (t.columns || []).map((col) => {
-      const img = h("img", { class: "tpl-thumb square msg-image", alt: "image" });
-      const src = mediaUrl(col.imageUrl);
-      if (src) { img.src = src; img.dataset.src = col.imageUrl; }
-      return tappable(h("div", { class: "tpl-card" }, img, col.action && col.action.label ? h("div", { class: "tpl-text" }, col.action.label) : null), uid, col.action);
-    }));
-  }
-  return h("div", { class: "bubble bot unknown" }, `[template: ${String(t.type)}]`);
-}
-
-// ---- rendering: one message, one entry ---------------------------------------------------------------
-function renderMessage(message, uid, ctx) {
-  switch (message.type) {
-    case "text":
-      return h("div", { class: "bubble bot" }, ...linkified(uid, message.text || "", ctx));
-    case "image": {
-      const url = message.originalContentUrl || message.previewImageUrl;
-      const img = h("img", { class: "msg-image", alt: "image" });
-      const src = mediaUrl(message.previewImageUrl || url);
-      if (src) { img.src = src; img.dataset.src = url; }
-      ctx.images.push(url);
-      return h("div", { class: "image-message" }, img);
-    }
-    case "flex":
-      return h("div", { class: "flex-message", title: message.altText || "" }, renderFlex(message, uid, ctx));
-    case "template":
-      return h("div", { class: "template-message", title: message.altText || "" }, renderTemplate(message, uid, ctx));
-    case "sticker":
-      return h("div", { class: "sticker" }, "🧸", h("small", {}, ` sticker ${message.packageId}/${message.stickerId}`));
-    default:
-      return h("div", { class: "bubble bot unknown" }, `[${String(message.type)} message]`);
-  }
-}
-
+// ---- rendering: one entry ------------------------------------------------------------------------------
 /** Every uri an entry's actions point to (buttons, quick replies, default actions). */
 function actionUris(node, found = []) {
   if (Array.isArray(node)) node.forEach((n) => actionUris(n, found));
@@ -794,6 +537,7 @@ function appendLog(item) {
 // ---- the live feed -----------------------------------------------------------------------------------
 function applySnapshot(snapshot) {
   S.config = snapshot.config;
+  $("#dashboard-link").href = S.config.public_base_url + "/admin/"; // the bot's staff dashboard, in a new tab
   const drafts = new Map([...S.customers.values()].map((c) => [c.uid, c.el.draft.value]));
   for (const c of S.customers.values()) c.el.root.remove();
   S.customers.clear();
