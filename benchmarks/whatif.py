@@ -57,7 +57,7 @@ def generate(count: int, seed: int, start_ms: int, days: int) -> list[Fact]:
     step = days * DAY_MS // max(count, 1)
     members: list[str] = []
     first_order_due: list[str] = []  # referred friends who have not bought yet
-    orders: list[tuple[str, int]] = []
+    orders: list[tuple[str, str]] = []  # (order, buyer)
     refunded: set[str] = set()
     facts: list[Fact] = []
     t = start_ms
@@ -83,12 +83,12 @@ def generate(count: int, seed: int, start_ms: int, days: int) -> list[Fact]:
             order = f"o-{len(facts)}"
             amount = rng.randrange(500, 20_000, 10)
             add(f"p:{order}", "p", u=buyer, o=order, a=amount, at=t)
-            orders.append((order, amount))
+            orders.append((order, buyer))
         elif roll < 0.8 and orders:  # a refund of an earlier order, whole
-            order, _ = rng.choice(orders)
+            order, buyer = rng.choice(orders)
             if order not in refunded:
                 refunded.add(order)
-                add(f"r:{order}:", "r", o=order)
+                add(f"r:{order}:", "r", u=buyer, o=order)
         elif roll < 0.92:  # the shop reports a review
             uid = rng.choice(members)
             add(f"e:{uid}:review:rv-{len(facts)}", "e", u=uid, n="review", i=f"rv-{len(facts)}", at=t)

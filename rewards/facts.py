@@ -15,6 +15,7 @@ trip, on the events that carry one only (not on plain messages). Each key is its
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -82,3 +83,39 @@ class Facts(Part):
                 out.append(Fact(day=day, seq=int(seq), key=key, body=json.loads(body)))
         out.sort(key=lambda f: (f.day, f.seq))
         return out
+
+    # ---- a member's data on request (rewards/privacy.py add_plumbing) ----------------------------------------------
+    async def _naming(self, uid: str) -> list[tuple[str, str, bytes]]:
+        """(day key, field, stored value) of every kept fact that names the member."""
+        needle = uid.encode()
+        day_keys = [keys.facts_day(day) for day in self.days(FACTS_KEPT_DAYS, self.now_ms())]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in day_keys:
+                pipe.exists(key)
+            present = await pipe.execute()
+        found = []
+        for key, there in zip(day_keys, present, strict=True):
+            if there:
+                async for field, raw in self.redis.hscan_iter(key, count=1000):
+                    if needle in field or needle in raw:
+                        found.append((key, field.decode(), raw))
+        return found
+
+    async def export(self, uid: str) -> dict[str, Any]:
+        """The facts kept about the member (for the what-if replay), and the keys holding them."""
+        found = await self._naming(uid)
+        return {"facts": [json.loads(raw.decode().partition(" ")[2]) for _, _, raw in found],
+                "keys": sorted({key for key, _, _ in found})}
+
+    async def forget(self, uid: str) -> None:
+        """Erasure: the member's own facts go (a replay no longer counts them); an attribution of a friend to them
+        keeps the friend's referral, paid to a pseudonym (one for every such fact of this erasure)."""
+        pseudonym = "X" + secrets.token_hex(16)
+        for key, field, raw in await self._naming(uid):
+            seq, _, body = raw.decode().partition(" ")
+            fact = json.loads(body)
+            if fact.get("k") == "a" and fact.get("r") == uid and fact.get("u") != uid:
+                fact["r"] = pseudonym
+                await self.redis.hset(key, field, f"{seq} {json.dumps(fact, separators=(',', ':'))}")
+            else:
+                await self.redis.hdel(key, field)

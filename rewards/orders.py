@@ -125,7 +125,7 @@ class Orders(Part):
                   self.rules.referral_minimum_order])
         outcome = outcome.decode()
         if outcome != "UNKNOWN_ORDER":
-            await self.fact(f"r:{order_id}:{refund_id}", "r", o=order_id, r=refund_id or None, y=yen)
+            await self.fact(f"r:{order_id}:{refund_id}", "r", u=uid, o=order_id, r=refund_id or None, y=yen)
         await self.referrals.settle(uid)
         if outcome == "UNKNOWN_ORDER":  # the owner key landed but the order never did: a crash mid-report
             raise ProgramError("UNKNOWN_ORDER", "no order with that order_id was recorded")

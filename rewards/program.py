@@ -87,6 +87,7 @@ class Program:
         self.facts = Facts(redis, rules, now_ms)  # what happened, kept for the what-if replay (rewards/whatif.py)
         for part in (self.points_ledger, self.referrals, self.members, self.orders, self.imports):
             part.facts = self.facts  # each keeps the facts it accepts
+        self.privacy.add_plumbing(export=self.facts.export, erase=self.facts.forget)  # they name members too
 
         members = self.members
         self.see = members.see

@@ -175,3 +175,17 @@ async def test_generated_facts_side_by_side_come_to_what_they_do_one_at_a_time(m
         one_by_one = await replay(redis, rules, facts, end)
     assert side_by_side == one_by_one
     assert side_by_side.referrals_completed > 10 and side_by_side.milestone_payouts > 0
+
+
+async def test_an_erased_members_facts_are_exported_then_gone_and_their_friends_referrals_stay(clean_redis: str) -> None:
+    clock = Clock(time.time() - 86_400)
+    program = await program_for(clean_redis, TEST_RULES, clock)
+    await history(program, clock)
+    exported = await program.facts.export(R)
+    assert {f["k"] for f in exported["facts"]} == {"w", "a", "p", "r", "c"} and exported["keys"]
+    await program.facts.forget(R)
+    facts = await program.facts.read(2, clock.ms)
+    assert not [f for f in facts if R in f.key or R in json.dumps(f.body)]
+    attributions = [f.body for f in facts if f.kind == "a"]
+    assert len(attributions) == 4 and len({a["r"] for a in attributions}) == 1 and attributions[0]["r"][0] == "X"
+    await program.redis.aclose()
