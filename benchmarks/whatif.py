@@ -7,7 +7,8 @@ rewards/facts.py keeps them (a hash per day) into a Redis (embedded, or REDIS_UR
 back with Facts.read, and replayed by rewards/whatif.py in two embedded sandboxes side by side (the shipped
 rules, and a draft paying referrers double), exactly as `python -m bot whatif` does.
 
-Reported: seconds to read the facts, seconds for the two replays, and facts per second.
+Reported: seconds to read the facts; one replay alone (the live rules: its wall time, its Python CPU and its Redis
+server's); then the command's two replays side by side (wall, facts per second, CPU) and the load average.
 
     .venv/bin/python -m benchmarks.whatif [--facts 100000] [--seed 7]
 """
@@ -29,10 +30,11 @@ from benchmarks.common import redis_url
 from bot.config import ASSETS
 from bot.infra.event_loop import run as run_loop
 from bot.infra.redis_conn import connect
-from bot.whatif import compare_apart
+from bot.whatif import compare_apart, embedded_sandbox
 from rewards import codes, keys
 from rewards.facts import FACTS_KEPT_SECONDS, SEQ, Fact, Facts
 from rewards.rules import Rules, load_rules
+from rewards.whatif import replay
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DAY_MS = 86_400_000
@@ -133,16 +135,26 @@ async def bench(count: int, seed: int) -> dict[str, object]:
             read_s = time.perf_counter() - began
         finally:
             await live.aclose()
-    began, cpu_here, cpu_children = time.perf_counter(), time.process_time(), _children_cpu()
+    # one replay alone (the live rules), as one side of the command is
     load_before = os.getloadavg()[0]
+    began, cpu_here = time.perf_counter(), time.process_time()
+    async with embedded_sandbox() as sandbox:
+        await replay(sandbox, live_rules, read, end_ms)
+        server = await sandbox.info("cpu")
+    one_s, one_cpu = time.perf_counter() - began, time.process_time() - cpu_here
+    one_server = float(server["used_cpu_user"]) + float(server["used_cpu_sys"])
+    # the command: both, side by side
+    began, cpu_here, cpu_children = time.perf_counter(), time.process_time(), _children_cpu()
     with tempfile.TemporaryDirectory() as where:
         draft_path = Path(where) / "draft.toml"
         draft_path.write_text(draft_text(), encoding="utf-8")
         result = await compare_apart(read, ASSETS / "rules.toml", draft_path, end_ms)
     replay_s = time.perf_counter() - began
     here, children = time.process_time() - cpu_here, _children_cpu() - cpu_children
-    return {"facts": len(read), "read_seconds": round(read_s, 2), "replay_seconds": round(replay_s, 2),
-            "facts_per_second": round(len(read) / replay_s),
+    return {"facts": len(read), "read_seconds": round(read_s, 2),
+            "one_replay_seconds": round(one_s, 2), "one_replay_cpu_seconds_python": round(one_cpu, 1),
+            "one_replay_cpu_seconds_redis": round(one_server, 1),
+            "replay_seconds": round(replay_s, 2), "facts_per_second": round(len(read) / replay_s),
             # CPU seconds: this process (the live rules' replay), and its children (the draft's process and both
             # sandbox Redis servers); on two free cores the replays take about the larger half of their sum
             "cpu_seconds_live_replay": round(here, 1), "cpu_seconds_draft_and_redis": round(children, 1),
@@ -164,7 +176,9 @@ def main() -> None:
     out = run_loop(bench(args.facts, args.seed))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"whatif-{date.today().isoformat()}.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
-    print(f"{out['facts']:,} facts: read in {out['read_seconds']} s, replayed under the live rules and a draft "
+    print(f"{out['facts']:,} facts: read in {out['read_seconds']} s; one replay alone in {out['one_replay_seconds']} s "
+          f"(CPU {out['one_replay_cpu_seconds_python']} s Python, {out['one_replay_cpu_seconds_redis']} s its Redis)")
+    print(f"the command: replayed under the live rules and a draft "
           f"(side by side) in {out['replay_seconds']} s ({out['facts_per_second']:,} facts/s); CPU: "
           f"{out['cpu_seconds_live_replay']} s the live replay, {out['cpu_seconds_draft_and_redis']} s the draft's "
           f"and both Redis servers; load average {out['load_average_before']} on {out['cores']} cores")
