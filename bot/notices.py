@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import prompts
-from bot.chat.staff import is_staff_user
+from bot.chat.staff import is_staff_user, staff_list
 from bot.deliveries import events as webhook_events
 from bot.infra import keys
 from bot.line import offer_texts
@@ -28,7 +28,7 @@ from bot.line.client import LineRejected, retry_key
 from bot.line.limits import TEXT_MAX, clip
 from bot.line.offer_texts import Say
 from bot.services import Services
-from rewards import engine
+from rewards import budget, budget_holds, engine
 from rewards.catalog import ClaimResult, Stock
 from rewards.orders import Purchase
 from rewards.prompts import SEND
@@ -169,6 +169,7 @@ async def after_purchase(services: Services, purchase: Purchase, user_id: str, o
         await _referral_completed(services, purchase.completed_referral_of, user_id)
         await _friend_paid(services, user_id)
     await _tier_check(services, user_id, f"order:{order_id}")
+    await budget_alerts(services)
     await _ask(services, lambda: prompts.reward_in_reach(services, user_id),
                lambda: prompts.after_purchase(services, purchase, user_id, order_id))
 
@@ -191,6 +192,33 @@ async def after_review_decision(services: Services, decision: Decision) -> None:
         await _referral_completed(services, decision.paid_referrer, decision.friend)
     if decision.status == "completed":  # approved: the friend's own points came with it
         await _friend_paid(services, decision.friend)
+
+
+async def budget_alerts(services: Services) -> int:
+    """[budget]: tell every staff member, once a month per budget, when its spend passes 80% and when it is
+    reached (rewards/budget.py marks each threshold told). Returns how many pushes were asked for."""
+    sent = 0
+    for kind in budget.KINDS:
+        for percent, status in await services.program.budget.alerts_due(kind):
+            configured, added = await staff_list(services)
+            for uid in sorted({*configured, *added}):
+                await notify(services, "budget_alert", uid, f"budget_alert_{kind}_{percent}",
+                             retry_key("budget", kind, status.month, percent, uid), month=status.month,
+                             spent=f"{status.spent_yen:,}", cap=f"{status.cap_yen:,}",
+                             share=f"{(status.share or 0) * 100:.0f}", held=status.held)
+                sent += 1
+    return sent
+
+
+async def release_budget_holds(services: Services) -> int:
+    """The clock's part: held referral completions a new month's budget can pay are approved, then told as any
+    approval is."""
+    decisions = await budget_holds.release(services.program, budget_holds.CLOCK, new_month_only=True)
+    for decision in decisions:
+        await after_review_decision(services, decision)
+    if decisions:
+        await budget_alerts(services)
+    return len(decisions)
 
 
 async def after_attribution(services: Services, attribution: Attribution, friend: str, op: str) -> None:

@@ -316,3 +316,15 @@ SHOPIFY_DATA_REQUESTS = f"{PREFIX}:shopify:data_requests"  # hash: request id ->
 
 def shopify_early_refunds(order_id: str) -> str:
     return f"{PREFIX}:shopify:{{o:{order_id}}}:early"  # hash: refund id -> yen, a refund waiting for its order
+
+
+# ---- monthly budgets (rewards/budget.py) -------------------------------------------------------------------
+# Every budget key shares the hash tag {budget}, so budget_reserve / budget_commit / budget_release run in one slot.
+# They cannot be in a member's script: the completion's own script runs in the friend's slot (see budget.py).
+def budget_month(kind: str, month: str) -> str:
+    # hash: "spent" (yen: committed + reserved), "r:<op>" (yen reserved, in flight), "c:<op>" (yen committed),
+    # "alert:80" / "alert:100" (staff told, once a month)
+    return f"{PREFIX}:budget:{{budget}}:{kind}:{month}"
+
+
+BUDGET_HELD = f"{PREFIX}:budget:{{budget}}:held"  # zset: friend -> when their completion was held (BUDGET), ms

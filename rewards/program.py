@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rewards.board import Board
+from rewards.budget import Budget
 from rewards.counters import Counters
 from rewards.friend_coupons import FriendCoupons
 from rewards.imports import Imports
@@ -47,8 +48,10 @@ class Program:
         self.invites = Invites(redis)
         self.board = Board(redis, rules, now_ms)
         self.friend_coupons = FriendCoupons(redis, rules, now_ms, counters=self.counters)
+        self.budget = Budget(redis, rules, now_ms, ledger=self.points_ledger)  # [budget]: monthly yen caps
         self.referrals = Referrals(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
-                                   invites=self.invites, board=self.board, friend_coupons=self.friend_coupons)
+                                   invites=self.invites, board=self.board, friend_coupons=self.friend_coupons,
+                                   budget=self.budget)
         self.members = Members(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                                referrals=self.referrals)
         self.orders = Orders(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,

@@ -13,6 +13,7 @@ from bot.web.api import (
     account_links,
     audit,
     broadcasts,
+    budget,
     conversions,
     exports,
     imports,
@@ -34,6 +35,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     conversions.setup(app, services_key)
     members.setup(app, services_key)
     stats.setup(app, services_key)
+    budget.setup(app, services_key)  # [budget]: GET /api/v1/budget, POST /api/v1/budget/release
     broadcasts.setup(app, services_key)
     rewards.setup(app, services_key)
     referrals.setup(app, services_key)

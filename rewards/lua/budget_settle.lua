@@ -1,0 +1,16 @@
+-- KEYS: the budget's month hash (tag {budget}).
+-- ARGV: op id, yen actually paid ('' : nothing was paid, give the reservation back).
+-- Turns a reservation into what the completion paid (the part of it a milestone never reached goes back), or
+-- gives it back when the step did not complete. An op never reserved (an owner's release over the cap from an
+-- older version, an approval) is counted as paid once. Idempotent: a committed op changes nothing.
+-- Returns yen spent this month
+local month, op = KEYS[1], ARGV[1]
+local committed = redis.call('HGET', month, 'c:' .. op)
+if committed then return tonumber(redis.call('HGET', month, 'spent') or '0') end
+local reserved = tonumber(redis.call('HGET', month, 'r:' .. op) or '0')
+redis.call('HDEL', month, 'r:' .. op)
+if ARGV[2] == '' then
+  return redis.call('HINCRBY', month, 'spent', -reserved)
+end
+redis.call('HSET', month, 'c:' .. op, ARGV[2])
+return redis.call('HINCRBY', month, 'spent', tonumber(ARGV[2]) - reserved)
