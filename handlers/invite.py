@@ -19,10 +19,13 @@ async def on_invite(ctx: Ctx) -> None:
     member = await ctx.program.member(ctx.user_id)
     settings, offer = ctx.services.settings, ctx.program.referral_offer(gift=bool(member and member.gift))
     link = invite_link(settings, code)
-    # [budget]: once the month's referral budget is reached, the card says rewards wait (before any campaign)
-    paused = budget_note(ctx.t, await ctx.program.budget.referral_paused())
-    campaign, hold = joined(paused, campaign_note(ctx.t, offer)) or None, hold_note(ctx.t, offer)
-    caption = joined(campaign, offer_text(ctx.t, "invite_caption", offer, shop=ctx.t("shop_name"), link=link))
+    # [budget]: once the month's referral budget is reached, the card says rewards wait (before any campaign), and
+    # the text shared with friends promises nothing the program won't pay now
+    paused = await ctx.program.budget.referral_paused()
+    campaign, hold = campaign_note(ctx.t, offer), hold_note(ctx.t, offer)
+    caption = ctx.t("invite_caption_budget", shop=ctx.t("shop_name"), link=link) if paused else joined(
+        campaign, offer_text(ctx.t, "invite_caption", offer, shop=ctx.t("shop_name"), link=link))
+    campaign = joined(budget_note(ctx.t, paused), campaign) or None
     yours = ctx.t("flex_invite_given") if offer.gift else ctx.t("flex_invite_points", points=f"{offer.referrer_points:,}")
     rows = [row(ctx, ctx.t("flex_invite_you"), yours),
             row(ctx, ctx.t("flex_invite_friend"), ctx.t("flex_invite_points", points=f"{offer.friend_points:,}")),

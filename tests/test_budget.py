@@ -25,9 +25,16 @@ COMPLETION_YEN = 800  # the shipped rules: referrer 500 + friend 300 points, at 
 NO_MILESTONES = re.sub(r"\[\[referral\.milestones\]\][^\[]*", "", DEFAULT)
 
 
-def budget_rules(tmp: Path, cap: int, text: str = NO_MILESTONES, **points: int) -> Path:
-    path = tmp / f"rules-budget-{cap}-{len(points)}.toml"
-    path.write_text(text + f"\n[budget]\nreferral_monthly_yen = {cap}\n", encoding="utf-8")
+def with_cap(text: str, cap: int) -> str:
+    """The rules text with [budget] referral_monthly_yen set to `cap`."""
+    changed = re.sub(r"^referral_monthly_yen = \d+", f"referral_monthly_yen = {cap}", text, count=1, flags=re.M)
+    assert changed != text or cap == 0, "no [budget] referral_monthly_yen in the shipped rules"
+    return changed
+
+
+def budget_rules(tmp: Path, cap: int, text: str = NO_MILESTONES) -> Path:
+    path = tmp / f"rules-budget-{cap}.toml"
+    path.write_text(with_cap(text, cap), encoding="utf-8")
     return path
 
 
