@@ -510,17 +510,17 @@ def _load_rules(path: Path) -> Rules:
 
 def check_premiums(rules: Rules, data: dict[str, Any], r: _Reader) -> Rules:
     """The premiums-law check (rewards/premiums.py) as [legal] premiums asks: off, warn (the rules come back with
-    the findings in `warnings`, each logged) or strict (the first finding refuses the file, with its line)."""
+    the findings in `warnings`, one line each naming the setting and its line) or strict (the findings refuse
+    the file, as any RulesError)."""
     from rewards import premiums  # it reads Rules: imported here, not at the top, to stay out of a cycle
     if rules.legal.premiums == "off":
         return rules
     findings = premiums.check(rules, data)
-    if findings and rules.legal.premiums == "strict":
-        raise r.fail(findings[0].setting, findings[0].message + ' ([legal] premiums = "strict")')
-    lines = tuple(f"{r.fail(f.setting, f.message)}" for f in findings)
-    for line in lines:
-        premiums.log.warning("premiums law: %s", line)
-    return replace(rules, warnings=lines)
+    lines = tuple(str(r.fail(f.setting, f.message)) for f in findings)
+    if lines and rules.legal.premiums == "strict":
+        more = "".join(f"\n{line}" for line in lines[1:])
+        raise RulesError(f'{lines[0]} ([legal] premiums = "strict"){more}')
+    return replace(rules, warnings=lines)  # logged once the service has started (bot/app.py), and by check-rules
 
 
 def _budget(r: _Reader, table: dict[str, Any]) -> Budget:
