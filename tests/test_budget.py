@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from bot.infra.redis_conn import connect
 from linesim.platform import new_user_id
-from rewards import budget_holds, keys
+from rewards import budget_holds, keys, stats
 from rewards.program import Program
 from rewards.review import ReferralReview
 from rewards.rules import load_rules
@@ -190,3 +190,26 @@ async def test_no_budget_set_holds_nothing(make, tmp_path: Path) -> None:
     status = await program.budget.status()
     assert (status.state, status.cap_yen, status.share) == ("none", 0, None)
     assert load_rules(budget_rules(tmp_path, 0)).budget.referral_monthly_yen == 0
+
+
+async def test_the_stats_show_yen_beside_every_points_figure_and_the_budget(make) -> None:
+    text = re.sub(r"^point_value_yen = .*$", "point_value_yen = 2.5", NO_MILESTONES, count=1, flags=re.M)
+    program, clock = await make(10_000, text)
+    pairs = await pending_referrals(program, clock, 2)
+    for _, friend in pairs:
+        await program.record_purchase(f"o-{friend}", friend, 3000)  # 30 purchase points + the referral's
+    await program.spend(pairs[0][1], "spend-1", 100, "test")
+    report = await stats.report(program, days=1)
+    points = report["points"]
+    issued = 2 * (30 + 300 + 500)
+    assert (points["issued"], points["issued_yen"]) == (issued, issued * 5 // 2)
+    assert (points["spent"], points["spent_yen"]) == (100, 250)
+    assert (points["expired"], points["expired_yen"]) == (0, 0)
+    balances = [await program.member(uid) for pair in pairs for uid in pair]
+    owed = sum(v.points + v.pending_points for v in balances if v)
+    assert (points["outstanding"], points["outstanding_yen"]) == (owed, program.rules.yen(owed)) == (issued - 100,
+                                                                                                    (issued - 100) * 5 // 2)
+    day = report["by_day"][-1]
+    assert (day["points_issued_yen"], day["points_spent_yen"]) == (issued * 5 // 2, 250)
+    budget = report["budget"]["referral"]
+    assert (budget["spent_yen"], budget["cap_yen"], budget["state"]) == (2 * 800 * 5 // 2, 10_000, "ok")

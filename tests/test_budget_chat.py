@@ -93,6 +93,16 @@ async def test_staff_are_told_once_at_80_and_100_and_the_card_and_page_stop_prom
     await completed_referral(bot, 6)
     assert alerts(bot, "budget_alert_referral_80") == 1 and alerts(bot, "budget_alert_referral_100") == 1
 
+    # the staff card of today's numbers: yen beside the points, and the budget reached
+    numbers = text_of(await converse(bot.platform, STAFF, bot.platform.text(STAFF, "今日の数字")))
+    _, report = await bot.admin("GET", "/api/v1/stats?days=1")
+    points = report["report"]["points"]
+    assert f"付与 {points['issued']:,}(¥{points['issued_yen']:,})" in numbers, numbers  # ¥1 a point
+    assert f"未使用残高 {points['outstanding']:,}(¥{points['outstanding_yen']:,})" in numbers
+    assert points["issued"] == points["issued_yen"] >= 5 * 800
+    assert texts.get("ja", "staff_numbers_budget_reached", spent=f"{CAP:,}", cap=f"{CAP:,}", share="100.0%",
+                     held=2) in numbers
+
     # the invite card, in Japanese and in English, says rewards wait
     card = await invite_card(bot, referrer)
     assert paused_ja in card, card
