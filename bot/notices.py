@@ -234,14 +234,20 @@ async def after_attribution(services: Services, attribution: Attribution, friend
         offer = replace(offer, referrer_points=await _referral_points(services, attribution.referrer, friend,
                                                                       offer.referrer_points))
 
+    # [budget]: a completion on joining held for the budget pays nobody yet; a promise while it is reached says so
+    held = await services.program.budget.is_held(friend)
+    paused = await services.program.budget.referral_paused()
+
     def told(say: Say) -> str:  # a promise for later (a first purchase) comes with the campaign's last day
+        if held:
+            return say("referral_ok_referrer_held", referrer_points=f"{offer.referrer_points:,}")
         campaign = None if offer.on_join else offer_texts.campaign_note(say, offer)
         return offer_texts.joined(offer_texts.offer_text(say, "referral_ok_referrer", offer, to_referrer=True),
-                                  offer_texts.hold_note(say, offer), campaign)
+                                  offer_texts.hold_note(say, offer), campaign, offer_texts.budget_note(say, paused))
 
     await notify(services, "friend_joined", attribution.referrer, told,
                  retry_key(op, "friend_joined", attribution.referrer))
-    if rules.referral_trigger == "join":
+    if rules.referral_trigger == "join" and not held:
         await webhook_events.referral_completed(services, attribution.referrer, friend, offer.referrer_points)
         await _milestone_check(services, attribution.referrer, friend)
         for paid in (attribution.referrer, friend):  # both were just paid: a reward may be in reach

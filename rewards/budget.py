@@ -156,6 +156,10 @@ class Budget(Part):
         """Friends whose completion waits for the budget, oldest first: (friend, held at ms)."""
         return [(f.decode(), int(at)) for f, at in await self.redis.zrange(keys.BUDGET_HELD, 0, -1, withscores=True)]
 
+    async def is_held(self, friend: str) -> bool:
+        """The friend's referral completion waits for the budget (held, BUDGET)."""
+        return await self.redis.zscore(keys.BUDGET_HELD, friend) is not None
+
     async def drop_held(self, friend: str) -> None:
         """The friend's completion is no longer waiting (it completed, or was voided, or never was held)."""
         await self.redis.zrem(keys.BUDGET_HELD, friend)

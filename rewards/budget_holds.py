@@ -13,7 +13,10 @@ from rewards.review import Decision, ReferralReview
 
 log = logging.getLogger(__name__)
 
-CLOCK = "budget"  # the audit's "who" when a new month's budget releases a held completion
+CLOCK = "budget"
+# the held set's entry is written before the step that holds (its intent): younger than this, that step may still
+# be under way, so an entry whose referral is not (yet) held is left alone
+STALE_MS = 60_000  # the audit's "who" when a new month's budget releases a held completion
 
 
 async def release(program: Program, by: str, friends: list[str] | None = None,
@@ -27,12 +30,13 @@ async def release(program: Program, by: str, friends: list[str] | None = None,
     for friend, held_at in await budget.held():
         if friends is not None and friend not in friends:
             continue
-        if new_month_only and engine.shop_time(program.rules, held_at).strftime("%Y-%m") >= month:
-            continue
         status, reason, referrer = await program.redis.hmget(keys.referral(friend),
                                                                ["status", "review_reason", "referrer"])
         if status != b"review" or reason != HOLD_REASON.encode() or not referrer:
-            await budget.drop_held(friend)  # completed, voided or never held: nothing waits (a stale intent)
+            if program.now_ms() - held_at > STALE_MS:  # not a hold whose own step is still under way
+                await budget.drop_held(friend)  # completed, voided or never held: nothing waits (a stale intent)
+            continue
+        if new_month_only and engine.shop_time(program.rules, held_at).strftime("%Y-%m") >= month:
             continue
         if new_month_only:
             spec = program.referrals.friend_award(program.now_ms(), "budget")

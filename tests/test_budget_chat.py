@@ -128,3 +128,34 @@ async def test_staff_are_told_once_at_80_and_100_and_the_card_and_page_stop_prom
     assert len(entries) == 1
     status, bad = await bot.admin("POST", "/api/v1/budget/release", {"friend_ids": ["nobody"]})
     assert status == 400 and bad["error"]["code"] == "INVALID_USER_ID"
+
+
+async def test_on_joining_a_completion_held_for_the_budget_tells_both_sides_it_comes_later(bot_with: BotWith,
+                                                                                            tmp_path: Path) -> None:
+    rules = tmp_path / "join.toml"
+    text = re.sub(r'^trigger = "first_purchase"', 'trigger = "join"', NO_MILESTONES, count=1, flags=re.M)
+    rules.write_text(with_cap(text, 800), encoding="utf-8")  # one completion a month
+    bot = await bot_with(rewards_config=rules)
+    platform, texts = bot.platform, bot.services.texts
+    referrer = new_user_id()
+    await converse(platform, referrer, platform.follow(referrer))
+    code = INVITE.search(await invite_card(bot, referrer)).group(1)  # type: ignore[union-attr]
+    paid, held = new_user_id(), new_user_id()
+    for friend in (paid, held):
+        await converse(platform, friend, platform.follow(friend))
+    assert "300" in text_of(await converse(platform, paid, platform.text(paid, code)))
+    await bot.idle()
+    mark = len(platform.calls)
+    answer = text_of(await converse(platform, held, platform.text(held, code)))
+    await bot.idle()
+    assert texts.get("ja", "referral_ok_held", friend_points="300") in answer
+    assert "プレゼントしました" not in answer  # not the promise of points paid now
+    told = text_of(platform.said_to(referrer, mark))
+    assert texts.get("ja", "referral_ok_referrer_held", referrer_points="500") in told
+    program = bot.services.program
+    assert await program.points_ledger.entry(held, "referral:friend") is None
+    assert await program.budget.is_held(held)
+    status, body = await bot.admin("POST", "/api/v1/budget/release")
+    assert status == 200 and [r["friend_id"] for r in body["released"]] == [held]
+    assert await program.points_ledger.entry(held, "referral:friend") is not None
+    assert (await program.budget.status()).spent_yen == 1600  # the owner's release: past the cap, counted
