@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rewards import engine, keys
+from rewards import engine, keys, ledger_codec
 from rewards.ledger import Ledger
 from rewards.part import Part
 from rewards.rules import Rules
@@ -133,24 +133,38 @@ class Budget(Part):
 
     async def settle_referral(self, friend: str, referrer: str, at_ms: int, completed: bool) -> None:
         """Step 3: the reservation becomes what the ledger shows was paid for this completion (both sides and a
-        milestone it reached), or goes back when it did not complete. Read from the ledger, so a re-run after
-        a crash counts the same yen."""
+        milestone it reached), or goes back when it did not complete; the friend leaves the held set either way.
+        Read from the ledger, so a re-run after a crash counts the same yen."""
         if not self.cap(REFERRAL):
             return
         paid = ""
         if completed:
-            ops = [(friend, "referral:friend"), (friend, "referral:gift"), (referrer, f"referral:{friend}")]
-            milestone = await self.redis.hget(keys.referrals_made(referrer), f"{friend}|milestone")
-            if milestone:
-                ops.append((referrer, milestone.decode()))
-            points = 0
+            paid = str(self.rules.yen(await self._paid_points(friend, referrer)))
+        await self._settle(keys=[keys.budget_month(REFERRAL, self.month(at_ms)), keys.BUDGET_HELD],
+                           args=[f"referral:{friend}", paid, friend])
+
+    async def _paid_points(self, friend: str, referrer: str) -> int:
+        """The points the ledgers show this completion paid: the friend's reward (and a gift), the referrer's,
+        and the milestone it reached. Two pipelined round trips: the entries' ids, then the entries."""
+        ops = [(friend, "referral:friend"), (friend, "referral:gift"), (referrer, f"referral:{friend}")]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.referrals_made(referrer), f"{friend}|milestone")
             for uid, op in ops:
-                entry = await self.ledger.entry(uid, op)
-                points += max(0, int(entry.get("delta", 0))) if entry else 0
-            paid = str(self.rules.yen(points))
-        await self._settle(keys=[keys.budget_month(REFERRAL, self.month(at_ms))], args=[f"referral:{friend}", paid])
-        if completed:
-            await self.redis.zrem(keys.BUDGET_HELD, friend)
+                pipe.hget(keys.ops(uid), ledger_codec.op_field(op))
+            milestone, *ids = await pipe.execute()
+        found = [(uid, op, int(i)) for (uid, op), i in zip(ops, ids, strict=True) if i is not None]
+        if milestone:  # the milestone's op on the referrer: one more look-up, only when one was reached
+            milestone_id = await self.redis.hget(keys.ops(referrer), ledger_codec.op_field(milestone.decode()))
+            if milestone_id is not None:
+                found.append((referrer, milestone.decode(), int(milestone_id)))
+        if not found:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for uid, _, entry_id in found:
+                pipe.hget(keys.ops(uid), ledger_codec.entry_field(entry_id))
+            raws = await pipe.execute()
+        entries = [ledger_codec.decode(entry_id, raw, op) for (_, op, entry_id), raw in zip(found, raws, strict=True)]
+        return sum(max(0, int(e.get("delta", 0))) for e in entries if e)
 
     async def held(self) -> list[tuple[str, int]]:
         """Friends whose completion waits for the budget, oldest first: (friend, held at ms)."""
@@ -177,8 +191,8 @@ class Budget(Part):
 
     async def settle_campaign(self, order_id: str, extra_points: int, at_ms: int) -> None:
         if self.cap(CAMPAIGN) and extra_points > 0:
-            await self._settle(keys=[keys.budget_month(CAMPAIGN, self.month(at_ms))],
-                               args=[f"campaign:{order_id}", str(self.rules.yen(extra_points))])
+            await self._settle(keys=[keys.budget_month(CAMPAIGN, self.month(at_ms)), keys.BUDGET_HELD],
+                               args=[f"campaign:{order_id}", str(self.rules.yen(extra_points)), ""])
 
     # ---- staff alerts ------------------------------------------------------------------------------------------
     async def alerts_due(self, kind: str = REFERRAL) -> list[tuple[int, BudgetStatus]]:

@@ -99,8 +99,10 @@ class Orders(Part):
         does not fit this month's referral budget, so the referral is held (BUDGET) instead of completing."""
         if not self.referrals.budget.cap() or amount < self.rules.referral_minimum_order:
             return True
-        status, referrer = await self.redis.hmget(keys.referral(uid), ["status", "referrer"])
-        first_order = await self.redis.hget(keys.member(uid), keys.field("first_order"))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.referral(uid), ["status", "referrer"])
+            pipe.hget(keys.member(uid), keys.field("first_order"))
+            (status, referrer), first_order = await pipe.execute()
         if status != b"pending" or not referrer or first_order is not None:
             return True
         return await self.referrals.budget_gate(uid, referrer.decode(), friend_spec, at)

@@ -203,8 +203,7 @@ class Referrals(Part):
         status, reason = await self.redis.hmget(keys.referral(friend), ["status", "review_reason"])
         if status is None or status == b"completed" or (status == b"review" and reason == HOLD_REASON.encode()):
             return
-        await self.budget.settle_referral(friend, "", at_ms, completed=False)
-        await self.budget.drop_held(friend)
+        await self.budget.settle_referral(friend, "", at_ms, completed=False)  # and off the held set
 
     async def _refused(self, reason: str) -> Attribution:
         await self.counters.count(f"refused:{reason}")
