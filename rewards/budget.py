@@ -47,7 +47,9 @@ class BudgetStatus:
     spent_yen: int  # paid this month, and reserved by completions under way
     cap_yen: int  # 0: no cap
     share: float | None  # spent ÷ cap (None without a cap)
-    state: str  # none (no cap) | ok | warning (≥ 80%) | reached (a completion at today's offer no longer fits)
+    # none (no cap) | ok | warning (≥ 80%) | reached (spent, or a completion at today's offer no longer fits, or
+    # the budget already held something this month)
+    state: str
     held: int  # referral completions held for the budget (all months)
 
     def as_json(self) -> dict[str, Any]:
@@ -80,15 +82,15 @@ class Budget(Part):
         now, cap = self.now_ms(), self.cap(kind)
         month = self.month(now)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hget(keys.budget_month(kind, month), "spent")
+            pipe.hmget(keys.budget_month(kind, month), ["spent", "full"])
             pipe.zcard(keys.BUDGET_HELD)
-            spent_raw, held = await pipe.execute()
+            (spent_raw, full), held = await pipe.execute()
         spent = int(spent_raw or 0)
         held = int(held) if kind == REFERRAL else 0
         if not cap:
             return BudgetStatus(kind, month, spent, 0, None, "none", held)
         next_one = self._offer_yen(now) if kind == REFERRAL else 0
-        if spent >= cap or spent + next_one > cap:
+        if spent >= cap or spent + next_one > cap or full is not None:
             state = "reached"
         elif spent * 100 >= cap * ALERTS[0]:
             state = "warning"

@@ -323,7 +323,7 @@ def shopify_early_refunds(order_id: str) -> str:
 # They cannot be in a member's script: the completion's own script runs in the friend's slot (see budget.py).
 def budget_month(kind: str, month: str) -> str:
     # hash: "spent" (yen: committed + reserved), "r:<op>" (yen reserved, in flight), "c:<op>" (yen committed),
-    # "alert:80" / "alert:100" (staff told, once a month)
+    # "full" (when it first refused a reservation), "alert:80" / "alert:100" (staff told, once a month)
     return f"{PREFIX}:budget:{{budget}}:{kind}:{month}"
 
 

@@ -58,7 +58,7 @@ class FriendReferral:
     user_id: str  # the friend, named to the referrer as handlers/names.py says
     nickname: str | None  # only when the friend consented to show it (rewards/names.py)
     status: str  # pending | completed | voided
-    needs: str | None  # what a pending referral still waits for: FIRST_PURCHASE | HOLD
+    needs: str | None  # what a pending referral still waits for: FIRST_PURCHASE | REVIEW | BUDGET | HOLD
     minimum_order: int  # with FIRST_PURCHASE: the yen the first order must reach (0: any)
     at_ms: int  # when the friend sent the code
 
@@ -325,7 +325,7 @@ class Referrals(Part):
         friends = []
         now = self.now_ms()
         for friend, made_status in statuses.items():
-            ref = await self.redis.hmget(keys.referral(friend), ["status", "created_at", "hold_until"])
+            ref = await self.redis.hmget(keys.referral(friend), ["status", "created_at", "hold_until", "review_reason"])
             nickname, consent = await self.redis.hmget(keys.member(friend), NAME_FIELDS)
             # the friend's own record leads (the referrer's says "pending" while staff review it)
             status = statuses[friend] = _newer_status(made_status, ref[0])
@@ -333,6 +333,8 @@ class Referrals(Part):
             needs = None
             if status == "pending":
                 needs = "FIRST_PURCHASE"
+            elif status == "review" and ref[3] == HOLD_REASON.encode():  # [budget]: paid from a later month
+                needs = "BUDGET"
             elif status == "review":  # the shop checks the order first (rewards/review.py)
                 needs = "REVIEW"
             elif status == "completed" and hold_until > now:

@@ -213,3 +213,20 @@ async def test_the_stats_show_yen_beside_every_points_figure_and_the_budget(make
     assert (day["points_issued_yen"], day["points_spent_yen"]) == (issued * 5 // 2, 250)
     budget = report["budget"]["referral"]
     assert (budget["spent_yen"], budget["cap_yen"], budget["state"]) == (2 * 800 * 5 // 2, 10_000, "ok")
+
+
+async def test_the_campaign_budget_stops_the_campaigns_extra_points_at_its_cap(make) -> None:
+    text = re.sub(r"^campaign_monthly_yen = \d+", "campaign_monthly_yen = 45", NO_MILESTONES, count=1, flags=re.M)
+    program, clock = await make(0, text)
+    clock.now = datetime(2027, 3, 26, 12, tzinfo=JST).timestamp()  # the shipped sakura campaign: purchase x2
+    buyers = [new_user_id() for _ in range(3)]
+    earned = []
+    for n, uid in enumerate(buyers):
+        await program.see(uid, "follow", clock.ms)
+        earned.append((await program.record_purchase(f"c-{n}", uid, 3000)).answer["purchase_points"])
+    # ¥3,000 earns 30 points, 60 with the campaign: its 30 extra fit ¥45 once, then orders earn without it
+    assert earned == [60, 30, 30]
+    status = await program.budget.status("campaign")
+    assert (status.spent_yen, status.cap_yen, status.state) == (30, 45, "reached")  # it refused an extra
+    again = await program.record_purchase("c-0", buyers[0], 3000)  # a repeat of the first order: counted once
+    assert again.answer["purchase_points"] == 60 and (await program.budget.status("campaign")).spent_yen == 30

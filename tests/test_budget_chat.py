@@ -155,6 +155,10 @@ async def test_on_joining_a_completion_held_for_the_budget_tells_both_sides_it_c
     program = bot.services.program
     assert await program.points_ledger.entry(held, "referral:friend") is None
     assert await program.budget.is_held(held)
+    friends = (await program.referral_status(referrer)).friends
+    assert [f.needs for f in friends if f.user_id == held] == ["BUDGET"]  # the status card: paid from next month
+    card = text_of(await converse(platform, referrer, platform.text(referrer, "紹介状況")))
+    assert texts.get("ja", "flex_refs_state_BUDGET") in card, card
     status, body = await bot.admin("POST", "/api/v1/budget/release")
     assert status == 200 and [r["friend_id"] for r in body["released"]] == [held]
     assert await program.points_ledger.entry(held, "referral:friend") is not None

@@ -11,6 +11,7 @@ if redis.call('HEXISTS', month, 'r:' .. op) == 1 or redis.call('HEXISTS', month,
   return {1, spent}
 end
 if not force and cap > 0 and spent + yen > cap then
+  redis.call('HSETNX', month, 'full', ARGV[6]) -- from now on this month's budget is reached: it held something
   if ARGV[5] ~= '' then redis.call('ZADD', held, 'NX', ARGV[6], ARGV[5]) end -- the hold's intent, before its step
   return {0, spent}
 end
