@@ -184,6 +184,7 @@ def stats_day(day: str) -> str:
 
 TOP_REFERRERS = f"{PREFIX}:stats:referrers"  # zset: referrer -> referrals completed (a copy of the member's count)
 CYCLES = f"{PREFIX}:stats:cycles"  # hash: referrer -> "joined_ms|first_completed_ms" (written once)
+STATS_OUTSTANDING = f"{PREFIX}:stats:outstanding"  # string: "points|at ms", the members' points last summed (stats.py)
 
 
 # ---- reward catalog, claims and coupons (rewards/catalog.py) ------------------------------
