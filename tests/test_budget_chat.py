@@ -126,8 +126,13 @@ async def test_staff_are_told_once_at_80_and_100_and_the_card_and_page_stop_prom
         assert status == 200
     entries = [e for e in await bot.services.program.ledger(held) if e.get("op") == "referral:friend"]
     assert len(entries) == 1
-    status, bad = await bot.admin("POST", "/api/v1/budget/release", {"friend_ids": ["nobody"]})
-    assert status == 400 and bad["error"]["code"] == "INVALID_USER_ID"
+    for body, code in (({"friend_ids": ["nobody"]}, "INVALID_USER_ID"), ({"friend_ids": "all"}, "INVALID_FIELD"),
+                       ({"friend_ids": [1]}, "INVALID_FIELD"), ({"everyone": True}, "UNKNOWN_FIELD"),
+                       ([held], "INVALID_BODY")):
+        before = (await bot.admin("GET", "/api/v1/budget"))[1]
+        status, bad = await bot.admin("POST", "/api/v1/budget/release", body)
+        assert status == 400 and bad["error"]["code"] == code, (body, bad)
+        assert (await bot.admin("GET", "/api/v1/budget"))[1] == before  # nothing released
 
 
 async def test_on_joining_a_completion_held_for_the_budget_tells_both_sides_it_comes_later(bot_with: BotWith,
