@@ -1,4 +1,4 @@
-"""Command line: `python -m bot serve | worker | dev | richmenu | check-rules` (also installed as `shokai`)."""
+"""Command line: `python -m bot serve | worker | dev | richmenu | users | check-rules` (also installed as `shokai`)."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,9 @@ def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     check = commands.add_parser("check-rules", help="read a rules file and print what the checks found "
                                                     "(the premiums law, [legal]); exit 2 when it cannot load")
     check.add_argument("path", nargs="?", default=None, help="the rules file (default: the shipped one)")
+    from bot.web.dashboard.cli import add_parser as add_users
+
+    add_users(commands)
     return parser
 
 
@@ -91,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             from bot.app import run_worker_alone
 
             event_loop.run(run_worker_alone(settings))
+        elif args.command == "users":
+            from bot.web.dashboard import cli as users
+
+            return asyncio.run(users.run(settings, args))
         elif args.command == "richmenu":
             from bot.richmenu.cli import run
             from bot.richmenu.spec import RichMenuError

@@ -103,14 +103,15 @@ class Budget(Part):
         return bool(self.cap(REFERRAL)) and (await self.status(REFERRAL)).state == "reached"
 
     # ---- referral completions ------------------------------------------------------------------------------
-    async def worst_referral_points(self, referrer: str, friend_points: int, at_ms: int) -> int:
+    async def worst_referral_points(self, referrer: str, friend_points: int, at_ms: int,
+                                    referrer_base: int | None = None) -> int:
         """The most one completion may pay: the friend's points, the referrer's (given to the friend with a gift:
         the same amount) and the largest milestone bonus it could reach. The referrer's count can only climb
         by the referrals of theirs still open (this one among them), so that is the reach: a referrer with one
         friend pending reserves just the next milestone, one with several pending reserves the largest within
         reach (concurrent completions each reserve it; the unreached part goes back at settle)."""
-        referrer_points = engine.award(self.rules, "referral.referrer", self.rules.referrer_points, at_ms, "",
-                                       "").amount
+        base = self.rules.referrer_points if referrer_base is None else referrer_base  # an experiment's arm
+        referrer_points = engine.award(self.rules, "referral.referrer", base, at_ms, "", "").amount
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(keys.member(referrer), keys.field("referrals_completed"))
             pipe.hgetall(keys.referrals_made(referrer))
@@ -122,13 +123,13 @@ class Budget(Part):
         return friend_points + referrer_points + milestone
 
     async def reserve_referral(self, friend: str, referrer: str, friend_points: int, at_ms: int,
-                               force: bool = False) -> bool:
+                               referrer_base: int | None = None, force: bool = False) -> bool:
         """Reserve the completion's worst cost in its month (step 1 above). False: over the cap, and the friend
         is now in the held set (the intent of the hold the caller writes next). Always True without a cap."""
         cap = self.cap(REFERRAL)
         if not cap:
             return True
-        yen = self.rules.yen(await self.worst_referral_points(referrer, friend_points, at_ms))
+        yen = self.rules.yen(await self.worst_referral_points(referrer, friend_points, at_ms, referrer_base))
         ok, _ = await self._reserve(keys=[keys.budget_month(REFERRAL, self.month(at_ms)), keys.BUDGET_HELD],
                                     args=[f"referral:{friend}", yen, cap, int(force), friend, self.now_ms()])
         return bool(int(ok))

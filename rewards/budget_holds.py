@@ -39,8 +39,10 @@ async def release(program: Program, by: str, friends: list[str] | None = None,
         if new_month_only and engine.shop_time(program.rules, held_at).strftime("%Y-%m") >= month:
             continue
         if new_month_only:
-            spec = program.referrals.friend_award(program.now_ms(), "budget")
-            if not await budget.reserve_referral(friend, referrer.decode(), int(spec["amount"]), program.now_ms()):
+            terms = await program.referrals.experiments.referral_terms(friend)  # the arm it was attributed under
+            spec = program.referrals.friend_award(program.now_ms(), "budget", terms.friend_points)
+            if not await budget.reserve_referral(friend, referrer.decode(), int(spec["amount"]), program.now_ms(),
+                                                 terms.referrer_points):
                 break  # this month's budget is spent too: the rest wait, in order
         try:
             decided.append(await review.approve(friend, by, reason=reason))

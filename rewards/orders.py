@@ -16,6 +16,7 @@ from rewards.ledger import Ledger
 from rewards.members import Members
 from rewards.part import Part
 from rewards.referrals import Referrals
+from rewards.ring_watch import RingWatch
 from rewards.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ class Purchase:
 
 class Orders(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
-                 members: Members, referrals: Referrals):
+                 members: Members, referrals: Referrals, rings: RingWatch | None = None):
         super().__init__(redis, rules, now_ms)
+        self.rings = rings
         self.counters = counters
         self.ledger = ledger
         self.members = members
@@ -61,9 +63,13 @@ class Orders(Part):
                                           note=order_id)] if first and first.points else []
         specs = [a.spec(self.rules) for a in awards if a.amount > 0]
         first_specs = [a.spec(self.rules) for a in first_awards]
-        friend_spec = self.referrals.friend_award(at, order_id)
+        terms = await self.referrals.experiments.referral_terms(uid)  # a referral pays the arm it was attributed under
+        friend_spec = self.referrals.friend_award(at, order_id, terms.friend_points)
         review = await self._looks_like_self_referral(uid, fingerprint) if fingerprint else False
-        budget_hold = not review and not await self._budget_gate(uid, amount, at, friend_spec)
+        # [rings] hold: purchase.lua holds the referral (RING) when the friend's record names a flagged group
+        ring_hold = await self.rings.before_completion(uid, fingerprint) if self.rings else False
+        # [budget]: the completion's cost reserved first; held (BUDGET) when it does not fit (rewards/budget.py)
+        budget_hold = not review and not await self._budget_gate(uid, amount, at, friend_spec, terms.referrer_points)
         specs = await self._campaign_budget(order_id, uid, amount, at, tier, awards, specs)
         await self.redis.sadd(keys.SETTLE, uid)  # the intent, written before the step it guards
         new, raw = await self._purchase(
@@ -72,8 +78,7 @@ class Orders(Part):
                               "month": engine.shop_time(self.rules, at).strftime("%Y-%m"),
                               "awards": specs, "first_awards": first_specs,
                               "referral_min": self.rules.referral_minimum_order, "friend_award": friend_spec,
-                              "review": review or budget_hold,
-                              "review_reason": "BUDGET" if budget_hold else "FINGERPRINT"})])
+                              "review": review, "ring_hold": ring_hold, "budget_hold": budget_hold})])
         answer = json.loads(raw)
         await self.referrals.budget_after(uid, at)
         if fingerprint:
@@ -87,14 +92,16 @@ class Orders(Part):
                 await self.counters.count("referred_revenue_yen", amount)
             await self.counters.count("points_issued", int(answer.get("points_awarded", 0)))
             if (answer.get("referral") or {}).get("status") == "review":
-                log.warning("referral of %s held for review: order %s %s", uid, order_id,
-                            "found the month's referral budget spent" if budget_hold
-                            else "carries a fingerprint of the referrer")
+                reason = (await self.redis.hget(keys.referral(uid), "review_reason") or b"").decode()
+                log.warning("referral of %s held for review (%s): order %s", uid,
+                            {"FINGERPRINT": "fingerprint of the referrer", "RING": "referral ring",
+                             "BUDGET": "the month's referral budget is spent"}.get(reason, reason), order_id)
                 await self.counters.count("referrals_review")
         return Purchase(answer=answer, new=bool(new), completed_referral_of=paid_referrer)
 
     # ---- [budget] (rewards/budget.py) ------------------------------------------------------------------------
-    async def _budget_gate(self, uid: str, amount: int, at: int, friend_spec: dict[str, Any]) -> bool:
+    async def _budget_gate(self, uid: str, amount: int, at: int, friend_spec: dict[str, Any],
+                           referrer_points: int) -> bool:
         """A first order that may complete a pending referral reserves the completion's cost first. False: it
         does not fit this month's referral budget, so the referral is held (BUDGET) instead of completing."""
         if not self.referrals.budget.cap() or amount < self.rules.referral_minimum_order:
@@ -105,7 +112,7 @@ class Orders(Part):
             (status, referrer), first_order = await pipe.execute()
         if status != b"pending" or not referrer or first_order is not None:
             return True
-        return await self.referrals.budget_gate(uid, referrer.decode(), friend_spec, at)
+        return await self.referrals.budget_gate(uid, referrer.decode(), friend_spec, at, referrer_points)
 
     async def _campaign_budget(self, order_id: str, uid: str, amount: int, at: int, tier: Any,
                                awards: list, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:

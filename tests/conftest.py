@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.dashboard"]
 
 # the modules that drive the whole bot through Redis; `make test` runs them a second time on a cluster
 CLUSTER_MODULES = frozenset({
@@ -14,7 +14,7 @@ CLUSTER_MODULES = frozenset({
     "test_flex_cards", "test_richmenu", "test_hot_path", "test_ledger_codec",
     "test_health", "test_bursts", "test_friend_coupon",
     "test_prompts", "test_account_link", "test_shopify_discount", "test_imports", "test_outbound_webhooks",
-    "test_shopify_webhooks", "test_budget",
+    "test_shopify_webhooks", "test_privacy", "test_experiments", "test_budget",
 })
 
 

@@ -8,17 +8,19 @@ from aiohttp import web
 
 from bot.infra.metrics import Metrics
 from bot.services import Services
-from bot.web import health, liff
+from bot.web import dashboard, health, liff
 from bot.web.api import (
     account_links,
     audit,
     broadcasts,
     budget,
     conversions,
+    experiments,
     exports,
     imports,
     members,
     openapi,
+    privacy,
     referrals,
     rewards,
     shopify,
@@ -26,7 +28,7 @@ from bot.web.api import (
     stats,
     webhooks,
 )
-from bot.web.pages import coupon, invite, member
+from bot.web.pages import coupon, invite, member, my_data
 
 
 def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Metrics) -> None:
@@ -34,8 +36,10 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     invite.setup(app, services_key)
     conversions.setup(app, services_key)
     members.setup(app, services_key)
+    privacy.setup(app, services_key)
     stats.setup(app, services_key)
     budget.setup(app, services_key)  # [budget]: GET /api/v1/budget, POST /api/v1/budget/release
+    experiments.setup(app, services_key)
     broadcasts.setup(app, services_key)
     rewards.setup(app, services_key)
     referrals.setup(app, services_key)
@@ -49,4 +53,6 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)
+    my_data.setup(app, services_key)
     liff.setup(app, services_key, metrics)
+    dashboard.setup(app, services_key)
