@@ -4,7 +4,7 @@ the shop in a shop-time month, checked atomically so concurrent completions neve
 Why a reservation and not a counter in the completion's script: a completion runs as one Lua script over the
 friend's keys (their hash tag, one cluster slot); a budget shared by every member lives in another slot, and
 a cluster refuses a script over keys of two slots. So a completion is two single-slot steps keyed by one op
-id, `referral:<friend>`:
+id, `referral:<digest of the friend's id>` (referral_op):
 
 1. reserve (budget_reserve.lua, slot {budget}): the worst the completion may pay — the friend's reward, the
    referrer's, and the largest milestone within the referrer's reach — is added to the month's `spent`
@@ -24,6 +24,7 @@ A voided referral does not give its yen back: the month's spend is what was paid
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,12 @@ CAMPAIGN = "campaign"
 KINDS = (REFERRAL, CAMPAIGN)
 ALERTS = (80, 100)  # percent of the cap at which staff are told, once each a month
 HOLD_REASON = "BUDGET"  # the referral's review_reason while its completion waits for the budget
+
+
+def referral_op(friend: str) -> str:
+    """The budget's op id of a friend's completion: a digest of the user id, not the id, so the month's hash holds no
+    one's LINE id (a member's erasure leaves nothing of theirs in it); stable, so every step is keyed alike."""
+    return "referral:" + hashlib.sha256(friend.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ class Budget(Part):
             return True
         yen = self.rules.yen(await self.worst_referral_points(referrer, friend_points, at_ms, referrer_base))
         ok, _ = await self._reserve(keys=[keys.budget_month(REFERRAL, self.month(at_ms)), keys.BUDGET_HELD],
-                                    args=[f"referral:{friend}", yen, cap, int(force), friend, self.now_ms()])
+                                    args=[referral_op(friend), yen, cap, int(force), friend, self.now_ms()])
         return bool(int(ok))
 
     async def settle_referral(self, friend: str, referrer: str, at_ms: int, completed: bool) -> None:
@@ -144,7 +151,7 @@ class Budget(Part):
         if completed:
             paid = str(self.rules.yen(await self._paid_points(friend, referrer)))
         await self._settle(keys=[keys.budget_month(REFERRAL, self.month(at_ms)), keys.BUDGET_HELD],
-                           args=[f"referral:{friend}", paid, friend])
+                           args=[referral_op(friend), paid, friend])
 
     async def _paid_points(self, friend: str, referrer: str) -> int:
         """The points the ledgers show this completion paid: the friend's reward (and a gift), the referrer's,

@@ -4,6 +4,7 @@ a new month's budget pays what the last one held."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -230,3 +231,21 @@ async def test_the_campaign_budget_stops_the_campaigns_extra_points_at_its_cap(m
     assert (status.spent_yen, status.cap_yen, status.state) == (30, 45, "reached")  # it refused an extra
     again = await program.record_purchase("c-0", buyers[0], 3000)  # a repeat of the first order: counted once
     assert again.answer["purchase_points"] == 60 and (await program.budget.status("campaign")).spent_yen == 30
+
+
+async def test_an_erased_member_leaves_nothing_of_theirs_in_the_budget(make) -> None:
+    program, clock = await make(COMPLETION_YEN)
+    pairs = await pending_referrals(program, clock, 2)
+    for _, friend in pairs:
+        await program.record_purchase(f"o-{friend}", friend, 3000)
+    paid, held = pairs[0][1], pairs[1][1]
+    exported = await program.privacy.export(held)
+    assert "referral_held_for_budget" in json.dumps(exported)  # the export says their completion waits
+    for friend in (paid, held):
+        assert await program.privacy.erase(friend, "test") is not None
+    assert not await program.budget.is_held(held)
+    budget_keys = [k async for k in program.redis.scan_iter(match="shokai:budget:*")]
+    for key in budget_keys:
+        kind = (await program.redis.type(key)).decode()
+        dump = await program.redis.hgetall(key) if kind == "hash" else await program.redis.zrange(key, 0, -1)
+        assert paid.encode() not in repr(dump).encode() and held.encode() not in repr(dump).encode(), (key, dump)
