@@ -16,4 +16,5 @@ if not force and cap > 0 and spent + yen > cap then
   return {0, spent}
 end
 redis.call('HSET', month, 'r:' .. op, yen)
+redis.call('EXPIRE', month, 34560000) -- kept 400 days, as the stats' days: the month's spend, then gone
 return {1, redis.call('HINCRBY', month, 'spent', yen)}

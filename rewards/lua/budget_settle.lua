@@ -14,4 +14,5 @@ if ARGV[2] == '' then
   return redis.call('HINCRBY', month, 'spent', -reserved)
 end
 redis.call('HSET', month, 'c:' .. op, ARGV[2])
+redis.call('EXPIRE', month, 34560000) -- kept 400 days (budget_reserve.lua)
 return redis.call('HINCRBY', month, 'spent', tonumber(ARGV[2]) - reserved)
