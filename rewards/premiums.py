@@ -94,8 +94,8 @@ def _points(rules: Rules, rule: str, base: int, tiered: bool = False) -> int:
 
 
 def check(rules: Rules, data: dict[str, Any]) -> list[Finding]:
-    """Every purchase-dependent reward the rules give, against the 総付景品 cap. The rules hold no reward won by
-    chance today (an offer experiment's arms, if added, are one: check them with `kensho`)."""
+    """Every purchase-dependent reward the rules give, against the 総付景品 cap (an offer experiment's arms too). The
+    rules hold no reward won by chance today: `kensho` checks one."""
     found: list[Finding | None] = []
     if rules.referral_trigger == "first_purchase":  # on joining, no purchase: not a premium of a transaction
         order = rules.referral_minimum_order
@@ -107,6 +107,7 @@ def check(rules: Rules, data: dict[str, Any]) -> list[Finding]:
                           + (" (with the referrer's share given to them: allow_gift)" if rules.allow_gift else ""),
                           rules.yen(friend_most), order))
         found.append(sohu("referral.referrer_points", "the referrer's referral reward", rules.yen(referrer), order))
+        found.extend(_arms(rules, order))
         milestones = sorted(rules.milestones, key=lambda m: m.count)
         for i, m in enumerate(milestones):
             index = _milestone_index(data, m.count, i)
@@ -118,6 +119,29 @@ def check(rules: Rules, data: dict[str, Any]) -> list[Finding]:
                           rules.yen(_points(rules, "first_purchase", first.points, tiered=True)), 0))
     found.extend(_purchase_points(rules))
     return [f for f in found if f is not None]
+
+
+def _arms(rules: Rules, order: int) -> list[Finding | None]:
+    """An offer experiment's arms pay their own amounts to every qualifying buyer of their arm: each is checked as
+    [referral]'s are (総付景品, the stricter cap; which arm a referrer gets is not a prize drawn per purchase)."""
+    found: list[Finding | None] = []
+    for i, experiment in enumerate(rules.experiments):
+        for j, arm in enumerate(experiment.arms):
+            referrer = _points(rules, "referral.referrer",
+                               rules.referrer_points if arm.referrer_points is None else arm.referrer_points)
+            friend = _points(rules, "referral.friend",
+                             rules.friend_points if arm.friend_points is None else arm.friend_points)
+            where = f"experiments[{i}].arms[{j}]"
+            if arm.friend_points is not None or (rules.allow_gift and arm.referrer_points is not None):
+                found.append(sohu(f"{where}.friend_points" if arm.friend_points is not None
+                                  else f"{where}.referrer_points",
+                                  f"the friend's referral reward in arm {arm.id!r} of experiment {experiment.id!r}"
+                                  + (" (with the referrer's share given)" if rules.allow_gift else ""),
+                                  rules.yen(friend + referrer if rules.allow_gift else friend), order))
+            if arm.referrer_points is not None:
+                found.append(sohu(f"{where}.referrer_points", f"the referrer's referral reward in arm {arm.id!r} of "
+                                  f"experiment {experiment.id!r}", rules.yen(referrer), order))
+    return found
 
 
 def _purchase_points(rules: Rules) -> list[Finding | None]:

@@ -130,3 +130,30 @@ def test_check_rules_prints_the_findings_and_strict_refuses(tmp_path: Path, caps
     assert "warning:" in out and "(referral.friend_points)" in out and "rules ok" in out
     assert main(["check-rules", str(rules_with(tmp_path, over, "strict"))]) == 2
     assert "(referral.friend_points)" in capsys.readouterr().err
+
+
+ARMS = """
+[[experiments]]
+id = "bigger"
+starts = 2027-01-10T00:00:00+09:00
+
+[[experiments.arms]]
+id = "control"
+share = 50
+
+[[experiments.arms]]
+id = "generous"
+share = 50
+referrer_points = {points}
+"""
+
+
+@pytest.mark.parametrize(("points", "over"), [(1500, False), (1701, True)])
+def test_an_experiments_arm_is_checked_as_the_referral_is(tmp_path: Path, points: int, over: bool) -> None:
+    # ¥10,000 minimum order: ¥2,000 allowed; the friend may be given the referrer's share (300 + points)
+    path = variant(tmp_path, ARMS.format(points=points), **CLEAN)
+    warnings = [w for w in load_rules(path).warnings if "experiments[0].arms[1]" in w]
+    assert bool(warnings) == over, warnings
+    if over:
+        # named as the loader names an arm's settings (its line: the experiment's, as for the loader's own errors)
+        assert f"line {line_of(path, 'experiments[0]')} (experiments[0].arms[1].referrer_points)" in warnings[0]
