@@ -252,6 +252,9 @@ class Rules:
     legal: Legal = Legal()  # [legal]: the premiums-law check's mode
     # what the premiums-law check found over a cap ([legal] premiums = "warn"): one line each, logged at load
     warnings: tuple[str, ...] = ()
+    # [broadcasts] extra_message_yen: what LINE charges for a message beyond the plan's free monthly quota (the
+    # dashboard's broadcast estimate); 0 for a plan that sells none (a send past the quota pauses)
+    extra_message_yen: float = 3.0
     # [rings]: referral-ring detection (rewards/rings.py, rewards/ring_watch.py); off unless the file turns it on
     rings: RingSettings = RingSettings()
     experiments: tuple[Experiment, ...] = ()  # [[experiments]]: offer experiments (rewards/experiments.py)
@@ -544,6 +547,7 @@ def _load_rules(path: Path) -> Rules:
         friend_coupon=friend_coupon, prompts=prompts,
         unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1),
         budget=_budget(r, r.table(data, "", "budget")), legal=_legal(r, r.table(data, "", "legal")),
+        extra_message_yen=_extra_message_yen(r, r.table(data, "", "broadcasts")),
         experiments=_experiments(r, data.get("experiments", []), zone, friend_coupon),
         rings=_rings(r, r.table(data, "", "rings")),
         staff_adjust_limit=r.whole(dashboard, "dashboard", "staff_adjust_limit", 1000, minimum=1))
@@ -585,6 +589,15 @@ def _point_value(r: _Reader, points: dict[str, Any]) -> float:
     if not 0 < value <= 10_000:
         raise r.fail("points.point_value_yen", "must be more than 0 and at most 10000 (yen per point)")
     return value
+
+
+def _extra_message_yen(r: _Reader, table: dict[str, Any]) -> float:
+    value = table.get("extra_message_yen", 3)
+    if set(table) - {"extra_message_yen"}:
+        raise r.fail("broadcasts", f"unknown setting {sorted(set(table) - {'extra_message_yen'})[0]!r}")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise r.fail("broadcasts.extra_message_yen", f"must be a number of yen from 0 to 100, not {value!r}")
+    return float(value)
 
 
 def _shop_discount(r: _Reader, w: dict[str, Any], where: str, issue: str) -> dict[str, int]:
