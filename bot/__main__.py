@@ -1,4 +1,4 @@
-"""Command line: `python -m bot serve | worker | dev | richmenu | users | whatif` (also installed as `shokai`)."""
+"""Command line: `python -m bot serve | worker | dev | richmenu | users | check-rules | whatif` (also installed as `shokai`)."""
 from __future__ import annotations
 
 import argparse
@@ -42,6 +42,9 @@ def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     dev.add_argument("--port", type=_port, default=defaults.port)
     dev.add_argument("--console-port", type=_port, default=defaults.console_port)
     commands.add_parser("richmenu", help="create or update the rich menus from assets/richmenu (idempotent)")
+    check = commands.add_parser("check-rules", help="read a rules file and print what the checks found "
+                                                    "(the premiums law, [legal]); exit 2 when it cannot load")
+    check.add_argument("path", nargs="?", default=None, help="the rules file (default: the shipped one)")
     from bot.web.dashboard.cli import add_parser as add_users
 
     add_users(commands)
@@ -53,6 +56,18 @@ def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     return parser
 
 
+def _check_rules(path: str | None) -> int:
+    """`check-rules`: the file's mistakes (exit 2), or each premiums-law finding ([legal] premiums = "warn")."""
+    from bot.config import ASSETS
+    from rewards.rules import load_rules
+
+    rules = load_rules(Path(path) if path else ASSETS / "rules.toml")
+    for warning in rules.warnings:
+        print(f"warning: {warning}")
+    print(f"rules ok ({len(rules.warnings)} warning{'' if len(rules.warnings) == 1 else 's'})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         defaults = CommandLine.from_env()
@@ -61,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = _parser(defaults).parse_args(argv)
     try:
+        if args.command == "check-rules":  # needs no environment: a shop checks its file before deploying it
+            logging.basicConfig(level=logging.ERROR)  # the findings are printed once, not logged as well
+            return _check_rules(args.path)
         if args.command == "dev":
             from linesim.dev import run_dev
 

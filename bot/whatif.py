@@ -228,6 +228,8 @@ def report(live: Totals, draft: Totals, live_rules: Rules, draft_rules: Rules, d
         rows.append((f"  {tier}", f"{a:,}", f"{b:,}", _signed(b - a)))
     rows.append(("months at the budget cap", ", ".join(live.capped_months) or "none",
                  ", ".join(draft.capped_months) or "none", ""))
+    rows.append(("held for the budget", f"{live.held_for_budget:,}", f"{draft.held_for_budget:,}",
+                 _signed(draft.held_for_budget - live.held_for_budget)))
     for kind in sorted({*live.refused, *draft.refused}):
         a, b = live.refused.get(kind, 0), draft.refused.get(kind, 0)
         rows.append((f"refused {kind}", f"{a:,}", f"{b:,}", _signed(b - a)))

@@ -28,6 +28,9 @@ from rewards.rules import Rules
 FACTS_KEPT_DAYS = 400  # a year and a month: a whole year of history to replay, like the daily stats
 FACTS_KEPT_SECONDS = FACTS_KEPT_DAYS * 86_400
 SEQ = "#"  # the day's last sequence number, in the day's hash
+# who decides by the rules themselves, not as a fact of the program: the budget's monthly release of held
+# completions (rewards/budget_holds.py CLOCK). A replay makes those decisions again, under its own rules.
+BY_THE_RULES = ("budget",)
 
 
 @dataclass(frozen=True)

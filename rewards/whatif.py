@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from rewards import codes, engine, keys, ledger_codec
+from rewards import budget_holds, codes, engine, keys, ledger_codec
+from rewards.budget import REFERRAL
 from rewards.errors import ProgramError
 from rewards.facts import Fact
 from rewards.imports import MemberRow, OrderRow
@@ -71,29 +72,14 @@ class Totals:
     members_per_tier: dict[str, int]
     milestone_payouts: int  # milestone rewards paid
     milestone_points: int
-    capped_months: list[str]  # months whose referral rewards would have reached the budget (see budget_cap_yen)
+    capped_months: list[str]  # months whose referral budget ([budget] referral_monthly_yen) was reached
+    held_for_budget: int  # referral completions still held for the budget at the end
     yen_by_month: dict[str, int]  # yen issued per shop-time month
     facts: int
     refused: dict[str, int] = field(default_factory=dict)  # facts the program refused under these rules, by kind
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def budget_cap_yen(rules: Rules) -> int | None:
-    """The monthly budget in yen the rules set, None without one.
-
-    The hook for the rules' `[budget]` (issue 15, part 2): read as `rules.budget.monthly_yen` when that setting
-    exists; until then no month is capped."""
-    budget = getattr(rules, "budget", None)
-    cap = getattr(budget, "monthly_yen", None) if budget is not None else None
-    return int(cap) if cap else None
-
-
-def capped_months(rules: Rules, yen_by_month: dict[str, int]) -> list[str]:
-    """The months whose yen would have reached the rules' monthly budget."""
-    cap = budget_cap_yen(rules)
-    return [] if cap is None else [month for month, yen in sorted(yen_by_month.items()) if yen >= cap]
 
 
 def lanes(facts: Iterable[Fact]) -> list[set[str]]:
@@ -118,9 +104,11 @@ def lanes(facts: Iterable[Fact]) -> list[set[str]]:
     return out
 
 
-async def _in_order(program: Program, facts: list[Fact], refused: Counter[str]) -> None:
+async def _in_order(program: Program, facts: list[Fact], refused: Counter[str],
+                    month_end: Callable[[int, int], Awaitable[None]]) -> None:
     """Every fact, each once the facts before it that touch one of its members are done; the others meanwhile
-    (at most MAX_IN_FLIGHT at a time)."""
+    (at most MAX_IN_FLIGHT at a time). Between two shop-time months everything in flight finishes first and
+    `month_end(last fact's time, next fact's time or 0)` runs: what the clock does when a month turns."""
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     last: dict[str, asyncio.Future[None]] = {}  # member -> the latest fact of theirs so far
     running: set[asyncio.Task[None]] = set()
@@ -138,7 +126,14 @@ async def _in_order(program: Program, facts: list[Fact], refused: Counter[str]) 
             slots.release()
 
     loop = asyncio.get_running_loop()
+    month, last_ms = "", 0
     for f, touched in zip(facts, lanes(facts), strict=True):
+        this_month = engine.shop_time(program.rules, f.at_ms).strftime("%Y-%m")
+        if month and this_month != month:
+            if running:
+                await asyncio.wait(running)
+            await month_end(last_ms, f.at_ms)
+        month, last_ms = this_month, f.at_ms
         await slots.acquire()
         if failures:
             break
@@ -153,6 +148,8 @@ async def _in_order(program: Program, facts: list[Fact], refused: Counter[str]) 
         await asyncio.wait(running)
     if failures:
         raise failures[0]
+    if month:
+        await month_end(last_ms, 0)
 
 
 async def _apply(program: Program, f: Fact) -> None:
@@ -217,13 +214,25 @@ async def replay(redis: Any, rules: Rules, facts: list[Fact], end_ms: int) -> To
     tally = _Tally(rules, program.now_ms)
     program.counters.count = tally.count  # type: ignore[method-assign]  # every part holds this one Counters
     refused: Counter[str] = Counter()
-    await _in_order(program, facts, refused)
+    capped: list[str] = []
+
+    async def month_end(last_ms: int, next_ms: int) -> None:
+        _now.set(last_ms)
+        status = await program.budget.status(REFERRAL)
+        if status.state == "reached":
+            capped.append(status.month)
+        if next_ms:  # the clock at the new month: held completions its budget can pay are released
+            _now.set(next_ms)
+            await budget_holds.release(program, budget_holds.CLOCK, new_month_only=True)
+
+    await _in_order(program, facts, refused, month_end)
     _now.set(end_ms)
     await program.settle_all()  # what the live worker's sweep would have finished
-    return await _totals(program, rules, facts, tally, refused)
+    return await _totals(program, rules, tally, refused, capped, len(facts))
 
 
-async def _totals(program: Program, rules: Rules, facts: list[Fact], tally: _Tally, refused: Counter[str]) -> Totals:
+async def _totals(program: Program, rules: Rules, tally: _Tally, refused: Counter[str], capped: list[str],
+                  count: int) -> Totals:
     stats = tally.total
     points = stats.get("points_issued", 0)
     uids = await program.member_ids()
@@ -256,7 +265,8 @@ async def _totals(program: Program, rules: Rules, facts: list[Fact], tally: _Tal
     return Totals(points_issued=points, yen_cost=rules.yen(points),
                   referrals_completed=stats.get("referrals_completed", 0), members_per_tier=tiers,
                   milestone_payouts=milestones, milestone_points=milestone_points,
-                  capped_months=capped_months(rules, yen_by_month), yen_by_month=yen_by_month, facts=len(facts),
+                  capped_months=capped, held_for_budget=len(await program.budget.held()), yen_by_month=yen_by_month,
+                  facts=count,
                   refused=dict(sorted(refused.items())))
 
 

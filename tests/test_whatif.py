@@ -189,3 +189,20 @@ async def test_an_erased_members_facts_are_exported_then_gone_and_their_friends_
     attributions = [f.body for f in facts if f.kind == "a"]
     assert len(attributions) == 4 and len({a["r"] for a in attributions}) == 1 and attributions[0]["r"][0] == "X"
     await program.redis.aclose()
+
+
+async def test_a_draft_budget_holds_completions_past_its_cap_and_names_the_month(clean_redis: str,
+                                                                                 tmp_path: Path) -> None:
+    clock = Clock(time.time() - 3_600)
+    program = await program_for(clean_redis, TEST_RULES, clock)
+    await history(program, clock)
+    facts = await program.facts.read(2, clock.ms)
+    # a completion costs ¥800 (500 + 300 points at ¥1): ¥1,000 a month pays the first and holds the other two
+    draft = load_rules(variant(tmp_path, budget__referral_monthly_yen=1000))
+    result = await compare(facts, program.rules, draft, embedded_sandbox, clock.ms)
+    live, capped = result["live"], result["draft"]
+    assert (live.referrals_completed, live.capped_months, live.held_for_budget) == (3, [], 0)
+    assert capped.referrals_completed == 1 and capped.held_for_budget == 2
+    assert capped.capped_months == [program.budget.month(clock.ms)]
+    assert capped.milestone_payouts == 0 and capped.points_issued < live.points_issued
+    await program.redis.aclose()
