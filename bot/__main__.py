@@ -1,4 +1,4 @@
-"""Command line: `python -m bot serve | worker | dev | richmenu` (also installed as `shokai`)."""
+"""Command line: `python -m bot serve | worker | dev | richmenu | users` (also installed as `shokai`)."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +33,9 @@ def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     dev.add_argument("--port", type=_port, default=defaults.port)
     dev.add_argument("--console-port", type=_port, default=defaults.console_port)
     commands.add_parser("richmenu", help="create or update the rich menus from assets/richmenu (idempotent)")
+    from bot.web.dashboard.cli import add_parser as add_users
+
+    add_users(commands)
     return parser
 
 
@@ -72,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             from bot.app import run_worker_alone
 
             event_loop.run(run_worker_alone(settings))
+        elif args.command == "users":
+            from bot.web.dashboard import cli as users
+
+            return asyncio.run(users.run(settings, args))
         elif args.command == "richmenu":
             from bot.richmenu.cli import run
             from bot.richmenu.spec import RichMenuError

@@ -121,6 +121,9 @@ class Settings:
     # the secret Shopify signs webhooks with (SHOPIFY_WEBHOOK_SECRET; README "Connect your Shopify store").
     # Unset: POST /webhooks/shopify answers 404
     shopify_webhook_secret: str | None = None
+    # the staff dashboard (/admin/): a session ends after this many minutes without a request
+    # (DASHBOARD_IDLE_MINUTES; README "Staff dashboard")
+    dashboard_idle_minutes: int = 30
     # plumbing knobs (not part of the contract; tests shorten them)
     stream_partitions: int = 8
     # how long a worker's leases (partitions, clock, broadcast jobs, its name) last unrenewed; it renews them
@@ -234,6 +237,10 @@ class Settings:
             values["trusted_proxy_hops"] = whole_number(
                 env["TRUSTED_PROXY_HOPS"].strip(), "TRUSTED_PROXY_HOPS", 0, 5,
                 "a whole number from 0 to 5 (the reverse proxies in front that append to X-Forwarded-For)")
+        if env.get("DASHBOARD_IDLE_MINUTES"):
+            values["dashboard_idle_minutes"] = whole_number(
+                env["DASHBOARD_IDLE_MINUTES"].strip(), "DASHBOARD_IDLE_MINUTES", 1, 1440,
+                "a whole number of minutes from 1 to 1440")
         if env.get("BROADCAST_RATE"):
             values["broadcast_rate"] = _number(env, "BROADCAST_RATE", MULTICAST_PER_SECOND, "multicast requests per "
                                                f"second, above 0 and at most LINE's {MULTICAST_PER_SECOND}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.dashboard"]
 
 # the modules that drive the whole bot through Redis; `make test` runs them a second time on a cluster
 CLUSTER_MODULES = frozenset({

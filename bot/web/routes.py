@@ -8,7 +8,7 @@ from aiohttp import web
 
 from bot.infra.metrics import Metrics
 from bot.services import Services
-from bot.web import health, liff
+from bot.web import dashboard, health, liff
 from bot.web.api import (
     account_links,
     audit,
@@ -48,3 +48,4 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     coupon.setup(app, services_key)
     member.setup(app, services_key)
     liff.setup(app, services_key, metrics)
+    dashboard.setup(app, services_key)
