@@ -3,6 +3,8 @@ come out exactly, this period and the one before; a stock form sent twice adds o
 every POST refused without a session, without CSRF or with a lower role, changing nothing."""
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -12,12 +14,16 @@ import pytest
 import pytest_asyncio
 
 from linesim.platform import new_user_id
+from rewards import keys as rkeys
 from rewards import overview
 from rewards.catalog import Catalog
 from rewards.errors import ProgramError
 from rewards.program import Program
 from rewards.review import ReferralReview
+from tests.support.dashboard import StaffClient
+from tests.support.harness import Bot, converse
 from tests.support.rules_helpers import Clock, program_for, variant
+from tests.test_admin_api import follow, points_of
 
 DAY = 86_400
 
@@ -169,3 +175,130 @@ async def test_the_evidence_of_a_held_referral(scripted: Any) -> None:
     assert decided is not None and decided.status == "completed" and decided.decided_by == "web:staff@example.com"
     assert decided.decided_at == clock.ms and decided.referrer_referrals == {"completed": 1}
     assert await review.evidence(referrer) is None  # never referred
+
+
+# ---- the pages over HTTP -----------------------------------------------------------------------------
+async def review_referral(bot: Bot, fingerprint: str = "fp-hash-1") -> tuple[str, str]:
+    """A refers B by code (typed: the dashboard's bot has an http PUBLIC_BASE_URL, which the invite card's QR
+    image may not use); A's own order and then B's first order carry the same fingerprint: B's referral waits."""
+    a, b = new_user_id(), new_user_id()
+    await follow(bot, a)
+    await follow(bot, b)
+    code = await bot.services.program.invite_code(a)
+    await converse(bot.platform, b, bot.platform.text(b, code))
+    for order, uid, amount in ((f"a-{a[-6:]}", a, 1000), (f"b-{b[-6:]}", b, 2000)):
+        status, body = await bot.admin("POST", "/api/v1/conversions", {"order_id": order, "user_id": uid,
+                                                                       "amount": amount, "fingerprint": fingerprint})
+        assert status == 200, body
+    assert (await bot.services.program.referrals.of_friend(b)) == ("review", a)
+    await bot.idle()
+    return a, b
+
+
+PAGES = ("/admin/", "/admin/?days=7", "/admin/?days=90", "/admin/referrals", "/admin/referrals?status=completed",
+         "/admin/rewards", "/admin/rewards/rules")
+DECIDE_FORM = re.compile(r'<form method="post" action="/admin/referrals/U[0-9a-f]{32}/(approve|void)"')
+STOCK_FORM = re.compile(r'<form method="post" action="/admin/rewards/[a-z0-9_-]+/stock"')
+
+
+async def test_each_page_for_each_role_and_only_the_allowed_forms(dash_bot: Bot, staff_clients) -> None:
+    bot = dash_bot
+    _, friend = await review_referral(bot)
+    seen: dict[str, dict[str, str]] = {}
+    for role in ("viewer", "staff", "owner"):
+        client: StaffClient = await staff_clients(bot, role)
+        seen[role] = {}
+        for path in (*PAGES, f"/admin/referrals/{friend}"):
+            status, page = await client.get(path, headers={"Accept-Language": "en"} if role == "staff" else {})
+            assert status == 200, (role, path, page[:300])
+            assert "http://" not in page.replace(bot.url, "").replace("http://www.w3.org", ""), (role, path)
+            seen[role][path] = page
+    for role, pages in seen.items():
+        everything = "".join(pages.values())
+        assert bool(DECIDE_FORM.search(everything)) == (role != "viewer"), role
+        assert bool(STOCK_FORM.search(everything)) == (role == "owner"), role
+    queue = seen["owner"]["/admin/referrals"]
+    assert friend in queue and "fp-hash-1"[:12] in queue and "確認待ち" in queue  # Japanese first
+    assert "In review" in seen["staff"]["/admin/referrals"]  # English by the browser's language
+    overview_page = seen["owner"]["/admin/"]
+    assert 'id="overview-data"' in overview_page and "/admin/static/uPlot.iife.min.js" in overview_page
+    assert "K係数" in overview_page and "バイラルサイクル" in overview_page
+    rules_page = seen["owner"]["/admin/rewards/rules"]
+    assert "ブロンズ" in rules_page and "500 pt（¥500）" in rules_page  # a tier label; the referrer's points in yen
+    assert (await seen_status(bot, "/admin/referrals/U" + "0" * 32, staff_clients)) == 404
+
+
+async def seen_status(bot: Bot, path: str, staff_clients) -> int:
+    client = await staff_clients(bot, "viewer")
+    return (await client.get(path))[0]
+
+
+async def state(bot: Bot, friend: str, referrer: str) -> tuple:
+    """What a refused POST must leave as it was: the referral, both balances, the stock, the audit log."""
+    program = bot.services.program
+    coffee = program.rules.reward("coffee")
+    assert coffee is not None
+    return ((await program.referrals.of_friend(friend)), await points_of(bot, friend), await points_of(bot, referrer),
+            (await bot.services.catalog.stock(coffee)).limit, int(await bot.services.redis.xlen(rkeys.AUDIT)))
+
+
+async def test_posts_are_refused_without_session_csrf_or_role_and_a_double_approve_pays_once(
+        dash_bot: Bot, staff_clients) -> None:
+    bot = dash_bot
+    referrer, friend = await review_referral(bot)
+    await bot.idle()
+    anonymous = await staff_clients(bot, "viewer", email="nobody@example.test", sign_in=False)
+    viewer, staff, owner = [await staff_clients(bot, role) for role in ("viewer", "staff", "owner")]
+    posts = [(f"/admin/referrals/{friend}/approve", {"reason": "ok"}, viewer),
+             (f"/admin/referrals/{friend}/void", {"reason": "no"}, viewer),
+             ("/admin/rewards/coffee/stock", {"add": "5", "seen_limit": "500"}, staff)]
+    before = await state(bot, friend, referrer)
+    assert before[0] == ("review", referrer)
+    for path, form, lower in posts:
+        assert (await anonymous.post(path, form, csrf=False))[0] == 401, path
+        assert (await owner.post(path, form, csrf=False))[0] == 403, path
+        assert (await owner.post(path, {**form, "csrf": "not-the-token"}))[0] == 403, path
+        assert (await lower.post(path, form))[0] == 403, path
+        assert await state(bot, friend, referrer) == before, path
+
+    # staff approve with two presses at once: one decision, one payment, one audit entry, each member told once
+    sent = len(bot.platform.calls)
+    answers = await asyncio.gather(*(staff.post(f"/admin/referrals/{friend}/approve", {"reason": "same card"})
+                                     for _ in range(2)))
+    assert [a[0] for a in answers] == [303, 303]
+    assert sorted(a[2] or "" for a in answers) == [f"/admin/referrals/{friend}?done=already",
+                                                    f"/admin/referrals/{friend}?done=approve"]
+    await bot.idle()
+    assert (await bot.services.program.referrals.of_friend(friend))[0] == "completed"
+    assert await points_of(bot, referrer) == before[2] + 500 and await points_of(bot, friend) == before[1] + 300
+    audit = [e for _, e in await bot.services.redis.xrange(rkeys.AUDIT) if e[b"what"] == b"approve_referral"]
+    assert [(e[b"who"], e[b"reason"]) for e in audit] == [(b"web:staff@example.test", b"same card")]
+    pushed = [c for c in bot.platform.calls[sent:] if c.status == 200 and c.endpoint == "push"]
+    assert sorted(len([c for c in pushed if who in c.to]) for who in (friend, referrer)) == [1, 1]
+    status, page = await staff.get(f"/admin/referrals/{friend}?done=approve")
+    assert status == 200 and 'data-status="completed"' in page and "web:staff@example.test" in page
+    assert not DECIDE_FORM.search(page)  # decided: no buttons left
+    # pressed again later (a page open in another tab): nothing changes, nobody is told again
+    sent = len(bot.platform.calls)
+    assert (await staff.post(f"/admin/referrals/{friend}/approve"))[2] == f"/admin/referrals/{friend}?done=already"
+    assert (await staff.post(f"/admin/referrals/{friend}/void"))[2] == f"/admin/referrals/{friend}?error=NOT_VOIDABLE"
+    await bot.idle()
+    assert not [c for c in bot.platform.calls[sent:] if c.status == 200 and c.endpoint == "push"]
+    assert await points_of(bot, referrer) == before[2] + 500
+
+    # the owner's stock form sent twice: added once, the second told the stock changed
+    first, second = [await owner.post("/admin/rewards/coffee/stock", {"add": "5", "seen_limit": "500"})
+                     for _ in range(2)]
+    assert first[2] == "/admin/rewards?done=coffee&add=5&told=0#reward-coffee"
+    assert second[2] == "/admin/rewards?reward=coffee&error=STOCK_CHANGED#reward-coffee"
+    for bad in ({"add": "0", "seen_limit": "505"}, {"add": "1e3", "seen_limit": "505"}, {"add": "５", "seen_limit": "505"},
+                {"add": "5"}, {"add": "-9999999", "seen_limit": "505"}):
+        assert "error=INVALID_ADD" in ((await owner.post("/admin/rewards/coffee/stock", bad))[2] or ""), bad
+    assert (await owner.post("/admin/rewards/tote/stock", {"add": "-51", "seen_limit": "50"}))[2] == \
+        "/admin/rewards?reward=tote&error=NOT_ENOUGH_STOCK#reward-tote"
+    coffee = bot.services.program.rules.reward("coffee")
+    assert coffee is not None and (await bot.services.catalog.stock(coffee)).limit == 505
+    stock_audit = [e for _, e in await bot.services.redis.xrange(rkeys.AUDIT) if e[b"what"] == b"add_stock"]
+    assert [(e[b"who"], e[b"add"]) for e in stock_audit] == [(b"web:owner@example.test", b"5")]
+    status, page = await owner.get("/admin/rewards?done=coffee&add=5&told=0")
+    assert status == 200 and 'id="stock-result"' in page and "505" in page

@@ -9,12 +9,14 @@ from types import ModuleType
 
 from aiohttp import web
 
-from bot.web.dashboard import auth, overview, signin
+from bot.web.dashboard import auth, overview, referrals, rewards, signin
 from bot.web.dashboard.render import NAV, STATIC, setup_templates
 
 PAGES: list[ModuleType] = [
     signin,
     overview,
+    referrals,
+    rewards,
 ]
 
 
