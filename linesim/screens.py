@@ -28,6 +28,7 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, web
 
 from bot.config import ASSETS, Settings
+from linesim import screens_ops
 from linesim.dev import DEV_BASIC_ID, DEV_SECRET, DEV_TOKEN, SIMULATOR_SDK_PATH, dev_admin_token, dev_liff
 from linesim.platform import Platform
 
@@ -64,7 +65,7 @@ class ScreensError(Exception):
 
 def expected_files(out: Path) -> list[Path]:
     names = [f"card-{card}-{lang}.png" for card in CARDS for lang in LANGUAGES] + [f"card-{STAFF_CARD}-ja.png"]
-    return [out / name for name in names]
+    return [out / name for name in names + screens_ops.names(LANGUAGES)]
 
 
 def find_chromium() -> str:
@@ -107,6 +108,7 @@ class Stack:
     bot_url: str
     console_url: str
     admin_token: str
+    services: Any = None  # the bot's (bot/services.py): the dashboard's pictures make their account with it
 
 
 @contextlib.asynccontextmanager
@@ -146,7 +148,7 @@ async def local_stack(data_dir: Path, *, liff: bool = False) -> AsyncIterator[St
         await console_runner.setup()
         runners.append(console_runner)
         await web.TCPSite(console_runner, "127.0.0.1", console_port).start()
-        yield Stack(platform, bot_url, f"http://127.0.0.1:{console_port}", admin_token)
+        yield Stack(platform, bot_url, f"http://127.0.0.1:{console_port}", admin_token, services)
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
@@ -301,6 +303,10 @@ async def capture(out: Path, *, chromium: str | None = None) -> list[Path]:
                                     " document.head.append(s); }")
                 phones = Phones(stack, http, page)
                 made = await take_pictures(phones, out)
+                try:  # the dashboard's overview, referrals and rewards pages, with a history behind them
+                    made += await screens_ops.take(phones, browser, out, LANGUAGES)
+                except (RuntimeError, api.Error) as exc:
+                    raise ScreensError(f"the dashboard's overview, referrals or rewards page: {exc}") from exc
                 if errors:
                     raise ScreensError(f"the console's script failed: {errors[0]}")
             finally:

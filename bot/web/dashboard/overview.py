@@ -24,6 +24,10 @@ KINDS = {"k_factor": "ratio", "viral_cycle_days": "days", "referred_revenue_yen"
 KEY_NUMBERS = ("k_factor", "viral_cycle_days", "referred_revenue_yen", "points_issued", "points_spent",
                "points_expired", "rewards_claimed")
 CHARTS = tuple(name for name, _ in FUNNEL) + KEY_NUMBERS
+# each funnel step's rate is against the step it follows from: shares and pages opened both follow an invite
+RATE_OF = {"shares": "invites_shown", "pages_opened": "invites_shown", "attributions": "pages_opened",
+           "first_purchases": "attributions", "completions": "first_purchases"}
+LOWER_IS_BETTER = frozenset({"viral_cycle_days"})  # its rise is shown in red
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,9 @@ class Shown:
     value: str  # this period's total, formatted
     previous: str  # the previous period's
     change: str  # ▲12% / ▼3% / new / ""
-    trend: str  # up | down | flat: the change's colour
-    rate: str = ""  # funnel steps: the share of the step before
+    trend: str  # good | bad | flat: the change's colour
+    rate: str = ""  # funnel steps: the share of the step they follow from
+    extra: str = ""  # points: what they cost in yen
 
 
 def _change(now: float | None, before: float | None) -> tuple[int | None, bool]:
@@ -48,7 +53,7 @@ def _change(now: float | None, before: float | None) -> tuple[int | None, bool]:
     return round((now - before) / before * 100), False
 
 
-def shown(t: Callable[..., str], metric: Metric, step_before: Metric | None = None) -> Shown:
+def shown(t: Callable[..., str], metric: Metric, basis: Metric | None = None) -> Shown:
     kind = KINDS.get(metric.name, "count")
 
     def fmt(value: float | None, yen: int | None) -> str:
@@ -61,18 +66,25 @@ def shown(t: Callable[..., str], metric: Metric, step_before: Metric | None = No
         if kind == "yen":
             return t("ops_yen", yen=f"{int(value):,}")
         if kind == "points":
-            return t("ops_points_yen", points=f"{int(value):,}", yen=f"{yen or 0:,}")
+            return t("ops_points", points=f"{int(value):,}")
         return f"{int(value):,}"
 
     pct, new = _change(metric.total, metric.previous_total)
     change = t("ops_change_new") if new else (
         "" if pct is None or pct == 0 else t("ops_change_up" if pct > 0 else "ops_change_down", pct=abs(pct)))
-    trend = "up" if new or (pct or 0) > 0 else ("down" if (pct or 0) < 0 else "flat")
+    rising = new or (pct or 0) > 0
+    trend = "flat" if not rising and not (pct or 0) < 0 else (
+        "bad" if rising == (metric.name in LOWER_IS_BETTER) else "good")
     rate = ""
-    if step_before is not None and step_before.total:
-        rate = t("ops_step_rate", rate=round((metric.total or 0) / step_before.total * 100, 1))
-    return Shown(metric.name, kind, fmt(metric.total, metric.yen), fmt(metric.previous_total, metric.previous_yen),
-                 change, trend, rate)
+    if basis is not None and basis.total:
+        rate = t("ops_step_rate", rate=round((metric.total or 0) / basis.total * 100, 1),
+                 basis=t(f"ops_metric_{basis.name}"))
+    previous = fmt(metric.previous_total, metric.previous_yen)
+    extra = ""
+    if kind == "points":
+        extra = t("ops_yen", yen=f"{metric.yen or 0:,}")
+        previous = t("ops_points_yen", points=f"{int(metric.previous_total or 0):,}", yen=f"{metric.previous_yen or 0:,}")
+    return Shown(metric.name, kind, fmt(metric.total, metric.yen), previous, change, trend, rate, extra)
 
 
 @auth.requires("read")
@@ -83,7 +95,7 @@ async def page(request: web.Request, staff: auth.Staff) -> web.StreamResponse:
     s = auth.services(request)
     view = await overview(s.program, days)
     t = translator(request, language(request))
-    funnel = [shown(t, m, view.funnel[i - 1] if i else None) for i, m in enumerate(view.funnel)]
+    funnel = [shown(t, m, view.metrics[RATE_OF[m.name]] if m.name in RATE_OF else None) for m in view.funnel]
     top = max((m.total or 0 for m in view.funnel), default=0)
     shares = {m.name: round((m.total or 0) / top, 4) if top else 0 for m in view.funnel}
     charts: dict[str, Any] = {"dates": view.dates, "previous_dates": view.previous_dates,

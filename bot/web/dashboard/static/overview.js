@@ -22,6 +22,16 @@
     return Math.round(value).toLocaleString();
   }
 
+  // y-axis steps for whole numbers (counts, points, yen): never a tick at 0.5
+  var WHOLE = [];
+  for (var e = 1; e <= 1e9; e *= 10) WHOLE.push(e, 2 * e, 5 * e);
+
+  function tick(kind, v) {
+    if (kind === "ratio") return String(Math.round(v * 1000) / 1000);
+    if (kind === "days") return String(Math.round(v * 10) / 10);
+    return (kind === "yen" ? "¥" : "") + Math.round(v).toLocaleString();
+  }
+
   function size(el) {
     return { width: Math.max(200, el.clientWidth), height: 150 };
   }
@@ -36,14 +46,14 @@
     if (!series) return;
     var kind = series.kind;
     var opts = Object.assign(size(el), {
-      legend: { show: true, live: true },
+      legend: { show: true, live: false },
       cursor: { points: { size: 6 } },
       scales: { x: { time: false }, y: { range: function (u, min, max) { return [0, Math.max(max || 0, kind === "ratio" ? 0.01 : 1)]; } } },
       axes: [
         { values: function (u, splits) { return splits.map(function (i) { return Number.isInteger(i) && dates[i] ? monthDay(dates[i]) : ""; }); },
           incrs: [1, 2, 7, 14, 28], space: 40, size: 28, font: "11px system-ui, sans-serif" },
-        { values: function (u, splits) { return splits.map(function (v) { return format(kind === "days" ? "ratio" : kind, v).replace(/\.0+$/, ""); }); },
-          size: 52, font: "11px system-ui, sans-serif" }
+        { values: function (u, splits) { return splits.map(function (v) { return tick(kind, v); }); },
+          incrs: kind === "ratio" || kind === "days" ? undefined : WHOLE, size: 52, font: "11px system-ui, sans-serif" }
       ],
       series: [
         { label: "", value: function (u, i) { return i == null || dates[i] == null ? "" : monthDay(dates[i]) + " / " + monthDay(data.previous_dates[i]); } },
