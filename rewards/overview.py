@@ -13,11 +13,14 @@ total for each. Definitions (the page shows them as notes):
 """
 from __future__ import annotations
 
+import asyncio
+import bisect
 import statistics
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from rewards import buckets, engine, stats
+from rewards import buckets, stats
 from rewards.program import Program
 
 PERIODS = (7, 30, 90)
@@ -88,9 +91,11 @@ async def overview(program: Program, days: int) -> Overview:
     rules = program.rules
     dates = stats.shop_dates(program, days)
     previous_dates = stats.shop_dates(program, days, before=days)
-    rows = await stats.day_counters(program.redis, previous_dates + dates)  # one round trip for both
+    # asked together, so they share round trips (auto-pipelined): both periods' days, the members, the spans
+    rows, members, cycles = await asyncio.gather(stats.day_counters(program.redis, previous_dates + dates),
+                                                 buckets.member_count(program.redis),
+                                                 stats.referrer_cycles(program.redis))
     before, now = rows[:days], rows[days:]
-    members = await buckets.member_count(program.redis)
 
     metrics: dict[str, Metric] = {}
     for name, counters in FUNNEL + COUNTED:
@@ -106,11 +111,16 @@ async def overview(program: Program, days: int) -> Overview:
         [_ratio(v or 0, members) for v in completions.previous],
         _ratio(completions.total or 0, members), _ratio(completions.previous_total or 0, members))
 
-    # each referrer's first completion, by the shop-time day it fell on
+    # each referrer's first completion, by the shop-time day it fell on (found among the days' starts, so a
+    # shop with many referrers costs one comparison each, not a date conversion each)
+    days_all = previous_dates + dates
+    starts = [int(datetime.fromisoformat(day).replace(tzinfo=rules.timezone).timestamp() * 1000) for day in days_all]
+    end = starts[-1] + DAY_MS
     spans_by_day: dict[str, list[int]] = {}
-    for joined, first in await stats.referrer_cycles(program.redis):
-        day = engine.shop_time(rules, first).date().isoformat()
-        spans_by_day.setdefault(day, []).append(first - joined)
+    for joined, first in cycles:
+        if starts[0] <= first < end:
+            day = days_all[bisect.bisect_right(starts, first) - 1]
+            spans_by_day.setdefault(day, []).append(first - joined)
 
     def cycle(period: list[str]) -> tuple[list[float | None], float | None]:
         by_day = [_median_days(spans_by_day.get(day, [])) for day in period]
