@@ -34,12 +34,14 @@ $(VENV)/.test-installed: pyproject.toml $(TEST_LOCK) | $(BIN)/python
 run: $(VENV)/.run-installed
 	$(BIN)/python -m bot dev
 
-## browser: Debian's Chromium for the console tests (skipped with a reason where it cannot be installed)
+## browser: Debian's Chromium for the console tests (skipped with a reason where it cannot be installed), with
+##          Japanese and colour emoji fonts so screenshots show text, not boxes
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@{ command -v chromium >/dev/null 2>&1 && [ -e $(EMOJI_FONT) ]; } || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing Chromium for the browser tests…"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk) >/dev/null 2>&1 \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk fonts-noto-color-emoji) >/dev/null 2>&1 \
 	      || echo "Chromium could not be installed: the browser tests will be skipped"; \
 	  else echo "no Chromium and no root apt-get: the browser tests will be skipped"; fi; }
 

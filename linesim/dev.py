@@ -58,6 +58,26 @@ async def _rich_menus(app: web.Application) -> None:
         print(f"  rich menus not set up: {exc}", flush=True)
 
 
+DEV_OWNER = "owner@example.com"
+
+
+async def dev_owner(app: web.Application) -> str:
+    """The dashboard's sign-in line for the start-up message: an owner account with a random password made
+    now when there is no account at all (the password shown once: Redis keeps the account across runs)."""
+    from bot.app import SERVICES
+    from bot.web.dashboard.accounts import StaffAccounts
+
+    services = app[SERVICES]
+    accounts = StaffAccounts(services.redis, services.program.now_ms)
+    if await accounts.count() == 0:
+        password = secrets.token_urlsafe(12)
+        await accounts.add(DEV_OWNER, "owner", password)
+        return f"sign in as {DEV_OWNER} / {password}"
+    emails = ", ".join(a.email for a in await accounts.list())
+    return (f"sign in as one of: {emails} (accounts kept in the data directory; stop and "
+            "`python -m bot users reset-password EMAIL` for a new password)")
+
+
 async def run_dev(host: str, port: int, console_port: int, environment: Mapping[str, str]) -> None:
     from linesim.console_app import SHOP_PATH, console_app  # the console's page and API
 
@@ -95,6 +115,7 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         runners.append(bot_runner)
         await Site(bot_runner, bot_socket, header_seconds=settings.header_read_seconds).start()
         await _rich_menus(bot_runner.app)
+        sign_in = await dev_owner(bot_runner.app)
         console_runner = web.AppRunner(
             console_app(platform, bot_url=f"http://{host}:{port}", public_base_url=public, admin_token=admin_token,
                         hosts=(host,), liff_id=settings.liff_id, liff_endpoint=f"{public}/liff/invite",
@@ -105,6 +126,7 @@ async def run_dev(host: str, port: int, console_port: int, environment: Mapping[
         await web.SockSite(console_runner, console_socket).start()
         print(f"\n  Shokai is running (data in {settings.data_dir}/redis).\n"
               f"  Open the LINE simulator console:  {console_url}/\n"
+              f"  Staff dashboard: {public}/admin/   {sign_in}\n"
               f"  Bot webhook: {platform.bot_url}   Admin token: {admin_token}\n"
               + (f"  Shopify Admin stand-in: {shopify.url} (the 特典 / rewards online500 makes its codes there)\n"
                  if settings.shopify_shop == DEV_SHOPIFY_SHOP else ""), flush=True)

@@ -48,6 +48,10 @@ WORDS = {
 # every picture the script makes, without the language and .png
 CARDS = ("welcome", "points", "invite", "referrals", "rewards", "reward", "coupon", "leaderboard", "help", "profile")
 STAFF_CARD = "staff"
+# the staff dashboard's pages (docs/screens/dash-<name>-<ja|en>.png), at a desk's width, and one on a phone
+DASH_PAGES = ("login", "members", "member", "audit", "accounts")
+DASH_PHONE = "member-phone"
+DASH_OWNER = "owner@example.com"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_SECONDS = 30.0  # an upper bound for an answer to show up, not a speed requirement
@@ -65,6 +69,7 @@ class ScreensError(Exception):
 
 def expected_files(out: Path) -> list[Path]:
     names = [f"card-{card}-{lang}.png" for card in CARDS for lang in LANGUAGES] + [f"card-{STAFF_CARD}-ja.png"]
+    names += [f"dash-{name}-{lang}.png" for name in DASH_PAGES for lang in LANGUAGES] + [f"dash-{DASH_PHONE}-ja.png"]
     return [out / name for name in names + screens_ops.names(LANGUAGES)]
 
 
@@ -108,7 +113,7 @@ class Stack:
     bot_url: str
     console_url: str
     admin_token: str
-    services: Any = None  # the bot's (bot/services.py): the dashboard's pictures make their account with it
+    services: Any = None  # the bot's Services (the dashboard's accounts are made through them)
 
 
 @contextlib.asynccontextmanager
@@ -163,6 +168,7 @@ class Phones:
         self.http = http
         self.page = page
         self.names: dict[str, str] = {}  # uid -> display name
+        self.members: dict[str, str] = {}  # language -> the member with everything, for the dashboard's pictures
 
     async def call(self, method: str, path: str, body: dict | None = None, *, admin: bool = False) -> Any:
         base, headers = self.stack.console_url, {}
@@ -303,8 +309,9 @@ async def capture(out: Path, *, chromium: str | None = None) -> list[Path]:
                                     " document.head.append(s); }")
                 phones = Phones(stack, http, page)
                 made = await take_pictures(phones, out)
+                made += await dashboard_pictures(stack, browser, phones.members, out)
                 try:  # the dashboard's overview, referrals and rewards pages, with a history behind them
-                    made += await screens_ops.take(phones, browser, out, LANGUAGES)
+                    made += await screens_ops.take(phones, browser, out, LANGUAGES, DASH_OWNER)
                 except (RuntimeError, api.Error) as exc:
                     raise ScreensError(f"the dashboard's overview, referrals or rewards page: {exc}") from exc
                 if errors:
@@ -327,6 +334,7 @@ async def take_pictures(phones: Phones, out: Path) -> list[Path]:
         newcomer = await phones.add("はな" if language == "ja" else "Lily", language)
         await phones.card(newcomer, path("welcome", language), "follow", {})
         uid = await full_member(phones, "さくら" if language == "ja" else "Emma", language)
+        phones.members[language] = uid
         catalog = await phones.card(uid, path("rewards", language), "text", {"text": WORDS["rewards"][language]})
         detail = await phones.card(uid, path("reward", language), "tap",
                                    {"action": postback_action(catalog, "rw.show")})
@@ -339,10 +347,74 @@ async def take_pictures(phones: Phones, out: Path) -> list[Path]:
     await phones.act(staff, "follow")
     before = await phones.last_seq(staff)
     said = await phones.say(staff, "今日の数字")
+    # the rich menu starts closed, as in LINE: its bar opens it
+    await phones.page.locator(f'.phone[data-uid="{staff}"] .richmenu-bar').click(timeout=WAIT_SECONDS * 1000)
     await phones.page.wait_for_function(
         "sel => { const m = document.querySelector(sel); return m && !m.hidden && m.querySelector('img')?.complete; }",
         arg=f'.phone[data-uid="{staff}"] .richmenu', timeout=WAIT_SECONDS * 1000)
     await phones.shot(staff, path(STAFF_CARD, "ja"), after=before, upto=said["seq"], menu=True)
+    return made
+
+
+async def dashboard_pictures(stack: Stack, browser: Any, members: dict[str, str], out: Path) -> list[Path]:
+    """The staff dashboard as its owner sees it: sign-in, a search, a member's page after an adjustment made
+    through its form, the audit log and the accounts, in each language; and a member's page on a phone."""
+    import secrets
+
+    from bot.web.dashboard.accounts import StaffAccounts
+
+    program = stack.services.program
+    accounts = StaffAccounts(stack.services.redis, program.now_ms)
+    password = secrets.token_urlsafe(12)
+    await accounts.add(DASH_OWNER, "owner", password)
+    await accounts.add("staff@example.com", "staff", secrets.token_urlsafe(12))
+    await accounts.add("viewer@example.com", "viewer", secrets.token_urlsafe(12))
+    for language, uid in members.items():  # the nickname each told the bot (プロフィール)
+        await program.set_nickname(uid, "さくら" if language == "ja" else "Emma", True)
+    made: list[Path] = []
+
+    async def shot(page: Any, name: str, language: str) -> None:
+        made.append(out / f"dash-{name}-{language}.png")
+        await page.screenshot(path=str(made[-1]), full_page=True, animations="disabled")
+
+    for language in LANGUAGES:
+        uid = members[language]
+        context = await browser.new_context(locale="ja-JP" if language == "ja" else "en-US",
+                                            viewport={"width": 1000, "height": 700})
+        page = await context.new_page()
+        timeout = WAIT_SECONDS * 1000
+        await page.goto(f"{stack.bot_url}/admin/login")
+        await page.fill('input[name="email"]', DASH_OWNER)
+        await shot(page, "login", language)
+        await page.fill('input[name="password"]', password)
+        await page.click("#signin")
+        await page.locator("#signout").wait_for(timeout=timeout)
+        await page.goto(f"{stack.bot_url}/admin/members?q=" + ("さく" if language == "ja" else "emm"))
+        await page.locator("#member-results").wait_for(timeout=timeout)
+        await shot(page, "members", language)
+        await page.goto(f"{stack.bot_url}/admin/members/{uid}")
+        await page.fill('#adjust-form input[name="points"]', "200")
+        await page.fill('#adjust-form input[name="reason"]',
+                        "お待たせしたお詫び" if language == "ja" else "Sorry for the wait")
+        await page.click("#adjust-submit")
+        await page.locator("#done").wait_for(timeout=timeout)
+        await shot(page, "member", language)
+        if language == "ja":
+            phone = await browser.new_context(locale="ja-JP", viewport={"width": 390, "height": 800},
+                                              storage_state=await context.storage_state())
+            phone_page = await phone.new_page()
+            await phone_page.goto(f"{stack.bot_url}/admin/members/{uid}")
+            await phone_page.locator("#balance").wait_for(timeout=timeout)
+            made.append(out / f"dash-{DASH_PHONE}-ja.png")
+            await phone_page.screenshot(path=str(made[-1]), animations="disabled")  # the first screenful
+            await phone.close()
+        await page.goto(f"{stack.bot_url}/admin/audit")
+        await page.locator("#audit-table").wait_for(timeout=timeout)
+        await shot(page, "audit", language)
+        await page.goto(f"{stack.bot_url}/admin/accounts")
+        await page.locator("#accounts").wait_for(timeout=timeout)
+        await shot(page, "accounts", language)
+        await context.close()
     return made
 
 

@@ -19,10 +19,8 @@ from linesim.platform import new_user_id
 
 PAGES = {"overview": "/admin/?days=30", "referrals": "/admin/referrals", "rewards": "/admin/rewards",
          "rules": "/admin/rewards/rules"}
-PHONE = {"width": 390, "height": 844}
-DESK = {"width": 1280, "height": 900}
-EMAIL = "owner@shop.example"
-PASSWORD = "screens-only-password"
+PHONE = {"width": 390, "height": 800}  # as the other dashboard pictures (linesim/screens.py)
+DESK = {"width": 1000, "height": 700}
 HISTORY_DAYS = 60
 WAIT_MS = 30_000
 
@@ -99,8 +97,11 @@ async def held_for_review(phones: Any) -> None:
                                                           "fingerprint": "a94f3c0d9e1b7720"}, admin=True)
 
 
-async def take(phones: Any, browser: Any, out: Path, languages: tuple[str, ...]) -> list[Path]:
-    """The pictures, after the history, a review and a reward running low."""
+async def take(phones: Any, browser: Any, out: Path, languages: tuple[str, ...], email: str) -> list[Path]:
+    """The pictures, after the history, a review and a reward running low, signed in as the owner `email`
+    (made, or given a new password, here)."""
+    import secrets
+
     from bot.web.dashboard.accounts import StaffAccounts
 
     stack, services = phones.stack, phones.stack.services
@@ -108,8 +109,11 @@ async def take(phones: Any, browser: Any, out: Path, languages: tuple[str, ...])
     await held_for_review(phones)
     await phones.call("POST", "/api/v1/rewards/tote/stock", {"add": -46}, admin=True)
     accounts = StaffAccounts(services.redis, services.program.now_ms)
-    if await accounts.get(EMAIL) is None:
-        await accounts.add(EMAIL, "owner", PASSWORD)
+    password = secrets.token_urlsafe(12)
+    if await accounts.get(email) is None:
+        await accounts.add(email, "owner", password)
+    else:
+        await accounts.reset_password(email, password)
     friend = next(uid for uid, name in phones.names.items() if name == "みお")
     status, _ = await services.program.referrals.of_friend(friend)
     if status != "review":
@@ -123,8 +127,8 @@ async def take(phones: Any, browser: Any, out: Path, languages: tuple[str, ...])
                                                 device_scale_factor=1, is_mobile=bool(suffix), has_touch=bool(suffix))
             page = await context.new_page()
             await page.goto(f"{stack.bot_url}/admin/login")
-            await page.fill('input[name="email"]', EMAIL)
-            await page.fill('input[name="password"]', PASSWORD)
+            await page.fill('input[name="email"]', email)
+            await page.fill('input[name="password"]', password)
             await page.click("#signin")
             await page.wait_for_selector("#signout", timeout=WAIT_MS)
             shots = {"overview": PAGES["overview"]} if suffix else {**PAGES, "referral": f"/admin/referrals/{friend}"}

@@ -197,6 +197,9 @@ class Rules:
     # [points] point_value_yen: what one point costs the shop in yen, so every figure that counts points also
     # shows yen (stats, the dashboard, what-if, experiments, budgets, the premiums-law check)
     point_value_yen: float = 1.0
+    # [dashboard] staff_adjust_limit: the most points a "staff" account may add or take away in one adjustment
+    # on the staff dashboard (owners have no limit; the admin API is the machines' and has none)
+    staff_adjust_limit: int = 1000
 
     def yen(self, points: int) -> int:
         """Points as the shop's cost in yen, rounded half up to a whole yen."""
@@ -393,6 +396,7 @@ def _load_rules(path: Path) -> Rules:
     guessing = r.table(data, "", "code_guessing")
     pace = r.table(data, "", "chat_pace")
     account_link = r.table(data, "", "account_link")
+    dashboard = r.table(data, "", "dashboard")
     tiers_table = r.table(data, "", "tiers")
     levels = tiers_table.get("levels") or [{"name": "member", "threshold": 0}]
     tiers = []
@@ -480,7 +484,8 @@ def _load_rules(path: Path) -> Rules:
         tier_downgrade=r.choice(tiers_table, "tiers", "downgrade", ("never", "window")),
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
         friend_coupon=friend_coupon, prompts=prompts,
-        unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1))
+        unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1),
+        staff_adjust_limit=r.whole(dashboard, "dashboard", "staff_adjust_limit", 1000, minimum=1))
 
 
 def _point_value(r: _Reader, points: dict[str, Any]) -> float:

@@ -3,13 +3,16 @@ at once, a port already in use, a data directory another embedded Redis already 
 makes its admin token per run instead of using a published one."""
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,6 +192,18 @@ def admin_status(url: str, token: str) -> int:
         return int(error.code)
 
 
+def dashboard_home(url: str, email: str, password: str) -> str | None:
+    """Sign in through the dashboard's form as a browser would; the email the page after it names."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(url.rstrip("/") + "/login", timeout=10) as response:
+        token = re.search(r'name="csrf" value="([^"]+)"', response.read().decode())
+    assert token is not None
+    form = urllib.parse.urlencode({"email": email, "password": password, "csrf": token.group(1)}).encode()
+    with opener.open(url.rstrip("/") + "/login", data=form, timeout=30) as response:
+        page = response.read().decode()
+    return email if email in page and "signout" in page else None
+
+
 def test_dev_prints_its_own_token_and_refuses_a_second_run_in_one_line(tmp_path: Path) -> None:
     port, console_port = free_port(), free_port()
     log_path = tmp_path / "dev.log"
@@ -208,6 +223,10 @@ def test_dev_prints_its_own_token_and_refuses_a_second_run_in_one_line(tmp_path:
         member = f"http://127.0.0.1:{port}/api/v1/members/U{'0' * 32}"
         assert admin_status(member, token) == 404  # let in: no such member
         assert admin_status(member, OLD_DEV_TOKEN) == 403  # the wrong token
+        # the staff dashboard's owner, made for this run, signs in with what was printed
+        sign_in = re.search(r"Staff dashboard: (\S+)\s+sign in as (\S+) / (\S+)", output)
+        assert sign_in, output
+        assert dashboard_home(sign_in.group(1), sign_in.group(2), sign_in.group(3)) == sign_in.group(2)
 
         # `make run` again: the ports are taken
         line = fails_in_one_line(["dev", "--port", str(port), "--console-port", str(console_port)], env)

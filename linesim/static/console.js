@@ -134,8 +134,8 @@ function buildPhone(c) {
   el.send = h("button", { type: "submit", class: "send" }, "送信");
   // the rich menu under the chat, opened and closed by its chat bar, as in LINE
   el.menu = h("div", { class: "richmenu", hidden: true });
-  el.menuBar = h("button", { type: "button", class: "richmenu-bar", hidden: true,
-    onclick: () => { c.menuOpen = !c.menuOpen; el.menu.hidden = !c.menuOpen; } });
+  el.menuBar = h("button", { type: "button", class: "richmenu-bar", hidden: true, "aria-expanded": "false",
+    onclick: () => { c.menuOpen = !c.menuOpen; showMenuState(c); } });
   el.root = h("section", { class: "phone", dataset: { uid: c.uid, name: c.name } },
     h("header", { class: "phone-head" },
       h("div", { class: "who" }, el.name, h("span", { class: "lang" }, c.language), el.state,
@@ -152,6 +152,13 @@ function buildPhone(c) {
   return el;
 }
 
+/** The rich menu open or closed, and its bar saying which way a tap goes. */
+function showMenuState(c) {
+  c.el.menu.hidden = !c.menuOpen;
+  c.el.menuBar.setAttribute("aria-expanded", String(!!c.menuOpen));
+  c.el.menuBar.replaceChildren((c.menuText || "") + (c.menuOpen ? " ▾" : " ▴"));
+}
+
 /** Ask which rich menu the customer sees now (the default, or one linked to them) and draw it. */
 async function refreshRichMenu(c) {
   let data = null;
@@ -164,9 +171,9 @@ async function refreshRichMenu(c) {
   c.el.menu.dataset.id = data ? data.id : "";
   c.el.menuBar.hidden = !data;
   if (!data) { c.el.menu.hidden = true; c.el.menu.replaceChildren(); return; }
-  if (c.menuOpen === undefined) c.menuOpen = true;
-  c.el.menu.hidden = !c.menuOpen;
-  c.el.menuBar.replaceChildren(data.chatBarText + " ▾");
+  if (c.menuOpen === undefined) c.menuOpen = false; // closed until its bar is tapped, as LINE shows it
+  c.menuText = data.chatBarText;
+  showMenuState(c);
   const { width, height } = data.size;
   c.el.menu.style.aspectRatio = `${width} / ${height}`;
   c.el.menu.replaceChildren(h("img", { src: data.image, alt: "" }), ...data.areas.map((area, index) => {
@@ -322,7 +329,7 @@ function handleEffect(uid, res) {
 // ---- the chooser (which customer opens / scans this) -------------------------------------------
 function choose(anchor, title, onPick) {
   const box = $("#chooser");
-  $("#chooser-title").replaceChildren(title);
+  $("#chooser-title").replaceChildren(...[title].flat()); // a label built by bi() is a list of nodes
   const items = [...S.customers.values()].map((c) =>
     h("button", { type: "button", dataset: { uid: c.uid, name: c.name },
       onclick: (ev) => { ev.stopPropagation(); box.hidden = true; onPick(c.uid); } }, c.name));
@@ -794,6 +801,7 @@ function appendLog(item) {
 // ---- the live feed -----------------------------------------------------------------------------------
 function applySnapshot(snapshot) {
   S.config = snapshot.config;
+  $("#dashboard-link").href = S.config.public_base_url + "/admin/"; // the bot's staff dashboard, in a new tab
   const drafts = new Map([...S.customers.values()].map((c) => [c.uid, c.el.draft.value]));
   for (const c of S.customers.values()) c.el.root.remove();
   S.customers.clear();

@@ -17,9 +17,14 @@ from typing import Any
 
 import pytest_asyncio
 from aiohttp import ClientSession, CookieJar
+from argon2 import PasswordHasher
 
-from bot.web.dashboard.accounts import StaffAccounts
+from bot.web.dashboard.accounts import StaffAccounts, use_hasher
 from tests.support.harness import Bot, BotWith
+
+# Argon2's real cost (64 MiB, 3 passes) is a second a check on a busy CI core; the tests check what the
+# dashboard does with a password, not Argon2's strength, so they hash cheaply
+use_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 DASH_PUBLIC = "http://shop.example.test"
 PASSWORD = "correct horse battery staple"
@@ -149,3 +154,21 @@ async def sign_in_page(page: Any, bot: Bot, role: str, email: str | None = None,
     await page.click("#signin")
     await page.wait_for_selector("#signout")
     return email
+
+
+# ---- a member to look at -------------------------------------------------------------------------
+async def member_with_coupon(bot: Bot, points: int = 1000, nickname: str | None = None) -> tuple[str, str]:
+    """A member (a LINE friend) with `points` after claiming one coffee coupon: (user id, coupon token)."""
+    from linesim.platform import new_user_id
+
+    program, catalog = bot.services.program, bot.services.catalog
+    uid = new_user_id()
+    await program.see(uid, "follow", program.now_ms())
+    await program.adjust(uid, points + 300, "seed", "test", f"adjust:seed:{uid}")
+    if nickname:
+        await program.set_nickname(uid, nickname, False)
+    offer = await catalog.show(uid, "coffee")
+    assert offer is not None
+    claimed = await catalog.confirm(uid, offer.claim_id)
+    assert claimed.ok and claimed.coupon is not None, claimed
+    return uid, claimed.coupon.token

@@ -9,14 +9,17 @@ from types import ModuleType
 
 from aiohttp import web
 
-from bot.web.dashboard import auth, overview, referrals, rewards, signin
+from bot.web.dashboard import accounts_page, audit_log, auth, members, overview, referrals, rewards, signin
 from bot.web.dashboard.render import NAV, STATIC, setup_templates
 
 PAGES: list[ModuleType] = [
     signin,
     overview,
+    members,
     referrals,
     rewards,
+    accounts_page,
+    audit_log,
 ]
 
 

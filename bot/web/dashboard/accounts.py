@@ -30,6 +30,13 @@ _HASHER = PasswordHasher()  # argon2id with the library's defaults (RFC 9106's l
 _DUMMY_HASH = _HASHER.hash("no account has this password")
 
 
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Hash new passwords with `hasher` (the test suite's cheap one; a stored hash names its own parameters,
+    so every existing hash still verifies)."""
+    global _HASHER, _DUMMY_HASH
+    _HASHER, _DUMMY_HASH = hasher, hasher.hash("no account has this password")
+
+
 class AccountError(ValueError):
     """A refused account change: `code` for the caller, the message for people."""
 

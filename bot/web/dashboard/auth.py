@@ -120,8 +120,9 @@ def requires(permission: str) -> Callable[[Handler], Callable[[web.Request], Awa
             found = await current(request)
             if found is None:
                 if request.method in ("GET", "HEAD"):
-                    target = request.path_qs
-                    raise web.HTTPSeeOther(f"/admin/login?next={quote(target, safe='/')}")
+                    # a cookie that names no live session: it idled out or was revoked, and the page says so
+                    expired = "&expired=1" if request.cookies.get(COOKIE) else ""
+                    raise web.HTTPSeeOther(f"/admin/login?next={quote(request.path_qs, safe='/')}{expired}")
                 log.info("dashboard %s %s without a session from %s", request.method, request.path, request.remote)
                 return await refusal(request, None, 401)
             session, staff = found

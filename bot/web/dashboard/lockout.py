@@ -37,10 +37,10 @@ def _key(kind: str, who: str) -> str:
 
 
 class Lockout:
-    def __init__(self, redis: Any, now_ms: Callable[[], int],
-                 per_account: Limit = PER_ACCOUNT, per_address: Limit = PER_ADDRESS):
+    def __init__(self, redis: Any, now_ms: Callable[[], int], per_account: Limit | None = None,
+                 per_address: Limit | None = None):
         self.redis, self.now_ms = redis, now_ms
-        self.limits = {"account": per_account, "address": per_address}
+        self.limits = {"account": per_account or PER_ACCOUNT, "address": per_address or PER_ADDRESS}
         self._failed = scripts.register(redis, _SCRIPT)
 
     def _keys(self, email: str, address: str) -> dict[str, str]:

@@ -63,6 +63,16 @@ def translator(request: web.Request, lang: str) -> Any:
     return t
 
 
+def translator_or(request: web.Request, lang: str) -> Any:
+    """t_or("key", "fallback"): the text when the key exists (a status or kind named by data), else the fallback."""
+    texts = services(request).texts
+
+    def t_or(key: str, fallback: str, **values: Any) -> str:
+        return texts.get(lang, key, **values) if key in texts.locales.get(lang, {}) else fallback
+
+    return t_or
+
+
 def shop_time(request: web.Request, at_ms: int | str | None, with_seconds: bool = False) -> str:
     """Epoch ms as the shop's local date and time ("" when unset)."""
     if not at_ms:
@@ -77,7 +87,7 @@ def page_context(request: web.Request, staff: Staff | None) -> dict[str, Any]:
     session = request.get(SESSION)
     program = services(request).program
     nav = [(path, key) for path, key, permission in request.app[NAV] if staff is not None and staff.may(permission)]
-    return {"t": translator(request, lang), "lang": lang, "staff": staff, "csrf": session.csrf if session else "",
+    return {"t": translator(request, lang), "t_or": translator_or(request, lang), "lang": lang, "staff": staff, "csrf": session.csrf if session else "",
             "nav": nav, "path": request.path, "other_lang": "en" if lang == "ja" else "ja",
             "lang_url": str(request.rel_url.update_query(lang="en" if lang == "ja" else "ja")),
             "when": lambda at, seconds=False: shop_time(request, at, seconds),
