@@ -44,6 +44,10 @@ REFUSALS = [
     Post("/admin/accounts/remove", {"email": email_of("staff")}, "owner"),
     Post("/admin/accounts/reset", {"email": email_of("staff"), "password": "another password 1"}, "owner"),
     Post("/admin/logout", {}, "viewer"),
+    # dash-ops: the review queue's decisions and the catalog's stock
+    Post("/admin/referrals/{member}/approve", {"reason": "same card"}, "staff"),
+    Post("/admin/referrals/{member}/void", {"reason": "same card"}, "staff"),
+    Post("/admin/rewards/coffee/stock", {"add": "5", "seen_limit": "500"}, "owner"),
 ]
 
 VOLATILE = (f"{keys.PREFIX}:dash:session:", f"{keys.PREFIX}:dash:signin:")
