@@ -214,8 +214,19 @@ async def test_referral_story_in_the_console(browser: Any, local_stack: dict) ->
                                  timeout=WAIT_MS)
     await shot(page, "invite")
 
+    # the rich menu starts closed, as in LINE; its bar opens and closes it; the header opens the dashboard
+    bar, menu = console.phone("A").locator(".richmenu-bar"), console.phone("A").locator(".richmenu")
+    await expect(bar).to_be_visible(timeout=WAIT_MS)
+    await expect(menu).to_be_hidden()
+    await bar.click()
+    await expect(menu).to_be_visible()
+    await bar.click()
+    await expect(menu).to_be_hidden()
+    await expect(page.locator("#dashboard-link")).to_have_attribute("href", local_stack["bot_url"] + "/admin/")
+
     # B scans the QR on A's screen: LINE's reader opens the invite page in B's phone browser
     await console.phone("A").locator(".scan").last.click()
+    await expect(page.locator("#chooser-title")).to_have_text("誰が読み取る？ scan as…")  # text, not "[object …]"
     await page.locator(f'#chooser button[data-uid="{b_uid}"]').click()
     await expect(page.locator("#browser")).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#browser-url")).to_have_attribute("title", link)

@@ -233,3 +233,53 @@ async def test_secure_cookie_on_https(bot_with: BotWith, staff_clients) -> None:
         set_cookie = [v for v in r.headers.getall("Set-Cookie") if v.startswith("shokai_admin=")][0]
     assert "Secure" in set_cookie and "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie
     assert DASH_PUBLIC.startswith("http://")
+
+
+async def test_every_page_for_each_role(setting) -> None:
+    bot, uid, _, clients = setting
+    pages = {"/admin/": ROLES, "/admin/members?q=x": ROLES, f"/admin/members/{uid}": ROLES,
+             f"/admin/members/{uid}?page=2&lang=en": ROLES, "/admin/audit?what=adjust_points&since=2020-01-01": ROLES,
+             "/admin/accounts": ("owner",)}
+    for path, allowed in pages.items():
+        for role in ROLES:
+            status, page = await clients[role].get(path)
+            assert status == (200 if role in allowed else 403), (path, role, status)
+            if status == 200:  # the nav offers only what the role may open
+                assert ('href="/admin/accounts"' in page) == (role == "owner"), (path, role)
+    # unknown members and malformed ids: the dashboard's 404 page, for every role
+    for role in ROLES:
+        assert (await clients[role].get("/admin/members/U" + "0" * 32))[0] == 404
+        assert (await clients[role].get("/admin/members/not-an-id"))[0] == 404
+
+
+async def test_users_command(clean_redis: str, capsys) -> None:
+    """`python -m bot users …` (in-process, on the test Redis): the password from stdin, one line."""
+    import io
+
+    from bot.__main__ import _parser
+    from bot.config import CommandLine, Settings
+    from bot.infra.redis_conn import connect
+    from bot.web.dashboard import cli
+
+    settings = Settings(channel_secret="s", channel_access_token="t", public_base_url="http://x.test",
+                        redis_url=clean_redis)
+
+    async def users(*argv: str, stdin: str = "") -> int:
+        return await cli.run(settings, _parser(CommandLine.from_env({})).parse_args(["users", *argv]),
+                             stdin=io.StringIO(stdin))
+
+    assert await users("add", "Boss@Example.TEST", "--role", "owner", stdin="a long passphrase\n") == 0
+    assert await users("add", "boss@example.test", "--role", "staff", stdin="another passphrase\n") == 1
+    assert await users("add", "short@example.test", "--role", "viewer", stdin="short\n") == 1
+    assert await users("list") == 0
+    assert "boss@example.test\towner" in capsys.readouterr().out
+    redis = connect(clean_redis, False)
+    accounts = StaffAccounts(redis)
+    assert await accounts.verify("boss@example.test", "a long passphrase") is not None
+    assert await users("reset-password", "boss@example.test", stdin="the new passphrase\n") == 0
+    assert await accounts.verify("boss@example.test", "a long passphrase") is None
+    assert await accounts.verify("BOSS@example.test", "the new passphrase") is not None
+    assert await users("remove", "boss@example.test") == 0
+    assert await users("remove", "boss@example.test") == 1
+    assert await accounts.list() == []
+    await redis.aclose()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,15 @@ MIN_PASSWORD, MAX_PASSWORD = 10, 200
 _HASHER = PasswordHasher()  # argon2id with the library's defaults (RFC 9106's low-memory profile)
 # checked against when the email is unknown, so that answer takes as long as a wrong password
 _DUMMY_HASH = _HASHER.hash("no account has this password")
+
+
+# Argon2 work runs on threads of its own (one per core, at most 4): a flood of sign-ins queues here
+# instead of taking every core and every thread of the default pool
+_ARGON2_THREADS = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="argon2")
+
+
+async def _argon2(function: Callable[..., object], *args: str) -> object:
+    return await asyncio.get_running_loop().run_in_executor(_ARGON2_THREADS, function, *args)
 
 
 def use_hasher(hasher: PasswordHasher) -> None:
@@ -96,7 +107,7 @@ class StaffAccounts:
     async def add(self, email: str, role: str, password: str) -> Account:
         """A new account; AccountError EXISTS when the email has one."""
         email, role, password = check_email(email), check_role(role), check_password(password)
-        hashed = await asyncio.to_thread(_HASHER.hash, password)
+        hashed = str(await _argon2(_HASHER.hash, password))
         created = int(self.now_ms())
         record = {"role": role, "hash": hashed, "generation": 1, "created_at": created}
         if not await self.redis.hsetnx(ACCOUNTS, email, json.dumps(record)):
@@ -110,7 +121,7 @@ class StaffAccounts:
     async def reset_password(self, email: str, password: str) -> Account:
         """A new password; every session of the account ends. AccountError UNKNOWN when there is no account."""
         email, password = normalise_email(email), check_password(password)
-        hashed = await asyncio.to_thread(_HASHER.hash, password)
+        hashed = str(await _argon2(_HASHER.hash, password))
         record = await self._raw(email)
         if record is None:
             raise AccountError("UNKNOWN", f"{email} has no account")
@@ -137,7 +148,7 @@ class StaffAccounts:
         record = await self._raw(email)
         hashed = record["hash"] if record is not None else _DUMMY_HASH
         try:
-            await asyncio.to_thread(_HASHER.verify, hashed, password[:MAX_PASSWORD])
+            await _argon2(_HASHER.verify, hashed, password[:MAX_PASSWORD])
         except (VerificationError, InvalidHashError):
             return None
         if record is None:

@@ -81,6 +81,12 @@ def shop_time(request: web.Request, at_ms: int | str | None, with_seconds: bool 
     return at.strftime("%Y-%m-%d %H:%M:%S" if with_seconds else "%Y-%m-%d %H:%M")
 
 
+def tier_label(rules: Any, name: str, lang: str) -> str:
+    """A tier's name as the rules label it in this language (its id when they give no label)."""
+    tier = next((t for t in rules.tiers if t.name == name), None)
+    return str(tier.label.get(lang) or tier.label.get("ja") or name) if tier is not None else name
+
+
 def page_context(request: web.Request, staff: Staff | None) -> dict[str, Any]:
     """What every template gets: t, lang, staff, csrf, nav, the current path, when() and yen()."""
     lang = language(request)
@@ -91,7 +97,7 @@ def page_context(request: web.Request, staff: Staff | None) -> dict[str, Any]:
             "nav": nav, "path": request.path, "other_lang": "en" if lang == "ja" else "ja",
             "lang_url": str(request.rel_url.update_query(lang="en" if lang == "ja" else "ja")),
             "when": lambda at, seconds=False: shop_time(request, at, seconds),
-            "yen": program.rules.yen}
+            "yen": program.rules.yen, "tier_label": lambda name: tier_label(program.rules, name, lang)}
 
 
 def render(request: web.Request, staff: Staff | None, template: str, *, status: int = 200,

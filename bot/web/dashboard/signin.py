@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bot.web.dashboard import auth
 from bot.web.dashboard.render import render, shop_time
-from bot.web.dashboard.sessions import COOKIE_PATH
+from bot.web.dashboard.sessions import COOKIE, COOKIE_PATH
 from bot.web.limits import client_address
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _form(request, status=401, error="dash_signin_wrong", email=email, next_path=next_path)
     await lockout.succeeded(email)
     sessions = auth.sessions(request)
+    earlier = request.cookies.get(COOKIE)
+    if earlier:  # a new token at every sign-in: a token planted or seen before is worth nothing after it
+        await sessions.end(earlier)
     session = await sessions.create(account.email, account.generation)
     log.info("dashboard: %s (%s) signed in from %s", account.email, account.role, address)
     response = web.HTTPSeeOther(next_path)
