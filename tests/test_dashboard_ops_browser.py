@@ -58,6 +58,9 @@ async def test_overview_review_and_stock_for_each_role(dash_bot: Bot) -> None:
         assert await page.locator(".chart canvas").count() == CHARTS
         assert await page.locator('.funnel li[data-metric="first_purchases"] .total').inner_text() == "2"
         assert "K係数" in await page.locator('.kpi[data-metric="k_factor"]').inner_text()
+        chart = page.locator('.chart[data-metric="completions"] .u-over')  # the pointer over a day says its values
+        await chart.hover()
+        await expect(page.locator('.hover-value[data-for="completions"]')).to_contain_text("/", timeout=WAIT_MS)
         await page.click('a[href="/admin/?days=90"]')
         await expect(page.locator("html")).to_have_attribute("data-charts", str(CHARTS), timeout=WAIT_MS)
 

@@ -63,6 +63,14 @@
           value: function (u, v) { return format(kind, v); } }
       ]
     });
+    // the day under the pointer, both periods' values, in the chart's caption
+    var caption = document.querySelector('.hover-value[data-for="' + el.getAttribute("data-metric") + '"]');
+    opts.hooks = { setCursor: [function (u) {
+      var i = u.cursor.idx;
+      if (!caption) return;
+      caption.textContent = i == null ? "" : monthDay(dates[i]) + " " + format(kind, series.current[i]) + " · " +
+        monthDay(data.previous_dates[i]) + " " + format(kind, series.previous[i]);
+    }] };
     el.textContent = "";
     charts.push([el, new uPlot(opts, [xs, series.current, series.previous], el)]);
   });
