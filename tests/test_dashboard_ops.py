@@ -254,6 +254,14 @@ async def test_posts_are_refused_without_session_csrf_or_role_and_a_double_appro
              ("/admin/rewards/coffee/stock", {"add": "5", "seen_limit": "500"}, staff)]
     before = await state(bot, friend, referrer)
     assert before[0] == ("review", referrer)
+    # the same evidence for machines: GET /api/v1/referrals/{friend_id}
+    status, evidence = await bot.admin("GET", f"/api/v1/referrals/{friend}")
+    assert status == 200 and isinstance(evidence, dict), evidence
+    assert evidence["status"] == "review" and evidence["referrer_id"] == referrer and evidence["order_yen"] == 2000
+    assert evidence["shared_fingerprints"] == ["fp-hash-1"] and evidence["friend"]["fingerprints"] == ["fp-hash-1"]
+    assert evidence["referrer"]["orders"] == 1 and evidence["referrer_referrals"] == {"review": 1}
+    assert (await bot.admin("GET", f"/api/v1/referrals/{referrer}"))[0] == 404  # never referred
+    assert (await bot.admin("GET", "/api/v1/referrals/nobody"))[0] == 400
     for path, form, lower in posts:
         assert (await anonymous.post(path, form, csrf=False))[0] == 401, path
         assert (await owner.post(path, form, csrf=False))[0] == 403, path

@@ -138,6 +138,8 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
     ("get", "/api/v1/referrals", "Referrals by status (refused = voided)", [],
      [_query("status", {"type": "string", "enum": ["pending", "review", "completed", "voided", "refused"]},
              required=True), *PAGE], None, 200),
+    ("get", "/api/v1/referrals/{friend_id}", "One referral with its evidence: fingerprints on both sides' orders, "
+     "timing (follow, attribution, order), the pair's history", [_path_param("friend_id", USER_ID)], [], None, 200),
     ("post", "/api/v1/referrals/{friend_id}/approve", "Approve a referral held for review (pays both once)",
      [_path_param("friend_id", USER_ID)], [], REASON, 200),
     ("post", "/api/v1/referrals/{friend_id}/void", "Void a pending or reviewed referral",
