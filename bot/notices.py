@@ -201,7 +201,7 @@ async def after_attribution(services: Services, attribution: Attribution, friend
         return
     await webhook_events.referral_pending(services, attribution.referrer, friend)
     rules, view = services.program.rules, await services.program.member(attribution.referrer)
-    offer = services.program.referral_offer(gift=bool(view and view.gift))
+    offer = await services.program.offer_of_referral(friend, gift=bool(view and view.gift))
     if offer.on_join:  # joining paid the referrer already: what they were paid, whatever the campaign now
         offer = replace(offer, referrer_points=await _referral_points(services, attribution.referrer, friend,
                                                                       offer.referrer_points))
@@ -318,7 +318,7 @@ async def _referral_completed(services: Services, referrer: str, friend: str) ->
     them their points are in, then any milestone and tier it reached. Keyed by the friend, so however often
     a retried event or request calls this, LINE delivers it once."""
     view = await services.program.member(referrer)
-    offer = services.program.referral_offer(gift=bool(view and view.gift))
+    offer = await services.program.offer_of_referral(friend, gift=bool(view and view.gift))
     paid = await _referral_points(services, referrer, friend, offer.referrer_points)
     await webhook_events.referral_completed(services, referrer, friend, paid)
     points = f"{paid:,}"

@@ -52,7 +52,7 @@ async def _refer(services: Services, kind: str, uid: str, cause: str, headline_k
                  ) -> Prompt:
     code = await services.program.invite_code(uid)
     link = invite_link(services.settings, code)
-    offer = services.program.referral_offer()
+    offer = await services.program.offer_for(uid)
     amounts = _referral_amounts(offer)
 
     def messages(lang: str, t: Texts) -> list[dict[str, Any]]:
@@ -136,7 +136,7 @@ async def friend_reminder(services: Services, friend: str) -> Prompt | None:
     if not await program.prompts.waiting_for_first_order(friend):
         return None
     coupon = await friend_coupon(services, friend)
-    offer = program.referral_offer()
+    offer = await program.offer_of_referral(friend)
 
     def messages(lang: str, t: Texts) -> list[dict[str, Any]]:
         lines = [offer_text(t, "prompt_friend_reminder", offer, shop=t("shop_name"))]

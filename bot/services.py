@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot import privacy
 from bot.chat.postback import key_for
 from bot.config import Settings
 from bot.deliveries.engine import Deliveries
@@ -75,9 +76,11 @@ async def open_services(settings: Settings, metrics: Metrics, rules: Rules, text
         try:
             program = Program(redis, rules)
             deliveries = Deliveries(redis, program.now_ms)
-            yield Services(settings=settings, program=program, line=line, texts=texts, redis=redis,
-                           catalog=Catalog(redis, program, rules, shop=shop), deliveries=deliveries,
-                           outbound=Outbound(redis, deliveries, program.now_ms))
+            services = Services(settings=settings, program=program, line=line, texts=texts, redis=redis,
+                                catalog=Catalog(redis, program, rules, shop=shop), deliveries=deliveries,
+                                outbound=Outbound(redis, deliveries, program.now_ms))
+            privacy.register(services)  # the plumbing's share of a member's export and erasure
+            yield services
         finally:
             if shop is not None:
                 await shop.close()

@@ -11,6 +11,8 @@ from handlers import (
     invite,
     leaderboard,
     points,
+    privacy_data,
+    privacy_forget,
     profile,
     referral_code,
     referral_status,
@@ -38,5 +40,6 @@ def build_router() -> Router:
     # forgiven, for the invite word "referral"
     root.include(follow.router, unfollow.router, profile.router, help.router, referral_status.router,
                  invite.router, points.router, account_link.router, rewards_catalog.router, coupons.router, leaderboard.router, gift.router,
+                 privacy_data.router, privacy_forget.router,
                  referral_code.router, richmenu_switch.router, fallback.router)
     return root

@@ -27,7 +27,7 @@ async def on_coupons(ctx: Ctx) -> None:
         reward = ctx.program.rules.reward(coupon.reward_id)
         name = cut((reward.name.get(ctx.lang) or reward.name["ja"]) if reward else coupon.reward_id, NAME_MAX)
         if is_friend_coupon(coupon):  # the welcome coupon a referral gave: named by its offer
-            name = offer_name(ctx, ctx.program.rules.friend_coupon)
+            name = offer_name(ctx, await ctx.program.friend_coupons.rule_of(ctx.user_id))
         if coupon.used:
             state = "used"
             headline = ctx.t("coupon_state_used", date=catalog.day_of(coupon.used_at_ms).strftime("%Y/%m/%d"))

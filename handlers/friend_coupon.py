@@ -25,9 +25,8 @@ def offer_name(ctx: Ctx, rule: FriendCoupon | None) -> str:
     return cut(rule.name.get(ctx.lang) or rule.name["ja"], NAME_MAX)
 
 
-def conditions(ctx: Ctx, coupon: Coupon) -> list[str]:
+def conditions(ctx: Ctx, coupon: Coupon, rule: FriendCoupon | None) -> list[str]:
     """What a friend must know to use it: the first order, the minimum, the last day."""
-    rule = ctx.program.rules.friend_coupon
     lines = [ctx.t("friend_coupon_first_order")]
     if rule is not None and rule.minimum_order:
         lines.append(ctx.t("friend_coupon_minimum", amount=f"{rule.minimum_order:,}"))
@@ -40,13 +39,13 @@ def coupons_quick_reply(ctx: Ctx) -> dict[str, Any]:
     return {"type": "action", "action": {"type": "message", "label": ctx.t("qr_coupons"), "text": ctx.t("word_coupons")}}
 
 
-def friend_coupon_messages(ctx: Ctx, coupon: Coupon | None) -> list[dict[str, Any]]:
+def friend_coupon_messages(ctx: Ctx, coupon: Coupon | None, rule: FriendCoupon | None) -> list[dict[str, Any]]:
     """The card for a coupon just given (or given before: a redelivery shows the same); when the rules give one
-    but none came (the shop's pool is empty), a line saying it will follow; nothing when the rules give none."""
-    rule = ctx.program.rules.friend_coupon
+    but none came (the shop's pool is empty), a line saying it will follow; nothing when the rules give none.
+    `rule`: the coupon the friend's referral gives (rewards/friend_coupons.py rule_of: an experiment arm's)."""
     if coupon is None:
         return [text(ctx, ctx.t("friend_coupon_owed"))] if rule is not None else []
     contents = render(ctx, "friend_coupon", name=offer_name(ctx, rule), code=coupon.code,
-                      rows=[note(ctx, line) for line in conditions(ctx, coupon)],
+                      rows=[note(ctx, line) for line in conditions(ctx, coupon, rule)],
                       note=note(ctx, ctx.t("friend_coupon_how")), link=coupon_link(ctx.services.settings, coupon.token))
     return [card(ctx, ctx.t("friend_coupon_alt", code=coupon.code), contents, coupons_quick_reply(ctx))]

@@ -29,7 +29,7 @@ async def on_gift_word(ctx: Ctx) -> None:
         return
     member = await ctx.program.member(ctx.user_id)
     gifting = bool(member and member.gift)
-    points = f"{ctx.program.referral_offer().referrer_points:,}"  # what a referral pays now, campaigns included
+    points = f"{(await ctx.program.offer_for(ctx.user_id)).referrer_points:,}"  # a referral now: campaigns, their arm
     status = ctx.t("gift_status_on" if gifting else "gift_status_off", points=points)
     await ctx.answer(text(ctx, status, _choice(ctx, not gifting)))
 

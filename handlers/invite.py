@@ -16,8 +16,9 @@ router = Router("invite")
 async def on_invite(ctx: Ctx) -> None:
     code = await ctx.program.invite_code(ctx.user_id)
     await ctx.program.count("invites_shown")
+    await ctx.program.experiments.count(ctx.user_id, "invites_shown")  # under their arm, while one runs
     member = await ctx.program.member(ctx.user_id)
-    settings, offer = ctx.services.settings, ctx.program.referral_offer(gift=bool(member and member.gift))
+    settings, offer = ctx.services.settings, await ctx.program.offer_for(ctx.user_id, gift=bool(member and member.gift))
     link = invite_link(settings, code)
     campaign, hold = campaign_note(ctx.t, offer), hold_note(ctx.t, offer)
     caption = joined(campaign, offer_text(ctx.t, "invite_caption", offer, shop=ctx.t("shop_name"), link=link))

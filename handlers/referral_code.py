@@ -39,6 +39,6 @@ async def attribution_accepted(ctx: Ctx, outcome: Attribution) -> list[dict[str,
     the referral counted as the rules pay it (with the referrer's share when they give it away, 相手に譲る),
     and the welcome coupon when the rules give one."""
     referrer = await ctx.program.member(outcome.referrer) if outcome.referrer else None
-    offer = ctx.program.referral_offer(gift=bool(referrer and referrer.gift))
+    offer = await ctx.program.offer_of_referral(ctx.user_id, gift=bool(referrer and referrer.gift))
     said = [text(ctx, referral_ok(ctx.t, offer))]
-    return said + friend_coupon_messages(ctx, outcome.coupon)
+    return said + friend_coupon_messages(ctx, outcome.coupon, await ctx.program.friend_coupons.rule_of(ctx.user_id))

@@ -7,6 +7,8 @@ from bot.chat.staff import is_staff
 from handlers.staff_common import WORD_NUMBERS, staff_text
 from rewards.stats import report
 
+SHOWN_EXPERIMENT_STATUSES = ("running", "ended")  # in effect: the arms, or the winner for everyone
+
 router = Router("staff_numbers")
 
 
@@ -27,4 +29,20 @@ async def on_numbers(ctx: Ctx) -> None:
                  spent=f"{today['points']['spent']:,}", claimed=today["rewards_claimed"],
                  # a glance, not a report: K as 0.22, not 0.2222
                  conversion30=percent(month["conversion_rate"]), k30=f"{month['k_factor'] or 0:.2f}")
-    await ctx.answer(staff_text(ctx, body))
+    lines = [body, *[experiment_line(ctx, e) for e in await ctx.program.experiments.report()
+                     if e["status"] in SHOWN_EXPERIMENT_STATUSES]]
+    await ctx.answer(staff_text(ctx, "\n".join(lines)))
+
+
+def experiment_line(ctx: Ctx, experiment: dict) -> str:
+    """One line per offer experiment in effect: each arm's completions, K-factor and cost per friend, and
+    whether they differ yet (GET /api/v1/experiments has the intervals)."""
+    if experiment["ended"]:
+        return ctx.t("staff_numbers_experiment_ended", id=experiment["id"], winner=experiment["ended"]["winner"])
+    arms = " / ".join(ctx.t("staff_numbers_experiment_arm", arm=a["id"], completed=a["completions"],
+                            attributed=a["attributions"], k=f"{(a['k_factor'] or {}).get('value', 0):.2f}",
+                            cost=f"{round(a['cost_yen'] / a['completions']):,}" if a["completions"] else "-")
+                      for a in experiment["arms"])
+    verdict = ctx.t("staff_numbers_experiment_significant" if experiment["significant"]
+                    else "staff_numbers_experiment_not_yet")
+    return ctx.t("staff_numbers_experiment", id=experiment["id"], arms=arms, verdict=verdict)

@@ -46,6 +46,9 @@ async def on_review(ctx: Ctx) -> None:
     for n, ref in enumerate(waiting[:SHOWN], start=1):
         lines.append(ctx.t("staff_review_line", n=n, friend=ref["friend"], referrer=await code_of(ctx, ref["referrer"]),
                            order=ref.get("order", "-")))
+        if ref.get("ring"):  # [rings]: a flagged group, its score and reasons (held, or flagged only)
+            lines.append(ctx.t("staff_review_ring_line", score=ref.get("ring_score", ""),
+                               reasons=ref.get("ring_reasons", ""), status=ref.get("status", "")))
         buttons += [postback_button(ctx.t("staff_review_approve_label", n=n), ctx.pack(ApproveReferral(ref["friend"])),
                                     ctx.t("staff_review_approve_label", n=n)),
                     postback_button(ctx.t("staff_review_void_label", n=n), ctx.pack(VoidReferral(ref["friend"])),
@@ -55,6 +58,10 @@ async def on_review(ctx: Ctx) -> None:
 
 async def decide(ctx: Ctx, friend: str, approve: bool) -> None:
     review = ReferralReview(ctx.program)
+    if approve and await review.flagged_only(friend):  # [rings] flag mode: approving clears the flag only
+        await review.dismiss_ring(friend, ctx.user_id)
+        await ctx.answer(staff_text(ctx, ctx.t("staff_review_ring_cleared", friend=friend)))
+        return
     try:  # audited too, once per referral (a retry audits what the first try decided and did not audit)
         decision = await (review.approve(friend, ctx.user_id) if approve else review.void(friend, ctx.user_id))
     except ProgramError as refused:

@@ -32,6 +32,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+import bot
 from bot.line import limits as line_limits
 from bot.line.limits import DISPLAY_NAME_MAX
 
@@ -51,6 +52,9 @@ from .shopify import ShopifyStandIn
 from .shopify import order_body as shopify_order_body
 
 STATIC = Path(__file__).resolve().parent / "static"
+# the LINE message renderer the console shares with the staff dashboard, served from the bot package
+RENDERER = Path(bot.__file__).resolve().parent / "web" / "dashboard" / "static"
+RENDERER_FILES = ("line-render.js", "line-render.css")
 LANGUAGES = ("ja", "en")
 ACCEPT_LANGUAGE = {"ja": "ja-JP,ja;q=0.9,en;q=0.5", "en": "en-US,en;q=0.9,ja;q=0.3"}
 # LINE's in-app browser announces itself with " Line/<version>"; pages may look for it.

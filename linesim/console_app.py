@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from . import shop
-from .console import SSE_KEEPALIVE_SECONDS, STATIC, Console, ConsoleError, Customer
+from .console import RENDERER, RENDERER_FILES, SSE_KEEPALIVE_SECONDS, STATIC, Console, ConsoleError, Customer
 from .platform import Platform
 
 CONSOLE_KEY = web.AppKey("console", Console)
@@ -115,6 +115,11 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
     app[CONSOLE_KEY] = console
     app.cleanup_ctx.append(console.lifecycle)
     app.on_shutdown.append(console.close_streams)
+
+    def renderer_file(name: str) -> Any:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(RENDERER / name, headers={"Cache-Control": "no-store"})
+        return handler
 
     async def index(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "console.html", headers={"Cache-Control": "no-store"})
@@ -275,6 +280,8 @@ def console_app(platform: Platform, *, bot_url: str, public_base_url: str, admin
     r.add_post("/api/customers/{uid}/liff/friendship", liff_friendship)
     r.add_post("/api/customers/{uid}/liff/request-friendship", liff_request_friendship)
     r.add_post("/api/customers/{uid}/liff/share", liff_share)
+    for name in RENDERER_FILES:  # the renderer the dashboard uses too: one file, from the bot package
+        r.add_get(f"/static/{name}", renderer_file(name))
     r.add_static("/static/", STATIC)
     r.add_get("/api/state", state)
     r.add_get("/api/events", events)

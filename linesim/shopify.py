@@ -55,7 +55,7 @@ def _now() -> str:
 
 def order_body(*, order_id: int | None = None, customer_id: int | None = None, items: list[tuple[str, int, int]]
                | None = None, shipping: int = 0, discount_codes: tuple[str, ...] = (), discount: int = 0,
-               currency: str = "JPY", created_at: str | None = None) -> dict:
+               currency: str = "JPY", created_at: str | None = None, shipping_address: dict | None = None) -> dict:
     """An orders/paid body: `items` as (title, quantity, unit price in yen); the subtotal is what the lines cost
     less the order's discount, before shipping (tax included, as Japanese shops show prices)."""
     order_id = order_id or next_id()
@@ -81,7 +81,7 @@ def order_body(*, order_id: int | None = None, customer_id: int | None = None, i
         "total_tax": "0.00", "taxes_included": True, "test": False,
         "discount_codes": [{"code": code, "amount": _money(discount), "type": "fixed_amount"}
                            for code in discount_codes],
-        "customer": customer, "line_items": lines, "refunds": [],
+        "customer": customer, "line_items": lines, "refunds": [], "shipping_address": shipping_address,
         "shipping_lines": [{"id": next_id(), "title": "通常配送", "price": _money(shipping),
                             "price_set": _set(shipping, currency)}] if shipping else []}
 

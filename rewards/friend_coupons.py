@@ -26,8 +26,9 @@ from typing import Any
 from rewards import codes, keys
 from rewards.counters import Counters
 from rewards.coupons import Coupon, valid_through
+from rewards.experiments import arm_terms
 from rewards.part import Part
-from rewards.rules import FRIEND_COUPON_POOL, Rules
+from rewards.rules import FRIEND_COUPON_POOL, FriendCoupon, Rules
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ class FriendCoupons(Part):
     async def give(self, friend: str) -> Coupon | None:
         """The friend's welcome coupon: given now if it is due, the one given before if any; None when none is
         due (no coupon in the rules, never referred, refused, voided) or the pool is empty (then owed)."""
-        rule = self.rules.friend_coupon
-        state = await self.redis.hget(keys.referral(friend), "coupon")
+        state, exp_id, arm_id = await self.redis.hmget(keys.referral(friend), ["coupon", "exp", "arm"])
+        rule = self.rule_for(exp_id, arm_id)  # an experiment's arm may give another coupon, or none
         if state is None:
             return None
         if state != b"due":
@@ -90,6 +91,18 @@ class FriendCoupons(Part):
         if given.code != code:
             await self._unused(friend, rule.kind, code)
         return await self.held(friend)
+
+    def rule_for(self, exp_id: bytes | None, arm_id: bytes | None) -> FriendCoupon | None:
+        """The welcome coupon of a referral attributed under this experiment arm (none: [referral.friend_coupon])."""
+        if exp_id is None or arm_id is None:
+            return self.rules.friend_coupon
+        return arm_terms(self.rules, exp_id.decode(), arm_id.decode()).friend_coupon
+
+    async def rule_of(self, friend: str) -> FriendCoupon | None:
+        """The welcome coupon the friend's referral gives (what its card and page name)."""
+        if not self.rules.experiments:
+            return self.rules.friend_coupon
+        return self.rule_for(*await self.redis.hmget(keys.referral(friend), ["exp", "arm"]))
 
     async def _unused(self, friend: str, kind: str, code: str) -> None:
         """A code taken for a coupon that another call gave first: a pool code goes back to the front of the pool,

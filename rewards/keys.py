@@ -53,13 +53,14 @@ def member(uid: str) -> str:
 #   tier_told            #Tt       the last tier rise they were told of
 #   customer_id          #C        the shop customer linked to them (account link; true only while that
 #                                  customer's record names them back: rewards/links.py)
+#   erased_at            #!        on an erased member's pseudonym only: when the person was erased (rewards/privacy.py)
 FIELDS = {
     "points": "#P", "pending_points": "#H", "debt": "#D", "lifetime": "#L", "last_activity": "#A",
     "first_seen_at": "#F", "first_seen_via": "#V", "followed_at": "#W", "last_follow_at": "#Wl",
     "last_seen_at": "#T", "blocked": "#X", "blocked_at": "#Xt", "lang": "#G", "lang_pref": "#Gp", "code": "#I",
     "member_token": "#M", "referred_by": "#B", "referrals_completed": "#N", "first_order": "#O", "orders": "#Oc",
     "spent": "#$", "birthday": "#Y", "gift": "#Z", "nickname": "#Nk", "nickname_consent": "#Nc",
-    "tier_peak": "#Tp", "tier_told": "#Tt", "customer_id": "#C",
+    "tier_peak": "#Tp", "tier_told": "#Tt", "customer_id": "#C", "erased_at": "#!",
 }
 # the fields with a month (or an order id) after the prefix: "earned:2026-12" is "#E2026-12"
 FIELD_PREFIXES = {"earned:": "#E", "spent:": "#S", "referrals:": "#R", "ranked:": "#K", "refunded:": "#U"}
@@ -316,3 +317,39 @@ SHOPIFY_DATA_REQUESTS = f"{PREFIX}:shopify:data_requests"  # hash: request id ->
 
 def shopify_early_refunds(order_id: str) -> str:
     return f"{PREFIX}:shopify:{{o:{order_id}}}:early"  # hash: refund id -> yen, a refund waiting for its order
+
+
+# ---- referral rings (rewards/ring_watch.py) ---------------------------------------------------------------------
+def ring_marks(uid: str) -> str:
+    # set in the member's slot: "fp:", "cust:", "addr:" + a hash seen on their orders, "used:<member>" for a
+    # coupon of that member's on one of their orders
+    return f"{PREFIX}:m:{{{uid}}}:rings"
+
+
+def ring_mark(mark: str) -> str:
+    return f"{PREFIX}:rings:mark:{mark}"  # set: the members a mark was seen on (a single-key write)
+
+
+RING_GROUPS = f"{PREFIX}:rings:groups"  # hash: group id -> the flagged group (JSON: members, score, reasons, at)
+RING_SCANNED = f"{PREFIX}:rings:scanned"  # string: when the last whole-graph pass ran (ms)
+
+# ---- a member's data on request (rewards/privacy.py) -------------------------------------------------------------
+# hash: user id -> an erasure under way (JSON: its pseudonym and what to clean), until its last step; the clock
+# finishes one a crash left half done
+PRIVACY_ERASING = f"{PREFIX}:privacy:erasing"
+# hash: keyed hash of an erased user id -> when (ms). Never the id itself: it tells a returning person from a new one
+PRIVACY_ERASED = f"{PREFIX}:privacy:erased"
+PRIVACY_KEY = f"{PREFIX}:privacy:key"  # string: the key of those keyed hashes (random, made once per database)
+
+
+def experiment(exp_id: str) -> str:
+    """Hash of one offer experiment's people (rewards/experiments.py): `end` (its ending, JSON, once),
+    `u:<referrer>` (the arm recorded at first exposure), `x:`/`k:<referrer>` (their friends acquired, their cost
+    in yen), `f:<friend>` (a: attribution counted, c: completion counted). Hash tag {id}: one slot with the
+    counters, for experiment_count.lua."""
+    return f"{PREFIX}:exp:{{{exp_id}}}"
+
+
+def experiment_counts(exp_id: str) -> str:
+    """Hash of one offer experiment's counters, `<arm>:<metric>`: small, so the report reads it whole."""
+    return f"{PREFIX}:exp:{{{exp_id}}}:counts"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,8 @@ from rewards.part import Part
 from rewards.referrals import ReferralCounts, Referrals, referral_counts
 from rewards.rules import Rules, Tier
 from rewards.segments import MemberFacts
+
+REJOINED = "rejoined"  # first_seen_via of a person seen again after their data was erased (rewards/privacy.py)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class Members(Part):
         self.referrals = referrals
         self._seen = self.script("member_seen")
         self._audit_once = self.script("audit_once")
+        # whether a user id was erased before (rewards/privacy.py sets it): such a person comes back as a member
+        # who is neither referable nor paid the sign-up points again
+        self.was_erased: Callable[[str], Awaitable[bool]] | None = None
 
     # ---- sightings -------------------------------------------------------------------
     async def see(self, uid: str, via: str, at_ms: int, lang: str = "") -> bool:
@@ -75,6 +80,9 @@ class Members(Part):
         created, language, step = await self._seen(keys=[keys.member(uid), *extra], args=[uid, via, at_ms, lang])
         if created:
             await buckets.add_member(self.redis, uid)
+            if self.was_erased is not None and await self.was_erased(uid):
+                # attribute.lua refuses anyone not first seen by a follow (EXISTING_MEMBER): erase-and-re-refer
+                await self.redis.hset(keys.member(uid), keys.field("first_seen_via"), REJOINED)
         if via == "unfollow":
             await self.referrals.friend_blocked(uid, at_ms)
         return bool(created), language.decode() if language else None, step.decode() if step else None
@@ -147,8 +155,9 @@ class Members(Part):
         """
         if self.rules.signup_points <= 0:
             return 0
-        if await self.redis.hget(keys.member(uid), keys.field("first_seen_via")) == b"import":
-            return 0  # a member the shop imported was one before: their opening balance stands for their past
+        if await self.redis.hget(keys.member(uid), keys.field("first_seen_via")) in (b"import", REJOINED.encode()):
+            return 0  # a member the shop imported was one before: their opening balance stands for their past;
+            # one who had their data erased was paid once already
         award = self.ledger.award("signup", self.rules.signup_points, at_ms, "signup", "signup", note=event_id)
         written, _ = await self.ledger.earn(uid, award)
         if written == 1:

@@ -28,14 +28,18 @@ class ReferralOffer:
         return self.trigger == "join"
 
 
-def referral_offer(rules: Rules, at_ms: int, gift: bool = False) -> ReferralOffer:
+def referral_offer(rules: Rules, at_ms: int, gift: bool = False, base: tuple[int, int] | None = None
+                   ) -> ReferralOffer:
     """The offer at `at_ms`, its amounts computed by the engine exactly as a payment at that moment would be;
-    `gift`: the referrer gives their share to the friend (honoured only when the rules allow it)."""
-    referrer = engine.award(rules, "referral.referrer", rules.referrer_points, at_ms, "offer", "referral").amount
-    friend = engine.award(rules, "referral.friend", rules.friend_points, at_ms, "offer", "referral").amount
+    `gift`: the referrer gives their share to the friend (honoured only when the rules allow it); `base`: the
+    (referrer, friend) points before campaigns when an experiment's arm decides them (rewards/experiments.py),
+    else [referral]'s."""
+    base_referrer, base_friend = base or (rules.referrer_points, rules.friend_points)
+    referrer = engine.award(rules, "referral.referrer", base_referrer, at_ms, "offer", "referral").amount
+    friend = engine.award(rules, "referral.friend", base_friend, at_ms, "offer", "referral").amount
     at = engine.shop_time(rules, at_ms)
     in_effect = [c for rule in REFERRAL_RULES for c in engine.campaigns_in_effect(rules.campaigns, rule, at)]
-    boosted = (referrer, friend) != (rules.referrer_points, rules.friend_points)
+    boosted = (referrer, friend) != (base_referrer, base_friend)
     ends = min((c.ends for c in in_effect), default=None) if boosted else None
     gift = gift and rules.allow_gift
     return ReferralOffer(

@@ -15,6 +15,7 @@ from rewards.ledger import Ledger
 from rewards.members import Members
 from rewards.part import Part
 from rewards.referrals import Referrals
+from rewards.ring_watch import RingWatch
 from rewards.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,9 @@ class Purchase:
 
 class Orders(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
-                 members: Members, referrals: Referrals):
+                 members: Members, referrals: Referrals, rings: RingWatch | None = None):
         super().__init__(redis, rules, now_ms)
+        self.rings = rings
         self.counters = counters
         self.ledger = ledger
         self.members = members
@@ -60,8 +62,11 @@ class Orders(Part):
                                           note=order_id)] if first and first.points else []
         specs = [a.spec(self.rules) for a in awards if a.amount > 0]
         first_specs = [a.spec(self.rules) for a in first_awards]
-        friend_spec = self.referrals.friend_award(at, order_id)
+        terms = await self.referrals.experiments.referral_terms(uid)  # a referral pays the arm it was attributed under
+        friend_spec = self.referrals.friend_award(at, order_id, terms.friend_points)
         review = await self._looks_like_self_referral(uid, fingerprint) if fingerprint else False
+        # [rings] hold: purchase.lua holds the referral (RING) when the friend's record names a flagged group
+        ring_hold = await self.rings.before_completion(uid, fingerprint) if self.rings else False
         await self.redis.sadd(keys.SETTLE, uid)  # the intent, written before the step it guards
         new, raw, *referred_first = await self._purchase(
             keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
@@ -69,7 +74,7 @@ class Orders(Part):
                               "month": engine.shop_time(self.rules, at).strftime("%Y-%m"),
                               "awards": specs, "first_awards": first_specs,
                               "referral_min": self.rules.referral_minimum_order, "friend_award": friend_spec,
-                              "review": review})])
+                              "review": review, "ring_hold": ring_hold})])
         answer = json.loads(raw)
         if fingerprint:
             await self.redis.sadd(keys.fingerprints(uid), fingerprint)
@@ -84,8 +89,8 @@ class Orders(Part):
                 await self.counters.count("first_purchases")
             await self.counters.count("points_issued", int(answer.get("points_awarded", 0)))
             if (answer.get("referral") or {}).get("status") == "review":
-                log.warning("referral of %s held for review: order %s carries a fingerprint of the referrer", uid,
-                            order_id)
+                log.warning("referral of %s held for review (%s): order %s", uid,
+                            "fingerprint of the referrer" if review else "referral ring", order_id)
                 await self.counters.count("referrals_review")
         return Purchase(answer=answer, new=bool(new), completed_referral_of=paid_referrer)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from rewards.board import Board
 from rewards.counters import Counters
+from rewards.experiments import Experiments, Terms
 from rewards.friend_coupons import FriendCoupons
 from rewards.imports import Imports
 from rewards.invites import Invites
@@ -28,8 +29,10 @@ from rewards.members import Members
 from rewards.offer import ReferralOffer, referral_offer
 from rewards.orders import Orders
 from rewards.pre_follow import PreFollow
+from rewards.privacy import Privacy
 from rewards.prompts import Prompts
-from rewards.referrals import Referrals
+from rewards.referrals import Attribution, Referrals
+from rewards.ring_watch import RingWatch
 from rewards.rules import Rules
 from rewards.shares import Shares
 from rewards.shopify import Shopify
@@ -37,6 +40,9 @@ from rewards.upkeep import Upkeep
 
 
 class Program:
+    async def _experiment_arms(self, uid: str) -> dict[str, Any]:
+        return {"experiment_arms": await self.experiments.arms_of(uid)}
+
     def __init__(self, redis: Any, rules: Rules, clock: Callable[[], float] = time.time):
         self.redis = redis
         self._rules = rules
@@ -46,13 +52,17 @@ class Program:
         self.points_ledger = Ledger(redis, rules, now_ms, self.counters)
         self.invites = Invites(redis)
         self.board = Board(redis, rules, now_ms)
+        # offer experiments: the referrer's arm decides a referral's amounts and the friend's coupon
+        self.experiments = Experiments(redis, rules, now_ms, audit=lambda *a, **k: self.members.audit(*a, **k))
         self.friend_coupons = FriendCoupons(redis, rules, now_ms, counters=self.counters)
         self.referrals = Referrals(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
-                                   invites=self.invites, board=self.board, friend_coupons=self.friend_coupons)
+                                   invites=self.invites, board=self.board, friend_coupons=self.friend_coupons,
+                                   experiments=self.experiments)
         self.members = Members(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                                referrals=self.referrals)
+        self.rings = RingWatch(redis, rules, now_ms, counters=self.counters)  # [rings]: referral-ring detection
         self.orders = Orders(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
-                             members=self.members, referrals=self.referrals)
+                             members=self.members, referrals=self.referrals, rings=self.rings)
         self.links = Links(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders)
         self.imports = Imports(redis, rules, now_ms, ledger=self.points_ledger, members=self.members,
                                links=self.links)  # what the shop already has (rewards/imports.py)
@@ -61,9 +71,18 @@ class Program:
         self.prompts = Prompts(redis, rules, now_ms)
         # invites through LIFF: attribution before the follow, and the shares the page reports
         self.pre_follow = PreFollow(redis, rules, now_ms, counters=self.counters, invites=self.invites)
-        self.shares = Shares(redis, rules, now_ms, counters=self.counters)
+        self.shares = Shares(redis, rules, now_ms, counters=self.counters, experiments=self.experiments)
+        # a member's data on request: export and erasure (APPI)
+        self.privacy = Privacy(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
+                               members=self.members, referrals=self.referrals)
+        self.members.was_erased = self.privacy.was_erased
         self.shopify = Shopify(redis, rules, now_ms, counters=self.counters, members=self.members, orders=self.orders,
-                               links=self.links, friend_coupons=self.friend_coupons)
+                               links=self.links, friend_coupons=self.friend_coupons, privacy=self.privacy,
+                               rings=self.rings)
+        # what ring detection keeps about a member (hashed marks, group membership) is exported and erased too
+        self.privacy.add_plumbing(export=self.rings.export, erase=self.rings.forget)
+        # and the experiments' arm and totals kept under their user id (the arms' counters name nobody)
+        self.privacy.add_plumbing(export=self._experiment_arms, erase=self.experiments.forget)
 
         members = self.members
         self.see = members.see
@@ -103,7 +122,7 @@ class Program:
         self.member_by_token = self.invites.member_by_token
 
         referrals = self.referrals
-        self.attribute = referrals.attribute
+        self.attribute = self._attribute  # referrals.attribute, then the ring check
         self.settle = referrals.settle
         self.settle_all = referrals.settle_all
         self.decide_referral = referrals.decide_referral
@@ -131,6 +150,12 @@ class Program:
         self.count = self.counters.count
         self.stats = self.counters.totals
 
+    async def _attribute(self, friend: str, code: str, op: str) -> Attribution:
+        outcome = await self.referrals.attribute(friend, code, op)
+        if outcome.ok and not outcome.replay:
+            await self.rings.after_attribution(friend)  # [rings]: a burst, a quick referrer, a cycle show now
+        return outcome
+
     @property
     def rules(self) -> Rules:
         """Fixed at construction: every part was given these."""
@@ -144,3 +169,17 @@ class Program:
         """What a referral would pay each side now (campaigns included), on what condition, boosted until when;
         `gift`: for a referrer who gives their share to the friend (相手に譲る)."""
         return referral_offer(self._rules, self.now_ms(), gift)
+
+    async def offer_for(self, referrer: str | None, gift: bool = False) -> ReferralOffer:
+        """The offer a referral by `referrer` would pay now: their experiment arm's when one runs (assigned now at
+        their first exposure, rewards/experiments.py), else as referral_offer()."""
+        if referrer is None:
+            return self.referral_offer(gift)
+        return self._offer(await self.experiments.terms_for(referrer), gift)
+
+    async def offer_of_referral(self, friend: str, gift: bool = False) -> ReferralOffer:
+        """The offer the friend's referral pays: the arm it was attributed under (kept with it)."""
+        return self._offer(await self.experiments.referral_terms(friend), gift)
+
+    def _offer(self, terms: Terms, gift: bool) -> ReferralOffer:
+        return referral_offer(self._rules, self.now_ms(), gift, (terms.referrer_points, terms.friend_points))

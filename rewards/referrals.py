@@ -17,6 +17,7 @@ from rewards.board import Board
 from rewards.counters import Counters
 from rewards.coupons import Coupon
 from rewards.errors import ProgramError
+from rewards.experiments import Experiments, arm_terms
 from rewards.friend_coupons import FriendCoupons
 from rewards.invites import Invites
 from rewards.ledger import Ledger
@@ -92,8 +93,9 @@ def referral_counts(statuses: dict[str, str]) -> ReferralCounts:
 
 class Referrals(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
-                 invites: Invites, board: Board, friend_coupons: FriendCoupons):
+                 invites: Invites, board: Board, friend_coupons: FriendCoupons, experiments: Experiments):
         super().__init__(redis, rules, now_ms)
+        self.experiments = experiments  # the arm decides the amounts; holds are decided where they always were
         self.counters = counters
         self.friend_coupons = friend_coupons
         self.ledger = ledger
@@ -104,9 +106,11 @@ class Referrals(Part):
         self._void_referral = self.script("void_referral", moves_points=True)
         self._review_decide = self.script("review_decide", moves_points=True)
 
-    def friend_award(self, at_ms: int, note: str) -> dict[str, Any]:
-        """The friend's referral reward, as the scripts that pay it take it."""
-        return self.ledger.award("referral.friend", self.rules.friend_points, at_ms, "referral:friend", "referral",
+    def friend_award(self, at_ms: int, note: str, points: int | None = None) -> dict[str, Any]:
+        """The friend's referral reward, as the scripts that pay it take it; `points`: the base amount when an
+        experiment's arm decides it (rewards/experiments.py), else [referral] friend_points."""
+        points = self.rules.friend_points if points is None else points
+        return self.ledger.award("referral.friend", points, at_ms, "referral:friend", "referral",
                                  hold_days=self.rules.referral_hold_days, note=note).spec(self.rules)
 
     async def attribute(self, friend: str, code: str, op: str) -> Attribution:
@@ -129,25 +133,29 @@ class Referrals(Part):
             return await self._refused(SELF_REFERRAL)
         now = self.now_ms()
         on_join = self.rules.referral_trigger == "join"
-        coupon = self.rules.friend_coupon is not None
+        terms = await self.experiments.terms_for(referrer)  # the referrer's arm: kept with the referral
+        coupon = terms.friend_coupon is not None
+        arm = {"exp": terms.experiment, "arm": terms.arm} if terms.experiment else {}
+        friend_award = self.friend_award(now, "join", terms.friend_points)
         if on_join or coupon:
             await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
         outcome, recorded_referrer, replay = await self._attribute(
             keys=[*keys.ledger_keys(friend), keys.referral(friend)],
             args=[json.dumps({"referrer": referrer, "code": code, "op": op, "now": now,
                               "window": self.rules.referral_window_ms, "complete_on_join": on_join,
-                              "friend_award": self.friend_award(now, "join"), "coupon": coupon})])
+                              "friend_award": friend_award, "coupon": coupon, **arm})])
         outcome = outcome.decode()
         if outcome != "OK":
             return await self._refused(outcome)
         # The referrer's half; on a replay it is simply written again.
         await self._referrer_step(referrer, friend, "pending")
+        await self.experiments.attributed(terms, referrer, friend)  # once per friend, a replay too (a crash)
         if on_join or coupon:
             await self.settle(friend)  # the referrer's side (join), the welcome coupon: each once
         if not replay:
             await self.counters.count("referrals_pending")
             if on_join:
-                await self.counters.count("points_issued", self.rules.friend_points)
+                await self.counters.count("points_issued", terms.friend_points)
         return Attribution(ok=True, referrer=recorded_referrer.decode(), replay=bool(replay),
                            coupon=await self.friend_coupons.held(friend) if coupon else None)
 
@@ -157,7 +165,7 @@ class Referrals(Part):
 
         Raises ProgramError UNKNOWN_REFERRAL, NOT_IN_REVIEW or NOT_VOIDABLE with nothing changed."""
         now = self.now_ms()
-        spec = self.friend_award(now, "review")
+        spec = self.friend_award(now, "review", (await self.experiments.referral_terms(friend)).friend_points)
         await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
         outcome, status = await self._review_decide(keys=[*keys.ledger_keys(friend), keys.referral(friend)],
                                                     args=[json.dumps({"decision": decision, "at": now, "by": by,
@@ -224,7 +232,8 @@ class Referrals(Part):
             at = int(ref.get("completed_at") or self.now_ms())
             hold = self.rules.referral_hold_days
             gift = self.rules.allow_gift and (await self.redis.hget(keys.member(referrer), keys.field("gift"))) == b"1"
-            points = self.rules.referrer_points
+            terms = arm_terms(self.rules, ref.get("exp"), ref.get("arm"))  # the arm it was attributed under
+            points = terms.referrer_points
             if gift:  # 相手に譲る: the friend gets the referrer's reward too
                 await self.ledger.earn(friend, self.ledger.award("referral.referrer", points, at, "referral:gift",
                                                                  "referral", hold_days=hold, note=referrer))
@@ -236,6 +245,8 @@ class Referrals(Part):
                 await self.counters.count("referrals_completed")
                 await self._count_completed(referrer, at)
                 paid_now = referrer
+            if terms.experiment:  # the arm's figures: both sides' points, once per friend
+                await self.experiments.completed(referrer, friend, terms, at)
         elif referrer and status == "voided" and ref.get("referrer_paid") and not ref.get("referrer_reversed"):
             if ref.get("gift") == "1":
                 await self.ledger.reverse(friend, "referral:gift", "void:referral:gift")

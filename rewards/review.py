@@ -1,8 +1,11 @@
 """Referrals staff look at: the list by status, and the decision on one held for review.
 
 A referral goes to "review" when the friend's qualifying order carries a fingerprint already seen on the
-referrer's orders (Program.record_purchase). Staff approve it (it completes: both sides are paid, each once,
-by the usual single-member steps) or void it (nobody is paid). Pending referrals may be voided too.
+referrer's orders (Program.record_purchase, review_reason FINGERPRINT), or, with [rings] mode "hold", when the
+friend is in a flagged referral ring (review_reason RING, rewards/ring_watch.py). Staff approve it (it
+completes: both sides are paid, each once, by the usual single-member steps) or void it (nobody is paid).
+Pending referrals may be voided too. With [rings] mode "flag" a flagged referral keeps its status and pays as
+usual, but is listed with the review queue, marked by its `ring`; approving it clears the flag.
 """
 from __future__ import annotations
 
@@ -66,6 +69,19 @@ class Evidence:
         return self.record.get("approved_by") or self.record.get("voided_by")
 
     @property
+    def ring(self) -> dict[str, str] | None:
+        """A referral-ring flag ([rings], rewards/ring_watch.py): group, score, reasons, cleared_by; None: none."""
+        if not self.record.get("ring"):
+            return None
+        return {"group": self.record["ring"], "score": self.record.get("ring_score", ""),
+                "reasons": self.record.get("ring_reasons", ""), "cleared_by": self.record.get("ring_cleared", "")}
+
+    @property
+    def flagged_only(self) -> bool:
+        """Flagged as part of a ring but not held ([rings] mode "flag"): approving it clears the flag."""
+        return _ring_flagged(self.record)
+
+    @property
     def decided_at(self) -> int | None:
         at = self.record.get("voided_at") if self.record.get("voided_by") else (
             self.record.get("completed_at") if self.record.get("approved_by") else None)
@@ -102,7 +118,7 @@ class ReferralReview:
                 records = await pipe.execute()
             for uid, raw in zip(chunk, records, strict=True):
                 record = {k.decode(): v.decode() for k, v in raw.items()}
-                if record.get("status") == wanted:
+                if record.get("status") == wanted or (wanted == "review" and _ring_flagged(record)):
                     found.append({"friend": uid} | record)
         return sorted(found, key=lambda r: int(r.get("created_at", 0)), reverse=True)
 
@@ -141,6 +157,22 @@ class ReferralReview:
                     spent_yen=int(record.get("spent", 0)), fingerprints=sorted(found),
                     referred_by=record.get("referred_by"), blocked=record.get("blocked") == "1"), found
 
+    async def flagged_only(self, friend: str) -> bool:
+        """Flagged as part of a ring but not held (flag mode): approving it means dismissing the flag."""
+        record = await self.referral(friend)
+        return record is not None and _ring_flagged(record)
+
+    async def dismiss_ring(self, friend: str, by: str) -> bool:
+        """A referral flagged as part of a ring (flag mode: not held) that staff found honest: off the queue and
+        never flagged again, audited. False: it carries no ring flag."""
+        if not await self.redis.hexists(keys.referral(friend), "ring"):
+            return False
+        await self.redis.hset(keys.referral(friend), "ring_cleared", by)
+        record = await self.referral(friend) or {}
+        await self.program.audit(by, "dismiss_ring", friend, op=f"ring:dismiss:{friend}",
+                                 referrer=record.get("referrer", ""), ring=record.get("ring", ""))
+        return True
+
     async def approve(self, friend: str, by: str, **details: str) -> Decision:
         """Approve and audit (`details` go into the audit entry)."""
         return await self._take("approve", friend, by, details)
@@ -151,6 +183,8 @@ class ReferralReview:
 
     async def _take(self, decision: str, friend: str, by: str, details: dict[str, str]) -> Decision:
         changed, status, paid_referrer = await self.program.decide_referral(friend, decision, by)
+        if decision == "approve" and await self.redis.hexists(keys.referral(friend), "ring"):
+            await self.redis.hset(keys.referral(friend), "ring_cleared", by)  # staff looked: not flagged again
         record = await self.referral(friend) or {}
         referrer = record.get("referrer", "")
         # A referral is decided once, so the decision is audited once per referral: also when the decision
@@ -163,3 +197,9 @@ class ReferralReview:
                                  before="review" if approved else record.get("voided_from", ""), after=status,
                                  **details)
         return Decision(friend=friend, referrer=referrer, status=status, changed=changed, paid_referrer=paid_referrer)
+
+
+def _ring_flagged(record: dict[str, str]) -> bool:
+    """Flagged as part of a referral ring (flag mode: its status did not change) and not yet looked at by staff."""
+    return bool(record.get("ring")) and not record.get("ring_cleared") and not record.get("approved_by") \
+        and record.get("status") in ("pending", "completed")

@@ -17,6 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rewards.errors import DomainError
+from rewards.rings import RING_MODES
+from rewards.rings import Settings as RingSettings
 
 
 class RulesError(DomainError):
@@ -112,6 +114,36 @@ class FriendCoupon:
 # reward's id, so the two cannot clash.
 FRIEND_COUPON_POOL = "referral.friend_coupon"
 
+@dataclass(frozen=True)
+class Arm:
+    """One arm of an [[experiments]] entry: a share of the referrers, and what their referrals pay instead of
+    [referral]'s amounts (None: as [referral] says). rewards/experiments.py applies it."""
+
+    id: str
+    share: int  # percent of the referrers assigned to it (the arms' shares add up to 100; 0: no new ones)
+    referrer_points: int | None = None
+    friend_points: int | None = None
+    coupon_set: bool = False  # True: friend_coupon below replaces [referral.friend_coupon] (None: no coupon)
+    friend_coupon: FriendCoupon | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """[[experiments]]: an offer experiment, running from `starts` until `ends` (None: until ended)."""
+
+    id: str
+    starts: datetime
+    ends: datetime | None
+    arms: tuple[Arm, ...]
+    name: str = ""
+
+    def runs_at(self, at: datetime) -> bool:
+        return self.starts <= at and (self.ends is None or at < self.ends)
+
+    def arm(self, arm_id: str) -> Arm | None:
+        return next((a for a in self.arms if a.id == arm_id), None)
+
+
 NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back",
                 "friend_points", "friend_coupon", "referral_accepted")
 
@@ -197,6 +229,12 @@ class Rules:
     # [points] point_value_yen: what one point costs the shop in yen, so every figure that counts points also
     # shows yen (stats, the dashboard, what-if, experiments, budgets, the premiums-law check)
     point_value_yen: float = 1.0
+    # [broadcasts] extra_message_yen: what LINE charges for a message beyond the plan's free monthly quota (the
+    # dashboard's broadcast estimate); 0 for a plan that sells none (a send past the quota pauses)
+    extra_message_yen: float = 3.0
+    # [rings]: referral-ring detection (rewards/rings.py, rewards/ring_watch.py); off unless the file turns it on
+    rings: RingSettings = RingSettings()
+    experiments: tuple[Experiment, ...] = ()  # [[experiments]]: offer experiments (rewards/experiments.py)
     # [dashboard] staff_adjust_limit: the most points a "staff" account may add or take away in one adjustment
     # on the staff dashboard (owners have no limit; the admin API is the machines' and has none)
     staff_adjust_limit: int = 1000
@@ -485,7 +523,11 @@ def _load_rules(path: Path) -> Rules:
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
         friend_coupon=friend_coupon, prompts=prompts,
         unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1),
+        extra_message_yen=_extra_message_yen(r, r.table(data, "", "broadcasts")),
+        experiments=_experiments(r, data.get("experiments", []), zone, friend_coupon),
+        rings=_rings(r, r.table(data, "", "rings")),
         staff_adjust_limit=r.whole(dashboard, "dashboard", "staff_adjust_limit", 1000, minimum=1))
+
 
 
 def _point_value(r: _Reader, points: dict[str, Any]) -> float:
@@ -493,6 +535,15 @@ def _point_value(r: _Reader, points: dict[str, Any]) -> float:
     if not 0 < value <= 10_000:
         raise r.fail("points.point_value_yen", "must be more than 0 and at most 10000 (yen per point)")
     return value
+
+
+def _extra_message_yen(r: _Reader, table: dict[str, Any]) -> float:
+    value = table.get("extra_message_yen", 3)
+    if set(table) - {"extra_message_yen"}:
+        raise r.fail("broadcasts", f"unknown setting {sorted(set(table) - {'extra_message_yen'})[0]!r}")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise r.fail("broadcasts.extra_message_yen", f"must be a number of yen from 0 to 100, not {value!r}")
+    return float(value)
 
 
 def _shop_discount(r: _Reader, w: dict[str, Any], where: str, issue: str) -> dict[str, int]:
@@ -514,9 +565,8 @@ def _shop_discount(r: _Reader, w: dict[str, Any], where: str, issue: str) -> dic
 _PREFIX = re.compile(r"^[A-Z0-9]{0,12}-?$")
 
 
-def _friend_coupon(r: _Reader, table: dict[str, Any]) -> FriendCoupon | None:
-    """[referral.friend_coupon]: absent, or enabled = false, gives no coupon."""
-    where = "referral.friend_coupon"
+def _friend_coupon(r: _Reader, table: dict[str, Any], where: str = "referral.friend_coupon") -> FriendCoupon | None:
+    """[referral.friend_coupon] (or an experiment arm's): absent, or enabled = false, gives no coupon."""
     if not table or not r.flag(table, where, "enabled", True):
         return None
     unknown = set(table) - {"enabled", "kind", "yen_off", "percent_off", "minimum_order", "valid_days", "prefix",
@@ -591,3 +641,96 @@ def _prompts(r: _Reader, table: dict[str, Any], events: set[str]) -> Prompts:
     return Prompts(enabled=enabled, weekly_cap=r.whole(table, where, "weekly_cap", 1, minimum=1),
                    events=frozenset(marked), event_min_value=minimum,
                    reminder_days=r.whole(table, where, "reminder_days", 3, minimum=1))
+
+
+def _rings(r: _Reader, table: dict[str, Any]) -> RingSettings:
+    """[rings]: the mode (off | flag | hold), the score that flags a group and what counts as each signal."""
+    where = "rings"
+    default = RingSettings()
+    whole = ("burst_size", "burst_minutes", "quick_minutes", "block_days", "mark_max", "batch_hours", "every_minutes")
+    known = {"mode", "threshold", *whole}
+    unknown = set(table) - known
+    if unknown:
+        raise r.fail(f"{where}.{sorted(unknown)[0]}", f"unknown setting; [rings] takes {', '.join(sorted(known))}")
+    return RingSettings(mode=r.choice(table, where, "mode", RING_MODES),
+                        threshold=r.number(table, where, "threshold", default.threshold),
+                        **{k: r.whole(table, where, k, getattr(default, k), minimum=1) for k in whole})
+
+
+_EXPERIMENT_ID = re.compile(r"[a-z0-9_\-]{1,40}")
+ARM_SETTINGS = {"id", "share", "referrer_points", "friend_points", "friend_coupon"}
+
+
+def _experiments(r: _Reader, entries: Any, zone: ZoneInfo, base_coupon: FriendCoupon | None
+                 ) -> tuple[Experiment, ...]:
+    """[[experiments]] with their [[experiments.arms]] (docs/rules.md, offer experiments). Checked here: ids,
+    times, shares that add up to 100, arm coupons the shop can tell apart, and no two experiments at once."""
+    if not isinstance(entries, list):
+        raise r.fail("experiments", "write each experiment as [[experiments]]")
+    experiments: list[Experiment] = []
+    prefixes = {base_coupon.prefix} if base_coupon and base_coupon.kind == "generated" else set()
+    for i, e in enumerate(entries):
+        where = f"experiments[{i}]"
+        unknown = set(e) - {"id", "name", "starts", "ends", "arms"}
+        if unknown:
+            raise r.fail(f"{where}.{sorted(unknown)[0]}", "unknown setting; see docs/rules.md (offer experiments)")
+        exp_id = e.get("id")
+        if not isinstance(exp_id, str) or not _EXPERIMENT_ID.fullmatch(exp_id):
+            raise r.fail(f"{where}.id", "every experiment needs an id of 1-40 characters a-z, 0-9, _ or -")
+        if any(x.id == exp_id for x in experiments):
+            raise r.fail(f"{where}.id", f"another experiment already has the id {exp_id!r} (ids are never reused: "
+                                        "its referrers keep their arms)")
+        starts = r.time(e, where, "starts", zone)
+        ends = r.time(e, where, "ends", zone, required=False)
+        assert starts is not None
+        if ends is not None and ends <= starts:
+            raise r.fail(f"{where}.ends", "an experiment must end after it starts")
+        arms: list[Arm] = []
+        for j, a in enumerate(e.get("arms") or []):
+            arm_where = f"{where}.arms[{j}]"
+            unknown = set(a) - ARM_SETTINGS
+            if unknown:
+                raise r.fail(f"{arm_where}.{sorted(unknown)[0]}", f"an arm takes {', '.join(sorted(ARM_SETTINGS))}")
+            arm_id = a.get("id")
+            if not isinstance(arm_id, str) or not _EXPERIMENT_ID.fullmatch(arm_id):
+                raise r.fail(f"{arm_where}.id", "every arm needs an id of 1-40 characters a-z, 0-9, _ or -")
+            if any(x.id == arm_id for x in arms):
+                raise r.fail(f"{arm_where}.id", f"another arm of {exp_id!r} already has the id {arm_id!r}")
+            share = r.whole(a, arm_where, "share")
+            if share > 100:
+                raise r.fail(f"{arm_where}.share", f"a share is a percent of the referrers (0-100), not {share}")
+            coupon = None
+            if "friend_coupon" in a:
+                coupon = _friend_coupon(r, r.table(a, arm_where, "friend_coupon"), f"{arm_where}.friend_coupon")
+                if coupon is not None and (coupon.kind != "generated" or not coupon.prefix):
+                    raise r.fail(f"{arm_where}.friend_coupon.prefix", 'an arm\'s coupon is kind = "generated" with '
+                                 "a prefix of its own, so the shop's checkout can tell the arms' offers apart")
+                if coupon is not None and coupon.prefix in prefixes:
+                    raise r.fail(f"{arm_where}.friend_coupon.prefix", f"the prefix {coupon.prefix!r} is another "
+                                 "coupon's already: give each arm's coupon its own")
+                if coupon is not None:
+                    prefixes.add(coupon.prefix)
+            arms.append(Arm(id=arm_id, share=share,
+                            referrer_points=r.whole(a, arm_where, "referrer_points") if "referrer_points" in a else None,
+                            friend_points=r.whole(a, arm_where, "friend_points") if "friend_points" in a else None,
+                            coupon_set="friend_coupon" in a, friend_coupon=coupon))
+        if len(arms) < 2:
+            raise r.fail(f"{where}.arms", "an experiment compares at least two [[experiments.arms]]")
+        total = sum(a.share for a in arms)
+        if total != 100:
+            raise r.fail(f"{where}.arms", f"the arms' shares add up to {total}, not 100 "
+                                          f"({', '.join(f'{a.id} = {a.share}' for a in arms)})")
+        name = e.get("name", "")
+        if not isinstance(name, str):
+            raise r.fail(f"{where}.name", "must be a text")
+        experiment = Experiment(id=exp_id, starts=starts, ends=ends, arms=tuple(arms), name=name)
+        for other in experiments:
+            if _overlap(other, experiment):
+                raise r.fail(f"{where}.starts", f"runs at the same time as {other.id!r}: one experiment at a time "
+                                                f"(give {other.id!r} an ends before this one starts)")
+        experiments.append(experiment)
+    return tuple(experiments)
+
+
+def _overlap(a: Experiment, b: Experiment) -> bool:
+    return (a.ends is None or b.starts < a.ends) and (b.ends is None or a.starts < b.ends)

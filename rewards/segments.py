@@ -195,3 +195,36 @@ def user_ids_only(raw: Any) -> list[str] | None:
     if isinstance(raw, dict) and list(raw) == ["user_ids"] and isinstance(raw["user_ids"], list):
         return list(dict.fromkeys(raw["user_ids"]))
     return None
+
+
+# ---- named segments, for people who pick rather than write JSON (the staff dashboard) ----------------------
+# a name -> its segment; "tier:<name>" and "language:<code>" are named from the rules and the locales
+PRESETS: dict[str, Any] = {
+    "never_referred": {"never_referred": True},
+    "pending": {"has_pending_referrals": True},
+    "milestone": {"milestone_within_one": True},
+    "expiring": {"points_expiring_within_days": 14},
+    "birthday": {"birthday_this_month": True},
+}
+
+
+def preset(name: str) -> Any:
+    """The segment a picked name stands for; SegmentError for a name that is not one."""
+    if name in PRESETS:
+        return PRESETS[name]
+    kind, _, value = name.partition(":")
+    if kind == "tier" and value:
+        return {"tier": [value]}
+    if kind == "language" and value:
+        return {"language": [value]}
+    raise SegmentError("segment", f"{name!r} is not a named segment")
+
+
+def combine(names: list[str], how: str) -> Any:
+    """Picked names as one segment: every one of them matches ("all") or at least one ("any")."""
+    if how not in ("all", "any"):
+        raise SegmentError("segment", "combine with \"all\" or \"any\"")
+    parts = [preset(n) for n in dict.fromkeys(names)]
+    if not parts:
+        raise SegmentError("segment", "pick at least one segment")
+    return parts[0] if len(parts) == 1 else {how: parts}

@@ -7,6 +7,7 @@ from typing import Any
 
 from rewards import engine, keys
 from rewards.counters import Counters
+from rewards.experiments import Experiments
 from rewards.part import Part
 from rewards.rules import Rules
 
@@ -14,9 +15,11 @@ SHARES_KEPT_SECONDS = 2 * 86_400  # a day's set outlives its day (shop time), th
 
 
 class Shares(Part):
-    def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters):
+    def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters,
+                 experiments: Experiments | None = None):
         super().__init__(redis, rules, now_ms)
         self.counters = counters
+        self.experiments = experiments
 
     async def record(self, uid: str, code: str) -> bool:
         """True when this share was counted now; False when this person shared this code today already."""
@@ -28,4 +31,6 @@ class Shares(Part):
             added, _ = await pipe.execute()
         if added:
             await self.counters.count("shares")
+            if self.experiments is not None:  # under the sharer's arm, while an experiment runs
+                await self.experiments.count(uid, "shares")
         return bool(added)

@@ -9,8 +9,9 @@ mid-way and runs the same webhook again changes nothing twice:
   credited once whichever reported it first;
 - a refund is refund.lua's partial refund, once per refund id; a refund that comes before its order is kept
   under the order id and applied right after the order is recorded;
-- a customer's erasure removes the link and the kept orders; the LINE member's points history stays, no longer
-  tied to the shop customer (docs/rules.md "Shopify").
+- a customer's erasure (customers/redact) erases the LINE member linked to them as their own request would
+  (rewards/privacy.py: points forfeited, the ledger's amounts kept under a pseudonym); the shop's (shop/redact)
+  unlinks every customer and keeps the LINE members; both drop the orders kept for a customer linked to nobody.
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from rewards.links import Links, unattributed
 from rewards.members import Members
 from rewards.orders import Orders, Purchase
 from rewards.part import Part
+from rewards.privacy import Privacy
+from rewards.ring_watch import RingWatch, mark_of
 from rewards.rules import Rules
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class PaidOrder:
     at_ms: int
     customer_id: str | None
     coupon_codes: tuple[str, ...] = ()
+    address_mark: str | None = None  # the delivery address as a ring mark (hashed at intake: ring_watch.mark_of)
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,11 @@ class PaidOutcome:
 
 class Shopify(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, members: Members,
-                 orders: Orders, links: Links, friend_coupons: FriendCoupons):
+                 orders: Orders, links: Links, friend_coupons: FriendCoupons, privacy: Privacy,
+                 rings: RingWatch | None = None):
         super().__init__(redis, rules, now_ms)
+        self.privacy = privacy
+        self.rings = rings
         self.counters = counters
         self.members = members
         self.orders = orders
@@ -100,6 +107,7 @@ class Shopify(Part):
         refunds = await self._apply_early_refunds(order.order_id)
         if outcome.purchase is not None and outcome.purchase.new:
             await self.counters.count("shopify_orders")
+            await self._note_ring_signals(order, outcome.user_id)
         return PaidOutcome(outcome.status, outcome.user_id, outcome.purchase, refunds=refunds)
 
     async def _record(self, order: PaidOrder) -> PaidOutcome:
@@ -126,6 +134,15 @@ class Shopify(Part):
                 purchase = await self.orders.record_purchase(order.order_id, friend, order.amount, order.at_ms)
                 return PaidOutcome("credited", friend, purchase)
         return PaidOutcome("unmatched")
+
+    async def _note_ring_signals(self, order: PaidOrder, buyer: str | None) -> None:
+        """[rings]: the order's Shopify customer and address (hashed), and any friend's coupon it carried that is
+        not the buyer's own (someone else's coupon: rewards/ring_watch.py)."""
+        if self.rings is None or not self.rings.on or not buyer:
+            return
+        marks = [m for m in (order.address_mark, mark_of("cust", order.customer_id) if order.customer_id else None) if m]
+        holders = [await self.friend_coupons.friend_by_coupon(code) for code in order.coupon_codes]
+        await self.rings.note(buyer, marks, [h for h in holders if h])
 
     # ---- refunds/create -------------------------------------------------------------------------------------
     async def refund(self, order_id: str, refund_id: str, yen: int, retried: bool = False) -> RefundOutcome:
@@ -199,13 +216,17 @@ class Shopify(Part):
         stored = await self.redis.hgetall(keys.SHOPIFY_DATA_REQUESTS)
         return sorted((json.loads(v) for v in stored.values()), key=lambda r: r["received_at"])
 
-    async def redact_customer(self, customer_id: str, orders_to_redact: list[str] = ()) -> dict[str, int]:  # type: ignore[assignment]
-        """customers/redact: forget the customer. The link to a LINE user goes (both sides), orders kept for them
-        are dropped, what we knew of their orders and any data request kept for them go too. The LINE member's
-        own points history stays: its entries name order ids, not the customer, and the member is the LINE
-        user's, who may erase it themselves. Idempotent."""
+    async def redact_customer(self, customer_id: str, orders_to_redact: list[str] = (),  # type: ignore[assignment]
+                              erase_member: bool = True) -> dict[str, int]:
+        """customers/redact: forget the customer. The LINE member linked to them is erased as on their own request
+        (rewards/privacy.py, audited under the pseudonym: the link both ways, their data, points forfeited); with
+        `erase_member` False (shop/redact) only the link goes, both sides, and the member stays. Orders kept for
+        the customer are dropped, what we knew of their orders and any data request kept for them go too.
+        Idempotent."""
         user = await self.links.user_of(customer_id)
-        if user:
+        if user and erase_member:
+            await self.privacy.erase(user, by="shopify")
+        elif user:
             await self._swap(keys=[keys.member(user)], args=[keys.field("customer_id"), customer_id, ""])
             await self.members.audit("shopify", "customer_redacted", user, op=f"shopify:redact:{customer_id}")
         dropped = 0
@@ -230,10 +251,13 @@ class Shopify(Part):
 
     async def redact_shop(self, shop: str) -> int:
         """shop/redact (48 hours after the store uninstalled the app): every customer's link and kept orders go,
-        as for customers/redact, and the refunds still waiting for an order. Returns the customers redacted."""
+        as for customers/redact, and the refunds still waiting for an order. Returns the customers redacted.
+
+        The LINE members linked to them stay members (unlinked): the store leaving the app is not each person
+        asking to be forgotten, and their points are theirs, earned with the LINE account (rewards/privacy.py)."""
         customers = [c.decode() for c in await self.redis.smembers(keys.SHOPIFY_CUSTOMERS)]
         for customer_id in customers:
-            await self.redact_customer(customer_id)
+            await self.redact_customer(customer_id, erase_member=False)
         for order_id in await self.redis.smembers(keys.SHOPIFY_EARLY_ORDERS):
             await self.redis.delete(keys.shopify_early_refunds(order_id.decode()))
         await self.redis.delete(keys.SHOPIFY_EARLY_ORDERS)  # one key a call: they may sit on different nodes

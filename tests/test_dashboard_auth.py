@@ -37,6 +37,8 @@ class Post:
     needs: str = "staff"  # the least role that may
 
 
+BROADCAST = {"text": "週末はポイント2倍！", "audience": "segments", "segment": "language:ja", "combine": "all",
+             "when": "now", "draft": "0123456789abcdef0123456789abcdef"}
 REFUSALS = [
     Post("/admin/members/{member}", {"points": "50", "reason": "goodwill", "op": FORM_OP}, "staff"),
     Post("/admin/members/{member}/coupons/{coupon}", {"op": FORM_OP}, "staff"),
@@ -48,6 +50,14 @@ REFUSALS = [
     Post("/admin/referrals/{member}/approve", {"reason": "same card"}, "staff"),
     Post("/admin/referrals/{member}/void", {"reason": "same card"}, "staff"),
     Post("/admin/rewards/coffee/stock", {"add": "5", "seen_limit": "500"}, "owner"),
+    # the Broadcasts page (bot/web/dashboard/broadcasts.py): a confirmed send, the estimate, everyone (an owner's),
+    # a job's buttons
+    Post("/admin/broadcasts", {**BROADCAST, "confirmed": "yes"}, "staff"),
+    Post("/admin/broadcasts/estimate", BROADCAST, "staff"),
+    Post("/admin/broadcasts", {**BROADCAST, "audience": "everyone", "confirmed": "yes"}, "owner"),
+    Post("/admin/broadcasts/estimate", {**BROADCAST, "audience": "everyone"}, "owner"),
+    Post("/admin/broadcasts/" + "0" * 32 + "/cancel", {}, "staff"),
+    Post("/admin/broadcasts/" + "0" * 32 + "/resume", {}, "staff"),
 ]
 
 VOLATILE = (f"{keys.PREFIX}:dash:session:", f"{keys.PREFIX}:dash:signin:")

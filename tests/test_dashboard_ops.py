@@ -310,3 +310,28 @@ async def test_posts_are_refused_without_session_csrf_or_role_and_a_double_appro
     assert [(e[b"who"], e[b"add"]) for e in stock_audit] == [(b"web:owner@example.test", b"5")]
     status, page = await owner.get("/admin/rewards?done=coffee&add=5&told=0")
     assert status == 200 and 'id="stock-result"' in page and "505" in page
+
+
+async def test_a_referral_flagged_as_a_ring_is_shown_and_cleared_by_approving(dash_bot: Bot, staff_clients) -> None:
+    """[rings] flag mode marks a referral without holding it (rewards/ring_watch.py writes these fields); the page
+    shows the ring and its approve clears the flag, as the API's does, paying nobody."""
+    bot = dash_bot
+    a, b = new_user_id(), new_user_id()
+    await follow(bot, a)
+    await follow(bot, b)
+    await converse(bot.platform, b, bot.platform.text(b, await bot.services.program.invite_code(a)))
+    await bot.services.redis.hset(rkeys.referral(b), mapping={"ring": "g-1", "ring_score": "0.82",
+                                                               "ring_reasons": "cycle, shared fingerprint"})
+    staff = await staff_clients(bot, "staff")
+    status, queue = await staff.get("/admin/referrals")
+    assert status == 200 and b in queue  # listed with the review queue though still pending
+    status, page = await staff.get(f"/admin/referrals/{b}")
+    assert status == 200 and 'id="ring"' in page and "g-1" in page and "cycle, shared fingerprint" in page
+    before = await points_of(bot, a), await points_of(bot, b)
+    assert (await staff.post(f"/admin/referrals/{b}/approve"))[2] == f"/admin/referrals/{b}?done=ring_cleared"
+    assert await bot.services.program.referrals.of_friend(b) == ("pending", a)
+    assert (await points_of(bot, a), await points_of(bot, b)) == before
+    audit = [e for _, e in await bot.services.redis.xrange(rkeys.AUDIT) if e[b"what"] == b"dismiss_ring"]
+    assert [e[b"who"] for e in audit] == [b"web:staff@example.test"]
+    status, queue = await staff.get("/admin/referrals")
+    assert b not in queue  # off the queue once cleared

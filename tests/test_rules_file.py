@@ -33,6 +33,7 @@ def line_of(text: str, pattern: str) -> int:
     ({}, "[[rewards]]\nid = \"mug\"\ncost = 10\ntier = \"diamond\"\nname = { ja = \"x\" }\n", r"^tier = \"diamond\""),
     ({}, "[[campaigns]]\nname = \"bad\"\nstarts = 2027-01-02T00:00:00+09:00\nends = 2027-01-01T00:00:00+09:00\n"
          "rules = [\"purchase\"]\n", r"^ends = 2027-01-01"),
+    ({"broadcasts__extra_message_yen": "-1"}, "", r"^extra_message_yen = -1"),
     ({}, "[[campaigns]]\nname = \"typo\"\nstarts = 2027-01-01T00:00:00+09:00\nends = 2027-01-02T00:00:00+09:00\n"
          "rules = [\"purchse\"]\n", r"^rules = \[\"purchse"),
 ])

@@ -7,7 +7,10 @@ Staff tools (the admin API and the staff chat commands) use one small service:
     await b.preview(body, sample=3)        -> {"total", "preview": [{"user_id", "messages"}], "warnings"}
     await b.create(body, by="staff:U…")    -> {"id", "status", "total", "warnings"?}  (dry_run: the preview, nothing stored)
     await b.get(id) / b.latest(limit)      -> job views (below), newest first
+    await b.content(id)                    -> {"messages", "segment"} the job sends, as stored
     await b.cancel(id, by) / b.resume(id, by) -> the job view after
+    await b.quota()                        -> {"limit": int | None, "used": int} this month, or None (LINE did not say)
+    await b.estimate(body)                 -> the dry run and its cost: messages, quota, beyond the free quota, yen
   BroadcastError(code, message) for anything refused: nothing is stored then.
 
 Request body (POST /api/v1/broadcasts, and `body` above), JSON-schema-ish:
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 import uuid
@@ -219,18 +223,28 @@ class Broadcasts:
         return [(json.loads(k), uids) for k, uids in groups.items()]
 
     # ---- the staff API ----------------------------------------------------------------
-    async def _quota_warnings(self, total: int) -> list[dict]:
-        """A warning when LINE's monthly quota left is smaller than this send (LINE counts each recipient)."""
+    async def quota(self) -> dict[str, int | None] | None:
+        """LINE's message quota this month: {"limit": the plan's free messages (None: no limit), "used": sent
+        so far}; None when LINE would not say."""
         api, timeout = self.services.line.api, self.services.settings.line_timeout_seconds
         try:
             quota = await api.get_message_quota(_request_timeout=timeout)
-            if getattr(quota.type, "value", quota.type) != "limited" or quota.value is None:
-                return []
             used = (await api.get_message_quota_consumption(_request_timeout=timeout)).total_usage
         except (ApiException, asyncio.TimeoutError, OSError, ValueError) as exc:
             log.warning("could not read LINE's message quota: %s", exc)
+            return None
+        limited = getattr(quota.type, "value", quota.type) == "limited" and quota.value is not None
+        return {"limit": int(quota.value) if limited else None, "used": int(used)}
+
+    @staticmethod
+    def _quota_warnings(total: int, quota: dict[str, int | None] | None) -> list[dict]:
+        """A warning when LINE's monthly quota left is smaller than this send (LINE counts each recipient)."""
+        if quota is None:
             return [{"code": "QUOTA_UNKNOWN", "message": "LINE's message quota could not be read"}]
-        remaining = max(0, int(quota.value) - int(used))
+        limit, used = quota["limit"], quota["used"] or 0
+        if limit is None:
+            return []
+        remaining = max(0, limit - used)
         if total <= remaining:
             return []
         return [{"code": "QUOTA_EXCEEDED", "needed": total, "remaining": remaining,
@@ -238,6 +252,11 @@ class Broadcasts:
                             f"it will pause when LINE refuses, and can be resumed once the quota allows"}]
 
     async def preview(self, body: dict[str, Any], sample: int = 3) -> dict[str, Any]:
+        total, shown = await self._sample(body, sample)
+        return {"total": total, "preview": shown, "warnings": self._quota_warnings(total, await self.quota())}
+
+    async def _sample(self, body: dict[str, Any], sample: int) -> tuple[int, list[dict]]:
+        """How many the body's segment reaches, and what its first `sample` members would get."""
         messages = self.messages(body)
         raw = body.get("segment")
         facts = await self.recipients(self.segment(raw), raw)
@@ -246,7 +265,24 @@ class Broadcasts:
         for f in facts[:sample]:
             filled = render(messages, await self._values(f, wanted)) if wanted else messages
             shown.append({"user_id": f.user_id, "messages": filled})
-        return {"total": len(facts), "preview": shown, "warnings": await self._quota_warnings(len(facts))}
+        return len(facts), shown
+
+    async def estimate(self, body: dict[str, Any], sample: int = 1) -> dict[str, Any]:
+        """A dry run (nothing stored) with what the send would cost: {"total", "preview", "warnings",
+        "message_objects", "messages": what LINE counts (one per recipient and request, however many message
+        objects it carries), "quota": {"limit", "used"} | None, "over_quota": messages beyond the plan's free
+        quota, "yen": their price at the rules' [broadcasts] extra_message_yen}."""
+        if "dry_run" in body:
+            raise BroadcastError("INVALID_DRY_RUN", "an estimate is always a dry run")
+        self._scheduled(body)
+        total, shown = await self._sample(body, sample)
+        quota = await self.quota()
+        over = 0
+        if quota is not None and quota["limit"] is not None:
+            over = max(0, total - max(0, quota["limit"] - (quota["used"] or 0)))
+        return {"total": total, "preview": shown, "warnings": self._quota_warnings(total, quota),
+                "message_objects": len(self.messages(body)), "messages": total, "quota": quota,
+                "over_quota": over, "yen": math.floor(over * self.program.rules.extra_message_yen + 0.5)}
 
     async def create(self, body: dict[str, Any], by: str, job_id: str | None = None) -> dict[str, Any]:
         """Validate and store a job (or, dry_run, only answer the count and a preview).
@@ -262,7 +298,7 @@ class Broadcasts:
         if body.get("dry_run"):
             return {"dry_run": True, **await self.preview(body)}
         total = len(await self.recipient_ids(segment, raw))
-        warnings = await self._quota_warnings(total)
+        warnings = self._quota_warnings(total, await self.quota())
         now = self._now_ms()
         job_id = job_id or uuid.uuid4().hex
         status = "scheduled" if scheduled and scheduled > now else "queued"
@@ -310,6 +346,15 @@ class Broadcasts:
         if j.get("reason"):
             view["reason"] = j["reason"]
         return view
+
+    async def content(self, job_id: str) -> dict[str, Any] | None:
+        """What a job sends and to whom, as stored: {"messages": [...], "segment": its JSON ("everyone")}."""
+        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+            return None
+        messages, segment = await self.redis.hmget(keys.broadcast(job_id), "messages", "segment")
+        if messages is None:
+            return None
+        return {"messages": json.loads(messages), "segment": json.loads(segment) if segment else "everyone"}
 
     async def latest(self, limit: int = 50) -> list[dict[str, Any]]:
         ids = [i.decode() for i in await self.redis.zrevrange(keys.BROADCASTS, 0, limit - 1)]

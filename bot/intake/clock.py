@@ -50,6 +50,7 @@ class ClockWork:
         program = self.services.program
         await program.settle_all()
         await program.links.finish_all()  # account links a crash left half done
+        await program.privacy.finish_all()  # erasures a crash left half done (rewards/privacy.py)
         expired: list[tuple[str, int]] = []
         at_ms = now_ms if now_ms is not None else program.now_ms()
         await program.maintain_due(at_ms, expired=expired)
@@ -57,6 +58,7 @@ class ClockWork:
         for uid, points, when in await program.expiring_soon(now_ms):
             await notices.points_expiring(self.services, uid, points, when)
         await program.birthdays_due(now_ms)
+        await program.rings.scan_due(at_ms)  # [rings]: the whole-graph pass, every every_minutes
         await self.services.catalog.release_stale(now_ms)
         await notices.remind_friends(self.services, now_ms)  # referred friends' one reminder ([prompts])
         await notices.send_due(self.services, now_ms)  # notices kept through quiet hours or a LINE outage

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot import notices
 from bot.services import Services
+from rewards.ring_watch import mark_of
 from rewards.shopify import PaidOrder
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,16 @@ def _customer(body: dict) -> str | None:
     return None
 
 
+def _address_mark(body: dict) -> str | None:
+    """The delivery address as a hashed ring mark (rewards/ring_watch.py): only the hash is queued and kept."""
+    address = body.get("shipping_address")
+    if not isinstance(address, dict):
+        return None
+    parts = [str(address.get(k) or "") for k in ("country_code", "zip", "province", "city", "address1", "address2")]
+    plain = "|".join("".join(p.split()).lower() for p in parts)
+    return mark_of("addr", plain) if plain.strip("|") else None
+
+
 def read(topic: str, body: Any, shop: str) -> tuple[str, dict[str, Any]] | None:
     """(lane, the facts to queue) for a topic we handle; None for any other topic. Malformed when the body lacks
     what Shopify always sends for the topic."""
@@ -82,7 +93,7 @@ def read(topic: str, body: Any, shop: str) -> tuple[str, dict[str, Any]] | None:
             "amount": _yen(body.get("current_subtotal_price", body.get("subtotal_price")), "current_subtotal_price"),
             "currency": str(body.get("currency") or ""), "presentment_currency": str(body.get("presentment_currency")
                                                                                     or body.get("currency") or ""),
-            "codes": [c[:100] for c in codes if isinstance(c, str) and c][:20],
+            "codes": [c[:100] for c in codes if isinstance(c, str) and c][:20], "address": _address_mark(body),
             "at": time_ms(body.get("processed_at")) or time_ms(body.get("created_at"))}
     if topic == "refunds/create":
         order_id = _id(body.get("order_id"), "order_id")
@@ -122,7 +133,8 @@ async def handle(services: Services, raw: dict) -> str:
             return "shopify_refused"
         at = facts.get("at") or services.program.now_ms()
         order = PaidOrder(order_id=facts["order_id"], amount=int(facts["amount"]), customer_id=facts["customer_id"],
-                          coupon_codes=tuple(facts["codes"]), at_ms=min(at, services.program.now_ms()))
+                          coupon_codes=tuple(facts["codes"]), at_ms=min(at, services.program.now_ms()),
+                          address_mark=facts.get("address"))
         paid = await shopify.paid(order)
         if paid.tell and paid.purchase is not None and paid.user_id is not None:
             await notices.after_purchase(services, paid.purchase, paid.user_id, order.order_id)

@@ -275,7 +275,7 @@ async def share_card(services: Services, lang: str, referrer: str, code: str) ->
     nickname = view.nickname if view is not None and view.nickname_consent and view.nickname else None
     link = liff_invite_link(settings.liff_id or "", code)
     say = functools.partial(texts.get, lang)
-    offer = program.referral_offer(gift=bool(view and view.gift))  # 相手に譲る: the owner's share too
+    offer = await program.offer_for(referrer, gift=bool(view and view.gift))  # 相手に譲る: the owner's share too
     campaign = campaign_note(say, offer)
     contents = flex.render("liff_share", lambda key, **values: texts.get(lang, key),
                            title=texts.get(lang, "liff_share_title", shop=shop),
@@ -289,7 +289,7 @@ async def share_card(services: Services, lang: str, referrer: str, code: str) ->
 async def offer_of(services: Services, referrer: str | None) -> ReferralOffer:
     """The referral offer now for a friend of `referrer`: with the referrer's share when they give it away."""
     view = await services.program.member(referrer) if referrer else None
-    return services.program.referral_offer(gift=bool(view and view.gift))
+    return await services.program.offer_for(referrer, gift=bool(view and view.gift))
 
 
 async def result_message(services: Services, say: Say, status: str, reason: str | None, code: str) -> str:

@@ -14,10 +14,12 @@ from bot.web.api import (
     audit,
     broadcasts,
     conversions,
+    experiments,
     exports,
     imports,
     members,
     openapi,
+    privacy,
     referrals,
     rewards,
     shopify,
@@ -25,7 +27,7 @@ from bot.web.api import (
     stats,
     webhooks,
 )
-from bot.web.pages import coupon, invite, member
+from bot.web.pages import coupon, invite, member, my_data
 
 
 def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Metrics) -> None:
@@ -33,7 +35,9 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     invite.setup(app, services_key)
     conversions.setup(app, services_key)
     members.setup(app, services_key)
+    privacy.setup(app, services_key)
     stats.setup(app, services_key)
+    experiments.setup(app, services_key)
     broadcasts.setup(app, services_key)
     rewards.setup(app, services_key)
     referrals.setup(app, services_key)
@@ -47,5 +51,6 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     openapi.setup(app)
     coupon.setup(app, services_key)
     member.setup(app, services_key)
+    my_data.setup(app, services_key)
     liff.setup(app, services_key, metrics)
     dashboard.setup(app, services_key)

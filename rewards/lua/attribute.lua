@@ -1,6 +1,7 @@
 -- KEYS: the friend's 7 ledger keys, then the friend's referral hash.
 -- ARGV[1]: JSON {referrer, code, op, now, window, complete_on_join, friend_award (earn spec or null),
---          coupon (true: the rules give the friend a welcome coupon)}
+--          coupon (true: the rules give the friend a welcome coupon), exp and arm (the referrer's experiment arm,
+--          absent outside an experiment: kept with the referral, whose amounts it decides)}
 -- Decides whether the friend may still be referred and, if so, records the referral: pending, or
 -- completed at once (with the friend's side paid) when the rules pay on joining. With a welcome coupon the
 -- record says it is due (`coupon` = 'due'), in the same step: rewards/friend_coupons.py gives it once.
@@ -19,6 +20,7 @@ local followed = tonumber(redis.call('HGET', k.member, F.followed_at))
 if c.now - followed > c.window then return {'EXPIRED', '', 0} end
 redis.call('HSET', ref, 'referrer', c.referrer, 'code', c.code, 'op', c.op, 'status', 'pending', 'created_at', c.now)
 redis.call('HSET', k.member, F.referred_by, c.referrer)
+if c.exp then redis.call('HSET', ref, 'exp', c.exp, 'arm', c.arm) end
 if c.coupon then redis.call('HSET', ref, 'coupon', 'due') end
 if c.complete_on_join then
   redis.call('HSET', ref, 'status', 'completed', 'completed_at', c.now, 'hold_until', c.friend_award.hold_until or 0)

@@ -126,6 +126,11 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
                                                  gift_referral_reward={"type": "boolean"}), 200),
     ("get", "/api/v1/members/{user_id}/ledger", "A member's ledger entries, newest first",
      [_path_param("user_id", USER_ID)], PAGE, None, 200),
+    ("get", "/api/v1/members/{user_id}/export", "Everything kept about one member, as JSON (APPI); `keys` lists "
+     "the Redis keys it was read from", [_path_param("user_id", USER_ID)], [], None, 200),
+    ("delete", "/api/v1/members/{user_id}", "Erase a member's personal data (APPI): points forfeited, the ledger's "
+     "amounts kept under a pseudonym, audited; afterwards this and the export answer 404",
+     [_path_param("user_id", USER_ID)], [], None, 200),
     ("post", "/api/v1/members/{user_id}/adjustments", "A manual points adjustment (Idempotency-Key header)",
      [_path_param("user_id", USER_ID)], [], _obj(["points", "reason"], points={"type": "integer"},
                                                  reason={"type": "string", "maxLength": 500},
@@ -135,12 +140,15 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      _obj(["user_id", "name", "event_id"], user_id=USER_ID, name={"type": "string"}, event_id={"type": "string"},
           value={"type": "integer", "minimum": 0, "maximum": 1_000_000}),
      200),
-    ("get", "/api/v1/referrals", "Referrals by status (refused = voided)", [],
+    ("get", "/api/v1/referrals", "Referrals by status (refused = voided); review also lists referrals flagged as "
+     "part of a referral ring ([rings]), each with ring: {group, score, reasons, cleared}", [],
      [_query("status", {"type": "string", "enum": ["pending", "review", "completed", "voided", "refused"]},
              required=True), *PAGE], None, 200),
     ("get", "/api/v1/referrals/{friend_id}", "One referral with its evidence: fingerprints on both sides' orders, "
-     "timing (follow, attribution, order), the pair's history", [_path_param("friend_id", USER_ID)], [], None, 200),
-    ("post", "/api/v1/referrals/{friend_id}/approve", "Approve a referral held for review (pays both once)",
+     "timing (follow, attribution, order), the pair's history, a ring flag", [_path_param("friend_id", USER_ID)],
+     [], None, 200),
+    ("post", "/api/v1/referrals/{friend_id}/approve", "Approve a referral held for review (pays both once); "
+     "for one only flagged as part of a referral ring, clear the flag (ring_cleared: true)",
      [_path_param("friend_id", USER_ID)], [], REASON, 200),
     ("post", "/api/v1/referrals/{friend_id}/void", "Void a pending or reviewed referral",
      [_path_param("friend_id", USER_ID)], [], REASON, 200),
@@ -163,6 +171,12 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      [_path_param("job_id")], [], None, 200),
     ("get", "/api/v1/stats", "Running totals and the numbers by day (report)", [],
      [_query("days", {"type": "integer", "minimum": 1, "maximum": 90})], None, 200),
+    ("get", "/api/v1/experiments", "Offer experiments ([[experiments]] in the rules): per arm, referrers, invites "
+     "shown, shares, attributions, completions, completion rate, K-factor, cost per friend in yen, with 95% intervals "
+     "and whether the arms differ yet", [], [], None, 200),
+    ("post", "/api/v1/experiments/{experiment_id}/end", "End an experiment: everyone gets the winning arm's offer "
+     "from now on (audited once; the same winner again changes nothing, another is 409 ALREADY_ENDED)",
+     [_path_param("experiment_id")], [], _obj(["winner"], winner={"type": "string", "maxLength": 40}), 200),
     ("get", "/api/v1/audit", "The audit log, oldest first, paged by cursor", [],
      [_query("after", {"type": "string"}, description="the `next` of the previous page"),
       _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})], None, 200),
@@ -241,6 +255,28 @@ IMPORT_JOB = {"type": "object", "required": ["id", "kind", "status", "lines_read
 RESPONSES["/api/v1/imports/members"] = IMPORTED
 RESPONSES["/api/v1/imports/orders"] = IMPORTED
 RESPONSES["/api/v1/imports/{import_id}"] = IMPORT_JOB
+INTERVAL = {"type": ["object", "null"], "required": ["value", "low", "high"],
+            "properties": {"value": {"type": "number"}, "low": {"type": "number"}, "high": {"type": "number"}},
+            "description": "the estimate and its 95% interval; null until there is something to estimate"}
+COUNT = {"type": "integer", "minimum": 0}
+RESPONSES["/api/v1/experiments"] = {"type": "object", "required": ["experiments"], "properties": {"experiments": {
+    "type": "array", "items": {"type": "object", "required": ["id", "status", "arms", "significant", "methods"],
+                               "properties": {
+        "id": {"type": "string"}, "name": {"type": "string"}, "starts": {"type": "string"},
+        "ends": {"type": ["string", "null"]},
+        "status": {"type": "string", "enum": ["scheduled", "running", "ended", "over"],
+                   "description": "ended: won by `ended.winner` (POST .../end); over: past its `ends`"},
+        "ended": {"type": ["object", "null"], "properties": {"winner": {"type": "string"}, "at": {"type": "integer"},
+                                                              "by": {"type": "string"}}},
+        "significant": {"type": "boolean", "description": "an arm's completion rate differs from the first arm's"},
+        "alpha": {"type": "number"}, "methods": OBJECT,
+        "arms": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "share": COUNT, "offer": OBJECT, "referrers": COUNT, "invites_shown": COUNT,
+            "shares": COUNT, "attributions": COUNT, "completions": COUNT, "completion_rate": INTERVAL,
+            "converting_referrers": INTERVAL, "k_factor": INTERVAL, "points": COUNT, "cost_yen": COUNT,
+            "cost_per_friend_yen": INTERVAL,
+            "vs_first": {"type": ["object", "null"], "properties": {
+                "z": {"type": "number"}, "p": {"type": "number"}, "significant": {"type": "boolean"}}}}}}}}}}}
 CSV_BODIES = {
     "/api/v1/imports/members": "header user_id[,customer_id][,points][,joined_at] in any order (only user_id "
                                "required); UTF-8, a BOM and CRLF are fine; one row a line, at most 4,096 bytes; "

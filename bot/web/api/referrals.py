@@ -19,7 +19,16 @@ def _referral(services: Services, record: dict[str, str]) -> dict[str, Any]:
             "created_at": shop_time(services, record.get("created_at")),
             "completed_at": shop_time(services, record.get("completed_at")),
             "review_reason": record.get("review_reason"), "void_reason": record.get("void_reason"),
-            "decided_by": record.get("approved_by") or record.get("voided_by")}
+            "decided_by": record.get("approved_by") or record.get("voided_by"), **_ring(record)}
+
+
+def _ring(record: dict[str, str]) -> dict[str, Any]:
+    """A referral-ring flag ([rings], rewards/ring_watch.py): the group, its score and reasons."""
+    if not record.get("ring"):
+        return {}
+    return {"ring": {"group": record["ring"], "score": float(record.get("ring_score") or 0),
+                     "reasons": [r for r in record.get("ring_reasons", "").split(", ") if r],
+                     "cleared": bool(record.get("ring_cleared"))}}
 
 
 def _side(services: Services, side: Side) -> dict[str, Any]:
@@ -70,6 +79,11 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
             raise ApiError(400, "INVALID_REASON", "reason must be at most 500 characters")
         s = services(request)
         review = ReferralReview(s.program)
+        if approve and await review.flagged_only(friend):  # [rings] flag mode: approving clears the flag, no payout
+            await review.dismiss_ring(friend, WHO)
+            record = await review.referral(friend) or {}
+            return web.json_response({"friend_id": friend, "referrer_id": record.get("referrer"),
+                                      "status": record.get("status"), "changed": True, "ring_cleared": True})
         # audited too, once per referral: a retried request audits what its first try decided and did not audit
         decision = await (review.approve(friend, WHO, reason=reason) if approve
                           else review.void(friend, WHO, reason=reason))

@@ -9,7 +9,17 @@ from types import ModuleType
 
 from aiohttp import web
 
-from bot.web.dashboard import accounts_page, audit_log, auth, members, overview, referrals, rewards, signin
+from bot.web.dashboard import (
+    accounts_page,
+    audit_log,
+    auth,
+    broadcasts,
+    members,
+    overview,
+    referrals,
+    rewards,
+    signin,
+)
 from bot.web.dashboard.render import NAV, STATIC, setup_templates
 
 PAGES: list[ModuleType] = [
@@ -17,6 +27,7 @@ PAGES: list[ModuleType] = [
     overview,
     members,
     referrals,
+    broadcasts,
     rewards,
     accounts_page,
     audit_log,

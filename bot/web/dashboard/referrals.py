@@ -26,7 +26,7 @@ TABS = ("review", "pending", "completed", "voided")  # the statuses the list can
 SHOWN = 100  # rows on one list (the queue is short; the other states are for looking up)
 MAX_REASON = 500
 ERRORS = ("NOT_IN_REVIEW", "NOT_VOIDABLE", "UNKNOWN_REFERRAL", "INVALID_REASON")  # shown back by ?error=
-DONE = ("approve", "void", "already")
+DONE = ("approve", "void", "already", "ring_cleared")
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,10 @@ async def referral(request: web.Request, staff: auth.Staff) -> web.StreamRespons
 
 
 def _choices(evidence: Evidence) -> dict[str, bool]:
-    """Which decisions the referral's state still allows (the script decides anyway: this is what is shown)."""
-    return {"can_approve": evidence.status == "review", "can_void": evidence.status in ("review", "pending")}
+    """Which decisions the referral's state still allows (the script decides anyway: this is what is shown). A
+    referral only flagged as part of a ring ([rings] mode "flag") is "approved" by clearing its flag."""
+    return {"can_approve": evidence.status == "review" or evidence.flagged_only,
+            "can_void": evidence.status in ("review", "pending")}
 
 
 async def _decide(request: web.Request, staff: auth.Staff, approve: bool) -> web.StreamResponse:
@@ -87,6 +89,9 @@ async def _decide(request: web.Request, staff: auth.Staff, approve: bool) -> web
         raise web.HTTPSeeOther(f"{back}?error=INVALID_REASON")
     s: Services = auth.services(request)
     review = ReferralReview(s.program)
+    if approve and await review.flagged_only(friend):  # as the API: flag mode's approval clears the flag, pays none
+        await review.dismiss_ring(friend, staff.who)
+        raise web.HTTPSeeOther(f"{back}?done=ring_cleared")
     try:
         decision = await (review.approve(friend, staff.who, reason=reason) if approve
                           else review.void(friend, staff.who, reason=reason))

@@ -27,10 +27,10 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
             body = render("notice.html", lang=lang, icon=NOT_FOUND, title=texts.get(lang, "coupon_not_found_title"),
                           body=texts.get(lang, "coupon_not_found_body"))
             return web.Response(text=body, status=404, content_type="text/html", headers=_PRIVATE)
-        _, coupon = found
+        owner, coupon = found
         reward = services.program.rules.reward(coupon.reward_id)
         name = (reward.name.get(lang) or reward.name["ja"]) if reward else coupon.reward_id
-        welcome = services.program.rules.friend_coupon
+        welcome = await services.program.friend_coupons.rule_of(owner)  # an experiment arm's, or the rules'
         if coupon.reward_id == FRIEND_COUPON_POOL and welcome:  # a referral's welcome coupon: named by its offer
             name = welcome.name.get(lang) or welcome.name["ja"]
         last = catalog.last_day(coupon)

@@ -63,7 +63,7 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
         referrer = await services.program.member(owner)  # 相手に譲る: their share goes to the friend too
         shop = texts.get(lang, "shop_name")
         say = functools.partial(texts.get, lang)
-        offer = services.program.referral_offer(gift=bool(referrer and referrer.gift))
+        offer = await services.program.offer_for(owner, gift=bool(referrer and referrer.gift))
         body = render(
             "invite.html", lang=lang, title=texts.get(lang, "invite_page_title", shop=shop),
             offer=offer_text(say, "invite_page_offer", offer),
