@@ -1,10 +1,11 @@
-"""Command line: `python -m bot serve | worker | dev | richmenu | users` (also installed as `shokai`)."""
+"""Command line: `python -m bot serve | worker | dev | richmenu | users | check-rules` (also installed as `shokai`)."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from bot.config import CommandLine, ConfigError, Settings, process_env, whole_number
 from bot.infra import event_loop
@@ -33,10 +34,25 @@ def _parser(defaults: CommandLine) -> argparse.ArgumentParser:
     dev.add_argument("--port", type=_port, default=defaults.port)
     dev.add_argument("--console-port", type=_port, default=defaults.console_port)
     commands.add_parser("richmenu", help="create or update the rich menus from assets/richmenu (idempotent)")
+    check = commands.add_parser("check-rules", help="read a rules file and print what the checks found "
+                                                    "(the premiums law, [legal]); exit 2 when it cannot load")
+    check.add_argument("path", nargs="?", default=None, help="the rules file (default: the shipped one)")
     from bot.web.dashboard.cli import add_parser as add_users
 
     add_users(commands)
     return parser
+
+
+def _check_rules(path: str | None) -> int:
+    """`check-rules`: the file's mistakes (exit 2), or each premiums-law finding ([legal] premiums = "warn")."""
+    from bot.config import ASSETS
+    from rewards.rules import load_rules
+
+    rules = load_rules(Path(path) if path else ASSETS / "rules.toml")
+    for warning in rules.warnings:
+        print(f"warning: {warning}")
+    print(f"rules ok ({len(rules.warnings)} warning{'' if len(rules.warnings) == 1 else 's'})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args = _parser(defaults).parse_args(argv)
     try:
+        if args.command == "check-rules":  # needs no environment: a shop checks its file before deploying it
+            logging.basicConfig(level=logging.ERROR)  # the findings are printed once, not logged as well
+            return _check_rules(args.path)
         if args.command == "dev":
             from linesim.dev import run_dev
 

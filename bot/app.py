@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -32,7 +33,9 @@ from bot.web.http import (
     unavailable_middleware,
 )
 from handlers import build_router
-from rewards.rules import load_rules
+from rewards.rules import Rules, load_rules
+
+log = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", Services)
 INTAKE = web.AppKey("intake", Intake)
@@ -71,6 +74,12 @@ async def running_worker(services: Services, metrics: Metrics, sender: Sender | 
             task.cancel()
 
 
+def log_rules_warnings(rules: Rules) -> None:
+    """What the rules' checks found but let through ([legal] premiums = "warn"): one warning each."""
+    for warning in rules.warnings:
+        log.warning("rules: premiums law: %s", warning)
+
+
 def create_app(settings: Settings, *, run_worker: bool = True) -> web.Application:
     """The web app: webhook, pages, admin API, health and metrics; the worker too unless run_worker=False.
 
@@ -88,6 +97,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> web.Applicatio
 
     async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         async with open_services(settings, metrics, rules, texts) as services:
+            log_rules_warnings(rules)  # once started: a start that fails stays one line
             app[SERVICES] = services
             app[INTAKE] = Intake(services.redis, settings.stream_partitions)
             if settings.forward_webhook_urls:
@@ -117,5 +127,6 @@ async def run_worker_alone(settings: Settings) -> None:
     metrics = Metrics()
     async with open_services(settings, metrics, load_rules(settings.rewards_config), Texts(ASSETS / "locales")
                              ) as services:
+        log_rules_warnings(services.program.rules)
         async with running_worker(services, metrics):
             await until_stopped()

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot import prompts
-from bot.chat.staff import is_staff_user
+from bot.chat.staff import is_staff_user, staff_list
 from bot.deliveries import events as webhook_events
 from bot.infra import keys
 from bot.line import offer_texts
@@ -28,7 +28,7 @@ from bot.line.client import LineRejected, retry_key
 from bot.line.limits import TEXT_MAX, clip
 from bot.line.offer_texts import Say
 from bot.services import Services
-from rewards import engine
+from rewards import budget, budget_holds, engine
 from rewards.catalog import ClaimResult, Stock
 from rewards.orders import Purchase
 from rewards.prompts import SEND
@@ -169,6 +169,7 @@ async def after_purchase(services: Services, purchase: Purchase, user_id: str, o
         await _referral_completed(services, purchase.completed_referral_of, user_id)
         await _friend_paid(services, user_id)
     await _tier_check(services, user_id, f"order:{order_id}")
+    await budget_alerts(services)
     await _ask(services, lambda: prompts.reward_in_reach(services, user_id),
                lambda: prompts.after_purchase(services, purchase, user_id, order_id))
 
@@ -193,6 +194,33 @@ async def after_review_decision(services: Services, decision: Decision) -> None:
         await _friend_paid(services, decision.friend)
 
 
+async def budget_alerts(services: Services) -> int:
+    """[budget]: tell every staff member, once a month per budget, when its spend passes 80% and when it is
+    reached (rewards/budget.py marks each threshold told). Returns how many pushes were asked for."""
+    sent = 0
+    for kind in budget.KINDS:
+        for percent, status in await services.program.budget.alerts_due(kind):
+            configured, added = await staff_list(services)
+            for uid in sorted({*configured, *added}):
+                await notify(services, "budget_alert", uid, f"budget_alert_{kind}_{percent}",
+                             retry_key("budget", kind, status.month, percent, uid), month=status.month,
+                             spent=f"{status.spent_yen:,}", cap=f"{status.cap_yen:,}",
+                             share=f"{(status.share or 0) * 100:.0f}", held=status.held)
+                sent += 1
+    return sent
+
+
+async def release_budget_holds(services: Services) -> int:
+    """The clock's part: held referral completions a new month's budget can pay are approved, then told as any
+    approval is."""
+    decisions = await budget_holds.release(services.program, budget_holds.CLOCK, new_month_only=True)
+    for decision in decisions:
+        await after_review_decision(services, decision)
+    if decisions:
+        await budget_alerts(services)
+    return len(decisions)
+
+
 async def after_attribution(services: Services, attribution: Attribution, friend: str, op: str) -> None:
     """A friend attributed to a code's owner by event `op`: the referrer hears a friend joined (keyed by the
     event, so handling it again after a crash tells nothing new); when joining completes the referral (the
@@ -206,14 +234,20 @@ async def after_attribution(services: Services, attribution: Attribution, friend
         offer = replace(offer, referrer_points=await _referral_points(services, attribution.referrer, friend,
                                                                       offer.referrer_points))
 
+    # [budget]: a completion on joining held for the budget pays nobody yet; a promise while it is reached says so
+    held = await services.program.budget.is_held(friend)
+    paused = await services.program.budget.referral_paused()
+
     def told(say: Say) -> str:  # a promise for later (a first purchase) comes with the campaign's last day
+        if held:
+            return say("referral_ok_referrer_held", referrer_points=f"{offer.referrer_points:,}")
         campaign = None if offer.on_join else offer_texts.campaign_note(say, offer)
         return offer_texts.joined(offer_texts.offer_text(say, "referral_ok_referrer", offer, to_referrer=True),
-                                  offer_texts.hold_note(say, offer), campaign)
+                                  offer_texts.hold_note(say, offer), campaign, offer_texts.budget_note(say, paused))
 
     await notify(services, "friend_joined", attribution.referrer, told,
                  retry_key(op, "friend_joined", attribution.referrer))
-    if rules.referral_trigger == "join":
+    if rules.referral_trigger == "join" and not held:
         await webhook_events.referral_completed(services, attribution.referrer, friend, offer.referrer_points)
         await _milestone_check(services, attribution.referrer, friend)
         for paid in (attribution.referrer, friend):  # both were just paid: a reward may be in reach

@@ -6,7 +6,7 @@ from urllib.parse import quote
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, keyword
 from bot.line.links import invite_link, qr_image_url
-from bot.line.offer_texts import campaign_note, hold_note, joined, offer_text
+from bot.line.offer_texts import budget_note, campaign_note, hold_note, joined, offer_text
 from handlers.common import card, note, render, row
 
 router = Router("invite")
@@ -20,8 +20,13 @@ async def on_invite(ctx: Ctx) -> None:
     member = await ctx.program.member(ctx.user_id)
     settings, offer = ctx.services.settings, await ctx.program.offer_for(ctx.user_id, gift=bool(member and member.gift))
     link = invite_link(settings, code)
+    # [budget]: once the month's referral budget is reached, the card says rewards wait (before any campaign), and
+    # the text shared with friends promises nothing the program won't pay now
+    paused = await ctx.program.budget.referral_paused()
     campaign, hold = campaign_note(ctx.t, offer), hold_note(ctx.t, offer)
-    caption = joined(campaign, offer_text(ctx.t, "invite_caption", offer, shop=ctx.t("shop_name"), link=link))
+    caption = ctx.t("invite_caption_budget", shop=ctx.t("shop_name"), link=link) if paused else joined(
+        campaign, offer_text(ctx.t, "invite_caption", offer, shop=ctx.t("shop_name"), link=link))
+    campaign = joined(budget_note(ctx.t, paused), campaign) or None
     yours = ctx.t("flex_invite_given") if offer.gift else ctx.t("flex_invite_points", points=f"{offer.referrer_points:,}")
     rows = [row(ctx, ctx.t("flex_invite_you"), yours),
             row(ctx, ctx.t("flex_invite_friend"), ctx.t("flex_invite_points", points=f"{offer.friend_points:,}")),

@@ -6,7 +6,7 @@ from typing import Any
 from bot import notices
 from bot.chat.context import Ctx
 from bot.chat.router import MessageEvent, Router, carries_code
-from bot.line.offer_texts import offer_text, referral_ok
+from bot.line.offer_texts import budget_note, joined, offer_text, referral_ok
 from handlers.common import text
 from handlers.friend_coupon import friend_coupon_messages
 from rewards.referrals import Attribution
@@ -40,5 +40,9 @@ async def attribution_accepted(ctx: Ctx, outcome: Attribution) -> list[dict[str,
     and the welcome coupon when the rules give one."""
     referrer = await ctx.program.member(outcome.referrer) if outcome.referrer else None
     offer = await ctx.program.offer_of_referral(ctx.user_id, gift=bool(referrer and referrer.gift))
-    said = [text(ctx, referral_ok(ctx.t, offer))]
+    budget = ctx.program.budget  # [budget]: held on joining, or a promise for later while the budget is reached
+    if await budget.is_held(ctx.user_id):
+        said = [text(ctx, ctx.t("referral_ok_held", friend_points=f"{offer.friend_points:,}"))]
+    else:
+        said = [text(ctx, joined(referral_ok(ctx.t, offer), budget_note(ctx.t, await budget.referral_paused())))]
     return said + friend_coupon_messages(ctx, outcome.coupon, await ctx.program.friend_coupons.rule_of(ctx.user_id))

@@ -185,6 +185,7 @@ def stats_day(day: str) -> str:
 
 TOP_REFERRERS = f"{PREFIX}:stats:referrers"  # zset: referrer -> referrals completed (a copy of the member's count)
 CYCLES = f"{PREFIX}:stats:cycles"  # hash: referrer -> "joined_ms|first_completed_ms" (written once)
+STATS_OUTSTANDING = f"{PREFIX}:stats:outstanding"  # string: "points|at ms", the members' points last summed (stats.py)
 
 
 # ---- reward catalog, claims and coupons (rewards/catalog.py) ------------------------------
@@ -319,6 +320,16 @@ def shopify_early_refunds(order_id: str) -> str:
     return f"{PREFIX}:shopify:{{o:{order_id}}}:early"  # hash: refund id -> yen, a refund waiting for its order
 
 
+# ---- monthly budgets (rewards/budget.py) -------------------------------------------------------------------
+# Every budget key shares the hash tag {budget}, so budget_reserve / budget_commit / budget_release run in one slot.
+# They cannot be in a member's script: the completion's own script runs in the friend's slot (see budget.py).
+def budget_month(kind: str, month: str) -> str:
+    # hash: "spent" (yen: committed + reserved), "r:<op>" (yen reserved, in flight), "c:<op>" (yen committed),
+    # "full" (when it first refused a reservation), "alert:80" / "alert:100" (staff told, once a month)
+    return f"{PREFIX}:budget:{{budget}}:{kind}:{month}"
+
+
+BUDGET_HELD = f"{PREFIX}:budget:{{budget}}:held"  # zset: friend -> when their completion was held (BUDGET), ms
 # ---- referral rings (rewards/ring_watch.py) ---------------------------------------------------------------------
 def ring_marks(uid: str) -> str:
     # set in the member's slot: "fp:", "cust:", "addr:" + a hash seen on their orders, "used:<member>" for a

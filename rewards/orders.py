@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rewards import engine, keys
@@ -67,6 +68,9 @@ class Orders(Part):
         review = await self._looks_like_self_referral(uid, fingerprint) if fingerprint else False
         # [rings] hold: purchase.lua holds the referral (RING) when the friend's record names a flagged group
         ring_hold = await self.rings.before_completion(uid, fingerprint) if self.rings else False
+        # [budget]: the completion's cost reserved first; held (BUDGET) when it does not fit (rewards/budget.py)
+        budget_hold = not review and not await self._budget_gate(uid, amount, at, friend_spec, terms.referrer_points)
+        specs = await self._campaign_budget(order_id, uid, amount, at, tier, awards, specs)
         await self.redis.sadd(keys.SETTLE, uid)  # the intent, written before the step it guards
         new, raw, *referred_first = await self._purchase(
             keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
@@ -74,8 +78,9 @@ class Orders(Part):
                               "month": engine.shop_time(self.rules, at).strftime("%Y-%m"),
                               "awards": specs, "first_awards": first_specs,
                               "referral_min": self.rules.referral_minimum_order, "friend_award": friend_spec,
-                              "review": review, "ring_hold": ring_hold})])
+                              "review": review, "ring_hold": ring_hold, "budget_hold": budget_hold})])
         answer = json.loads(raw)
+        await self.referrals.budget_after(uid, at)
         if fingerprint:
             await self.redis.sadd(keys.fingerprints(uid), fingerprint)
         await self.ledger.schedule(uid, *specs, *first_specs, friend_spec)
@@ -89,10 +94,45 @@ class Orders(Part):
                 await self.counters.count("first_purchases")
             await self.counters.count("points_issued", int(answer.get("points_awarded", 0)))
             if (answer.get("referral") or {}).get("status") == "review":
+                reason = (await self.redis.hget(keys.referral(uid), "review_reason") or b"").decode()
                 log.warning("referral of %s held for review (%s): order %s", uid,
-                            "fingerprint of the referrer" if review else "referral ring", order_id)
+                            {"FINGERPRINT": "fingerprint of the referrer", "RING": "referral ring",
+                             "BUDGET": "the month's referral budget is spent"}.get(reason, reason), order_id)
                 await self.counters.count("referrals_review")
         return Purchase(answer=answer, new=bool(new), completed_referral_of=paid_referrer)
+
+    # ---- [budget] (rewards/budget.py) ------------------------------------------------------------------------
+    async def _budget_gate(self, uid: str, amount: int, at: int, friend_spec: dict[str, Any],
+                           referrer_points: int) -> bool:
+        """A first order that may complete a pending referral reserves the completion's cost first. False: it
+        does not fit this month's referral budget, so the referral is held (BUDGET) instead of completing."""
+        if not self.referrals.budget.cap() or amount < self.rules.referral_minimum_order:
+            return True
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.referral(uid), ["status", "referrer"])
+            pipe.hget(keys.member(uid), keys.field("first_order"))
+            (status, referrer), first_order = await pipe.execute()
+        if status != b"pending" or not referrer or first_order is not None:
+            return True
+        return await self.referrals.budget_gate(uid, referrer.decode(), friend_spec, at, referrer_points)
+
+    async def _campaign_budget(self, order_id: str, uid: str, amount: int, at: int, tier: Any,
+                               awards: list, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """[budget] campaign_monthly_yen: the points a campaign adds to the order's purchase points are reserved in
+        the month's campaign budget; when they do not fit, the order earns its points without the campaign."""
+        budget = self.referrals.budget
+        if not budget.cap("campaign") or not awards:
+            return specs
+        plain = replace(awards[0], amount=math.floor(self.rules.purchase_points(amount)
+                                                     * (tier.multiplier if tier else 1.0) + 1e-9))
+        extra = awards[0].amount - plain.amount
+        if extra <= 0:
+            return specs
+        if await budget.reserve_campaign(order_id, extra, at):
+            await budget.settle_campaign(order_id, extra, at)
+            return specs
+        log.info("order %s of %s earns without the campaign: the month's campaign budget is spent", order_id, uid)
+        return [plain.spec(self.rules)] if plain.amount > 0 else []
 
     async def _looks_like_self_referral(self, friend: str, fingerprint: str) -> bool:
         ref = await self.redis.hmget(keys.referral(friend), ["status", "referrer"])

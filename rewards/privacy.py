@@ -186,7 +186,10 @@ class Privacy(Part):
         for name, key, score in (("points_due", keys.due(uid), await r.zscore(keys.due(uid), uid)),
                                  ("reminder_due", keys.REMINDERS_DUE, await r.zscore(keys.REMINDERS_DUE, uid)),
                                  ("friend_coupon_owed", keys.FRIEND_COUPONS_OWED,
-                                  await r.zscore(keys.FRIEND_COUPONS_OWED, uid))):
+                                  await r.zscore(keys.FRIEND_COUPONS_OWED, uid)),
+                                 # [budget]: their referral's completion waits for a month's budget (held at)
+                                 ("referral_held_for_budget", keys.BUDGET_HELD,
+                                  await r.zscore(keys.BUDGET_HELD, uid))):
             if score is not None:
                 schedules[name] = note(key, int(score))
         warned = await r.hget(keys.WARNED, uid)
@@ -492,6 +495,7 @@ class Privacy(Part):
         await r.zrem(keys.due(uid), uid)
         await r.zrem(keys.REMINDERS_DUE, uid)
         await r.zrem(keys.FRIEND_COUPONS_OWED, uid)
+        await r.zrem(keys.BUDGET_HELD, uid)  # [budget]: a held completion of theirs no longer waits
         await r.hdel(keys.WARNED, uid)
         await r.srem(keys.SETTLE, uid)
         for key in self._share_days():

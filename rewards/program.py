@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rewards.board import Board
+from rewards.budget import Budget
 from rewards.counters import Counters
 from rewards.experiments import Experiments, Terms
 from rewards.friend_coupons import FriendCoupons
@@ -55,9 +56,10 @@ class Program:
         # offer experiments: the referrer's arm decides a referral's amounts and the friend's coupon
         self.experiments = Experiments(redis, rules, now_ms, audit=lambda *a, **k: self.members.audit(*a, **k))
         self.friend_coupons = FriendCoupons(redis, rules, now_ms, counters=self.counters)
+        self.budget = Budget(redis, rules, now_ms, ledger=self.points_ledger)  # [budget]: monthly yen caps
         self.referrals = Referrals(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                                    invites=self.invites, board=self.board, friend_coupons=self.friend_coupons,
-                                   experiments=self.experiments)
+                                   experiments=self.experiments, budget=self.budget)
         self.members = Members(redis, rules, now_ms, counters=self.counters, ledger=self.points_ledger,
                                referrals=self.referrals)
         self.rings = RingWatch(redis, rules, now_ms, counters=self.counters)  # [rings]: referral-ring detection

@@ -14,6 +14,7 @@ from typing import Any
 
 from rewards import engine, keys
 from rewards.board import Board
+from rewards.budget import HOLD_REASON, Budget
 from rewards.counters import Counters
 from rewards.coupons import Coupon
 from rewards.errors import ProgramError
@@ -58,7 +59,7 @@ class FriendReferral:
     user_id: str  # the friend, named to the referrer as handlers/names.py says
     nickname: str | None  # only when the friend consented to show it (rewards/names.py)
     status: str  # pending | completed | voided
-    needs: str | None  # what a pending referral still waits for: FIRST_PURCHASE | HOLD
+    needs: str | None  # what a pending referral still waits for: FIRST_PURCHASE | REVIEW | BUDGET | HOLD
     minimum_order: int  # with FIRST_PURCHASE: the yen the first order must reach (0: any)
     at_ms: int  # when the friend sent the code
 
@@ -93,9 +94,11 @@ def referral_counts(statuses: dict[str, str]) -> ReferralCounts:
 
 class Referrals(Part):
     def __init__(self, redis: Any, rules: Rules, now_ms: Callable[[], int], *, counters: Counters, ledger: Ledger,
-                 invites: Invites, board: Board, friend_coupons: FriendCoupons, experiments: Experiments):
+                 invites: Invites, board: Board, friend_coupons: FriendCoupons, experiments: Experiments,
+                 budget: Budget):
         super().__init__(redis, rules, now_ms)
         self.experiments = experiments  # the arm decides the amounts; holds are decided where they always were
+        self.budget = budget
         self.counters = counters
         self.friend_coupons = friend_coupons
         self.ledger = ledger
@@ -139,12 +142,17 @@ class Referrals(Part):
         friend_award = self.friend_award(now, "join", terms.friend_points)
         if on_join or coupon:
             await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
+        # [budget]: a completion on joining is reserved first and held (BUDGET) when it does not fit (budget.py)
+        hold = on_join and not await self.budget_gate(friend, referrer, friend_award, now, terms.referrer_points)
         outcome, recorded_referrer, replay = await self._attribute(
             keys=[*keys.ledger_keys(friend), keys.referral(friend)],
             args=[json.dumps({"referrer": referrer, "code": code, "op": op, "now": now,
                               "window": self.rules.referral_window_ms, "complete_on_join": on_join,
+                              "hold_reason": HOLD_REASON if hold else None,
                               "friend_award": friend_award, "coupon": coupon, **arm})])
         outcome = outcome.decode()
+        if on_join:
+            await self.budget_after(friend, now)
         if outcome != "OK":
             return await self._refused(outcome)
         # The referrer's half; on a replay it is simply written again.
@@ -165,12 +173,19 @@ class Referrals(Part):
 
         Raises ProgramError UNKNOWN_REFERRAL, NOT_IN_REVIEW or NOT_VOIDABLE with nothing changed."""
         now = self.now_ms()
-        spec = self.friend_award(now, "review", (await self.experiments.referral_terms(friend)).friend_points)
+        terms = await self.experiments.referral_terms(friend)
+        spec = self.friend_award(now, "review", terms.friend_points)
         await self.redis.sadd(keys.SETTLE, friend)  # the intent, written before the step it guards
+        referrer = (await self.redis.hget(keys.referral(friend), "referrer") or b"").decode()
+        if decision == "approve" and referrer:  # [budget]: counted; staff's approval pays past the cap
+            await self.budget.reserve_referral(friend, referrer, int(spec["amount"]), now, terms.referrer_points,
+                                               force=True)
         outcome, status = await self._review_decide(keys=[*keys.ledger_keys(friend), keys.referral(friend)],
                                                     args=[json.dumps({"decision": decision, "at": now, "by": by,
                                                                       "friend_award": spec})])
         outcome, status = outcome.decode(), status.decode()
+        if decision == "void" or outcome not in ("OK", "ALREADY"):
+            await self.budget_after(friend, now)  # nothing completes: give a reservation back, leave the held set
         if outcome not in ("OK", "ALREADY"):
             await self.redis.srem(keys.SETTLE, friend)
             messages = {"UNKNOWN_REFERRAL": "that member was never referred",
@@ -183,6 +198,25 @@ class Referrals(Part):
             await self.counters.count("referrals_approved")
         paid_referrer = await self.settle(friend)  # the referrer's side (or the void on it), once
         return outcome == "OK", status, paid_referrer
+
+    # ---- [budget]: the completion path's two small hooks (rewards/budget.py explains the steps) -------------------
+    async def budget_gate(self, friend: str, referrer: str, friend_award: dict[str, Any], at_ms: int,
+                          referrer_points: int) -> bool:
+        """Before a step that may complete the friend's referral: reserve its cost (the friend's award, and the
+        referrer's base points under the referral's terms). False: hold it (BUDGET)."""
+        return await self.budget.reserve_referral(friend, referrer, int(friend_award["amount"]), at_ms,
+                                                  referrer_points)
+
+    async def budget_after(self, friend: str, at_ms: int) -> None:
+        """After that step (its reservation made at `at_ms`): unless the referral is completed (settle() turns the
+        reservation into the spend) or held for the budget, give the reservation back and take the friend off
+        the held set."""
+        if not self.budget.cap():
+            return
+        status, reason = await self.redis.hmget(keys.referral(friend), ["status", "review_reason"])
+        if status is None or status == b"completed" or (status == b"review" and reason == HOLD_REASON.encode()):
+            return
+        await self.budget.settle_referral(friend, "", at_ms, completed=False)  # and off the held set
 
     async def _refused(self, reason: str) -> Attribution:
         await self.counters.count(f"refused:{reason}")
@@ -240,6 +274,8 @@ class Referrals(Part):
             award = None if gift else self.ledger.award("referral.referrer", points, at, f"referral:{friend}",
                                                         "referral", hold_days=hold, note=friend).spec(self.rules)
             written, _ = await self._referrer_step(referrer, friend, "completed", award, at)
+            # [budget]: what both sides were paid becomes the month's spend (before referrer_paid: a re-run redoes it)
+            await self.budget.settle_referral(friend, referrer, at, completed=True)
             await self.redis.hset(keys.referral(friend), mapping={"referrer_paid": 1, "gift": int(gift)})
             if written == 1 or gift:
                 await self.counters.count("referrals_completed")
@@ -305,7 +341,7 @@ class Referrals(Part):
         friends = []
         now = self.now_ms()
         for friend, made_status in statuses.items():
-            ref = await self.redis.hmget(keys.referral(friend), ["status", "created_at", "hold_until"])
+            ref = await self.redis.hmget(keys.referral(friend), ["status", "created_at", "hold_until", "review_reason"])
             nickname, consent = await self.redis.hmget(keys.member(friend), NAME_FIELDS)
             # the friend's own record leads (the referrer's says "pending" while staff review it)
             status = statuses[friend] = _newer_status(made_status, ref[0])
@@ -313,6 +349,8 @@ class Referrals(Part):
             needs = None
             if status == "pending":
                 needs = "FIRST_PURCHASE"
+            elif status == "review" and ref[3] == HOLD_REASON.encode():  # [budget]: paid from a later month
+                needs = "BUDGET"
             elif status == "review":  # the shop checks the order first (rewards/review.py)
                 needs = "REVIEW"
             elif status == "completed" and hold_until > now:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,7 @@ class Experiment:
 
 
 NOTICE_KINDS = ("friend_joined", "referral_completed", "milestone", "tier_up", "points_expiring", "stock_back",
-                "friend_points", "friend_coupon", "referral_accepted")
+                "friend_points", "friend_coupon", "referral_accepted", "budget_alert")
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,25 @@ class Notifications:
         if self.quiet_start < self.quiet_end:
             return self.quiet_start <= minute_of_day < self.quiet_end
         return minute_of_day >= self.quiet_start or minute_of_day < self.quiet_end  # across midnight
+
+
+@dataclass(frozen=True)
+class Budget:
+    """[budget]: monthly caps in yen (shop-time months); 0: no cap. rewards/budget.py keeps them."""
+
+    referral_monthly_yen: int = 0  # the referral rewards a month may pay (friend, referrer, milestones)
+    campaign_monthly_yen: int = 0  # the points campaigns add on top of purchase earnings in a month
+
+
+PREMIUM_MODES = ("warn", "strict", "off")
+
+
+@dataclass(frozen=True)
+class Legal:
+    """[legal]: the premiums-law (景表法) check of rewards/premiums.py when the rules load."""
+
+    premiums: str = "warn"  # warn: log and keep the findings | strict: refuse the file | off: no check
+    expected_sales_yen: int = 0  # a chance reward's expected sales, for its 2% total cap (0: not checked)
 
 
 PROMPT_KINDS = ("refer_after_purchase", "refer_after_event", "friend_reminder", "reward_in_reach")
@@ -229,6 +248,10 @@ class Rules:
     # [points] point_value_yen: what one point costs the shop in yen, so every figure that counts points also
     # shows yen (stats, the dashboard, what-if, experiments, budgets, the premiums-law check)
     point_value_yen: float = 1.0
+    budget: Budget = Budget()  # [budget]: monthly yen caps (rewards/budget.py)
+    legal: Legal = Legal()  # [legal]: the premiums-law check's mode
+    # what the premiums-law check found over a cap ([legal] premiums = "warn"): one line each, logged at load
+    warnings: tuple[str, ...] = ()
     # [broadcasts] extra_message_yen: what LINE charges for a message beyond the plan's free monthly quota (the
     # dashboard's broadcast estimate); 0 for a plan that sells none (a send past the quota pauses)
     extra_message_yen: float = 3.0
@@ -492,7 +515,7 @@ def _load_rules(path: Path) -> Rules:
     prompts = _prompts(r, r.table(data, "", "prompts"), {n.removeprefix("events.") for n in earn
                                                           if n.startswith("events.")})
 
-    return Rules(
+    rules = Rules(
         timezone=zone,
         expiry=r.choice(points, "points", "expiry", ("never", "earned", "inactivity")),
         expire_after_months=r.whole(points, "points", "expire_after_months", 12, minimum=1),
@@ -523,11 +546,42 @@ def _load_rules(path: Path) -> Rules:
         tiers=tuple(tiers), campaigns=tuple(campaigns), rewards=tuple(rewards), notifications=notifications,
         friend_coupon=friend_coupon, prompts=prompts,
         unattributed_days=r.whole(account_link, "account_link", "unattributed_days", 30, minimum=1),
+        budget=_budget(r, r.table(data, "", "budget")), legal=_legal(r, r.table(data, "", "legal")),
         extra_message_yen=_extra_message_yen(r, r.table(data, "", "broadcasts")),
         experiments=_experiments(r, data.get("experiments", []), zone, friend_coupon),
         rings=_rings(r, r.table(data, "", "rings")),
         staff_adjust_limit=r.whole(dashboard, "dashboard", "staff_adjust_limit", 1000, minimum=1))
+    return check_premiums(rules, data, r)
 
+
+def check_premiums(rules: Rules, data: dict[str, Any], r: _Reader) -> Rules:
+    """The premiums-law check (rewards/premiums.py) as [legal] premiums asks: off, warn (the rules come back with
+    the findings in `warnings`, one line each naming the setting and its line) or strict (the findings refuse
+    the file, as any RulesError)."""
+    from rewards import premiums  # it reads Rules: imported here, not at the top, to stay out of a cycle
+    if rules.legal.premiums == "off":
+        return rules
+    findings = premiums.check(rules, data)
+    lines = tuple(str(r.fail(f.setting, f.message)) for f in findings)
+    if lines and rules.legal.premiums == "strict":
+        more = "".join(f"\n{line}" for line in lines[1:])
+        raise RulesError(f'{lines[0]} ([legal] premiums = "strict"){more}')
+    return replace(rules, warnings=lines)  # logged once the service has started (bot/app.py), and by check-rules
+
+
+def _budget(r: _Reader, table: dict[str, Any]) -> Budget:
+    unknown = set(table) - {"referral_monthly_yen", "campaign_monthly_yen"}
+    if unknown:
+        raise r.fail(f"budget.{sorted(unknown)[0]}", "unknown setting; [budget] takes referral_monthly_yen and "
+                                                      "campaign_monthly_yen")
+    return Budget(r.whole(table, "budget", "referral_monthly_yen", 0), r.whole(table, "budget", "campaign_monthly_yen", 0))
+
+
+def _legal(r: _Reader, table: dict[str, Any]) -> Legal:
+    unknown = set(table) - {"premiums", "expected_sales_yen"}
+    if unknown:
+        raise r.fail(f"legal.{sorted(unknown)[0]}", "unknown setting; [legal] takes premiums and expected_sales_yen")
+    return Legal(r.choice(table, "legal", "premiums", PREMIUM_MODES), r.whole(table, "legal", "expected_sales_yen", 0))
 
 
 def _point_value(r: _Reader, points: dict[str, Any]) -> float:

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from rewards import buckets, engine, keys
+from rewards.budget import KINDS
 from rewards.program import Program
 
 MAX_DAYS = 90
@@ -31,8 +32,45 @@ DAILY = ("invites_shown", "invite_pages_opened", "codes_sent", "referrals_pendin
          "liff_pages_opened", "shares", "awaiting_follow", "liff_attributions")
 
 
+# The per-day counters that count points: each row and the totals show their yen beside them ([points]
+# point_value_yen: what a point costs the shop), as `<name>_yen`.
+POINT_COUNTERS = ("points_issued", "points_spent", "points_expired")
+BALANCE_CHUNK = 1000
+BALANCE_FRESH_MS = 5 * 60_000  # the outstanding points are summed again when older than this
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
+
+
+async def outstanding_points(program: Program) -> int:
+    """Every member's points (spendable, less any debt) and points on hold, summed from their own records: the
+    points the shop still owes. One pipelined round trip per BALANCE_CHUNK members (~8 s for 100,000 members on
+    the shared test machine: docs/benchmarks.md), so the report keeps it a few minutes (`owed_now`)."""
+    redis = program.redis
+    members = await buckets.member_ids(redis)
+    total = 0
+    for start in range(0, len(members), BALANCE_CHUNK):
+        async with redis.pipeline(transaction=False) as pipe:
+            for uid in members[start:start + BALANCE_CHUNK]:
+                pipe.hmget(keys.member(uid), [keys.field("points"), keys.field("pending_points")])
+            for points, pending in await pipe.execute():
+                total += int(points or 0) + int(pending or 0)
+    return total
+
+
+async def owed_now(program: Program) -> tuple[int, int]:
+    """(outstanding points, when they were summed, ms): summed again when older than BALANCE_FRESH_MS, else the
+    last sum (kept in keys.STATS_OUTSTANDING), so the staff card and the stats stay quick on a large program."""
+    now = program.now_ms()
+    kept = await program.redis.get(keys.STATS_OUTSTANDING)
+    if kept is not None:
+        points, at = (int(x) for x in kept.decode().split("|"))
+        if now - at < BALANCE_FRESH_MS:
+            return points, at
+    points = await outstanding_points(program)
+    await program.redis.set(keys.STATS_OUTSTANDING, f"{points}|{now}")
+    return points, now
 
 
 def shop_dates(program: Program, days: int, before: int = 0) -> list[str]:
@@ -76,14 +114,18 @@ async def claims_by_reward(program: Program, days: int = 30) -> dict[str, int]:
     return claims
 
 
-async def report(program: Program, days: int = 30) -> dict[str, Any]:
+async def report(program: Program, days: int = 30, balance: bool = True) -> dict[str, Any]:
+    """The numbers of the last `days` days; `balance` False leaves out the outstanding points (a read of every
+    member), for a glance such as the staff card's second report."""
     redis = program.redis
+    yen = program.rules.yen
     dates = shop_dates(program, days)
     by_day: list[dict[str, Any]] = []
     totals: dict[str, int] = dict.fromkeys(DAILY, 0)
     refused: dict[str, int] = {}
     for day, counters in zip(dates, await day_counters(redis, dates), strict=True):
         row: dict[str, Any] = {"day": day} | {name: counters.get(name, 0) for name in DAILY}
+        row |= {f"{name}_yen": yen(row[name]) for name in POINT_COUNTERS}
         by_day.append(row)
         for name in DAILY:
             totals[name] += counters.get(name, 0)
@@ -100,6 +142,7 @@ async def report(program: Program, days: int = 30) -> dict[str, Any]:
     start_ms = day_start_ms(program) - (days - 1) * DAY_MS
     cycles = [first - joined for joined, first in await referrer_cycles(redis) if first >= start_ms]
     median_ms = int(statistics.median(cycles)) if cycles else None
+    owed, owed_at = await owed_now(program) if balance else (None, 0)
     return {
         "days": days, "from": dates[0], "to": dates[-1], "members": members,
         "invites_shown": totals["invites_shown"], "invite_pages_opened": totals["invite_pages_opened"],
@@ -124,8 +167,16 @@ async def report(program: Program, days: int = 30) -> dict[str, Any]:
         "viral_cycle_time_days": round(median_ms / DAY_MS, 2) if median_ms is not None else None,
         "orders": totals["orders"], "revenue_yen": totals["revenue_yen"],
         "referred_revenue_yen": totals["referred_revenue_yen"],
+        # every points figure with its yen beside it, at [points] point_value_yen
         "points": {"issued": totals["points_issued"], "spent": totals["points_spent"],
-                   "expired": totals["points_expired"]},
+                   "expired": totals["points_expired"], "issued_yen": yen(totals["points_issued"]),
+                   "spent_yen": yen(totals["points_spent"]), "expired_yen": yen(totals["points_expired"]),
+                   "point_value_yen": program.rules.point_value_yen}
+                  | ({"outstanding": owed, "outstanding_yen": yen(owed),
+                      "outstanding_at": engine.shop_time(program.rules, owed_at).isoformat()} if owed is not None
+                     else {}),
+        # [budget]: this month's spend against each cap (rewards/budget.py)
+        "budget": {kind: (await program.budget.status(kind)).as_json() for kind in KINDS},
         "rewards_claimed": totals["rewards_claimed"],
         "top_referrers": [{"user_id": uid.decode(), "completed": int(score)} for uid, score in top],
         "by_day": by_day,

@@ -14,7 +14,7 @@ CLUSTER_MODULES = frozenset({
     "test_flex_cards", "test_richmenu", "test_hot_path", "test_ledger_codec",
     "test_health", "test_bursts", "test_friend_coupon",
     "test_prompts", "test_account_link", "test_shopify_discount", "test_imports", "test_outbound_webhooks",
-    "test_shopify_webhooks", "test_privacy", "test_experiments",
+    "test_shopify_webhooks", "test_privacy", "test_experiments", "test_budget",
 })
 
 

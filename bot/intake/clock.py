@@ -61,4 +61,6 @@ class ClockWork:
         await program.rings.scan_due(at_ms)  # [rings]: the whole-graph pass, every every_minutes
         await self.services.catalog.release_stale(now_ms)
         await notices.remind_friends(self.services, now_ms)  # referred friends' one reminder ([prompts])
+        await notices.release_budget_holds(self.services)  # [budget]: a new month pays what the last one held
+        await notices.budget_alerts(self.services)  # [budget]: staff told at 80% and 100%, once a month
         await notices.send_due(self.services, now_ms)  # notices kept through quiet hours or a LINE outage

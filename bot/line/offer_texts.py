@@ -46,6 +46,12 @@ def campaign_note(say: Say, offer: ReferralOffer) -> str | None:
     return say("offer_campaign", until=last_moment(say, offer.boost_ends))
 
 
+def budget_note(say: Say, paused: bool) -> str | None:
+    """From the moment the month's referral budget is reached ([budget]): rewards earned now are not paid now,
+    but from next month as the budget allows. None while the budget pays."""
+    return say("offer_budget_paused") if paused else None
+
+
 def referral_ok(say: Say, offer: ReferralOffer) -> str:
     """What the friend is told once attributed (in chat, or pushed after the LIFF page): the offer as the rules
     pay it, the hold, and while a first purchase is still to come, the campaign's last day."""

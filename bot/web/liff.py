@@ -34,7 +34,7 @@ from bot.line import flex
 from bot.line.client import retry_key
 from bot.line.links import add_friend_link, liff_invite_link, oa_message_link
 from bot.line.login import IdToken, IdTokenRefused, LoginClient, LoginUnavailable
-from bot.line.offer_texts import Say, campaign_note, hold_note, joined, offer_text, referral_ok
+from bot.line.offer_texts import Say, budget_note, campaign_note, hold_note, joined, offer_text, referral_ok
 from bot.services import Services
 from bot.web.http import JsonRefused, error_response, loads_json
 from bot.web.limits import client_address, too_many
@@ -172,7 +172,10 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
         body = render(
             "liff_invite.html", lang=lang, title=texts.get(lang, "invite_page_title", shop=shop),
             offer=offer_text(say, "invite_page_offer", offer),
-            campaign=campaign_note(say, offer) or "", hold=hold_note(say, offer) or "",
+            # [budget]: once the month's referral budget is reached, the page says rewards wait
+            campaign=joined(budget_note(say, await services.program.budget.referral_paused()),
+                            campaign_note(say, offer), sep=" "),
+            hold=hold_note(say, offer) or "",
             code_label=texts.get(lang, "invite_page_code"), code=code, liff_id=settings.liff_id,
             sdk_url=settings.liff_sdk_url, checking=texts.get(lang, "liff_page_checking"),
             error=texts.get(lang, "liff_result_error"), shared=texts.get(lang, "liff_share_done"),
@@ -276,7 +279,7 @@ async def share_card(services: Services, lang: str, referrer: str, code: str) ->
     link = liff_invite_link(settings.liff_id or "", code)
     say = functools.partial(texts.get, lang)
     offer = await program.offer_for(referrer, gift=bool(view and view.gift))  # 相手に譲る: the owner's share too
-    campaign = campaign_note(say, offer)
+    campaign = joined(budget_note(say, await program.budget.referral_paused()), campaign_note(say, offer)) or None
     contents = flex.render("liff_share", lambda key, **values: texts.get(lang, key),
                            title=texts.get(lang, "liff_share_title", shop=shop),
                            **{"from": texts.get(lang, "liff_share_from", name=flex.cut(nickname, NICKNAME_MAX))

@@ -13,6 +13,7 @@ from bot.web.api import (
     account_links,
     audit,
     broadcasts,
+    budget,
     conversions,
     experiments,
     exports,
@@ -37,6 +38,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services], metrics: Met
     members.setup(app, services_key)
     privacy.setup(app, services_key)
     stats.setup(app, services_key)
+    budget.setup(app, services_key)  # [budget]: GET /api/v1/budget, POST /api/v1/budget/release
     experiments.setup(app, services_key)
     broadcasts.setup(app, services_key)
     rewards.setup(app, services_key)

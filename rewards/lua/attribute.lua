@@ -1,5 +1,6 @@
 -- KEYS: the friend's 7 ledger keys, then the friend's referral hash.
--- ARGV[1]: JSON {referrer, code, op, now, window, complete_on_join, friend_award (earn spec or null),
+-- ARGV[1]: JSON {referrer, code, op, now, window, complete_on_join, hold_reason (BUDGET or null: hold
+--          instead of completing on joining), friend_award (earn spec or null),
 --          coupon (true: the rules give the friend a welcome coupon), exp and arm (the referrer's experiment arm,
 --          absent outside an experiment: kept with the referral, whose amounts it decides)}
 -- Decides whether the friend may still be referred and, if so, records the referral: pending, or
@@ -22,7 +23,10 @@ redis.call('HSET', ref, 'referrer', c.referrer, 'code', c.code, 'op', c.op, 'sta
 redis.call('HSET', k.member, F.referred_by, c.referrer)
 if c.exp then redis.call('HSET', ref, 'exp', c.exp, 'arm', c.arm) end
 if c.coupon then redis.call('HSET', ref, 'coupon', 'due') end
-if c.complete_on_join then
+if c.complete_on_join and c.hold_reason ~= cjson.null then
+  -- [budget]: the month's budget cannot pay it now; held for review (BUDGET) until next month or an owner's release
+  redis.call('HSET', ref, 'status', 'review', 'review_at', c.now, 'review_reason', c.hold_reason)
+elseif c.complete_on_join then
   redis.call('HSET', ref, 'status', 'completed', 'completed_at', c.now, 'hold_until', c.friend_award.hold_until or 0)
   earn(k, c.friend_award)
 end

@@ -1,7 +1,8 @@
 -- KEYS: the buyer's 7 ledger keys, orders hash, referral hash.
 -- ARGV[1]: JSON {order, amount, at, month, awards: [earn specs], first_awards: [earn specs for a first
 -- purchase], referral_min, friend_award (earn spec), review (true: hold the referral for staff, pay nobody),
--- ring_hold (true: hold it too when its record names a flagged referral ring, rewards/ring_watch.py)}
+-- ring_hold (true: hold it too when its record names a flagged referral ring, rewards/ring_watch.py),
+-- budget_hold (true: hold it too, BUDGET, when the month's referral budget cannot pay it now: rewards/budget.py)}
 -- Records an order once: its awards, and for the buyer's first order a pending referral completes with the
 -- friend's side paid here (the referrer's side is a separate single-member step). Every op the order
 -- earned is kept with its answer, so a refund can reverse exactly those.
@@ -36,10 +37,11 @@ end
 local referral = cjson.null
 local status = redis.call('HGET', ref, 'status')
 local ring = c.ring_hold and redis.call('HGET', ref, 'ring') and not redis.call('HGET', ref, 'ring_cleared')
-if status == 'pending' and first and c.amount >= c.referral_min and (c.review or ring) then
-  -- the order carries a fingerprint of the referrer's, or the friend is in a flagged ring: staff decide
-  -- (review_decide.lua); nobody is paid yet
-  redis.call('HSET', ref, 'status', 'review', 'review_at', c.at, 'review_reason', c.review and 'FINGERPRINT' or 'RING',
+if status == 'pending' and first and c.amount >= c.referral_min and (c.review or ring or c.budget_hold) then
+  -- the order carries a fingerprint of the referrer's, or the friend is in a flagged ring, or the month's referral
+  -- budget cannot pay it now: staff decide (review_decide.lua), or a later month's budget; nobody is paid yet
+  local reason = (c.review and 'FINGERPRINT') or (ring and 'RING') or 'BUDGET'
+  redis.call('HSET', ref, 'status', 'review', 'review_at', c.at, 'review_reason', reason,
              'order', c.order)
   referral = {status = 'review', referrer = redis.call('HGET', ref, 'referrer')}
 elseif status == 'pending' and first and c.amount >= c.referral_min then

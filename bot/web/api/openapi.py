@@ -171,6 +171,12 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      [_path_param("job_id")], [], None, 200),
     ("get", "/api/v1/stats", "Running totals and the numbers by day (report)", [],
      [_query("days", {"type": "integer", "minimum": 1, "maximum": 90})], None, 200),
+    ("get", "/api/v1/budget", "[budget]: each monthly budget's spend, cap, share and state, and the referral "
+     "completions held for it", [], [], None, 200),
+    ("post", "/api/v1/budget/release", "Release referral completions held for the budget (all, or friend_ids): "
+     "approved past the cap, each paid once, audited", [], [],
+     _obj([], friend_ids={"type": "array", "items": USER_ID, "maxItems": 500},
+          reason={"type": "string", "maxLength": 500}), 200),
     ("get", "/api/v1/experiments", "Offer experiments ([[experiments]] in the rules): per arm, referrers, invites "
      "shown, shares, attributions, completions, completion rate, K-factor, cost per friend in yen, with 95% intervals "
      "and whether the arms differ yet", [], [], None, 200),

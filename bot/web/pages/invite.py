@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bot.line.i18n import Texts
 from bot.line.links import add_friend_link, invite_link, oa_message_link
-from bot.line.offer_texts import campaign_note, hold_note, offer_text
+from bot.line.offer_texts import budget_note, campaign_note, hold_note, joined, offer_text
 from bot.web.limits import MissBudget, client_address, too_many
 from bot.web.pages.render import NOT_FOUND, WAIT, page_language, qr_png, render
 
@@ -67,7 +67,10 @@ def setup(app: web.Application, services_key: web.AppKey) -> None:
         body = render(
             "invite.html", lang=lang, title=texts.get(lang, "invite_page_title", shop=shop),
             offer=offer_text(say, "invite_page_offer", offer),
-            campaign=campaign_note(say, offer) or "", hold=hold_note(say, offer) or "",
+            # [budget]: once the month's referral budget is reached, the page says rewards wait
+            campaign=joined(budget_note(say, await services.program.budget.referral_paused()),
+                            campaign_note(say, offer), sep=" "),
+            hold=hold_note(say, offer) or "",
             code_label=texts.get(lang, "invite_page_code"), code=code,
             step1=texts.get(lang, "invite_page_step1"), step2=texts.get(lang, "invite_page_step2"),
             add_friend_url=add_friend_link(basic_id), add_friend=texts.get(lang, "invite_page_add_friend"),
