@@ -106,13 +106,11 @@ def check(rules: Rules, data: dict[str, Any]) -> list[Finding]:
         found.append(sohu("referral.friend_points", "the friend's referral reward"
                           + (" (with the referrer's share given to them: allow_gift)" if rules.allow_gift else ""),
                           rules.yen(friend_most), order))
-        found.append(sohu("referral.referrer_points", "the referrer's referral reward", rules.yen(referrer), order))
+        # The referrer's reward and the milestone bonuses are not checked: a thank-you to whoever introduced a buyer
+        # is not given "in connection with a transaction" as long as referrers are not limited to buyers (CAA 景品Q&A
+        # Q35, https://www.caa.go.jp/policies/policy/representation/fair_labeling/faq/premium/other), and any
+        # member may refer here. Only what the buying friend gets is a premium of their purchase.
         found.extend(_arms(rules, order))
-        milestones = sorted(rules.milestones, key=lambda m: m.count)
-        for i, m in enumerate(milestones):
-            index = _milestone_index(data, m.count, i)
-            found.append(sohu(f"referral.milestones[{index}].points",
-                              f"the milestone bonus for {m.count} referrals", rules.yen(m.points), order))
     first = rules.earn.get("first_purchase")
     if first and first.points:
         found.append(sohu("earn.first_purchase.points", "the first-purchase bonus",
@@ -138,9 +136,6 @@ def _arms(rules: Rules, order: int) -> list[Finding | None]:
                                   f"the friend's referral reward in arm {arm.id!r} of experiment {experiment.id!r}"
                                   + (" (with the referrer's share given)" if rules.allow_gift else ""),
                                   rules.yen(friend + referrer if rules.allow_gift else friend), order))
-            if arm.referrer_points is not None:
-                found.append(sohu(f"{where}.referrer_points", f"the referrer's referral reward in arm {arm.id!r} of "
-                                  f"experiment {experiment.id!r}", rules.yen(referrer), order))
     return found
 
 
@@ -157,8 +152,3 @@ def _purchase_points(rules: Rules) -> list[Finding | None]:
                  f"the purchase points of a ¥{large:,} order ({rules.yen(at_large) / large:.0%} of it)",
                  rules.yen(at_large), large)]
 
-
-def _milestone_index(data: dict[str, Any], count: int, default: int) -> int:
-    """The milestone's place in the file (the loader sorts them), so the finding names its line."""
-    listed = (data.get("referral") or {}).get("milestones") or []
-    return next((i for i, m in enumerate(listed) if isinstance(m, dict) and m.get("count") == count), default)

@@ -208,6 +208,9 @@ ENDPOINTS = [
     ("POST", "/api/v1/rewards/{id}/codes", ["codes"]),
     ("POST", "/api/v1/coupons/{id}/use", []),
     ("POST", "/api/v1/broadcasts", ["text", "messages", "segment"]),
+    ("POST", "/api/v1/budget/release", ["friend_ids", "reason"]),
+    ("POST", "/api/v1/experiments/{id}/end", ["winner"]),
+    ("DELETE", "/api/v1/members/{user}", []),
 ]
 
 
