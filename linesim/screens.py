@@ -28,7 +28,7 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, web
 
 from bot.config import ASSETS, Settings
-from linesim import screens_broadcasts
+from linesim import screens_broadcasts, screens_ops
 from linesim.dev import DEV_BASIC_ID, DEV_SECRET, DEV_TOKEN, SIMULATOR_SDK_PATH, dev_admin_token, dev_liff
 from linesim.platform import Platform
 
@@ -70,7 +70,8 @@ class ScreensError(Exception):
 def expected_files(out: Path) -> list[Path]:
     names = [f"card-{card}-{lang}.png" for card in CARDS for lang in LANGUAGES] + [f"card-{STAFF_CARD}-ja.png"]
     names += [f"dash-{name}-{lang}.png" for name in DASH_PAGES for lang in LANGUAGES] + [f"dash-{DASH_PHONE}-ja.png"]
-    return [out / name for name in names] + screens_broadcasts.expected_files(out, LANGUAGES)
+    return ([out / name for name in names + screens_ops.names(LANGUAGES)]
+            + screens_broadcasts.expected_files(out, LANGUAGES))
 
 
 def find_chromium() -> str:
@@ -310,6 +311,10 @@ async def capture(out: Path, *, chromium: str | None = None) -> list[Path]:
                 phones = Phones(stack, http, page)
                 made = await take_pictures(phones, out)
                 made += await dashboard_pictures(stack, browser, phones.members, out)
+                try:  # the dashboard's overview, referrals and rewards pages, with a history behind them
+                    made += await screens_ops.take(phones, browser, out, LANGUAGES, DASH_OWNER)
+                except (RuntimeError, api.Error) as exc:
+                    raise ScreensError(f"the dashboard's overview, referrals or rewards page: {exc}") from exc
                 if errors:
                     raise ScreensError(f"the console's script failed: {errors[0]}")
                 try:  # the dashboard's pages, after the cards: the console's customers are its members

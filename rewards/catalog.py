@@ -211,6 +211,19 @@ class Catalog:
             self.stock(reward))
         return Offer(reward, stock, claim_id, await self._preview(uid, reward, view, stock, now), view.points)
 
+    # ---- staff ----------------------------------------------------------------------------
+    async def change_stock(self, reward_id: str, add: int, by: str, *, seen_limit: int | None = None
+                           ) -> tuple[Stock | None, Stock]:
+        """Staff add (or take away) a reward's stock, audited under `by` (the admin API and the dashboard):
+        (the stock before, after). `seen_limit`: as Inventory.add_stock. Refusals are ProgramErrors, nothing
+        changed or audited."""
+        reward = self.rules.reward(reward_id)
+        before = await self.stock(reward) if reward else None
+        after = await self.add_stock(reward_id, add, seen_limit=seen_limit)
+        await self.program.audit(by, "add_stock", "", reward=reward_id, add=add,
+                                 before=before.left if before else "", after=after.left)
+        return before, after
+
     # ---- claiming ----------------------------------------------------------------------
     @staticmethod
     def _op(claim_id: str) -> str:

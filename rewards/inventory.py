@@ -7,6 +7,7 @@ through them alongside the member's steps.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from rewards.rules import FRIEND_COUPON_POOL, Reward, Rules
 
 KEEP_SECONDS = 30 * 86_400  # how long a claim's outcome (and its reservation record) is remembered
 POOL_CODE = re.compile(r"^[\x21-\x7e]{1,64}$")  # printable ASCII, no spaces
+# a reward runs low (the dashboard warns) when what is left is at most a tenth of its limit, or this many
+LOW_STOCK_SHARE = 0.1
+LOW_STOCK_LEAST = 5
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,17 @@ class Stock:
     claimed: int  # coupons issued
     held: int  # reservations of claims under way
     pool: int | None  # codes waiting in the pool (pool rewards only)
+
+
+def stock_level(stock: Stock) -> str:
+    """"out" (none left), "low" (LOW_STOCK_*), "ok", or "unlimited" (no limit and no code pool)."""
+    if stock.left is None:
+        return "unlimited"
+    if stock.left == 0:
+        return "out"
+    if stock.left <= max(LOW_STOCK_LEAST, math.ceil((stock.limit or 0) * LOW_STOCK_SHARE)):
+        return "low"
+    return "ok"
 
 
 class Inventory(Part):
@@ -122,13 +137,18 @@ class Inventory(Part):
             return None
         return Reward(id=FRIEND_COUPON_POOL, cost=0, name=rule.name, description={"ja": ""}, issue="pool")
 
-    async def add_stock(self, reward_id: str, count: int) -> Stock:
-        """Staff add stock (negative: take some away, never below what is already taken)."""
+    async def add_stock(self, reward_id: str, count: int, *, seen_limit: int | None = None) -> Stock:
+        """Staff add stock (negative: take some away, never below what is already taken). With `seen_limit`
+        (the stock limit the staff member was shown) it is refused as STOCK_CHANGED when the limit is no longer
+        that: someone changed it meanwhile, or the same form was sent twice."""
         reward = self._reward(reward_id)
         if reward.stock is None:
             raise ProgramError("UNLIMITED_STOCK", "this reward has no stock limit"
                                + (": its stock is its code pool" if reward.issue == "pool" else ""))
-        ok, left = await self._add_stock(keys=[keys.reward_stock(reward.id)], args=[count, reward.stock])
+        seen_added = "" if seen_limit is None else seen_limit - reward.stock
+        ok, left = await self._add_stock(keys=[keys.reward_stock(reward.id)], args=[count, reward.stock, seen_added])
+        if int(ok) == -1:
+            raise ProgramError("STOCK_CHANGED", f"the stock changed meanwhile: {max(0, int(left))} left now")
         if not int(ok):
             raise ProgramError("NOT_ENOUGH_STOCK", f"only {max(0, int(left))} left to take away")
         return await self.stock(reward)

@@ -72,7 +72,7 @@ class Orders(Part):
         budget_hold = not review and not await self._budget_gate(uid, amount, at, friend_spec, terms.referrer_points)
         specs = await self._campaign_budget(order_id, uid, amount, at, tier, awards, specs)
         await self.redis.sadd(keys.SETTLE, uid)  # the intent, written before the step it guards
-        new, raw = await self._purchase(
+        new, raw, *referred_first = await self._purchase(
             keys=[*keys.ledger_keys(uid), keys.orders(uid), keys.referral(uid)],
             args=[json.dumps({"order": order_id, "amount": amount, "at": at,
                               "month": engine.shop_time(self.rules, at).strftime("%Y-%m"),
@@ -91,6 +91,8 @@ class Orders(Part):
             await self.counters.count("revenue_yen", amount)
             if answer.get("referral"):
                 await self.counters.count("referred_revenue_yen", amount)
+            if referred_first and int(referred_first[0]):  # the funnel's "first purchases" (rewards/stats.py)
+                await self.counters.count("first_purchases")
             await self.counters.count("points_issued", int(answer.get("points_awarded", 0)))
             if (answer.get("referral") or {}).get("status") == "review":
                 reason = (await self.redis.hget(keys.referral(uid), "review_reason") or b"").decode()

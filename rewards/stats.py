@@ -3,7 +3,7 @@
 Definitions (also in the README):
 - funnel: shares (completed liff.shareTargetPicker sends) and invites shown → invite pages opened (plain and
   LIFF) → codes sent and LIFF attributions (awaiting_follow: attributed before the follow) → referrals
-  pending → completed.
+  pending → first purchases (a referred friend's first order) → completed.
 - conversion rate: referrals completed ÷ invite pages opened, over the period.
 - K-factor: referrals completed in the period ÷ members (per day: that day's completed ÷ members).
 - referrals per referrer: completed referrals ÷ members with at least one (all time).
@@ -26,8 +26,8 @@ DAY_MS = 86_400_000
 
 # The per-day counters shown for every day (missing ones read 0).
 DAILY = ("invites_shown", "invite_pages_opened", "codes_sent", "referrals_pending", "referrals_completed",
-         "referrals_review", "referrals_voided", "orders", "revenue_yen", "referred_revenue_yen", "points_issued",
-         "points_spent", "points_expired", "rewards_claimed",
+         "referrals_review", "referrals_voided", "first_purchases", "orders", "revenue_yen", "referred_revenue_yen",
+         "points_issued", "points_spent", "points_expired", "rewards_claimed",
          # invites through LIFF: pages opened in LINE, shares, people waiting for their follow, attributions
          "liff_pages_opened", "shares", "awaiting_follow", "liff_attributions")
 
@@ -73,22 +73,57 @@ async def owed_now(program: Program) -> tuple[int, int]:
     return points, now
 
 
+def shop_dates(program: Program, days: int, before: int = 0) -> list[str]:
+    """`days` shop-time days, oldest first, ending `before` days before today (0: ending today)."""
+    today = engine.shop_time(program.rules, program.now_ms()).date()
+    return [(today - timedelta(days=back + before)).isoformat() for back in range(days - 1, -1, -1)]
+
+
+def day_start_ms(program: Program) -> int:
+    """When today began, shop time, in ms."""
+    return int(engine.shop_time(program.rules, program.now_ms()).replace(
+        hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+
+async def day_counters(redis: Any, dates: list[str]) -> list[dict[str, int]]:
+    """Every counter of each shop-time day (YYYY-MM-DD), in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for day in dates:
+            pipe.hgetall(keys.stats_day(day))
+        raw_days = await pipe.execute()
+    return [{k.decode(): int(v) for k, v in raw.items()} for raw in raw_days]
+
+
+async def referrer_cycles(redis: Any) -> list[tuple[int, int]]:
+    """(first seen, first completed referral) in ms of every referrer with one: the viral cycle's spans."""
+    spans = []
+    for raw in (await redis.hgetall(keys.CYCLES)).values():
+        joined, first = (int(x) for x in raw.decode().split("|"))
+        spans.append((joined, first))
+    return spans
+
+
+async def claims_by_reward(program: Program, days: int = 30) -> dict[str, int]:
+    """Claims per reward id over the last `days` shop-time days (the catalog's `rewards_claimed:<id>`)."""
+    claims: dict[str, int] = {}
+    for counters in await day_counters(program.redis, shop_dates(program, days)):
+        for name, value in counters.items():
+            if name.startswith("rewards_claimed:"):
+                reward = name.split(":", 1)[1]
+                claims[reward] = claims.get(reward, 0) + value
+    return claims
+
+
 async def report(program: Program, days: int = 30, balance: bool = True) -> dict[str, Any]:
     """The numbers of the last `days` days; `balance` False leaves out the outstanding points (a read of every
     member), for a glance such as the staff card's second report."""
     redis = program.redis
     yen = program.rules.yen
-    today = engine.shop_time(program.rules, program.now_ms()).date()
-    dates = [(today - timedelta(days=back)).isoformat() for back in range(days - 1, -1, -1)]
-    async with redis.pipeline(transaction=False) as pipe:
-        for day in dates:
-            pipe.hgetall(keys.stats_day(day))
-        raw_days = await pipe.execute()
+    dates = shop_dates(program, days)
     by_day: list[dict[str, Any]] = []
     totals: dict[str, int] = dict.fromkeys(DAILY, 0)
     refused: dict[str, int] = {}
-    for day, raw in zip(dates, raw_days, strict=True):
-        counters = {k.decode(): int(v) for k, v in raw.items()}
+    for day, counters in zip(dates, await day_counters(redis, dates), strict=True):
         row: dict[str, Any] = {"day": day} | {name: counters.get(name, 0) for name in DAILY}
         row |= {f"{name}_yen": yen(row[name]) for name in POINT_COUNTERS}
         by_day.append(row)
@@ -104,13 +139,8 @@ async def report(program: Program, days: int = 30, balance: bool = True) -> dict
     referrers = int(await redis.zcount(keys.TOP_REFERRERS, 1, "+inf"))
     completed_ever = sum(int(score) for _, score in
                          await redis.zrangebyscore(keys.TOP_REFERRERS, 1, "+inf", withscores=True))
-    start_ms = int(engine.shop_time(program.rules, program.now_ms()).replace(
-        hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000) - (days - 1) * DAY_MS
-    cycles = []
-    for raw in (await redis.hgetall(keys.CYCLES)).values():
-        joined, first = (int(x) for x in raw.decode().split("|"))
-        if first >= start_ms:
-            cycles.append(first - joined)
+    start_ms = day_start_ms(program) - (days - 1) * DAY_MS
+    cycles = [first - joined for joined, first in await referrer_cycles(redis) if first >= start_ms]
     median_ms = int(statistics.median(cycles)) if cycles else None
     owed, owed_at = await owed_now(program) if balance else (None, 0)
     return {
@@ -121,12 +151,13 @@ async def report(program: Program, days: int = 30, balance: bool = True) -> dict
                       "review": totals["referrals_review"], "voided": totals["referrals_voided"],
                       "refused": dict(sorted(refused.items()))},
         # the referral funnel: shares and invites → pages opened → codes sent and LIFF attributions (some
-        # waiting for their follow) → referrals pending → completed (a purchase)
+        # waiting for their follow) → referrals pending → first purchases → completed
         "funnel": {"invites_shown": totals["invites_shown"], "shares": totals["shares"],
                    "invite_pages_opened": totals["invite_pages_opened"],
                    "liff_pages_opened": totals["liff_pages_opened"], "codes_sent": totals["codes_sent"],
                    "awaiting_follow": totals["awaiting_follow"], "liff_attributions": totals["liff_attributions"],
                    "referrals_pending": totals["referrals_pending"],
+                   "first_purchases": totals["first_purchases"],
                    "referrals_completed": totals["referrals_completed"]},
         "shares": totals["shares"], "liff_attributions": totals["liff_attributions"],
         "conversion_rate": _ratio(totals["referrals_completed"], totals["invite_pages_opened"]),

@@ -46,6 +46,10 @@ REFUSALS = [
     Post("/admin/accounts/remove", {"email": email_of("staff")}, "owner"),
     Post("/admin/accounts/reset", {"email": email_of("staff"), "password": "another password 1"}, "owner"),
     Post("/admin/logout", {}, "viewer"),
+    # dash-ops: the review queue's decisions and the catalog's stock
+    Post("/admin/referrals/{member}/approve", {"reason": "same card"}, "staff"),
+    Post("/admin/referrals/{member}/void", {"reason": "same card"}, "staff"),
+    Post("/admin/rewards/coffee/stock", {"add": "5", "seen_limit": "500"}, "owner"),
     # the Broadcasts page (bot/web/dashboard/broadcasts.py): a confirmed send, the estimate, everyone (an owner's),
     # a job's buttons
     Post("/admin/broadcasts", {**BROADCAST, "confirmed": "yes"}, "staff"),
@@ -245,7 +249,10 @@ async def test_every_page_for_each_role(setting) -> None:
     bot, uid, _, clients = setting
     pages = {"/admin/": ROLES, "/admin/members?q=x": ROLES, f"/admin/members/{uid}": ROLES,
              f"/admin/members/{uid}?page=2&lang=en": ROLES, "/admin/audit?what=adjust_points&since=2020-01-01": ROLES,
-             "/admin/accounts": ("owner",)}
+             "/admin/accounts": ("owner",),
+             # dash-ops: the overview's periods, the review queue and its tabs, the catalog and the rules
+             "/admin/?days=7": ROLES, "/admin/?days=90": ROLES, "/admin/referrals": ROLES,
+             "/admin/referrals?status=voided": ROLES, "/admin/rewards": ROLES, "/admin/rewards/rules": ROLES}
     for path, allowed in pages.items():
         for role in ROLES:
             status, page = await clients[role].get(path)
@@ -256,6 +263,8 @@ async def test_every_page_for_each_role(setting) -> None:
     for role in ROLES:
         assert (await clients[role].get("/admin/members/U" + "0" * 32))[0] == 404
         assert (await clients[role].get("/admin/members/not-an-id"))[0] == 404
+        assert (await clients[role].get("/admin/referrals/U" + "0" * 32))[0] == 404  # never referred
+        assert (await clients[role].get("/admin/referrals/not-an-id"))[0] == 404
 
 
 async def test_users_command(clean_redis: str, capsys) -> None:

@@ -6,7 +6,7 @@
 -- Records an order once: its awards, and for the buyer's first order a pending referral completes with the
 -- friend's side paid here (the referrer's side is a separate single-member step). Every op the order
 -- earned is kept with its answer, so a refund can reverse exactly those.
--- Returns {new (1/0), answer JSON}
+-- Returns {new (1/0), answer JSON, a referred friend's first order (1/0; new orders only: the stats' funnel)}
 local k = K(KEYS)
 local orders, ref = KEYS[8], KEYS[9]
 local c = cjson.decode(ARGV[1])
@@ -55,4 +55,4 @@ end
 local answer = cjson.encode({order_id = c.order, purchase_points = purchase_points, points_awarded = awarded,
                              referral = referral, ops = ops, purchase_ops = purchase_ops, amount = c.amount, month = c.month})
 redis.call('HSET', orders, c.order, answer)
-return {1, answer}
+return {1, answer, (first and status) and 1 or 0}

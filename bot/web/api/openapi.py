@@ -144,6 +144,9 @@ PATHS: list[tuple[str, str, str, list[dict], list[dict], dict | None, int]] = [
      "part of a referral ring ([rings]), each with ring: {group, score, reasons, cleared}", [],
      [_query("status", {"type": "string", "enum": ["pending", "review", "completed", "voided", "refused"]},
              required=True), *PAGE], None, 200),
+    ("get", "/api/v1/referrals/{friend_id}", "One referral with its evidence: fingerprints on both sides' orders, "
+     "timing (follow, attribution, order), the pair's history, a ring flag", [_path_param("friend_id", USER_ID)],
+     [], None, 200),
     ("post", "/api/v1/referrals/{friend_id}/approve", "Approve a referral held for review (pays both once); "
      "for one only flagged as part of a referral ring, clear the flag (ring_cleared: true)",
      [_path_param("friend_id", USER_ID)], [], REASON, 200),

@@ -8,7 +8,7 @@ from aiohttp import web
 from bot import notices
 from bot.services import Services
 from bot.web.http import ApiError, optional_body, page, query_str, shop_time, valid_user_id
-from rewards.review import STATUSES, ReferralReview
+from rewards.review import STATUSES, Evidence, ReferralReview, Side
 
 WHO = "api"  # the audit log's "who" for these decisions
 
@@ -31,6 +31,22 @@ def _ring(record: dict[str, str]) -> dict[str, Any]:
                      "cleared": bool(record.get("ring_cleared"))}}
 
 
+def _side(services: Services, side: Side) -> dict[str, Any]:
+    return {"user_id": side.user_id, "first_seen_at": shop_time(services, side.first_seen_at),
+            "followed_at": shop_time(services, side.followed_at), "orders": side.orders, "spent_yen": side.spent_yen,
+            "fingerprints": side.fingerprints, "referred_by": side.referred_by, "blocked": side.blocked}
+
+
+def _evidence(services: Services, e: Evidence) -> dict[str, Any]:
+    """What the dashboard's referral page shows (rewards/review.py Evidence), for machines."""
+    return _referral(services, e.record) | {
+        "order_yen": e.order_yen, "shared_fingerprints": e.shared_fingerprints,
+        "follow_to_attribution_ms": e.follow_to_attribution_ms,
+        "attribution_to_purchase_ms": e.attribution_to_purchase_ms,
+        "friend": _side(services, e.friend), "referrer": _side(services, e.referrer),
+        "referrer_referrals": e.referrer_referrals, "mutual": e.mutual}
+
+
 def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
     def services(request: web.Request) -> Services:
         return request.app[services_key]
@@ -44,6 +60,16 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         found = await ReferralReview(s.program).referrals(status)
         return web.json_response({"status": status, "total": len(found), "offset": offset, "limit": limit,
                                   "referrals": [_referral(s, r) for r in found[offset:offset + limit]]})
+
+    async def referral(request: web.Request) -> web.Response:
+        """GET /api/v1/referrals/{friend_id}: one referral with the evidence staff weigh (fingerprints, timing,
+        the pair's history)."""
+        friend = valid_user_id(request.match_info["friend_id"])
+        s = services(request)
+        evidence = await ReferralReview(s.program).evidence(friend)
+        if evidence is None:
+            raise ApiError(404, "UNKNOWN_REFERRAL", "that member was never referred")
+        return web.json_response(_evidence(s, evidence))
 
     async def decide(request: web.Request, approve: bool) -> web.Response:
         friend = valid_user_id(request.match_info["friend_id"])
@@ -72,5 +98,6 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
         return await decide(request, approve=False)
 
     app.router.add_get("/api/v1/referrals", referrals)
+    app.router.add_get("/api/v1/referrals/{friend_id}", referral)
     app.router.add_post("/api/v1/referrals/{friend_id}/approve", approve)
     app.router.add_post("/api/v1/referrals/{friend_id}/void", void)

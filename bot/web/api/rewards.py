@@ -50,11 +50,7 @@ def setup(app: web.Application, services_key: web.AppKey[Services]) -> None:
             raise ApiError(400, "INVALID_ADD", f"add must be a non-zero integer of at most {MAX_STOCK_CHANGE:,}")
         s = services(request)
         reward_id = request.match_info["reward_id"]
-        before = s.program.rules.reward(reward_id)
-        old = await s.catalog.stock(before) if before else None
-        stock = await s.catalog.add_stock(reward_id, add)
-        await s.program.audit("admin-api", "add_stock", "", reward=reward_id, add=add,
-                              before=old.left if old else "", after=stock.left)
+        _, stock = await s.catalog.change_stock(reward_id, add, "admin-api")
         await notices.after_stock_added(s, reward_id, add, stock)
         reward = s.program.rules.reward(reward_id)
         assert reward is not None

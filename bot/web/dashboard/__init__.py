@@ -9,14 +9,26 @@ from types import ModuleType
 
 from aiohttp import web
 
-from bot.web.dashboard import accounts_page, audit_log, auth, broadcasts, members, overview, signin
+from bot.web.dashboard import (
+    accounts_page,
+    audit_log,
+    auth,
+    broadcasts,
+    members,
+    overview,
+    referrals,
+    rewards,
+    signin,
+)
 from bot.web.dashboard.render import NAV, STATIC, setup_templates
 
 PAGES: list[ModuleType] = [
     signin,
     overview,
     members,
+    referrals,
     broadcasts,
+    rewards,
     accounts_page,
     audit_log,
 ]
