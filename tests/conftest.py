@@ -18,7 +18,14 @@ CLUSTER_MODULES = frozenset({
 })
 
 
+# the fault tests bound by timing (leases renewed in time, SIGKILLs landing mid-work, a flood answered by reply):
+# `make test` runs them on their own after the rest, which it spreads over two processes
+SERIAL_MODULES = frozenset({"test_takeover", "test_chaos", "test_crash", "test_fairness", "test_bursts"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in CLUSTER_MODULES:
             item.add_marker(pytest.mark.cluster)
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
