@@ -20,10 +20,12 @@ from rewards.catalog import Catalog
 from rewards.errors import ProgramError
 from rewards.program import Program
 from rewards.review import ReferralReview
-from tests.support.dashboard import StaffClient
+from tests.support.dashboard import StaffClient, start_dashboard
 from tests.support.harness import Bot, converse
 from tests.support.rules_helpers import Clock, program_for, variant
 from tests.test_admin_api import follow, points_of
+from tests.test_budget import with_cap
+from tests.test_experiments import EXPERIMENT
 
 DAY = 86_400
 
@@ -335,3 +337,20 @@ async def test_a_referral_flagged_as_a_ring_is_shown_and_cleared_by_approving(da
     assert [e[b"who"] for e in audit] == [b"web:staff@example.test"]
     status, queue = await staff.get("/admin/referrals")
     assert b not in queue  # off the queue once cleared
+
+
+async def test_the_overview_shows_the_months_budget_and_each_experiments_arms(
+        bot_with: Any, staff_clients, tmp_path: Path) -> None:
+    """Issue 15 on the dashboard: the month's referral budget against its cap, and an offer experiment's arms with
+    their intervals and whether the difference is significant yet (nothing happened yet: 0 of the cap, no figures)."""
+    rules = tmp_path / "business.toml"
+    rules.write_text(with_cap(variant(tmp_path, EXPERIMENT.format(control=50, generous=50)).read_text("utf-8"),
+                              120_000), encoding="utf-8")
+    bot = await start_dashboard(bot_with, rewards_config=rules)
+    viewer: StaffClient = await staff_clients(bot, "viewer")
+    status, html = await viewer.get("/admin/")
+    assert status == 200
+    assert 'data-kind="referral"' in html and "¥0 / ¥120,000（0%）" in html
+    assert 'data-experiment="friend-500-vs-1000"' in html
+    assert 'data-arm="control"' in html and 'data-arm="generous"' in html
+    assert "紹介した人 800 pt / 友だち 1000 pt" in html and "まだ有意な差はありません" in html

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.web.dashboard import auth
 from bot.web.dashboard.render import language, render, translator
+from rewards import budget
 from rewards.overview import FUNNEL, PERIODS, Metric, overview
 
 NAV = [("/admin/", "dash_nav_overview", "read")]
@@ -103,9 +104,12 @@ async def page(request: web.Request, staff: auth.Staff) -> web.StreamResponse:
                               "series": {name: {"label": t(f"ops_metric_{name}"), "kind": KINDS.get(name, "count"),
                                                 "current": view.metrics[name].current,
                                                 "previous": view.metrics[name].previous} for name in CHARTS}}
+    # the month's budgets (only those with a cap) and the offer experiments: the program as a business (issue 15)
+    budgets = [b for b in [await s.program.budget.status(kind) for kind in budget.KINDS] if b.cap_yen]
     return render(request, staff, "overview.html", view=view, periods=PERIODS, funnel=funnel, shares=shares,
                   key_numbers=[shown(t, view.metrics[name]) for name in KEY_NUMBERS], charts=CHARTS,
-                  chart_data=charts, point_value=f"{s.program.rules.point_value_yen:g}")
+                  chart_data=charts, point_value=f"{s.program.rules.point_value_yen:g}", budgets=budgets,
+                  experiments=await s.program.experiments.report())
 
 
 def setup(app: web.Application, services_key: web.AppKey) -> None:
