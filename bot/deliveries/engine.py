@@ -59,13 +59,19 @@ def next_gap_ms(attempts_made: int) -> int:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class NewDelivery:
     id: str
     url: str
     body: bytes
     headers: dict[str, str]
     owner: str
     type: str
+
+
+@dataclass(frozen=True)
+class Delivery(NewDelivery):
+    """A delivery as kept, claimed for an attempt: what was queued, and its state."""
+
     created_ms: int
     attempts: int  # counting the one claimed now
     claim: str
@@ -76,16 +82,6 @@ class Delivery:
                    headers=json.loads(fields["headers"]), owner=fields["owner"].decode(),
                    type=fields["type"].decode(), created_ms=int(fields["created"]),
                    attempts=int(fields["attempts"]), claim=fields.get("claim", b"").decode())
-
-
-@dataclass(frozen=True)
-class NewDelivery:
-    id: str
-    url: str
-    body: bytes
-    headers: dict[str, str]
-    owner: str
-    type: str
 
 
 class Signer(Protocol):
