@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 
 from bot.app import WORKER
-from linesim import screens
 from linesim.platform import new_user_id, text_of
+from tests.support.dashboard import chromium as launch_chromium
 from tests.support.harness import PUBLIC, Bot, BotWith, converse
 from tests.test_budget import NO_MILESTONES, with_cap
-from tests.test_console_browser import chromium_path, playwright_api
 
 STAFF = "U" + "7" * 32
 CAP = 4000  # five completions of ¥800: the 4th passes 80%, the 5th reaches it, the 6th is held
@@ -24,14 +23,9 @@ INVITE = re.compile(re.escape(PUBLIC) + r"/i/([A-Z0-9]+)")
 
 @pytest.fixture
 async def chromium() -> AsyncIterator[Any]:
-    """Headless Chromium, as tests/test_console_browser.py launches it (skipped where there is none)."""
-    executable, api = chromium_path(), playwright_api()
-    async with api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, args=screens.CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    """Headless Chromium, as every browser test launches it (skipped where there is none)."""
+    async with launch_chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -59,14 +59,10 @@ def playwright_api() -> Any:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    executable = chromium_path()
-    api = playwright_api()
-    async with api.async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    from tests.support.dashboard import chromium  # one launcher for every browser test
+
+    async with chromium() as launched:
+        yield launched
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
