@@ -54,3 +54,37 @@ async def test_two_workers_share_the_partitions_and_handle_everything_once(bot: 
         await asyncio.wait_for(task, 10)
     assert await services.redis.zscore(bot_keys.WORKERS, "second-worker") is None  # gone on stop
     assert not platform.violations
+
+
+async def test_the_stand_in_checks_held_bodies_as_strictly_as_inline_ones() -> None:
+    """The webhook benchmark lets the stand-in check bodies between stages: a bad reply is then answered 200
+    but still found, by the same checks, when the held bodies are checked."""
+    from aiohttp import ClientSession
+
+    from linesim.platform import Platform
+    from tests.support.harness import BASIC_ID, SECRET, TOKEN
+
+    bad = [{"type": "text"}]  # no text: LINE's schema refuses it
+    too_long = [{"type": "text", "text": "あ" * 5001}]  # within the schema, over LINE's documented limit
+    good = [{"type": "text", "text": "ok"}]
+    for check_later in (False, True):
+        platform = Platform(secret=SECRET, token=TOKEN, basic_id=BASIC_ID, check_later=check_later)
+        await platform.start()
+        try:
+            uid = new_user_id()
+            statuses = []
+            async with ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+                for messages in (bad, too_long, good):
+                    event = platform.text(uid, "hi")
+                    async with http.post(platform.api_url + "/v2/bot/message/reply",
+                                         json={"replyToken": event["replyToken"], "messages": messages}) as r:
+                        statuses.append(r.status)
+            if check_later:
+                assert statuses == [200, 200, 200] and platform.violations == []
+                assert platform.check_held() == 3 and platform.held_for_check == []
+            else:
+                assert statuses == [400, 400, 200]
+            assert len(platform.violations) == 2, platform.violations
+            assert "schema" in platform.violations[0] and "5000" in platform.violations[1].replace(",", "")
+        finally:
+            await platform.stop()
