@@ -64,10 +64,15 @@ class WordTable:
                 if owner.setdefault(word, intent) != intent:
                     raise ValueError(f"{path.name}: {word!r} is a word of both {owner[word]} and {intent}")
             self.words[intent] = folded
+        # every keyword route asks about the same text in turn (bot/chat/router.py): fold and scan it once
+        self._cached_intent = functools.lru_cache(maxsize=1024)(self._intent_of)
 
     def intent_of(self, text: str) -> str | None:
         """The intent a typed text names, or None. An exact (folded) match first, then one forgiven typo
         when exactly one intent is that close."""
+        return self._cached_intent(text)
+
+    def _intent_of(self, text: str) -> str | None:
         typed = fold(text)
         for intent, words in self.words.items():
             if typed in words:
