@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -230,3 +231,22 @@ async def test_closing_the_client_closes_its_connection(clean_redis: str) -> Non
         assert len(await plain.client_list()) == clients - 2  # the shared connection and the pool's one
     finally:
         await plain.aclose()
+
+
+# `serve` and `worker` run on uvloop (bot/infra/event_loop.py), whose transports call back at other moments
+# than asyncio's (connection_made, for one, comes after create_connection returns): the same tests on it
+ON_UVLOOP = [test_replies_and_errors_are_those_of_plain_redis_py, test_a_script_is_loaded_again_after_a_script_flush,
+             test_many_callers_of_one_turn_share_one_write_and_each_gets_its_own_answer,
+             test_each_coroutine_s_commands_run_in_its_order, test_a_cancelled_caller_leaves_the_others_answers_in_step,
+             test_blocking_commands_and_transactions_stay_on_the_pool, test_closing_the_client_closes_its_connection]
+
+
+@pytest.mark.parametrize("test", ON_UVLOOP, ids=lambda test: test.__name__.removeprefix("test_"))
+def test_on_uvloop(test: Any, clean_redis: str) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(test(clean_redis))
+
+
+def test_redis_dying_on_uvloop(tmp_path: Path) -> None:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(test_when_redis_dies_the_waiting_callers_hear_it_and_the_next_command_reconnects(tmp_path))

@@ -40,15 +40,13 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, mux: Mux) -> None:
         self.mux = mux
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None  # set by Mux._connect, None once failed
+        self.failed = False
         # redis-py's parser's mapping from error replies to its exception classes (returned, not raised)
         self.reader = hiredis.Reader(protocolError=RedisConnectionError, replyError=_AsyncHiredisParser.parse_error,
                                      notEnoughData=_NOT_ENOUGH_DATA)
         self.waiting: deque[asyncio.Future[Any]] = deque()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         reader, waiting = self.reader, self.waiting
@@ -76,6 +74,7 @@ class _Connection(asyncio.Protocol):
 
     def fail(self, error: Exception) -> None:
         """Close the socket; every caller still waiting on it hears `error`."""
+        self.failed = True
         self.mux.lost(self)
         if self.transport is not None:
             self.transport.abort()
@@ -182,11 +181,14 @@ class Mux:
             try:
                 async with asyncio.timeout(self.connect_timeout):
                     if self.path:
-                        await loop.create_unix_connection(lambda: conn, self.path)
+                        transport, _ = await loop.create_unix_connection(lambda: conn, self.path)
                     else:
-                        await loop.create_connection(lambda: conn, self.host, self.port)
+                        transport, _ = await loop.create_connection(lambda: conn, self.host, self.port)
+                    if conn.failed:  # lost before we had it
+                        transport.abort()
+                        raise OSError("connection lost at once")
+                    conn.transport = transport  # uvloop may call connection_made only after this returns
                     replies = [loop.create_future() for _ in self._handshake()]
-                    assert conn.transport is not None
                     conn.waiting.extend(replies)
                     conn.transport.write(b"".join(self._pack(*command)[0] for command in self._handshake()))
                     self.counter.count += 1
