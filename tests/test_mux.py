@@ -4,16 +4,25 @@ the same replies and errors as plain redis-py, one write per turn of the loop, c
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 import uvloop
+from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 
-from bot.infra.redis_conn import ROUND_TRIPS, AutoPipelined, EmbeddedRedis, connect, unbatched
+from bot.infra.redis_conn import (
+    ROUND_TRIPS,
+    AutoPipelined,
+    EmbeddedRedis,
+    connect,
+    redis_server_binary,
+    unbatched,
+)
 
 
 async def _spread(r: Any) -> list[Any]:
@@ -233,6 +242,43 @@ async def test_closing_the_client_closes_its_connection(clean_redis: str) -> Non
         await plain.aclose()
 
 
+def _unix_socket_server(sock: Path, password: str) -> subprocess.Popen[bytes]:
+    """A redis-server on a Unix socket only (no TCP port), with a password."""
+    server = subprocess.Popen([redis_server_binary(), "--port", "0", "--unixsocket", str(sock), "--dir", str(sock.parent),
+                               "--save", "", "--requirepass", password],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return server
+
+
+async def test_a_unix_socket_a_password_and_a_database_from_the_url(tmp_path: Path) -> None:
+    sock = tmp_path / "redis.sock"
+    server = _unix_socket_server(sock, "s3cret")
+    try:
+        redis = connect(f"unix://:s3cret@{sock}?db=3")
+        plain = aioredis.Redis(unix_socket_path=str(sock), password="s3cret", db=3)
+        try:
+            assert isinstance(redis, AutoPipelined) and redis._mux is not None
+            await redis.set("m:k", "v")
+            assert redis._mux._conn is not None, "on the multiplexed connection"
+            assert await plain.get("m:k") == b"v", "in database 3: SELECT came with the handshake"
+            assert await redis.get("m:k") == b"v"
+        finally:
+            await redis.aclose()
+            await plain.aclose()
+        for url in (f"unix://:wrong@{sock}?db=3", f"unix://{sock}?db=3"):  # WRONGPASS, NOAUTH
+            wrong = connect(url)
+            try:
+                with pytest.raises(AuthenticationError):
+                    await wrong.get("m:k")
+            finally:
+                await wrong.aclose()
+    finally:
+        server.terminate()
+        server.wait()
+
 # `serve` and `worker` run on uvloop (bot/infra/event_loop.py), whose transports call back at other moments
 # than asyncio's (connection_made, for one, comes after create_connection returns): the same tests on it
 ON_UVLOOP = [test_replies_and_errors_are_those_of_plain_redis_py, test_a_script_is_loaded_again_after_a_script_flush,
@@ -247,6 +293,9 @@ def test_on_uvloop(test: Any, clean_redis: str) -> None:
         runner.run(test(clean_redis))
 
 
-def test_redis_dying_on_uvloop(tmp_path: Path) -> None:
+@pytest.mark.parametrize("test", [test_when_redis_dies_the_waiting_callers_hear_it_and_the_next_command_reconnects,
+                                  test_a_unix_socket_a_password_and_a_database_from_the_url],
+                         ids=lambda test: test.__name__.removeprefix("test_"))
+def test_on_uvloop_with_a_server_of_its_own(test: Any, tmp_path: Path) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(test_when_redis_dies_the_waiting_callers_hear_it_and_the_next_command_reconnects(tmp_path))
+        runner.run(test(tmp_path))

@@ -29,6 +29,9 @@ from redis.exceptions import ResponseError
 
 _NOT_ENOUGH_DATA = object()  # hiredis's "no whole reply yet" (False and None are real RESP3 replies)
 _PUSH = hiredis.PushNotification  # RESP3 out-of-band frames: not answers to a command
+# the classes redis-py's parser maps error replies to: ResponseError's, and ConnectionError's for NOAUTH,
+# WRONGPASS and LOADING (AuthenticationError, BusyLoadingError), which its connection raises as well
+_ERRORS = (ResponseError, RedisConnectionError)
 
 
 class Counter(Protocol):
@@ -154,8 +157,8 @@ class Mux:
     @staticmethod
     def _parse(client: Any, command_name: Any, reply: Any, options: dict[str, Any]) -> Any:
         """What redis-py's `Redis.parse_response` makes of the reply."""
-        if isinstance(reply, ResponseError):
-            if EMPTY_RESPONSE in options:
+        if isinstance(reply, _ERRORS):
+            if EMPTY_RESPONSE in options and isinstance(reply, ResponseError):
                 return options[EMPTY_RESPONSE]
             raise reply
         if options:
@@ -193,7 +196,7 @@ class Mux:
                     conn.transport.write(b"".join(self._pack(*command)[0] for command in self._handshake()))
                     self.counter.count += 1
                     for reply in replies:
-                        if isinstance(error := await reply, ResponseError):
+                        if isinstance(error := await reply, _ERRORS):
                             raise error
             except (OSError, TimeoutError) as exc:
                 raise RedisConnectionError(f"Error connecting to {self.address}: {exc or 'timed out'}") from exc
