@@ -310,7 +310,8 @@ def _on_pool(args: tuple[Any, ...]) -> bool:
 
 
 def unbatched(client: Any) -> Any:
-    """`client` without auto-pipelining (itself when it has none: a cluster)."""
+    """`client` with each command written at once, not at the end of the loop's turn (itself when it has no
+    such wait: a cluster)."""
     return client.direct if isinstance(client, AutoPipelined) else client
 
 
