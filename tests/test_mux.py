@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import uvloop
-from redis.exceptions import AuthenticationError, NoScriptError, ResponseError
+from redis.exceptions import AuthenticationError, DataError, NoScriptError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from bot.infra.mux import Mux
 from bot.infra.redis_conn import (
     ROUND_TRIPS,
     AutoPipelined,
@@ -101,6 +102,20 @@ async def test_replies_and_errors_are_those_of_plain_redis_py(clean_redis: str) 
     finally:
         await plain.aclose()
         await mux.aclose()
+
+
+def test_commands_are_written_byte_for_byte_as_redis_py_writes_them() -> None:
+    pool = aioredis.BlockingConnectionPool.from_url("redis://127.0.0.1:1/0")
+    mux, conn = Mux(pool, ROUND_TRIPS), pool.make_connection()
+    for args in [("GET", "k"), ("SET", b"k", "v\u00e9", "EX", 100), ("HMGET", "h", "a", b"b", 7), ("SCRIPT LOAD", "return 1"),
+                 (b"CONFIG GET", b"maxmemory"), ("ZADD", "z", 1.5, "a", 1e20, "b", -0.1, "c"), ("INCRBY", "n", -2**63),
+                 ("SET", "k", memoryview(b"mv")), ("SET", "k", bytearray(b"ba")), ("EVALSHA", "f" * 40, 0)]:
+        assert mux._pack(args) == b"".join(conn.pack_command(*args)), args
+    for bad in [("SET", "k", True), ("SET", "k", None), ("SET", "k", {"a": 1})]:
+        with pytest.raises(DataError):
+            conn.pack_command(*bad)
+        with pytest.raises(DataError):
+            mux._pack(bad)
 
 
 async def test_a_script_is_loaded_again_after_a_script_flush(clean_redis: str) -> None:

@@ -290,8 +290,8 @@ def connect(url: str, cluster: bool = False, *, pool_size: int = Settings.redis_
 _BLOCKING = frozenset({"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BZPOPMIN", "BZPOPMAX", "BLMPOP", "BZMPOP", "WAIT"})
 
 
-def _blocks(args: tuple[Any, ...]) -> bool:
-    name = str(args[0]).upper() if args else ""
+def _blocks(args: tuple[Any, ...], name: str | None = None) -> bool:
+    name = name if name is not None else str(args[0]).upper() if args else ""
     return name in _BLOCKING or (name in ("XREAD", "XREADGROUP") and any(
         isinstance(a, (str, bytes)) and str(a if isinstance(a, str) else a.decode()).upper() == "BLOCK"
         for a in args[1:]))
@@ -306,7 +306,10 @@ _CONNECTION_STATE = frozenset({
 
 
 def _on_pool(args: tuple[Any, ...]) -> bool:
-    return not args or str(args[0]).upper() in _CONNECTION_STATE or _blocks(args)
+    if not args:
+        return True
+    name = str(args[0]).upper()
+    return name in _CONNECTION_STATE or _blocks(args, name)
 
 
 def unbatched(client: Any) -> Any:
