@@ -14,6 +14,7 @@ pipelines, pub/sub, commands that change their connection's state, and TLS conne
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 from collections import deque
 from typing import Any, Protocol
@@ -35,6 +36,16 @@ _ERRORS = (ResponseError, RedisConnectionError)
 _PLAIN_TYPES = frozenset({bytes, str, int})  # not bool (a subclass of int): redis-py refuses it
 
 
+def _fail_all(answers: Any, error: Exception) -> None:
+    """Each caller still waiting gets its own copy of `error`: one instance raised in many tasks would
+    collect all their tracebacks."""
+    for answer in answers:
+        if isinstance(answer, tuple):
+            answer = answer[1]
+        if not answer.done():
+            answer.set_exception(copy.copy(error))
+
+
 class Counter(Protocol):
     count: int
 
@@ -50,7 +61,6 @@ class _Connection(asyncio.Protocol):
         self.reader = hiredis.Reader(protocolError=RedisConnectionError, replyError=_AsyncHiredisParser.parse_error,
                                      notEnoughData=_NOT_ENOUGH_DATA)
         self.waiting: deque[asyncio.Future[Any]] = deque()
-
 
     def data_received(self, data: bytes) -> None:
         reader, waiting = self.reader, self.waiting
@@ -83,10 +93,8 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
-        while self.waiting:
-            answer = self.waiting.popleft()
-            if not answer.done():
-                answer.set_exception(error)
+        _fail_all(self.waiting, error)
+        self.waiting.clear()
 
 
 class Mux:
@@ -197,6 +205,7 @@ class Mux:
         was queued meanwhile. A failure goes to each queued caller, and the next command tries again."""
         loop = asyncio.get_running_loop()
         conn = _Connection(self)
+        replies: list[asyncio.Future[Any]] = []
         try:
             try:
                 async with asyncio.timeout(self.connect_timeout):
@@ -220,10 +229,11 @@ class Mux:
         except BaseException as exc:  # each caller waiting for this connection hears why it did not come
             error = exc if isinstance(exc, Exception) else RedisConnectionError("Connection closed by the client.")
             conn.fail(error)
+            for reply in replies:  # a handshake reply after the one that failed: nobody reads it
+                if reply.done() and not reply.cancelled():
+                    reply.exception()
             queued, self._queued = self._queued, []
-            for _, answer in queued:
-                if not answer.done():
-                    answer.set_exception(error)
+            _fail_all(queued, error)
             if error is not exc:  # cancelled (aclose): the task ends cancelled
                 raise
         else:
@@ -256,9 +266,7 @@ class Mux:
 
     async def aclose(self) -> None:
         queued, self._queued = self._queued, []  # first: no reconnection for them once the socket is gone
-        for _, answer in queued:
-            if not answer.done():
-                answer.set_exception(RedisConnectionError("Connection closed by the client."))
+        _fail_all(queued, RedisConnectionError("Connection closed by the client."))
         connecting, conn = self._connecting, self._conn
         if connecting is not None:
             connecting.cancel()
