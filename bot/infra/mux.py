@@ -224,6 +224,8 @@ class Mux:
                     for reply in replies:
                         if isinstance(error := await reply, _ERRORS):
                             raise error
+                    if conn.failed:  # lost after its last reply, before this task ran on
+                        raise OSError("connection lost after the handshake")
             except (OSError, TimeoutError) as exc:
                 raise RedisConnectionError(f"Error connecting to {self.address}: {exc or 'timed out'}") from exc
         except BaseException as exc:  # each caller waiting for this connection hears why it did not come
