@@ -86,9 +86,14 @@ async def _spread(r: Any) -> list[Any]:
     return out
 
 
-async def test_replies_and_errors_are_those_of_plain_redis_py(clean_redis: str) -> None:
-    plain = aioredis.Redis.from_url(clean_redis)
-    mux = connect(clean_redis)
+@pytest.mark.parametrize("protocol", ["", "?protocol=2"], ids=["resp3", "resp2"])
+async def test_replies_and_errors_are_those_of_plain_redis_py(clean_redis: str, protocol: str) -> None:
+    await same_replies_as_redis_py(clean_redis + protocol)
+
+
+async def same_replies_as_redis_py(url: str) -> None:
+    plain = aioredis.Redis.from_url(url)
+    mux = connect(url)
     assert isinstance(mux, AutoPipelined) and mux._mux is not None
     try:
         expected = await _spread(plain)
@@ -296,7 +301,7 @@ async def test_a_unix_socket_a_password_and_a_database_from_the_url(tmp_path: Pa
 
 # `serve` and `worker` run on uvloop (bot/infra/event_loop.py), whose transports call back at other moments
 # than asyncio's (connection_made, for one, comes after create_connection returns): the same tests on it
-ON_UVLOOP = [test_replies_and_errors_are_those_of_plain_redis_py, test_a_script_is_loaded_again_after_a_script_flush,
+ON_UVLOOP = [same_replies_as_redis_py, test_a_script_is_loaded_again_after_a_script_flush,
              test_many_callers_of_one_turn_share_one_write_and_each_gets_its_own_answer,
              test_each_coroutine_s_commands_run_in_its_order, test_a_cancelled_caller_leaves_the_others_answers_in_step,
              test_blocking_commands_and_transactions_stay_on_the_pool, test_closing_the_client_closes_its_connection]

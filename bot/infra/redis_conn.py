@@ -327,9 +327,9 @@ class AutoPipelined(aioredis.Redis):
     pipeline machinery cost ~140–210 µs of client CPU a command alone and ~30–60 µs in a pipeline
     (docs/benchmarks.md), and an event makes about eight. Nothing else changes: each caller still awaits its
     own answer (and its own error), one coroutine's commands still go one after another in its order (it
-    awaits each, and the connection answers in order), a lone command goes alone, and blocking reads,
-    MULTI/EXEC and explicit pipelines, pub/sub and scripts' NOSCRIPT reloads behave as before, the first
-    three on redis-py's pool. A TLS URL (rediss://) keeps the older way: commands gathered by the first of
+    awaits each, and the connection answers in order), a lone command goes alone, scripts' NOSCRIPT
+    reloads behave as before, and blocking reads, MULTI/EXEC and explicit pipelines and pub/sub stay on
+    redis-py's pool. A TLS URL (rediss://) keeps the older way: commands gathered by the first of
     the turn (the leader) into one redis-py pipeline. A cluster client is not wrapped (its pipelines split by
     node)."""
 
