@@ -148,8 +148,10 @@ class Settings:
     trusted_proxy_hops: int = 0
     health_max_queue_age_seconds: float = 60.0  # /healthz says "degraded" when an event has waited longer
     # Redis connections a process keeps at most (per node on a cluster; bot/infra/redis_conn.py `connect`).
-    # A command finding them all busy waits its turn, up to redis_pool_timeout_seconds, then fails (the
-    # webhook answers 503). 128 fits one process: the worker needs up to ~80 at once (a blocking read per
+    # On a single server, plain commands share one more connection of their own (bot/infra/mux.py) and
+    # never wait for these: the pool holds blocking reads, pipelines and MULTI/EXEC. On a cluster every
+    # command uses it. A command finding them all busy waits its turn, up to redis_pool_timeout_seconds,
+    # then fails (the webhook answers 503). 128 fits one process: the worker needs up to ~80 at once (a blocking read per
     # held partition, 64 events in flight, the clock, broadcasts) and the webhook one per partition with a
     # call in flight (bot/intake/stream.py); a burst of 1,000 webhooks into `serve` peaked at 68 in use.
     # More would add no throughput (one core here and one in Redis are the limit), and 128 times the

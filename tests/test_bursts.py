@@ -153,16 +153,20 @@ async def test_the_pool_makes_a_burst_of_commands_wait_for_a_connection_instead_
 
 
 async def test_a_command_waits_for_a_connection_only_up_to_the_pool_timeout(clean_redis: str) -> None:
-    """Both connections held (two blocking pops of 1 s): the third command gives up after 0.2 s with a
-    ConnectionError (the webhook turns it into 503), and once they are free, commands go through again."""
+    """Both connections held (two blocking pops of 1 s): a third pipeline gives up after 0.2 s with a
+    ConnectionError (the webhook turns it into 503), and once they are free, pipelines go through again.
+    Plain commands never wait for the pool: they go on the client's one shared connection (bot/infra/mux.py)."""
     redis = connect(clean_redis, pool_size=2, pool_timeout=0.2)
     try:
         holders = [asyncio.create_task(redis.blpop([f"shokai:t:{{held}}:{i}"], timeout=1)) for i in range(2)]
         await asyncio.sleep(0.05)  # both sent
         with pytest.raises(RedisConnectionError, match="No connection available"):
-            await redis.get("shokai:t:{held}:0")
+            async with redis.pipeline(transaction=False) as pipe:
+                await pipe.get("shokai:t:{held}:0").execute()
+        assert await redis.get("shokai:t:{held}:0") is None  # not on the pool: answered at once
         assert await asyncio.gather(*holders) == [None, None]
-        assert await redis.get("shokai:t:{held}:0") is None
+        async with redis.pipeline(transaction=False) as pipe:
+            assert await pipe.get("shokai:t:{held}:0").execute() == [None]
     finally:
         await redis.aclose()
 

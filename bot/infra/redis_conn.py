@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from bot.config import ConfigError, Settings
+from bot.infra.mux import Mux
 
 log = logging.getLogger(__name__)
 
@@ -276,54 +277,95 @@ def connect(url: str, cluster: bool = False, *, pool_size: int = Settings.redis_
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=pool_size, timeout=pool_timeout, health_check_interval=30,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS)
+    mux = Mux(pool, ROUND_TRIPS) if Mux.fits(pool) else None  # asked before the class below is wrapped
     # the class the URL chose, counted; connections are made from it lazily, so none was made uncounted
     pool.connection_class = _counting(pool.connection_class)
-    return AutoPipelined.from_pool(pool)
+    client = AutoPipelined.from_pool(pool)
+    assert isinstance(client, AutoPipelined)
+    client._mux = mux
+    return client
 
 
 # Commands that wait on the server (a blocking read, WAIT): never batched with others, which would wait too
 _BLOCKING = frozenset({"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BZPOPMIN", "BZPOPMAX", "BLMPOP", "BZMPOP", "WAIT"})
 
 
-def _blocks(args: tuple[Any, ...]) -> bool:
-    name = str(args[0]).upper() if args else ""
+def _blocks(args: tuple[Any, ...], name: str | None = None) -> bool:
+    name = name if name is not None else str(args[0]).upper() if args else ""
     return name in _BLOCKING or (name in ("XREAD", "XREADGROUP") and any(
         isinstance(a, (str, bytes)) and str(a if isinstance(a, str) else a.decode()).upper() == "BLOCK"
         for a in args[1:]))
 
 
+# Commands that set or hang on their connection's own state: on a connection of their own (the pool), never
+# on the one every caller shares (bot/infra/mux.py)
+_CONNECTION_STATE = frozenset({
+    "SELECT", "AUTH", "HELLO", "RESET", "QUIT", "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "MONITOR",
+    "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
+    "CLIENT SETNAME", "CLIENT TRACKING", "CLIENT REPLY", "CLIENT NO-EVICT", "CLIENT NO-TOUCH"})
+
+
+def _on_pool(args: tuple[Any, ...]) -> bool:
+    if not args:
+        return True
+    name = str(args[0]).upper()
+    return name in _CONNECTION_STATE or _blocks(args, name)
+
+
 def unbatched(client: Any) -> Any:
-    """`client` without auto-pipelining (itself when it has none: a cluster)."""
+    """`client` with each command written at once, not at the end of the loop's turn (itself when it has no
+    such wait: a cluster)."""
     return client.direct if isinstance(client, AutoPipelined) else client
 
 
 class AutoPipelined(aioredis.Redis):
-    """A single server's client whose commands issued in the same turn of the event loop go in one pipeline.
+    """A single server's client whose commands issued in the same turn of the event loop share one round trip.
 
     The worker runs many users' events side by side, each a chain of awaited commands: the commands of
-    those chains that come due together share one round trip instead of one each. On this machine a command
-    costs the client ~140–210 µs of CPU alone and ~60 µs inside a pipeline of five (docs/benchmarks.md), and
-    an event makes about eight. Nothing else changes: each caller still awaits its own answer (and its own
-    error: the pipeline runs with raise_on_error=False), one coroutine's commands still go one after another
-    in its order, a lone command goes alone, blocking reads are never batched, and MULTI/EXEC pipelines and
-    scripts' NOSCRIPT reloads behave as before. A cluster client is not wrapped (its pipelines split by node)."""
+    those chains that come due together share one round trip instead of one each. They go on one
+    multiplexed connection (bot/infra/mux.py), written together at the end of the turn: redis-py's pool and
+    pipeline machinery cost ~140–210 µs of client CPU a command alone and ~30–60 µs in a pipeline
+    (docs/benchmarks.md), and an event makes about eight. Nothing else changes: each caller still awaits its
+    own answer (and its own error), one coroutine's commands still go one after another in its order (it
+    awaits each, and the connection answers in order), a lone command goes alone, scripts' NOSCRIPT
+    reloads behave as before, and blocking reads, MULTI/EXEC and explicit pipelines and pub/sub stay on
+    redis-py's pool. A TLS URL (rediss://) keeps the older way: commands gathered by the first of
+    the turn (the leader) into one redis-py pipeline. A cluster client is not wrapped (its pipelines split by
+    node)."""
 
-    _direct: aioredis.Redis | None = None
+    _mux: Mux | None = None
+    _gather = True  # False on `.direct`: written at once instead of at the end of the turn
+    _direct: AutoPipelined | None = None
 
     @property
-    def direct(self) -> aioredis.Redis:
-        """The same pool without the gathering: for a caller that must not wait a turn of the loop behind
-        the worker's callbacks (the webhook's intake, which groups its own calls)."""
+    def direct(self) -> AutoPipelined:
+        """The same client without the wait for the end of the turn: for a caller that must not wait behind
+        the worker's callbacks (the webhook's intake, which groups its own calls). Its command is written at
+        once, after any queued before it on the shared connection (so their order holds)."""
+        if not self._gather:
+            return self
         if self._direct is None:
-            self._direct = aioredis.Redis(connection_pool=self.connection_pool)
+            self._direct = AutoPipelined(connection_pool=self.connection_pool)
+            self._direct._mux, self._direct._gather = self._mux, False
         return self._direct
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        if self._mux is not None and self._gather:  # `.direct` shares its parent's connection
+            await self._mux.aclose()
+        await super().aclose(close_connection_pool)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if self._mux is not None and not _on_pool(args):
+            return await self._mux.execute(self, args, options, now=not self._gather)
+        if not self._gather or _blocks(args):
+            return await super().execute_command(*args, **options)
+        return await self._gathered(args, options)
 
     # the commands gathered in this turn of the loop by the one that came first (the leader), else None
     _gathering: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any] | None]] | None = None
 
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if _blocks(args):
-            return await super().execute_command(*args, **options)
+    async def _gathered(self, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
+        """Without a multiplexed connection (TLS): this turn's commands in one redis-py pipeline."""
         if self._gathering is not None:  # a leader is gathering this turn's commands: go with them
             answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self._gathering.append((args, options, answer))
