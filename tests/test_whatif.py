@@ -133,14 +133,15 @@ async def test_the_command_answers_one_json_object_with_the_contract_names(clean
     settings = Settings(channel_secret=SECRET, channel_access_token=TOKEN, public_base_url=PUBLIC,
                         redis_url=clean_redis, line_basic_id=BASIC_ID, admin_token=ADMIN, rewards_config=TEST_RULES)
     draft = variant(tmp_path, earn__signup__points=150)
-    out = json.loads(await whatif_run(settings, draft, 1, True, int(time.time() * 1000)))
+    # two days: the facts are an hour old, which is yesterday's day (JST) between 00:00 and 01:00 JST
+    out = json.loads(await whatif_run(settings, draft, 2, True, int(time.time() * 1000)))
     assert set(out) == {"live", "draft"}
     for side in out.values():
         assert set(Totals.__dataclass_fields__) == set(side)
         assert {"points_issued", "yen_cost", "referrals_completed", "members_per_tier"} <= set(side)
     assert (out["live"]["points_issued"], out["draft"]["points_issued"]) == (100, 150)
     assert out["draft"]["members_per_tier"]["bronze"] == 1
-    text = await whatif_run(settings, draft, 1, False, int(time.time() * 1000))
+    text = await whatif_run(settings, draft, 2, False, int(time.time() * 1000))
     assert "points issued" in text and "+50" in text and "bronze" in text
 
 
