@@ -492,8 +492,11 @@ async def half_rate_ack(bench: Bench, redis_url: str, logs: Path, args: argparse
         async with shokai(bench, redis_url, logs, shape, f"bot-{shape}-half") as (url, meter):
             traffic = Traffic(bench.platform, bench.codes)
             bench.meter = meter
-            result = await bench.run_stage(url, traffic, f"shokai {SHAPES[shape]} half rate (fsync {fsync})", rate,
-                                           args.seconds * 2, echo=False, drain=30)
+            label = f"shokai {SHAPES[shape]} half rate (fsync {fsync})"
+            # not reported, as before the ramp: a fresh server's first seconds (its worker starting, its first
+            # scripts loaded, the users' follows) showed as a p99 of up to 250 ms in the stage's first fifth
+            await bench.run_stage(url, traffic, f"{label} warm-up", rate, 2.0, echo=False, drain=10)
+            result = await bench.run_stage(url, traffic, label, rate, args.seconds * 2, echo=False, drain=30)
             return {**result, "shape": shape, "fsync": fsync}
     finally:
         await r.config_set("appendfsync", "everysec")
