@@ -30,14 +30,19 @@ def expected_files(out: Path, languages: tuple[str, ...]) -> list[Path]:
             + [out / "dash-broadcasts-confirm-ja.png", out / "dash-broadcasts-phone-ja.png"])
 
 
+async def sign_in(page: Any, login_url: str, email: str, password: str, then_see: str) -> None:
+    """The dashboard's sign-in form filled and sent, then wait for `then_see` on the page it leads to."""
+    await page.goto(login_url)
+    await page.fill('input[name="email"]', email)
+    await page.fill('input[name="password"]', password)
+    await page.click("#signin")
+    await page.wait_for_selector(then_see, timeout=WAIT_MS)
+
+
 async def _signed_in(browser: Any, bot_url: str, lang: str, viewport: dict) -> Any:
     context = await browser.new_context(locale=LOCALES[lang], viewport=viewport)
     page = await context.new_page()
-    await page.goto(f"{bot_url}/admin/login?next=/admin/broadcasts")
-    await page.fill('input[name="email"]', EMAIL)
-    await page.fill('input[name="password"]', PASSWORD)
-    await page.click("#signin")
-    await page.wait_for_selector("#bc-compose", timeout=WAIT_MS)
+    await sign_in(page, f"{bot_url}/admin/login?next=/admin/broadcasts", EMAIL, PASSWORD, "#bc-compose")
     return page
 
 

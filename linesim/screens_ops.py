@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from linesim.platform import new_user_id
+from linesim.screens_broadcasts import sign_in
 
 PAGES = {"overview": "/admin/?days=30", "referrals": "/admin/referrals", "rewards": "/admin/rewards",
          "rules": "/admin/rewards/rules"}
@@ -126,11 +127,7 @@ async def take(phones: Any, browser: Any, out: Path, languages: tuple[str, ...],
             context = await browser.new_context(viewport=viewport, locale="ja-JP" if lang == "ja" else "en-US",
                                                 device_scale_factor=1, is_mobile=bool(suffix), has_touch=bool(suffix))
             page = await context.new_page()
-            await page.goto(f"{stack.bot_url}/admin/login")
-            await page.fill('input[name="email"]', email)
-            await page.fill('input[name="password"]', password)
-            await page.click("#signin")
-            await page.wait_for_selector("#signout", timeout=WAIT_MS)
+            await sign_in(page, f"{stack.bot_url}/admin/login", email, password, "#signout")
             shots = {"overview": PAGES["overview"]} if suffix else {**PAGES, "referral": f"/admin/referrals/{friend}"}
             for name, path in shots.items():
                 await page.goto(f"{stack.bot_url}{path}")
